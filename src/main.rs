@@ -1,0 +1,42 @@
+//! The `ripcord` binary: parse the command line, set up logging, run, map the outcome to an
+//! exit code. Everything else lives in the library.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use ripcord::cli::{self, Cli, Exit};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return Exit::Failed.into();
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(exit) => exit.into(),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            cli::exit::classify(&err).into()
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the `-v` level.
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("ripcord={level},warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,1 @@
+//! Prometheus queries for guards and impact, and the daemon's own metrics registry.

@@ -1,0 +1,1 @@
+//! Outbound notifications: Slack-compatible and generic JSON webhooks.

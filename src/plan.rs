@@ -1,0 +1,1 @@
+//! Planning: turning a valid playbook and its parameters into concrete, fully resolved steps.
