@@ -15,6 +15,7 @@
 pub mod actions;
 pub mod cleanup;
 pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod journal;

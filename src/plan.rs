@@ -1,1 +1,548 @@
 //! Planning: turning a valid playbook and its parameters into concrete, fully resolved steps.
+//!
+//! [`plan`] parses the raw `-p key=value` parameters by their declared types, fills in
+//! defaults, substitutes every `$(params.NAME)` / `$(run.id)` reference (in step arguments,
+//! the lock key, guard and snapshot queries, step contexts) and deserializes each step's
+//! arguments into the typed [`Action`]. It never talks to a cluster. The [`Plan`] is what the
+//! engine executes and what the journal stores (so `--resume` reloads it).
+
+pub use crate::playbook::Duration;
+pub use crate::playbook::catalog::Action;
+pub use crate::playbook::model::{
+    ChannelType, CompareOp, Guards, NamedQuery, NotifyChannel, OnFailure, PreCheck, PromCondition,
+    Retries, SnapshotSpec, StopCondition,
+};
+
+use crate::playbook::model::{ParamSpec, ParamType};
+use crate::playbook::template::{self, RenderError, Resolver};
+use crate::playbook::{ValidPlaybook, suggest};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// A fully resolved run: what the engine executes, step by step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// The run's id.
+    pub run_id: String,
+    /// The playbook's `metadata.name`.
+    pub playbook: String,
+    /// Every declared parameter with its typed value (`null`: optional and not given).
+    pub params: BTreeMap<String, Value>,
+    /// The resolved lock key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
+    /// Notification channels (inline URLs are never serialized; see [`NotifyChannel`]).
+    #[serde(default)]
+    pub notify: Vec<NotifyChannel>,
+    /// What to capture before the first mutation (queries resolved).
+    pub snapshot: SnapshotSpec,
+    /// Pre-checks and stop conditions (queries resolved).
+    pub guards: Guards,
+    /// The steps, in order.
+    pub steps: Vec<PlannedStep>,
+}
+
+/// One resolved step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedStep {
+    /// The step's name (unique in the plan).
+    pub name: String,
+    /// The action with its typed, resolved arguments. Flattened: a step serializes as
+    /// `{"name": …, "action": "deployment.rollback", "with": {…}, "timeout": …}`, like the
+    /// playbook step it came from.
+    #[serde(flatten)]
+    pub action: Action,
+    /// Upper bound for the whole step.
+    pub timeout: Duration,
+    /// Retry policy.
+    pub retries: Retries,
+    /// What happens when the step finally fails.
+    pub on_failure: OnFailure,
+    /// The kubeconfig context for this step (none: the run's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+/// Why a playbook could not be planned with the given parameters.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    /// A `-p` key that the playbook does not declare.
+    #[error("unknown parameter `{name}`{}", suggestion_suffix(.suggestion, .declared))]
+    UnknownParam {
+        /// The key given.
+        name: String,
+        /// The closest declared name.
+        suggestion: Option<String>,
+        /// Every declared name.
+        declared: Vec<String>,
+    },
+    /// A required parameter without value.
+    #[error("missing required parameter `{name}`{}: pass -p {name}=VALUE", describe(.description))]
+    MissingParam {
+        /// The parameter.
+        name: String,
+        /// Its description.
+        description: Option<String>,
+    },
+    /// A value that does not parse as the parameter's type.
+    #[error("parameter `{name}` ({param_type}): {reason}")]
+    InvalidParam {
+        /// The parameter.
+        name: String,
+        /// Its declared type.
+        param_type: &'static str,
+        /// What is wrong (includes the value).
+        reason: String,
+    },
+    /// A templated string could not be rendered.
+    #[error("{location}: {source}")]
+    Template {
+        /// Where (`lock`, `steps[rollback].with.name`, `guards.preChecks[0].query`).
+        location: String,
+        /// What is wrong.
+        source: RenderError,
+    },
+    /// After substitution, a step's arguments do not fit its action.
+    #[error("step `{step}` ({action}): {}{reason}", field_prefix(.field))]
+    StepArgs {
+        /// The step.
+        step: String,
+        /// The action.
+        action: String,
+        /// The offending argument, when known.
+        field: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Several of the above.
+    #[error("{}", join_errors(.errors))]
+    Several {
+        /// Every problem, in playbook order.
+        errors: Vec<PlanError>,
+    },
+}
+
+impl PlanError {
+    /// A stable category.
+    pub fn category(&self) -> &'static str {
+        match self {
+            PlanError::UnknownParam { .. } => "unknown-param",
+            PlanError::MissingParam { .. } => "missing-param",
+            PlanError::InvalidParam { .. } => "invalid-param",
+            PlanError::Template { .. } => "template",
+            PlanError::StepArgs { .. } => "step-args",
+            PlanError::Several { .. } => "several",
+        }
+    }
+
+    /// The individual problems (one for every variant except `Several`).
+    pub fn problems(&self) -> Vec<&PlanError> {
+        match self {
+            PlanError::Several { errors } => errors.iter().collect(),
+            other => vec![other],
+        }
+    }
+
+    fn from_many(mut errors: Vec<PlanError>) -> Option<PlanError> {
+        match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(PlanError::Several { errors }),
+        }
+    }
+}
+
+fn suggestion_suffix(suggestion: &Option<String>, declared: &[String]) -> String {
+    match suggestion {
+        Some(s) => format!(" (did you mean `{s}`?)"),
+        None if declared.is_empty() => " (the playbook declares no parameters)".to_string(),
+        None => format!(" (declared: {})", declared.join(", ")),
+    }
+}
+
+fn describe(description: &Option<String>) -> String {
+    description
+        .as_deref()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default()
+}
+
+fn field_prefix(field: &Option<String>) -> String {
+    field
+        .as_deref()
+        .map(|f| format!("argument `{f}`: "))
+        .unwrap_or_default()
+}
+
+fn join_errors(errors: &[PlanError]) -> String {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    lines.join("\n")
+}
+
+/// Parses one raw parameter value by its declared type into its typed JSON value.
+pub fn parse_param(name: &str, spec: &ParamSpec, raw: &str) -> Result<Value, PlanError> {
+    let invalid = |reason: String| PlanError::InvalidParam {
+        name: name.to_string(),
+        param_type: spec.param_type.as_str(),
+        reason,
+    };
+    match spec.param_type {
+        ParamType::String => Ok(Value::String(raw.to_string())),
+        ParamType::Integer => raw
+            .trim()
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| invalid(format!("`{raw}` is not an integer"))),
+        ParamType::Boolean => match raw.trim() {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(invalid(format!("`{raw}` is not `true` or `false`"))),
+        },
+        ParamType::Duration => Duration::parse(raw)
+            .map(|d| Value::String(d.to_string()))
+            .map_err(|e| invalid(e.to_string())),
+        ParamType::Enum => {
+            if spec.values.iter().any(|v| v == raw) {
+                Ok(Value::String(raw.to_string()))
+            } else {
+                let hint = suggest::hint(raw, spec.values.iter().map(String::as_str));
+                Err(invalid(format!("`{raw}` is not an allowed value ({hint})")))
+            }
+        }
+    }
+}
+
+/// Checks a declared default against the parameter's type and returns its typed value.
+pub fn typed_default(name: &str, spec: &ParamSpec, default: &Value) -> Result<Value, PlanError> {
+    let raw = match default {
+        Value::String(s) => s.clone(),
+        Value::Number(_) | Value::Bool(_) => default.to_string(),
+        Value::Null => return Ok(Value::Null),
+        other => {
+            return Err(PlanError::InvalidParam {
+                name: name.to_string(),
+                param_type: spec.param_type.as_str(),
+                reason: format!("default `{other}` is not a scalar"),
+            });
+        }
+    };
+    parse_param(name, spec, &raw)
+}
+
+/// Resolves the parameters: parses given values, applies defaults, reports unknown keys and
+/// missing required parameters (all of them).
+pub fn resolve_params(
+    declared: &BTreeMap<String, ParamSpec>,
+    given: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Value>, PlanError> {
+    let mut errors = Vec::new();
+    let names: Vec<String> = declared.keys().cloned().collect();
+    for key in given.keys() {
+        if !declared.contains_key(key) {
+            errors.push(PlanError::UnknownParam {
+                name: key.clone(),
+                suggestion: suggest::did_you_mean(key, names.iter().map(String::as_str))
+                    .map(str::to_string),
+                declared: names.clone(),
+            });
+        }
+    }
+    let mut values = BTreeMap::new();
+    for (name, spec) in declared {
+        let value = match (given.get(name), &spec.default) {
+            (Some(raw), _) => parse_param(name, spec, raw),
+            (None, Some(default)) => typed_default(name, spec, default),
+            (None, None) if spec.required => Err(PlanError::MissingParam {
+                name: name.clone(),
+                description: spec.description.clone(),
+            }),
+            (None, None) => Ok(Value::Null),
+        };
+        match value {
+            Ok(value) => {
+                values.insert(name.clone(), value);
+            }
+            Err(err) => errors.push(err),
+        }
+    }
+    match PlanError::from_many(errors) {
+        Some(err) => Err(err),
+        None => Ok(values),
+    }
+}
+
+struct Values<'a> {
+    params: &'a BTreeMap<String, Value>,
+    run_id: &'a str,
+}
+
+impl Resolver for Values<'_> {
+    fn param(&self, name: &str) -> Option<Value> {
+        self.params.get(name).cloned()
+    }
+
+    fn run_id(&self) -> &str {
+        self.run_id
+    }
+}
+
+/// Builds the plan for a valid playbook, raw `-p key=value` parameters and a run id.
+pub fn plan(
+    playbook: &ValidPlaybook,
+    params: &BTreeMap<String, String>,
+    run_id: &str,
+) -> Result<Plan, PlanError> {
+    let spec = &playbook.playbook().spec;
+    let values = resolve_params(&spec.params, params)?;
+    let resolver = Values {
+        params: &values,
+        run_id,
+    };
+    let mut errors = Vec::new();
+    let mut text = |location: String, input: &str| match template::render_text(input, &resolver) {
+        Ok(out) => out,
+        Err(source) => {
+            errors.push(PlanError::Template { location, source });
+            input.to_string()
+        }
+    };
+
+    let lock = spec.lock.as_deref().map(|l| text("lock".to_string(), l));
+    let mut snapshot = spec.snapshot.clone();
+    for (i, ns) in snapshot.namespaces.iter_mut().enumerate() {
+        *ns = text(format!("snapshot.namespaces[{i}]"), ns);
+    }
+    for (i, q) in snapshot.prometheus.iter_mut().enumerate() {
+        q.query = text(format!("snapshot.prometheus[{i}].query"), &q.query);
+    }
+    let mut guards = spec.guards.clone();
+    for (i, check) in guards.pre_checks.iter_mut().enumerate() {
+        let location = format!("guards.preChecks[{i}].prometheus.query");
+        check.prometheus.query = text(location, &check.prometheus.query);
+    }
+    for (i, stop) in guards.stop_conditions.iter_mut().enumerate() {
+        let location = format!("guards.stopConditions[{i}].prometheus.query");
+        stop.prometheus.query = text(location, &stop.prometheus.query);
+    }
+    let mut contexts = Vec::new();
+    for step in &spec.steps {
+        let location = format!("steps[{}].context", step.name);
+        contexts.push(step.context.as_deref().map(|c| text(location, c)));
+    }
+
+    let mut steps = Vec::new();
+    for (step, context) in spec.steps.iter().zip(contexts) {
+        let with = Value::Object(step.with.clone().into_iter().collect());
+        let with = match template::render_value(&with, &resolver) {
+            Ok(with) => with,
+            Err((path, source)) => {
+                errors.push(PlanError::Template {
+                    location: format!("steps[{}].with.{path}", step.name),
+                    source,
+                });
+                continue;
+            }
+        };
+        match build_action(&step.action, with) {
+            Ok(action) => steps.push(PlannedStep {
+                name: step.name.clone(),
+                action,
+                timeout: step.timeout,
+                retries: step.retries.clone(),
+                on_failure: step.on_failure,
+                context,
+            }),
+            Err(problem) => errors.push(PlanError::StepArgs {
+                step: step.name.clone(),
+                action: step.action.clone(),
+                field: problem.field,
+                reason: problem.reason,
+            }),
+        }
+    }
+    if let Some(err) = PlanError::from_many(errors) {
+        return Err(err);
+    }
+    tracing::debug!(run = %run_id, playbook = %playbook.name(), steps = steps.len(), "planned");
+    Ok(Plan {
+        run_id: run_id.to_string(),
+        playbook: playbook.name().to_string(),
+        params: values,
+        lock,
+        notify: spec.notify.channels.clone(),
+        snapshot,
+        guards,
+        steps,
+    })
+}
+
+/// A problem with a step's arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgsProblem {
+    /// The argument (dotted path), when known.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Deserializes resolved arguments into the typed action and checks the constraints serde
+/// cannot express. Nulls (absent optional parameters) are dropped from maps first, so an
+/// optional argument fed by an absent parameter is simply left out.
+pub fn build_action(action: &str, with: Value) -> Result<Action, ArgsProblem> {
+    if !Action::is_known(action) {
+        return Err(ArgsProblem {
+            field: None,
+            reason: format!(
+                "unknown action ({})",
+                suggest::hint(action, Action::all_names().iter().copied())
+            ),
+        });
+    }
+    let with = drop_nulls(with);
+    let document = serde_json::json!({ "action": action, "with": with });
+    let typed: Action = serde_json::from_value(document).map_err(|err| {
+        let reason = err.to_string();
+        let field = quoted_field(&reason);
+        ArgsProblem { field, reason }
+    })?;
+    if let Some(problem) = typed.check().into_iter().next() {
+        let (field, reason) = match problem.split_once(": ") {
+            Some((field, reason)) => (Some(field.to_string()), reason.to_string()),
+            None => (None, problem),
+        };
+        return Err(ArgsProblem { field, reason });
+    }
+    Ok(typed)
+}
+
+fn drop_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, drop_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(drop_nulls).collect()),
+        other => other,
+    }
+}
+
+/// The field named in a serde message such as "missing field `name`".
+fn quoted_field(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("missing field `")
+        .or_else(|| message.strip_prefix("unknown field `"))?;
+    rest.split('`').next().map(str::to_string)
+}
+
+// === impl Plan ===
+
+impl Plan {
+    /// True when some step writes.
+    pub fn has_mutations(&self) -> bool {
+        self.steps.iter().any(|s| s.action.is_mutating())
+    }
+
+    /// The plan for people: parameters, lock, guards, then each step with its resolved
+    /// arguments.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Plan for playbook `{}` (run {})",
+            self.playbook, self.run_id
+        );
+        if !self.params.is_empty() {
+            let _ = writeln!(out, "Parameters:");
+            for (name, value) in &self.params {
+                let shown = match value {
+                    Value::Null => "(not set)".to_string(),
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let _ = writeln!(out, "  {name} = {shown}");
+            }
+        }
+        if let Some(lock) = &self.lock {
+            let _ = writeln!(out, "Lock: {lock}");
+        }
+        if !self.notify.is_empty() {
+            let names: Vec<&str> = self.notify.iter().map(|c| c.name.as_str()).collect();
+            let _ = writeln!(out, "Notify: {}", names.join(", "));
+        }
+        let _ = writeln!(
+            out,
+            "Snapshot: {}",
+            if self.snapshot.enabled {
+                "before the first mutation"
+            } else {
+                "disabled"
+            }
+        );
+        for check in &self.guards.pre_checks {
+            let c = &check.prometheus;
+            let _ = writeln!(
+                out,
+                "Pre-check `{}`: {} {} {}",
+                check.name,
+                c.query,
+                c.op.symbol(),
+                c.threshold
+            );
+        }
+        for stop in &self.guards.stop_conditions {
+            let c = &stop.prometheus;
+            let _ = writeln!(
+                out,
+                "Stop when `{}`: {} {} {} (every {})",
+                stop.name,
+                c.query,
+                c.op.symbol(),
+                c.threshold,
+                stop.interval
+            );
+        }
+        let _ = writeln!(out, "Steps:");
+        for (i, step) in self.steps.iter().enumerate() {
+            let mode = if step.action.is_mutating() {
+                "mutating"
+            } else {
+                "read-only"
+            };
+            let _ = writeln!(
+                out,
+                "  {}. {} [{}] ({mode}; timeout {}, {} attempt{}, on failure {}{})",
+                i + 1,
+                step.name,
+                step.action.name(),
+                step.timeout,
+                step.retries.attempts,
+                if step.retries.attempts == 1 { "" } else { "s" },
+                step.on_failure.as_str(),
+                step.context
+                    .as_deref()
+                    .map(|c| format!(", context {c}"))
+                    .unwrap_or_default()
+            );
+            let args = serde_json::to_value(&step.action)
+                .ok()
+                .and_then(|v| v.get("with").cloned())
+                .unwrap_or(Value::Null);
+            if let Value::Object(map) = args {
+                for (key, value) in map {
+                    let shown = match value {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    let _ = writeln!(out, "       {key}: {shown}");
+                }
+            }
+        }
+        out
+    }
+}

@@ -26,13 +26,42 @@
 //!
 //! Actions never write the journal and never schedule anything; they build no retries of their
 //! own beyond waiting in `verify`. Retries, timeouts and `onFailure` belong to the engine.
+//!
+//! Actions that mutate nothing (`wait`, `gate.prometheus`, `notify`,
+//! `deployment.waitRolledOut`) do their work in `verify`: their `diff` is always empty and
+//! [`Action::verify_when_satisfied`] returns true, so the engine calls `verify` (with no
+//! applied mutations) even though the step is already satisfied.
+//!
+//! [`build`] turns a catalog entry into its implementation.
 
+pub mod deployment_pause;
+pub mod deployment_restart;
+pub mod deployment_rollback;
+pub mod deployment_scale;
+pub mod deployment_wait_rolled_out;
+pub mod gate_prometheus;
+pub mod http_request;
+pub mod node_cordon;
+pub mod node_drain;
+pub mod notify;
+pub mod object_patch;
+pub mod text_diff;
+pub mod traffic_set_weights;
+pub mod wait;
+pub mod zone_failback;
+pub mod zone_failout;
+
+use crate::k8s::K8sError;
+use crate::metrics::prometheus::PromError;
+use crate::notify::Notifier;
+use crate::playbook::catalog;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The field manager ripcord names on every write.
-pub const FIELD_MANAGER: &str = "ripcord";
+pub const FIELD_MANAGER: &str = crate::k8s::FIELD_MANAGER;
 
 /// Everything an action may use while it runs. Built by the engine per step.
 #[derive(Clone)]
@@ -53,6 +82,20 @@ pub struct ActionContext {
     pub call_timeout: Duration,
     /// Upper bound for `verify` waits (the step's timeout).
     pub verify_timeout: Duration,
+    /// The playbook's name (for notifications).
+    pub playbook: String,
+    /// The run's notification channels (used by the `notify` action); `None`: no channels.
+    pub notifier: Option<Arc<Notifier>>,
+}
+
+impl ActionContext {
+    /// The namespace to use: the argument's, else the context's default.
+    pub fn namespace(&self, from_args: Option<&str>) -> String {
+        from_args
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or(&self.default_namespace)
+            .to_string()
+    }
 }
 
 /// A reference to one Kubernetes object.
@@ -217,6 +260,78 @@ pub enum ActionError {
         /// The observed value versus the threshold.
         reason: String,
     },
+    /// A single API call did not finish within the call timeout (retryable).
+    #[error("{operation} {object} timed out after {after:?}")]
+    CallTimeout {
+        /// What was being done.
+        operation: &'static str,
+        /// The object.
+        object: String,
+        /// The bound.
+        after: Duration,
+    },
+    /// The arguments or the cluster's data cannot be used as asked (unknown revision, no
+    /// history, a kind the cluster does not serve, a malformed patch…).
+    #[error("{object}: {reason}")]
+    Invalid {
+        /// The object or argument.
+        object: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A Prometheus query failed (unreachable, bad PromQL, empty result).
+    #[error("Prometheus query failed")]
+    Prometheus {
+        /// The query error.
+        #[source]
+        source: PromError,
+    },
+}
+
+impl From<K8sError> for ActionError {
+    fn from(err: K8sError) -> Self {
+        match err {
+            K8sError::Api {
+                operation,
+                object,
+                source,
+            } => ActionError::Api {
+                operation,
+                object,
+                source,
+            },
+            K8sError::NotFound { object } => ActionError::NotFound { object },
+            K8sError::Timeout {
+                operation,
+                object,
+                after,
+            } => ActionError::CallTimeout {
+                operation,
+                object,
+                after,
+            },
+            K8sError::Invalid { object, reason } => ActionError::Invalid { object, reason },
+            K8sError::UnknownKind {
+                api_version,
+                kind,
+                source,
+            } => ActionError::Api {
+                operation: "discover",
+                object: format!("{api_version} {kind}"),
+                source,
+            },
+            K8sError::Serde { object, source } => ActionError::Invalid {
+                object,
+                reason: format!("cannot convert to or from JSON: {source}"),
+            },
+        }
+    }
+}
+
+impl From<PromError> for ActionError {
+    fn from(source: PromError) -> Self {
+        ActionError::Prometheus { source }
+    }
 }
 
 impl ActionError {
@@ -230,20 +345,18 @@ impl ActionError {
             ActionError::VerifyFailed { .. } => "verify-failed",
             ActionError::Http { .. } => "http",
             ActionError::GateFailed { .. } => "gate-failed",
+            ActionError::CallTimeout { .. } => "call-timeout",
+            ActionError::Invalid { .. } => "invalid",
+            ActionError::Prometheus { source } => source.category(),
         }
     }
 
     /// True when the engine may retry the step (429, 5xx, 409 conflict, timeouts of a call).
     pub fn is_retryable(&self) -> bool {
         match self {
-            ActionError::Api { source, .. } => match source {
-                kube::Error::Api(status) => {
-                    status.code == 429 || status.code == 409 || status.code >= 500
-                }
-                kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-                _ => false,
-            },
-            ActionError::Http { .. } => true,
+            ActionError::Api { source, .. } => crate::k8s::is_retryable_kube(source),
+            ActionError::Http { .. } | ActionError::CallTimeout { .. } => true,
+            ActionError::Prometheus { source } => source.is_retryable(),
             _ => false,
         }
     }
@@ -254,6 +367,17 @@ impl ActionError {
 pub trait Action: Send + Sync {
     /// The catalog name (`deployment.rollback`).
     fn kind(&self) -> &'static str;
+
+    /// The objects this action touches or reads, for the snapshot taken before the first
+    /// mutation (empty for `wait`, gates, `notify`).
+    fn targets(&self, default_namespace: &str) -> Vec<ObjectRef>;
+
+    /// True when the action's work happens in `verify` (waits, gates, notifications): the
+    /// engine then calls `verify` even when `diff` is empty. False by default: an already
+    /// satisfied step needs no verification.
+    fn verify_when_satisfied(&self) -> bool {
+        false
+    }
 
     /// Observe the targets and compute the writes needed now. Must not write.
     fn diff<'a>(&'a self, ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>>;
@@ -273,4 +397,58 @@ pub trait Action: Send + Sync {
         ctx: &'a ActionContext,
         applied: &'a [Applied],
     ) -> BoxFuture<'a, Result<(), ActionError>>;
+}
+
+/// Builds the implementation of a catalog action. Actions without an implementation in this
+/// build (see the fallback arm) are refused.
+pub fn build(action: &catalog::Action) -> Result<Box<dyn Action>, ActionError> {
+    use catalog::Action as A;
+    Ok(match action {
+        A::DeploymentRollback(args) => {
+            Box::new(deployment_rollback::DeploymentRollback::new(args.clone())?)
+        }
+        A::DeploymentWaitRolledOut(args) => Box::new(
+            deployment_wait_rolled_out::DeploymentWaitRolledOut::new(args.clone()),
+        ),
+        A::DeploymentScale(args) => Box::new(deployment_scale::DeploymentScale::new(args.clone())?),
+        A::DeploymentPause(args) => {
+            Box::new(deployment_pause::DeploymentPause::pause(args.clone()))
+        }
+        A::DeploymentResume(args) => {
+            Box::new(deployment_pause::DeploymentPause::resume(args.clone()))
+        }
+        A::ObjectPatch(args) => Box::new(object_patch::ObjectPatch::new(args.clone())?),
+        A::Wait(args) => Box::new(wait::Wait::new(args.duration.0)),
+        A::GatePrometheus(condition) => {
+            Box::new(gate_prometheus::GatePrometheus::new(condition.clone()))
+        }
+        A::Notify(args) => Box::new(notify::Notify::new(args.message.clone())),
+        A::NodeCordon(args) => Box::new(node_cordon::NodeCordon::cordon(args.clone())?),
+        A::NodeUncordon(args) => Box::new(node_cordon::NodeCordon::uncordon(args.clone())?),
+        A::NodeDrain(args) => Box::new(node_drain::NodeDrain::new(args.clone())?),
+        A::ZoneFailout(args) => Box::new(zone_failout::ZoneFailout::new(args.clone())?),
+        A::ZoneFailback(args) => Box::new(zone_failback::ZoneFailback::new(args.clone())?),
+        A::TrafficSetWeights(args) => {
+            Box::new(traffic_set_weights::TrafficSetWeights::new(args.clone())?)
+        }
+        A::HttpRequest(args) => Box::new(http_request::HttpRequest::new(args.clone())?),
+        A::DeploymentRestart(args) => {
+            Box::new(deployment_restart::DeploymentRestart::new(args.clone())?)
+        }
+        other => {
+            return Err(ActionError::Refused {
+                reason: format!("action {} is not available in this build yet", other.name()),
+            });
+        }
+    })
+}
+
+/// The reference of a Deployment.
+pub(crate) fn deployment_ref(namespace: &str, name: &str) -> ObjectRef {
+    ObjectRef {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        namespace: Some(namespace.to_string()),
+        name: name.to_string(),
+    }
 }

@@ -3,7 +3,21 @@
 //! Each subcommand lives in its own file with an `Args` struct and an async `run` function;
 //! this file only wires them together. No remediation logic lives here.
 
+pub mod cleanup;
+pub mod daemon;
 pub mod exit;
+pub mod incident;
+pub mod mark_good;
+pub mod plan;
+pub mod report;
+pub mod rollback;
+pub mod run;
+pub mod runs;
+pub mod schema;
+pub mod sim;
+pub mod snapshot;
+pub mod validate;
+pub mod verify;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -79,13 +93,60 @@ impl GlobalArgs {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Run a playbook (a file or builtin:NAME), or resume an interrupted run.
+    Run(run::RunArgs),
+    /// List the runs in the state directory, or show one run's timeline.
+    Runs(runs::RunsArgs),
+    /// Roll a Deployment back (the built-in rollback playbook) with one command.
+    Rollback(rollback::RollbackArgs),
+    /// Print the runs.ripcord.dev CustomResourceDefinition (YAML).
+    Crd,
+    /// Mark a Deployment's revision known-good (for `rollback --known-good`).
+    MarkGood(mark_good::MarkGoodArgs),
+    /// Capture an evidence bundle (objects, events, logs, metrics; never Secrets).
+    Snapshot(snapshot::SnapshotArgs),
+    /// Check playbooks (files or builtin:NAME) and print every problem with its position.
+    Validate(validate::ValidateArgs),
+    /// Print the JSON Schema of the playbook format.
+    Schema(schema::SchemaArgs),
+    /// Resolve a playbook's parameters and print the steps it would run.
+    Plan(plan::PlanArgs),
+    /// Run a simulated cluster that kubectl and ripcord can talk to.
+    Sim(sim::SimArgs),
+    /// Run the daemon: HTTP API, Alertmanager webhook, status page, drills, leader election.
+    Daemon(daemon::DaemonArgs),
+    /// Revert what runs did and is still in effect (newest first, drift-checked).
+    Cleanup(cleanup::CleanupArgs),
+    /// Check that the cluster is clean: touched objects restored, no residue, converged.
+    Verify(verify::VerifyArgs),
+    /// Incident book-keeping: open, update, close, show, list.
+    Incident(incident::IncidentArgs),
+    /// The run or incident report (Markdown or self-contained HTML).
+    Report(report::ReportArgs),
+}
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let Cli { global, command } = cli;
     let _ = &global;
-    match command {}
+    match command {
+        Command::Run(args) => run::run(args, global).await,
+        Command::Runs(args) => runs::run(args, global).await,
+        Command::Rollback(args) => rollback::run(args, global).await,
+        Command::Crd => runs::print_crd(),
+        Command::MarkGood(args) => mark_good::run(args, global).await,
+        Command::Snapshot(args) => snapshot::run(args, global).await,
+        Command::Validate(args) => validate::run(args, global).await,
+        Command::Schema(args) => schema::run(args, global).await,
+        Command::Plan(args) => plan::run(args, global).await,
+        Command::Sim(args) => sim::run(args, global).await,
+        Command::Daemon(args) => daemon::run(args, global).await,
+        Command::Cleanup(args) => cleanup::run(args, global).await,
+        Command::Verify(args) => verify::run(args, global).await,
+        Command::Incident(args) => incident::run(args, global).await,
+        Command::Report(args) => report::run(args, global).await,
+    }
 }
 
 #[cfg(test)]

@@ -1,2 +1,706 @@
 //! The run engine: executes a plan step by step through the idempotency contract, with
 //! timeouts, retries, `onFailure`, guards, dry-run and resume.
+//!
+//! # How a run proceeds
+//!
+//! 1. The journal is created (`<state-dir>/runs/<run-id>/journal.jsonl`) and `RunStarted`
+//!    records the plan. Stop conditions start being evaluated concurrently at their interval.
+//! 2. Each step: build the action, `diff`. An empty diff of a mutating step that this run never
+//!    touched is *already satisfied* and nothing is written.
+//! 3. Before the **first mutation** of the run, and only then (a run that needs no change makes
+//!    no write request at all): take the per-target lock (a Lease), evaluate the pre-checks,
+//!    notify "about to …", capture the snapshot (the targets awaited, the rest concurrently),
+//!    and create the `Run` mirror in the cluster.
+//! 4. Per mutation: journal `MutationIntended` (write-ahead, fsync'd), apply (retrying
+//!    retryable API errors with backoff; a 409 conflict re-diffs), journal `MutationApplied`.
+//!    Then `verify` (bounded by the step timeout) and re-diff until the diff is empty.
+//! 5. `onFailure`: `abort` stops, `continue` goes on, `undo` reverts this run's applied
+//!    mutations (their `MergePatch` inverses, newest first) and stops.
+//! 6. A tripped stop condition or Ctrl-C/SIGTERM stops the run at the next safe point (between
+//!    mutations, or while verifying) and journals why; an interrupted run is resumable.
+//!
+//! Resume (`RunOptions::resume`) replays the journal: verified or already-satisfied steps are
+//! skipped; a step with a `MutationIntended` but no `MutationApplied` is re-diffed — the
+//! observed state (markers) tells whether the write happened — so a resumed run never applies a
+//! mutation twice.
+//!
+//! Test hook: the environment variable `RIPCORD_TEST_CRASH_AT` set to `after-intent` (after the
+//! write-ahead record, before the API call) or `after-apply` (after `MutationApplied`, before
+//! verify) makes the process exit with status 137 at that point, simulating a crash. It exists
+//! for the crash/resume tests only.
+
+mod gate;
+mod guards;
+mod mirror;
+mod resume;
+mod step;
+
+use crate::actions::{Inverse, Mutation};
+use crate::journal::{self, Journal, JournalError, Outcome, Record};
+use crate::notify::ChannelConfig;
+use crate::plan::Plan;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+pub use resume::load_plan;
+
+/// The environment variable of the crash test hook (see the module docs).
+pub const CRASH_HOOK_ENV: &str = "RIPCORD_TEST_CRASH_AT";
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The command line.
+    Cli,
+    /// The daemon's HTTP API.
+    Api,
+    /// An Alertmanager webhook.
+    Alertmanager,
+    /// A scheduled drill.
+    Schedule,
+}
+
+impl Trigger {
+    /// The journal spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Cli => "cli",
+            Trigger::Api => "api",
+            Trigger::Alertmanager => "alertmanager",
+            Trigger::Schedule => "schedule",
+        }
+    }
+}
+
+/// Why a run is being stopped at the next safe point.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopReason {
+    /// Ctrl-C / SIGTERM / an operator's request.
+    Interrupted {
+        /// What asked.
+        by: String,
+    },
+    /// A stop condition tripped.
+    Guard {
+        /// The guard's name.
+        guard: String,
+        /// Observed value versus threshold.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Interrupted { by } => write!(f, "interrupted by {by}"),
+            StopReason::Guard { guard, reason } => {
+                write!(f, "stop condition {guard} tripped: {reason}")
+            }
+        }
+    }
+}
+
+/// Asks a running run to stop at its next safe point. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StopHandle {
+    tx: Arc<watch::Sender<Option<StopReason>>>,
+}
+
+impl Default for StopHandle {
+    fn default() -> Self {
+        StopHandle::new()
+    }
+}
+
+// === impl StopHandle ===
+
+impl StopHandle {
+    /// A handle nobody has pulled yet.
+    pub fn new() -> StopHandle {
+        let (tx, _rx) = watch::channel(None);
+        StopHandle { tx: Arc::new(tx) }
+    }
+
+    /// Requests the stop (the first reason wins).
+    pub fn stop(&self, reason: StopReason) {
+        self.tx.send_if_modified(|current| {
+            if current.is_none() {
+                *current = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The reason, if a stop was requested.
+    pub fn reason(&self) -> Option<StopReason> {
+        self.tx.borrow().clone()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Option<StopReason>> {
+        self.tx.subscribe()
+    }
+}
+
+/// How to run a plan.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Compute and report each step's diff and inverse; write nothing (no journal either).
+    pub dry_run: bool,
+    /// Resume this run id from its journal (the plan must be [`load_plan`]'s).
+    pub resume: Option<String>,
+    /// What started the run.
+    pub trigger: Trigger,
+    /// Who started it.
+    pub who: String,
+    /// The incident id.
+    pub incident: Option<String>,
+    /// Where run directories go.
+    pub state_dir: PathBuf,
+    /// The Prometheus HTTP API base URL for guards and gates.
+    pub prometheus_url: Option<String>,
+    /// Notification channels from the configuration (the plan's own are added).
+    pub notify: Vec<ChannelConfig>,
+    /// The namespace used when an action names none and for the lock Lease and `Run`
+    /// mirror (default: the plan's `namespace` parameter, else `default`).
+    pub namespace: Option<String>,
+    /// Timeout of each single API call.
+    pub call_timeout: Duration,
+    /// Stop the run at a safe point on Ctrl-C / SIGTERM (the CLI sets this; the daemon uses
+    /// [`RunOptions::stop`]).
+    pub handle_signals: bool,
+    /// A handle the caller keeps to stop the run; `None`: the engine makes its own.
+    pub stop: Option<StopHandle>,
+}
+
+impl RunOptions {
+    /// Options for a CLI run by `who`, journaling under `state_dir`.
+    pub fn new(who: impl Into<String>, state_dir: impl Into<PathBuf>) -> RunOptions {
+        RunOptions {
+            dry_run: false,
+            resume: None,
+            trigger: Trigger::Cli,
+            who: who.into(),
+            incident: None,
+            state_dir: state_dir.into(),
+            prometheus_url: None,
+            notify: Vec::new(),
+            namespace: None,
+            call_timeout: Duration::from_secs(10),
+            handle_signals: false,
+            stop: None,
+        }
+    }
+}
+
+/// Progress, for progress bars and logs. Sent best-effort (dropped when the receiver lags).
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineEvent {
+    /// The run began (or resumed).
+    RunStarted {
+        /// The run id.
+        run_id: String,
+        /// The journal file (`None` in a dry run).
+        journal: Option<PathBuf>,
+        /// How many steps.
+        steps: usize,
+        /// True for `--resume`.
+        resumed: bool,
+    },
+    /// A step began.
+    StepStarted {
+        /// 0-based index.
+        index: usize,
+        /// Step count.
+        total: usize,
+        /// The step's name.
+        step: String,
+        /// The catalog action.
+        action: String,
+    },
+    /// A step's diff.
+    StepDiff {
+        /// The step's name.
+        step: String,
+        /// One line for people.
+        summary: String,
+        /// The mutations needed now.
+        mutations: Vec<MutationPreview>,
+    },
+    /// The run passed its first-mutation gate (lock, pre-checks, notification, snapshot).
+    Prepared {
+        /// What was done (`lock ripcord-lock-…`, `notified 2 channels`, …).
+        notes: Vec<String>,
+    },
+    /// A mutation was applied.
+    MutationApplied {
+        /// The step's name.
+        step: String,
+        /// One line for people.
+        description: String,
+    },
+    /// Waiting for a step's change to take effect.
+    Verifying {
+        /// The step's name.
+        step: String,
+        /// The bound.
+        timeout: Duration,
+    },
+    /// A step ended.
+    StepFinished {
+        /// The step's name.
+        step: String,
+        /// How.
+        result: StepResult,
+    },
+    /// Something a person should know that does not stop the run (a failed notification, a
+    /// failed mirror write, a guard that could not be evaluated).
+    Warning {
+        /// What happened.
+        message: String,
+    },
+    /// The run ended.
+    Finished {
+        /// How.
+        outcome: Outcome,
+        /// Why.
+        reason: Option<String>,
+    },
+}
+
+/// A mutation as shown by a dry run or a diff event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MutationPreview {
+    /// The mutation's id.
+    pub id: String,
+    /// The object (`deployment/shop/checkout`).
+    pub target: String,
+    /// One line for people.
+    pub description: String,
+    /// A readable diff.
+    pub diff: String,
+    /// How cleanup would revert it.
+    pub inverse: Inverse,
+}
+
+impl From<&Mutation> for MutationPreview {
+    fn from(m: &Mutation) -> Self {
+        MutationPreview {
+            id: m.id.clone(),
+            target: m.target.to_string(),
+            description: m.description.clone(),
+            diff: m.diff.clone(),
+            inverse: m.inverse.clone(),
+        }
+    }
+}
+
+/// How one step ended.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase", tag = "result")]
+pub enum StepResult {
+    /// Its change took effect.
+    Verified,
+    /// Nothing needed changing.
+    AlreadySatisfied,
+    /// Done by an earlier process of this run (resume).
+    DoneEarlier,
+    /// It failed.
+    Failed {
+        /// The error chain.
+        error: String,
+        /// The stable category.
+        category: String,
+    },
+    /// Dry run: what would be done.
+    WouldApply,
+    /// Not reached (the run stopped before).
+    NotRun,
+}
+
+/// The report of one step.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepReport {
+    /// The step's name.
+    pub name: String,
+    /// The catalog action.
+    pub action: String,
+    /// How it ended.
+    pub result: StepResult,
+    /// The diff summary of the step's last diff.
+    pub summary: String,
+    /// The mutations of the step's first non-empty diff (dry run: what would be applied).
+    pub mutations: Vec<MutationPreview>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunOutcome {
+    /// The run id.
+    pub run_id: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why, for people.
+    pub reason: Option<String>,
+    /// True for a dry run (nothing was written).
+    pub dry_run: bool,
+    /// Wall time of this process's part of the run.
+    #[serde(with = "duration_ms")]
+    pub duration: Duration,
+    /// The run directory (journal, snapshot).
+    pub dir: PathBuf,
+    /// The journal file (`None` for a dry run).
+    pub journal: Option<PathBuf>,
+    /// Mutations applied by this process.
+    pub mutations_applied: usize,
+    /// Per step.
+    pub steps: Vec<StepReport>,
+}
+
+mod duration_ms {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}
+
+/// Why the engine could not run a plan at all (step failures are outcomes, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The journal could not be written or read: without the write-ahead log nothing may be
+    /// mutated.
+    #[error("journal failure")]
+    Journal(#[from] JournalError),
+    /// `--resume` of a run whose journal holds no plan.
+    #[error("run {run_id} cannot be resumed: {reason}")]
+    NotResumable {
+        /// The run id.
+        run_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The plan given with `resume` is not the one of the journal.
+    #[error("the plan's run id {plan_run_id} does not match the resumed run {run_id}")]
+    PlanMismatch {
+        /// The resumed run.
+        run_id: String,
+        /// The plan's.
+        plan_run_id: String,
+    },
+}
+
+impl EngineError {
+    /// A stable category.
+    pub fn category(&self) -> &'static str {
+        match self {
+            EngineError::Journal(e) => e.category(),
+            EngineError::NotResumable { .. } => "not-resumable",
+            EngineError::PlanMismatch { .. } => "plan-mismatch",
+        }
+    }
+}
+
+/// Executes plans against one cluster.
+#[derive(Clone)]
+pub struct Engine {
+    client: kube::Client,
+    http: reqwest::Client,
+    lock_ttl: Duration,
+}
+
+// === impl Engine ===
+
+impl Engine {
+    /// An engine using `client` for the cluster and `http` for Prometheus and webhooks.
+    pub fn new(client: kube::Client, http: reqwest::Client) -> Engine {
+        Engine {
+            client,
+            http,
+            lock_ttl: Duration::from_secs(30),
+        }
+    }
+
+    /// How long a lock Lease lives without renewal (default 30 s).
+    pub fn with_lock_ttl(mut self, ttl: Duration) -> Engine {
+        self.lock_ttl = ttl;
+        self
+    }
+
+    /// Runs (or, with `opts.resume`, resumes) `plan`. Progress goes to `events`.
+    pub async fn run(
+        &self,
+        plan: Plan,
+        opts: RunOptions,
+        events: Option<mpsc::Sender<EngineEvent>>,
+    ) -> Result<RunOutcome, EngineError> {
+        let span = tracing::info_span!("run", run = %plan.run_id, playbook = %plan.playbook);
+        self.run_inner(plan, opts, events).instrument(span).await
+    }
+
+    async fn run_inner(
+        &self,
+        plan: Plan,
+        opts: RunOptions,
+        events: Option<mpsc::Sender<EngineEvent>>,
+    ) -> Result<RunOutcome, EngineError> {
+        let started = Instant::now();
+        let events = Events(events);
+        let namespace = opts
+            .namespace
+            .clone()
+            .or_else(|| {
+                plan.params
+                    .get("namespace")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "default".to_string());
+        let run_dir = journal::run_dir(&opts.state_dir, &plan.run_id);
+
+        if opts.dry_run {
+            return Ok(step::dry_run(self, &plan, &opts, &namespace, &events, started).await);
+        }
+
+        // The journal: new, or reopened for resume.
+        let (journal, prior) = match &opts.resume {
+            Some(run_id) => {
+                if *run_id != plan.run_id {
+                    return Err(EngineError::PlanMismatch {
+                        run_id: run_id.clone(),
+                        plan_run_id: plan.run_id.clone(),
+                    });
+                }
+                let (mut journal, entries, torn) = Journal::open(&opts.state_dir, run_id)?;
+                if let Some(torn) = torn {
+                    events.send(EngineEvent::Warning {
+                        message: format!("journal: {torn}"),
+                    });
+                }
+                let prior = resume::Prior::from_entries(&entries);
+                if let Some(outcome) = prior.finished
+                    && !outcome.is_resumable()
+                {
+                    return Err(EngineError::NotResumable {
+                        run_id: run_id.clone(),
+                        reason: format!("it already finished: {outcome}"),
+                    });
+                }
+                journal.append(Record::RunResumed {
+                    who: opts.who.clone(),
+                })?;
+                (journal, prior)
+            }
+            None => {
+                let mut journal = Journal::create(&opts.state_dir, &plan.run_id)?;
+                let plan_json = serde_json::to_value(&plan).unwrap_or(serde_json::Value::Null);
+                journal.append(Record::RunStarted {
+                    run_id: plan.run_id.clone(),
+                    playbook: plan.playbook.clone(),
+                    trigger: opts.trigger.as_str().to_string(),
+                    who: opts.who.clone(),
+                    incident: opts.incident.clone(),
+                    params: journal::redact_params(&plan.params),
+                    plan: plan_json,
+                })?;
+                (journal, resume::Prior::default())
+            }
+        };
+        let journal_path = journal.path().to_path_buf();
+        events.send(EngineEvent::RunStarted {
+            run_id: plan.run_id.clone(),
+            journal: Some(journal_path.clone()),
+            steps: plan.steps.len(),
+            resumed: opts.resume.is_some(),
+        });
+
+        let stop = opts.stop.clone().unwrap_or_default();
+        let signals = opts
+            .handle_signals
+            .then(|| spawn_signal_listener(stop.clone()));
+        let shared = SharedJournal(Arc::new(Mutex::new(journal)));
+
+        let mut state = step::RunState::new(
+            self,
+            &plan,
+            &opts,
+            namespace,
+            shared.clone(),
+            events.clone(),
+            stop.clone(),
+            prior,
+        );
+        let guards = guards::spawn_stop_conditions(
+            &plan,
+            &opts,
+            &self.http,
+            shared.clone(),
+            events.clone(),
+            stop.clone(),
+        );
+
+        let result = state.execute().await;
+
+        for guard in guards {
+            guard.abort();
+        }
+        if let Some(signals) = signals {
+            signals.abort();
+        }
+        let (outcome, reason) = match result {
+            Ok(v) => v,
+            Err(err) => {
+                // The journal failed: release what we hold, then give up.
+                state.shutdown().await;
+                return Err(err);
+            }
+        };
+        state.shutdown().await;
+        state
+            .notify_finished(outcome, reason.as_deref(), &journal_path)
+            .await;
+        let duration = started.elapsed();
+        let finished = shared.append(Record::RunFinished {
+            outcome,
+            duration_ms: duration.as_millis() as u64,
+            reason: reason.clone(),
+        });
+        state.mirror_finish(outcome, reason.clone()).await;
+        finished?;
+        events.send(EngineEvent::Finished {
+            outcome,
+            reason: reason.clone(),
+        });
+        tracing::info!(run = %plan.run_id, outcome = %outcome, "run finished");
+        Ok(RunOutcome {
+            run_id: plan.run_id.clone(),
+            outcome,
+            reason,
+            dry_run: false,
+            duration,
+            dir: run_dir,
+            journal: Some(journal_path),
+            mutations_applied: state.mutations_applied,
+            steps: state.reports,
+        })
+    }
+}
+
+/// The journal, shared by the step loop, the guard tasks and the mirror task.
+#[derive(Clone)]
+pub(crate) struct SharedJournal(Arc<Mutex<Journal>>);
+
+impl SharedJournal {
+    /// Appends (and fsyncs) one record.
+    pub(crate) fn append(&self, record: Record) -> Result<(), EngineError> {
+        let mut journal = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        journal.append(record)?;
+        Ok(())
+    }
+
+    /// The run directory.
+    pub(crate) fn dir(&self) -> PathBuf {
+        let journal = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        journal.dir().to_path_buf()
+    }
+}
+
+/// Best-effort progress events.
+#[derive(Clone)]
+pub(crate) struct Events(Option<mpsc::Sender<EngineEvent>>);
+
+impl Events {
+    pub(crate) fn send(&self, event: EngineEvent) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.try_send(event);
+        }
+    }
+}
+
+/// Exits the process with status 137 when the crash test hook names `point`.
+pub(crate) fn crash_point(point: &str) {
+    if std::env::var(CRASH_HOOK_ENV).is_ok_and(|v| v == point) {
+        tracing::warn!(point, "test crash hook: exiting with status 137");
+        std::process::exit(137);
+    }
+}
+
+fn spawn_signal_listener(stop: StopHandle) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = match signal(SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                    let _ = tokio::signal::ctrl_c().await;
+                    stop.stop(StopReason::Interrupted {
+                        by: "Ctrl-C".into(),
+                    });
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => stop.stop(StopReason::Interrupted { by: "Ctrl-C".into() }),
+                _ = term.recv() => stop.stop(StopReason::Interrupted { by: "SIGTERM".into() }),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.stop(StopReason::Interrupted {
+                by: "Ctrl-C".into(),
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_stop_reason_wins() {
+        let stop = StopHandle::new();
+        assert_eq!(stop.reason(), None);
+        stop.stop(StopReason::Guard {
+            guard: "errors".into(),
+            reason: "0.9 > 0.5".into(),
+        });
+        stop.stop(StopReason::Interrupted {
+            by: "Ctrl-C".into(),
+        });
+        assert!(
+            matches!(stop.reason(), Some(StopReason::Guard { guard, .. }) if guard == "errors")
+        );
+        assert!(
+            stop.reason()
+                .is_some_and(|r| r.to_string().contains("stop condition errors tripped"))
+        );
+    }
+
+    #[test]
+    fn outcomes_serialize_in_kebab_case() {
+        assert_eq!(
+            serde_json::to_string(&Outcome::Succeeded).unwrap(),
+            "\"succeeded\""
+        );
+        assert!(Outcome::Interrupted.is_resumable());
+        assert!(!Outcome::Succeeded.is_resumable());
+    }
+}

@@ -1,2 +1,685 @@
 //! The run journal: an append-only, fsync'd JSON-lines write-ahead log per run, run
-//! directories and summaries, and the `Run` custom resource mirror.
+//! directories and summaries.
+//!
+//! Layout: `<state-dir>/runs/<run-id>/journal.jsonl`, one [`Entry`] per line. Every
+//! [`Journal::append`] writes the whole line with one `write` call and `fsync`s the file before
+//! returning, so a record is durable before the engine makes the API call it announces.
+//!
+//! Reading back ([`read`]) tolerates a crash in the middle of an append: a torn last line is
+//! reported as a [`TornTail`] and ignored; a line that does not parse anywhere else is an
+//! error naming the line. [`Journal::open`] (used by `--resume`) cuts a torn tail off before
+//! appending again.
+//!
+//! The in-cluster mirror of a run lives in [`crate::k8s::runs`].
+
+pub mod record;
+
+pub use record::{DeliveryRecord, Entry, Outcome, Record, redact_params};
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The journal file's name inside a run directory.
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+
+/// Why a journal operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The run directory could not be created.
+    #[error("cannot create run directory {dir}")]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A run with this id already has a journal.
+    #[error("run {run_id} already exists at {path}")]
+    AlreadyExists {
+        /// The run id.
+        run_id: String,
+        /// The existing journal.
+        path: PathBuf,
+    },
+    /// No journal exists for this run.
+    #[error("no journal for run {run_id} at {path}")]
+    NotFound {
+        /// The run id.
+        run_id: String,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// The journal file could not be opened, read or written.
+    #[error("cannot {operation} journal {path}")]
+    Io {
+        /// `open`, `read`, `append`, `sync`, `truncate`.
+        operation: &'static str,
+        /// The journal file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record could not be serialized.
+    #[error("cannot serialize a {kind} record")]
+    Serialize {
+        /// The record kind.
+        kind: &'static str,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A line in the middle of the journal does not parse: the file is damaged.
+    #[error("{path}:{line}: corrupted journal record")]
+    Corrupted {
+        /// The journal file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The run id is not a valid run id (it is used as a directory name).
+    #[error("invalid run id {run_id:?}: expected r-YYYYMMDD-HHMMSS-xxxx")]
+    InvalidRunId {
+        /// The offending id.
+        run_id: String,
+    },
+}
+
+impl JournalError {
+    /// A stable category for metrics and records.
+    pub fn category(&self) -> &'static str {
+        match self {
+            JournalError::CreateDir { .. } | JournalError::Io { .. } => "journal-io",
+            JournalError::AlreadyExists { .. } => "journal-exists",
+            JournalError::NotFound { .. } => "journal-not-found",
+            JournalError::Serialize { .. } => "journal-serialize",
+            JournalError::Corrupted { .. } => "journal-corrupted",
+            JournalError::InvalidRunId { .. } => "invalid-run-id",
+        }
+    }
+}
+
+/// A partial last line found when reading a journal (the process died mid-append).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// 1-based line number of the torn line.
+    pub line: usize,
+    /// Byte offset where the torn line starts (the length of the valid part).
+    pub offset: u64,
+    /// How many bytes were ignored.
+    pub bytes: usize,
+}
+
+impl std::fmt::Display for TornTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "torn last line {} ({} bytes) ignored: the process stopped while writing it",
+            self.line, self.bytes
+        )
+    }
+}
+
+/// An open, append-only run journal.
+#[derive(Debug)]
+pub struct Journal {
+    run_id: String,
+    dir: PathBuf,
+    path: PathBuf,
+    file: File,
+    next_seq: u64,
+}
+
+// === impl Journal ===
+
+impl Journal {
+    /// Creates the run directory `<state_dir>/runs/<run_id>/` and a new, empty journal in it.
+    /// Fails when the run already has a journal.
+    pub fn create(state_dir: &Path, run_id: &str) -> Result<Journal, JournalError> {
+        validate_run_id(run_id)?;
+        let dir = run_dir(state_dir, run_id);
+        std::fs::create_dir_all(&dir).map_err(|source| JournalError::CreateDir {
+            dir: dir.clone(),
+            source,
+        })?;
+        let path = dir.join(JOURNAL_FILE);
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|source| {
+                if source.kind() == std::io::ErrorKind::AlreadyExists {
+                    JournalError::AlreadyExists {
+                        run_id: run_id.to_string(),
+                        path: path.clone(),
+                    }
+                } else {
+                    JournalError::Io {
+                        operation: "open",
+                        path: path.clone(),
+                        source,
+                    }
+                }
+            })?;
+        // Make the new directory entry durable too.
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(Journal {
+            run_id: run_id.to_string(),
+            dir,
+            path,
+            file,
+            next_seq: 1,
+        })
+    }
+
+    /// Opens an existing journal for appending (resume). Returns the journal, its records and
+    /// the torn tail that was cut off, if any.
+    pub fn open(
+        state_dir: &Path,
+        run_id: &str,
+    ) -> Result<(Journal, Vec<Entry>, Option<TornTail>), JournalError> {
+        validate_run_id(run_id)?;
+        let dir = run_dir(state_dir, run_id);
+        let path = dir.join(JOURNAL_FILE);
+        if !path.exists() {
+            return Err(JournalError::NotFound {
+                run_id: run_id.to_string(),
+                path,
+            });
+        }
+        let (entries, torn) = read(&path)?;
+        if let Some(torn) = &torn {
+            tracing::warn!(run = %run_id, line = torn.line, bytes = torn.bytes, "cutting off a torn journal tail");
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|source| JournalError::Io {
+                    operation: "open",
+                    path: path.clone(),
+                    source,
+                })?;
+            f.set_len(torn.offset)
+                .and_then(|()| f.sync_all())
+                .map_err(|source| JournalError::Io {
+                    operation: "truncate",
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|source| JournalError::Io {
+                operation: "open",
+                path: path.clone(),
+                source,
+            })?;
+        // A complete last record written without its newline: terminate it.
+        let text = std::fs::read(&path).map_err(|source| JournalError::Io {
+            operation: "read",
+            path: path.clone(),
+            source,
+        })?;
+        if !text.is_empty() && text.last() != Some(&b'\n') {
+            file.write_all(b"\n")
+                .and_then(|()| file.sync_data())
+                .map_err(|source| JournalError::Io {
+                    operation: "append",
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        let next_seq = entries.last().map(|e| e.seq + 1).unwrap_or(1);
+        Ok((
+            Journal {
+                run_id: run_id.to_string(),
+                dir,
+                path,
+                file,
+                next_seq,
+            },
+            entries,
+            torn,
+        ))
+    }
+
+    /// Appends one record and `fsync`s it before returning.
+    pub fn append(&mut self, record: Record) -> Result<Entry, JournalError> {
+        let entry = Entry {
+            seq: self.next_seq,
+            at: jiff::Timestamp::now(),
+            record,
+        };
+        let mut line = serde_json::to_vec(&entry).map_err(|source| JournalError::Serialize {
+            kind: entry.record.kind(),
+            source,
+        })?;
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .map_err(|source| JournalError::Io {
+                operation: "append",
+                path: self.path.clone(),
+                source,
+            })?;
+        self.file.sync_data().map_err(|source| JournalError::Io {
+            operation: "sync",
+            path: self.path.clone(),
+            source,
+        })?;
+        self.next_seq += 1;
+        Ok(entry)
+    }
+
+    /// The run id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The run directory (`<state-dir>/runs/<run-id>`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The directory of a run: `<state_dir>/runs/<run_id>`.
+pub fn run_dir(state_dir: &Path, run_id: &str) -> PathBuf {
+    state_dir.join("runs").join(run_id)
+}
+
+/// The journal file of a run.
+pub fn journal_path(state_dir: &Path, run_id: &str) -> PathBuf {
+    run_dir(state_dir, run_id).join(JOURNAL_FILE)
+}
+
+/// Reads a journal. A torn last line (no trailing newline, or unparsable as the final line) is
+/// returned as [`TornTail`] and ignored; an unparsable line elsewhere is
+/// [`JournalError::Corrupted`].
+pub fn read(path: &Path) -> Result<(Vec<Entry>, Option<TornTail>), JournalError> {
+    let bytes = std::fs::read(path).map_err(|source| JournalError::Io {
+        operation: "read",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &bytes)
+}
+
+/// Parses journal bytes (see [`read`]).
+fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Entry>, Option<TornTail>), JournalError> {
+    let mut entries = Vec::new();
+    let mut offset = 0usize;
+    let mut line_no = 0usize;
+    while offset < bytes.len() {
+        line_no += 1;
+        let rest = &bytes[offset..];
+        let (line, terminated) = match rest.iter().position(|b| *b == b'\n') {
+            Some(end) => (&rest[..end], true),
+            None => (rest, false),
+        };
+        let next = offset + line.len() + usize::from(terminated);
+        let is_last = next >= bytes.len();
+        if line.iter().all(u8::is_ascii_whitespace) {
+            offset = next;
+            continue;
+        }
+        match serde_json::from_slice::<Entry>(line) {
+            Ok(entry) => entries.push(entry),
+            Err(source) => {
+                if is_last {
+                    return Ok((
+                        entries,
+                        Some(TornTail {
+                            line: line_no,
+                            offset: offset as u64,
+                            bytes: bytes.len() - offset,
+                        }),
+                    ));
+                }
+                return Err(JournalError::Corrupted {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                    source,
+                });
+            }
+        }
+        offset = next;
+    }
+    Ok((entries, None))
+}
+
+/// What `ripcord runs list` shows for one run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// The run id.
+    pub run_id: String,
+    /// The playbook's name.
+    pub playbook: String,
+    /// Who started it.
+    pub who: String,
+    /// The incident id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+    /// When it started.
+    pub started_at: Option<jiff::Timestamp>,
+    /// When it last finished.
+    pub finished_at: Option<jiff::Timestamp>,
+    /// How it last finished (`None`: still running, or the process died).
+    pub outcome: Option<Outcome>,
+    /// Mutations applied.
+    pub mutations: usize,
+    /// The journal file.
+    pub journal: PathBuf,
+    /// A problem reading the journal (torn tail, corruption), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// Summarizes the records of one journal.
+pub fn summarize(run_id: &str, journal: &Path, entries: &[Entry]) -> RunSummary {
+    let mut summary = RunSummary {
+        run_id: run_id.to_string(),
+        playbook: String::new(),
+        who: String::new(),
+        incident: None,
+        started_at: None,
+        finished_at: None,
+        outcome: None,
+        mutations: 0,
+        journal: journal.to_path_buf(),
+        problem: None,
+    };
+    for entry in entries {
+        match &entry.record {
+            Record::RunStarted {
+                playbook,
+                who,
+                incident,
+                ..
+            } => {
+                summary.playbook = playbook.clone();
+                summary.who = who.clone();
+                summary.incident = incident.clone();
+                summary.started_at = Some(entry.at);
+            }
+            Record::RunResumed { .. } => {
+                summary.outcome = None;
+                summary.finished_at = None;
+            }
+            Record::MutationApplied { .. } => summary.mutations += 1,
+            Record::RunFinished { outcome, .. } => {
+                summary.outcome = Some(*outcome);
+                summary.finished_at = Some(entry.at);
+            }
+            _ => {}
+        }
+    }
+    summary
+}
+
+/// Lists every run under `<state_dir>/runs`, newest first. Unreadable journals are listed with
+/// their problem instead of failing the listing.
+pub fn list_runs(state_dir: &Path) -> Result<Vec<RunSummary>, JournalError> {
+    let runs = state_dir.join("runs");
+    let dir = match std::fs::read_dir(&runs) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(JournalError::Io {
+                operation: "read",
+                path: runs,
+                source,
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for item in dir.flatten() {
+        let Some(run_id) = item.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let path = item.path().join(JOURNAL_FILE);
+        if !path.is_file() {
+            continue;
+        }
+        match read(&path) {
+            Ok((entries, torn)) => {
+                let mut summary = summarize(&run_id, &path, &entries);
+                summary.problem = torn.map(|t| t.to_string());
+                out.push(summary);
+            }
+            Err(err) => {
+                let mut summary = summarize(&run_id, &path, &[]);
+                summary.problem = Some(format!("{err}"));
+                out.push(summary);
+            }
+        }
+    }
+    out.sort_by(|a, b| b.run_id.cmp(&a.run_id));
+    Ok(out)
+}
+
+/// A new run id: `r-YYYYMMDD-HHMMSS-xxxx` (UTC, random hexadecimal suffix).
+pub fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let now = jiff::Timestamp::now();
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(now.as_nanosecond() as u128);
+    hasher.write_u32(std::process::id());
+    let suffix = hasher.finish() & 0xffff;
+    format!("r-{}-{suffix:04x}", now.strftime("%Y%m%d-%H%M%S"))
+}
+
+/// Checks that a run id is safe to use as a directory and resource name.
+pub fn validate_run_id(run_id: &str) -> Result<(), JournalError> {
+    let ok = !run_id.is_empty()
+        && run_id.len() <= 63
+        && run_id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && run_id.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && run_id.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(JournalError::InvalidRunId {
+            run_id: run_id.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::{Applied, Inverse, Mutation, ObjectRef};
+
+    fn target() -> ObjectRef {
+        ObjectRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: Some("shop".into()),
+            name: "checkout".into(),
+        }
+    }
+
+    fn sample_records() -> Vec<Record> {
+        let mutation = Mutation {
+            id: "rollback/checkout".into(),
+            target: target(),
+            description: "roll back to revision 1".into(),
+            diff: "- image: v2\n+ image: v1".into(),
+            pre_image: serde_json::json!({"spec": {"template": {}}}),
+            resource_version: Some("41".into()),
+            request: serde_json::json!({"patch": {}}),
+            inverse: Inverse::NotReverted {
+                reason: "rolling forward would restore the bad release".into(),
+                roll_forward: None,
+            },
+        };
+        vec![
+            Record::RunStarted {
+                run_id: "r-20261125-113000-abcd".into(),
+                playbook: "rollback".into(),
+                trigger: "cli".into(),
+                who: "alice".into(),
+                incident: Some("INC-1".into()),
+                params: redact_params(
+                    &[
+                        ("name".to_string(), serde_json::json!("checkout")),
+                        ("apiToken".to_string(), serde_json::json!("s3cret")),
+                    ]
+                    .into_iter()
+                    .collect(),
+                ),
+                plan: serde_json::json!({"steps": []}),
+            },
+            Record::MutationIntended {
+                step: "rollback".into(),
+                mutation: mutation.clone(),
+            },
+            Record::MutationApplied {
+                step: "rollback".into(),
+                mutation_id: mutation.id.clone(),
+                applied: Applied {
+                    id: mutation.id.clone(),
+                    target: target(),
+                    resource_version_after: Some("42".into()),
+                },
+                resource_version_before: Some("41".into()),
+                inverse: mutation.inverse.clone(),
+                recovered: false,
+            },
+            Record::StepVerified {
+                step: "rollback".into(),
+            },
+            Record::RunFinished {
+                outcome: Outcome::Succeeded,
+                duration_ms: 1234,
+                reason: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn records_round_trip_with_type_tag_and_fsync_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::create(dir.path(), "r-20261125-113000-abcd").unwrap();
+        for record in sample_records() {
+            journal.append(record).unwrap();
+        }
+        let text = std::fs::read_to_string(journal.path()).unwrap();
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .contains(r#""type":"RunStarted""#)
+        );
+        assert!(!text.contains("s3cret"), "secret param leaked: {text}");
+        let (entries, torn) = read(journal.path()).unwrap();
+        assert!(torn.is_none());
+        let records: Vec<Record> = entries.iter().map(|e| e.record.clone()).collect();
+        assert_eq!(records, sample_records());
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn create_refuses_an_existing_run() {
+        let dir = tempfile::tempdir().unwrap();
+        Journal::create(dir.path(), "r-20261125-113000-abcd").unwrap();
+        let err = Journal::create(dir.path(), "r-20261125-113000-abcd").unwrap_err();
+        assert_eq!(err.category(), "journal-exists");
+    }
+
+    #[test]
+    fn torn_last_line_is_reported_ignored_and_cut_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = "r-20261125-113000-abcd";
+        let mut journal = Journal::create(dir.path(), run).unwrap();
+        for record in sample_records().into_iter().take(3) {
+            journal.append(record).unwrap();
+        }
+        let path = journal.path().to_path_buf();
+        drop(journal);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"seq":4,"at":"2026-11-25T11:30:00Z","type":"StepVer"#)
+            .unwrap();
+        drop(f);
+
+        let (entries, torn) = read(&path).unwrap();
+        assert_eq!(entries.len(), 3);
+        let torn = torn.expect("torn tail detected");
+        assert_eq!(torn.line, 4);
+
+        let (mut journal, entries, torn) = Journal::open(dir.path(), run).unwrap();
+        assert_eq!(entries.len(), 3);
+        assert!(torn.is_some());
+        let entry = journal
+            .append(Record::StepVerified {
+                step: "rollback".into(),
+            })
+            .unwrap();
+        assert_eq!(entry.seq, 4);
+        let (entries, torn) = read(&path).unwrap();
+        assert_eq!(entries.len(), 4);
+        assert!(torn.is_none());
+    }
+
+    #[test]
+    fn corrupted_middle_line_is_an_error_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = "r-20261125-113000-abcd";
+        let mut journal = Journal::create(dir.path(), run).unwrap();
+        for record in sample_records() {
+            journal.append(record).unwrap();
+        }
+        let path = journal.path().to_path_buf();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[1] = "{not json";
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        match read(&path) {
+            Err(JournalError::Corrupted { line, .. }) => assert_eq!(line, 2),
+            other => panic!("expected Corrupted at line 2, got {other:?}"),
+        }
+        let err = read(&path).unwrap_err();
+        assert!(format!("{err}").contains(":2:"), "{err}");
+    }
+
+    #[test]
+    fn list_runs_summarizes_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        for run in ["r-20261125-100000-aaaa", "r-20261125-110000-bbbb"] {
+            let mut journal = Journal::create(dir.path(), run).unwrap();
+            for record in sample_records() {
+                journal.append(record).unwrap();
+            }
+        }
+        let runs = list_runs(dir.path()).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].run_id, "r-20261125-110000-bbbb");
+        assert_eq!(runs[0].outcome, Some(Outcome::Succeeded));
+        assert_eq!(runs[0].mutations, 1);
+        assert_eq!(runs[0].incident.as_deref(), Some("INC-1"));
+    }
+
+    #[test]
+    fn run_ids_have_the_documented_shape() {
+        let id = new_run_id();
+        assert!(validate_run_id(&id).is_ok(), "{id}");
+        assert_eq!(id.len(), "r-20261125-113000-abcd".len(), "{id}");
+        assert!(validate_run_id("../etc").is_err());
+        assert!(validate_run_id("R-UPPER").is_err());
+    }
+}

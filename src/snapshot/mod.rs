@@ -1,2 +1,164 @@
 //! Evidence bundles captured before the first mutation: objects, events, logs, node conditions
 //! and impact metrics, with secrets never captured.
+//!
+//! Two phases, both recorded in one `manifest.json`:
+//!
+//! - [`capture_targets`] — fast, on the mitigation's critical path: the target objects
+//!   themselves (and a Deployment's ReplicaSets, i.e. its revision history, which a rollback
+//!   renumbers).
+//! - [`capture_rest`] — broad, run concurrently with the mitigation: pods with status, PDBs,
+//!   HPAs (autoscaling/v2), Services, EndpointSlices, ConfigMaps (names and keys only), Secret
+//!   names, recent Events, pod logs (current and previous container, bounded tail), the
+//!   conditions of the nodes running the captured pods, and the configured Prometheus impact
+//!   queries. A kind the server does not serve, or any single failed read, is recorded in the
+//!   manifest's `failed` list; it never fails the capture.
+//!
+//! Layout under the bundle directory (pretty JSON):
+//!
+//! ```text
+//! manifest.json
+//! objects/<namespace|_cluster>/<kind>/<name>.json
+//! events/<namespace>.json
+//! logs/<namespace>/<pod>/<container>.log, <container>.previous.log
+//! metrics/<name>.json
+//! ```
+//!
+//! **Secrets are never captured**: Secret data is never even requested (a metadata-only list
+//! gives the names). ConfigMaps are recorded as names and keys, without values (they often
+//! carry credentials too). Objects lose `metadata.managedFields`.
+
+mod capture;
+
+pub use capture::{capture_rest, capture_targets};
+
+use crate::actions::ObjectRef;
+use crate::playbook::SnapshotSpec;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The manifest's file name inside a bundle.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// What to capture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotRequest {
+    /// The objects the run touches.
+    pub targets: Vec<ObjectRef>,
+    /// Namespaces to capture broadly (the targets' own plus the playbook's extra ones).
+    pub namespaces: Vec<String>,
+    /// The playbook's snapshot settings (log tail, previous logs, events, impact queries).
+    pub spec: SnapshotSpec,
+}
+
+/// One captured item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    /// The kind (`Deployment`, `Pod`, `Log`, `Events`, `Metric`, `SecretNames`…).
+    pub kind: String,
+    /// `namespace/name` (or `name` for cluster-scoped items).
+    pub name: String,
+    /// The file, relative to the bundle directory.
+    pub file: String,
+}
+
+/// One item that could not be captured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// What was being captured.
+    pub what: String,
+    /// Why it failed (the error chain on one line).
+    pub error: String,
+}
+
+/// What a bundle holds. Both phases merge into the same `manifest.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// Captured items.
+    pub captured: Vec<Entry>,
+    /// Items that failed.
+    pub failed: Vec<Failure>,
+}
+
+impl Manifest {
+    /// Adds another phase's items.
+    pub fn merge(&mut self, other: &Manifest) {
+        for entry in &other.captured {
+            if !self.captured.contains(entry) {
+                self.captured.push(entry.clone());
+            }
+        }
+        for failure in &other.failed {
+            if !self.failed.contains(failure) {
+                self.failed.push(failure.clone());
+            }
+        }
+    }
+}
+
+/// Why a capture could not be written. Read failures never surface here: they are manifest
+/// entries.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// A directory could not be created.
+    #[error("cannot create directory {path}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file could not be written.
+    #[error("cannot write {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The manifest could not be read back.
+    #[error("cannot read the snapshot manifest {path}")]
+    ReadManifest {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The manifest is not valid JSON.
+    #[error("the snapshot manifest {path} is malformed")]
+    ParseManifest {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl SnapshotError {
+    /// A stable category for journals and metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            SnapshotError::CreateDir { .. } | SnapshotError::Write { .. } => "snapshot-write",
+            SnapshotError::ReadManifest { .. } | SnapshotError::ParseManifest { .. } => {
+                "snapshot-manifest"
+            }
+        }
+    }
+}
+
+/// Reads a bundle's manifest.
+pub fn load_manifest(dir: &Path) -> Result<Manifest, SnapshotError> {
+    let path = dir.join(MANIFEST_FILE);
+    let text = std::fs::read(&path).map_err(|source| SnapshotError::ReadManifest {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&text).map_err(|source| SnapshotError::ParseManifest { path, source })
+}

@@ -1,0 +1,534 @@
+//! `deployment.restart`: restart a Deployment's pods in explicit batches, waiting for each
+//! batch's replacements to be Ready and warm before the next one.
+//!
+//! # Design
+//! `kubectl rollout restart` stamps the pod template and lets the Deployment controller pace the
+//! rollout by `maxSurge`/`maxUnavailable`; that cannot promise "batches of N, at most N
+//! unready", and a resumed run cannot tell which pods it already replaced. ripcord instead
+//! restarts pod by pod through the Eviction API (PodDisruptionBudgets are honoured; a 429 is
+//! retried with backoff within the step timeout) and lets the ReplicaSet recreate each pod from
+//! the unchanged template:
+//!
+//! 1. `restart/mark` — one merge patch on the Deployment's *metadata* (no rollout) records the
+//!    run (`ripcord.dev/restart: <run-id>/<step>`) and the names of the pods to restart
+//!    (`ripcord.dev/restart-pods: a,b,c`). This is the restart marker: it derives from the run
+//!    id, and because replacement pods get new names, a pod is restarted at most once — a
+//!    resumed run evicts only listed pods that still exist. Inverse: remove both annotations.
+//! 2. `batch-<k>/<pod>` — each diff evicts up to `batch − unready` listed pods (unready counts
+//!    the Deployment's pods that are not Ready plus missing replicas), so at most `batch` pods
+//!    are ever unready because of the restart. Inverse `None`.
+//! 3. `verify` waits (bounded) until the evicted pods are gone and every pod of the Deployment
+//!    is Ready again, then waits `warmup`, then calls `warmupRequest` on every new pod
+//!    (`http://<podIP>:<port><path>`, header `X-Ripcord-Pod: <ns>/<name>`), then evaluates the
+//!    `healthGate`; only then does the next diff start the next batch.
+//!
+//! The environment variable `RIPCORD_WARMUP_BASE_URL` (e.g. `http://127.0.0.1:8080`, for
+//! tests and for a port-forward from a laptop) replaces `http://<podIP>:<port>` in warm-up URLs.
+//! After a crash, pods of batches finished before it may be warmed a second time (warm-up
+//! endpoints must be idempotent).
+//!
+//! StatefulSets and DaemonSets are not restarted by this action (it reads a Deployment and
+//! fails with not-found otherwise): their controllers recreate pods in their own order (a
+//! StatefulSet pod keeps its name, so the name-based marker would not apply) — use
+//! `kubectl rollout restart` for them.
+
+use super::node_drain::{evict_with_retry, pod_ref};
+use super::zone_failback::check_health_gate;
+use super::{
+    Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef, deployment_ref,
+};
+use crate::k8s::deployments::Deployments;
+use crate::k8s::pods::{self, Pods};
+use crate::playbook::catalog;
+use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The Deployment annotation naming the run and step restarting it.
+pub const RESTART_ANNOTATION: &str = "ripcord.dev/restart";
+/// The Deployment annotation listing the pods the restart replaces.
+pub const RESTART_PODS_ANNOTATION: &str = "ripcord.dev/restart-pods";
+/// The environment variable overriding `http://<podIP>:<port>` in warm-up URLs.
+pub const WARMUP_BASE_URL_ENV: &str = "RIPCORD_WARMUP_BASE_URL";
+/// The header naming the pod a warm-up request is meant for.
+pub const WARMUP_POD_HEADER: &str = "X-Ripcord-Pod";
+
+/// Mutation id of the marker.
+const MARK_ID: &str = "restart/mark";
+/// Prefix of batch mutation ids.
+const BATCH_PREFIX: &str = "batch-";
+/// Poll interval of waits.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The `deployment.restart` action.
+#[derive(Debug)]
+pub struct DeploymentRestart {
+    args: catalog::DeploymentRestart,
+    warmed: Mutex<BTreeSet<String>>,
+}
+
+/// What the Deployment's pods look like now.
+struct Observed {
+    deployment: Deployment,
+    namespace: String,
+    replicas: i64,
+    /// Non-terminating pods of the Deployment.
+    pods: Vec<Pod>,
+}
+
+impl Observed {
+    fn unready(&self) -> i64 {
+        let not_ready = self.pods.iter().filter(|p| !pods::is_ready(p)).count() as i64;
+        let missing = (self.replicas - self.pods.len() as i64).max(0);
+        not_ready + missing
+    }
+
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.deployment
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .map(String::as_str)
+    }
+}
+
+/// The pod names listed in the restart annotation.
+fn listed(value: Option<&str>) -> BTreeSet<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `matchLabels` of a Deployment's selector as a label selector string.
+fn selector_of(deployment: &Deployment) -> Option<String> {
+    let labels = deployment.spec.as_ref()?.selector.match_labels.as_ref()?;
+    if labels.is_empty() {
+        return None;
+    }
+    Some(
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+// === impl DeploymentRestart ===
+
+impl DeploymentRestart {
+    /// Checks the arguments (a valid batch size).
+    pub fn new(args: catalog::DeploymentRestart) -> Result<DeploymentRestart, ActionError> {
+        args.batch
+            .validate()
+            .map_err(|reason| ActionError::Invalid {
+                object: format!("deployment/{}", args.name),
+                reason: format!("batch: {reason}"),
+            })?;
+        Ok(DeploymentRestart {
+            args,
+            warmed: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    fn marker(ctx: &ActionContext) -> String {
+        format!("{}/{}", ctx.run_id, ctx.step)
+    }
+
+    async fn observe(&self, ctx: &ActionContext) -> Result<Observed, ActionError> {
+        let namespace = ctx.namespace(self.args.namespace.as_deref());
+        let deployments = Deployments::new(ctx.client.clone(), &namespace, ctx.call_timeout);
+        let deployment = deployments.get(&self.args.name).await?;
+        let selector = selector_of(&deployment).ok_or_else(|| ActionError::Invalid {
+            object: deployments.describe(&self.args.name),
+            reason: "the Deployment's selector has no matchLabels; ripcord cannot find its pods"
+                .into(),
+        })?;
+        let replicas = i64::from(
+            deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(1),
+        );
+        let live = Pods::new(ctx.client.clone(), ctx.call_timeout)
+            .list(&namespace, &selector)
+            .await?;
+        let mut live: Vec<Pod> = live
+            .into_iter()
+            .filter(|p| !pods::is_terminating(p))
+            .collect();
+        live.sort_by(|a, b| pods::name(a).cmp(pods::name(b)));
+        Ok(Observed {
+            deployment,
+            namespace,
+            replicas,
+            pods: live,
+        })
+    }
+
+    fn batch_size(&self, observed: &Observed) -> i64 {
+        let total = u32::try_from(observed.replicas.max(0)).unwrap_or(u32::MAX);
+        i64::from(self.args.batch.resolve(total))
+    }
+
+    async fn compute(&self, ctx: &ActionContext) -> Result<Diff, ActionError> {
+        let marker = Self::marker(ctx);
+        let mut observed = self.observe(ctx).await?;
+        let object = format!("deployment/{}/{}", observed.namespace, self.args.name);
+
+        if observed.annotation(RESTART_ANNOTATION) != Some(marker.as_str()) {
+            if observed.pods.is_empty() {
+                return Ok(Diff {
+                    summary: format!("{object} has no pods to restart"),
+                    mutations: Vec::new(),
+                });
+            }
+            let names: Vec<&str> = observed.pods.iter().map(pods::name).collect();
+            let request = json!({ "metadata": { "annotations": {
+                RESTART_ANNOTATION: marker, RESTART_PODS_ANNOTATION: names.join(","),
+            }}});
+            let before = json!({ "metadata": { "annotations": {
+                RESTART_ANNOTATION: observed.annotation(RESTART_ANNOTATION),
+                RESTART_PODS_ANNOTATION: observed.annotation(RESTART_PODS_ANNOTATION),
+            }}});
+            let description = format!(
+                "restart {object}: {} pod(s) in batches of {}",
+                names.len(),
+                self.batch_size(&observed)
+            );
+            return Ok(Diff {
+                summary: description.clone(),
+                mutations: vec![Mutation {
+                    id: MARK_ID.into(),
+                    target: deployment_ref(&observed.namespace, &self.args.name),
+                    description: format!("record the pods {object}'s restart replaces"),
+                    diff: format!(
+                        "  metadata.annotations:\n+   {RESTART_ANNOTATION}: {marker}\n+   \
+                                   {RESTART_PODS_ANNOTATION}: {} pod names\n",
+                        names.len()
+                    ),
+                    pre_image: before.clone(),
+                    resource_version: observed.deployment.metadata.resource_version.clone(),
+                    request: request.clone(),
+                    inverse: Inverse::MergePatch {
+                        patch: before,
+                        expected: request,
+                    },
+                }],
+            });
+        }
+
+        let to_restart = listed(observed.annotation(RESTART_PODS_ANNOTATION));
+        let batch = self.batch_size(&observed);
+        let deadline = Instant::now() + ctx.verify_timeout;
+        loop {
+            let pending: Vec<&Pod> = observed
+                .pods
+                .iter()
+                .filter(|p| to_restart.contains(pods::name(p)))
+                .collect();
+            if pending.is_empty() {
+                return Ok(Diff {
+                    summary: format!("{object}: all {} listed pod(s) restarted", to_restart.len()),
+                    mutations: Vec::new(),
+                });
+            }
+            let unready = observed.unready();
+            let slots = batch - unready;
+            if slots > 0 {
+                let done = to_restart.len() - pending.len();
+                let number = done / usize::try_from(batch).unwrap_or(1).max(1) + 1;
+                let take = usize::try_from(slots).unwrap_or(0).min(pending.len());
+                let mutations: Vec<Mutation> = pending[..take]
+                    .iter()
+                    .map(|pod| self.batch_mutation(pod, number))
+                    .collect();
+                return Ok(Diff {
+                    summary: format!(
+                        "{object}: batch {number}: restart {} pod(s), {} of {} restarted so far, \
+                         {unready} unready now",
+                        mutations.len(),
+                        done,
+                        to_restart.len()
+                    ),
+                    mutations,
+                });
+            }
+            if Instant::now() + POLL > deadline {
+                return Err(ActionError::Timeout {
+                    what: format!(
+                        "{object} to have fewer than {batch} unready pods ({unready} unready) \
+                         before the next restart batch"
+                    ),
+                    after: ctx.verify_timeout,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+            observed = self.observe(ctx).await?;
+        }
+    }
+
+    fn batch_mutation(&self, pod: &Pod, number: usize) -> Mutation {
+        let (namespace, name) = (pods::namespace(pod), pods::name(pod));
+        Mutation {
+            id: format!("{BATCH_PREFIX}{number}/{name}"),
+            target: pod_ref(namespace, name),
+            description: format!("restart pod {namespace}/{name} (batch {number})"),
+            diff: format!("- pod {namespace}/{name} (replaced by the ReplicaSet)\n"),
+            pre_image: json!({ "metadata": { "name": name, "namespace": namespace,
+                "uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version },
+                "spec": { "nodeName": pods::node_name(pod) } }),
+            resource_version: pod.metadata.resource_version.clone(),
+            request: json!({ "namespace": namespace, "name": name }),
+            inverse: Inverse::None {
+                reason: "the ReplicaSet replaced the pod from the same template".into(),
+            },
+        }
+    }
+
+    async fn apply_one(
+        &self,
+        ctx: &ActionContext,
+        mutation: &Mutation,
+    ) -> Result<Applied, ActionError> {
+        if mutation.id.starts_with(BATCH_PREFIX) {
+            return evict_with_retry(ctx, mutation).await;
+        }
+        let namespace = mutation.target.namespace.clone().unwrap_or_default();
+        let deployments = Deployments::new(ctx.client.clone(), &namespace, ctx.call_timeout);
+        let written = deployments
+            .patch_merge(&mutation.target.name, &mutation.request)
+            .await?;
+        tracing::info!(run = %ctx.run_id, step = %ctx.step, target = %mutation.target,
+                       "restart marker written");
+        Ok(Applied {
+            id: mutation.id.clone(),
+            target: mutation.target.clone(),
+            resource_version_after: written.metadata.resource_version,
+        })
+    }
+
+    async fn settle(&self, ctx: &ActionContext, applied: &[Applied]) -> Result<(), ActionError> {
+        let evicted: BTreeSet<&str> = applied
+            .iter()
+            .filter(|a| a.id.starts_with(BATCH_PREFIX))
+            .map(|a| a.target.name.as_str())
+            .collect();
+        if evicted.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + ctx.verify_timeout;
+        let observed = loop {
+            let observed = self.observe(ctx).await?;
+            let left = observed
+                .pods
+                .iter()
+                .filter(|p| evicted.contains(pods::name(p)))
+                .count();
+            let unready = observed.unready();
+            if left == 0 && unready == 0 {
+                break observed;
+            }
+            if Instant::now() + POLL > deadline {
+                return Err(ActionError::Timeout {
+                    what: format!(
+                        "deployment/{}/{}'s restarted pods to be replaced and Ready ({left} \
+                         evicted pod(s) still there, {unready} unready)",
+                        observed.namespace, self.args.name
+                    ),
+                    after: ctx.verify_timeout,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        let to_restart = listed(observed.annotation(RESTART_PODS_ANNOTATION));
+        let fresh: Vec<&Pod> = {
+            let warmed = self.warmed.lock().map(|w| w.clone()).unwrap_or_default();
+            observed
+                .pods
+                .iter()
+                .filter(|p| !to_restart.contains(pods::name(p)) && !warmed.contains(pods::name(p)))
+                .collect()
+        };
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        if !self.args.warmup.0.is_zero() {
+            tracing::info!(run = %ctx.run_id, step = %ctx.step, pods = fresh.len(),
+                           warmup_ms = self.args.warmup.0.as_millis() as u64, "warming up");
+            tokio::time::sleep(self.args.warmup.0).await;
+        }
+        if let Some(request) = &self.args.warmup_request {
+            let calls = fresh.iter().map(|pod| warm_up(ctx, request, pod));
+            for result in futures::future::join_all(calls).await {
+                result?;
+            }
+        }
+        if let Ok(mut warmed) = self.warmed.lock() {
+            warmed.extend(fresh.iter().map(|p| pods::name(p).to_string()));
+        }
+        if let Some(gate) = &self.args.health_gate {
+            check_health_gate(
+                ctx,
+                gate,
+                &format!(
+                    "the restart of deployment/{}/{} holds before its next batch",
+                    observed.namespace, self.args.name
+                ),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The warm-up URL of a pod: `http://<podIP>:<port><path>`, or `<base><path>` when
+/// `RIPCORD_WARMUP_BASE_URL` is set.
+fn warmup_url(request: &catalog::WarmupRequest, pod: &Pod) -> Option<String> {
+    let path = if request.path.starts_with('/') {
+        request.path.clone()
+    } else {
+        format!("/{}", request.path)
+    };
+    if let Ok(base) = std::env::var(WARMUP_BASE_URL_ENV)
+        && !base.trim().is_empty()
+    {
+        return Some(format!("{}{path}", base.trim().trim_end_matches('/')));
+    }
+    let ip = pods::pod_ip(pod)?;
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    Some(format!("http://{host}:{}{path}", request.port))
+}
+
+async fn warm_up(
+    ctx: &ActionContext,
+    request: &catalog::WarmupRequest,
+    pod: &Pod,
+) -> Result<(), ActionError> {
+    let who = format!("{}/{}", pods::namespace(pod), pods::name(pod));
+    let url = warmup_url(request, pod).ok_or_else(|| ActionError::Invalid {
+        object: format!("pod/{who}"),
+        reason: "the pod has no IP to warm up".into(),
+    })?;
+    let method = reqwest::Method::from_bytes(request.method.trim().to_ascii_uppercase().as_bytes())
+        .map_err(|_| ActionError::Invalid {
+            object: "warmupRequest".into(),
+            reason: format!("{:?} is not an HTTP method", request.method),
+        })?;
+    let response = ctx
+        .http
+        .request(method, &url)
+        .header(WARMUP_POD_HEADER, &who)
+        .timeout(request.timeout.0)
+        .send()
+        .await
+        .map_err(|err| ActionError::Http {
+            url: url.clone(),
+            reason: err.without_url().to_string(),
+        })?;
+    let status = response.status().as_u16();
+    tracing::info!(run = %ctx.run_id, step = %ctx.step, pod = %who, status, "pod warmed up");
+    if status != request.expected_status {
+        return Err(ActionError::Http {
+            url,
+            reason: format!(
+                "warm-up of pod {who} answered {status}, expected {}",
+                request.expected_status
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl Action for DeploymentRestart {
+    fn kind(&self) -> &'static str {
+        "deployment.restart"
+    }
+
+    fn targets(&self, default_namespace: &str) -> Vec<ObjectRef> {
+        let ns = self
+            .args
+            .namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(default_namespace);
+        vec![deployment_ref(ns, &self.args.name)]
+    }
+
+    fn diff<'a>(&'a self, ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>> {
+        Box::pin(self.compute(ctx))
+    }
+
+    fn apply<'a>(
+        &'a self,
+        ctx: &'a ActionContext,
+        mutation: &'a Mutation,
+    ) -> BoxFuture<'a, Result<Applied, ActionError>> {
+        Box::pin(self.apply_one(ctx, mutation))
+    }
+
+    fn verify<'a>(
+        &'a self,
+        ctx: &'a ActionContext,
+        applied: &'a [Applied],
+    ) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(self.settle(ctx, applied))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn listed_pods_parse() {
+        assert_eq!(
+            listed(Some("a, b,,c")),
+            BTreeSet::from(["a".to_string(), "b".to_string(), "c".to_string()])
+        );
+        assert!(listed(None).is_empty());
+    }
+
+    #[test]
+    fn warmup_url_uses_the_pod_ip() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "shop"},
+            "status": {"podIP": "10.1.2.3"}
+        }))
+        .unwrap_or_default();
+        let request = catalog::WarmupRequest {
+            port: 8080,
+            path: "warm".into(),
+            method: "GET".into(),
+            expected_status: 200,
+            timeout: crate::playbook::Duration::from_secs(1),
+        };
+        // The env override is exercised by the integration tests; here it must be unset.
+        if std::env::var(WARMUP_BASE_URL_ENV).is_err() {
+            assert_eq!(
+                warmup_url(&request, &pod).as_deref(),
+                Some("http://10.1.2.3:8080/warm")
+            );
+        }
+        let no_ip: Pod = serde_json::from_value(Value::Null).unwrap_or_default();
+        if std::env::var(WARMUP_BASE_URL_ENV).is_err() {
+            assert!(warmup_url(&request, &no_ip).is_none());
+        }
+    }
+}

@@ -1,0 +1,570 @@
+//! `node.drain`: cordon the selected nodes (with ripcord's marks, see [`super::node_cordon`]),
+//! then evict their pods through the Eviction API in waves.
+//!
+//! Multi-phase through re-diff: the first diff returns the cordons; every later diff returns the
+//! next *wave* of evictions — at most `maxConcurrent` pods, chosen so that every
+//! PodDisruptionBudget selecting them still allows the disruption (computed from the live pods;
+//! the API server stays the authority). `apply` evicts one pod (never deletes it) and keeps
+//! retrying on a PDB refusal (HTTP 429) with a capped exponential backoff, bounded by the step's
+//! timeout. `verify` waits (bounded) until the evicted pods are gone and their ReplicaSets are
+//! fully Ready again — the replacements run elsewhere, since the drained nodes are cordoned —
+//! which refills the PDB budgets for the next wave.
+//!
+//! DaemonSet pods and mirror pods are skipped (a DaemonSet pod would come back on the same node);
+//! pods with `emptyDir` volumes are evicted only with `deleteEmptydirData`; pods no controller
+//! manages are skipped like `kubectl drain` does without `--force`. Each eviction is a mutation
+//! whose inverse is `None`: the controller recreates the pod; the cordon's inverse uncordons.
+
+use super::node_cordon::{apply_node_patch, cordon_mutation, select_nodes};
+use super::{Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef};
+use crate::k8s::K8sError;
+use crate::k8s::nodes;
+use crate::k8s::pods::{self, EvictOutcome, Pods};
+use crate::playbook::catalog;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How often `verify` polls.
+const POLL: Duration = Duration::from_millis(100);
+/// First backoff after a PDB refusal.
+const BACKOFF_START: Duration = Duration::from_millis(200);
+/// Largest backoff after PDB refusals.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The prefix of eviction mutation ids.
+pub(crate) const EVICT_PREFIX: &str = "evict/";
+
+/// What a drain evicts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DrainSettings {
+    /// Evictions per wave.
+    pub max_concurrent: usize,
+    /// Leave DaemonSet pods alone.
+    pub ignore_daemon_sets: bool,
+    /// Evict pods with emptyDir volumes.
+    pub delete_emptydir_data: bool,
+}
+
+/// The next wave of a drain.
+#[derive(Debug, Default)]
+pub(crate) struct Wave {
+    /// The evictions of this wave.
+    pub mutations: Vec<Mutation>,
+    /// Evictable pods left on the drained nodes (this wave included).
+    pub remaining: usize,
+    /// Pods whose PDB allows no disruption right now.
+    pub blocked: usize,
+    /// Pods left alone, with the reason (`ns/pod: reason`).
+    pub skipped: Vec<String>,
+    /// `ns/pod` → owning ReplicaSet name, for the wave's pods.
+    pub owners: BTreeMap<String, String>,
+}
+
+/// Remembers which ReplicaSet owned each evicted pod (filled by `diff`, read by `verify`).
+#[derive(Debug, Default)]
+pub(crate) struct EvictionOwners(Mutex<BTreeMap<String, String>>);
+
+impl EvictionOwners {
+    pub(crate) fn remember(&self, owners: &BTreeMap<String, String>) {
+        if let Ok(mut map) = self.0.lock() {
+            map.extend(owners.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        self.0.lock().ok().and_then(|m| m.get(key).cloned())
+    }
+}
+
+/// Plans the next wave: the evictable pods on `drained` nodes, at most `max_concurrent`, each
+/// allowed by every PDB that selects it (budgets computed from `pods`). When every remaining
+/// pod is blocked, the wave holds one of them anyway: its eviction retries on 429 until a
+/// budget frees up or the step times out.
+pub(crate) fn plan_wave(
+    drained: &BTreeSet<String>,
+    all_pods: &[Pod],
+    pdbs: &[PodDisruptionBudget],
+    settings: DrainSettings,
+) -> Wave {
+    let mut wave = Wave::default();
+    let mut candidates: Vec<&Pod> = Vec::new();
+    for pod in all_pods {
+        let Some(node) = pods::node_name(pod) else {
+            continue;
+        };
+        if !drained.contains(node) {
+            continue;
+        }
+        match pods::drain_skip_reason(
+            pod,
+            settings.ignore_daemon_sets,
+            settings.delete_emptydir_data,
+        ) {
+            Some("already terminating") => {}
+            Some(reason) => wave.skipped.push(format!(
+                "{}/{}: {reason}",
+                pods::namespace(pod),
+                pods::name(pod)
+            )),
+            None => candidates.push(pod),
+        }
+    }
+    candidates.sort_by_key(|p| (pods::namespace(p), pods::name(p)));
+    wave.remaining = candidates.len();
+    let mut budgets: Vec<i64> = pdbs
+        .iter()
+        .map(|pdb| pods::pdb_disruptions_allowed(pdb, all_pods))
+        .collect();
+    let mut chosen: Vec<&Pod> = Vec::new();
+    for pod in &candidates {
+        if chosen.len() >= settings.max_concurrent.max(1) {
+            break;
+        }
+        let covering: Vec<usize> = pdbs
+            .iter()
+            .enumerate()
+            .filter(|(_, pdb)| pods::pdb_selects(pdb, pod))
+            .map(|(i, _)| i)
+            .collect();
+        // An unready pod does not count against its budget (the API server lets it go too).
+        let counts = pods::is_ready(pod);
+        if counts && covering.iter().any(|i| budgets[*i] <= 0) {
+            wave.blocked += 1;
+            continue;
+        }
+        if counts {
+            for i in covering {
+                budgets[i] -= 1;
+            }
+        }
+        chosen.push(pod);
+    }
+    if chosen.is_empty()
+        && let Some(first) = candidates.first()
+    {
+        chosen.push(first);
+    }
+    for pod in chosen {
+        let key = format!("{}/{}", pods::namespace(pod), pods::name(pod));
+        if let Some(owner) = pods::controller_of(pod).filter(|o| o.kind == "ReplicaSet") {
+            wave.owners.insert(key, owner.name.clone());
+        }
+        wave.mutations.push(eviction_mutation(pod));
+    }
+    wave
+}
+
+/// The eviction of one pod.
+pub(crate) fn eviction_mutation(pod: &Pod) -> Mutation {
+    let (namespace, name) = (pods::namespace(pod), pods::name(pod));
+    let node = pods::node_name(pod).unwrap_or_default();
+    let owner = pods::controller_of(pod)
+        .map(|o| format!("{} {}", o.kind, o.name))
+        .unwrap_or_default();
+    Mutation {
+        id: format!("{EVICT_PREFIX}{namespace}/{name}"),
+        target: pod_ref(namespace, name),
+        description: format!("evict pod {namespace}/{name} from node {node}"),
+        diff: format!("- pod {namespace}/{name} on {node} ({owner})\n"),
+        pre_image: json!({
+            "metadata": {
+                "name": name, "namespace": namespace,
+                "uid": pod.metadata.uid,
+                "resourceVersion": pod.metadata.resource_version,
+                "ownerReferences": pod.metadata.owner_references,
+            },
+            "spec": { "nodeName": node },
+        }),
+        resource_version: pod.metadata.resource_version.clone(),
+        request: json!({ "namespace": namespace, "name": name }),
+        inverse: Inverse::None {
+            reason: format!("the controller ({owner}) recreates the pod on another node"),
+        },
+    }
+}
+
+/// The reference of a pod.
+pub(crate) fn pod_ref(namespace: &str, name: &str) -> ObjectRef {
+    ObjectRef {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        namespace: Some(namespace.to_string()),
+        name: name.to_string(),
+    }
+}
+
+/// Evicts the mutation's pod, retrying PDB refusals (429) with a capped backoff until
+/// `ctx.verify_timeout` has passed. A pod already gone counts as evicted.
+pub(crate) async fn evict_with_retry(
+    ctx: &ActionContext,
+    mutation: &Mutation,
+) -> Result<Applied, ActionError> {
+    let api = Pods::new(ctx.client.clone(), ctx.call_timeout);
+    let namespace = mutation.target.namespace.clone().unwrap_or_default();
+    let name = &mutation.target.name;
+    let deadline = Instant::now() + ctx.verify_timeout;
+    let mut backoff = BACKOFF_START;
+    let mut refusals = 0u32;
+    loop {
+        match api.evict(&namespace, name).await? {
+            EvictOutcome::Evicted | EvictOutcome::Gone => {
+                tracing::info!(run = %ctx.run_id, step = %ctx.step, pod = %name,
+                               namespace = %namespace, refusals, "pod evicted");
+                return Ok(Applied {
+                    id: mutation.id.clone(),
+                    target: mutation.target.clone(),
+                    resource_version_after: None,
+                });
+            }
+            EvictOutcome::Blocked { message } => {
+                refusals += 1;
+                if Instant::now() + backoff > deadline {
+                    return Err(ActionError::Timeout {
+                        what: format!(
+                            "a PodDisruptionBudget to allow evicting pod {namespace}/{name} \
+                             ({refusals} refusals, last: {message}); check that the pods it \
+                             protects can become Ready elsewhere, or raise the step timeout"
+                        ),
+                        after: ctx.verify_timeout,
+                    });
+                }
+                tracing::debug!(run = %ctx.run_id, step = %ctx.step, pod = %name,
+                                backoff_ms = backoff.as_millis() as u64, "eviction refused by a PDB, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Waits (bounded by `ctx.verify_timeout`) until every evicted pod in `applied` is gone and
+/// the ReplicaSets that owned them are fully Ready again.
+pub(crate) async fn wait_evictions_settled(
+    ctx: &ActionContext,
+    applied: &[Applied],
+    owners: &EvictionOwners,
+) -> Result<(), ActionError> {
+    let evicted: Vec<&ObjectRef> = applied
+        .iter()
+        .filter(|a| a.id.starts_with(EVICT_PREFIX))
+        .map(|a| &a.target)
+        .collect();
+    if evicted.is_empty() {
+        return Ok(());
+    }
+    let api = Pods::new(ctx.client.clone(), ctx.call_timeout);
+    let deadline = Instant::now() + ctx.verify_timeout;
+    loop {
+        let waiting = unsettled(&api, &evicted, owners).await?;
+        let Some(what) = waiting else {
+            return Ok(());
+        };
+        if Instant::now() + POLL > deadline {
+            return Err(ActionError::Timeout {
+                what,
+                after: ctx.verify_timeout,
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `None` when settled, else what is still awaited.
+async fn unsettled(
+    api: &Pods,
+    evicted: &[&ObjectRef],
+    owners: &EvictionOwners,
+) -> Result<Option<String>, ActionError> {
+    let namespaces: BTreeSet<&str> = evicted
+        .iter()
+        .filter_map(|r| r.namespace.as_deref())
+        .collect();
+    let mut live: BTreeMap<(String, String), Pod> = BTreeMap::new();
+    for ns in &namespaces {
+        for pod in api.list(ns, "").await? {
+            live.insert((ns.to_string(), pods::name(&pod).to_string()), pod);
+        }
+    }
+    let mut still_there = Vec::new();
+    let mut replica_sets: BTreeSet<(String, String)> = BTreeSet::new();
+    for target in evicted {
+        let ns = target.namespace.clone().unwrap_or_default();
+        if live.contains_key(&(ns.clone(), target.name.clone())) {
+            still_there.push(format!("{ns}/{}", target.name));
+        }
+        if let Some(rs) = owners.get(&format!("{ns}/{}", target.name)) {
+            replica_sets.insert((ns, rs));
+        }
+    }
+    if !still_there.is_empty() {
+        return Ok(Some(format!(
+            "evicted pods to go away ({} left: {})",
+            still_there.len(),
+            preview(&still_there)
+        )));
+    }
+    let mut not_ready = Vec::new();
+    for (ns, rs_name) in &replica_sets {
+        let rs = match api.replica_set(ns, rs_name).await {
+            Ok(rs) => rs,
+            // Deleted meanwhile (a rollout finished): nothing to wait for.
+            Err(K8sError::NotFound { .. }) => continue,
+            Err(err) => return Err(err.into()),
+        };
+        let desired = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let uid = rs.metadata.uid.clone().unwrap_or_default();
+        let ready = live
+            .values()
+            .filter(|p| {
+                pods::controller_of(p).is_some_and(|o| o.uid == uid)
+                    && pods::is_ready(p)
+                    && !pods::is_terminating(p)
+            })
+            .count();
+        if (ready as i64) < i64::from(desired) {
+            not_ready.push(format!("replicaset/{ns}/{rs_name} {ready}/{desired} ready"));
+        }
+    }
+    if not_ready.is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(format!(
+            "replacement pods to become Ready elsewhere ({})",
+            preview(&not_ready)
+        )))
+    }
+}
+
+fn preview(items: &[String]) -> String {
+    let mut text = items.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if items.len() > 5 {
+        text.push_str(&format!(" and {} more", items.len() - 5));
+    }
+    text
+}
+
+/// Observes the cluster and returns the next wave for `drained` nodes.
+pub(crate) async fn next_wave(
+    ctx: &ActionContext,
+    drained: &BTreeSet<String>,
+    settings: DrainSettings,
+) -> Result<Wave, ActionError> {
+    let api = Pods::new(ctx.client.clone(), ctx.call_timeout);
+    let (all_pods, pdbs) = tokio::try_join!(api.list_all(), api.pdbs_all())?;
+    Ok(plan_wave(drained, &all_pods, &pdbs, settings))
+}
+
+/// One line describing a wave.
+pub(crate) fn wave_summary(wave: &Wave) -> String {
+    let mut text = format!(
+        "evict {} pod(s) now, {} evictable left in total",
+        wave.mutations.len(),
+        wave.remaining
+    );
+    if wave.blocked > 0 {
+        text.push_str(&format!(
+            ", {} waiting for PodDisruptionBudget room",
+            wave.blocked
+        ));
+    }
+    if !wave.skipped.is_empty() {
+        text.push_str(&format!(
+            ", {} left alone ({})",
+            wave.skipped.len(),
+            preview(&wave.skipped)
+        ));
+    }
+    text
+}
+
+/// The `node.drain` action.
+#[derive(Debug)]
+pub struct NodeDrain {
+    args: catalog::NodeDrain,
+    owners: EvictionOwners,
+}
+
+// === impl NodeDrain ===
+
+impl NodeDrain {
+    /// Checks the arguments (a selection, `maxConcurrent` ≥ 1).
+    pub fn new(args: catalog::NodeDrain) -> Result<NodeDrain, ActionError> {
+        if args.names.is_empty() && args.selector.as_deref().is_none_or(str::is_empty) {
+            return Err(ActionError::Invalid {
+                object: "nodes".into(),
+                reason: "give `names` or `selector` (or both)".into(),
+            });
+        }
+        if args.max_concurrent == 0 {
+            return Err(ActionError::Invalid {
+                object: "node.drain".into(),
+                reason: "maxConcurrent must be at least 1".into(),
+            });
+        }
+        Ok(NodeDrain {
+            args,
+            owners: EvictionOwners::default(),
+        })
+    }
+
+    fn settings(&self) -> DrainSettings {
+        DrainSettings {
+            max_concurrent: self.args.max_concurrent as usize,
+            ignore_daemon_sets: self.args.ignore_daemon_sets,
+            delete_emptydir_data: self.args.delete_emptydir_data,
+        }
+    }
+
+    async fn compute(&self, ctx: &ActionContext) -> Result<Diff, ActionError> {
+        let selected = select_nodes(ctx, &self.args.names, self.args.selector.as_deref()).await?;
+        let cordons: Vec<Mutation> = selected
+            .iter()
+            .filter_map(|n| cordon_mutation(n, &ctx.run_id, &ctx.step))
+            .collect();
+        if !cordons.is_empty() {
+            return Ok(Diff {
+                summary: format!(
+                    "drain {} node(s): cordon {} first",
+                    selected.len(),
+                    cordons.len()
+                ),
+                mutations: cordons,
+            });
+        }
+        let drained: BTreeSet<String> = selected
+            .iter()
+            .map(|n| nodes::name(n).to_string())
+            .collect();
+        let wave = next_wave(ctx, &drained, self.settings()).await?;
+        self.owners.remember(&wave.owners);
+        Ok(Diff {
+            summary: format!("drain {} node(s): {}", drained.len(), wave_summary(&wave)),
+            mutations: wave.mutations,
+        })
+    }
+}
+
+impl Action for NodeDrain {
+    fn kind(&self) -> &'static str {
+        "node.drain"
+    }
+
+    fn targets(&self, _default_namespace: &str) -> Vec<ObjectRef> {
+        self.args
+            .names
+            .iter()
+            .map(|n| super::node_cordon::node_ref(n))
+            .collect()
+    }
+
+    fn diff<'a>(&'a self, ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>> {
+        Box::pin(self.compute(ctx))
+    }
+
+    fn apply<'a>(
+        &'a self,
+        ctx: &'a ActionContext,
+        mutation: &'a Mutation,
+    ) -> BoxFuture<'a, Result<Applied, ActionError>> {
+        Box::pin(async move {
+            if mutation.id.starts_with(EVICT_PREFIX) {
+                evict_with_retry(ctx, mutation).await
+            } else {
+                apply_node_patch(ctx, mutation).await
+            }
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        ctx: &'a ActionContext,
+        applied: &'a [Applied],
+    ) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(wait_evictions_settled(ctx, applied, &self.owners))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn pod(name: &str, node: &str, app: &str, owner_kind: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "shop", "uid": name, "labels": {"app": app},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": owner_kind,
+                    "name": format!("{app}-rs"), "uid": format!("{app}-uid"), "controller": true}]},
+            "spec": {"nodeName": node, "containers": []},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap_or_default()
+    }
+
+    fn pdb(app: &str, spec: Value) -> PodDisruptionBudget {
+        let mut spec = spec;
+        spec["selector"] = json!({"matchLabels": {"app": app}});
+        serde_json::from_value(
+            json!({"metadata": {"name": app, "namespace": "shop"}, "spec": spec}),
+        )
+        .unwrap_or_default()
+    }
+
+    fn settings(max: usize) -> DrainSettings {
+        DrainSettings {
+            max_concurrent: max,
+            ignore_daemon_sets: true,
+            delete_emptydir_data: true,
+        }
+    }
+
+    #[test]
+    fn waves_respect_pdb_budgets_and_concurrency() {
+        let drained = BTreeSet::from(["a-1".to_string()]);
+        let mut all = Vec::new();
+        for i in 0..6 {
+            let node = if i < 3 { "a-1" } else { "b-1" };
+            all.push(pod(&format!("web-{i}"), node, "web", "ReplicaSet"));
+        }
+        all.push(pod("api-0", "a-1", "api", "ReplicaSet"));
+        all.push(pod("agent-0", "a-1", "agent", "DaemonSet"));
+        // web: 6 healthy, minAvailable 4 → 2 at once; api: no PDB.
+        let pdbs = vec![pdb("web", json!({"minAvailable": 4}))];
+        let wave = plan_wave(&drained, &all, &pdbs, settings(10));
+        let ids: Vec<&str> = wave.mutations.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["evict/shop/api-0", "evict/shop/web-0", "evict/shop/web-1"]
+        );
+        assert_eq!(wave.remaining, 4);
+        assert_eq!(wave.blocked, 1);
+        assert_eq!(wave.skipped.len(), 1);
+        assert!(wave.skipped[0].contains("DaemonSet"));
+        assert_eq!(
+            wave.owners.get("shop/web-0").map(String::as_str),
+            Some("web-rs")
+        );
+        assert!(matches!(wave.mutations[0].inverse, Inverse::None { .. }));
+
+        let capped = plan_wave(&drained, &all, &pdbs, settings(1));
+        assert_eq!(capped.mutations.len(), 1);
+    }
+
+    #[test]
+    fn a_fully_blocked_wave_still_tries_one_pod() {
+        let drained = BTreeSet::from(["a-1".to_string()]);
+        let all = vec![
+            pod("web-0", "a-1", "web", "ReplicaSet"),
+            pod("web-1", "b-1", "web", "ReplicaSet"),
+        ];
+        let pdbs = vec![pdb("web", json!({"minAvailable": 2}))];
+        let wave = plan_wave(&drained, &all, &pdbs, settings(10));
+        assert_eq!(wave.mutations.len(), 1);
+        assert_eq!(wave.blocked, 1);
+    }
+}

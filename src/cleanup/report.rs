@@ -1,0 +1,852 @@
+//! The run and incident report: the raw material of a postmortem.
+//!
+//! A timeline of notifications, steps, mutations and verifications (with durations), the
+//! impact metrics before/during/after as a small inline SVG line graph (from the snapshots'
+//! recorded Prometheus queries; "no impact metrics recorded" otherwise), what cleanup did, and
+//! the verify result. Rendered as Markdown or as one self-contained HTML page (inline CSS, no
+//! JavaScript, every text escaped).
+
+use super::incident::Incident;
+use super::source::RunView;
+use super::verify::VerifyReport;
+use crate::journal::Record;
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Markdown (with the graph as inline SVG).
+    Markdown,
+    /// One self-contained HTML page.
+    Html,
+}
+
+/// One impact metric over time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSeries {
+    /// The metric's name.
+    pub name: String,
+    /// The PromQL query.
+    pub query: String,
+    /// `(unix seconds, value)`, sorted by time.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// What a cleanup run decided, from its `cleanup-plan.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CleanupRecord {
+    /// The cleanup run.
+    pub run_id: String,
+    /// The plan as written (see [`super::revert::CleanupPlan`]).
+    pub plan: Value,
+}
+
+/// Everything a report shows.
+#[derive(Debug, Clone)]
+pub struct ReportInput {
+    /// The heading.
+    pub title: String,
+    /// The incident, for an incident report.
+    pub incident: Option<Incident>,
+    /// The runs (mitigations and cleanups), oldest first.
+    pub runs: Vec<RunView>,
+    /// Cleanup plans.
+    pub cleanups: Vec<CleanupRecord>,
+    /// The last verify result.
+    pub verify: Option<VerifyReport>,
+    /// Impact metrics.
+    pub metrics: Vec<MetricSeries>,
+    /// When the report was made.
+    pub generated_at: jiff::Timestamp,
+}
+
+/// One line of the timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineEvent {
+    /// When.
+    pub at: jiff::Timestamp,
+    /// The run.
+    pub run_id: String,
+    /// `run`, `notification`, `snapshot`, `step`, `mutation`, `verification`, `guard`, `undo`.
+    pub category: &'static str,
+    /// What happened.
+    pub text: String,
+    /// How long it took (a step's end: since its plan; a run's end: the run's duration).
+    pub duration: Option<std::time::Duration>,
+}
+
+/// The timeline of `runs`, in time order.
+pub fn timeline(runs: &[RunView]) -> Vec<TimelineEvent> {
+    let mut out = Vec::new();
+    for run in runs {
+        let mut step_started: Vec<(String, jiff::Timestamp)> = Vec::new();
+        for entry in &run.entries {
+            let record = &entry.record;
+            let category = match record {
+                Record::RunStarted { .. } | Record::RunResumed { .. } | Record::RunFinished { .. } => "run",
+                Record::Notified { .. } => "notification",
+                Record::SnapshotTaken { .. } | Record::SnapshotFailed { .. } => "snapshot",
+                Record::StepPlanned { .. } | Record::StepAlreadySatisfied { .. } => "step",
+                Record::MutationIntended { .. } | Record::MutationApplied { .. } => "mutation",
+                Record::StepVerified { .. } | Record::StepFailed { .. } => "verification",
+                Record::GuardTripped { .. } | Record::GuardUnavailable { .. } => "guard",
+                Record::UndoApplied { .. } => "undo",
+                Record::MirrorFailed { .. } => "run",
+            };
+            let duration = match record {
+                Record::StepPlanned { step, .. } => {
+                    if !step_started.iter().any(|(s, _)| s == step) {
+                        step_started.push((step.clone(), entry.at));
+                    }
+                    None
+                }
+                Record::StepVerified { step }
+                | Record::StepFailed { step, .. }
+                | Record::StepAlreadySatisfied { step, .. } => step_started
+                    .iter()
+                    .find(|(s, _)| s == step)
+                    .and_then(|(_, t)| std::time::Duration::try_from(entry.at - *t).ok()),
+                Record::RunFinished { duration_ms, .. } => {
+                    Some(std::time::Duration::from_millis(*duration_ms))
+                }
+                _ => None,
+            };
+            out.push(TimelineEvent {
+                at: entry.at,
+                run_id: run.run_id.clone(),
+                category,
+                text: record.describe(),
+                duration,
+            });
+        }
+        if run.entries.is_empty() {
+            // A run known only from its `Run` resource: what the resource says.
+            if let Some(at) = run.started_at {
+                out.push(TimelineEvent {
+                    at,
+                    run_id: run.run_id.clone(),
+                    category: "run",
+                    text: format!(
+                        "run started: playbook {} by {} (from the cluster's Run resource; {} mutations)",
+                        run.playbook,
+                        run.who,
+                        run.touched.len()
+                    ),
+                    duration: None,
+                });
+            }
+            if let (Some(at), Some(outcome)) = (run.finished_at, run.outcome) {
+                out.push(TimelineEvent {
+                    at,
+                    run_id: run.run_id.clone(),
+                    category: "run",
+                    text: format!("run finished: {outcome}"),
+                    duration: run
+                        .started_at
+                        .and_then(|s| std::time::Duration::try_from(at - s).ok()),
+                });
+            }
+        }
+    }
+    out.sort_by_key(|e| e.at);
+    out
+}
+
+/// Reads the impact metrics recorded in the runs' snapshots (`<dir>/metrics/*.json`), merging
+/// the series of the same name.
+pub fn collect_metrics(runs: &[RunView]) -> Vec<MetricSeries> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for run in runs {
+        let run_dir = match &run.origin {
+            super::source::RunOrigin::Journal { path } => path.parent().map(Path::to_path_buf),
+            super::source::RunOrigin::Cluster { .. } => None,
+        };
+        for entry in &run.entries {
+            if let Record::SnapshotTaken { dir, .. } = &entry.record {
+                let dir = PathBuf::from(dir);
+                let dir = match (&run_dir, dir.is_relative()) {
+                    (Some(base), true) => base.join(dir),
+                    _ => dir,
+                };
+                if !dirs.contains(&dir) {
+                    dirs.push(dir);
+                }
+            }
+        }
+    }
+    let mut series: Vec<MetricSeries> = Vec::new();
+    for dir in dirs {
+        let Ok(files) = std::fs::read_dir(dir.join("metrics")) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let Ok(bytes) = std::fs::read(file.path()) else {
+                continue;
+            };
+            let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
+                continue;
+            };
+            let Some(name) = value.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let query = value
+                .get("query")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let mut points: Vec<(f64, f64)> = value
+                .pointer("/range/values")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?)))
+                .collect();
+            if let (Some(at), Some(v)) = (
+                value.get("at").and_then(Value::as_f64),
+                value.get("value").and_then(Value::as_f64),
+            ) {
+                points.push((at, v));
+            }
+            match series.iter_mut().find(|s| s.name == name) {
+                Some(existing) => existing.points.extend(points),
+                None => series.push(MetricSeries {
+                    name: name.to_string(),
+                    query,
+                    points,
+                }),
+            }
+        }
+    }
+    for s in &mut series {
+        s.points.retain(|(t, v)| t.is_finite() && v.is_finite());
+        s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        s.points.dedup_by(|a, b| a.0 == b.0);
+    }
+    series.retain(|s| !s.points.is_empty());
+    series.sort_by(|a, b| a.name.cmp(&b.name));
+    series
+}
+
+/// Escapes text for HTML (and SVG) content and attributes.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes text for a Markdown table cell.
+fn escape_md(s: &str) -> String {
+    escape_html(s)
+        .replace('|', "\\|")
+        .replace('\n', " ")
+        .replace('`', "\\`")
+}
+
+const COLORS: &[&str] = &["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
+
+/// The impact graph: one line per metric, the mitigation window shaded (from the first run's
+/// start to the last run's finish).
+pub fn svg_graph(series: &[MetricSeries], window: Option<(f64, f64)>) -> String {
+    let (w, h) = (640.0_f64, 220.0_f64);
+    let (left, right, top, bottom) = (56.0_f64, 16.0_f64, 16.0_f64, 40.0_f64);
+    let mut t_min = f64::INFINITY;
+    let mut t_max = f64::NEG_INFINITY;
+    let mut v_max = 0.0_f64;
+    let mut v_min = 0.0_f64;
+    for s in series {
+        for (t, v) in &s.points {
+            t_min = t_min.min(*t);
+            t_max = t_max.max(*t);
+            v_max = v_max.max(*v);
+            v_min = v_min.min(*v);
+        }
+    }
+    if let Some((a, b)) = window {
+        t_min = t_min.min(a);
+        t_max = t_max.max(b);
+    }
+    if !t_min.is_finite() || !t_max.is_finite() {
+        return String::new();
+    }
+    if t_max <= t_min {
+        t_max = t_min + 1.0;
+    }
+    if v_max <= v_min {
+        v_max = v_min + 1.0;
+    }
+    v_max *= 1.1;
+    let x = |t: f64| left + (t - t_min) / (t_max - t_min) * (w - left - right);
+    let y = |v: f64| top + (1.0 - (v - v_min) / (v_max - v_min)) * (h - top - bottom);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="impact metrics">"#
+    );
+    let _ = write!(
+        out,
+        r##"<rect x="0" y="0" width="{w}" height="{h}" fill="#ffffff"/>"##
+    );
+    if let Some((a, b)) = window {
+        let _ = write!(
+            out,
+            r##"<rect x="{:.1}" y="{top}" width="{:.1}" height="{:.1}" fill="#fff3cd"/><text x="{:.1}" y="{:.1}" font-size="10" fill="#8a6d3b">mitigation</text>"##,
+            x(a),
+            (x(b) - x(a)).max(1.0),
+            h - top - bottom,
+            x(a) + 2.0,
+            top + 10.0
+        );
+    }
+    // Axes and labels.
+    let _ = write!(
+        out,
+        r##"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#444"/><line x1="{left}" y1="{top}" x2="{left}" y2="{:.1}" stroke="#444"/>"##,
+        h - bottom,
+        w - right,
+        h - bottom,
+        h - bottom
+    );
+    for (value, label_y) in [(v_min, y(v_min)), (v_max / 1.1, y(v_max / 1.1))] {
+        let _ = write!(
+            out,
+            r##"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end" fill="#444">{}</text>"##,
+            left - 4.0,
+            label_y + 3.0,
+            escape_html(&format_value(value))
+        );
+    }
+    for (t, anchor) in [(t_min, "start"), (t_max, "end")] {
+        let _ = write!(
+            out,
+            r##"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="{anchor}" fill="#444">{}</text>"##,
+            x(t),
+            h - bottom + 14.0,
+            escape_html(&format_unix(t))
+        );
+    }
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let points: Vec<String> = s
+            .points
+            .iter()
+            .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
+            .collect();
+        let _ = write!(
+            out,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            points.join(" ")
+        );
+        let _ = write!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" font-size="11" fill="{color}">{}</text>"#,
+            left + 8.0 + 150.0 * (i as f64),
+            h - 6.0,
+            escape_html(&s.name)
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
+fn format_value(v: f64) -> String {
+    if v.abs() >= 100.0 || v == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn format_unix(t: f64) -> String {
+    jiff::Timestamp::from_second(t as i64)
+        .map(|ts| ts.strftime("%H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+fn format_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s as u64) % 60)
+    }
+}
+
+fn format_time(t: &jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn mitigation_window(runs: &[RunView]) -> Option<(f64, f64)> {
+    let start = runs.iter().filter_map(|r| r.started_at).min()?;
+    let end = runs
+        .iter()
+        .filter_map(|r| r.finished_at)
+        .max()
+        .unwrap_or(start);
+    Some((
+        start.as_millisecond() as f64 / 1000.0,
+        end.max(start).as_millisecond() as f64 / 1000.0,
+    ))
+}
+
+/// A table: header and rows of already-escaped cells.
+struct Table {
+    header: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn html(&self) -> String {
+        let mut out = String::from("<table><thead><tr>");
+        for h in &self.header {
+            let _ = write!(out, "<th>{h}</th>");
+        }
+        out.push_str("</tr></thead><tbody>");
+        for row in &self.rows {
+            out.push_str("<tr>");
+            for cell in row {
+                let _ = write!(out, "<td>{cell}</td>");
+            }
+            out.push_str("</tr>");
+        }
+        out.push_str("</tbody></table>\n");
+        out
+    }
+
+    fn markdown(&self) -> String {
+        let mut out = format!("| {} |\n", self.header.join(" | "));
+        let _ = writeln!(out, "|{}", "---|".repeat(self.header.len()));
+        for row in &self.rows {
+            let _ = writeln!(out, "| {} |", row.join(" | "));
+        }
+        out.push('\n');
+        out
+    }
+}
+
+/// A document being built in either format.
+struct Doc {
+    format: Format,
+    body: String,
+}
+
+impl Doc {
+    fn esc(&self, s: &str) -> String {
+        match self.format {
+            Format::Html => escape_html(s),
+            Format::Markdown => escape_md(s),
+        }
+    }
+
+    fn heading(&mut self, level: usize, text: &str) {
+        let text = self.esc(text);
+        match self.format {
+            Format::Html => {
+                let _ = writeln!(self.body, "<h{level}>{text}</h{level}>");
+            }
+            Format::Markdown => {
+                let _ = writeln!(self.body, "{} {text}\n", "#".repeat(level));
+            }
+        }
+    }
+
+    fn para(&mut self, text: &str) {
+        let text = self.esc(text);
+        match self.format {
+            Format::Html => {
+                let _ = writeln!(self.body, "<p>{text}</p>");
+            }
+            Format::Markdown => {
+                let _ = writeln!(self.body, "{text}\n");
+            }
+        }
+    }
+
+    fn raw(&mut self, html: &str) {
+        self.body.push_str(html);
+        self.body.push('\n');
+        if self.format == Format::Markdown {
+            self.body.push('\n');
+        }
+    }
+
+    fn table(&mut self, table: Table) {
+        let text = match self.format {
+            Format::Html => table.html(),
+            Format::Markdown => table.markdown(),
+        };
+        self.body.push_str(&text);
+    }
+
+    fn fields(&mut self, rows: Vec<(&'static str, String)>) {
+        let rows = rows
+            .into_iter()
+            .map(|(k, v)| vec![k.to_string(), self.esc(&v)])
+            .collect();
+        self.table(Table {
+            header: vec!["", ""],
+            rows,
+        });
+    }
+}
+
+/// Renders the report.
+pub fn render(input: &ReportInput, format: Format) -> String {
+    let mut doc = Doc {
+        format,
+        body: String::new(),
+    };
+    doc.heading(1, &input.title);
+    doc.para(&format!(
+        "Generated by ripcord at {}.",
+        format_time(&input.generated_at)
+    ));
+
+    if let Some(incident) = &input.incident {
+        doc.heading(2, "Incident");
+        let duration = incident
+            .closed_at
+            .and_then(|c| std::time::Duration::try_from(c - incident.opened_at).ok())
+            .map(format_duration)
+            .unwrap_or_else(|| "still open".to_string());
+        doc.fields(vec![
+            ("id", incident.id.clone()),
+            ("severity", incident.severity.clone().unwrap_or_else(|| "—".into())),
+            ("services", incident.services.join(", ")),
+            ("opened", format!("{} by {}", format_time(&incident.opened_at), incident.opened_by)),
+            (
+                "closed",
+                incident
+                    .closed_at
+                    .as_ref()
+                    .map(format_time)
+                    .unwrap_or_else(|| "—".into()),
+            ),
+            ("duration", duration),
+            ("impact", incident.impact.clone().unwrap_or_else(|| "—".into())),
+            (
+                "root causes",
+                if incident.root_causes.is_empty() {
+                    "not recorded yet".to_string()
+                } else {
+                    incident.root_causes.join("; ")
+                },
+            ),
+        ]);
+    }
+
+    doc.heading(2, "Runs");
+    let rows = input
+        .runs
+        .iter()
+        .map(|r| {
+            let duration = match (r.started_at, r.finished_at) {
+                (Some(s), Some(f)) => std::time::Duration::try_from(f - s)
+                    .map(format_duration)
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            vec![
+                doc.esc(&r.run_id),
+                doc.esc(&r.playbook),
+                doc.esc(&r.who),
+                doc.esc(&r.trigger),
+                doc.esc(&r.started_at.as_ref().map(format_time).unwrap_or_default()),
+                doc.esc(&duration),
+                doc.esc(
+                    &r.outcome
+                        .map(|o| o.to_string())
+                        .unwrap_or_else(|| "unfinished".into()),
+                ),
+                r.touched.len().to_string(),
+            ]
+        })
+        .collect();
+    doc.table(Table {
+        header: vec!["run", "playbook", "who", "trigger", "started", "duration", "outcome", "mutations"],
+        rows,
+    });
+
+    doc.heading(2, "Impact");
+    if input.metrics.is_empty() {
+        doc.para("No impact metrics recorded (configure snapshot.prometheus queries in the playbook).");
+    } else {
+        doc.raw(&svg_graph(&input.metrics, mitigation_window(&input.runs)));
+        let rows = input
+            .metrics
+            .iter()
+            .map(|s| {
+                let first = s.points.first().map(|p| p.1).unwrap_or(f64::NAN);
+                let last = s.points.last().map(|p| p.1).unwrap_or(f64::NAN);
+                let peak = s.points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+                vec![
+                    doc.esc(&s.name),
+                    doc.esc(&s.query),
+                    format_value(first),
+                    format_value(peak),
+                    format_value(last),
+                ]
+            })
+            .collect();
+        doc.table(Table {
+            header: vec!["metric", "query", "first", "peak", "last"],
+            rows,
+        });
+    }
+
+    doc.heading(2, "Timeline");
+    let events = timeline(&input.runs);
+    let start = events.first().map(|e| e.at);
+    let rows = events
+        .iter()
+        .map(|e| {
+            let offset = start
+                .and_then(|s| std::time::Duration::try_from(e.at - s).ok())
+                .map(|d| format!("+{}", format_duration(d)))
+                .unwrap_or_default();
+            vec![
+                doc.esc(&e.at.strftime("%H:%M:%S%.3f").to_string()),
+                doc.esc(&offset),
+                doc.esc(&e.run_id),
+                e.category.to_string(),
+                doc.esc(&e.text),
+                doc.esc(&e.duration.map(format_duration).unwrap_or_default()),
+            ]
+        })
+        .collect();
+    doc.table(Table {
+        header: vec!["time", "offset", "run", "kind", "event", "took"],
+        rows,
+    });
+
+    doc.heading(2, "Cleanup");
+    if input.cleanups.is_empty() {
+        doc.para("No cleanup has run yet (`ripcord cleanup --incident ID` or `--run RUN`).");
+    }
+    for cleanup in &input.cleanups {
+        doc.heading(3, &format!("Cleanup run {}", cleanup.run_id));
+        let items = cleanup
+            .plan
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut drift_rows = Vec::new();
+        let rows = items
+            .iter()
+            .map(|item| {
+                let s = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                let target = item
+                    .get("target")
+                    .cloned()
+                    .and_then(|t| serde_json::from_value::<crate::actions::ObjectRef>(t).ok())
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
+                for d in item.get("drift").and_then(Value::as_array).into_iter().flatten() {
+                    let v = |k: &str| super::fields::display_value(d.get(k).unwrap_or(&Value::Null));
+                    drift_rows.push(vec![
+                        doc.esc(&target),
+                        doc.esc(d.get("path").and_then(Value::as_str).unwrap_or_default()),
+                        doc.esc(&v("before")),
+                        doc.esc(&v("ripcord")),
+                        doc.esc(&v("now")),
+                    ]);
+                }
+                vec![
+                    doc.esc(&s("status")),
+                    doc.esc(&target),
+                    doc.esc(&s("description")),
+                    doc.esc(&s("runId")),
+                ]
+            })
+            .collect();
+        doc.table(Table {
+            header: vec!["decision", "object", "mutation", "run"],
+            rows,
+        });
+        if !drift_rows.is_empty() {
+            doc.para("Drift (changed by someone after ripcord touched it):");
+            doc.table(Table {
+                header: vec!["object", "field", "before ripcord", "as ripcord left it", "now"],
+                rows: drift_rows,
+            });
+        }
+    }
+
+    doc.heading(2, "Verification");
+    match &input.verify {
+        None => doc.para("Not verified yet (`ripcord verify --incident ID` or `--run RUN`)."),
+        Some(v) => {
+            let verdict = if v.clean { "CLEAN" } else { "DIRTY" };
+            match format {
+                Format::Html => doc.raw(&format!(
+                    "<p class=\"verdict {}\">{verdict}</p>",
+                    if v.clean { "clean" } else { "dirty" }
+                )),
+                Format::Markdown => doc.para(&format!("**{verdict}**")),
+            }
+            doc.para(&format!(
+                "Verified {} at {}: {} findings, {} notes.",
+                v.scope,
+                format_time(&v.at),
+                v.findings.len(),
+                v.notes.len()
+            ));
+            if !v.findings.is_empty() {
+                let rows = v
+                    .findings
+                    .iter()
+                    .map(|f| {
+                        vec![
+                            doc.esc(&f.check),
+                            doc.esc(&f.kind),
+                            doc.esc(&f.object),
+                            doc.esc(&f.detail),
+                        ]
+                    })
+                    .collect();
+                doc.table(Table {
+                    header: vec!["check", "kind", "object", "detail"],
+                    rows,
+                });
+            }
+        }
+    }
+
+    match format {
+        Format::Markdown => doc.body,
+        Format::Html => format!(
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{}</body>\n</html>\n",
+            escape_html(&input.title),
+            doc.body
+        ),
+    }
+}
+
+const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;\
+max-width:70em;color:#222;padding:0 1em}h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;\
+padding-bottom:.2em;margin-top:1.6em}table{border-collapse:collapse;margin:.5em 0;width:100%;\
+font-size:.9em}th,td{border:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}\
+th{background:#f5f5f5}.verdict{font-weight:bold;font-size:1.3em;display:inline-block;\
+padding:.2em .8em;border-radius:.3em}.clean{background:#d4edda;color:#155724}\
+.dirty{background:#f8d7da;color:#721c24}svg.graph{border:1px solid #ddd;max-width:100%}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cleanup::source::from_entries;
+    use crate::journal::{Entry, Outcome};
+    use serde_json::json;
+
+    fn at(s: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_795_000_000 + s).unwrap()
+    }
+
+    fn sample_run() -> RunView {
+        let entries = vec![
+            Entry {
+                seq: 1,
+                at: at(0),
+                record: Record::RunStarted {
+                    run_id: "r-20261125-110000-aaaa".into(),
+                    playbook: "zone <failout>".into(),
+                    trigger: "cli".into(),
+                    who: "alice & bob".into(),
+                    incident: Some("INC-1".into()),
+                    params: Default::default(),
+                    plan: json!({}),
+                },
+            },
+            Entry {
+                seq: 2,
+                at: at(1),
+                record: Record::StepPlanned {
+                    step: "failout".into(),
+                    action: "zone.failout".into(),
+                    summary: "cordon 2 nodes".into(),
+                    diff: String::new(),
+                },
+            },
+            Entry {
+                seq: 3,
+                at: at(4),
+                record: Record::StepVerified {
+                    step: "failout".into(),
+                },
+            },
+            Entry {
+                seq: 4,
+                at: at(5),
+                record: Record::RunFinished {
+                    outcome: Outcome::Succeeded,
+                    duration_ms: 5000,
+                    reason: None,
+                },
+            },
+        ];
+        from_entries("r-20261125-110000-aaaa", Path::new("/nowhere/journal.jsonl"), entries)
+    }
+
+    #[test]
+    fn timeline_has_step_durations() {
+        let events = timeline(&[sample_run()]);
+        assert_eq!(events.len(), 4);
+        assert_eq!(events[2].category, "verification");
+        assert_eq!(events[2].duration, Some(std::time::Duration::from_secs(3)));
+        assert_eq!(events[3].duration, Some(std::time::Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn html_escapes_everything_and_embeds_the_graph() {
+        let input = ReportInput {
+            title: "Incident <INC-1>".into(),
+            incident: None,
+            runs: vec![sample_run()],
+            cleanups: vec![],
+            verify: None,
+            metrics: vec![MetricSeries {
+                name: "error <ratio>".into(),
+                query: "sum(rate(x[1m])) > 0 & 1".into(),
+                points: vec![(1_795_000_000.0 - 60.0, 0.5), (1_795_000_003.0, 0.1), (1_795_000_100.0, 0.0)],
+            }],
+            generated_at: at(200),
+        };
+        let html = render(&input, Format::Html);
+        assert!(html.starts_with("<!DOCTYPE html>"));
+        assert!(html.contains("Incident &lt;INC-1&gt;"));
+        assert!(html.contains("alice &amp; bob"));
+        assert!(html.contains("zone &lt;failout&gt;"));
+        assert!(!html.contains("<failout>"));
+        assert!(html.contains("<svg"));
+        assert!(html.contains("<polyline"));
+        assert!(html.contains("error &lt;ratio&gt;"));
+        assert!(!html.contains("<script"));
+        let md = render(&input, Format::Markdown);
+        assert!(md.starts_with("# Incident &lt;INC-1&gt;"));
+        assert!(md.contains("| run | playbook |"));
+    }
+
+    #[test]
+    fn no_metrics_says_so() {
+        let input = ReportInput {
+            title: "r".into(),
+            incident: None,
+            runs: vec![],
+            cleanups: vec![],
+            verify: None,
+            metrics: vec![],
+            generated_at: at(0),
+        };
+        assert!(render(&input, Format::Markdown).contains("No impact metrics recorded"));
+    }
+}

@@ -1,0 +1,612 @@
+//! The runs cleanup, verify and report work on: local journals first, the cluster's `Run`
+//! resources for runs whose journal is not on this machine.
+//!
+//! Each run becomes a [`RunView`] with the mutations it (maybe) made as [`Touched`] entries.
+//! From a local journal every `MutationApplied` counts, and so does a `MutationIntended`
+//! without its `MutationApplied` (the process may have died after the write reached the API
+//! server; the in-effect check decides). From a `Run` resource the mutations come from
+//! `status.steps[].mutations[]` (target and inverse; no resourceVersions, and an inverse cut by
+//! the resource's size bound cannot be used — such entries are reported as unavailable).
+
+use super::{CLEANUP_PLAYBOOK, CleanupError, Selection};
+use crate::actions::{Inverse, ObjectRef};
+use crate::journal::{self, Entry, Outcome, Record};
+use crate::k8s::objects::Objects;
+use crate::k8s::runs::RunSpec;
+use crate::k8s::runs::RunStatus;
+use kube::api::ListParams;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Where a run's records came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum RunOrigin {
+    /// A local journal.
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+    },
+    /// A `Run` resource in the cluster.
+    Cluster {
+        /// Its namespace.
+        namespace: String,
+    },
+}
+
+/// One mutation a run made (or may have made).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Touched {
+    /// The run.
+    pub run_id: String,
+    /// Position in the run (journal sequence number, or index in the `Run` status).
+    pub seq: u64,
+    /// The step.
+    pub step: String,
+    /// The mutation's id within the step.
+    pub mutation_id: String,
+    /// The object written.
+    pub target: ObjectRef,
+    /// One line for people.
+    pub description: String,
+    /// resourceVersion before the write, when journaled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_version_before: Option<String>,
+    /// resourceVersion after the write, when journaled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_version_after: Option<String>,
+    /// How to revert it (`None` when the record could not be read).
+    pub inverse: Option<Inverse>,
+    /// Why the inverse is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// True when only the write-ahead record exists (the process died around the write).
+    pub unconfirmed: bool,
+    /// When it was journaled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<jiff::Timestamp>,
+}
+
+/// A run as cleanup sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunView {
+    /// The run id.
+    pub run_id: String,
+    /// The playbook's name.
+    pub playbook: String,
+    /// Who started it.
+    pub who: String,
+    /// What started it.
+    pub trigger: String,
+    /// The incident id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+    /// When it started.
+    pub started_at: Option<jiff::Timestamp>,
+    /// When it finished.
+    pub finished_at: Option<jiff::Timestamp>,
+    /// How it finished (`None`: still running, or it crashed before journaling its finish).
+    pub outcome: Option<Outcome>,
+    /// Where the records came from.
+    pub origin: RunOrigin,
+    /// The mutations, in run order.
+    pub touched: Vec<Touched>,
+    /// The parameters (for a cleanup run: `cleanupOf` lists the runs it reverted).
+    pub params: serde_json::Map<String, Value>,
+    /// The journal's records (empty for a run read from the cluster).
+    #[serde(skip)]
+    pub entries: Vec<Entry>,
+    /// A problem reading the run (torn tail, corruption, bad records).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl RunView {
+    /// True for a run `ripcord cleanup` started.
+    pub fn is_cleanup(&self) -> bool {
+        self.playbook == CLEANUP_PLAYBOOK
+    }
+
+    /// True when the run has no finish record.
+    pub fn unfinished(&self) -> bool {
+        self.outcome.is_none()
+    }
+
+    /// The runs a cleanup run reverted (its `cleanupOf` parameter).
+    pub fn cleanup_of(&self) -> Vec<String> {
+        match self.params.get("cleanupOf") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            Some(Value::String(s)) => s
+                .trim_matches(|c| c == '[' || c == ']')
+                .split(',')
+                .map(|p| p.trim().trim_matches('"').to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// True when the selection includes this run.
+    pub fn matches(&self, selection: &Selection) -> bool {
+        match selection {
+            Selection::Run(id) => self.run_id == *id,
+            Selection::Incident(id) => self.incident.as_deref() == Some(id.as_str()),
+            Selection::All => true,
+        }
+    }
+}
+
+/// Builds a [`RunView`] from a journal's entries.
+pub fn from_entries(run_id: &str, path: &Path, entries: Vec<Entry>) -> RunView {
+    let mut view = RunView {
+        run_id: run_id.to_string(),
+        playbook: String::new(),
+        who: String::new(),
+        trigger: String::new(),
+        incident: None,
+        started_at: None,
+        finished_at: None,
+        outcome: None,
+        origin: RunOrigin::Journal {
+            path: path.to_path_buf(),
+        },
+        touched: Vec::new(),
+        params: serde_json::Map::new(),
+        entries: Vec::new(),
+        problem: None,
+    };
+    let mut intended: Vec<Touched> = Vec::new();
+    let mut applied_ids: BTreeSet<(String, String)> = BTreeSet::new();
+    for entry in &entries {
+        match &entry.record {
+            Record::RunStarted {
+                run_id,
+                playbook,
+                trigger,
+                who,
+                incident,
+                params,
+                ..
+            } => {
+                view.run_id = run_id.clone();
+                view.playbook = playbook.clone();
+                view.trigger = trigger.clone();
+                view.who = who.clone();
+                view.incident = incident.clone();
+                view.started_at = Some(entry.at);
+                view.params = params.clone().into_iter().collect();
+            }
+            Record::RunResumed { .. } => {
+                view.outcome = None;
+                view.finished_at = None;
+            }
+            Record::RunFinished { outcome, .. } => {
+                view.outcome = Some(*outcome);
+                view.finished_at = Some(entry.at);
+            }
+            Record::MutationIntended { step, mutation } => intended.push(Touched {
+                run_id: view.run_id.clone(),
+                seq: entry.seq,
+                step: step.clone(),
+                mutation_id: mutation.id.clone(),
+                target: mutation.target.clone(),
+                description: mutation.description.clone(),
+                resource_version_before: mutation.resource_version.clone(),
+                resource_version_after: None,
+                inverse: Some(mutation.inverse.clone()),
+                problem: None,
+                unconfirmed: true,
+                at: Some(entry.at),
+            }),
+            Record::MutationApplied {
+                step,
+                mutation_id,
+                applied,
+                resource_version_before,
+                inverse,
+                ..
+            } => {
+                let description = intended
+                    .iter()
+                    .rev()
+                    .find(|t| t.step == *step && t.mutation_id == *mutation_id)
+                    .map(|t| t.description.clone())
+                    .unwrap_or_else(|| mutation_id.clone());
+                applied_ids.insert((step.clone(), mutation_id.clone()));
+                view.touched.push(Touched {
+                    run_id: view.run_id.clone(),
+                    seq: entry.seq,
+                    step: step.clone(),
+                    mutation_id: mutation_id.clone(),
+                    target: applied.target.clone(),
+                    description,
+                    resource_version_before: resource_version_before.clone(),
+                    resource_version_after: applied.resource_version_after.clone(),
+                    inverse: Some(inverse.clone()),
+                    problem: None,
+                    unconfirmed: false,
+                    at: Some(entry.at),
+                });
+            }
+            _ => {}
+        }
+    }
+    // Write-ahead records never followed by their result: the write may have happened.
+    for t in intended {
+        if !applied_ids.contains(&(t.step.clone(), t.mutation_id.clone())) {
+            view.touched.push(t);
+        }
+    }
+    view.touched.sort_by_key(|t| t.seq);
+    view.entries = entries;
+    view
+}
+
+/// Reads every local run under `<state_dir>/runs`.
+pub fn local_runs(state_dir: &Path) -> Result<Vec<RunView>, CleanupError> {
+    let summaries = journal::list_runs(state_dir).map_err(|source| CleanupError::Journals {
+        dir: state_dir.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    let mut out = Vec::new();
+    for summary in summaries {
+        match journal::read(&summary.journal) {
+            Ok((entries, torn)) => {
+                let mut view = from_entries(&summary.run_id, &summary.journal, entries);
+                view.problem = torn.map(|t| t.to_string());
+                out.push(view);
+            }
+            Err(err) => {
+                let mut view = from_entries(&summary.run_id, &summary.journal, Vec::new());
+                view.problem = Some(err.to_string());
+                out.push(view);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Builds a [`RunView`] from a `Run` resource (as JSON).
+pub fn from_run_resource(object: &Value) -> Option<RunView> {
+    let name = object.pointer("/metadata/name")?.as_str()?.to_string();
+    let namespace = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    let spec: RunSpec = serde_json::from_value(object.get("spec")?.clone()).ok()?;
+    let status: RunStatus = object
+        .get("status")
+        .cloned()
+        .and_then(|s| serde_json::from_value(s).ok())
+        .unwrap_or_default();
+    let parse_time = |s: &Option<String>| s.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let outcome = status.outcome.as_deref().and_then(|o| {
+        serde_json::from_value::<Outcome>(Value::String(o.to_string())).ok()
+    });
+    let mut touched = Vec::new();
+    let mut seq = 0u64;
+    for step in &status.steps {
+        for m in &step.mutations {
+            seq += 1;
+            let (target, target_problem) = match parse_target(&m.target) {
+                Some(t) => (t, None),
+                None => (
+                    ObjectRef {
+                        api_version: String::new(),
+                        kind: m.target.clone(),
+                        namespace: None,
+                        name: String::new(),
+                    },
+                    Some(format!("unknown kind in target {:?}", m.target)),
+                ),
+            };
+            let (inverse, problem) = match serde_json::from_str::<Inverse>(&m.inverse) {
+                Ok(inv) => (Some(inv), target_problem),
+                Err(_) => (
+                    None,
+                    Some(
+                        "the inverse in the Run resource is incomplete (cut by its size bound); \
+                         clean up from the machine holding the run's journal"
+                            .to_string(),
+                    ),
+                ),
+            };
+            touched.push(Touched {
+                run_id: name.clone(),
+                seq,
+                step: step.name.clone(),
+                mutation_id: m.id.clone(),
+                target,
+                description: m.id.clone(),
+                resource_version_before: None,
+                resource_version_after: None,
+                inverse,
+                problem,
+                unconfirmed: false,
+                at: None,
+            });
+        }
+    }
+    let params = spec
+        .params
+        .iter()
+        .map(|(k, v)| {
+            let value = serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.clone()));
+            (k.clone(), value)
+        })
+        .collect();
+    Some(RunView {
+        run_id: name,
+        playbook: spec.playbook,
+        who: spec.who,
+        trigger: spec.trigger,
+        incident: spec.incident,
+        started_at: parse_time(&status.started_at),
+        finished_at: parse_time(&status.finished_at),
+        outcome,
+        origin: RunOrigin::Cluster { namespace },
+        touched,
+        params,
+        entries: Vec::new(),
+        problem: None,
+    })
+}
+
+/// Parses the target string of a `Run` status (`deployment/shop/checkout`, `node/a-1`) into a
+/// reference, for the kinds ripcord's actions write.
+pub fn parse_target(target: &str) -> Option<ObjectRef> {
+    let parts: Vec<&str> = target.split('/').collect();
+    let (kind_lower, namespace, name) = match parts.as_slice() {
+        [kind, name] => (*kind, None, *name),
+        [kind, ns, name] => (*kind, Some(ns.to_string()), *name),
+        _ => return None,
+    };
+    let (api_version, kind) = known_kind(kind_lower)?;
+    Some(ObjectRef {
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+        namespace,
+        name: name.to_string(),
+    })
+}
+
+/// The apiVersion and kind of a lower-cased kind name ripcord writes.
+fn known_kind(lower: &str) -> Option<(&'static str, &'static str)> {
+    Some(match lower {
+        "deployment" => ("apps/v1", "Deployment"),
+        "statefulset" => ("apps/v1", "StatefulSet"),
+        "daemonset" => ("apps/v1", "DaemonSet"),
+        "replicaset" => ("apps/v1", "ReplicaSet"),
+        "node" => ("v1", "Node"),
+        "pod" => ("v1", "Pod"),
+        "service" => ("v1", "Service"),
+        "configmap" => ("v1", "ConfigMap"),
+        "namespace" => ("v1", "Namespace"),
+        "httproute" => ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+        "lease" => ("coordination.k8s.io/v1", "Lease"),
+        "poddisruptionbudget" => ("policy/v1", "PodDisruptionBudget"),
+        "horizontalpodautoscaler" => ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        _ => return None,
+    })
+}
+
+/// Reads the cluster's `Run` resources (every namespace). A cluster without the CRD has none.
+pub async fn cluster_runs(objects: &Objects) -> Result<Vec<RunView>, CleanupError> {
+    let kind = match objects.resolve("ripcord.dev/v1alpha1", "Run").await {
+        Ok(kind) => kind,
+        Err(crate::k8s::K8sError::UnknownKind { .. }) => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(CleanupError::Cluster {
+                what: "the runs.ripcord.dev kind".into(),
+                source: Box::new(source),
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for namespace in namespaces(objects).await? {
+        let items = objects
+            .list(&kind, Some(&namespace), &ListParams::default())
+            .await
+            .map_err(|source| CleanupError::Cluster {
+                what: format!("Run resources in namespace {namespace}"),
+                source: Box::new(source),
+            })?;
+        out.extend(items.iter().filter_map(from_run_resource));
+    }
+    Ok(out)
+}
+
+/// Every namespace's name.
+pub async fn namespaces(objects: &Objects) -> Result<Vec<String>, CleanupError> {
+    let kind = objects
+        .resolve("v1", "Namespace")
+        .await
+        .map_err(|source| CleanupError::Cluster {
+            what: "the Namespace kind".into(),
+            source: Box::new(source),
+        })?;
+    let items = objects
+        .list(&kind, None, &ListParams::default())
+        .await
+        .map_err(|source| CleanupError::Cluster {
+            what: "namespaces".into(),
+            source: Box::new(source),
+        })?;
+    Ok(items
+        .iter()
+        .filter_map(|n| n.pointer("/metadata/name").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect())
+}
+
+/// The runs of a selection: local journals, plus the cluster's `Run` resources for runs with
+/// no local journal (when `objects` is given). Sorted oldest first.
+pub async fn load(
+    state_dir: &Path,
+    objects: Option<&Objects>,
+    selection: &Selection,
+) -> Result<Vec<RunView>, CleanupError> {
+    let mut runs: Vec<RunView> = local_runs(state_dir)?
+        .into_iter()
+        .filter(|r| r.matches(selection))
+        .collect();
+    if let Some(objects) = objects {
+        let remote = match cluster_runs(objects).await {
+            Ok(remote) => remote,
+            Err(err) if runs.is_empty() => return Err(err),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read Run resources; using local journals only");
+                Vec::new()
+            }
+        };
+        for run in remote {
+            if run.matches(selection) && !runs.iter().any(|r| r.run_id == run.run_id) {
+                runs.push(run);
+            }
+        }
+    }
+    sort_runs(&mut runs);
+    Ok(runs)
+}
+
+/// Sorts runs oldest first (start time, then id).
+pub fn sort_runs(runs: &mut [RunView]) {
+    runs.sort_by(|a, b| {
+        a.started_at
+            .cmp(&b.started_at)
+            .then_with(|| a.run_id.cmp(&b.run_id))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::{Applied, Mutation};
+    use serde_json::json;
+
+    fn node(name: &str) -> ObjectRef {
+        ObjectRef {
+            api_version: "v1".into(),
+            kind: "Node".into(),
+            namespace: None,
+            name: name.into(),
+        }
+    }
+
+    fn mutation(id: &str, target: ObjectRef) -> Mutation {
+        Mutation {
+            id: id.into(),
+            target,
+            description: format!("cordon {id}"),
+            diff: String::new(),
+            pre_image: json!({}),
+            resource_version: Some("5".into()),
+            request: json!({}),
+            inverse: Inverse::MergePatch {
+                patch: json!({"spec": {"unschedulable": null}}),
+                expected: json!({"spec": {"unschedulable": true}}),
+            },
+        }
+    }
+
+    fn entry(seq: u64, record: Record) -> Entry {
+        Entry {
+            seq,
+            at: jiff::Timestamp::UNIX_EPOCH,
+            record,
+        }
+    }
+
+    #[test]
+    fn applied_and_unconfirmed_mutations_are_collected() {
+        let a = mutation("cordon/a", node("a"));
+        let b = mutation("cordon/b", node("b"));
+        let entries = vec![
+            entry(
+                1,
+                Record::RunStarted {
+                    run_id: "r-20261125-110000-aaaa".into(),
+                    playbook: "zone-failout".into(),
+                    trigger: "cli".into(),
+                    who: "alice".into(),
+                    incident: Some("INC-7".into()),
+                    params: Default::default(),
+                    plan: json!({}),
+                },
+            ),
+            entry(2, Record::MutationIntended { step: "s".into(), mutation: a.clone() }),
+            entry(
+                3,
+                Record::MutationApplied {
+                    step: "s".into(),
+                    mutation_id: a.id.clone(),
+                    applied: Applied {
+                        id: a.id.clone(),
+                        target: a.target.clone(),
+                        resource_version_after: Some("6".into()),
+                    },
+                    resource_version_before: Some("5".into()),
+                    inverse: a.inverse.clone(),
+                    recovered: false,
+                },
+            ),
+            entry(4, Record::MutationIntended { step: "s".into(), mutation: b.clone() }),
+        ];
+        let view = from_entries("x", Path::new("/j"), entries);
+        assert_eq!(view.run_id, "r-20261125-110000-aaaa");
+        assert_eq!(view.incident.as_deref(), Some("INC-7"));
+        assert!(view.unfinished());
+        assert_eq!(view.touched.len(), 2);
+        assert_eq!(view.touched[0].description, "cordon cordon/a");
+        assert_eq!(view.touched[0].resource_version_after.as_deref(), Some("6"));
+        assert!(!view.touched[0].unconfirmed);
+        assert!(view.touched[1].unconfirmed);
+        assert!(view.matches(&Selection::Incident("INC-7".into())));
+        assert!(!view.matches(&Selection::Incident("INC-8".into())));
+    }
+
+    #[test]
+    fn run_resources_become_views() {
+        let inverse = serde_json::to_string(&Inverse::MergePatch {
+            patch: json!({"spec": {"replicas": 3}}),
+            expected: json!({"spec": {"replicas": 6}}),
+        })
+        .unwrap();
+        let object = json!({
+            "metadata": {"name": "r-20261125-110000-bbbb", "namespace": "shop"},
+            "spec": {"playbook": "p", "trigger": "cli", "who": "bob", "incident": "INC-1",
+                     "params": {"cleanupOf": "[\"r-1\",\"r-2\"]"}},
+            "status": {"phase": "Finished", "outcome": "succeeded",
+                       "startedAt": "2026-11-25T11:00:00Z",
+                       "steps": [{"name": "scale", "phase": "Verified", "mutations": [
+                           {"id": "scale/web", "target": "deployment/shop/web", "inverse": inverse},
+                           {"id": "cut", "target": "node/a", "inverse": "{\"type\":\"mergePa…"}]}]}
+        });
+        let view = from_run_resource(&object).unwrap();
+        assert_eq!(view.outcome, Some(Outcome::Succeeded));
+        assert_eq!(view.touched.len(), 2);
+        assert_eq!(view.touched[0].target.api_version, "apps/v1");
+        assert_eq!(view.touched[0].target.namespace.as_deref(), Some("shop"));
+        assert!(view.touched[0].inverse.is_some());
+        assert!(view.touched[1].inverse.is_none());
+        assert!(view.touched[1].problem.is_some());
+        assert_eq!(view.cleanup_of(), vec!["r-1".to_string(), "r-2".to_string()]);
+    }
+
+    #[test]
+    fn targets_parse_for_known_kinds_only() {
+        let t = parse_target("httproute/shop/web").unwrap();
+        assert_eq!(t.kind, "HTTPRoute");
+        assert_eq!(parse_target("node/a-1").unwrap().namespace, None);
+        assert!(parse_target("widget/x").is_none());
+        assert!(parse_target("a/b/c/d").is_none());
+    }
+}

@@ -1,0 +1,529 @@
+//! `ripcord run FILE|builtin:NAME -p k=v... [--dry-run] [--yes] [--incident ID] [--resume RUN]`
+//! and the pieces other run-like commands (`rollback`, `demo`) share: the configuration flags,
+//! the Kubernetes client, confirmation, progress display and the final one-line summary.
+
+use super::exit::with_exit;
+use super::{Exit, GlobalArgs, Output};
+use crate::engine::{
+    self, Engine, EngineEvent, MutationPreview, RunOptions, RunOutcome, StepResult,
+};
+use crate::journal::{self, Outcome};
+use crate::notify::ChannelConfig;
+use crate::plan::Plan;
+use anyhow::Context as _;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Flags for the configuration file and run attribution, shared by run-like commands.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// The configuration file (default: ~/.config/ripcord/config.yaml).
+    #[arg(long, env = "RIPCORD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Prometheus HTTP API base URL (overrides the configuration file).
+    #[arg(long, env = "RIPCORD_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus_url: Option<String>,
+
+    /// Who the run is attributed to (default: the config's defaults.who, then $USER).
+    #[arg(long, env = "RIPCORD_WHO", value_name = "NAME")]
+    pub who: Option<String>,
+}
+
+/// `ripcord run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The playbook: a file or `builtin:NAME` (omit with --resume).
+    #[arg(value_name = "FILE|builtin:NAME", required_unless_present = "resume")]
+    pub playbook: Option<String>,
+
+    /// A parameter, `-p key=value` (repeatable).
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+
+    /// Show each step's diff and inverse; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// The incident this run belongs to.
+    #[arg(long, value_name = "ID")]
+    pub incident: Option<String>,
+
+    /// Resume an interrupted run from its journal (skips what is verifiably done).
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["playbook", "params", "dry_run"])]
+    pub resume: Option<String>,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// Runs `ripcord run`.
+pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
+    let settings = Settings::load(&args.config, &global)?;
+    let plan = match &args.resume {
+        Some(run_id) => {
+            engine::load_plan(&settings.state_dir, run_id).map_err(|e| with_exit(Exit::Usage, e))?
+        }
+        None => {
+            let source = args.playbook.as_deref().unwrap_or_default();
+            let params = parse_params(&args.params)?;
+            plan_playbook(source, &params, &journal::new_run_id())?
+        }
+    };
+    let client = kube_client(&global).await?;
+    let namespace = global
+        .namespace
+        .clone()
+        .or_else(|| plan_namespace(&plan))
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let mut opts = settings.run_options(&namespace);
+    opts.incident = args.incident.clone();
+    opts.resume = args.resume.clone();
+    let engine = Engine::new(client, settings.http.clone());
+
+    if args.dry_run {
+        opts.dry_run = true;
+        let outcome = engine.run(plan, opts, None).await?;
+        print_dry_run(&outcome, global.output)?;
+        return Ok(exit_for(outcome.outcome));
+    }
+    if !args.yes && args.resume.is_none() {
+        let mut preview = opts.clone();
+        preview.dry_run = true;
+        let dry = engine.run(plan.clone(), preview, None).await?;
+        print_dry_run(&dry, Output::Text)?;
+        if dry.steps.iter().any(|s| !s.mutations.is_empty()) {
+            confirm(&format!("Run playbook {} now?", plan.playbook))?;
+        }
+    }
+    opts.handle_signals = true;
+    let outcome = run_with_progress(&engine, plan, opts).await?;
+    print_outcome(
+        &outcome,
+        global.output,
+        &outcome_line(&outcome, &plan_label(&outcome)),
+    )?;
+    Ok(exit_for(outcome.outcome))
+}
+
+/// A live plan (`ripcord plan FILE` without `--offline`): the engine's dry run against the
+/// cluster — each step's diff and inverse, nothing written. For `src/cli/plan.rs` to call.
+pub async fn live_plan(
+    plan: Plan,
+    global: &GlobalArgs,
+    config: &ConfigArgs,
+) -> anyhow::Result<Exit> {
+    let settings = Settings::load(config, global)?;
+    let client = kube_client(global).await?;
+    let namespace = global
+        .namespace
+        .clone()
+        .or_else(|| plan_namespace(&plan))
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let mut opts = settings.run_options(&namespace);
+    opts.dry_run = true;
+    let outcome = Engine::new(client, settings.http.clone())
+        .run(plan, opts, None)
+        .await?;
+    print_dry_run(&outcome, global.output)?;
+    Ok(exit_for(outcome.outcome))
+}
+
+/// Everything a run-like command needs from the configuration file and flags.
+pub struct Settings {
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// Who runs are attributed to.
+    pub who: String,
+    /// Prometheus base URL.
+    pub prometheus_url: Option<String>,
+    /// Resolved notification channels.
+    pub notify: Vec<ChannelConfig>,
+    /// Per-call timeout.
+    pub call_timeout: Duration,
+    /// Outbound HTTP client.
+    pub http: reqwest::Client,
+}
+
+impl Settings {
+    /// Loads the configuration file and applies flag overrides.
+    pub fn load(args: &ConfigArgs, global: &GlobalArgs) -> anyhow::Result<Settings> {
+        let config =
+            crate::config::load(args.config.as_deref()).map_err(|e| with_exit(Exit::Usage, e))?;
+        let mut notify = Vec::new();
+        for channel in &config.notify.channels {
+            let resolved = ChannelConfig::resolve(channel)
+                .map_err(|e| with_exit(Exit::Usage, e))
+                .with_context(|| format!("notification channel {} in the config", channel.name))?;
+            notify.push(resolved);
+        }
+        let state_dir = match (&global.state_dir, &config.defaults.state_dir) {
+            (None, Some(dir)) => dir.clone(),
+            _ => global.state_dir(),
+        };
+        let who = args
+            .who
+            .clone()
+            .or(config.defaults.who.clone())
+            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| "unknown".to_string());
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Settings {
+            state_dir,
+            who,
+            prometheus_url: args
+                .prometheus_url
+                .clone()
+                .or(config.prometheus.map(|p| p.url)),
+            notify,
+            call_timeout: config
+                .defaults
+                .call_timeout
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(10)),
+            http,
+        })
+    }
+
+    /// Engine options for a CLI run in `namespace`.
+    pub fn run_options(&self, namespace: &str) -> RunOptions {
+        let mut opts = RunOptions::new(self.who.clone(), self.state_dir.clone());
+        opts.prometheus_url = self.prometheus_url.clone();
+        opts.notify = self.notify.clone();
+        opts.namespace = Some(namespace.to_string());
+        opts.call_timeout = self.call_timeout;
+        opts
+    }
+}
+
+/// Parses `-p key=value` flags.
+pub fn parse_params(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for item in raw {
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(with_exit(
+                Exit::Usage,
+                anyhow::anyhow!("parameter {item:?} is not KEY=VALUE"),
+            ));
+        };
+        out.insert(k.trim().to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// Loads, validates and plans a playbook (`FILE` or `builtin:NAME`).
+pub fn plan_playbook(
+    source: &str,
+    params: &BTreeMap<String, String>,
+    run_id: &str,
+) -> anyhow::Result<Plan> {
+    let valid = if let Some(name) = source.strip_prefix("builtin:") {
+        let Some((file, text)) = crate::playbook::builtin(name) else {
+            return Err(with_exit(
+                Exit::Usage,
+                anyhow::anyhow!(
+                    "no built-in playbook {name:?} (built-ins: {})",
+                    crate::playbook::builtin_names().join(", ")
+                ),
+            ));
+        };
+        crate::playbook::parse_str(&format!("builtin:{file}"), text)
+            .map_err(|d| with_exit(Exit::Usage, d))?
+    } else {
+        crate::playbook::load_file(std::path::Path::new(source))
+            .map_err(|d| with_exit(Exit::Usage, d))?
+    };
+    crate::plan::plan(&valid, params, run_id).map_err(|e| with_exit(Exit::Usage, e))
+}
+
+/// The plan's `namespace` parameter, if it has a string one.
+pub fn plan_namespace(plan: &Plan) -> Option<String> {
+    plan.params
+        .get("namespace")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// A Kubernetes client from `--kubeconfig`/`--context` (else the inferred configuration).
+pub async fn kube_client(global: &GlobalArgs) -> anyhow::Result<kube::Client> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let options = KubeConfigOptions {
+        context: global.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match &global.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .context("invalid kubeconfig")?
+        }
+        None if global.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .context("invalid kubeconfig")?,
+        None => kube::Config::infer()
+            .await
+            .context("no Kubernetes configuration found (use --kubeconfig)")?,
+    };
+    kube::Client::try_from(config).context("cannot build the Kubernetes client")
+}
+
+/// Asks "QUESTION [y/N]" on the terminal. Without a terminal, refuses (exit 4): pass `--yes`.
+pub fn confirm(question: &str) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(with_exit(
+            Exit::Refused,
+            anyhow::anyhow!("not confirmed: no terminal to ask on; pass --yes to proceed"),
+        ));
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(with_exit(
+            Exit::Refused,
+            anyhow::anyhow!("not confirmed; nothing was changed"),
+        ))
+    }
+}
+
+/// The exit code of an outcome.
+pub fn exit_for(outcome: Outcome) -> Exit {
+    match outcome {
+        Outcome::Succeeded => Exit::Ok,
+        Outcome::Failed | Outcome::Undone | Outcome::Stopped => Exit::Failed,
+        Outcome::Refused => Exit::Refused,
+        Outcome::Interrupted => Exit::Interrupted,
+    }
+}
+
+/// Runs the engine while drawing progress on stderr (spinners on a terminal, plain lines
+/// otherwise).
+pub async fn run_with_progress(
+    engine: &Engine,
+    plan: Plan,
+    opts: RunOptions,
+) -> anyhow::Result<RunOutcome> {
+    let (tx, rx) = mpsc::channel(256);
+    let display = tokio::spawn(show_progress(rx));
+    let result = engine.run(plan, opts, Some(tx)).await;
+    let _ = display.await;
+    Ok(result?)
+}
+
+async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
+    let fancy = std::io::stderr().is_terminal();
+    let mut bar: Option<ProgressBar> = None;
+    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let line = |bar: &Option<ProgressBar>, text: String| match bar {
+        Some(b) => b.println(text),
+        None => eprintln!("{text}"),
+    };
+    while let Some(event) = rx.recv().await {
+        match event {
+            EngineEvent::RunStarted {
+                run_id,
+                journal,
+                resumed,
+                ..
+            } => {
+                let verb = if resumed { "resuming" } else { "starting" };
+                let at = journal
+                    .map(|j| format!(" (journal {})", j.display()))
+                    .unwrap_or_default();
+                line(&bar, format!("{verb} run {run_id}{at}"));
+            }
+            EngineEvent::StepStarted {
+                index,
+                total,
+                step,
+                action,
+            } => {
+                let text = format!("[{}/{total}] {step} ({action})", index + 1);
+                if fancy {
+                    if let Some(b) = bar.take() {
+                        b.finish_and_clear();
+                    }
+                    let b = ProgressBar::new_spinner();
+                    b.set_style(style.clone());
+                    b.enable_steady_tick(Duration::from_millis(120));
+                    b.set_message(text);
+                    bar = Some(b);
+                } else {
+                    eprintln!("{text}");
+                }
+            }
+            EngineEvent::StepDiff {
+                summary, mutations, ..
+            } => {
+                line(&bar, format!("  {summary}"));
+                for m in &mutations {
+                    line(&bar, render_mutation(m, "    "));
+                }
+            }
+            EngineEvent::Prepared { notes } => {
+                for note in notes {
+                    line(&bar, format!("  {note}"));
+                }
+            }
+            EngineEvent::MutationApplied { description, .. } => {
+                line(&bar, format!("  applied: {description}"));
+            }
+            EngineEvent::Verifying { step, timeout } => {
+                let text = format!("  {step}: verifying (up to {}s)", timeout.as_secs());
+                match &bar {
+                    Some(b) => b.set_message(text),
+                    None => eprintln!("{text}"),
+                }
+            }
+            EngineEvent::StepFinished { step, result } => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+                eprintln!("  {step}: {}", describe_result(&result));
+            }
+            EngineEvent::Warning { message } => line(&bar, format!("  warning: {message}")),
+            EngineEvent::Finished { .. } => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+            }
+        }
+    }
+    if let Some(b) = bar.take() {
+        b.finish_and_clear();
+    }
+}
+
+/// One line per step result.
+pub fn describe_result(result: &StepResult) -> String {
+    match result {
+        StepResult::Verified => "verified".into(),
+        StepResult::AlreadySatisfied => "already satisfied (nothing to do)".into(),
+        StepResult::DoneEarlier => "done earlier in this run".into(),
+        StepResult::Failed { error, category } => format!("FAILED ({category}): {error}"),
+        StepResult::WouldApply => "would apply".into(),
+        StepResult::NotRun => "not run".into(),
+    }
+}
+
+/// A mutation for people: its description, inverse and indented diff.
+pub fn render_mutation(m: &MutationPreview, indent: &str) -> String {
+    let inverse = match &m.inverse {
+        crate::actions::Inverse::MergePatch { patch, .. } => format!("merge patch {patch}"),
+        crate::actions::Inverse::NotReverted { reason, .. } => format!("not reverted: {reason}"),
+        crate::actions::Inverse::None { reason } => format!("none: {reason}"),
+    };
+    let mut out = format!(
+        "{indent}{} ({})\n{indent}inverse: {inverse}",
+        m.description, m.target
+    );
+    for l in m.diff.lines() {
+        out.push('\n');
+        out.push_str(indent);
+        out.push_str("  ");
+        out.push_str(l);
+    }
+    out
+}
+
+/// Prints a dry run's report.
+pub fn print_dry_run(outcome: &RunOutcome, output: Output) -> anyhow::Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(outcome)?);
+        return Ok(());
+    }
+    println!("dry run of {} (nothing will be written):", outcome.run_id);
+    for (i, step) in outcome.steps.iter().enumerate() {
+        println!(
+            "{}. {} ({}): {}",
+            i + 1,
+            step.name,
+            step.action,
+            describe_result(&step.result)
+        );
+        if !step.summary.is_empty() {
+            println!("   {}", step.summary);
+        }
+        for m in &step.mutations {
+            println!("{}", render_mutation(m, "   "));
+        }
+    }
+    Ok(())
+}
+
+fn plan_label(outcome: &RunOutcome) -> String {
+    format!("run {}", outcome.run_id)
+}
+
+/// The final one-line summary: outcome, duration, run id, journal path.
+pub fn outcome_line(outcome: &RunOutcome, what: &str) -> String {
+    let reason = outcome
+        .reason
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    let journal = outcome
+        .journal
+        .as_ref()
+        .map(|j| format!(", journal {}", j.display()))
+        .unwrap_or_default();
+    format!(
+        "{what} {} in {:.1}s{reason} — run {}{journal}",
+        outcome.outcome,
+        outcome.duration.as_secs_f64(),
+        outcome.run_id
+    )
+}
+
+/// Prints the outcome (the one line, or JSON).
+pub fn print_outcome(outcome: &RunOutcome, output: Output, line: &str) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(outcome)?),
+        Output::Text => println!("{line}"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_split_on_the_first_equals() {
+        let p = parse_params(&["a=b=c".into(), "n=1".into()]).unwrap();
+        assert_eq!(p["a"], "b=c");
+        assert_eq!(p["n"], "1");
+        assert!(parse_params(&["novalue".into()]).is_err());
+    }
+
+    #[test]
+    fn outcomes_map_to_documented_exit_codes() {
+        assert_eq!(exit_for(Outcome::Succeeded).code(), 0);
+        assert_eq!(exit_for(Outcome::Failed).code(), 1);
+        assert_eq!(exit_for(Outcome::Stopped).code(), 1);
+        assert_eq!(exit_for(Outcome::Refused).code(), 4);
+        assert_eq!(exit_for(Outcome::Interrupted).code(), 130);
+    }
+}

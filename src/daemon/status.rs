@@ -1,0 +1,246 @@
+//! The status page at `/`: the one place to look during an incident.
+//!
+//! Server-rendered HTML without scripts, refreshing itself every 5 seconds, laid out for a
+//! phone first: leadership, pending approvals (with who must ACK and the command to do it),
+//! active runs with their step timeline, incidents, recent runs and recent drills. Every value
+//! from runs, alerts or playbooks is HTML-escaped.
+
+use crate::daemon::DaemonState;
+use crate::daemon::runs::RunView;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// How many recent (finished) runs the page shows.
+const RECENT: usize = 20;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,sans-serif;margin:0;background:#f4f5f7;color:#1b1f24}\
+header{background:#1b1f24;color:#fff;padding:12px 16px}header h1{margin:0;font-size:1.2rem}\
+header p{margin:4px 0 0;font-size:.85rem;color:#c9d1d9}main{padding:8px 12px;max-width:60rem;margin:auto}\
+section{background:#fff;border-radius:8px;padding:10px 14px;margin:10px 0;box-shadow:0 1px 2px #0002}\
+h2{font-size:1rem;margin:4px 0 8px}.run{border-top:1px solid #e1e4e8;padding:8px 0}.run:first-of-type{border-top:0}\
+.badge{display:inline-block;border-radius:10px;padding:1px 8px;font-size:.75rem;font-weight:600;color:#fff;background:#6a737d}\
+.succeeded,.verified,.already-satisfied,.done-earlier{background:#1a7f37}.failed,.error,.undone{background:#cf222e}\
+.running,.verifying,.queued{background:#0969da}.stopped,.interrupted,.refused,.cancelled{background:#9a6700}\
+.skipped-overlap,.skipped-window,.skipped-budget{background:#6a737d}\
+ol{margin:6px 0;padding-left:20px}li{margin:2px 0;font-size:.9rem}.muted{color:#57606a;font-size:.8rem}\
+.approval{border-left:4px solid #bf8700;padding-left:8px}code{font-size:.8rem;word-break:break-all}\
+table{border-collapse:collapse;width:100%;font-size:.85rem}td,th{text-align:left;padding:4px 6px;border-top:1px solid #e1e4e8}";
+
+fn badge(text: &str) -> String {
+    format!("<span class=\"badge {0}\">{0}</span>", escape(text))
+}
+
+fn run_status(run: &RunView) -> String {
+    run.outcome
+        .map(|o| o.as_str().to_string())
+        .unwrap_or_else(|| run.state.as_str().to_string())
+}
+
+/// Renders the page.
+pub fn render(state: &DaemonState) -> String {
+    let runs = state.runs.list();
+    let approvals = state.runs.pending_approvals();
+    let drills = state.drills.recent();
+    let now = state.runs.clock().now();
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<meta http-equiv=\"refresh\" content=\"5\"><title>ripcord status</title><style>{STYLE}</style></head><body>\
+<header><h1>ripcord</h1><p>{} · {} · updated {}</p></header><main>",
+        if state.is_leader() {
+            "leader"
+        } else {
+            "standby (not the leader)"
+        },
+        escape(&format!(
+            "{} active, {} pending approval{}",
+            runs.iter().filter(|r| r.state.is_active()).count(),
+            approvals.len(),
+            if approvals.len() == 1 { "" } else { "s" }
+        )),
+        escape(&now.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()),
+    );
+
+    // Pending approvals first: they block mitigation.
+    html.push_str("<section><h2>Pending approvals</h2>");
+    if approvals.is_empty() {
+        html.push_str("<p class=\"muted\">None.</p>");
+    }
+    for a in &approvals {
+        let _ = write!(
+            html,
+            "<div class=\"approval\"><p><b>{}</b> · step <b>{}</b><br>{}</p>\
+<p class=\"muted\">Must ACK: {}<br><code>curl -X POST -H 'Authorization: Bearer …' -d '{{\"by\":\"NAME\"}}' /v1/runs/{}/approvals/{}</code></p></div>",
+            escape(&a.run_id),
+            escape(&a.step),
+            escape(&a.message),
+            if a.approvers.is_empty() {
+                "anyone".to_string()
+            } else {
+                escape(&a.approvers.join(", "))
+            },
+            escape(&a.run_id),
+            escape(&a.step),
+        );
+    }
+    html.push_str("</section>");
+
+    html.push_str("<section><h2>Active runs</h2>");
+    let active: Vec<&RunView> = runs.iter().filter(|r| r.state.is_active()).collect();
+    if active.is_empty() {
+        html.push_str("<p class=\"muted\">Nothing running.</p>");
+    }
+    for run in active {
+        render_run(&mut html, run, true);
+    }
+    html.push_str("</section>");
+
+    let mut incidents: BTreeMap<&str, Vec<&RunView>> = BTreeMap::new();
+    for run in &runs {
+        if let Some(incident) = run.incident.as_deref() {
+            incidents.entry(incident).or_default().push(run);
+        }
+    }
+    html.push_str("<section><h2>Incidents</h2>");
+    if incidents.is_empty() {
+        html.push_str("<p class=\"muted\">No run names an incident.</p>");
+    } else {
+        html.push_str("<table><tr><th>Incident</th><th>Runs</th></tr>");
+        for (incident, runs) in &incidents {
+            let list: Vec<String> = runs
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {} {}",
+                        escape(&r.playbook),
+                        escape(&r.run_id),
+                        badge(&run_status(r))
+                    )
+                })
+                .collect();
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td></tr>",
+                escape(incident),
+                list.join("<br>")
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("</section>");
+
+    html.push_str("<section><h2>Recent runs</h2>");
+    let recent: Vec<&RunView> = runs
+        .iter()
+        .filter(|r| !r.state.is_active())
+        .take(RECENT)
+        .collect();
+    if recent.is_empty() {
+        html.push_str("<p class=\"muted\">No finished runs.</p>");
+    }
+    for run in recent {
+        render_run(&mut html, run, false);
+    }
+    html.push_str("</section>");
+
+    html.push_str("<section><h2>Drills</h2>");
+    if drills.is_empty() {
+        html.push_str("<p class=\"muted\">No drill has fired yet.</p>");
+    } else {
+        html.push_str("<table><tr><th>Drill</th><th>Scheduled</th><th>Outcome</th></tr>");
+        for d in drills.iter().take(RECENT) {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}<br><span class=\"muted\">{}</span></td></tr>",
+                escape(&d.drill),
+                escape(&d.scheduled_for.to_string()),
+                badge(&d.outcome),
+                escape(&d.reason)
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("</section></main></body></html>");
+    html
+}
+
+fn render_run(html: &mut String, run: &RunView, timeline: bool) {
+    let _ = write!(
+        html,
+        "<div class=\"run\"><b>{}</b> {} <span class=\"muted\">{} · {} · by {}{}</span>",
+        escape(&run.playbook),
+        badge(&run_status(run)),
+        escape(&run.run_id),
+        escape(&run.trigger),
+        escape(&run.who),
+        run.lock
+            .as_deref()
+            .map(|l| format!(" · target {}", escape(l)))
+            .unwrap_or_default(),
+    );
+    if let Some(reason) = &run.reason {
+        let _ = write!(html, "<br><span class=\"muted\">{}</span>", escape(reason));
+    }
+    if !run.steps.is_empty() {
+        html.push_str("<ol>");
+        for step in &run.steps {
+            let _ = write!(
+                html,
+                "<li>{} <span class=\"muted\">{}</span> {}{}</li>",
+                escape(&step.name),
+                escape(&step.action),
+                badge(&step.state),
+                if step.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!("<br><span class=\"muted\">{}</span>", escape(&step.detail))
+                }
+            );
+        }
+        html.push_str("</ol>");
+    }
+    if timeline && run.state.is_active() {
+        html.push_str("<details open><summary class=\"muted\">Timeline</summary><ol>");
+        for entry in run.timeline.iter().rev().take(30) {
+            let _ = write!(
+                html,
+                "<li><span class=\"muted\">{}</span> {}</li>",
+                escape(&entry.at.strftime("%H:%M:%S").to_string()),
+                escape(&entry.text)
+            );
+        }
+        html.push_str("</ol></details>");
+    }
+    html.push_str("</div>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape("<script>\"x\" & 'y'</script>"),
+            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
+        );
+    }
+}

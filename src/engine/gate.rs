@@ -1,0 +1,456 @@
+//! The first-mutation gate: everything that must happen before a run's first write — the
+//! per-target lock, the pre-checks, the "about to …" notification and the snapshot — and the
+//! notifications after it.
+
+use super::{EngineError, EngineEvent, Events, SharedJournal};
+use crate::actions::{self, Mutation, ObjectRef};
+use crate::engine::resume::Prior;
+use crate::engine::{Engine, RunOptions};
+use crate::journal::{DeliveryRecord, Outcome, Record};
+use crate::k8s::leases::{self, LockGuard};
+use crate::metrics::prometheus::{self, Prometheus};
+use crate::notify::{ChannelConfig, Delivery, Notification, Notifier, Phase};
+use crate::plan::Plan;
+use crate::snapshot::{self, Manifest, SnapshotError, SnapshotRequest};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the end of a run waits for the broad snapshot to finish.
+const SNAPSHOT_REST_WAIT: Duration = Duration::from_secs(60);
+/// Bound of the fast target capture (it sits on the critical path).
+const SNAPSHOT_TARGETS_WAIT: Duration = Duration::from_secs(20);
+
+/// The gate's state for one run.
+pub(crate) struct GateState {
+    /// True once the gate was passed (by this process or, on resume, an earlier one).
+    pub passed: bool,
+    /// The run's notification channels.
+    pub notifier: Option<Arc<Notifier>>,
+    resolve_failures: Vec<DeliveryRecord>,
+    client: kube::Client,
+    lock_ttl: Duration,
+    prometheus: Option<Prometheus>,
+    lock: Option<LockGuard>,
+    snapshot_taken: bool,
+    snapshot_rest: Option<tokio::task::JoinHandle<Result<Manifest, SnapshotError>>>,
+    snapshot_dir: PathBuf,
+}
+
+impl GateState {
+    pub fn new(engine: &Engine, plan: &Plan, opts: &RunOptions, prior: &Prior) -> GateState {
+        let mut channels: Vec<ChannelConfig> = opts.notify.clone();
+        let mut resolve_failures = Vec::new();
+        for channel in &plan.notify {
+            match ChannelConfig::resolve(channel) {
+                Ok(c) => channels.push(c),
+                Err(err) => resolve_failures.push(DeliveryRecord {
+                    channel: channel.name.clone(),
+                    ok: false,
+                    error: Some(err.to_string()),
+                }),
+            }
+        }
+        let notifier =
+            (!channels.is_empty()).then(|| Arc::new(Notifier::new(channels, engine.http.clone())));
+        GateState {
+            // A resumed run re-takes the lock before its next write, but does not notify
+            // "about to" or snapshot again if an earlier process already did.
+            passed: false,
+            notifier,
+            resolve_failures,
+            client: engine.client.clone(),
+            lock_ttl: engine.lock_ttl,
+            prometheus: opts
+                .prometheus_url
+                .as_ref()
+                .map(|url| Prometheus::new(url.clone(), engine.http.clone())),
+            lock: None,
+            snapshot_taken: prior.snapshot_taken,
+            snapshot_rest: None,
+            snapshot_dir: crate::journal::run_dir(&opts.state_dir, &plan.run_id).join("snapshot"),
+        }
+    }
+
+    /// Runs the gate before the first mutation `first`. `Some(reason)`: refused.
+    pub async fn pass(
+        &mut self,
+        plan: &Plan,
+        opts: &RunOptions,
+        namespace: &str,
+        first: &Mutation,
+        journal: &SharedJournal,
+        events: &Events,
+    ) -> Result<Option<String>, EngineError> {
+        let mut notes = Vec::new();
+
+        // 1. The per-target lock.
+        if let Some(lock) = &plan.lock {
+            match leases::acquire(
+                &self.client,
+                namespace,
+                lock,
+                &plan.run_id,
+                self.lock_ttl,
+                opts.call_timeout,
+            )
+            .await
+            {
+                Ok(guard) => {
+                    notes.push(format!("lock {lock} (lease {namespace}/{})", guard.lease()));
+                    self.lock = Some(guard);
+                }
+                Err(err) => {
+                    let reason = super::step::error_chain(&err);
+                    journal.append(Record::GuardTripped {
+                        guard: format!("lock {lock}"),
+                        kind: "lock".into(),
+                        value: None,
+                        reason: reason.clone(),
+                    })?;
+                    return Ok(Some(reason));
+                }
+            }
+        }
+
+        // 2. Pre-checks: each condition must hold.
+        let has_guards =
+            !plan.guards.pre_checks.is_empty() || !plan.guards.stop_conditions.is_empty();
+        if has_guards {
+            let Some(prom) = &self.prometheus else {
+                let reason = "the playbook has guards but no Prometheus URL is configured \
+                              (set prometheus.url in the config file)"
+                    .to_string();
+                journal.append(Record::GuardTripped {
+                    guard: "preChecks".into(),
+                    kind: "preCheck".into(),
+                    value: None,
+                    reason: reason.clone(),
+                })?;
+                return Ok(Some(reason));
+            };
+            for check in &plan.guards.pre_checks {
+                match prom.evaluate(&check.prometheus).await {
+                    Ok((true, value)) => {
+                        notes.push(format!("pre-check {} passed ({value})", check.name));
+                    }
+                    Ok((false, value)) => {
+                        let reason = format!(
+                            "pre-check {} failed: {}",
+                            check.name,
+                            prometheus::explain(&check.prometheus, value, false)
+                        );
+                        journal.append(Record::GuardTripped {
+                            guard: check.name.clone(),
+                            kind: "preCheck".into(),
+                            value: Some(value),
+                            reason: reason.clone(),
+                        })?;
+                        return Ok(Some(reason));
+                    }
+                    Err(err) => {
+                        let error = super::step::error_chain(&err);
+                        journal.append(Record::GuardUnavailable {
+                            guard: check.name.clone(),
+                            error: error.clone(),
+                        })?;
+                        return Ok(Some(format!(
+                            "pre-check {} could not be evaluated: {error}",
+                            check.name
+                        )));
+                    }
+                }
+            }
+        }
+
+        // 3. Tell people before touching anything.
+        let incident = opts
+            .incident
+            .as_deref()
+            .map(|i| format!(" (incident {i})"))
+            .unwrap_or_default();
+        let text = format!(
+            "about to {} ({}), run {}, by {}{incident}",
+            first.description, first.target, plan.run_id, opts.who
+        );
+        if let Some(record) = self
+            .notify(
+                plan,
+                &opts.who,
+                Phase::Started,
+                format!("ripcord: about to {}", first.description),
+                text,
+                Some(&first.target),
+            )
+            .await
+        {
+            if let Record::Notified { deliveries, .. } = &record {
+                notes.push(format!("notified {} channel(s)", deliveries.len()));
+                for d in deliveries.iter().filter(|d| !d.ok) {
+                    events.send(EngineEvent::Warning {
+                        message: format!(
+                            "notification to {} failed: {}",
+                            d.channel,
+                            d.error.as_deref().unwrap_or("unknown error")
+                        ),
+                    });
+                }
+            }
+            journal.append(record)?;
+        }
+
+        // 4. The snapshot: the targets now, the rest concurrently.
+        if plan.snapshot.enabled && !self.snapshot_taken {
+            self.snapshot(plan, namespace, journal, events, &mut notes)
+                .await?;
+        }
+
+        self.passed = true;
+        events.send(EngineEvent::Prepared { notes });
+        Ok(None)
+    }
+
+    async fn snapshot(
+        &mut self,
+        plan: &Plan,
+        namespace: &str,
+        journal: &SharedJournal,
+        events: &Events,
+        notes: &mut Vec<String>,
+    ) -> Result<(), EngineError> {
+        let mut targets: Vec<ObjectRef> = Vec::new();
+        for step in &plan.steps {
+            if let Ok(action) = actions::build(&step.action) {
+                for t in action.targets(namespace) {
+                    if !targets.contains(&t) {
+                        targets.push(t);
+                    }
+                }
+            }
+        }
+        let mut namespaces: Vec<String> = plan.snapshot.namespaces.clone();
+        for t in &targets {
+            if let Some(ns) = &t.namespace
+                && !namespaces.contains(ns)
+            {
+                namespaces.push(ns.clone());
+            }
+        }
+        if namespaces.is_empty() {
+            namespaces.push(namespace.to_string());
+        }
+        let request = SnapshotRequest {
+            targets,
+            namespaces,
+            spec: plan.snapshot.clone(),
+        };
+        let dir = self.snapshot_dir.clone();
+        let capture = snapshot::capture_targets(&self.client, &request, &dir);
+        match tokio::time::timeout(SNAPSHOT_TARGETS_WAIT, capture).await {
+            Ok(Ok(manifest)) => {
+                notes.push(format!("snapshot: {} object(s)", manifest.captured.len()));
+                journal.append(snapshot_record(&dir, "targets", &manifest))?;
+            }
+            Ok(Err(err)) => {
+                let error = super::step::error_chain(&err);
+                events.send(EngineEvent::Warning {
+                    message: format!("snapshot of the targets failed: {error}"),
+                });
+                journal.append(Record::SnapshotFailed {
+                    phase: "targets".into(),
+                    error,
+                })?;
+            }
+            Err(_) => {
+                journal.append(Record::SnapshotFailed {
+                    phase: "targets".into(),
+                    error: format!("timed out after {SNAPSHOT_TARGETS_WAIT:?}"),
+                })?;
+            }
+        }
+        self.snapshot_taken = true;
+        let client = self.client.clone();
+        let prom = self.prometheus.clone();
+        self.snapshot_rest = Some(tokio::spawn(async move {
+            snapshot::capture_rest(&client, &request, &dir, prom).await
+        }));
+        Ok(())
+    }
+
+    /// Sends one notification; returns the `Notified` record to journal (None: no channels).
+    async fn notify(
+        &mut self,
+        plan: &Plan,
+        who: &str,
+        phase: Phase,
+        title: String,
+        text: String,
+        target: Option<&ObjectRef>,
+    ) -> Option<Record> {
+        let notifier = self.notifier.clone();
+        if notifier.is_none() && self.resolve_failures.is_empty() {
+            return None;
+        }
+        let mut fields = BTreeMap::new();
+        fields.insert("run".to_string(), plan.run_id.clone());
+        fields.insert("playbook".to_string(), plan.playbook.clone());
+        fields.insert("who".to_string(), who.to_string());
+        if let Some(t) = target {
+            fields.insert("target".to_string(), t.to_string());
+        }
+        let phase_name = phase_name(&phase);
+        let notification = Notification {
+            run_id: plan.run_id.clone(),
+            playbook: plan.playbook.clone(),
+            phase,
+            title,
+            text,
+            fields,
+        };
+        let mut deliveries: Vec<DeliveryRecord> = std::mem::take(&mut self.resolve_failures);
+        if let Some(n) = notifier {
+            deliveries.extend(n.send(&notification).await.into_iter().map(delivery_record));
+        }
+        Some(Record::Notified {
+            phase: phase_name.to_string(),
+            deliveries,
+        })
+    }
+
+    /// A step's result, to the channels (after the gate only).
+    pub async fn notify_step(&mut self, plan: &Plan, who: &str, text: &str) -> Option<Record> {
+        self.notify(
+            plan,
+            who,
+            Phase::Step,
+            format!("ripcord: {text}"),
+            format!("{text} (run {})", plan.run_id),
+            None,
+        )
+        .await
+    }
+
+    /// The end of the run, to the channels: always when the run did something or did not
+    /// succeed; a run that found everything in place and changed nothing stays quiet.
+    pub async fn notify_finished(
+        &mut self,
+        plan: &Plan,
+        who: &str,
+        outcome: Outcome,
+        reason: Option<&str>,
+        journal: &std::path::Path,
+    ) -> Option<Record> {
+        if !self.passed && outcome == Outcome::Succeeded {
+            return None;
+        }
+        let reason = reason.map(|r| format!(": {r}")).unwrap_or_default();
+        let text = format!(
+            "run {} ({}) finished: {outcome}{reason}; journal {}",
+            plan.run_id,
+            plan.playbook,
+            journal.display()
+        );
+        self.notify(
+            plan,
+            who,
+            Phase::Finished,
+            format!("ripcord: {} {outcome}", plan.playbook),
+            text,
+            None,
+        )
+        .await
+    }
+
+    /// Waits (bounded) for the broad snapshot, journals its manifest, releases the lock —
+    /// with `stale_lock`, also a Lease an earlier (crashed) process of this run left behind.
+    pub async fn finish(
+        &mut self,
+        plan: &Plan,
+        opts: &RunOptions,
+        namespace: &str,
+        stale_lock: bool,
+        journal: &SharedJournal,
+        events: &Events,
+    ) {
+        if let Some(handle) = self.snapshot_rest.take() {
+            let dir = self.snapshot_dir.clone();
+            let record = match tokio::time::timeout(SNAPSHOT_REST_WAIT, handle).await {
+                Ok(Ok(Ok(manifest))) => snapshot_record(&dir, "rest", &manifest),
+                Ok(Ok(Err(err))) => Record::SnapshotFailed {
+                    phase: "rest".into(),
+                    error: super::step::error_chain(&err),
+                },
+                Ok(Err(join)) => Record::SnapshotFailed {
+                    phase: "rest".into(),
+                    error: format!("capture task failed: {join}"),
+                },
+                Err(_) => Record::SnapshotFailed {
+                    phase: "rest".into(),
+                    error: format!("not finished after {SNAPSHOT_REST_WAIT:?}"),
+                },
+            };
+            if let Err(err) = journal.append(record) {
+                tracing::warn!(error = %err, "cannot journal the snapshot manifest");
+            }
+        }
+        let released = match (self.lock.take(), &plan.lock) {
+            (Some(lock), _) => lock.release().await,
+            (None, Some(lock)) if stale_lock => {
+                leases::release_if_held(
+                    &self.client,
+                    namespace,
+                    lock,
+                    &plan.run_id,
+                    opts.call_timeout,
+                )
+                .await
+            }
+            _ => Ok(()),
+        };
+        if let Err(err) = released {
+            events.send(EngineEvent::Warning {
+                message: format!(
+                    "releasing the lock failed (it expires by itself): {}",
+                    super::step::error_chain(&err)
+                ),
+            });
+        }
+    }
+}
+
+fn phase_name(phase: &Phase) -> &'static str {
+    match phase {
+        Phase::Started => "started",
+        Phase::Step => "step",
+        Phase::Finished => "finished",
+        Phase::Approval => "approval",
+    }
+}
+
+fn delivery_record(d: Delivery) -> DeliveryRecord {
+    DeliveryRecord {
+        channel: d.channel,
+        ok: d.ok,
+        error: d.error.or_else(|| {
+            (!d.ok).then(|| {
+                d.status
+                    .map(|s| format!("HTTP {s}"))
+                    .unwrap_or_else(|| "failed".into())
+            })
+        }),
+    }
+}
+
+fn snapshot_record(dir: &std::path::Path, phase: &str, manifest: &Manifest) -> Record {
+    Record::SnapshotTaken {
+        dir: dir.display().to_string(),
+        phase: phase.to_string(),
+        captured: manifest.captured.len(),
+        failed: manifest
+            .failed
+            .iter()
+            .map(|f| format!("{}: {}", f.what, f.error))
+            .collect(),
+    }
+}

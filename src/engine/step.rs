@@ -1,0 +1,973 @@
+//! The step loop: diff → (first-mutation gate) → write-ahead → apply → journal → verify →
+//! re-diff, with retries, timeouts, safe points, `onFailure` and undo; and the dry run.
+
+use super::gate::GateState;
+use super::mirror::Mirror;
+use super::resume::Prior;
+use super::{
+    Engine, EngineError, EngineEvent, Events, MutationPreview, RunOptions, RunOutcome,
+    SharedJournal, StepReport, StepResult, StopHandle, StopReason, crash_point,
+};
+use crate::actions::{self, Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation};
+use crate::journal::{Outcome, Record};
+use crate::k8s::runs::{MutationStatus, RunStatus, StepStatus};
+use crate::plan::{Plan, PlannedStep};
+use crate::playbook::OnFailure;
+use crate::playbook::catalog::{self, ObjectPatch};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+/// Most diff → apply → verify rounds of one step (multi-phase actions need several).
+const MAX_ROUNDS: usize = 1000;
+/// Extra time granted to `verify` beyond its own bound before the engine cancels it.
+const VERIFY_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a step failed.
+#[derive(Debug, Clone)]
+pub(crate) struct StepFailure {
+    pub error: String,
+    pub category: String,
+}
+
+impl StepFailure {
+    fn from_action(err: &ActionError) -> StepFailure {
+        StepFailure {
+            error: error_chain(err),
+            category: err.category().to_string(),
+        }
+    }
+
+    fn new(category: &str, error: impl Into<String>) -> StepFailure {
+        StepFailure {
+            error: error.into(),
+            category: category.to_string(),
+        }
+    }
+}
+
+/// An error and its sources, `: `-separated (a message never repeats its cause).
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+/// How a step ended when it did not fail.
+enum StepEnd {
+    Verified,
+    AlreadySatisfied(String),
+    Stopped(StopReason),
+    Refused(String),
+}
+
+/// The mutable state of one run.
+pub(crate) struct RunState<'a> {
+    pub engine: &'a Engine,
+    pub plan: &'a Plan,
+    pub opts: &'a RunOptions,
+    pub namespace: String,
+    pub journal: SharedJournal,
+    pub events: Events,
+    pub stop: StopHandle,
+    stop_rx: watch::Receiver<Option<StopReason>>,
+    pub prior: Prior,
+    pub gate: GateState,
+    pub mirror: Option<Mirror>,
+    pub status: RunStatus,
+    /// Mutations applied by this process.
+    pub mutations_applied: usize,
+    /// Per-step reports, in plan order.
+    pub reports: Vec<StepReport>,
+    /// Every applied mutation of the run (including earlier processes'), in order.
+    pub applied_log: Vec<(String, Mutation)>,
+}
+
+impl<'a> RunState<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        engine: &'a Engine,
+        plan: &'a Plan,
+        opts: &'a RunOptions,
+        namespace: String,
+        journal: SharedJournal,
+        events: Events,
+        stop: StopHandle,
+        prior: Prior,
+    ) -> RunState<'a> {
+        let status = RunStatus {
+            phase: "Running".into(),
+            steps: plan
+                .steps
+                .iter()
+                .map(|s| StepStatus {
+                    name: s.name.clone(),
+                    phase: if prior.done_steps.contains(&s.name) {
+                        "Verified".into()
+                    } else {
+                        "Pending".into()
+                    },
+                    ..StepStatus::default()
+                })
+                .collect(),
+            started_at: Some(jiff::Timestamp::now().to_string()),
+            journal: Some(format!(
+                "{}:{}",
+                hostname(),
+                journal.dir().join(crate::journal::JOURNAL_FILE).display()
+            )),
+            ..RunStatus::default()
+        };
+        let gate = GateState::new(engine, plan, opts, &prior);
+        let applied_log = prior.applied_log.clone();
+        RunState {
+            engine,
+            plan,
+            opts,
+            namespace,
+            journal,
+            events,
+            stop_rx: stop.subscribe(),
+            stop,
+            prior,
+            gate,
+            mirror: None,
+            status,
+            mutations_applied: 0,
+            reports: Vec::new(),
+            applied_log,
+        }
+    }
+
+    fn record(&self, record: Record) -> Result<(), EngineError> {
+        self.journal.append(record)
+    }
+
+    fn set_step_phase(&mut self, step: &str, phase: &str, error: Option<String>) {
+        if let Some(s) = self.status.steps.iter_mut().find(|s| s.name == step) {
+            s.phase = phase.to_string();
+            s.error = error;
+        }
+        self.push_mirror();
+    }
+
+    fn push_mirror(&self) {
+        if let Some(mirror) = &self.mirror {
+            mirror.push(self.status.clone());
+        }
+    }
+
+    fn context(&self, step: &PlannedStep, deadline: Instant) -> ActionContext {
+        ActionContext {
+            client: self.engine.client.clone(),
+            run_id: self.plan.run_id.clone(),
+            step: step.name.clone(),
+            default_namespace: self.namespace.clone(),
+            http: self.engine.http.clone(),
+            prometheus_url: self.opts.prometheus_url.clone(),
+            call_timeout: self.opts.call_timeout,
+            verify_timeout: deadline.saturating_duration_since(Instant::now()),
+            playbook: self.plan.playbook.clone(),
+            notifier: self.gate.notifier.clone(),
+        }
+    }
+
+    /// Runs every step. Returns the outcome and its reason.
+    pub async fn execute(&mut self) -> Result<(Outcome, Option<String>), EngineError> {
+        let plan: &'a Plan = self.plan;
+        let total = plan.steps.len();
+        let mut failures: Vec<String> = Vec::new();
+        for (index, step) in plan.steps.iter().enumerate() {
+            if let Some(reason) = self.stop.reason() {
+                self.fill_not_run(index);
+                return Ok(self.stopped(reason));
+            }
+            if self.prior.done_steps.contains(&step.name) {
+                self.reports.push(report(
+                    step,
+                    StepResult::DoneEarlier,
+                    "done by an earlier process of this run",
+                ));
+                self.events.send(EngineEvent::StepFinished {
+                    step: step.name.clone(),
+                    result: StepResult::DoneEarlier,
+                });
+                continue;
+            }
+            self.events.send(EngineEvent::StepStarted {
+                index,
+                total,
+                step: step.name.clone(),
+                action: step.action.name().to_string(),
+            });
+            self.set_step_phase(&step.name, "Running", None);
+            self.reports.push(report(step, StepResult::NotRun, ""));
+            let span = tracing::info_span!("step", run = %self.plan.run_id, step = %step.name);
+            let result = self.run_step(step).instrument(span).await?;
+            match result {
+                Ok(StepEnd::Verified) => {
+                    self.record(Record::StepVerified {
+                        step: step.name.clone(),
+                    })?;
+                    self.finish_step(step, StepResult::Verified, None).await;
+                }
+                Ok(StepEnd::AlreadySatisfied(summary)) => {
+                    self.record(Record::StepAlreadySatisfied {
+                        step: step.name.clone(),
+                        summary: summary.clone(),
+                    })?;
+                    if let Some(r) = self.reports.last_mut() {
+                        r.summary = summary;
+                    }
+                    self.finish_step(step, StepResult::AlreadySatisfied, None)
+                        .await;
+                }
+                Ok(StepEnd::Stopped(reason)) => {
+                    self.set_step_phase(&step.name, "Stopped", None);
+                    self.fill_not_run(index + 1);
+                    return Ok(self.stopped(reason));
+                }
+                Ok(StepEnd::Refused(reason)) => {
+                    self.set_step_phase(&step.name, "Refused", Some(reason.clone()));
+                    self.fill_not_run(index + 1);
+                    return Ok((Outcome::Refused, Some(reason)));
+                }
+                Err(failure) => {
+                    tracing::warn!(run = %self.plan.run_id, step = %step.name, category = %failure.category, error = %failure.error, "step failed");
+                    self.record(Record::StepFailed {
+                        step: step.name.clone(),
+                        error: failure.error.clone(),
+                        category: failure.category.clone(),
+                    })?;
+                    let result = StepResult::Failed {
+                        error: failure.error.clone(),
+                        category: failure.category.clone(),
+                    };
+                    self.finish_step(step, result, Some(failure.error.clone()))
+                        .await;
+                    let reason = format!("step {} failed: {}", step.name, failure.error);
+                    match step.on_failure {
+                        OnFailure::Continue => failures.push(reason),
+                        OnFailure::Abort => {
+                            self.fill_not_run(index + 1);
+                            return Ok((Outcome::Failed, Some(reason)));
+                        }
+                        OnFailure::Undo => {
+                            self.fill_not_run(index + 1);
+                            let undone = self.undo().await?;
+                            return Ok((Outcome::Undone, Some(format!("{reason}; {undone}"))));
+                        }
+                    }
+                }
+            }
+        }
+        if failures.is_empty() {
+            Ok((Outcome::Succeeded, None))
+        } else {
+            Ok((
+                Outcome::Failed,
+                Some(format!("{} (onFailure: continue)", failures.join("; "))),
+            ))
+        }
+    }
+
+    fn stopped(&self, reason: StopReason) -> (Outcome, Option<String>) {
+        match &reason {
+            StopReason::Interrupted { .. } => (
+                Outcome::Interrupted,
+                Some(format!(
+                    "{reason}; resume with: ripcord run --resume {}",
+                    self.plan.run_id
+                )),
+            ),
+            StopReason::Guard { .. } => (Outcome::Stopped, Some(reason.to_string())),
+        }
+    }
+
+    fn fill_not_run(&mut self, from: usize) {
+        for step in self.plan.steps.iter().skip(from) {
+            if !self.reports.iter().any(|r| r.name == step.name) {
+                self.reports.push(report(step, StepResult::NotRun, ""));
+            }
+        }
+    }
+
+    async fn finish_step(&mut self, step: &PlannedStep, result: StepResult, error: Option<String>) {
+        let phase = match &result {
+            StepResult::Verified => "Verified",
+            StepResult::AlreadySatisfied => "AlreadySatisfied",
+            StepResult::Failed { .. } => "Failed",
+            _ => "Pending",
+        };
+        self.set_step_phase(&step.name, phase, error);
+        if let Some(r) = self.reports.iter_mut().rev().find(|r| r.name == step.name) {
+            r.result = result.clone();
+        }
+        self.events.send(EngineEvent::StepFinished {
+            step: step.name.clone(),
+            result: result.clone(),
+        });
+        if self.gate.passed {
+            let text = match &result {
+                StepResult::Verified => format!("step {} verified", step.name),
+                StepResult::AlreadySatisfied => format!("step {} already satisfied", step.name),
+                StepResult::Failed { error, .. } => format!("step {} failed: {error}", step.name),
+                _ => format!("step {}", step.name),
+            };
+            let deliveries = self
+                .gate
+                .notify_step(self.plan, &self.opts.who, &text)
+                .await;
+            if let Some(record) = deliveries {
+                let _ = self.record(record);
+            }
+        }
+    }
+
+    /// One step: the diff/apply/verify rounds.
+    async fn run_step(
+        &mut self,
+        step: &PlannedStep,
+    ) -> Result<Result<StepEnd, StepFailure>, EngineError> {
+        let action = match actions::build(&step.action) {
+            Ok(a) => a,
+            Err(err) => return Ok(Err(StepFailure::from_action(&err))),
+        };
+        if let Some(context) = &step.context {
+            return Ok(Err(StepFailure::new(
+                "refused",
+                format!(
+                    "per-step kubeconfig contexts ({context}) are not supported in this build yet"
+                ),
+            )));
+        }
+        let deadline = Instant::now() + step.timeout.0;
+        let verify_when_satisfied = action.verify_when_satisfied();
+        let mut applied_in_step: Vec<Applied> =
+            self.prior.applied.remove(&step.name).unwrap_or_default();
+        let mut pending: Vec<Mutation> = self.prior.pending.remove(&step.name).unwrap_or_default();
+        let mut unverified = !applied_in_step.is_empty();
+        let mut conflicts = 0u32;
+        let mut planned_once = false;
+
+        for _round in 0..MAX_ROUNDS {
+            if let Some(reason) = self.stop.reason() {
+                return Ok(Ok(StepEnd::Stopped(reason)));
+            }
+            let diff = match self
+                .diff_with_retries(action.as_ref(), step, deadline)
+                .await
+            {
+                Ok(d) => d,
+                Err(f) => return Ok(Err(f)),
+            };
+            if !planned_once || !diff.mutations.is_empty() {
+                planned_once = true;
+                self.record(Record::StepPlanned {
+                    step: step.name.clone(),
+                    action: step.action.name().to_string(),
+                    summary: diff.summary.clone(),
+                    diff: diff
+                        .mutations
+                        .iter()
+                        .map(|m| format!("{} ({})\n{}", m.description, m.target, m.diff))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                })?;
+                let previews: Vec<MutationPreview> =
+                    diff.mutations.iter().map(MutationPreview::from).collect();
+                if let Some(r) = self.reports.last_mut() {
+                    r.summary = diff.summary.clone();
+                    if r.mutations.is_empty() {
+                        r.mutations = previews.clone();
+                    }
+                }
+                self.events.send(EngineEvent::StepDiff {
+                    step: step.name.clone(),
+                    summary: diff.summary.clone(),
+                    mutations: previews,
+                });
+            }
+
+            if diff.is_satisfied() {
+                // Writes an earlier process sent but never journaled as applied: the observed
+                // state shows they took effect.
+                for m in pending.drain(..) {
+                    let applied = Applied {
+                        id: m.id.clone(),
+                        target: m.target.clone(),
+                        resource_version_after: None,
+                    };
+                    self.record(Record::MutationApplied {
+                        step: step.name.clone(),
+                        mutation_id: m.id.clone(),
+                        applied: applied.clone(),
+                        resource_version_before: m.resource_version.clone(),
+                        inverse: m.inverse.clone(),
+                        recovered: true,
+                    })?;
+                    self.add_mutation_status(&step.name, &m);
+                    self.applied_log.push((step.name.clone(), m));
+                    applied_in_step.push(applied);
+                    unverified = true;
+                }
+                if unverified || verify_when_satisfied {
+                    match self
+                        .verify(action.as_ref(), step, &applied_in_step, deadline)
+                        .await
+                    {
+                        Ok(None) => return Ok(Ok(StepEnd::Verified)),
+                        Ok(Some(reason)) => return Ok(Ok(StepEnd::Stopped(reason))),
+                        Err(f) => return Ok(Err(f)),
+                    }
+                }
+                if applied_in_step.is_empty() {
+                    return Ok(Ok(StepEnd::AlreadySatisfied(diff.summary)));
+                }
+                return Ok(Ok(StepEnd::Verified));
+            }
+
+            if !self.gate.passed {
+                let first = &diff.mutations[0];
+                match self.pass_gate(first).await? {
+                    Some(refusal) => return Ok(Ok(StepEnd::Refused(refusal))),
+                    // The world may have moved while we took the lock: diff again.
+                    None => continue,
+                }
+            }
+
+            // This process writes the step's mutations now; intents of an earlier process
+            // are either among them (same id) or superseded by them.
+            pending.clear();
+            let mut conflict = false;
+            for m in &diff.mutations {
+                if let Some(reason) = self.stop.reason() {
+                    return Ok(Ok(StepEnd::Stopped(reason)));
+                }
+                self.record(Record::MutationIntended {
+                    step: step.name.clone(),
+                    mutation: m.clone(),
+                })?;
+                crash_point("after-intent");
+                match self
+                    .apply_with_retries(action.as_ref(), step, m, deadline)
+                    .await
+                {
+                    Ok(applied) => {
+                        self.record(Record::MutationApplied {
+                            step: step.name.clone(),
+                            mutation_id: m.id.clone(),
+                            applied: applied.clone(),
+                            resource_version_before: m.resource_version.clone(),
+                            inverse: m.inverse.clone(),
+                            recovered: false,
+                        })?;
+                        tracing::info!(run = %self.plan.run_id, step = %step.name, mutation = %m.id, "mutation applied");
+                        self.mutations_applied += 1;
+                        self.add_mutation_status(&step.name, m);
+                        self.applied_log.push((step.name.clone(), m.clone()));
+                        applied_in_step.push(applied);
+                        unverified = true;
+                        self.events.send(EngineEvent::MutationApplied {
+                            step: step.name.clone(),
+                            description: m.description.clone(),
+                        });
+                        crash_point("after-apply");
+                    }
+                    Err(ApplyError::Conflict(err)) => {
+                        conflicts += 1;
+                        if conflicts >= step.retries.attempts.max(1) {
+                            return Ok(Err(StepFailure::from_action(&err)));
+                        }
+                        tracing::info!(run = %self.plan.run_id, step = %step.name, "conflict: diffing again");
+                        conflict = true;
+                        break;
+                    }
+                    Err(ApplyError::Failed(f)) => return Ok(Err(f)),
+                }
+            }
+            if conflict {
+                continue;
+            }
+            if unverified {
+                match self
+                    .verify(action.as_ref(), step, &applied_in_step, deadline)
+                    .await
+                {
+                    Ok(None) => unverified = false,
+                    Ok(Some(reason)) => return Ok(Ok(StepEnd::Stopped(reason))),
+                    Err(f) => return Ok(Err(f)),
+                }
+            }
+        }
+        Ok(Err(StepFailure::new(
+            "not-converging",
+            format!("step did not converge after {MAX_ROUNDS} diff/apply rounds"),
+        )))
+    }
+
+    fn add_mutation_status(&mut self, step: &str, m: &Mutation) {
+        if let Some(s) = self.status.steps.iter_mut().find(|s| s.name == step) {
+            s.mutations.push(MutationStatus {
+                id: m.id.clone(),
+                target: m.target.to_string(),
+                inverse: serde_json::to_string(&m.inverse).unwrap_or_default(),
+            });
+        }
+        self.push_mirror();
+    }
+
+    async fn diff_with_retries(
+        &self,
+        action: &dyn Action,
+        step: &PlannedStep,
+        deadline: Instant,
+    ) -> Result<Diff, StepFailure> {
+        let attempts = step.retries.attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(timeout_failure(step, "diff"));
+            }
+            let ctx = self.context(step, deadline);
+            let result = match tokio::time::timeout(remaining, action.diff(&ctx)).await {
+                Ok(r) => r,
+                Err(_) => return Err(timeout_failure(step, "diff")),
+            };
+            match result {
+                Ok(diff) => return Ok(diff),
+                Err(err) if err.is_retryable() && attempt + 1 < attempts => {
+                    let delay = step.retries.delay_after(attempt);
+                    tracing::info!(run = %self.plan.run_id, step = %step.name, attempt, error = %err, "diff failed, retrying");
+                    attempt += 1;
+                    tokio::time::sleep(delay.min(remaining)).await;
+                }
+                Err(err) => return Err(StepFailure::from_action(&err)),
+            }
+        }
+    }
+
+    async fn apply_with_retries(
+        &self,
+        action: &dyn Action,
+        step: &PlannedStep,
+        mutation: &Mutation,
+        deadline: Instant,
+    ) -> Result<Applied, ApplyError> {
+        let attempts = step.retries.attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(ApplyError::Failed(timeout_failure(step, "apply")));
+            }
+            let ctx = self.context(step, deadline);
+            let result = match tokio::time::timeout(remaining, action.apply(&ctx, mutation)).await {
+                Ok(r) => r,
+                Err(_) => return Err(ApplyError::Failed(timeout_failure(step, "apply"))),
+            };
+            match result {
+                Ok(applied) => return Ok(applied),
+                Err(err) if is_conflict(&err) => return Err(ApplyError::Conflict(err)),
+                Err(err) if err.is_retryable() && attempt + 1 < attempts => {
+                    let delay = step.retries.delay_after(attempt);
+                    tracing::info!(run = %self.plan.run_id, step = %step.name, attempt, error = %err, "apply failed, retrying");
+                    attempt += 1;
+                    tokio::time::sleep(delay.min(remaining)).await;
+                }
+                Err(err) => return Err(ApplyError::Failed(StepFailure::from_action(&err))),
+            }
+        }
+    }
+
+    /// Waits for `verify` (bounded by the step's remaining time); a stop request cancels the
+    /// wait (verify only reads, so this is a safe point). `Ok(Some(_))`: stopped.
+    async fn verify(
+        &mut self,
+        action: &dyn Action,
+        step: &PlannedStep,
+        applied: &[Applied],
+        deadline: Instant,
+    ) -> Result<Option<StopReason>, StepFailure> {
+        let attempts = step.retries.attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(timeout_failure(step, "verify"));
+            }
+            self.events.send(EngineEvent::Verifying {
+                step: step.name.clone(),
+                timeout: remaining,
+            });
+            let ctx = self.context(step, deadline);
+            let mut stop_rx = self.stop_rx.clone();
+            let result = tokio::select! {
+                r = tokio::time::timeout(remaining + VERIFY_GRACE, action.verify(&ctx, applied)) => r,
+                reason = stop_rx.wait_for(Option::is_some) => {
+                    match reason.ok().and_then(|r| r.clone()) {
+                        Some(reason) => return Ok(Some(reason)),
+                        None => return Err(StepFailure::new("internal", "stop channel closed")),
+                    }
+                }
+            };
+            match result {
+                Err(_) => return Err(timeout_failure(step, "verify")),
+                Ok(Ok(())) => return Ok(None),
+                Ok(Err(err)) if err.is_retryable() && attempt + 1 < attempts => {
+                    let delay = step.retries.delay_after(attempt);
+                    tracing::info!(run = %self.plan.run_id, step = %step.name, attempt, error = %err, "verify failed, retrying");
+                    attempt += 1;
+                    tokio::time::sleep(delay.min(remaining)).await;
+                }
+                Ok(Err(err)) => return Err(StepFailure::from_action(&err)),
+            }
+        }
+    }
+
+    /// Reverts this run's applied mutations with `MergePatch` inverses, newest first.
+    /// Returns a one-line summary.
+    async fn undo(&mut self) -> Result<String, EngineError> {
+        let log: Vec<(String, Mutation)> = self.applied_log.iter().rev().cloned().collect();
+        let (mut reverted, mut failed, mut skipped) = (0usize, 0usize, 0usize);
+        for (step_name, m) in log {
+            let Inverse::MergePatch { patch, .. } = &m.inverse else {
+                if let Inverse::NotReverted { reason, .. } = &m.inverse {
+                    skipped += 1;
+                    self.record(Record::UndoApplied {
+                        step: step_name.clone(),
+                        mutation_id: m.id.clone(),
+                        ok: false,
+                        error: Some(format!("not reverted automatically: {reason}")),
+                    })?;
+                }
+                continue;
+            };
+            let undo_step = PlannedStep {
+                name: format!("undo-{step_name}"),
+                action: catalog::Action::ObjectPatch(ObjectPatch {
+                    api_version: m.target.api_version.clone(),
+                    kind: m.target.kind.clone(),
+                    namespace: m.target.namespace.clone(),
+                    name: m.target.name.clone(),
+                    patch: patch.clone(),
+                }),
+                timeout: crate::playbook::Duration::from_secs(60),
+                retries: crate::playbook::Retries::default(),
+                on_failure: OnFailure::Abort,
+                context: None,
+            };
+            let result = self.revert_one(&undo_step).await?;
+            match result {
+                Ok(()) => reverted += 1,
+                Err(_) => failed += 1,
+            }
+            self.record(Record::UndoApplied {
+                step: step_name.clone(),
+                mutation_id: m.id.clone(),
+                ok: result.is_ok(),
+                error: result.err().map(|f| f.error),
+            })?;
+        }
+        Ok(format!(
+            "undo: {reverted} reverted, {failed} failed, {skipped} not revertible automatically"
+        ))
+    }
+
+    async fn revert_one(
+        &mut self,
+        step: &PlannedStep,
+    ) -> Result<Result<(), StepFailure>, EngineError> {
+        let action = match actions::build(&step.action) {
+            Ok(a) => a,
+            Err(err) => return Ok(Err(StepFailure::from_action(&err))),
+        };
+        let deadline = Instant::now() + step.timeout.0;
+        let diff = match self
+            .diff_with_retries(action.as_ref(), step, deadline)
+            .await
+        {
+            Ok(d) => d,
+            Err(f) => return Ok(Err(f)),
+        };
+        for m in &diff.mutations {
+            self.record(Record::MutationIntended {
+                step: step.name.clone(),
+                mutation: m.clone(),
+            })?;
+            match self
+                .apply_with_retries(action.as_ref(), step, m, deadline)
+                .await
+            {
+                Ok(applied) => {
+                    self.record(Record::MutationApplied {
+                        step: step.name.clone(),
+                        mutation_id: m.id.clone(),
+                        applied,
+                        resource_version_before: m.resource_version.clone(),
+                        inverse: m.inverse.clone(),
+                        recovered: false,
+                    })?;
+                    self.mutations_applied += 1;
+                }
+                Err(ApplyError::Conflict(err)) => return Ok(Err(StepFailure::from_action(&err))),
+                Err(ApplyError::Failed(f)) => return Ok(Err(f)),
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Before the first mutation: lock, pre-checks, notification, snapshot, mirror.
+    /// `Some(reason)`: refused.
+    async fn pass_gate(&mut self, first: &Mutation) -> Result<Option<String>, EngineError> {
+        let refusal = self
+            .gate
+            .pass(
+                self.plan,
+                self.opts,
+                &self.namespace,
+                first,
+                &self.journal,
+                &self.events,
+            )
+            .await?;
+        if refusal.is_none() {
+            self.mirror = Some(Mirror::start(
+                self.engine.client.clone(),
+                self.namespace.clone(),
+                self.plan,
+                self.opts,
+                self.status.clone(),
+                self.journal.clone(),
+                self.events.clone(),
+            ));
+        }
+        Ok(refusal)
+    }
+
+    /// After the steps: waits (bounded) for the broad snapshot and releases the lock (also a
+    /// lock left behind by an earlier, crashed process of this run).
+    pub async fn shutdown(&mut self) {
+        let stale_lock = self.prior.gate_passed;
+        self.gate
+            .finish(
+                self.plan,
+                self.opts,
+                &self.namespace,
+                stale_lock,
+                &self.journal,
+                &self.events,
+            )
+            .await;
+    }
+
+    /// Sends the final notification (when the run did something or did not succeed).
+    pub async fn notify_finished(
+        &mut self,
+        outcome: Outcome,
+        reason: Option<&str>,
+        journal: &std::path::Path,
+    ) {
+        if let Some(record) = self
+            .gate
+            .notify_finished(self.plan, &self.opts.who, outcome, reason, journal)
+            .await
+        {
+            let _ = self.record(record);
+        }
+    }
+
+    /// Writes the final state of the `Run` mirror (bounded wait).
+    pub async fn mirror_finish(&mut self, outcome: Outcome, reason: Option<String>) {
+        if let Some(mirror) = self.mirror.take() {
+            self.status.phase = "Finished".into();
+            self.status.outcome = Some(outcome.as_str().to_string());
+            self.status.message = reason;
+            self.status.finished_at = Some(jiff::Timestamp::now().to_string());
+            mirror.finish(self.status.clone()).await;
+        }
+    }
+}
+
+enum ApplyError {
+    Conflict(ActionError),
+    Failed(StepFailure),
+}
+
+fn is_conflict(err: &ActionError) -> bool {
+    matches!(err, ActionError::Api { source: kube::Error::Api(status), .. } if status.code == 409)
+}
+
+fn timeout_failure(step: &PlannedStep, phase: &str) -> StepFailure {
+    StepFailure::new(
+        "timeout",
+        format!(
+            "step {} timed out during {phase} (timeout {:?})",
+            step.name, step.timeout.0
+        ),
+    )
+}
+
+fn report(step: &PlannedStep, result: StepResult, summary: &str) -> StepReport {
+    StepReport {
+        name: step.name.clone(),
+        action: step.action.name().to_string(),
+        result,
+        summary: summary.to_string(),
+        mutations: Vec::new(),
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// A dry run: each step's diff and inverse, nothing written (no journal either).
+pub(crate) async fn dry_run(
+    engine: &Engine,
+    plan: &Plan,
+    opts: &RunOptions,
+    namespace: &str,
+    events: &Events,
+    started: Instant,
+) -> RunOutcome {
+    events.send(EngineEvent::RunStarted {
+        run_id: plan.run_id.clone(),
+        journal: None,
+        steps: plan.steps.len(),
+        resumed: false,
+    });
+    let mut reports = Vec::new();
+    let mut failed = None;
+    for (index, step) in plan.steps.iter().enumerate() {
+        events.send(EngineEvent::StepStarted {
+            index,
+            total: plan.steps.len(),
+            step: step.name.clone(),
+            action: step.action.name().to_string(),
+        });
+        let deadline = Instant::now() + step.timeout.0;
+        let ctx = ActionContext {
+            client: engine.client.clone(),
+            run_id: plan.run_id.clone(),
+            step: step.name.clone(),
+            default_namespace: namespace.to_string(),
+            http: engine.http.clone(),
+            prometheus_url: opts.prometheus_url.clone(),
+            call_timeout: opts.call_timeout,
+            verify_timeout: step.timeout.0,
+            playbook: plan.playbook.clone(),
+            notifier: None,
+        };
+        let diff = match actions::build(&step.action) {
+            Ok(action) => {
+                let mut attempt = 0;
+                loop {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let r = match tokio::time::timeout(remaining, action.diff(&ctx)).await {
+                        Ok(r) => r.map_err(|e| StepFailure::from_action(&e)),
+                        Err(_) => Err(timeout_failure(step, "diff")),
+                    };
+                    match r {
+                        Err(_)
+                            if attempt + 1 < step.retries.attempts.max(1)
+                                && !remaining.is_zero() =>
+                        {
+                            tokio::time::sleep(step.retries.delay_after(attempt).min(remaining))
+                                .await;
+                            attempt += 1;
+                        }
+                        other => break other,
+                    }
+                }
+            }
+            Err(err) => Err(StepFailure::from_action(&err)),
+        };
+        let step_report = match diff {
+            Ok(diff) => {
+                let previews: Vec<MutationPreview> =
+                    diff.mutations.iter().map(MutationPreview::from).collect();
+                events.send(EngineEvent::StepDiff {
+                    step: step.name.clone(),
+                    summary: diff.summary.clone(),
+                    mutations: previews.clone(),
+                });
+                let result = if diff.is_satisfied() && !action_verifies(step) {
+                    StepResult::AlreadySatisfied
+                } else {
+                    StepResult::WouldApply
+                };
+                StepReport {
+                    name: step.name.clone(),
+                    action: step.action.name().to_string(),
+                    result,
+                    summary: diff.summary,
+                    mutations: previews,
+                }
+            }
+            Err(f) => {
+                failed.get_or_insert_with(|| format!("step {} failed: {}", step.name, f.error));
+                StepReport {
+                    name: step.name.clone(),
+                    action: step.action.name().to_string(),
+                    result: StepResult::Failed {
+                        error: f.error,
+                        category: f.category,
+                    },
+                    summary: String::new(),
+                    mutations: Vec::new(),
+                }
+            }
+        };
+        events.send(EngineEvent::StepFinished {
+            step: step.name.clone(),
+            result: step_report.result.clone(),
+        });
+        reports.push(step_report);
+    }
+    let outcome = if failed.is_some() {
+        Outcome::Failed
+    } else {
+        Outcome::Succeeded
+    };
+    events.send(EngineEvent::Finished {
+        outcome,
+        reason: failed.clone(),
+    });
+    RunOutcome {
+        run_id: plan.run_id.clone(),
+        outcome,
+        reason: failed,
+        dry_run: true,
+        duration: started.elapsed(),
+        dir: crate::journal::run_dir(&opts.state_dir, &plan.run_id),
+        journal: None,
+        mutations_applied: 0,
+        steps: reports,
+    }
+}
+
+/// True when the step's action does its work in `verify` (dry run: it "would" run).
+fn action_verifies(step: &PlannedStep) -> bool {
+    actions::build(&step.action)
+        .map(|a| a.verify_when_satisfied())
+        .unwrap_or(false)
+}

@@ -1,0 +1,419 @@
+//! The typed records of a run journal.
+//!
+//! Every line of `journal.jsonl` is one [`Entry`]: a sequence number, a timestamp and a
+//! [`Record`] whose serde tag `type` names the record kind. The journal stores facts only; it
+//! never interprets them (the engine and cleanup do).
+
+use crate::actions::{Applied, Inverse, Mutation};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// 1-based position in the journal; strictly increasing.
+    pub seq: u64,
+    /// When the record was appended.
+    pub at: jiff::Timestamp,
+    /// What happened.
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Every step verified or was already satisfied.
+    Succeeded,
+    /// A step failed (after `onFailure` handling).
+    Failed,
+    /// A step failed and the run's applied mutations were reverted (`onFailure: undo`).
+    Undone,
+    /// A stop condition tripped; the run stopped at a safe point.
+    Stopped,
+    /// A guard, lock or the operator refused before the first mutation.
+    Refused,
+    /// Ctrl-C / SIGTERM: stopped at a safe point; resumable.
+    Interrupted,
+}
+
+impl Outcome {
+    /// The kebab-case name used in journals, the `Run` resource and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Undone => "undone",
+            Outcome::Stopped => "stopped",
+            Outcome::Refused => "refused",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+
+    /// True when `--resume` may continue the run (it stopped before completing).
+    pub fn is_resumable(self) -> bool {
+        matches!(
+            self,
+            Outcome::Interrupted | Outcome::Stopped | Outcome::Failed
+        )
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result of one notification delivery, without the channel's URL (a secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// The channel's name.
+    pub channel: String,
+    /// Whether the receiver accepted it.
+    pub ok: bool,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One journal record. The serde tag `type` names the kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Record {
+    /// The run began. `params` has secret-looking values redacted; `plan` is the full
+    /// [`crate::plan::Plan`] (as JSON) that `--resume` reloads.
+    RunStarted {
+        /// The run id (`r-YYYYMMDD-HHMMSS-xxxx`).
+        run_id: String,
+        /// The playbook's name.
+        playbook: String,
+        /// What started it (`cli`, `api`, `alertmanager`, `schedule`).
+        trigger: String,
+        /// Who started it.
+        who: String,
+        /// The incident id, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incident: Option<String>,
+        /// The parameters, secrets redacted.
+        params: BTreeMap<String, serde_json::Value>,
+        /// The plan executed.
+        plan: serde_json::Value,
+    },
+    /// A resumed process continues the run.
+    RunResumed {
+        /// Who resumed it.
+        who: String,
+    },
+    /// Notifications were sent (channel names and results only, never URLs).
+    Notified {
+        /// `started`, `step`, `finished`.
+        phase: String,
+        /// One result per channel.
+        deliveries: Vec<DeliveryRecord>,
+    },
+    /// An evidence snapshot was written.
+    SnapshotTaken {
+        /// The snapshot directory.
+        dir: String,
+        /// `targets` (fast, before the first mutation) or `rest` (broad, concurrent).
+        phase: String,
+        /// How many objects/files were captured.
+        captured: usize,
+        /// What could not be captured, with the reason.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failed: Vec<String>,
+    },
+    /// The snapshot failed as a whole (the run continues).
+    SnapshotFailed {
+        /// `targets` or `rest`.
+        phase: String,
+        /// Why.
+        error: String,
+    },
+    /// A step's diff, computed before its mutations.
+    StepPlanned {
+        /// The step's name.
+        step: String,
+        /// The catalog action.
+        action: String,
+        /// One line for people.
+        summary: String,
+        /// A readable diff of the mutations needed now.
+        diff: String,
+    },
+    /// Write-ahead: a mutation is about to be sent to the API server.
+    MutationIntended {
+        /// The step's name.
+        step: String,
+        /// The mutation, with its pre-image and inverse.
+        mutation: Mutation,
+    },
+    /// A mutation reached the API server.
+    MutationApplied {
+        /// The step's name.
+        step: String,
+        /// The mutation's id.
+        mutation_id: String,
+        /// The result.
+        applied: Applied,
+        /// resourceVersion observed before the write.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resource_version_before: Option<String>,
+        /// How cleanup reverts it.
+        inverse: Inverse,
+        /// True when a resumed run found the write already in effect (the process died after
+        /// sending it but before journaling the result).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        recovered: bool,
+    },
+    /// A step's change took effect (verify passed, the diff is empty).
+    StepVerified {
+        /// The step's name.
+        step: String,
+    },
+    /// A step needed no change.
+    StepAlreadySatisfied {
+        /// The step's name.
+        step: String,
+        /// What was observed.
+        summary: String,
+    },
+    /// A step failed.
+    StepFailed {
+        /// The step's name.
+        step: String,
+        /// The error chain, for people.
+        error: String,
+        /// The stable error category.
+        category: String,
+    },
+    /// A guard stopped or refused the run.
+    GuardTripped {
+        /// The guard's name.
+        guard: String,
+        /// `preCheck` or `stopCondition`.
+        kind: String,
+        /// The observed value, if the query succeeded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<f64>,
+        /// Why, for people.
+        reason: String,
+    },
+    /// A guard could not be evaluated (Prometheus unreachable, empty result).
+    GuardUnavailable {
+        /// The guard's name.
+        guard: String,
+        /// Why.
+        error: String,
+    },
+    /// An inverse was applied by `onFailure: undo`.
+    UndoApplied {
+        /// The step whose mutation was reverted.
+        step: String,
+        /// The reverted mutation's id.
+        mutation_id: String,
+        /// Whether the revert succeeded.
+        ok: bool,
+        /// Why not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Writing the `Run` resource in the cluster failed (journaled once; the run continues).
+    MirrorFailed {
+        /// Why.
+        error: String,
+    },
+    /// The run ended.
+    RunFinished {
+        /// How.
+        outcome: Outcome,
+        /// Wall time of this process's part of the run, in milliseconds.
+        duration_ms: u64,
+        /// Why, for people (the failing step, the tripped guard…).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+impl Record {
+    /// The serde tag of this record (`RunStarted`, `MutationIntended`…).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::RunStarted { .. } => "RunStarted",
+            Record::RunResumed { .. } => "RunResumed",
+            Record::Notified { .. } => "Notified",
+            Record::SnapshotTaken { .. } => "SnapshotTaken",
+            Record::SnapshotFailed { .. } => "SnapshotFailed",
+            Record::StepPlanned { .. } => "StepPlanned",
+            Record::MutationIntended { .. } => "MutationIntended",
+            Record::MutationApplied { .. } => "MutationApplied",
+            Record::StepVerified { .. } => "StepVerified",
+            Record::StepAlreadySatisfied { .. } => "StepAlreadySatisfied",
+            Record::StepFailed { .. } => "StepFailed",
+            Record::GuardTripped { .. } => "GuardTripped",
+            Record::GuardUnavailable { .. } => "GuardUnavailable",
+            Record::UndoApplied { .. } => "UndoApplied",
+            Record::MirrorFailed { .. } => "MirrorFailed",
+            Record::RunFinished { .. } => "RunFinished",
+        }
+    }
+
+    /// One line for people, used by `ripcord runs show`.
+    pub fn describe(&self) -> String {
+        match self {
+            Record::RunStarted {
+                playbook,
+                who,
+                trigger,
+                incident,
+                ..
+            } => {
+                let incident = incident
+                    .as_deref()
+                    .map(|i| format!(", incident {i}"))
+                    .unwrap_or_default();
+                format!("run started: playbook {playbook} by {who} via {trigger}{incident}")
+            }
+            Record::RunResumed { who } => format!("run resumed by {who}"),
+            Record::Notified { phase, deliveries } => {
+                let parts: Vec<String> = deliveries
+                    .iter()
+                    .map(|d| match (&d.ok, &d.error) {
+                        (true, _) => format!("{} ok", d.channel),
+                        (false, Some(e)) => format!("{} failed ({e})", d.channel),
+                        (false, None) => format!("{} failed", d.channel),
+                    })
+                    .collect();
+                format!("notified ({phase}): {}", parts.join(", "))
+            }
+            Record::SnapshotTaken {
+                dir,
+                phase,
+                captured,
+                failed,
+            } => format!(
+                "snapshot ({phase}): {captured} captured, {} failed, in {dir}",
+                failed.len()
+            ),
+            Record::SnapshotFailed { phase, error } => {
+                format!("snapshot ({phase}) failed: {error}")
+            }
+            Record::StepPlanned {
+                step,
+                action,
+                summary,
+                ..
+            } => format!("[{step}] {action}: {summary}"),
+            Record::MutationIntended { step, mutation } => {
+                format!(
+                    "[{step}] intend: {} ({})",
+                    mutation.description, mutation.target
+                )
+            }
+            Record::MutationApplied {
+                step,
+                mutation_id,
+                applied,
+                recovered,
+                ..
+            } => {
+                let rv = applied
+                    .resource_version_after
+                    .as_deref()
+                    .map(|rv| format!(", resourceVersion {rv}"))
+                    .unwrap_or_default();
+                let recovered = if *recovered {
+                    " (recovered on resume)"
+                } else {
+                    ""
+                };
+                format!(
+                    "[{step}] applied {mutation_id} to {}{rv}{recovered}",
+                    applied.target
+                )
+            }
+            Record::StepVerified { step } => format!("[{step}] verified"),
+            Record::StepAlreadySatisfied { step, summary } => {
+                format!("[{step}] already satisfied: {summary}")
+            }
+            Record::StepFailed {
+                step,
+                error,
+                category,
+            } => format!("[{step}] failed ({category}): {error}"),
+            Record::GuardTripped {
+                guard,
+                kind,
+                reason,
+                ..
+            } => format!("guard {guard} ({kind}) tripped: {reason}"),
+            Record::GuardUnavailable { guard, error } => {
+                format!("guard {guard} could not be evaluated: {error}")
+            }
+            Record::UndoApplied {
+                step,
+                mutation_id,
+                ok,
+                error,
+            } => match (ok, error) {
+                (true, _) => format!("[{step}] undone {mutation_id}"),
+                (false, e) => format!(
+                    "[{step}] undo of {mutation_id} failed: {}",
+                    e.as_deref().unwrap_or("unknown error")
+                ),
+            },
+            Record::MirrorFailed { error } => format!("Run resource mirror failed: {error}"),
+            Record::RunFinished {
+                outcome,
+                duration_ms,
+                reason,
+            } => {
+                let reason = reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                format!(
+                    "run finished: {outcome} after {:.1}s{reason}",
+                    *duration_ms as f64 / 1000.0
+                )
+            }
+        }
+    }
+}
+
+/// Parameter names that look like secrets: their values are journaled as `"<redacted>"`.
+pub fn is_secret_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [
+        "secret",
+        "token",
+        "password",
+        "passwd",
+        "apikey",
+        "api_key",
+        "api-key",
+        "credential",
+        "auth",
+        "private",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+}
+
+/// A copy of `params` with secret-looking values replaced by `"<redacted>"`.
+pub fn redact_params(
+    params: &BTreeMap<String, serde_json::Value>,
+) -> BTreeMap<String, serde_json::Value> {
+    params
+        .iter()
+        .map(|(k, v)| {
+            if is_secret_name(k) {
+                (k.clone(), serde_json::Value::String("<redacted>".into()))
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect()
+}

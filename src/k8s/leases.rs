@@ -1,0 +1,415 @@
+//! Leases: per-target locks through coordination.k8s.io Leases.
+//!
+//! A playbook's `lock` string (e.g. `deployment/shop/checkout`) maps to the Lease
+//! `ripcord-lock-<hash>` in the target namespace, held by the run id. Two runs on the same
+//! target cannot mutate at once: the second is refused with the holder's run id. The holder
+//! renews the Lease while it runs; a crashed holder's Lease expires after its duration, and a
+//! resumed run (same run id) takes its own Lease back at once.
+
+use crate::actions::FIELD_MANAGER;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use std::time::Duration;
+
+/// The annotation holding the lock string the Lease stands for (names are hashed).
+pub const LOCK_ANNOTATION: &str = "ripcord.dev/lock";
+
+/// Why taking or keeping a lock failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// Another run holds the lock.
+    #[error(
+        "{lock} is locked by run {holder} (lease {namespace}/{lease}, expires in {expires_in_s}s unless renewed)"
+    )]
+    Held {
+        /// The lock string.
+        lock: String,
+        /// The holder's run id.
+        holder: String,
+        /// The Lease's namespace.
+        namespace: String,
+        /// The Lease's name.
+        lease: String,
+        /// Seconds until the Lease expires if its holder stops renewing.
+        expires_in_s: i64,
+    },
+    /// An API call failed.
+    #[error("{operation} lease {namespace}/{lease} failed")]
+    Api {
+        /// `get`, `create`, `replace`, `renew`, `delete`.
+        operation: &'static str,
+        /// The namespace.
+        namespace: String,
+        /// The Lease's name.
+        lease: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// An API call did not answer in time.
+    #[error("{operation} lease {namespace}/{lease} timed out after {after:?}")]
+    Timeout {
+        /// What was being done.
+        operation: &'static str,
+        /// The namespace.
+        namespace: String,
+        /// The Lease's name.
+        lease: String,
+        /// The bound.
+        after: Duration,
+    },
+}
+
+impl LeaseError {
+    /// A stable category for journal records and metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            LeaseError::Held { .. } => "locked",
+            LeaseError::Api { .. } => "api",
+            LeaseError::Timeout { .. } => "timeout",
+        }
+    }
+}
+
+/// The Lease name for a lock string: `ripcord-lock-<16 hex digits of FNV-1a 64>` (stable
+/// across versions and machines).
+pub fn lease_name(lock: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in lock.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("ripcord-lock-{hash:016x}")
+}
+
+/// A held lock. Renewed in the background until [`LockGuard::release`] (or drop, which stops
+/// renewing and lets the Lease expire).
+pub struct LockGuard {
+    client: kube::Client,
+    namespace: String,
+    lease: String,
+    holder: String,
+    call_timeout: Duration,
+    renew: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.renew.abort();
+    }
+}
+
+// === impl LockGuard ===
+
+impl LockGuard {
+    /// The Lease's name.
+    pub fn lease(&self) -> &str {
+        &self.lease
+    }
+
+    /// Stops renewing and deletes the Lease (if this run still holds it).
+    pub async fn release(self) -> Result<(), LeaseError> {
+        self.renew.abort();
+        delete_if_held(
+            &self.client,
+            &self.namespace,
+            &self.lease,
+            &self.holder,
+            self.call_timeout,
+        )
+        .await
+    }
+}
+
+/// Deletes the Lease of `lock` if `holder` holds it (a resumed run cleaning up the Lease its
+/// crashed predecessor left behind). Nothing happens otherwise.
+pub async fn release_if_held(
+    client: &kube::Client,
+    namespace: &str,
+    lock: &str,
+    holder: &str,
+    call_timeout: Duration,
+) -> Result<(), LeaseError> {
+    delete_if_held(client, namespace, &lease_name(lock), holder, call_timeout).await
+}
+
+async fn delete_if_held(
+    client: &kube::Client,
+    namespace: &str,
+    lease: &str,
+    holder: &str,
+    call_timeout: Duration,
+) -> Result<(), LeaseError> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let current = call("get", namespace, lease, call_timeout, api.get_opt(lease)).await?;
+    let Some(current) = current else {
+        return Ok(());
+    };
+    if holder_of(&current) != Some(holder) {
+        return Ok(());
+    }
+    let params = DeleteParams {
+        preconditions: current.metadata.resource_version.clone().map(|rv| {
+            kube::api::Preconditions {
+                resource_version: Some(rv),
+                uid: None,
+            }
+        }),
+        ..DeleteParams::default()
+    };
+    match tokio::time::timeout(call_timeout, api.delete(lease, &params)).await {
+        Err(_) => Err(LeaseError::Timeout {
+            operation: "delete",
+            namespace: namespace.to_string(),
+            lease: lease.to_string(),
+            after: call_timeout,
+        }),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(kube::Error::Api(s))) if s.code == 404 || s.code == 409 => Ok(()),
+        Ok(Err(source)) => Err(LeaseError::Api {
+            operation: "delete",
+            namespace: namespace.to_string(),
+            lease: lease.to_string(),
+            source,
+        }),
+    }
+}
+
+fn holder_of(lease: &Lease) -> Option<&str> {
+    lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref())
+        .filter(|h| !h.is_empty())
+}
+
+/// Seconds until the Lease expires (negative: expired).
+fn expires_in(lease: &Lease, now: jiff::Timestamp) -> i64 {
+    let Some(spec) = lease.spec.as_ref() else {
+        return -1;
+    };
+    let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
+    let renewed = spec
+        .renew_time
+        .as_ref()
+        .or(spec.acquire_time.as_ref())
+        .map(|t| t.0.as_second())
+        .unwrap_or(0);
+    renewed + duration - now.as_second()
+}
+
+async fn call<T>(
+    operation: &'static str,
+    namespace: &str,
+    lease: &str,
+    timeout: Duration,
+    fut: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, LeaseError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(LeaseError::Timeout {
+            operation,
+            namespace: namespace.to_string(),
+            lease: lease.to_string(),
+            after: timeout,
+        }),
+        Ok(Err(source)) => Err(LeaseError::Api {
+            operation,
+            namespace: namespace.to_string(),
+            lease: lease.to_string(),
+            source,
+        }),
+        Ok(Ok(v)) => Ok(v),
+    }
+}
+
+/// Takes the lock `lock` for `holder` (a run id): creates the Lease, or takes it over when it
+/// is free, expired or already held by `holder`. Refuses with [`LeaseError::Held`] otherwise.
+/// The Lease is renewed every `ttl / 3` until released.
+pub async fn acquire(
+    client: &kube::Client,
+    namespace: &str,
+    lock: &str,
+    holder: &str,
+    ttl: Duration,
+    call_timeout: Duration,
+) -> Result<LockGuard, LeaseError> {
+    let name = lease_name(lock);
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let ttl_s = i32::try_from(ttl.as_secs().max(1)).unwrap_or(i32::MAX);
+    let post = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    // Two attempts: a create race (409) re-reads once.
+    for _ in 0..2 {
+        let now = jiff::Timestamp::now();
+        let existing = call("get", namespace, &name, call_timeout, api.get_opt(&name)).await?;
+        let result = match existing {
+            None => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        namespace: Some(namespace.to_string()),
+                        annotations: Some([(LOCK_ANNOTATION.to_string(), lock.to_string())].into()),
+                        labels: Some(
+                            [(
+                                "app.kubernetes.io/managed-by".to_string(),
+                                "ripcord".to_string(),
+                            )]
+                            .into(),
+                        ),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(LeaseSpec {
+                        holder_identity: Some(holder.to_string()),
+                        lease_duration_seconds: Some(ttl_s),
+                        acquire_time: Some(MicroTime(now)),
+                        renew_time: Some(MicroTime(now)),
+                        lease_transitions: Some(0),
+                        ..LeaseSpec::default()
+                    }),
+                };
+                tokio::time::timeout(call_timeout, api.create(&post, &lease)).await
+            }
+            Some(mut lease) => {
+                let current = holder_of(&lease).map(str::to_string);
+                let left = expires_in(&lease, now);
+                if let Some(current) = current.as_deref()
+                    && current != holder
+                    && left >= 0
+                {
+                    return Err(LeaseError::Held {
+                        lock: lock.to_string(),
+                        holder: current.to_string(),
+                        namespace: namespace.to_string(),
+                        lease: name,
+                        expires_in_s: left,
+                    });
+                }
+                let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+                if current.as_deref() != Some(holder) {
+                    spec.acquire_time = Some(MicroTime(now));
+                    spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+                }
+                spec.holder_identity = Some(holder.to_string());
+                spec.lease_duration_seconds = Some(ttl_s);
+                spec.renew_time = Some(MicroTime(now));
+                // resourceVersion stays set: a concurrent taker makes this a 409.
+                tokio::time::timeout(call_timeout, api.replace(&name, &post, &lease)).await
+            }
+        };
+        match result {
+            Err(_) => {
+                return Err(LeaseError::Timeout {
+                    operation: "take",
+                    namespace: namespace.to_string(),
+                    lease: name,
+                    after: call_timeout,
+                });
+            }
+            Ok(Ok(_)) => {
+                let renew = tokio::spawn(renew_loop(
+                    api.clone(),
+                    name.clone(),
+                    holder.to_string(),
+                    ttl,
+                    call_timeout,
+                ));
+                tracing::info!(lock = %lock, lease = %name, holder = %holder, "lock acquired");
+                return Ok(LockGuard {
+                    client: client.clone(),
+                    namespace: namespace.to_string(),
+                    lease: name,
+                    holder: holder.to_string(),
+                    call_timeout,
+                    renew,
+                });
+            }
+            Ok(Err(kube::Error::Api(s))) if s.code == 409 => continue,
+            Ok(Err(source)) => {
+                return Err(LeaseError::Api {
+                    operation: "take",
+                    namespace: namespace.to_string(),
+                    lease: name,
+                    source,
+                });
+            }
+        }
+    }
+    // Lost two races in a row: someone else is taking it right now.
+    let holder_now = api
+        .get_opt(&name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| holder_of(&l).map(str::to_string))
+        .unwrap_or_else(|| "another run".to_string());
+    Err(LeaseError::Held {
+        lock: lock.to_string(),
+        holder: holder_now,
+        namespace: namespace.to_string(),
+        lease: name,
+        expires_in_s: ttl.as_secs() as i64,
+    })
+}
+
+async fn renew_loop(
+    api: Api<Lease>,
+    name: String,
+    holder: String,
+    ttl: Duration,
+    call_timeout: Duration,
+) {
+    let period = (ttl / 3).max(Duration::from_millis(200));
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    loop {
+        tokio::time::sleep(period).await;
+        let patch = serde_json::json!({
+            "spec": { "holderIdentity": holder, "renewTime": MicroTime(jiff::Timestamp::now()) }
+        });
+        match tokio::time::timeout(
+            call_timeout,
+            api.patch(&name, &params, &Patch::Merge(&patch)),
+        )
+        .await
+        {
+            Ok(Ok(_)) => tracing::debug!(lease = %name, "lease renewed"),
+            Ok(Err(err)) => tracing::warn!(lease = %name, error = %err, "lease renewal failed"),
+            Err(_) => tracing::warn!(lease = %name, "lease renewal timed out"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_names_are_stable_and_valid() {
+        let a = lease_name("deployment/shop/checkout");
+        assert_eq!(a, lease_name("deployment/shop/checkout"));
+        assert_ne!(a, lease_name("deployment/shop/cart"));
+        assert!(a.starts_with("ripcord-lock-") && a.len() == 29, "{a}");
+        // FNV-1a 64 of the empty string.
+        assert_eq!(lease_name(""), "ripcord-lock-cbf29ce484222325");
+    }
+
+    #[test]
+    fn expiry_counts_from_renew_time() {
+        let now = jiff::Timestamp::now();
+        let lease = Lease {
+            spec: Some(LeaseSpec {
+                holder_identity: Some("r-1".into()),
+                lease_duration_seconds: Some(30),
+                renew_time: Some(MicroTime(now - jiff::SignedDuration::from_secs(40))),
+                ..LeaseSpec::default()
+            }),
+            ..Lease::default()
+        };
+        assert!(expires_in(&lease, now) < 0);
+    }
+}

@@ -1,0 +1,388 @@
+//! The `Run` custom resource (`runs.ripcord.dev`): the in-cluster mirror of a run journal.
+//!
+//! The local journal is the write-ahead log; the `Run` resource is a bounded summary so that
+//! `kubectl get runs.ripcord.dev` (or a teammate's ripcord, or the daemon) sees what a run did:
+//! its steps, the mutations with their inverses, and the outcome. Long lists are truncated with
+//! a count of what was left out; details stay in the journal and the snapshot.
+//!
+//! Writing the mirror never blocks mitigation: callers journal a failure and carry on.
+
+use crate::actions::FIELD_MANAGER;
+use kube::CustomResource;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Most steps kept in `status.steps`.
+pub const MAX_STEPS: usize = 50;
+/// Most mutations kept per step.
+pub const MAX_MUTATIONS_PER_STEP: usize = 20;
+/// Longest string kept in a status field (longer ones are cut, marked with `…`).
+pub const MAX_FIELD_CHARS: usize = 1024;
+
+/// What a run was asked to do.
+// Each `printcolumn(type_ = "string", …)` is a separate column, not a duplicate.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[kube(
+    group = "ripcord.dev",
+    version = "v1alpha1",
+    kind = "Run",
+    namespaced,
+    status = "RunStatus",
+    shortname = "rrun",
+    category = "ripcord",
+    doc = "A ripcord run: the in-cluster mirror of a run journal (steps, mutations with their inverses, outcome).",
+    printcolumn(name = "Playbook", type_ = "string", json_path = ".spec.playbook"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Outcome", type_ = "string", json_path = ".status.outcome"),
+    printcolumn(name = "Who", type_ = "string", json_path = ".spec.who"),
+    printcolumn(name = "Incident", type_ = "string", json_path = ".spec.incident"),
+    printcolumn(name = "Started", type_ = "date", json_path = ".status.startedAt")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSpec {
+    /// The playbook's name.
+    pub playbook: String,
+    /// The parameters (secret-looking values redacted), rendered as strings.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// What started the run (`cli`, `api`, `alertmanager`, `schedule`).
+    pub trigger: String,
+    /// Who started it.
+    pub who: String,
+    /// The incident id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+}
+
+/// What a run did so far.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStatus {
+    /// `Running`, `Finished`.
+    pub phase: String,
+    /// The steps, in plan order (at most [`MAX_STEPS`]).
+    #[serde(default)]
+    pub steps: Vec<StepStatus>,
+    /// Steps left out of `steps` because of the size bound.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_steps: u32,
+    /// The outcome, once finished (`succeeded`, `failed`, `undone`, `stopped`, `refused`,
+    /// `interrupted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// Why, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// RFC 3339 start time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// RFC 3339 end time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Where the local journal lives (`host:path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One step of a run.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepStatus {
+    /// The step's name.
+    pub name: String,
+    /// `Pending`, `Running`, `Verified`, `AlreadySatisfied`, `Failed`, `Skipped`.
+    pub phase: String,
+    /// The mutations applied (at most [`MAX_MUTATIONS_PER_STEP`]).
+    #[serde(default)]
+    pub mutations: Vec<MutationStatus>,
+    /// Mutations left out because of the size bound.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_mutations: u32,
+    /// The error, when the step failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One applied mutation and how to revert it.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MutationStatus {
+    /// The mutation's id within the step.
+    pub id: String,
+    /// The object written (`deployment/shop/checkout`).
+    pub target: String,
+    /// The inverse as compact JSON (`{"type":"mergePatch","patch":…}`), cut to
+    /// [`MAX_FIELD_CHARS`].
+    pub inverse: String,
+}
+
+// === impl RunStatus ===
+
+impl RunStatus {
+    /// Enforces the size bounds: at most [`MAX_STEPS`] steps, [`MAX_MUTATIONS_PER_STEP`]
+    /// mutations per step and [`MAX_FIELD_CHARS`] per free-text field, counting what was
+    /// left out.
+    pub fn bounded(mut self) -> RunStatus {
+        if self.steps.len() > MAX_STEPS {
+            self.omitted_steps += (self.steps.len() - MAX_STEPS) as u32;
+            self.steps.truncate(MAX_STEPS);
+        }
+        for step in &mut self.steps {
+            if step.mutations.len() > MAX_MUTATIONS_PER_STEP {
+                step.omitted_mutations += (step.mutations.len() - MAX_MUTATIONS_PER_STEP) as u32;
+                step.mutations.truncate(MAX_MUTATIONS_PER_STEP);
+            }
+            for m in &mut step.mutations {
+                m.inverse = cut(&m.inverse);
+            }
+            step.error = step.error.as_deref().map(cut);
+        }
+        self.message = self.message.as_deref().map(cut);
+        self
+    }
+}
+
+/// Cuts a string to [`MAX_FIELD_CHARS`] characters, marking the cut with `…`.
+pub fn cut(s: &str) -> String {
+    if s.chars().count() <= MAX_FIELD_CHARS {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(MAX_FIELD_CHARS - 1).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// Why writing the mirror failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunMirrorError {
+    /// The `runs.ripcord.dev` CRD is not installed (the API server answered 404).
+    #[error(
+        "the runs.ripcord.dev CRD is not installed (install it with `ripcord crd | kubectl apply -f -`)"
+    )]
+    CrdMissing,
+    /// Creating the `Run` failed.
+    #[error("creating Run {namespace}/{name} failed")]
+    Create {
+        /// The namespace.
+        namespace: String,
+        /// The run id.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Writing the `Run` status failed.
+    #[error("updating the status of Run {namespace}/{name} failed")]
+    PatchStatus {
+        /// The namespace.
+        namespace: String,
+        /// The run id.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Installing the CRD failed.
+    #[error("installing the runs.ripcord.dev CRD failed")]
+    InstallCrd {
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A call did not answer within its timeout.
+    #[error("{operation} Run {name} timed out after {after:?}")]
+    Timeout {
+        /// What was being done.
+        operation: &'static str,
+        /// The run id.
+        name: String,
+        /// The bound.
+        after: Duration,
+    },
+    /// The CRD could not be rendered as YAML.
+    #[error("cannot render the CRD as YAML: {message}")]
+    Render {
+        /// The serializer's message.
+        message: String,
+    },
+}
+
+impl RunMirrorError {
+    /// A stable category for journal records and metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            RunMirrorError::CrdMissing => "crd-missing",
+            RunMirrorError::Create { .. } | RunMirrorError::PatchStatus { .. } => "api",
+            RunMirrorError::InstallCrd { .. } => "install-crd",
+            RunMirrorError::Timeout { .. } => "timeout",
+            RunMirrorError::Render { .. } => "render",
+        }
+    }
+}
+
+fn is_not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Creates the `Run` (an existing one — a resumed run — is kept).
+pub async fn create_run(
+    client: &kube::Client,
+    namespace: &str,
+    run: &Run,
+    timeout: Duration,
+) -> Result<(), RunMirrorError> {
+    let api: Api<Run> = Api::namespaced(client.clone(), namespace);
+    let name = run.metadata.name.clone().unwrap_or_default();
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    match tokio::time::timeout(timeout, api.create(&params, run)).await {
+        Err(_) => Err(RunMirrorError::Timeout {
+            operation: "create",
+            name,
+            after: timeout,
+        }),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(kube::Error::Api(status))) if status.code == 409 => Ok(()),
+        Ok(Err(err)) if is_not_found(&err) => Err(RunMirrorError::CrdMissing),
+        Ok(Err(source)) => Err(RunMirrorError::Create {
+            namespace: namespace.to_string(),
+            name,
+            source,
+        }),
+    }
+}
+
+/// Replaces the `Run`'s status (bounded) through the status subresource.
+pub async fn write_status(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    status: &RunStatus,
+    timeout: Duration,
+) -> Result<(), RunMirrorError> {
+    let api: Api<Run> = Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({ "status": status.clone().bounded() });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    match tokio::time::timeout(
+        timeout,
+        api.patch_status(name, &params, &Patch::Merge(&patch)),
+    )
+    .await
+    {
+        Err(_) => Err(RunMirrorError::Timeout {
+            operation: "update status of",
+            name: name.to_string(),
+            after: timeout,
+        }),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) if is_not_found(&err) => Err(RunMirrorError::CrdMissing),
+        Ok(Err(source)) => Err(RunMirrorError::PatchStatus {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            source,
+        }),
+    }
+}
+
+/// The CRD as YAML (what `ripcord crd` prints and the chart ships).
+pub fn crd_yaml() -> Result<String, RunMirrorError> {
+    use kube::CustomResourceExt;
+    serde_saphyr::to_string(&Run::crd()).map_err(|e| RunMirrorError::Render {
+        message: e.to_string(),
+    })
+}
+
+/// Installs (or replaces) the CRD through server-side apply — for the sim, `demo` and tests;
+/// production clusters get it from the Helm chart.
+pub async fn install_crd(client: &kube::Client, timeout: Duration) -> Result<(), RunMirrorError> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = Run::crd();
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    match tokio::time::timeout(timeout, api.create(&params, &crd)).await {
+        Err(_) => Err(RunMirrorError::Timeout {
+            operation: "install CRD for",
+            name: "runs.ripcord.dev".into(),
+            after: timeout,
+        }),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(kube::Error::Api(status))) if status.code == 409 => Ok(()),
+        Ok(Err(source)) => Err(RunMirrorError::InstallCrd { source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_is_bounded_with_counts() {
+        let step = StepStatus {
+            name: "drain".into(),
+            phase: "Verified".into(),
+            mutations: (0..30)
+                .map(|i| MutationStatus {
+                    id: format!("m{i}"),
+                    target: "node/a".into(),
+                    inverse: "x".repeat(5000),
+                })
+                .collect(),
+            omitted_mutations: 0,
+            error: None,
+        };
+        let status = RunStatus {
+            phase: "Running".into(),
+            steps: vec![step; 60],
+            ..RunStatus::default()
+        }
+        .bounded();
+        assert_eq!(status.steps.len(), MAX_STEPS);
+        assert_eq!(status.omitted_steps, 10);
+        assert_eq!(status.steps[0].mutations.len(), MAX_MUTATIONS_PER_STEP);
+        assert_eq!(status.steps[0].omitted_mutations, 10);
+        assert_eq!(
+            status.steps[0].mutations[0].inverse.chars().count(),
+            MAX_FIELD_CHARS
+        );
+    }
+
+    #[test]
+    fn crd_has_group_kind_and_status_subresource() {
+        let yaml = crd_yaml().unwrap();
+        assert!(yaml.contains("name: runs.ripcord.dev"), "{yaml}");
+        assert!(yaml.contains("status: {}"), "{yaml}");
+        assert!(yaml.contains("v1alpha1"), "{yaml}");
+    }
+
+    #[test]
+    fn committed_crd_is_up_to_date() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/charts/ripcord/crds/runs.ripcord.dev.yaml"
+        );
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        let generated = crd_yaml().unwrap();
+        assert!(
+            committed == generated,
+            "{path} is stale; regenerate it with `cargo run -- crd > charts/ripcord/crds/runs.ripcord.dev.yaml`"
+        );
+    }
+}

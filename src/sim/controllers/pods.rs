@@ -1,0 +1,695 @@
+//! Pod scheduling and the simulated kubelet.
+//!
+//! The scheduler binds pods without `spec.nodeName` (see [`super::scheduler`]). The kubelet
+//! then moves a bound pod Pending → Running after the scenario's `podStartDelay` (assigning
+//! `podIP` from the node's podCIDR and `hostIP`), and Running → Ready after `podReadyDelay`.
+//! Pods of a bad release never become ready (the readiness probe fails) or crash-loop with a
+//! growing restartCount and the kubelet's exponential back-off (10 s doubling to 5 min).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::events::{EventType, emit, emit_once};
+use super::scheduler::{self, NodeInfo, PodRequest};
+use super::util::{self, at, str_at};
+use super::{Controllers, PodTimes};
+use crate::sim::scenario::{BAD_RELEASE_ANNOTATION, BadMode};
+use crate::sim::store::kinds;
+
+/// How long a crash-looping container runs before it exits (simulated).
+const CRASH_AFTER: Duration = Duration::from_secs(3);
+/// First crash-loop back-off; doubles per restart up to [`MAX_BACKOFF`].
+const BASE_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Hands out pod IPs from each node's podCIDR (`10.244.N.0/24`), never reusing a live one.
+#[derive(Debug, Default)]
+pub struct IpAllocator {
+    used: BTreeSet<String>,
+}
+
+impl IpAllocator {
+    /// An allocator aware of the IPs of `pods`.
+    pub fn from_pods(pods: &[Value]) -> IpAllocator {
+        IpAllocator {
+            used: pods
+                .iter()
+                .filter_map(|p| str_at(p, &["status", "podIP"]))
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+
+    /// The next free IP on `node` (falls back to a 10.245.x.y address when the /24 is full).
+    pub fn allocate(&mut self, node: &Value) -> String {
+        let prefix = str_at(node, &["spec", "podCIDR"])
+            .and_then(|cidr| cidr.strip_suffix(".0/24"))
+            .unwrap_or("10.244.0")
+            .to_string();
+        for host in 2..255 {
+            let ip = format!("{prefix}.{host}");
+            if self.used.insert(ip.clone()) {
+                return ip;
+            }
+        }
+        for n in 0..65536u32 {
+            let ip = format!("10.245.{}.{}", n / 256, n % 256);
+            if self.used.insert(ip.clone()) {
+                return ip;
+            }
+        }
+        "10.246.0.1".to_string()
+    }
+}
+
+fn container_names(pod: &Value) -> Vec<(String, String)> {
+    at(pod, &["spec", "containers"])
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    (
+                        c.get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        c.get("image")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How the pod misbehaves, from its annotation or its images.
+pub fn bad_mode_of(c: &Controllers, pod: &Value) -> Option<BadMode> {
+    let images: Vec<(String, String)> = container_names(pod);
+    let refs: Vec<&str> = images.iter().map(|(_, i)| i.as_str()).collect();
+    c.settings
+        .bad_mode(util::annotation(pod, BAD_RELEASE_ANNOTATION), &refs)
+}
+
+fn image_id(image: &str) -> String {
+    format!(
+        "{image}@sha256:{:064x}",
+        u128::from(util::fnv32a(image.as_bytes()))
+    )
+}
+
+fn container_status(
+    name: &str,
+    image: &str,
+    state: Value,
+    ready: bool,
+    restarts: i64,
+    last: Option<Value>,
+) -> Value {
+    let running = state.get("running").is_some();
+    let mut s = json!({
+        "name": name,
+        "image": image,
+        "imageID": image_id(image),
+        "containerID": format!("containerd://{:064x}", u128::from(util::fnv32a(format!("{name}{image}{restarts}").as_bytes()))),
+        "ready": ready,
+        "started": running,
+        "restartCount": restarts,
+        "state": state,
+    });
+    if let Some(last) = last {
+        util::set_at(&mut s, &["lastState"], last);
+    } else {
+        util::set_at(&mut s, &["lastState"], json!({}));
+    }
+    s
+}
+
+fn conditions(
+    now: &str,
+    scheduled: &str,
+    started: bool,
+    ready: bool,
+    not_ready_names: &[String],
+) -> Value {
+    let reason = |ok: bool| {
+        if ok {
+            Value::Null
+        } else {
+            json!("ContainersNotReady")
+        }
+    };
+    let message = |ok: bool| {
+        if ok {
+            Value::Null
+        } else {
+            json!(format!(
+                "containers with unready status: [{}]",
+                not_ready_names.join(" ")
+            ))
+        }
+    };
+    json!([
+        {"type": "PodReadyToStartContainers", "status": if started { "True" } else { "False" }, "lastProbeTime": Value::Null, "lastTransitionTime": now},
+        {"type": "Initialized", "status": "True", "lastProbeTime": Value::Null, "lastTransitionTime": scheduled},
+        {"type": "Ready", "status": if ready { "True" } else { "False" }, "lastProbeTime": Value::Null, "lastTransitionTime": now,
+         "reason": reason(ready), "message": message(ready)},
+        {"type": "ContainersReady", "status": if ready { "True" } else { "False" }, "lastProbeTime": Value::Null, "lastTransitionTime": now,
+         "reason": reason(ready), "message": message(ready)},
+        {"type": "PodScheduled", "status": "True", "lastProbeTime": Value::Null, "lastTransitionTime": scheduled},
+    ])
+}
+
+/// Puts a pod straight into its settled state on `node` (used when loading a scenario):
+/// Running, and Ready unless `bad`.
+pub fn settle(pod: &mut Value, node: &Value, ip: &str, now: &str, bad: Option<BadMode>) {
+    util::set_at(pod, &["spec", "nodeName"], json!(util::name(node)));
+    let ready = bad.is_none();
+    let names = container_names(pod);
+    let statuses: Vec<Value> = names
+        .iter()
+        .map(|(n, i)| {
+            container_status(n, i, json!({"running": {"startedAt": now}}), ready, 0, None)
+        })
+        .collect();
+    let unready: Vec<String> = if ready {
+        Vec::new()
+    } else {
+        names.iter().map(|(n, _)| n.clone()).collect()
+    };
+    let status = util::object_at_mut(pod, &["status"]);
+    status.insert("phase".into(), json!("Running"));
+    status.insert("hostIP".into(), json!(node_ip(node)));
+    status.insert("hostIPs".into(), json!([{"ip": node_ip(node)}]));
+    status.insert("podIP".into(), json!(ip));
+    status.insert("podIPs".into(), json!([{"ip": ip}]));
+    status.insert("startTime".into(), json!(now));
+    status.insert("containerStatuses".into(), json!(statuses));
+    status.insert(
+        "conditions".into(),
+        conditions(now, now, true, ready, &unready),
+    );
+    if let Some(n) = util::normalize(pod) {
+        *pod = n;
+    }
+}
+
+fn node_ip(node: &Value) -> String {
+    at(node, &["status", "addresses"])
+        .and_then(Value::as_array)
+        .and_then(|a| {
+            a.iter()
+                .find(|x| x.get("type").and_then(Value::as_str) == Some("InternalIP"))
+                .and_then(|x| x.get("address"))
+                .and_then(Value::as_str)
+        })
+        .unwrap_or("10.0.0.1")
+        .to_string()
+}
+
+/// Runs the scheduler and the kubelet over every pod.
+pub fn reconcile(c: &mut Controllers) {
+    let (pods, _) = c.store.list(&kinds::pods(), None);
+    if pods.is_empty() {
+        return;
+    }
+    let (nodes, _) = c.store.list(&kinds::nodes(), None);
+    let node_by_name: BTreeMap<String, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (util::name(n).to_string(), i))
+        .collect();
+    let mut infos: Vec<NodeInfo> = nodes.iter().map(NodeInfo::from_node).collect();
+    // owner uid -> node name -> count, for spreading.
+    let mut owner_counts: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for p in pods.iter().filter(|p| util::is_pod_active(p)) {
+        if let Some(node) = str_at(p, &["spec", "nodeName"]).filter(|n| !n.is_empty()) {
+            if let Some(i) = node_by_name.get(node) {
+                let req = PodRequest::from_pod(p);
+                infos[*i].add_pod(req.cpu_millis, req.memory_bytes);
+            }
+            if let Some((_, _, uid)) = util::controller_ref(p) {
+                *owner_counts
+                    .entry(uid.to_string())
+                    .or_default()
+                    .entry(node.to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+    let mut ips = IpAllocator::from_pods(&pods);
+    let live: BTreeSet<String> = pods.iter().map(|p| util::uid(p).to_string()).collect();
+    c.state.pod_times.retain(|uid, _| live.contains(uid));
+    for pod in pods {
+        if !util::is_pod_active(&pod) {
+            continue;
+        }
+        let node_name = str_at(&pod, &["spec", "nodeName"])
+            .unwrap_or("")
+            .to_string();
+        if node_name.is_empty() {
+            schedule(c, &pod, &nodes, &mut infos, &mut owner_counts);
+            continue;
+        }
+        let Some(i) = node_by_name.get(&node_name) else {
+            // The node is gone; the pod garbage collector removes the pod.
+            continue;
+        };
+        kubelet(c, &pod, &nodes[*i], &mut ips);
+    }
+}
+
+fn schedule(
+    c: &mut Controllers,
+    pod: &Value,
+    nodes: &[Value],
+    infos: &mut [NodeInfo],
+    owner_counts: &mut BTreeMap<String, BTreeMap<String, i64>>,
+) {
+    let req = PodRequest::from_pod(pod);
+    let owner = util::controller_ref(pod)
+        .map(|(_, _, uid)| uid.to_string())
+        .unwrap_or_default();
+    let empty = BTreeMap::new();
+    let same = owner_counts.get(&owner).unwrap_or(&empty);
+    let Some(i) = scheduler::pick_node(infos, &req, same) else {
+        let total = infos.len();
+        let message = format!(
+            "0/{total} nodes are available: {total} node(s) didn't match pod placement (unschedulable, tainted, not ready or insufficient resources). preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling."
+        );
+        let now = c.now_str();
+        let m = message.clone();
+        c.modify("default-scheduler", &kinds::pods(), pod, |v| {
+            let cond = json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": m,
+                              "lastProbeTime": Value::Null, "lastTransitionTime": now});
+            let has = util::pod_condition(v, "PodScheduled")
+                .is_some_and(|c| c.get("reason").and_then(Value::as_str) == Some("Unschedulable"));
+            if !has {
+                util::set_at(v, &["status", "conditions"], json!([cond]));
+            }
+        });
+        emit_once(
+            c,
+            pod,
+            "FailedScheduling",
+            EventType::Warning,
+            "FailedScheduling",
+            &message,
+            "default-scheduler",
+        );
+        return;
+    };
+    infos[i].add_pod(req.cpu_millis, req.memory_bytes);
+    let node_name = infos[i].name.clone();
+    *owner_counts
+        .entry(owner)
+        .or_default()
+        .entry(node_name.clone())
+        .or_default() += 1;
+    let now = c.now_str();
+    let bound = c.modify("default-scheduler", &kinds::pods(), pod, |v| {
+        util::set_at(v, &["spec", "nodeName"], json!(node_name));
+        util::set_at(
+            v,
+            &["status", "conditions"],
+            json!([{"type": "PodScheduled", "status": "True",
+            "lastProbeTime": Value::Null, "lastTransitionTime": now}]),
+        );
+    });
+    if let Some(bound) = bound {
+        let times = c
+            .state
+            .pod_times
+            .entry(util::uid(pod).to_string())
+            .or_default();
+        times.bound_at = Some(c.now);
+        let due = c
+            .now
+            .checked_add(c.settings.pod_start_delay)
+            .unwrap_or(c.now);
+        c.wake_at(due);
+        let message = format!(
+            "Successfully assigned {}/{} to {}",
+            util::namespace(pod).unwrap_or(""),
+            util::name(pod),
+            util::name(&nodes[i])
+        );
+        emit(
+            c,
+            &bound,
+            EventType::Normal,
+            "Scheduled",
+            &message,
+            "default-scheduler",
+        );
+    }
+}
+
+fn backoff(restarts: i64) -> Duration {
+    let exp = restarts.clamp(1, 10) - 1;
+    BASE_BACKOFF.saturating_mul(1u32 << exp).min(MAX_BACKOFF)
+}
+
+fn kubelet(c: &mut Controllers, pod: &Value, node: &Value, ips: &mut IpAllocator) {
+    let uid = util::uid(pod).to_string();
+    let phase = str_at(pod, &["status", "phase"])
+        .unwrap_or("Pending")
+        .to_string();
+    let now = c.now;
+    let now_s = c.now_str();
+    let bad = bad_mode_of(c, pod);
+    let names = container_names(pod);
+    let mut times = c.state.pod_times.get(&uid).cloned().unwrap_or_default();
+    if phase == "Pending" {
+        let bound_at = *times.bound_at.get_or_insert_with(|| {
+            util::pod_condition(pod, "PodScheduled")
+                .and_then(|c| c.get("lastTransitionTime"))
+                .and_then(Value::as_str)
+                .and_then(util::parse_time)
+                .unwrap_or(now)
+        });
+        let due = bound_at
+            .checked_add(c.settings.pod_start_delay)
+            .unwrap_or(bound_at);
+        if due > now {
+            c.state.pod_times.insert(uid, times);
+            c.wake_at(due);
+            return;
+        }
+        let ip = ips.allocate(node);
+        let host = node_ip(node);
+        let scheduled = util::pod_condition(pod, "PodScheduled")
+            .and_then(|c| c.get("lastTransitionTime").cloned())
+            .unwrap_or(json!(now_s));
+        let scheduled = scheduled.as_str().unwrap_or(&now_s).to_string();
+        let statuses: Vec<Value> = names
+            .iter()
+            .map(|(n, i)| {
+                container_status(
+                    n,
+                    i,
+                    json!({"running": {"startedAt": now_s}}),
+                    false,
+                    0,
+                    None,
+                )
+            })
+            .collect();
+        let unready: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
+        let conds = conditions(&now_s, &scheduled, true, false, &unready);
+        let updated = c.modify("kubelet", &kinds::pods(), pod, |v| {
+            let s = util::object_at_mut(v, &["status"]);
+            s.insert("phase".into(), json!("Running"));
+            s.insert("hostIP".into(), json!(host));
+            s.insert("hostIPs".into(), json!([{"ip": host}]));
+            s.insert("podIP".into(), json!(ip));
+            s.insert("podIPs".into(), json!([{"ip": ip}]));
+            s.insert("startTime".into(), json!(now_s));
+            s.insert("containerStatuses".into(), json!(statuses));
+            s.insert("conditions".into(), conds);
+            if let Some(n) = util::normalize(v) {
+                *v = n;
+            }
+        });
+        times.started_at = Some(now);
+        c.state.pod_times.insert(uid, times);
+        if let Some(updated) = updated {
+            for (n, i) in &names {
+                emit(
+                    c,
+                    &updated,
+                    EventType::Normal,
+                    "Pulled",
+                    &format!("Container image \"{i}\" already present on machine"),
+                    "kubelet",
+                );
+                emit(
+                    c,
+                    &updated,
+                    EventType::Normal,
+                    "Started",
+                    &format!("Started container {n}"),
+                    "kubelet",
+                );
+            }
+        }
+        let next = match bad {
+            None => now.checked_add(c.settings.pod_ready_delay).unwrap_or(now),
+            Some(BadMode::CrashLoop) => now.checked_add(CRASH_AFTER).unwrap_or(now),
+            Some(BadMode::NotReady) => now.checked_add(c.settings.pod_ready_delay).unwrap_or(now),
+        };
+        c.wake_at(next);
+        return;
+    }
+    if phase != "Running" {
+        return;
+    }
+    let started_at = *times.started_at.get_or_insert_with(|| {
+        at(pod, &["status", "containerStatuses"])
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.first())
+            .and_then(|cs| at(cs, &["state", "running", "startedAt"]))
+            .and_then(Value::as_str)
+            .and_then(util::parse_time)
+            .unwrap_or(now)
+    });
+    match bad {
+        None => {
+            if util::is_pod_ready(pod) {
+                c.state.pod_times.insert(uid, times);
+                return;
+            }
+            let running = at(pod, &["status", "containerStatuses"])
+                .and_then(Value::as_array)
+                .is_some_and(|cs| cs.iter().all(|s| at(s, &["state", "running"]).is_some()));
+            let due = started_at
+                .checked_add(c.settings.pod_ready_delay)
+                .unwrap_or(started_at);
+            if !running || due > now {
+                c.state.pod_times.insert(uid, times);
+                if running {
+                    c.wake_at(due);
+                }
+                return;
+            }
+            c.state.pod_times.insert(uid, times);
+            c.modify("kubelet", &kinds::pods(), pod, |v| {
+                if let Some(cs) = v
+                    .pointer_mut("/status/containerStatuses")
+                    .and_then(Value::as_array_mut)
+                {
+                    for s in cs {
+                        if let Some(m) = s.as_object_mut() {
+                            m.insert("ready".into(), json!(true));
+                            m.insert("started".into(), json!(true));
+                        }
+                    }
+                }
+                if let Some(conds) = v
+                    .pointer_mut("/status/conditions")
+                    .and_then(Value::as_array_mut)
+                {
+                    for cond in conds {
+                        let t = cond
+                            .get("type")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string();
+                        if (t == "Ready" || t == "ContainersReady")
+                            && let Some(m) = cond.as_object_mut()
+                        {
+                            m.insert("status".into(), json!("True"));
+                            m.insert("lastTransitionTime".into(), json!(now_s));
+                            m.remove("reason");
+                            m.remove("message");
+                        }
+                    }
+                }
+            });
+        }
+        Some(BadMode::NotReady) => {
+            c.state.pod_times.insert(uid, times);
+            let due = started_at
+                .checked_add(c.settings.pod_ready_delay)
+                .unwrap_or(started_at);
+            if due > now {
+                c.wake_at(due);
+                return;
+            }
+            let port = at(pod, &["spec", "containers"])
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.first())
+                .and_then(|c0| at(c0, &["readinessProbe", "httpGet", "port"]))
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "8080".to_string());
+            let ip = str_at(pod, &["status", "podIP"]).unwrap_or("").to_string();
+            emit_once(
+                c,
+                pod,
+                "Unhealthy",
+                EventType::Warning,
+                "Unhealthy",
+                &format!(
+                    "Readiness probe failed: Get \"http://{ip}:{port}/healthz\": HTTP probe failed with statuscode: 503"
+                ),
+                "kubelet",
+            );
+        }
+        Some(BadMode::CrashLoop) => crash_loop(c, pod, times, started_at),
+    }
+}
+
+fn crash_loop(c: &mut Controllers, pod: &Value, mut times: PodTimes, started_at: jiff::Timestamp) {
+    let uid = util::uid(pod).to_string();
+    let now = c.now;
+    let now_s = c.now_str();
+    let first = at(pod, &["status", "containerStatuses"])
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.first())
+        .cloned()
+        .unwrap_or(json!({}));
+    let restarts = first
+        .get("restartCount")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let running = at(&first, &["state", "running"]).is_some();
+    let container = super::replicaset::first_container(pod).to_string();
+    let pod_ref = format!(
+        "{}_{}({})",
+        util::name(pod),
+        util::namespace(pod).unwrap_or(""),
+        util::uid(pod)
+    );
+    if running {
+        let crash_at = started_at.checked_add(CRASH_AFTER).unwrap_or(started_at);
+        if crash_at > now {
+            c.state.pod_times.insert(uid, times);
+            c.wake_at(crash_at);
+            return;
+        }
+        let restarts = restarts + 1;
+        let wait = backoff(restarts);
+        let restart_at = now.checked_add(wait).unwrap_or(now);
+        times.restart_at = Some(restart_at);
+        c.state.pod_times.insert(uid, times);
+        c.wake_at(restart_at);
+        let started = at(&first, &["state", "running", "startedAt"])
+            .cloned()
+            .unwrap_or(json!(now_s));
+        let message = format!(
+            "back-off {}s restarting failed container={container} pod={pod_ref}",
+            wait.as_secs()
+        );
+        let ns = now_s.clone();
+        c.modify("kubelet", &kinds::pods(), pod, |v| {
+            if let Some(cs) = v
+                .pointer_mut("/status/containerStatuses")
+                .and_then(Value::as_array_mut)
+            {
+                for s in cs {
+                    if let Some(m) = s.as_object_mut() {
+                        m.insert("ready".into(), json!(false));
+                        m.insert("started".into(), json!(false));
+                        m.insert("restartCount".into(), json!(restarts));
+                        m.insert(
+                            "state".into(),
+                            json!({"waiting": {"reason": "CrashLoopBackOff", "message": message}}),
+                        );
+                        m.insert(
+                            "lastState".into(),
+                            json!({"terminated": {"exitCode": 1, "reason": "Error",
+                            "startedAt": started, "finishedAt": ns}}),
+                        );
+                    }
+                }
+            }
+        });
+        emit(
+            c,
+            pod,
+            EventType::Warning,
+            "BackOff",
+            &format!("Back-off restarting failed container {container} in pod {pod_ref}"),
+            "kubelet",
+        );
+        return;
+    }
+    // Waiting in back-off: restart when due.
+    let restart_at = times.restart_at.unwrap_or(now);
+    if restart_at > now {
+        c.state.pod_times.insert(uid, times);
+        c.wake_at(restart_at);
+        return;
+    }
+    times.started_at = Some(now);
+    times.restart_at = None;
+    c.state.pod_times.insert(uid, times);
+    c.wake_at(now.checked_add(CRASH_AFTER).unwrap_or(now));
+    c.modify("kubelet", &kinds::pods(), pod, |v| {
+        if let Some(cs) = v
+            .pointer_mut("/status/containerStatuses")
+            .and_then(Value::as_array_mut)
+        {
+            for s in cs {
+                if let Some(m) = s.as_object_mut() {
+                    m.insert("started".into(), json!(true));
+                    m.insert("state".into(), json!({"running": {"startedAt": now_s}}));
+                }
+            }
+        }
+    });
+    emit(
+        c,
+        pod,
+        EventType::Normal,
+        "Started",
+        &format!("Started container {container}"),
+        "kubelet",
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), Duration::from_secs(10));
+        assert_eq!(backoff(2), Duration::from_secs(20));
+        assert_eq!(backoff(4), Duration::from_secs(80));
+        assert_eq!(backoff(9), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn ip_allocator_uses_pod_cidr_and_skips_used() {
+        let node = json!({"spec": {"podCIDR": "10.244.3.0/24"}});
+        let pods = vec![json!({"status": {"podIP": "10.244.3.2"}})];
+        let mut ips = IpAllocator::from_pods(&pods);
+        assert_eq!(ips.allocate(&node), "10.244.3.3");
+        assert_eq!(ips.allocate(&node), "10.244.3.4");
+    }
+
+    #[test]
+    fn settled_pod_is_running_and_ready_unless_bad() {
+        let node = json!({"metadata": {"name": "n1"}, "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.9"}]}});
+        let base = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}});
+        let mut good = base.clone();
+        settle(&mut good, &node, "10.244.1.2", "2026-01-01T00:00:00Z", None);
+        assert!(util::is_pod_ready(&good));
+        assert_eq!(str_at(&good, &["status", "hostIP"]), Some("10.0.0.9"));
+        assert_eq!(str_at(&good, &["spec", "nodeName"]), Some("n1"));
+        let mut bad = base;
+        settle(
+            &mut bad,
+            &node,
+            "10.244.1.3",
+            "2026-01-01T00:00:00Z",
+            Some(BadMode::NotReady),
+        );
+        assert!(!util::is_pod_ready(&bad));
+        assert_eq!(str_at(&bad, &["status", "phase"]), Some("Running"));
+    }
+}

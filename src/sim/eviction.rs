@@ -1,0 +1,200 @@
+//! The Eviction API: PodDisruptionBudget accounting for `pods/eviction`.
+//!
+//! Mirrors the API server's eviction REST handler: terminal and pending pods are deleted
+//! without a budget check; a pod matched by no PDB is always evictable; a pod matched by more
+//! than one PDB is refused (500); otherwise the budget is computed from the currently healthy
+//! (ready) pods and the eviction is refused with 429 and the real message when no disruption is
+//! allowed. Unhealthy pods are evictable while the budget is met (`IfHealthyBudget`) or always
+//! (`AlwaysAllow`). DaemonSet pods are evictable like any other.
+
+use serde_json::Value;
+
+use crate::sim::controllers::{disruption, util};
+use crate::sim::invariants::InvariantMonitor;
+use crate::sim::store::{Store, StoreError, kinds};
+
+/// The API server's message when a PDB blocks an eviction.
+pub const DISRUPTION_BUDGET_MESSAGE: &str =
+    "Cannot evict pod as it would violate the pod's disruption budget.";
+
+/// Why an eviction was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EvictionError {
+    /// The pod does not exist (404).
+    #[error("pods \"{name}\" not found")]
+    NotFound {
+        /// Namespace.
+        namespace: String,
+        /// Pod name.
+        name: String,
+    },
+    /// A PodDisruptionBudget does not allow the disruption (429 TooManyRequests).
+    #[error("{message}")]
+    DisruptionNotAllowed {
+        /// The API server's message.
+        message: String,
+    },
+    /// More than one PDB matches the pod (500).
+    #[error(
+        "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+    )]
+    MultiplePdbs {
+        /// Namespace.
+        namespace: String,
+        /// Pod name.
+        name: String,
+    },
+    /// Deleting the pod failed.
+    #[error("cannot delete pod {namespace}/{name}")]
+    Delete {
+        /// Namespace.
+        namespace: String,
+        /// Pod name.
+        name: String,
+        /// The store's error.
+        source: StoreError,
+    },
+}
+
+impl EvictionError {
+    /// Stable category for logs and metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            EvictionError::NotFound { .. } => "not_found",
+            EvictionError::DisruptionNotAllowed { .. } => "disruption_not_allowed",
+            EvictionError::MultiplePdbs { .. } => "multiple_pdbs",
+            EvictionError::Delete { .. } => "delete_failed",
+        }
+    }
+
+    /// The HTTP status code the API server answers with.
+    pub fn code(&self) -> u16 {
+        match self {
+            EvictionError::NotFound { .. } => 404,
+            EvictionError::DisruptionNotAllowed { .. } => 429,
+            EvictionError::MultiplePdbs { .. } => 500,
+            EvictionError::Delete { source, .. } => source.code(),
+        }
+    }
+
+    /// The `Status.reason` the API server uses.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EvictionError::NotFound { .. } => "NotFound",
+            EvictionError::DisruptionNotAllowed { .. } => "TooManyRequests",
+            EvictionError::MultiplePdbs { .. } => "InternalError",
+            EvictionError::Delete { source, .. } => source.reason(),
+        }
+    }
+}
+
+/// Evicts `ns/pod` if its disruption budget allows it (the pod is deleted immediately).
+pub fn evict(
+    store: &Store,
+    monitor: &InvariantMonitor,
+    ns: &str,
+    pod: &str,
+) -> Result<(), EvictionError> {
+    let not_found = || EvictionError::NotFound {
+        namespace: ns.to_string(),
+        name: pod.to_string(),
+    };
+    let target = store
+        .get(&kinds::pods(), Some(ns), pod)
+        .ok_or_else(not_found)?;
+    let phase = util::str_at(&target, &["status", "phase"]).unwrap_or("Pending");
+    let ignores_pdb = matches!(phase, "Succeeded" | "Failed" | "Pending")
+        || util::at(&target, &["metadata", "deletionTimestamp"]).is_some();
+    if !ignores_pdb {
+        let (pdbs, _) = store.list(&kinds::pod_disruption_budgets(), Some(ns));
+        let labels = util::labels(&target);
+        let matching: Vec<&Value> = pdbs
+            .iter()
+            .filter(|pdb| {
+                let sel = util::at(pdb, &["spec", "selector"])
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                util::selector_matches(&sel, &labels)
+            })
+            .collect();
+        if matching.len() > 1 {
+            return Err(EvictionError::MultiplePdbs {
+                namespace: ns.to_string(),
+                name: pod.to_string(),
+            });
+        }
+        if let Some(pdb) = matching.first() {
+            let (pods, _) = store.list(&kinds::pods(), Some(ns));
+            let budget = disruption::budget(store, pdb, &pods);
+            let healthy = util::is_pod_ready(&target);
+            let always_allow =
+                util::str_at(pdb, &["spec", "unhealthyPodEvictionPolicy"]) == Some("AlwaysAllow");
+            let unhealthy_ok =
+                !healthy && (always_allow || budget.current_healthy >= budget.desired_healthy);
+            if !unhealthy_ok && budget.disruptions_allowed <= 0 {
+                tracing::debug!(namespace = ns, pod, pdb = %util::name(pdb),
+                    healthy = budget.current_healthy, desired = budget.desired_healthy, "eviction refused by disruption budget");
+                return Err(EvictionError::DisruptionNotAllowed {
+                    message: DISRUPTION_BUDGET_MESSAGE.to_string(),
+                });
+            }
+        }
+    }
+    monitor.note_eviction(util::uid(&target));
+    match store.delete(&kinds::pods(), Some(ns), pod) {
+        Ok(_) => Ok(()),
+        Err(StoreError::NotFound { .. }) => Err(not_found()),
+        Err(source) => Err(EvictionError::Delete {
+            namespace: ns.to_string(),
+            name: pod.to_string(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::clock::SimClock;
+    use serde_json::json;
+
+    fn pod(name: &str, ready: bool) -> Value {
+        json!({"metadata": {"name": name, "namespace": "shop", "labels": {"app": "web"}},
+               "spec": {"containers": [{"name": "web", "image": "web:1"}]},
+               "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}})
+    }
+
+    #[tokio::test]
+    async fn pdb_blocks_with_the_real_message_and_unmatched_pods_go() {
+        let store = Store::new(SimClock::new(1.0));
+        let monitor = InvariantMonitor::new();
+        for (n, r) in [("a", true), ("b", true), ("c", false)] {
+            store.create(&kinds::pods(), pod(n, r)).expect("create pod");
+        }
+        store
+            .create(
+                &kinds::pod_disruption_budgets(),
+                json!({"metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}}, "minAvailable": 1}}),
+            )
+            .expect("create pdb");
+        // 2 healthy, 1 required: one eviction allowed.
+        evict(&store, &monitor, "shop", "a").expect("first eviction allowed");
+        let err = evict(&store, &monitor, "shop", "b").expect_err("budget exhausted");
+        assert_eq!(err.code(), 429);
+        assert_eq!(
+            err.to_string(),
+            "Cannot evict pod as it would violate the pod's disruption budget."
+        );
+        // The unhealthy pod may go while the budget is met (1 healthy >= 1).
+        evict(&store, &monitor, "shop", "c").expect("unhealthy pod evictable");
+        assert!(matches!(
+            evict(&store, &monitor, "shop", "zzz"),
+            Err(EvictionError::NotFound { .. })
+        ));
+        let mut other = pod("x", true);
+        other["metadata"]["labels"] = json!({"app": "other"});
+        store.create(&kinds::pods(), other).expect("create");
+        evict(&store, &monitor, "shop", "x").expect("no PDB matches");
+    }
+}

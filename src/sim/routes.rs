@@ -1,0 +1,1020 @@
+//! The resource verbs: get, list, watch, create, update, patch, delete, deletecollection and
+//! the `status`, `scale`, `eviction` and `log` subresources, plus CRD registration.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::sim::defaults;
+use crate::sim::discovery;
+use crate::sim::patch::{self, PatchError, PatchKind};
+use crate::sim::selectors::{FieldSelector, LabelSelector};
+use crate::sim::server::{AppState, LogRequest, Query};
+use crate::sim::status::{ApiError, json_response, success_status};
+use crate::sim::store::{ResourceType, Store, StoreError, kinds};
+use crate::sim::table::{self, IncludeObject};
+use crate::sim::watch::{self, WatchRequest};
+
+/// How often a patch is retried when the object changed between read and write.
+const PATCH_RETRIES: usize = 5;
+
+/// One request addressed to a resource.
+#[derive(Debug)]
+pub struct ResourceRequest {
+    /// The resource type.
+    pub rt: ResourceType,
+    /// Namespace from the path.
+    pub namespace: Option<String>,
+    /// Object name from the path.
+    pub name: Option<String>,
+    /// Subresource from the path.
+    pub sub: Option<String>,
+    /// HTTP method.
+    pub method: Method,
+    /// Query parameters.
+    pub query: Query,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Request body.
+    pub body: Bytes,
+}
+
+impl ResourceRequest {
+    fn header(&self, name: header::HeaderName) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    fn dry_run(&self) -> bool {
+        self.query.get("dryRun") == Some("All")
+    }
+
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+}
+
+/// Routes a resource request to its verb.
+pub async fn handle_resource(state: &AppState, req: ResourceRequest) -> Result<Response, ApiError> {
+    let store = &state.store;
+    match (&req.method, req.name.is_some(), req.sub.as_deref()) {
+        (&Method::GET, false, None) if req.query.flag("watch") => watch_collection(state, &req),
+        (&Method::GET, false, None) => list(store, &req),
+        (&Method::GET, true, None) if req.query.flag("watch") => watch_collection(state, &req),
+        (&Method::GET, true, None | Some("status")) => get(store, &req),
+        (&Method::GET, true, Some("scale")) if has_scale(&req.rt) => {
+            let obj = get_object(store, &req)?;
+            Ok(json_response(StatusCode::OK, &scale_of(&obj)))
+        }
+        (&Method::GET, true, Some("log")) if req.rt == kinds::pods() => pod_log(state, &req),
+        (&Method::POST, false, None) => {
+            if req.rt.namespaced && req.namespace.is_none() {
+                return Err(method_not_allowed(&req));
+            }
+            create(store, &req)
+        }
+        (&Method::POST, true, Some("eviction")) if req.rt == kinds::pods() => evict(state, &req),
+        (&Method::PUT, true, None) => update(store, &req, false),
+        (&Method::PUT, true, Some("status")) if has_status(store, &req.rt) => {
+            update(store, &req, true)
+        }
+        (&Method::PUT, true, Some("scale")) if has_scale(&req.rt) => update_scale(store, &req),
+        (&Method::PATCH, true, None) => patch_object(store, &req, false),
+        (&Method::PATCH, true, Some("status")) if has_status(store, &req.rt) => {
+            patch_object(store, &req, true)
+        }
+        (&Method::PATCH, true, Some("scale")) if has_scale(&req.rt) => patch_scale(store, &req),
+        (&Method::DELETE, true, None) => delete(store, &req),
+        (&Method::DELETE, false, None) => delete_collection(store, &req),
+        (_, _, Some(_)) if req.method == Method::GET => Err(ApiError::UnknownPath {
+            path: String::new(),
+        }),
+        _ => Err(method_not_allowed(&req)),
+    }
+}
+
+fn method_not_allowed(req: &ResourceRequest) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: req.method.to_string(),
+    }
+}
+
+fn has_scale(rt: &ResourceType) -> bool {
+    rt.group == "apps"
+        && matches!(
+            rt.plural.as_str(),
+            "deployments" | "replicasets" | "statefulsets"
+        )
+}
+
+fn has_status(store: &Store, rt: &ResourceType) -> bool {
+    discovery::resource_info(store, rt)
+        .subresources
+        .iter()
+        .any(|s| s.name == "status")
+}
+
+fn not_found(rt: &ResourceType, name: &str) -> ApiError {
+    ApiError::Store(StoreError::NotFound {
+        resource: rt.qualified_plural(),
+        name: name.to_string(),
+    })
+}
+
+fn get_object(store: &Store, req: &ResourceRequest) -> Result<Value, ApiError> {
+    store
+        .get(&req.rt, req.namespace.as_deref(), req.name())
+        .ok_or_else(|| not_found(&req.rt, req.name()))
+}
+
+fn include_object(req: &ResourceRequest) -> IncludeObject {
+    IncludeObject::from_param(req.query.get("includeObject"))
+}
+
+fn wants_table(req: &ResourceRequest) -> bool {
+    table::wants_table(req.header(header::ACCEPT))
+}
+
+fn get(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let obj = get_object(store, req)?;
+    if wants_table(req) {
+        let rv = obj.pointer("/metadata/resourceVersion").cloned();
+        let t = table::table(
+            store,
+            &req.rt,
+            std::slice::from_ref(&obj),
+            include_object(req),
+            json!({"resourceVersion": rv}),
+            true,
+        );
+        return Ok(json_response(StatusCode::OK, &t));
+    }
+    Ok(json_response(StatusCode::OK, &obj))
+}
+
+fn selectors(req: &ResourceRequest) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let labels =
+        LabelSelector::parse(req.query.get("labelSelector").unwrap_or("")).map_err(|e| {
+            ApiError::BadRequest {
+                message: e.to_string(),
+            }
+        })?;
+    let fields =
+        FieldSelector::parse(req.query.get("fieldSelector").unwrap_or("")).map_err(|e| {
+            ApiError::BadRequest {
+                message: e.to_string(),
+            }
+        })?;
+    Ok((labels, fields))
+}
+
+/// Encodes a continue token: the list resourceVersion and the last returned key, hex-encoded.
+fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
+    format!("{rv}/{ns}/{name}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_continue(token: &str) -> Option<(u64, String, String)> {
+    if token.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect();
+    let s = String::from_utf8(bytes?).ok()?;
+    let mut parts = s.splitn(3, '/');
+    let rv = parts.next()?.parse().ok()?;
+    let ns = parts.next()?.to_string();
+    let name = parts.next()?.to_string();
+    Some((rv, ns, name))
+}
+
+fn list(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let (labels, fields) = selectors(req)?;
+    let (items, rv) = store.list(&req.rt, req.namespace.as_deref());
+    let mut items: Vec<Value> = items
+        .into_iter()
+        .filter(|o| labels.matches(o) && fields.matches(o))
+        .collect();
+    if let Some(token) = req.query.get("continue").filter(|t| !t.is_empty()) {
+        let (_, ns, name) = decode_continue(token).ok_or_else(|| ApiError::BadRequest {
+            message: "continue key is not valid: illegal base64 data".into(),
+        })?;
+        let after = (ns, name);
+        items.retain(|o| {
+            let k = (
+                o.pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                o.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            );
+            k > after
+        });
+    }
+    let limit = req
+        .query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if let Some(limit) = limit
+        && items.len() > limit
+    {
+        let remaining = items.len() - limit;
+        items.truncate(limit);
+        if let Some(last) = items.last() {
+            let ns = last
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let name = last
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            metadata["continue"] = json!(encode_continue(rv, ns, name));
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+    }
+    if wants_table(req) {
+        let t = table::table(store, &req.rt, &items, include_object(req), metadata, true);
+        return Ok(json_response(StatusCode::OK, &t));
+    }
+    let body = json!({
+        "kind": format!("{}List", req.rt.kind),
+        "apiVersion": req.rt.api_version(),
+        "metadata": metadata,
+        "items": items,
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn watch_collection(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let (labels, mut fields) = selectors(req)?;
+    if let Some(name) = &req.name {
+        let combined = match req.query.get("fieldSelector").filter(|f| !f.is_empty()) {
+            Some(f) => format!("{f},metadata.name={name}"),
+            None => format!("metadata.name={name}"),
+        };
+        fields = FieldSelector::parse(&combined).map_err(|e| ApiError::BadRequest {
+            message: e.to_string(),
+        })?;
+    }
+    let timeout = req
+        .query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let send_initial_events = match req.query.get("sendInitialEvents") {
+        Some("true") | Some("1") => Some(true),
+        Some("false") | Some("0") => Some(false),
+        _ => None,
+    };
+    let table = wants_table(req).then(|| include_object(req));
+    let watch_req = WatchRequest {
+        rt: req.rt.clone(),
+        namespace: req.namespace.clone(),
+        resource_version: req.query.get("resourceVersion").map(str::to_string),
+        bookmarks: req.query.flag("allowWatchBookmarks"),
+        send_initial_events,
+        timeout,
+        labels,
+        fields,
+        table,
+    };
+    watch::serve_watch(
+        state.store.clone(),
+        state.faults.clone(),
+        watch_req,
+        state.shutdown.clone(),
+    )
+}
+
+/// Decodes a request body: JSON, or YAML for `application/yaml` and apply patches. Protobuf is
+/// refused with 415 so that clients fall back to JSON.
+fn decode_body(req: &ResourceRequest) -> Result<Value, ApiError> {
+    let ct = req.header(header::CONTENT_TYPE);
+    if ct.contains("protobuf") || ct.contains("cbor") {
+        return Err(ApiError::UnsupportedMediaType {
+            content_type: ct.to_string(),
+            accepted: "application/json, application/yaml".into(),
+        });
+    }
+    if req.body.is_empty() {
+        return Ok(Value::Null);
+    }
+    let yaml = ct.contains("yaml");
+    let parsed = if yaml {
+        std::str::from_utf8(&req.body)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_saphyr::from_str::<Value>(text).map_err(|e| e.to_string()))
+    } else {
+        serde_json::from_slice::<Value>(&req.body).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|detail| ApiError::BadRequest {
+        message: format!("the body of the request could not be decoded: {detail}"),
+    })
+}
+
+fn check_type_meta(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+    if let Some(av) = obj.get("apiVersion").and_then(Value::as_str)
+        && av != rt.api_version()
+    {
+        return Err(ApiError::BadRequest {
+            message: format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                rt.api_version()
+            ),
+        });
+    }
+    if let Some(kind) = obj.get("kind").and_then(Value::as_str)
+        && kind != rt.kind
+    {
+        return Err(ApiError::BadRequest {
+            message: format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                rt.kind
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn set_namespace(req: &ResourceRequest, obj: &mut Value) -> Result<(), ApiError> {
+    let Some(meta) = obj
+        .as_object_mut()
+        .map(|m| m.entry("metadata").or_insert_with(|| json!({})))
+        .and_then(Value::as_object_mut)
+    else {
+        return Err(ApiError::BadRequest {
+            message: "the body of the request must be an object".into(),
+        });
+    };
+    if req.rt.namespaced {
+        let url_ns = req.namespace.clone().unwrap_or_default();
+        match meta.get("namespace").and_then(Value::as_str) {
+            Some(ns) if !ns.is_empty() && ns != url_ns => {
+                return Err(ApiError::BadRequest {
+                    message: "the namespace of the provided object does not match the namespace sent on the request".into(),
+                });
+            }
+            _ => {
+                meta.insert("namespace".into(), json!(url_ns));
+            }
+        }
+    } else {
+        meta.remove("namespace");
+    }
+    Ok(())
+}
+
+/// Defaulting, status handling and validation shared by every write of the main resource.
+fn prepare(store: &Store, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+    defaults::apply_defaults(store, rt, obj);
+    defaults::validate(rt, obj)
+}
+
+/// Kinds whose status is owned by controllers and dropped on create.
+fn drops_status_on_create(store: &Store, rt: &ResourceType) -> bool {
+    (rt.group == "apps" || rt.group == "policy")
+        || discovery::crd_for(store, rt).is_some() && discovery::crd_has_status(store, rt)
+}
+
+fn created(obj: &Value) -> Response {
+    json_response(StatusCode::CREATED, obj)
+}
+
+fn create(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let mut obj = decode_body(req)?;
+    if !obj.is_object() {
+        return Err(ApiError::BadRequest {
+            message: "the body of the request must be an object".into(),
+        });
+    }
+    check_type_meta(&req.rt, &obj)?;
+    set_namespace(req, &mut obj)?;
+    if let Some(ns) = req.namespace.as_deref()
+        && store.get(&kinds::namespaces(), None, ns).is_none()
+    {
+        return Err(not_found(&kinds::namespaces(), ns));
+    }
+    if drops_status_on_create(store, &req.rt)
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.remove("status");
+    }
+    // Owned fields are what the request set, not what defaulting added.
+    let fields = patch::fields_v1(&obj_without_status(&obj));
+    prepare(store, &req.rt, &mut obj)?;
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+        if let Some(manager) = req.query.get("fieldManager").filter(|m| !m.is_empty())
+            && !meta.contains_key("managedFields")
+        {
+            meta.insert(
+                "managedFields".into(),
+                json!([{"manager": manager, "operation": "Update", "apiVersion": req.rt.api_version(),
+                        "time": store.clock().rfc3339(), "fieldsType": "FieldsV1",
+                        "fieldsV1": fields}]),
+            );
+        }
+    }
+    if req.dry_run() {
+        return Ok(created(&obj));
+    }
+    let created_obj = store.create(&req.rt, obj)?;
+    let created_obj = after_write(store, &req.rt, created_obj);
+    Ok(created(&created_obj))
+}
+
+fn obj_without_status(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("status");
+    }
+    o
+}
+
+/// Side effects of writes: CRDs register their resources and become Established.
+fn after_write(store: &Store, rt: &ResourceType, obj: Value) -> Value {
+    if *rt != kinds::crds() {
+        return obj;
+    }
+    for t in crd_types(&obj) {
+        store.register(t);
+    }
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let now = store.clock().rfc3339();
+    let names = obj.pointer("/spec/names").cloned().unwrap_or(Value::Null);
+    store
+        .modify(rt, None, &name, |crd| {
+            crd["status"] = json!({
+                "acceptedNames": names,
+                "storedVersions": crd.pointer("/spec/versions").and_then(Value::as_array)
+                    .map(|vs| vs.iter().filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+                        .filter_map(|v| v.get("name").cloned()).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+                "conditions": [
+                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+                     "message": "no conflicts found", "lastTransitionTime": now},
+                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                     "message": "the initial names have been accepted", "lastTransitionTime": now},
+                ],
+            });
+            Ok(())
+        })
+        .unwrap_or(obj)
+}
+
+/// The resource types a CRD object defines (one per served version).
+pub fn crd_types(crd: &Value) -> Vec<ResourceType> {
+    let s = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let group = s("/spec/group");
+    let plural = s("/spec/names/plural");
+    let kind = s("/spec/names/kind");
+    let namespaced = s("/spec/scope") != "Cluster";
+    if group.is_empty() || plural.is_empty() || kind.is_empty() {
+        return Vec::new();
+    }
+    crd.pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|v| v.get("served").and_then(Value::as_bool) != Some(false))
+        .filter_map(|v| v.get("name").and_then(Value::as_str))
+        .map(|version| ResourceType::new(group, version, plural, kind, namespaced))
+        .collect()
+}
+
+fn check_name(req: &ResourceRequest, obj: &mut Value) -> Result<(), ApiError> {
+    let url_name = req.name().to_string();
+    let Some(meta) = obj
+        .as_object_mut()
+        .map(|m| m.entry("metadata").or_insert_with(|| json!({})))
+        .and_then(Value::as_object_mut)
+    else {
+        return Err(ApiError::BadRequest {
+            message: "the body of the request must be an object".into(),
+        });
+    };
+    match meta.get("name").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() && n != url_name => Err(ApiError::BadRequest {
+            message: format!(
+                "the name of the object ({n}) does not match the name on the URL ({url_name})"
+            ),
+        }),
+        _ => {
+            meta.insert("name".into(), json!(url_name));
+            Ok(())
+        }
+    }
+}
+
+fn keep_managed_fields(old: &Value, new: &mut Value) {
+    if new.pointer("/metadata/managedFields").is_none()
+        && let (Some(mf), Some(meta)) = (
+            old.pointer("/metadata/managedFields"),
+            new.get_mut("metadata").and_then(Value::as_object_mut),
+        )
+    {
+        meta.insert("managedFields".into(), mf.clone());
+    }
+}
+
+fn update(store: &Store, req: &ResourceRequest, status: bool) -> Result<Response, ApiError> {
+    let mut obj = decode_body(req)?;
+    if !obj.is_object() {
+        return Err(ApiError::BadRequest {
+            message: "the body of the request must be an object".into(),
+        });
+    }
+    check_type_meta(&req.rt, &obj)?;
+    check_name(req, &mut obj)?;
+    set_namespace(req, &mut obj)?;
+    let old = get_object(store, req)?;
+    keep_managed_fields(&old, &mut obj);
+    write_object(store, req, &old, obj, status)
+}
+
+/// Stores an updated object (main resource or status) after defaulting; honours dry-run.
+fn write_object(
+    store: &Store,
+    req: &ResourceRequest,
+    old: &Value,
+    mut obj: Value,
+    status: bool,
+) -> Result<Response, ApiError> {
+    if !status {
+        prepare(store, &req.rt, &mut obj)?;
+    }
+    if req.dry_run() {
+        let mut preview = obj;
+        if let (Some(m), false) = (preview.as_object_mut(), status) {
+            match old.get("status") {
+                Some(s) => m.insert("status".into(), s.clone()),
+                None => m.remove("status"),
+            };
+        }
+        return Ok(json_response(StatusCode::OK, &preview));
+    }
+    let stored = if status {
+        store.update_status(&req.rt, obj)?
+    } else {
+        store.update(&req.rt, obj)?
+    };
+    let stored = after_write(store, &req.rt, stored);
+    Ok(json_response(StatusCode::OK, &stored))
+}
+
+fn patch_error(e: PatchError) -> ApiError {
+    match e {
+        PatchError::ApplyConflict { .. } => ApiError::Conflict {
+            message: e.to_string(),
+        },
+        PatchError::JsonPatch { .. } => ApiError::Invalid {
+            message: e.to_string(),
+        },
+        PatchError::Decode { .. } | PatchError::Malformed { .. } => ApiError::BadRequest {
+            message: e.to_string(),
+        },
+    }
+}
+
+fn patch_kind(req: &ResourceRequest) -> Result<PatchKind, ApiError> {
+    let ct = req.header(header::CONTENT_TYPE);
+    PatchKind::from_content_type(ct).ok_or_else(|| ApiError::UnsupportedMediaType {
+        content_type: ct.to_string(),
+        accepted: "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json".into(),
+    })
+}
+
+fn apply_patch_body(
+    kind: PatchKind,
+    current: &Value,
+    body: &Value,
+    req: &ResourceRequest,
+    now: &str,
+) -> Result<Value, ApiError> {
+    match kind {
+        PatchKind::Json => patch::apply_json_patch(current, body),
+        PatchKind::Merge => patch::apply_merge_patch(current, body),
+        PatchKind::Strategic => patch::apply_strategic_patch(current, body),
+        PatchKind::Apply => patch::server_side_apply(
+            Some(current),
+            body,
+            req.query.get("fieldManager").unwrap_or(""),
+            req.query.flag("force"),
+            now,
+        ),
+    }
+    .map_err(patch_error)
+}
+
+fn patch_object(store: &Store, req: &ResourceRequest, status: bool) -> Result<Response, ApiError> {
+    let kind = patch_kind(req)?;
+    let body = decode_body(req)?;
+    if kind == PatchKind::Apply {
+        if req.query.get("fieldManager").is_none_or(str::is_empty) {
+            return Err(ApiError::BadRequest {
+                message: "PATCH, application/apply-patch+yaml requests must specify a fieldManager"
+                    .into(),
+            });
+        }
+        check_type_meta(&req.rt, &body)?;
+    }
+    // A resourceVersion inside the patch is a precondition.
+    let precondition = body
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(current) = store.get(&req.rt, req.namespace.as_deref(), req.name()) else {
+            if kind == PatchKind::Apply && !status {
+                return apply_create(store, req, &body);
+            }
+            return Err(not_found(&req.rt, req.name()));
+        };
+        let current_rv = current
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if let Some(pre) = &precondition
+            && *pre != current_rv
+        {
+            return Err(ApiError::Store(StoreError::Conflict {
+                resource: req.rt.qualified_plural(),
+                name: req.name().to_string(),
+            }));
+        }
+        let now = store.clock().rfc3339();
+        let mut patched = apply_patch_body(kind, &current, &body, req, &now)?;
+        check_name(req, &mut patched)?;
+        set_namespace(req, &mut patched)?;
+        if let Some(meta) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".into(), json!(current_rv));
+        }
+        match write_object(store, req, &current, patched, status) {
+            Err(ApiError::Store(StoreError::Conflict { .. }))
+                if precondition.is_none() && attempt < PATCH_RETRIES =>
+            {
+                continue;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn apply_create(store: &Store, req: &ResourceRequest, body: &Value) -> Result<Response, ApiError> {
+    let now = store.clock().rfc3339();
+    let mut obj = patch::server_side_apply(
+        None,
+        body,
+        req.query.get("fieldManager").unwrap_or(""),
+        req.query.flag("force"),
+        &now,
+    )
+    .map_err(patch_error)?;
+    check_name(req, &mut obj)?;
+    set_namespace(req, &mut obj)?;
+    if let Some(ns) = req.namespace.as_deref()
+        && store.get(&kinds::namespaces(), None, ns).is_none()
+    {
+        return Err(not_found(&kinds::namespaces(), ns));
+    }
+    if drops_status_on_create(store, &req.rt)
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.remove("status");
+    }
+    prepare(store, &req.rt, &mut obj)?;
+    if req.dry_run() {
+        return Ok(created(&obj));
+    }
+    let stored = store.create(&req.rt, obj)?;
+    let stored = after_write(store, &req.rt, stored);
+    Ok(created(&stored))
+}
+
+/// The autoscaling/v1 Scale of a workload.
+fn scale_of(obj: &Value) -> Value {
+    let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": pick("name"),
+            "namespace": pick("namespace"),
+            "uid": pick("uid"),
+            "resourceVersion": pick("resourceVersion"),
+            "creationTimestamp": pick("creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": table::workload_selector(obj),
+        },
+    })
+}
+
+fn write_scale(
+    store: &Store,
+    req: &ResourceRequest,
+    current: &Value,
+    scale: &Value,
+) -> Result<Response, ApiError> {
+    let replicas = scale
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| ApiError::Invalid {
+            message: format!(
+                "Scale.autoscaling \"{}\" is invalid: spec.replicas: Required value",
+                req.name()
+            ),
+        })?;
+    if replicas < 0 {
+        return Err(ApiError::Invalid {
+            message: format!(
+                "Scale.autoscaling \"{}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0",
+                req.name()
+            ),
+        });
+    }
+    let mut obj = current.clone();
+    obj["spec"]["replicas"] = json!(replicas);
+    match scale
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
+        Some(rv) if !rv.is_empty() => obj["metadata"]["resourceVersion"] = json!(rv),
+        _ => {}
+    }
+    if req.dry_run() {
+        return Ok(json_response(StatusCode::OK, &scale_of(&obj)));
+    }
+    let stored = store.update(&req.rt, obj)?;
+    Ok(json_response(StatusCode::OK, &scale_of(&stored)))
+}
+
+fn update_scale(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let scale = decode_body(req)?;
+    let current = get_object(store, req)?;
+    write_scale(store, req, &current, &scale)
+}
+
+fn patch_scale(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let kind = patch_kind(req)?;
+    let body = decode_body(req)?;
+    let current = get_object(store, req)?;
+    let now = store.clock().rfc3339();
+    let scale = apply_patch_body(kind, &scale_of(&current), &body, req, &now)?;
+    write_scale(store, req, &current, &scale)
+}
+
+fn evict(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let body = decode_body(req)?;
+    if let Some(n) = body.pointer("/metadata/name").and_then(Value::as_str)
+        && n != req.name()
+    {
+        return Err(ApiError::BadRequest {
+            message: format!(
+                "name in URL does not match name in Eviction object: {} != {n}",
+                req.name()
+            ),
+        });
+    }
+    let ns = req.namespace.as_deref().unwrap_or("default");
+    if req.dry_run() {
+        get_object(&state.store, req)?;
+    } else {
+        (state.hooks.evict)(&state.store, ns, req.name())?;
+    }
+    let mut status = success_status(None);
+    status["code"] = json!(201);
+    Ok(json_response(StatusCode::CREATED, &status))
+}
+
+fn pod_log(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let log_req = LogRequest {
+        namespace: req.namespace.clone().unwrap_or_else(|| "default".into()),
+        pod: req.name().to_string(),
+        container: req.query.get("container").map(str::to_string),
+        previous: req.query.flag("previous"),
+        tail_lines: req
+            .query
+            .get("tailLines")
+            .and_then(|t| t.parse::<usize>().ok()),
+    };
+    let text = (state.hooks.pod_log)(&state.store, &log_req)?;
+    let mut resp = (StatusCode::OK, text).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(resp)
+}
+
+/// DeleteOptions from the body and query.
+struct DeleteOptions {
+    propagation: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+fn delete_options(req: &ResourceRequest) -> Result<DeleteOptions, ApiError> {
+    let body = decode_body(req)?;
+    let s = |p: &str| body.pointer(p).and_then(Value::as_str).map(str::to_string);
+    Ok(DeleteOptions {
+        propagation: req
+            .query
+            .get("propagationPolicy")
+            .map(str::to_string)
+            .or_else(|| s("/propagationPolicy"))
+            .or_else(
+                || match body.get("orphanDependents").and_then(Value::as_bool) {
+                    Some(true) => Some("Orphan".into()),
+                    _ => None,
+                },
+            ),
+        uid: s("/preconditions/uid"),
+        resource_version: s("/preconditions/resourceVersion"),
+    })
+}
+
+fn delete(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let opts = delete_options(req)?;
+    let obj = get_object(store, req)?;
+    let uid = obj
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if let Some(want) = &opts.uid
+        && *want != uid
+    {
+        return Err(ApiError::Conflict {
+            message: format!(
+                "Operation cannot be fulfilled on {} \"{}\": Precondition failed: UID in precondition: {want}, UID in object meta: {uid}",
+                req.rt.qualified_plural(),
+                req.name()
+            ),
+        });
+    }
+    if let Some(want) = &opts.resource_version {
+        let rv = obj
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if want != rv {
+            return Err(ApiError::Conflict {
+                message: format!(
+                    "Operation cannot be fulfilled on {} \"{}\": Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}",
+                    req.rt.qualified_plural(),
+                    req.name()
+                ),
+            });
+        }
+    }
+    if req.dry_run() {
+        return Ok(json_response(StatusCode::OK, &obj));
+    }
+    if opts.propagation.as_deref() == Some("Orphan") {
+        orphan_dependents(store, &uid);
+    }
+    let deleted = store.delete(&req.rt, req.namespace.as_deref(), req.name())?;
+    after_delete(store, &req.rt, &deleted);
+    Ok(json_response(StatusCode::OK, &deleted))
+}
+
+/// Removes owner references to `uid` from every object (`propagationPolicy=Orphan`).
+fn orphan_dependents(store: &Store, uid: &str) {
+    for rt in store.resource_types() {
+        for obj in store.list(&rt, None).0 {
+            let owned = obj
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| {
+                    refs.iter()
+                        .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+                });
+            if !owned {
+                continue;
+            }
+            let ns = obj
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let result = store.modify(&rt, ns.as_deref(), &name, |o| {
+                if let Some(refs) = o
+                    .pointer_mut("/metadata/ownerReferences")
+                    .and_then(Value::as_array_mut)
+                {
+                    refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
+                }
+                Ok(())
+            });
+            if let Err(error) = result {
+                tracing::debug!(%error, object = %name, "orphaning dependent failed");
+            }
+        }
+    }
+}
+
+/// Side effects of deletions: a namespace takes its objects with it; a CRD its resources.
+fn after_delete(store: &Store, rt: &ResourceType, deleted: &Value) {
+    if *rt == kinds::namespaces() {
+        let Some(ns) = deleted.pointer("/metadata/name").and_then(Value::as_str) else {
+            return;
+        };
+        for t in store.resource_types().into_iter().filter(|t| t.namespaced) {
+            for obj in store.list(&t, Some(ns)).0 {
+                if let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) {
+                    let _ = store.delete(&t, Some(ns), name);
+                }
+            }
+        }
+    } else if *rt == kinds::crds() {
+        for t in crd_types(deleted) {
+            store.unregister(&t);
+        }
+    }
+}
+
+fn delete_collection(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let (labels, fields) = selectors(req)?;
+    let (items, _) = store.list(&req.rt, req.namespace.as_deref());
+    let mut deleted = Vec::new();
+    for obj in items
+        .into_iter()
+        .filter(|o| labels.matches(o) && fields.matches(o))
+    {
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) else {
+            continue;
+        };
+        if req.dry_run() {
+            deleted.push(obj.clone());
+            continue;
+        }
+        if let Ok(d) = store.delete(&req.rt, ns.as_deref(), name) {
+            after_delete(store, &req.rt, &d);
+            deleted.push(d);
+        }
+    }
+    let body = json!({
+        "kind": format!("{}List", req.rt.kind),
+        "apiVersion": req.rt.api_version(),
+        "metadata": {"resourceVersion": store.current_rv().to_string()},
+        "items": deleted,
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip() {
+        let t = encode_continue(42, "ns", "a/b");
+        assert_eq!(decode_continue(&t), Some((42, "ns".into(), "a/b".into())));
+        assert_eq!(decode_continue("zz"), None);
+        assert_eq!(decode_continue("abc"), None);
+    }
+
+    #[test]
+    fn crd_types_per_served_version() {
+        let crd = json!({"spec": {"group": "ripcord.dev", "scope": "Namespaced",
+            "names": {"plural": "runs", "kind": "Run"},
+            "versions": [{"name": "v1", "served": true}, {"name": "v0", "served": false}]}});
+        let types = crd_types(&crd);
+        assert_eq!(
+            types,
+            vec![ResourceType::new("ripcord.dev", "v1", "runs", "Run", true)]
+        );
+    }
+}

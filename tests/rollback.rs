@@ -1,0 +1,212 @@
+//! `ripcord rollback` against the simulated cluster (the binary, over loopback): a bad release
+//! is rolled back, journaled, snapshotted, announced before the first write, and a second run
+//! changes nothing.
+
+mod engine_support;
+
+use engine_support::{Harness, Receiver, final_outcome, kinds_of, position, records, run_id_from};
+use ripcord::journal::{Outcome, Record};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_restores_previous_template_and_journals_everything() {
+    let h = Harness::demo().await;
+    let receiver = Receiver::start(h.sim.clone()).await;
+    h.write_config(
+        "notify:\n  channels:\n    - name: oncall\n      type: webhook\n      urlFromEnv: TEST_HOOK_URL\n",
+    );
+    assert!(h.image().ends_with(":1.5.0"));
+
+    let out = h
+        .ripcord(
+            &[
+                "rollback",
+                "deployment/checkout",
+                "-n",
+                "shop",
+                "--yes",
+                "--incident",
+                "INC-42",
+            ],
+            &[("TEST_HOOK_URL", receiver.url.as_str())],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "rollback succeeded");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("succeeded") && last.contains("journal"),
+        "one final line: {last}"
+    );
+    let run_id = run_id_from(&out);
+
+    // The previous template is back and the rollout completed.
+    assert!(h.image().ends_with(":1.4.2"), "image is {}", h.image());
+    assert!(
+        h.rolled_out(),
+        "rollout complete: {}",
+        h.deployment()["status"]
+    );
+    // kubectl's numbering: the restored ReplicaSet takes the next revision (3); the bad one
+    // keeps 2; the Deployment's annotation follows.
+    let revisions = h.revisions();
+    assert_eq!(
+        revisions,
+        vec![
+            (2, "registry.local/checkout:1.5.0".into()),
+            (3, "registry.local/checkout:1.4.2".into())
+        ],
+        "revision history"
+    );
+    assert_eq!(
+        h.deployment()
+            .pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
+            .and_then(|v| v.as_str()),
+        Some("3")
+    );
+    assert_eq!(
+        h.deployment_patches().len(),
+        1,
+        "exactly one PATCH of the deployment"
+    );
+
+    // The journal holds the documented records, write-ahead before applied.
+    let entries = records(&h.state_dir(), &run_id);
+    let kinds = kinds_of(&entries);
+    for kind in [
+        "RunStarted",
+        "Notified",
+        "SnapshotTaken",
+        "StepPlanned",
+        "MutationIntended",
+        "MutationApplied",
+        "StepVerified",
+        "RunFinished",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let intended = position(&entries, "MutationIntended").unwrap_or(usize::MAX);
+    let applied = position(&entries, "MutationApplied").unwrap_or(0);
+    assert!(position(&entries, "Notified").unwrap_or(usize::MAX) < intended);
+    assert!(position(&entries, "SnapshotTaken").unwrap_or(usize::MAX) < intended);
+    assert!(intended < applied);
+    assert_eq!(final_outcome(&entries), Some(Outcome::Succeeded));
+    match &entries[0].record {
+        Record::RunStarted {
+            incident,
+            who,
+            trigger,
+            ..
+        } => {
+            assert_eq!(incident.as_deref(), Some("INC-42"));
+            assert_eq!(who, "test");
+            assert_eq!(trigger, "cli");
+        }
+        other => panic!("first record is {other:?}"),
+    }
+    let journal_text =
+        std::fs::read_to_string(ripcord::journal::journal_path(&h.state_dir(), &run_id)).unwrap();
+    assert!(
+        !journal_text.contains(&receiver.url),
+        "webhook URL leaked into the journal"
+    );
+
+    // The snapshot exists with its manifest.
+    let manifest =
+        ripcord::journal::run_dir(&h.state_dir(), &run_id).join("snapshot/manifest.json");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).expect("manifest written"))
+            .unwrap();
+    let captured = manifest["captured"].as_array().cloned().unwrap_or_default();
+    assert!(
+        captured.iter().any(|e| e["kind"] == "Deployment"),
+        "the Deployment is in the snapshot: {manifest}"
+    );
+
+    // The webhook heard "about to …" before the PATCH reached the API server.
+    let received = receiver.received();
+    let about = received
+        .iter()
+        .find(|r| r.body.to_string().contains("about to"))
+        .unwrap_or_else(|| panic!("no 'about to' notification in {received:?}"));
+    let patch_seq = h.deployment_patches()[0];
+    assert_eq!(
+        about.patches_before, 0,
+        "notification arrived after the PATCH"
+    );
+    assert!(about.sim_seq_at_arrival < patch_seq);
+    assert!(
+        received
+            .iter()
+            .any(|r| r.body.to_string().contains("succeeded")),
+        "a final notification with the outcome: {received:?}"
+    );
+
+    // The same rollback again: already satisfied, zero write requests.
+    let writes_before = h.sim.write_request_count();
+    let again = h
+        .ripcord(
+            &["rollback", "deployment/checkout", "-n", "shop", "--yes"],
+            &[],
+        )
+        .await;
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(
+        h.sim.write_request_count(),
+        writes_before,
+        "a satisfied rollback writes nothing"
+    );
+    let second = run_id_from(&again);
+    assert_ne!(second, run_id);
+    let entries = records(&h.state_dir(), &second);
+    assert!(
+        entries.iter().any(
+            |e| matches!(&e.record, Record::StepAlreadySatisfied { step, .. } if step == "rollback")
+        ),
+        "{:?}",
+        kinds_of(&entries)
+    );
+    assert!(position(&entries, "MutationIntended").is_none());
+    assert!(h.image().ends_with(":1.4.2"), "still the good release");
+
+    // `runs list` / `runs show` see both runs.
+    let list = h.ripcord(&["runs", "list"], &[]).await;
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains(&run_id) && list.contains(&second), "{list}");
+    let show = h.ripcord(&["runs", "show", &run_id], &[]).await;
+    assert!(String::from_utf8_lossy(&show.stdout).contains("intend:"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_without_tty_or_yes_is_refused_and_dry_run_writes_nothing() {
+    let h = Harness::demo().await;
+    let writes = h.sim.write_request_count();
+    let dry = h
+        .ripcord(
+            &["rollback", "deployment/checkout", "-n", "shop", "--dry-run"],
+            &[],
+        )
+        .await;
+    assert_eq!(dry.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        text.contains("1.4.2"),
+        "the dry run shows the template diff: {text}"
+    );
+    let refused = h
+        .ripcord(&["rollback", "deployment/checkout", "-n", "shop"], &[])
+        .await;
+    assert_eq!(
+        refused.status.code(),
+        Some(4),
+        "no TTY and no --yes: refused"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    assert_eq!(h.sim.write_request_count(), writes, "nothing written");
+    assert!(h.image().ends_with(":1.5.0"));
+    assert!(
+        ripcord::journal::list_runs(&h.state_dir())
+            .unwrap()
+            .is_empty(),
+        "no journal for a dry run"
+    );
+}

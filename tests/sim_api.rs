@@ -1,0 +1,656 @@
+//! The simulated API server over loopback HTTP, driven by the real `kube::Client` and raw
+//! HTTP: discovery, CRUD, optimistic concurrency, patches, selectors, paging, watches, tables,
+//! CRDs, subresources, errors and fault injection. No controllers run here (see
+//! `sim_kubectl.rs` for the full cluster).
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{DynamicObject, GroupVersionKind};
+use kube::discovery::{ApiResource, Discovery};
+use ripcord::sim::clock::SimClock;
+use ripcord::sim::faults::{Faults, RequestLog};
+use ripcord::sim::server::{SimHooks, SimServer};
+use ripcord::sim::store::{Store, kinds};
+use serde_json::{Value, json};
+
+struct Harness {
+    server: SimServer,
+    store: Store,
+    faults: Faults,
+    log: RequestLog,
+    client: kube::Client,
+    http: reqwest::Client,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let store = Store::new(SimClock::new(1.0));
+        for ns in ["default", "kube-system"] {
+            store
+                .create(&kinds::namespaces(), json!({"metadata": {"name": ns}}))
+                .unwrap();
+        }
+        let faults = Faults::new(7);
+        let log = RequestLog::default();
+        let server = SimServer::start(
+            store.clone(),
+            faults.clone(),
+            log.clone(),
+            SimHooks::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        let mut config = kube::Config::new(server.url().parse().unwrap());
+        config.default_retry = false;
+        let client = kube::Client::try_from(config).unwrap();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        Harness {
+            server,
+            store,
+            faults,
+            log,
+            client,
+            http,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url())
+    }
+}
+
+fn deployment(name: &str, replicas: i32) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name, "tier": "web"}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}
+    }))
+    .unwrap()
+}
+
+fn api_error(err: kube::Error) -> kube::core::Status {
+    match err {
+        kube::Error::Api(status) => *status,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn discovery_finds_resources_and_subresources() {
+    let h = Harness::start().await;
+    let discovery = Discovery::new(h.client.clone()).run().await.unwrap();
+    let apps = discovery.get("apps").expect("apps group");
+    let (deploy, caps) = apps
+        .recommended_resources()
+        .into_iter()
+        .find(|(r, _)| r.plural == "deployments")
+        .expect("deployments");
+    assert_eq!(deploy.kind, "Deployment");
+    assert!(caps.subresources.iter().any(|(r, _)| r.plural == "scale"));
+    let core = discovery.get("").expect("core group");
+    let pods = core
+        .recommended_resources()
+        .into_iter()
+        .find(|(r, _)| r.plural == "pods")
+        .expect("pods");
+    assert!(
+        pods.1
+            .subresources
+            .iter()
+            .any(|(r, _)| r.plural == "eviction")
+    );
+    let version = h.client.apiserver_version().await.unwrap();
+    assert_eq!(version.minor, "34");
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn crud_conflict_and_not_found_use_real_status_objects() {
+    let h = Harness::start().await;
+    let api: Api<Deployment> = Api::namespaced(h.client.clone(), "default");
+    let created = api
+        .create(&PostParams::default(), &deployment("web", 2))
+        .await
+        .unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    let spec = created.spec.clone().unwrap();
+    assert_eq!(spec.revision_history_limit, Some(10), "defaults applied");
+
+    let err = api_error(
+        api.create(&PostParams::default(), &deployment("web", 2))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    assert_eq!(err.reason, "AlreadyExists");
+    assert_eq!(err.message, "deployments.apps \"web\" already exists");
+
+    let mut first = created.clone();
+    first.spec.as_mut().unwrap().replicas = Some(3);
+    let updated = api
+        .replace("web", &PostParams::default(), &first)
+        .await
+        .unwrap();
+    assert_eq!(updated.metadata.generation, Some(2));
+
+    let mut stale = created;
+    stale.spec.as_mut().unwrap().replicas = Some(4);
+    let err = api_error(
+        api.replace("web", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    assert_eq!(err.reason, "Conflict");
+    assert_eq!(
+        err.message,
+        "Operation cannot be fulfilled on deployments.apps \"web\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+
+    let err = api_error(api.get("missing").await.unwrap_err());
+    assert_eq!(err.code, 404);
+    assert_eq!(err.reason, "NotFound");
+    assert_eq!(err.message, "deployments.apps \"missing\" not found");
+
+    api.delete("web", &DeleteParams::background())
+        .await
+        .unwrap();
+    assert!(api.get_opt("web").await.unwrap().is_none());
+
+    let other_ns: Api<ConfigMap> = Api::namespaced(h.client.clone(), "nope");
+    let err = api_error(
+        other_ns
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "c"}})).unwrap(),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.message, "namespaces \"nope\" not found");
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn patches_of_every_kind() {
+    let h = Harness::start().await;
+    let api: Api<Deployment> = Api::namespaced(h.client.clone(), "default");
+    api.create(&PostParams::default(), &deployment("web", 2))
+        .await
+        .unwrap();
+    let pp = PatchParams::default();
+
+    let smp = json!({"spec": {"template": {"spec": {
+        "$setElementOrder/containers": [{"name": "app"}],
+        "containers": [{"name": "app", "image": "app:2"}]}}}});
+    let d = api
+        .patch("web", &pp, &Patch::Strategic(&smp))
+        .await
+        .unwrap();
+    let c = &d
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    assert_eq!(c.image.as_deref(), Some("app:2"));
+    assert_eq!(c.name, "app");
+
+    let d = api
+        .patch(
+            "web",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"labels": {"tier": null}}})),
+        )
+        .await
+        .unwrap();
+    assert!(!d.metadata.labels.unwrap().contains_key("tier"));
+
+    let jp: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "replace", "path": "/spec/replicas", "value": 5}
+    ]))
+    .unwrap();
+    let d = api.patch("web", &pp, &Patch::Json::<()>(jp)).await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(5));
+
+    let apply = PatchParams::apply("ripcord");
+    let cfg = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "applied", "namespace": "default"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "applied"}},
+                 "template": {"metadata": {"labels": {"app": "applied"}},
+                              "spec": {"containers": [{"name": "app", "image": "a:1"}]}}}});
+    let d = api
+        .patch("applied", &apply, &Patch::Apply(&cfg))
+        .await
+        .unwrap();
+    let mf = d.metadata.managed_fields.unwrap();
+    assert_eq!(mf[0].manager.as_deref(), Some("ripcord"));
+    assert_eq!(mf[0].operation.as_deref(), Some("Apply"));
+
+    let mut other = cfg.clone();
+    other["spec"]["replicas"] = json!(4);
+    let err = api_error(
+        api.patch(
+            "applied",
+            &PatchParams::apply("someone-else"),
+            &Patch::Apply(&other),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    assert!(
+        err.message.contains("conflict with \"ripcord\""),
+        "{}",
+        err.message
+    );
+    let forced = api
+        .patch(
+            "applied",
+            &PatchParams::apply("someone-else").force(),
+            &Patch::Apply(&other),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.spec.unwrap().replicas, Some(4));
+
+    let err = api_error(
+        api.patch("missing", &pp, &Patch::Merge(json!({"spec": {}})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 404);
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_and_scale_subresources() {
+    let h = Harness::start().await;
+    let api: Api<Deployment> = Api::namespaced(h.client.clone(), "default");
+    api.create(&PostParams::default(), &deployment("web", 2))
+        .await
+        .unwrap();
+    let status = json!({"status": {"replicas": 2, "readyReplicas": 1}});
+    let d = api
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    assert_eq!(d.status.unwrap().ready_replicas, Some(1));
+    // Status in a main-resource patch is ignored.
+    let d = api
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"readyReplicas": 9}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.status.unwrap().ready_replicas, Some(1));
+
+    let scale = api.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(2));
+    assert_eq!(scale.status.unwrap().selector.as_deref(), Some("app=web"));
+    let scale = api
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 7}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(7));
+    assert_eq!(
+        api.get("web").await.unwrap().spec.unwrap().replicas,
+        Some(7)
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn selectors_paging_and_all_namespaces() {
+    let h = Harness::start().await;
+    h.store
+        .create(&kinds::namespaces(), json!({"metadata": {"name": "other"}}))
+        .unwrap();
+    for i in 0..7 {
+        let ns = if i % 2 == 0 { "default" } else { "other" };
+        h.store
+            .create(
+                &kinds::pods(),
+                json!({"metadata": {"name": format!("p{i}"), "namespace": ns,
+                        "labels": {"app": if i < 4 { "web" } else { "api" }}},
+                       "spec": {"nodeName": format!("n{}", i % 3), "containers": []},
+                       "status": {"phase": if i == 0 { "Succeeded" } else { "Running" }}}),
+            )
+            .unwrap();
+    }
+    let all: Api<Pod> = Api::all(h.client.clone());
+    assert_eq!(
+        all.list(&ListParams::default()).await.unwrap().items.len(),
+        7
+    );
+    let web = all
+        .list(&ListParams::default().labels("app in (web),app!=api"))
+        .await
+        .unwrap();
+    assert_eq!(web.items.len(), 4);
+    let on_n0 = all
+        .list(&ListParams::default().fields("spec.nodeName=n0,status.phase!=Succeeded"))
+        .await
+        .unwrap();
+    let names: Vec<_> = on_n0
+        .items
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    // All-namespace lists are ordered by namespace, then name (etcd key order).
+    assert_eq!(names, vec!["p6".to_string(), "p3".to_string()]);
+
+    let page1 = all.list(&ListParams::default().limit(3)).await.unwrap();
+    assert_eq!(page1.items.len(), 3);
+    assert_eq!(page1.metadata.remaining_item_count, Some(4));
+    let token = page1.metadata.continue_.clone().unwrap();
+    let page2 = all
+        .list(&ListParams::default().limit(3).continue_token(&token))
+        .await
+        .unwrap();
+    let page3 = all
+        .list(
+            &ListParams::default()
+                .limit(3)
+                .continue_token(page2.metadata.continue_.as_deref().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page3.items.len(), 1);
+    assert!(page3.metadata.continue_.is_none());
+
+    let default_ns: Api<Pod> = Api::namespaced(h.client.clone(), "default");
+    assert_eq!(
+        default_ns
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        4
+    );
+    let err = api_error(
+        all.list(&ListParams::default().labels("app in web"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 400);
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn watch_streams_changes_and_expires_old_versions() {
+    let h = Harness::start().await;
+    let rv = h.store.current_rv();
+    h.store
+        .create(
+            &kinds::configmaps(),
+            json!({"metadata": {"name": "a", "namespace": "default"}}),
+        )
+        .unwrap();
+    h.store
+        .delete(&kinds::configmaps(), Some("default"), "a")
+        .unwrap();
+    let resp = h
+        .http
+        .get(h.url(&format!(
+            "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let types: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(types, vec!["ADDED", "DELETED"]);
+
+    h.store.compact();
+    let text = h
+        .http
+        .get(h.url(&format!(
+            "/api/v1/configmaps?watch=true&resourceVersion={rv}"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ev: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(ev["type"], "ERROR");
+    assert_eq!(ev["object"]["code"], 410);
+    assert_eq!(ev["object"]["reason"], "Expired");
+
+    // Streaming list: initial ADDED events, then the initial-events-end bookmark.
+    h.store
+        .create(
+            &kinds::configmaps(),
+            json!({"metadata": {"name": "b", "namespace": "default"}}),
+        )
+        .unwrap();
+    let text = h
+        .http
+        .get(h.url(
+            "/api/v1/configmaps?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1",
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[1]["type"], "BOOKMARK");
+    assert_eq!(
+        events[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tables_protobuf_and_dry_run() {
+    let h = Harness::start().await;
+    let api: Api<Deployment> = Api::namespaced(h.client.clone(), "default");
+    api.create(&PostParams::default(), &deployment("web", 2))
+        .await
+        .unwrap();
+    let table: Value = h
+        .http
+        .get(h.url("/apis/apps/v1/namespaces/default/deployments"))
+        .header(
+            "Accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(table["kind"], "Table");
+    let cols: Vec<_> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        &cols[..5],
+        &["Name", "Ready", "Up-to-date", "Available", "Age"]
+    );
+    assert_eq!(table["rows"][0]["cells"][1], "0/2");
+
+    let resp = h
+        .http
+        .post(h.url("/api/v1/namespaces/default/configmaps"))
+        .header("Content-Type", "application/vnd.kubernetes.protobuf")
+        .body(vec![0x6b, 0x38, 0x73, 0x00])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    let status: Value = resp.json().await.unwrap();
+    assert_eq!(status["reason"], "UnsupportedMediaType");
+
+    let pp = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    api.create(&pp, &deployment("dry", 1)).await.unwrap();
+    assert!(api.get_opt("dry").await.unwrap().is_none());
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn crds_register_their_resources() {
+    let h = Harness::start().await;
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(h.client.clone());
+    let crd = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "runs.ripcord.dev"},
+        "spec": {"group": "ripcord.dev", "scope": "Namespaced",
+                 "names": {"plural": "runs", "singular": "run", "kind": "Run", "shortNames": ["rr"]},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                               "subresources": {"status": {}},
+                               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))
+    .unwrap();
+    let created = crds.create(&PostParams::default(), &crd).await.unwrap();
+    let conditions = created.status.unwrap().conditions.unwrap();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+    );
+
+    let discovery = Discovery::new(h.client.clone()).run().await.unwrap();
+    let group = discovery
+        .get("ripcord.dev")
+        .expect("custom group discovered");
+    let (ar, caps) = group
+        .recommended_resources()
+        .into_iter()
+        .find(|(r, _)| r.plural == "runs")
+        .unwrap();
+    assert!(caps.subresources.iter().any(|(r, _)| r.plural == "status"));
+
+    let runs: Api<DynamicObject> = Api::namespaced_with(h.client.clone(), "default", &ar);
+    let run: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "ripcord.dev/v1", "kind": "Run",
+        "metadata": {"name": "r1"}, "spec": {"playbook": "rollback"}, "status": {"phase": "ignored"}
+    }))
+    .unwrap();
+    let created = runs.create(&PostParams::default(), &run).await.unwrap();
+    assert!(
+        created.data.get("status").is_none(),
+        "status dropped on create"
+    );
+    let patched = runs
+        .patch_status(
+            "r1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Running"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.data["status"]["phase"], "Running");
+    let ar2 = ApiResource::from_gvk(&GroupVersionKind::gvk("ripcord.dev", "v1", "Run"));
+    let listed: Api<DynamicObject> = Api::all_with(h.client.clone(), &ar2);
+    assert_eq!(
+        listed
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn faults_throttle_and_log_requests() {
+    let h = Harness::start().await;
+    let nodes: Api<Node> = Api::all(h.client.clone());
+    nodes.list(&ListParams::default()).await.unwrap();
+    h.faults.set_error_rate(429, 1.0);
+    h.faults.set_retry_after(3);
+    let resp = h.http.get(h.url("/api/v1/nodes")).send().await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "3");
+    let err = api_error(nodes.list(&ListParams::default()).await.unwrap_err());
+    assert_eq!(err.reason, "TooManyRequests");
+    h.faults.clear();
+    h.faults.set_error_rate(409, 1.0);
+    nodes.list(&ListParams::default()).await.unwrap();
+    let ns: Api<Namespace> = Api::all(h.client.clone());
+    let err = api_error(
+        ns.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap(),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    h.faults.clear();
+
+    let log = h.log.records();
+    assert!(
+        log.iter()
+            .any(|r| r.verb == "list" && r.status == 429 && r.path == "/api/v1/nodes")
+    );
+    assert!(log.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(h.log.write_count(), 1);
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn eviction_and_logs_use_hooks() {
+    let h = Harness::start().await;
+    h.store
+        .create(
+            &kinds::pods(),
+            json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {"containers": []}}),
+        )
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(h.client.clone(), "default");
+    assert_eq!(pods.logs("p", &Default::default()).await.unwrap(), "");
+    pods.evict("p", &Default::default()).await.unwrap();
+    assert!(pods.get_opt("p").await.unwrap().is_none());
+    let err = api_error(pods.evict("p", &Default::default()).await.unwrap_err());
+    assert_eq!(err.code, 404);
+    h.server.shutdown().await;
+}

@@ -1,0 +1,567 @@
+//! kubectl conformance against the simulated cluster: every kubectl found (env
+//! `RIPCORD_KUBECTL`, a `:`-separated list; else `kubectl` on PATH plus `.tools/**/kubectl`,
+//! installed by `scripts/install-kubectl.sh`) runs the same commands against a fresh
+//! `SimCluster`. Every kubectl invocation has a bounded timeout.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use ripcord::sim::scenario::Scenario;
+use ripcord::sim::store::kinds;
+use ripcord::sim::{SimCluster, SimOptions};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Bound on one kubectl invocation.
+const KUBECTL_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Two zones of one node each; `web` has four replicas (two per node) behind a PDB allowing
+/// one disruption, so draining a node must wait for a replacement before the second eviction.
+const SCENARIO: &str = r#"
+name: kubectl-conformance
+settings:
+  timeFactor: 20
+  podReadyDelaySeconds: 2
+  podStartDelaySeconds: 1
+zones:
+  - {name: zone-a, nodes: 1}
+  - {name: zone-b, nodes: 1}
+namespaces: [shop]
+deployments:
+  - namespace: shop
+    name: web
+    replicas: 4
+    port: 8080
+    strategy: {type: RollingUpdate, maxSurge: 1, maxUnavailable: 0}
+    releases:
+      - image: registry.local/web:1.0.0
+        changeCause: "release 1.0.0"
+      - image: registry.local/web:1.1.0
+        changeCause: "release 1.1.0"
+podDisruptionBudgets:
+  - {namespace: shop, name: web, selector: {app: web}, maxUnavailable: 1}
+daemonSets:
+  - {namespace: kube-system, name: log-agent, image: registry.local/log-agent:2.1.0}
+services:
+  - {namespace: shop, name: web, selector: {app: web}, port: 80, targetPort: 8080}
+"#;
+
+/// Every kubectl binary to test with.
+fn kubectls() -> Vec<PathBuf> {
+    if let Some(list) = std::env::var_os("RIPCORD_KUBECTL").filter(|v| !v.is_empty()) {
+        return std::env::split_paths(&list).collect();
+    }
+    let mut found = Vec::new();
+    if let Some(path) = std::env::var_os("PATH") {
+        if let Some(k) = std::env::split_paths(&path)
+            .map(|d| d.join("kubectl"))
+            .find(|p| p.is_file())
+        {
+            found.push(k);
+        }
+    }
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools");
+    find_named(&tools, "kubectl", 4, &mut found);
+    assert!(
+        !found.is_empty(),
+        "no kubectl found: run scripts/install-kubectl.sh or set RIPCORD_KUBECTL"
+    );
+    found
+}
+
+fn find_named(dir: &Path, name: &str, depth: usize, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.is_dir() && depth > 0 {
+            find_named(&p, name, depth - 1, out);
+        } else if p.file_name().is_some_and(|n| n == name) && p.is_file() {
+            out.push(p);
+        }
+    }
+}
+
+/// A sim plus an isolated kubectl environment (kubeconfig, HOME for the discovery cache).
+struct Env {
+    sim: SimCluster,
+    kubectl: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+struct Output {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Env {
+    async fn start(kubectl: &Path) -> Env {
+        let scenario = Scenario::from_yaml("kubectl-conformance", SCENARIO).unwrap();
+        let sim = SimCluster::start(SimOptions {
+            scenario,
+            addr: None,
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        sim.write_kubeconfig(&dir.path().join("kubeconfig"))
+            .unwrap();
+        let env = Env {
+            sim,
+            kubectl: kubectl.to_path_buf(),
+            dir,
+        };
+        env.wait_ready("web", 4).await;
+        env
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.kubectl);
+        cmd.args(args)
+            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        let child = self.command(args).output();
+        let out = tokio::time::timeout(KUBECTL_TIMEOUT, child)
+            .await
+            .unwrap_or_else(|_| panic!("kubectl {args:?} timed out"))
+            .unwrap();
+        Output {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs kubectl and asserts success; returns stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        assert!(
+            out.ok,
+            "{} {args:?} failed:\nstdout: {}\nstderr: {}",
+            self.kubectl.display(),
+            out.stdout,
+            out.stderr
+        );
+        out.stdout
+    }
+
+    async fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all).await).unwrap()
+    }
+
+    /// Waits (bounded) until the Deployment reports `ready` ready replicas.
+    async fn wait_ready(&self, name: &str, ready: i64) {
+        for _ in 0..300 {
+            if let Some(d) = self
+                .sim
+                .store()
+                .get(&kinds::deployments(), Some("shop"), name)
+                && d.pointer("/status/readyReplicas").and_then(Value::as_i64) == Some(ready)
+                && d.pointer("/status/updatedReplicas").and_then(Value::as_i64) == Some(ready)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("deployment {name} never reached {ready} ready replicas");
+    }
+
+    fn template_image(&self) -> String {
+        let d = self
+            .sim
+            .store()
+            .get(&kinds::deployments(), Some("shop"), "web")
+            .unwrap();
+        d.pointer("/spec/template/spec/containers/0/image")
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_and_describe_every_kind() {
+    for kubectl in kubectls() {
+        let env = Env::start(&kubectl).await;
+        let all = env
+            .ok(&["get", "nodes,namespaces,deployments,replicasets,pods,daemonsets,poddisruptionbudgets,services,endpoints,configmaps,events", "-A"])
+            .await;
+        for needle in [
+            "node/zone-a-node-1",
+            "deployment.apps/web",
+            "poddisruptionbudget.policy/web",
+            "daemonset.apps/log-agent",
+            "service/web",
+        ] {
+            assert!(all.contains(needle), "{needle} missing in:\n{all}");
+        }
+        let deploys = env.ok(&["get", "deploy", "-n", "shop"]).await;
+        let header = deploys.lines().next().unwrap();
+        assert!(
+            header.contains("READY") && header.contains("UP-TO-DATE"),
+            "{deploys}"
+        );
+        assert!(deploys.contains("4/4"), "{deploys}");
+        let short = env
+            .ok(&["get", "po,rs,deploy,no,ns,svc,ep,cm,ds,pdb,ev", "-A"])
+            .await;
+        assert!(short.contains("pod/web-"), "{short}");
+
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=web"])
+            .await;
+        assert_eq!(pods["items"].as_array().unwrap().len(), 4);
+        let none = env
+            .json(&["get", "pods", "-A", "-l", "app notin (web,log-agent)"])
+            .await;
+        assert_eq!(none["items"].as_array().unwrap().len(), 0);
+        let on_a = env
+            .json(&[
+                "get",
+                "pods",
+                "-A",
+                "--field-selector",
+                "spec.nodeName=zone-a-node-1,status.phase=Running",
+            ])
+            .await;
+        assert!(
+            on_a["items"].as_array().unwrap().len() >= 3,
+            "web x2 + log-agent"
+        );
+        let yaml = env
+            .ok(&["get", "deploy", "web", "-n", "shop", "-o", "yaml"])
+            .await;
+        assert!(
+            yaml.contains("kind: Deployment") && yaml.contains("deployment.kubernetes.io/revision"),
+            "{yaml}"
+        );
+        let schedulable = env
+            .json(&[
+                "get",
+                "nodes",
+                "--field-selector",
+                "spec.unschedulable=false",
+            ])
+            .await;
+        assert_eq!(schedulable["items"].as_array().unwrap().len(), 2);
+
+        for target in ["deploy/web", "rs", "pods", "svc/web", "pdb/web", "ns/shop"] {
+            let out = env.ok(&["describe", "-n", "shop", target]).await;
+            assert!(out.contains("Name:"), "describe {target}:\n{out}");
+        }
+        let node = env.ok(&["describe", "node", "zone-a-node-1"]).await;
+        assert!(node.contains("Non-terminated Pods"), "{node}");
+        let ds = env
+            .ok(&["describe", "ds", "-n", "kube-system", "log-agent"])
+            .await;
+        assert!(ds.contains("Desired Number of Nodes Scheduled"), "{ds}");
+
+        let missing = env.run(&["get", "deploy", "nope", "-n", "shop"]).await;
+        assert!(!missing.ok);
+        assert!(
+            missing
+                .stderr
+                .contains("deployments.apps \"nope\" not found"),
+            "{}",
+            missing.stderr
+        );
+        env.sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_watch_streams_a_change() {
+    for kubectl in kubectls() {
+        let env = Env::start(&kubectl).await;
+        let mut child = env
+            .command(&[
+                "get",
+                "deploy",
+                "web",
+                "-n",
+                "shop",
+                "--watch",
+                "--output-watch-events",
+            ])
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(KUBECTL_TIMEOUT, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(first.contains("EVENT") || first.contains("web"), "{first}");
+        env.sim
+            .store()
+            .modify(&kinds::deployments(), Some("shop"), "web", |d| {
+                d["metadata"]["labels"]["watched"] = json!("yes");
+                d["spec"]["replicas"] = json!(5);
+                Ok(())
+            })
+            .unwrap();
+        let seen = tokio::time::timeout(KUBECTL_TIMEOUT, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("MODIFIED") && line.contains("/5") {
+                    return line;
+                }
+            }
+            String::new()
+        })
+        .await
+        .expect("kubectl get --watch did not stream the change");
+        assert!(seen.contains("web"), "{seen}");
+        child.kill().await.unwrap();
+        env.sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_set_image_and_rollout_status() {
+    for kubectl in kubectls() {
+        let env = Env::start(&kubectl).await;
+        let out = env
+            .ok(&["scale", "deploy/web", "-n", "shop", "--replicas=6"])
+            .await;
+        assert!(out.contains("scaled"), "{out}");
+        env.wait_ready("web", 6).await;
+        env.ok(&[
+            "set",
+            "image",
+            "deploy/web",
+            "-n",
+            "shop",
+            "web=registry.local/web:2.0.0",
+        ])
+        .await;
+        assert_eq!(env.template_image(), "registry.local/web:2.0.0");
+        let status = env
+            .ok(&[
+                "rollout",
+                "status",
+                "deploy/web",
+                "-n",
+                "shop",
+                "--timeout=80s",
+            ])
+            .await;
+        assert!(status.contains("successfully rolled out"), "{status}");
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=web"])
+            .await;
+        assert!(
+            pods["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == "registry.local/web:2.0.0")
+        );
+        assert!(env.sim.invariants().violations().is_empty());
+        env.sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_history_undo_and_restart() {
+    for kubectl in kubectls() {
+        let env = Env::start(&kubectl).await;
+        let history = env
+            .ok(&["rollout", "history", "deploy/web", "-n", "shop"])
+            .await;
+        assert!(history.contains("1         release 1.0.0"), "{history}");
+        assert!(history.contains("2         release 1.1.0"), "{history}");
+
+        env.ok(&["rollout", "undo", "deploy/web", "-n", "shop"])
+            .await;
+        assert_eq!(env.template_image(), "registry.local/web:1.0.0");
+        env.ok(&[
+            "rollout",
+            "status",
+            "deploy/web",
+            "-n",
+            "shop",
+            "--timeout=80s",
+        ])
+        .await;
+        // The restored template becomes revision 3; revision 1 is gone, as on a real cluster.
+        let history = env
+            .ok(&["rollout", "history", "deploy/web", "-n", "shop"])
+            .await;
+        assert!(history.contains("3         release 1.0.0"), "{history}");
+        assert!(!history.contains("1         release 1.0.0"), "{history}");
+
+        env.ok(&[
+            "rollout",
+            "undo",
+            "deploy/web",
+            "-n",
+            "shop",
+            "--to-revision=2",
+        ])
+        .await;
+        assert_eq!(env.template_image(), "registry.local/web:1.1.0");
+        env.ok(&[
+            "rollout",
+            "status",
+            "deploy/web",
+            "-n",
+            "shop",
+            "--timeout=80s",
+        ])
+        .await;
+        let history = env
+            .ok(&["rollout", "history", "deploy/web", "-n", "shop"])
+            .await;
+        assert!(history.contains("4         release 1.1.0"), "{history}");
+
+        env.ok(&["rollout", "restart", "deploy/web", "-n", "shop"])
+            .await;
+        let d = env.json(&["get", "deploy", "web", "-n", "shop"]).await;
+        assert!(
+            d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+                .is_string()
+        );
+        env.ok(&[
+            "rollout",
+            "status",
+            "deploy/web",
+            "-n",
+            "shop",
+            "--timeout=80s",
+        ])
+        .await;
+        let history = env
+            .ok(&["rollout", "history", "deploy/web", "-n", "shop"])
+            .await;
+        assert!(history.contains("5 "), "{history}");
+        assert!(env.sim.invariants().violations().is_empty());
+        env.sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cordon_uncordon_and_drain_respecting_the_pdb() {
+    for kubectl in kubectls() {
+        let env = Env::start(&kubectl).await;
+        env.ok(&["cordon", "zone-b-node-1"]).await;
+        let node = env.json(&["get", "node", "zone-b-node-1"]).await;
+        assert_eq!(node["spec"]["unschedulable"], true);
+        let nodes = env.ok(&["get", "nodes"]).await;
+        assert!(nodes.contains("Ready,SchedulingDisabled"), "{nodes}");
+        env.ok(&["uncordon", "zone-b-node-1"]).await;
+        let node = env.json(&["get", "node", "zone-b-node-1"]).await;
+        assert_ne!(node["spec"]["unschedulable"], true);
+
+        let out = env
+            .ok(&[
+                "drain",
+                "zone-a-node-1",
+                "--ignore-daemonsets",
+                "--delete-emptydir-data",
+                "--timeout=80s",
+            ])
+            .await;
+        assert!(out.contains("drained"), "{out}");
+        let left = env
+            .json(&[
+                "get",
+                "pods",
+                "-n",
+                "shop",
+                "--field-selector",
+                "spec.nodeName=zone-a-node-1",
+            ])
+            .await;
+        assert_eq!(left["items"].as_array().unwrap().len(), 0);
+        let evictions: Vec<u16> = env
+            .sim
+            .request_log()
+            .iter()
+            .filter(|r| r.path.ends_with("/eviction"))
+            .map(|r| r.status)
+            .collect();
+        assert!(
+            evictions.contains(&429),
+            "the PDB should have held back an eviction: {evictions:?}"
+        );
+        assert!(
+            evictions.iter().filter(|s| **s == 201).count() >= 2,
+            "{evictions:?}"
+        );
+        env.wait_ready("web", 4).await;
+        let violations = env.sim.invariants().violations();
+        assert!(violations.is_empty(), "{violations:?}");
+        env.sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_and_stale_replace() {
+    for kubectl in kubectls() {
+        let env = Env::start(&kubectl).await;
+        let cm = env.dir.path().join("cm.yaml");
+        std::fs::write(
+            &cm,
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: shop\ndata:\n  a: \"1\"\n  b: \"2\"\n",
+        )
+        .unwrap();
+        let out = env
+            .ok(&["apply", "--server-side", "-f", cm.to_str().unwrap()])
+            .await;
+        assert!(out.contains("serverside-applied"), "{out}");
+        std::fs::write(
+            &cm,
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: shop\ndata:\n  a: \"3\"\n",
+        )
+        .unwrap();
+        env.ok(&["apply", "--server-side", "-f", cm.to_str().unwrap()])
+            .await;
+        let got = env
+            .json(&[
+                "get",
+                "cm",
+                "settings",
+                "-n",
+                "shop",
+                "--show-managed-fields",
+            ])
+            .await;
+        assert_eq!(
+            got["data"],
+            json!({"a": "3"}),
+            "field b is no longer applied"
+        );
+        assert_eq!(got["metadata"]["managedFields"][0]["manager"], "kubectl");
+
+        let stale = env.dir.path().join("stale.yaml");
+        let yaml = env
+            .ok(&["get", "deploy", "web", "-n", "shop", "-o", "yaml"])
+            .await;
+        std::fs::write(&stale, yaml).unwrap();
+        env.ok(&["scale", "deploy/web", "-n", "shop", "--replicas=5"])
+            .await;
+        let out = env.run(&["replace", "-f", stale.to_str().unwrap()]).await;
+        assert!(!out.ok, "a stale replace must fail");
+        assert!(
+            out.stderr.contains("Error from server (Conflict)")
+                && out.stderr.contains("the object has been modified"),
+            "{}",
+            out.stderr
+        );
+        env.sim.shutdown().await;
+    }
+}
