@@ -403,11 +403,23 @@ pub fn build_action(action: &str, with: Value) -> Result<Action, ArgsProblem> {
         });
     }
     let with = drop_nulls(with);
-    let document = serde_json::json!({ "action": action, "with": with });
-    let typed: Action = serde_json::from_value(document).map_err(|err| {
-        let reason = err.to_string();
-        let field = quoted_field(&reason);
-        ArgsProblem { field, reason }
+    let mut document = serde_json::Map::new();
+    document.insert("action".to_string(), Value::String(action.to_string()));
+    document.insert("with".to_string(), with.clone());
+    let typed: Action = serde_json::from_value(Value::Object(document)).map_err(|err| {
+        match crate::playbook::validate::first_args_problem(action, &with) {
+            Some((path, message)) if !path.is_empty() => ArgsProblem {
+                field: Some(path),
+                reason: message,
+            },
+            _ => {
+                let reason = err.to_string();
+                ArgsProblem {
+                    field: quoted_field(&reason),
+                    reason,
+                }
+            }
+        }
     })?;
     if let Some(problem) = typed.check().into_iter().next() {
         let (field, reason) = match problem.split_once(": ") {

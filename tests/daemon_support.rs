@@ -12,9 +12,7 @@ use ripcord::daemon::clock::Clock;
 use ripcord::daemon::config::AlertmanagerConfig;
 use ripcord::daemon::metrics::DaemonMetrics;
 use ripcord::daemon::runs::{Executor, Playbooks, RunDefaults, RunManager};
-use ripcord::engine::{
-    EngineError, EngineEvent, RunOptions, RunOutcome, StepReport, StepResult,
-};
+use ripcord::engine::{EngineError, EngineEvent, RunOptions, RunOutcome, StepReport, StepResult};
 use ripcord::journal::Outcome;
 use ripcord::plan::Plan;
 use std::collections::BTreeMap;

@@ -188,7 +188,11 @@ async fn sigterm_stops_at_a_safe_point_with_exit_130_and_the_run_resumes() {
         if let Ok(runs) = ripcord::journal::list_runs(&h.state_dir())
             && let Some(run) = runs.first()
         {
-            let entries = records(&h.state_dir(), &run.run_id);
+            // The child is writing: a torn tail is possible here, so read leniently.
+            let path = ripcord::journal::journal_path(&h.state_dir(), &run.run_id);
+            let entries = ripcord::journal::read(&path)
+                .map(|(e, _)| e)
+                .unwrap_or_default();
             if entries
                 .iter()
                 .any(|e| matches!(&e.record, Record::StepVerified { step } if step == "annotate"))

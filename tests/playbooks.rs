@@ -366,6 +366,30 @@ fn arguments_that_do_not_fit_after_substitution_name_step_and_field() {
 }
 
 #[test]
+fn a_bad_value_fed_by_a_parameter_names_the_nested_field() {
+    let text = minimal(
+        "    op: {type: string, default: gt}",
+        "        query: up\n        op: $(params.op)\n        threshold: 1",
+        "gate.prometheus",
+    );
+    let valid = parse_ok(&text);
+    let err = plan::plan(&valid, &params(&[("op", "greater")]), "r").err();
+    let Some(PlanError::StepArgs { field, reason, .. }) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(field.as_deref(), Some("op"));
+    assert!(
+        reason.contains("`greater` is not a valid value"),
+        "{reason}"
+    );
+    let message = err.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.starts_with("step `s` (gate.prometheus): argument `op`: "),
+        "{message}"
+    );
+}
+
+#[test]
 fn run_id_and_escapes_are_substituted() {
     let text = minimal(
         "    n: {type: string, default: x}",

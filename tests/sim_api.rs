@@ -654,3 +654,110 @@ async fn eviction_and_logs_use_hooks() {
     assert_eq!(err.code, 404);
     h.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn sim_serve_prints_kubeconfig_and_stops_on_ctrl_c() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/scenarios/empty.yaml"
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
+        .args(["sim", "serve", "--scenario", scenario, "--kubeconfig-out"])
+        .arg(&kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let done = line.contains("Ctrl-C");
+            printed.push(line);
+            if done {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("sim serve did not start");
+    let url = printed[0].rsplit(' ').next().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{printed:?}");
+    assert!(
+        printed.iter().any(|l| l.contains("export KUBECONFIG=")),
+        "{printed:?}"
+    );
+    let config = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(config.contains(&format!("server: {url}")), "{config}");
+    let version: Value = reqwest::get(format!("{url}/version"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(version["major"], "1");
+
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("sim serve did not stop on SIGINT")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn watch_with_selector_reports_objects_leaving_it_as_deleted() {
+    let h = Harness::start().await;
+    let rt = kinds::configmaps();
+    h.store
+        .create(
+            &rt,
+            json!({"metadata": {"name": "a", "namespace": "default", "labels": {"app": "web"}}}),
+        )
+        .unwrap();
+    let rv = h.store.current_rv();
+    h.store
+        .modify(&rt, Some("default"), "a", |o| {
+            o["metadata"]["labels"]["app"] = json!("other");
+            Ok(())
+        })
+        .unwrap();
+    h.store
+        .modify(&rt, Some("default"), "a", |o| {
+            o["metadata"]["labels"]["app"] = json!("web");
+            Ok(())
+        })
+        .unwrap();
+    let text = h
+        .http
+        .get(h.url(&format!(
+            "/api/v1/namespaces/default/configmaps?watch=1&labelSelector=app%3Dweb&resourceVersion={rv}&timeoutSeconds=1"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let types: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(types, vec!["DELETED", "ADDED"]);
+    h.server.shutdown().await;
+}

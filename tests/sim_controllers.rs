@@ -549,7 +549,8 @@ async fn deleting_an_owner_collects_its_dependents_and_node_loss_moves_pods() {
 
 #[tokio::test(start_paused = true)]
 async fn crash_looping_release_restarts_with_growing_count() {
-    let extra = "      - image: registry.local/web:2\n        bad: crashLoop\n    rollout: inProgress\n";
+    let extra =
+        "      - image: registry.local/web:2\n        bad: crashLoop\n    rollout: inProgress\n";
     let sim = start(&scenario_yaml(
         1,
         "{type: RollingUpdate, maxSurge: 1, maxUnavailable: 0}",

@@ -125,6 +125,7 @@ async fn snapshot_captures_evidence_and_never_secrets() {
             entry.file
         );
     }
+    eprintln!("captured: {:?}\nfailed: {:?}", manifest.captured.iter().map(|e| &e.file).collect::<Vec<_>>(), manifest.failed);
     // Unserved kinds (if any) are failures in the manifest, not errors.
     for failure in &manifest.failed {
         assert!(!failure.error.is_empty(), "{failure:?}");

@@ -249,7 +249,13 @@ impl DeploymentRestart {
             if slots > 0 {
                 let done = to_restart.len() - pending.len();
                 let number = done / usize::try_from(batch).unwrap_or(1).max(1) + 1;
-                let take = usize::try_from(slots).unwrap_or(0).min(pending.len());
+                // Finish a batch an interrupted run started before opening the next one.
+                let batch_left = usize::try_from(batch).unwrap_or(1).max(1)
+                    - done % usize::try_from(batch).unwrap_or(1).max(1);
+                let take = usize::try_from(slots)
+                    .unwrap_or(0)
+                    .min(batch_left)
+                    .min(pending.len());
                 let mutations: Vec<Mutation> = pending[..take]
                     .iter()
                     .map(|pod| self.batch_mutation(pod, number))

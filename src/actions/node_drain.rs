@@ -45,6 +45,8 @@ pub(crate) const EVICT_PREFIX: &str = "evict/";
 pub(crate) struct DrainSettings {
     /// Evictions per wave.
     pub max_concurrent: usize,
+    /// Nodes whose pods a wave may evict (`None`: every drained node).
+    pub max_nodes: Option<usize>,
     /// Leave DaemonSet pods alone.
     pub ignore_daemon_sets: bool,
     /// Evict pods with emptyDir volumes.
@@ -117,6 +119,17 @@ pub(crate) fn plan_wave(
     }
     candidates.sort_by_key(|p| (pods::namespace(p), pods::name(p)));
     wave.remaining = candidates.len();
+    if let Some(max_nodes) = settings.max_nodes {
+        // The first `max_nodes` nodes (by name) that still hold evictable pods.
+        let active: BTreeSet<&str> = candidates
+            .iter()
+            .filter_map(|p| pods::node_name(p))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .take(max_nodes.max(1))
+            .collect();
+        candidates.retain(|p| pods::node_name(p).is_some_and(|n| active.contains(n)));
+    }
     let mut budgets: Vec<i64> = pdbs
         .iter()
         .map(|pdb| pods::pdb_disruptions_allowed(pdb, all_pods))
@@ -416,6 +429,7 @@ impl NodeDrain {
     fn settings(&self) -> DrainSettings {
         DrainSettings {
             max_concurrent: self.args.max_concurrent as usize,
+            max_nodes: None,
             ignore_daemon_sets: self.args.ignore_daemon_sets,
             delete_emptydir_data: self.args.delete_emptydir_data,
         }
@@ -518,6 +532,7 @@ mod tests {
     fn settings(max: usize) -> DrainSettings {
         DrainSettings {
             max_concurrent: max,
+            max_nodes: None,
             ignore_daemon_sets: true,
             delete_emptydir_data: true,
         }
@@ -553,6 +568,21 @@ mod tests {
 
         let capped = plan_wave(&drained, &all, &pdbs, settings(1));
         assert_eq!(capped.mutations.len(), 1);
+
+        // Two drained nodes, one node at a time: only a-1's pods.
+        let two = BTreeSet::from(["a-1".to_string(), "b-1".to_string()]);
+        let one_node = DrainSettings {
+            max_nodes: Some(1),
+            ..settings(100)
+        };
+        let wave = plan_wave(&two, &all, &[], one_node);
+        assert_eq!(wave.remaining, 7);
+        assert!(
+            wave.mutations
+                .iter()
+                .all(|m| m.pre_image["spec"]["nodeName"] == "a-1")
+        );
+        assert_eq!(wave.mutations.len(), 4);
     }
 
     #[test]

@@ -18,9 +18,9 @@
 //!    in the route annotation `ripcord.dev/weight-before.<backend>` (`traffic/route`; inverse:
 //!    the old rules), and/or POST `{"zone": …, "weight": 0}` to the traffic-manager webhook
 //!    (`traffic/webhook`; the zone's nodes then carry `ripcord.dev/traffic-percent: "0"`);
-//! 3. drain in waves: PDB-respecting evictions, `drainConcurrency` per wave (see
-//!    [`super::node_drain`]); `verify` waits until the evicted pods' replacements are Ready in
-//!    the other zones.
+//! 3. drain in waves: PDB-respecting evictions of the pods of at most `drainConcurrency`
+//!    nodes at once (see [`super::node_drain`]); `verify` waits until the evicted pods'
+//!    replacements are Ready in the other zones.
 //!
 //! The step is done when every zone node is cordoned, the traffic is away and no evictable pod
 //! is left in the zone. `zone.failback` reverses it.
@@ -128,6 +128,7 @@ pub(crate) fn check_guards(
         }
     }
     let mut need = Resources::default();
+    let mut moving: Vec<Resources> = Vec::new();
     let mut used: BTreeMap<&str, Resources> = BTreeMap::new();
     for pod in all_pods {
         let Some(node) = pods::node_name(pod) else {
@@ -145,23 +146,30 @@ pub(crate) fn check_guards(
             .is_none()
             {
                 need = need.plus(pods::requests(pod));
+                moving.push(pods::requests(pod));
             }
         } else {
             let entry = used.entry(node).or_default();
             *entry = entry.plus(pods::requests(pod));
         }
     }
-    let free = healthy_elsewhere
+    let mut room: Vec<Resources> = healthy_elsewhere
         .iter()
-        .fold(Resources::default(), |acc, node| {
+        .map(|node| {
             let used = used.get(nodes::name(node)).copied().unwrap_or_default();
-            acc.plus(nodes::allocatable(node).minus(used))
-        });
-    if !free.fits(need) {
+            nodes::allocatable(node).minus(used)
+        })
+        .collect();
+    let free = room
+        .iter()
+        .fold(Resources::default(), |acc, r| acc.plus(*r));
+    let unplaced = place_first_fit(&mut room, moving);
+    if unplaced > 0 {
         problems.push(format!(
             "the other zones lack the capacity for zone {zone}'s pods: they request {need}, the \
-             Ready schedulable nodes elsewhere have {free} free; add nodes to the other zones or \
-             scale workloads down, then run again (the capacity guard cannot be overridden)"
+             Ready schedulable nodes elsewhere have {free} free, and {unplaced} pod(s) would fit \
+             on no node; add nodes to the other zones or scale workloads down, then run again \
+             (the capacity guard cannot be overridden)"
         ));
     }
     if problems.is_empty() {
@@ -174,6 +182,24 @@ pub(crate) fn check_guards(
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// Places pods (largest CPU request first) on the node with the most free CPU that fits
+/// each; returns how many fit nowhere. `room` is consumed as pods are placed.
+fn place_first_fit(room: &mut [Resources], mut moving: Vec<Resources>) -> usize {
+    moving.sort_by(|a, b| (b.cpu_millis, b.memory_bytes).cmp(&(a.cpu_millis, a.memory_bytes)));
+    let mut unplaced = 0;
+    for need in moving {
+        let best = room
+            .iter_mut()
+            .filter(|r| r.fits(need))
+            .max_by_key(|r| (r.cpu_millis, r.memory_bytes));
+        match best {
+            Some(slot) => *slot = slot.minus(need),
+            None => unplaced += 1,
+        }
+    }
+    unplaced
 }
 
 /// The pseudo-reference of a traffic-manager webhook call for a zone.
@@ -321,7 +347,8 @@ impl ZoneFailout {
 
     fn settings(&self) -> DrainSettings {
         DrainSettings {
-            max_concurrent: self.args.drain_concurrency as usize,
+            max_concurrent: usize::MAX,
+            max_nodes: Some(self.args.drain_concurrency as usize),
             ignore_daemon_sets: true,
             delete_emptydir_data: true,
         }
@@ -560,6 +587,7 @@ mod tests {
     fn settings() -> DrainSettings {
         DrainSettings {
             max_concurrent: 10,
+            max_nodes: None,
             ignore_daemon_sets: true,
             delete_emptydir_data: true,
         }
@@ -636,6 +664,26 @@ mod tests {
         let refusal = check_guards(&args(json!({"zone": "a"})), &nodes, &pods, settings());
         assert!(
             matches!(&refusal, Err(r) if r.contains("lack the capacity") && r.contains("1500m")),
+            "{refusal:?}"
+        );
+    }
+
+    #[test]
+    fn capacity_is_checked_per_node_not_only_in_total() {
+        let nodes = vec![
+            node("a1", "a", true, false),
+            node("b1", "b", true, false),
+            node("c1", "c", true, false),
+        ];
+        // b1 and c1 have 800m free each (1600m in total) but the 1200m pod fits on neither.
+        let pods = vec![
+            pod("p1", "a1", "1200m"),
+            pod("p2", "b1", "1200m"),
+            pod("p3", "c1", "1200m"),
+        ];
+        let refusal = check_guards(&args(json!({"zone": "a"})), &nodes, &pods, settings());
+        assert!(
+            matches!(&refusal, Err(r) if r.contains("1 pod(s) would fit on no node")),
             "{refusal:?}"
         );
     }

@@ -28,6 +28,9 @@ pub const PLAN_FILE: &str = "cleanup-plan.json";
 /// Upper bound of each revert step.
 const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Upper bound of a zone fail-back step (its ramp pauses included).
+const FAILBACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// Builds the engine plan for `plan` under the run id `run_id`.
 pub fn engine_plan(plan: &CleanupPlan, run_id: &str, selection: &str) -> Plan {
     let mut params = BTreeMap::new();
@@ -51,6 +54,19 @@ pub fn engine_plan(plan: &CleanupPlan, run_id: &str, selection: &str) -> Plan {
             on_failure: OnFailure::Continue,
             context: None,
         })
+        .chain(
+            plan.failbacks
+                .iter()
+                .enumerate()
+                .map(|(i, failback)| PlannedStep {
+                    name: step_name(plan.reverts.len() + i, "failback", &failback.args.zone),
+                    action: Action::ZoneFailback(failback.args.clone()),
+                    timeout: Duration(FAILBACK_TIMEOUT),
+                    retries: Retries::default(),
+                    on_failure: OnFailure::Continue,
+                    context: None,
+                }),
+        )
         .collect();
     Plan {
         run_id: run_id.to_string(),
@@ -116,7 +132,9 @@ pub async fn apply(
     let outcome = engine
         .run(engine_plan, opts, events)
         .await
-        .map_err(|source| CleanupError::Engine { source: Box::new(source) })?;
+        .map_err(|source| CleanupError::Engine {
+            source: Box::new(source),
+        })?;
     Ok(Some(outcome))
 }
 
@@ -152,6 +170,7 @@ mod tests {
         let plan = CleanupPlan {
             runs: vec!["r-20261125-110000-aaaa".into()],
             items: Vec::new(),
+            failbacks: vec![],
             reverts: vec![
                 ObjectRevert {
                     target: ObjectRef {
@@ -180,7 +199,9 @@ mod tests {
         assert_eq!(p.steps.len(), 2);
         assert_eq!(p.steps[0].name, "revert-1-node-zone-a-node-1");
         assert_eq!(p.steps[1].on_failure, OnFailure::Continue);
-        assert!(matches!(&p.steps[1].action, Action::ObjectPatch(a) if a.patch == json!({"spec": {"replicas": 3}})));
+        assert!(
+            matches!(&p.steps[1].action, Action::ObjectPatch(a) if a.patch == json!({"spec": {"replicas": 3}}))
+        );
         assert_eq!(p.params["cleanupOf"], json!(["r-20261125-110000-aaaa"]));
         assert!(p.lock.is_none());
     }

@@ -172,10 +172,7 @@ pub fn pointer_path(pointer: &str) -> FieldPath {
 pub fn display_path(path: &[String]) -> String {
     let mut out = String::new();
     for key in path {
-        let plain = !key.is_empty()
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if plain {
             if !out.is_empty() {
                 out.push('.');
@@ -241,7 +238,10 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (p(&["metadata", "labels", "ripcord.dev/cordoned-by"]), Value::Null),
+                (
+                    p(&["metadata", "labels", "ripcord.dev/cordoned-by"]),
+                    Value::Null
+                ),
                 (p(&["spec", "unschedulable"]), Value::Null),
                 (p(&["x"]), json!([1])),
             ]
@@ -270,7 +270,8 @@ mod tests {
 
     #[test]
     fn patch_round_trips_through_leaves() {
-        let patch = json!({"spec": {"replicas": 2, "paused": null}, "metadata": {"labels": {"a": "b"}}});
+        let patch =
+            json!({"spec": {"replicas": 2, "paused": null}, "metadata": {"labels": {"a": "b"}}});
         assert_eq!(patch_from(&leaves(&patch)), patch);
     }
 
@@ -293,8 +294,14 @@ mod tests {
                            {"op": "add", "path": "/metadata/annotations", "value": {"k/x": "v"}}]);
         let paths = apply_any_patch(&mut doc, &patch).unwrap();
         assert_eq!(doc["spec"]["template"], json!({"b": 2}));
-        assert_eq!(paths, vec![p(&["spec", "template"]), p(&["metadata", "annotations"])]);
-        assert_eq!(pointer_path("/metadata/labels/a~1b"), p(&["metadata", "labels", "a/b"]));
+        assert_eq!(
+            paths,
+            vec![p(&["spec", "template"]), p(&["metadata", "annotations"])]
+        );
+        assert_eq!(
+            pointer_path("/metadata/labels/a~1b"),
+            p(&["metadata", "labels", "a/b"])
+        );
         assert!(apply_any_patch(&mut doc, &json!(3)).is_err());
     }
 
@@ -309,8 +316,16 @@ mod tests {
 
     #[test]
     fn false_booleans_equal_absent_only_for_known_fields() {
-        assert!(same_at(&p(&["spec", "unschedulable"]), &json!(false), &Value::Null));
-        assert!(!same_at(&p(&["spec", "unschedulable"]), &json!(true), &Value::Null));
+        assert!(same_at(
+            &p(&["spec", "unschedulable"]),
+            &json!(false),
+            &Value::Null
+        ));
+        assert!(!same_at(
+            &p(&["spec", "unschedulable"]),
+            &json!(true),
+            &Value::Null
+        ));
         assert!(!same_at(&p(&["spec", "replicas"]), &json!(0), &Value::Null));
     }
 }

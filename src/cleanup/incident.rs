@@ -231,7 +231,9 @@ pub fn list(state_dir: &Path) -> Result<Vec<Incident>, CleanupError> {
         }
         match load(state_dir, id) {
             Ok(incident) => out.push(incident),
-            Err(err) => tracing::warn!(incident = %id, error = %err, "skipping an unreadable incident"),
+            Err(err) => {
+                tracing::warn!(incident = %id, error = %err, "skipping an unreadable incident")
+            }
         }
     }
     out.sort_by_key(|i| std::cmp::Reverse(i.opened_at));
@@ -271,7 +273,10 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(updated.services, vec!["checkout".to_string(), "cart".to_string()]);
+        assert_eq!(
+            updated.services,
+            vec!["checkout".to_string(), "cart".to_string()]
+        );
         let closed = close(dir.path(), "INC-42", IncidentChanges::default()).unwrap();
         assert!(!closed.is_open());
         let again = close(dir.path(), "INC-42", IncidentChanges::default()).unwrap();

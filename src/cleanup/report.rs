@@ -85,7 +85,9 @@ pub fn timeline(runs: &[RunView]) -> Vec<TimelineEvent> {
         for entry in &run.entries {
             let record = &entry.record;
             let category = match record {
-                Record::RunStarted { .. } | Record::RunResumed { .. } | Record::RunFinished { .. } => "run",
+                Record::RunStarted { .. }
+                | Record::RunResumed { .. }
+                | Record::RunFinished { .. } => "run",
                 Record::Notified { .. } => "notification",
                 Record::SnapshotTaken { .. } | Record::SnapshotFailed { .. } => "snapshot",
                 Record::StepPlanned { .. } | Record::StepAlreadySatisfied { .. } => "step",
@@ -247,13 +249,17 @@ pub fn escape_html(s: &str) -> String {
 
 /// Escapes text for a Markdown table cell.
 fn escape_md(s: &str) -> String {
-    escape_html(s)
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
         .replace('|', "\\|")
         .replace('\n', " ")
         .replace('`', "\\`")
 }
 
-const COLORS: &[&str] = &["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
+const COLORS: &[&str] = &[
+    "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+];
 
 /// The impact graph: one line per metric, the mitigation window shaded (from the first run's
 /// start to the last run's finish).
@@ -300,12 +306,17 @@ pub fn svg_graph(series: &[MetricSeries], window: Option<(f64, f64)>) -> String 
     if let Some((a, b)) = window {
         let _ = write!(
             out,
-            r##"<rect x="{:.1}" y="{top}" width="{:.1}" height="{:.1}" fill="#fff3cd"/><text x="{:.1}" y="{:.1}" font-size="10" fill="#8a6d3b">mitigation</text>"##,
+            r##"<rect x="{:.1}" y="{top}" width="{:.1}" height="{:.1}" fill="#fff3cd"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="{}" fill="#8a6d3b">mitigation</text>"##,
             x(a),
             (x(b) - x(a)).max(1.0),
             h - top - bottom,
-            x(a) + 2.0,
-            top + 10.0
+            if x(a) > w - 90.0 {
+                x(a) - 2.0
+            } else {
+                x(a) + 2.0
+            },
+            top + 10.0,
+            if x(a) > w - 90.0 { "end" } else { "start" }
         );
     }
     // Axes and labels.
@@ -407,11 +418,15 @@ struct Table {
 
 impl Table {
     fn html(&self) -> String {
-        let mut out = String::from("<table><thead><tr>");
-        for h in &self.header {
-            let _ = write!(out, "<th>{h}</th>");
+        let mut out = String::from("<table>");
+        if self.header.iter().any(|h| !h.is_empty()) {
+            out.push_str("<thead><tr>");
+            for h in &self.header {
+                let _ = write!(out, "<th>{h}</th>");
+            }
+            out.push_str("</tr></thead>");
         }
-        out.push_str("</tr></thead><tbody>");
+        out.push_str("<tbody>");
         for row in &self.rows {
             out.push_str("<tr>");
             for cell in row {
@@ -521,9 +536,19 @@ pub fn render(input: &ReportInput, format: Format) -> String {
             .unwrap_or_else(|| "still open".to_string());
         doc.fields(vec![
             ("id", incident.id.clone()),
-            ("severity", incident.severity.clone().unwrap_or_else(|| "—".into())),
+            (
+                "severity",
+                incident.severity.clone().unwrap_or_else(|| "—".into()),
+            ),
             ("services", incident.services.join(", ")),
-            ("opened", format!("{} by {}", format_time(&incident.opened_at), incident.opened_by)),
+            (
+                "opened",
+                format!(
+                    "{} by {}",
+                    format_time(&incident.opened_at),
+                    incident.opened_by
+                ),
+            ),
             (
                 "closed",
                 incident
@@ -533,7 +558,10 @@ pub fn render(input: &ReportInput, format: Format) -> String {
                     .unwrap_or_else(|| "—".into()),
             ),
             ("duration", duration),
-            ("impact", incident.impact.clone().unwrap_or_else(|| "—".into())),
+            (
+                "impact",
+                incident.impact.clone().unwrap_or_else(|| "—".into()),
+            ),
             (
                 "root causes",
                 if incident.root_causes.is_empty() {
@@ -573,13 +601,24 @@ pub fn render(input: &ReportInput, format: Format) -> String {
         })
         .collect();
     doc.table(Table {
-        header: vec!["run", "playbook", "who", "trigger", "started", "duration", "outcome", "mutations"],
+        header: vec![
+            "run",
+            "playbook",
+            "who",
+            "trigger",
+            "started",
+            "duration",
+            "outcome",
+            "mutations",
+        ],
         rows,
     });
 
     doc.heading(2, "Impact");
     if input.metrics.is_empty() {
-        doc.para("No impact metrics recorded (configure snapshot.prometheus queries in the playbook).");
+        doc.para(
+            "No impact metrics recorded (configure snapshot.prometheus queries in the playbook).",
+        );
     } else {
         doc.raw(&svg_graph(&input.metrics, mitigation_window(&input.runs)));
         let rows = input
@@ -588,7 +627,11 @@ pub fn render(input: &ReportInput, format: Format) -> String {
             .map(|s| {
                 let first = s.points.first().map(|p| p.1).unwrap_or(f64::NAN);
                 let last = s.points.last().map(|p| p.1).unwrap_or(f64::NAN);
-                let peak = s.points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+                let peak = s
+                    .points
+                    .iter()
+                    .map(|p| p.1)
+                    .fold(f64::NEG_INFINITY, f64::max);
                 vec![
                     doc.esc(&s.name),
                     doc.esc(&s.query),
@@ -645,15 +688,26 @@ pub fn render(input: &ReportInput, format: Format) -> String {
         let rows = items
             .iter()
             .map(|item| {
-                let s = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                let s = |k: &str| {
+                    item.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
                 let target = item
                     .get("target")
                     .cloned()
                     .and_then(|t| serde_json::from_value::<crate::actions::ObjectRef>(t).ok())
                     .map(|t| t.to_string())
                     .unwrap_or_default();
-                for d in item.get("drift").and_then(Value::as_array).into_iter().flatten() {
-                    let v = |k: &str| super::fields::display_value(d.get(k).unwrap_or(&Value::Null));
+                for d in item
+                    .get("drift")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let v =
+                        |k: &str| super::fields::display_value(d.get(k).unwrap_or(&Value::Null));
                     drift_rows.push(vec![
                         doc.esc(&target),
                         doc.esc(d.get("path").and_then(Value::as_str).unwrap_or_default()),
@@ -662,22 +716,34 @@ pub fn render(input: &ReportInput, format: Format) -> String {
                         doc.esc(&v("now")),
                     ]);
                 }
+                let how = match (s("status").as_str(), s("via")) {
+                    (_, via) if !via.is_empty() => via,
+                    ("revert" | "forced-revert" | "roll-forward", _) => "object patch".to_string(),
+                    _ => String::new(),
+                };
                 vec![
                     doc.esc(&s("status")),
                     doc.esc(&target),
                     doc.esc(&s("description")),
+                    doc.esc(&how),
                     doc.esc(&s("runId")),
                 ]
             })
             .collect();
         doc.table(Table {
-            header: vec!["decision", "object", "mutation", "run"],
+            header: vec!["decision", "object", "mutation", "how", "run"],
             rows,
         });
         if !drift_rows.is_empty() {
             doc.para("Drift (changed by someone after ripcord touched it):");
             doc.table(Table {
-                header: vec!["object", "field", "before ripcord", "as ripcord left it", "now"],
+                header: vec![
+                    "object",
+                    "field",
+                    "before ripcord",
+                    "as ripcord left it",
+                    "now",
+                ],
                 rows: drift_rows,
             });
         }
@@ -794,7 +860,11 @@ mod tests {
                 },
             },
         ];
-        from_entries("r-20261125-110000-aaaa", Path::new("/nowhere/journal.jsonl"), entries)
+        from_entries(
+            "r-20261125-110000-aaaa",
+            Path::new("/nowhere/journal.jsonl"),
+            entries,
+        )
     }
 
     #[test]
@@ -817,7 +887,11 @@ mod tests {
             metrics: vec![MetricSeries {
                 name: "error <ratio>".into(),
                 query: "sum(rate(x[1m])) > 0 & 1".into(),
-                points: vec![(1_795_000_000.0 - 60.0, 0.5), (1_795_000_003.0, 0.1), (1_795_000_100.0, 0.0)],
+                points: vec![
+                    (1_795_000_000.0 - 60.0, 0.5),
+                    (1_795_000_003.0, 0.1),
+                    (1_795_000_100.0, 0.0),
+                ],
             }],
             generated_at: at(200),
         };

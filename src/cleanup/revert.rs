@@ -32,6 +32,8 @@ pub struct PlanOptions {
     pub force: bool,
     /// Apply the recorded roll-forward of rollbacks.
     pub roll_forward: bool,
+    /// The pause between the ramp steps of a zone fail-back (default: the action's).
+    pub ramp_pause: Option<std::time::Duration>,
 }
 
 /// One field that changed after ripcord touched it.
@@ -107,7 +109,10 @@ impl ItemStatus {
 
     /// True when the item leaves something ripcord did in place (verify will be dirty).
     pub fn leaves_residue(&self) -> bool {
-        matches!(self, ItemStatus::Drift { .. } | ItemStatus::Unavailable { .. })
+        matches!(
+            self,
+            ItemStatus::Drift { .. } | ItemStatus::Unavailable { .. }
+        )
     }
 }
 
@@ -134,6 +139,9 @@ pub struct PlanItem {
     /// The decision.
     #[serde(flatten)]
     pub status: ItemStatus,
+    /// How it is reverted when not by an object patch (`zone.failback zone-a`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// The revert of one object: one merge patch.
@@ -158,12 +166,28 @@ pub struct CleanupPlan {
     pub items: Vec<PlanItem>,
     /// The object patches to apply, newest first.
     pub reverts: Vec<ObjectRevert>,
+    /// Zones failed out and still out: failed back with the slow ramp (after the patches).
+    pub failbacks: Vec<ZoneFailbackStep>,
+}
+
+/// A zone failed back through the `zone.failback` action (uncordon, then ramp the traffic).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneFailbackStep {
+    /// The run that failed the zone out.
+    pub run_id: String,
+    /// Its fail-out step.
+    pub step: String,
+    /// The action's arguments.
+    pub args: crate::playbook::catalog::ZoneFailback,
+    /// The objects it brings back.
+    pub objects: Vec<ObjectRef>,
 }
 
 impl CleanupPlan {
     /// True when there is nothing to write.
     pub fn is_noop(&self) -> bool {
-        self.reverts.is_empty()
+        self.reverts.is_empty() && self.failbacks.is_empty()
     }
 
     /// How many items have each label, in a stable order.
@@ -298,7 +322,82 @@ pub fn compute(
     }
     items_by_key.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
     plan.items = items_by_key.into_iter().map(|(_, item)| item).collect();
+    use_failbacks(&runs, &mut plan, opts);
     plan
+}
+
+/// Replaces the object patches of a zone fail-out still fully in effect by a `zone.failback`
+/// step (uncordon the marked nodes, then ramp the traffic back in steps, never all at once).
+/// A fail-out with any drift, or whose objects were also touched by other steps, keeps its
+/// object patches (the drifted objects are left alone).
+fn use_failbacks(runs: &[&RunView], plan: &mut CleanupPlan, opts: PlanOptions) {
+    use crate::playbook::catalog::{self, Action};
+    for run in runs {
+        let Some(planned) = run.entries.iter().find_map(|e| match &e.record {
+            crate::journal::Record::RunStarted { plan, .. } => {
+                serde_json::from_value::<crate::plan::Plan>(plan.clone()).ok()
+            }
+            _ => None,
+        }) else {
+            continue;
+        };
+        for step in &planned.steps {
+            let Action::ZoneFailout(failout) = &step.action else {
+                continue;
+            };
+            let mine = |i: &PlanItem| i.run_id == run.run_id && i.step == step.name;
+            let items: Vec<&PlanItem> = plan.items.iter().filter(|i| mine(i)).collect();
+            let clean = items.iter().all(|i| {
+                matches!(
+                    i.status,
+                    ItemStatus::Revert | ItemStatus::AlreadyReverted | ItemStatus::NoInverse { .. }
+                )
+            });
+            let targets: Vec<ObjectRef> = items
+                .iter()
+                .filter(|i| i.status == ItemStatus::Revert)
+                .map(|i| i.target.clone())
+                .collect();
+            if !clean || targets.is_empty() {
+                continue;
+            }
+            let prefix = format!("{}/{}/", run.run_id, step.name);
+            let exclusive = plan
+                .reverts
+                .iter()
+                .filter(|r| targets.contains(&r.target))
+                .all(|r| r.reverts.iter().all(|id| id.starts_with(&prefix)));
+            if !exclusive {
+                continue;
+            }
+            let mut args = serde_json::json!({
+                "zone": failout.zone,
+                "zoneLabel": failout.zone_label,
+            });
+            if let Some(traffic) = &failout.traffic {
+                args["traffic"] = serde_json::to_value(traffic).unwrap_or(Value::Null);
+            }
+            let Ok(mut failback) = serde_json::from_value::<catalog::ZoneFailback>(args) else {
+                continue;
+            };
+            if let Some(pause) = opts.ramp_pause {
+                failback.ramp_pause = crate::playbook::Duration(pause);
+            }
+            plan.reverts.retain(|r| !targets.contains(&r.target));
+            let via = format!("zone.failback {}", failout.zone);
+            for item in plan.items.iter_mut().filter(|i| mine(i)) {
+                if item.status == ItemStatus::Revert {
+                    item.via = Some(via.clone());
+                }
+            }
+            plan.failbacks.push(ZoneFailbackStep {
+                run_id: run.run_id.clone(),
+                step: step.name.clone(),
+                args: failback,
+                objects: targets,
+            });
+        }
+    }
 }
 
 /// The global order of a mutation: (run index, oldest first; journal sequence).
@@ -341,6 +440,7 @@ fn plan_object(
                 resource_version_after: t.resource_version_after.clone(),
                 resource_version_now: rv_now.clone(),
                 status,
+                via: None,
             },
         ));
     }
@@ -440,12 +540,10 @@ fn decide(
     for (path, before) in &leaves {
         let now = fields::value_at(state, path);
         let ripcord = fields::value_at(expected, path);
-        let back = fields::same_at(path, &now, before);
-        let in_effect = fields::same_at(path, &now, &ripcord);
-        if !back {
+        if !fields::same_at(path, &now, before) {
             all_back = false;
         }
-        if !back && !in_effect {
+        if !fields::same_at(path, &now, &ripcord) {
             drift.push(FieldDrift {
                 path: fields::display_path(path),
                 before: before.clone(),
@@ -457,6 +555,8 @@ fn decide(
     if all_back {
         return ItemStatus::AlreadyReverted;
     }
+    // Not as ripcord left it and not back either (a node uncordoned by hand keeps ripcord's
+    // mark; a Deployment rescaled by hand): someone else changed it — drift.
     if !drift.is_empty() && !opts.force {
         return ItemStatus::Drift { drift };
     }
@@ -542,7 +642,10 @@ mod tests {
 
     #[test]
     fn in_effect_mutation_is_reverted_with_one_patch() {
-        let runs = vec![run("r1", vec![touched("r1", 1, node("a"), cordon_inverse("r1"))])];
+        let runs = vec![run(
+            "r1",
+            vec![touched("r1", 1, node("a"), cordon_inverse("r1"))],
+        )];
         let observed = HashMap::from([(node("a"), Observed::Present(cordoned("r1")))]);
         let plan = compute(&runs, &observed, PlanOptions::default());
         assert_eq!(plan.items[0].status, ItemStatus::Revert);
@@ -556,7 +659,10 @@ mod tests {
 
     #[test]
     fn already_reverted_needs_nothing() {
-        let runs = vec![run("r1", vec![touched("r1", 1, node("a"), cordon_inverse("r1"))])];
+        let runs = vec![run(
+            "r1",
+            vec![touched("r1", 1, node("a"), cordon_inverse("r1"))],
+        )];
         let clean = json!({"metadata": {"name": "a", "labels": {"zone": "a"}},
                            "spec": {"unschedulable": false}});
         let observed = HashMap::from([(node("a"), Observed::Present(clean))]);
@@ -567,20 +673,23 @@ mod tests {
 
     #[test]
     fn hand_uncordoned_node_is_drift_unless_forced() {
-        let runs = vec![run("r1", vec![touched("r1", 1, node("a"), cordon_inverse("r1"))])];
-        // `kubectl uncordon` by hand: unschedulable false, ripcord's label still there.
+        let runs = vec![run(
+            "r1",
+            vec![touched("r1", 1, node("a"), cordon_inverse("r1"))],
+        )];
+        // `kubectl uncordon` by hand: unschedulable back to absent, ripcord's mark still there.
         let mut now = cordoned("r1");
         now["spec"]["unschedulable"] = json!(false);
-        now["metadata"]["labels"]["ripcord.dev/cordoned-by"] = json!("someone-else");
         let observed = HashMap::from([(node("a"), Observed::Present(now))]);
         let plan = compute(&runs, &observed, PlanOptions::default());
         let ItemStatus::Drift { drift } = &plan.items[0].status else {
             panic!("expected drift, got {:?}", plan.items[0].status);
         };
         assert_eq!(drift.len(), 1);
+        assert_eq!(drift[0].path, "spec.unschedulable");
         assert_eq!(drift[0].before, Value::Null);
-        assert_eq!(drift[0].ripcord, json!("r1"));
-        assert_eq!(drift[0].now, json!("someone-else"));
+        assert_eq!(drift[0].ripcord, json!(true));
+        assert_eq!(drift[0].now, json!(false));
         assert!(plan.is_noop());
 
         let forced = compute(
@@ -591,7 +700,10 @@ mod tests {
                 ..PlanOptions::default()
             },
         );
-        assert!(matches!(forced.items[0].status, ItemStatus::ForcedRevert { .. }));
+        assert!(matches!(
+            forced.items[0].status,
+            ItemStatus::ForcedRevert { .. }
+        ));
         assert_eq!(forced.reverts.len(), 1);
     }
 
@@ -605,7 +717,10 @@ mod tests {
                              "metadata": {"labels": {"ripcord.dev/cordoned-by": null}}}),
         };
         let runs = vec![
-            run("r1", vec![touched("r1", 1, node("a"), cordon_inverse("r1"))]),
+            run(
+                "r1",
+                vec![touched("r1", 1, node("a"), cordon_inverse("r1"))],
+            ),
             run("r2", vec![touched("r2", 1, node("a"), uncordon)]),
         ];
         let clean = json!({"metadata": {"name": "a", "labels": {"zone": "a"}}, "spec": {}});
@@ -657,10 +772,16 @@ mod tests {
 
     #[test]
     fn cleanup_runs_and_missing_objects_are_handled() {
-        let mut cleanup = run("c1", vec![touched("c1", 1, node("a"), cordon_inverse("c1"))]);
+        let mut cleanup = run(
+            "c1",
+            vec![touched("c1", 1, node("a"), cordon_inverse("c1"))],
+        );
         cleanup.playbook = crate::cleanup::CLEANUP_PLAYBOOK.into();
         let runs = vec![
-            run("r1", vec![touched("r1", 1, node("b"), cordon_inverse("r1"))]),
+            run(
+                "r1",
+                vec![touched("r1", 1, node("b"), cordon_inverse("r1"))],
+            ),
             cleanup,
         ];
         let observed = HashMap::from([(node("b"), Observed::Gone)]);

@@ -133,10 +133,10 @@ impl RunView {
         }
     }
 
-    /// True when the selection includes this run.
+    /// True when the selection includes this run (for one run: also the cleanups of it).
     pub fn matches(&self, selection: &Selection) -> bool {
         match selection {
-            Selection::Run(id) => self.run_id == *id,
+            Selection::Run(id) => self.run_id == *id || self.cleanup_of().contains(id),
             Selection::Incident(id) => self.incident.as_deref() == Some(id.as_str()),
             Selection::All => true,
         }
@@ -287,10 +287,12 @@ pub fn from_run_resource(object: &Value) -> Option<RunView> {
         .cloned()
         .and_then(|s| serde_json::from_value(s).ok())
         .unwrap_or_default();
-    let parse_time = |s: &Option<String>| s.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
-    let outcome = status.outcome.as_deref().and_then(|o| {
-        serde_json::from_value::<Outcome>(Value::String(o.to_string())).ok()
-    });
+    let parse_time =
+        |s: &Option<String>| s.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let outcome = status
+        .outcome
+        .as_deref()
+        .and_then(|o| serde_json::from_value::<Outcome>(Value::String(o.to_string())).ok());
     let mut touched = Vec::new();
     let mut seq = 0u64;
     for step in &status.steps {
@@ -339,7 +341,8 @@ pub fn from_run_resource(object: &Value) -> Option<RunView> {
         .params
         .iter()
         .map(|(k, v)| {
-            let value = serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.clone()));
+            let value =
+                serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.clone()));
             (k.clone(), value)
         })
         .collect();
@@ -426,13 +429,14 @@ pub async fn cluster_runs(objects: &Objects) -> Result<Vec<RunView>, CleanupErro
 
 /// Every namespace's name.
 pub async fn namespaces(objects: &Objects) -> Result<Vec<String>, CleanupError> {
-    let kind = objects
-        .resolve("v1", "Namespace")
-        .await
-        .map_err(|source| CleanupError::Cluster {
-            what: "the Namespace kind".into(),
-            source: Box::new(source),
-        })?;
+    let kind =
+        objects
+            .resolve("v1", "Namespace")
+            .await
+            .map_err(|source| CleanupError::Cluster {
+                what: "the Namespace kind".into(),
+                source: Box::new(source),
+            })?;
     let items = objects
         .list(&kind, None, &ListParams::default())
         .await
@@ -542,7 +546,13 @@ mod tests {
                     plan: json!({}),
                 },
             ),
-            entry(2, Record::MutationIntended { step: "s".into(), mutation: a.clone() }),
+            entry(
+                2,
+                Record::MutationIntended {
+                    step: "s".into(),
+                    mutation: a.clone(),
+                },
+            ),
             entry(
                 3,
                 Record::MutationApplied {
@@ -558,7 +568,13 @@ mod tests {
                     recovered: false,
                 },
             ),
-            entry(4, Record::MutationIntended { step: "s".into(), mutation: b.clone() }),
+            entry(
+                4,
+                Record::MutationIntended {
+                    step: "s".into(),
+                    mutation: b.clone(),
+                },
+            ),
         ];
         let view = from_entries("x", Path::new("/j"), entries);
         assert_eq!(view.run_id, "r-20261125-110000-aaaa");
@@ -598,7 +614,10 @@ mod tests {
         assert!(view.touched[0].inverse.is_some());
         assert!(view.touched[1].inverse.is_none());
         assert!(view.touched[1].problem.is_some());
-        assert_eq!(view.cleanup_of(), vec!["r-1".to_string(), "r-2".to_string()]);
+        assert_eq!(
+            view.cleanup_of(),
+            vec!["r-1".to_string(), "r-2".to_string()]
+        );
     }
 
     #[test]

@@ -95,7 +95,12 @@ pub struct VerifyReport {
     pub notes: Vec<Finding>,
 }
 
-fn finding(check: &str, kind: &str, object: impl Into<String>, detail: impl Into<String>) -> Finding {
+fn finding(
+    check: &str,
+    kind: &str,
+    object: impl Into<String>,
+    detail: impl Into<String>,
+) -> Finding {
     Finding {
         check: check.into(),
         kind: kind.into(),
@@ -107,7 +112,10 @@ fn finding(check: &str, kind: &str, object: impl Into<String>, detail: impl Into
 
 fn cluster_err(what: impl Into<String>) -> impl FnOnce(K8sError) -> CleanupError {
     let what = what.into();
-    move |source| CleanupError::Cluster { what, source: Box::new(source) }
+    move |source| CleanupError::Cluster {
+        what,
+        source: Box::new(source),
+    }
 }
 
 /// Verifies once. `runs` are the runs of `selection` (for [`Selection::All`], every run known:
@@ -146,8 +154,14 @@ pub async fn verify(
         .filter(|t| t.kind == "Deployment")
         .collect();
     for namespace in super::source::namespaces(objects).await? {
-        check_deployments(objects, &namespace, cluster_mode, &touched_deployments, &mut report)
-            .await?;
+        check_deployments(
+            objects,
+            &namespace,
+            cluster_mode,
+            &touched_deployments,
+            &mut report,
+        )
+        .await?;
         check_routes(objects, &namespace, &mut report).await?;
         check_leases(objects, &namespace, &mut report).await?;
     }
@@ -208,7 +222,10 @@ async fn check_restored(
                         "restored",
                         "rollback-kept",
                         t.target.to_string(),
-                        format!("{}: the rollback target is the intended state", t.description),
+                        format!(
+                            "{}: the rollback target is the intended state",
+                            t.description
+                        ),
                     );
                     note.run = Some(t.run_id.clone());
                     report.notes.push(note);
@@ -307,6 +324,25 @@ fn check_runs(runs: &[RunView], report: &mut VerifyReport) {
         if !run.unfinished() {
             continue;
         }
+        let cleaned_by = runs.iter().find(|c| {
+            c.is_cleanup()
+                && c.outcome == Some(crate::journal::Outcome::Succeeded)
+                && c.cleanup_of().contains(&run.run_id)
+        });
+        if let Some(cleanup) = cleaned_by {
+            let mut note = finding(
+                "residue",
+                "unfinished-run",
+                format!("run/{}", run.run_id),
+                format!(
+                    "run {} has no finish record; cleanup run {} reverted it",
+                    run.run_id, cleanup.run_id
+                ),
+            );
+            note.run = Some(run.run_id.clone());
+            report.notes.push(note);
+            continue;
+        }
         let mut f = finding(
             "residue",
             "unfinished-run",
@@ -315,7 +351,11 @@ fn check_runs(runs: &[RunView], report: &mut VerifyReport) {
                 "run {} ({}) has no finish record: it crashed or is still running; resume it \
                  with `ripcord run --resume {}` or revert it with `ripcord cleanup --run {}`",
                 run.run_id,
-                if run.playbook.is_empty() { "unknown playbook" } else { &run.playbook },
+                if run.playbook.is_empty() {
+                    "unknown playbook"
+                } else {
+                    &run.playbook
+                },
                 run.run_id,
                 run.run_id
             ),
@@ -327,7 +367,10 @@ fn check_runs(runs: &[RunView], report: &mut VerifyReport) {
                 "residue",
                 "approval-pending",
                 format!("run/{}/{}", run.run_id, step),
-                format!("approval step {step} of run {} is still waiting", run.run_id),
+                format!(
+                    "approval step {step} of run {} is still waiting",
+                    run.run_id
+                ),
             );
             f.run = Some(run.run_id.clone());
             report.findings.push(f);
@@ -416,7 +459,10 @@ async fn check_nodes(objects: &Objects, report: &mut VerifyReport) -> Result<(),
                     "residue",
                     "marked-node",
                     object,
-                    format!("schedulable but still carries ripcord's marks: {}", keys.join(", ")),
+                    format!(
+                        "schedulable but still carries ripcord's marks: {}",
+                        keys.join(", ")
+                    ),
                 );
                 f.run = by;
                 report.findings.push(f);
@@ -503,12 +549,11 @@ async fn check_deployments(
                 &object,
                 message,
             )),
-            RolloutStatus::Failed { message } => report.findings.push(finding(
-                "convergence",
-                "rollout-failed",
-                &object,
-                message,
-            )),
+            RolloutStatus::Failed { message } => {
+                report
+                    .findings
+                    .push(finding("convergence", "rollout-failed", &object, message))
+            }
         }
     }
     Ok(())
@@ -569,7 +614,10 @@ async fn check_routes(
             .pointer("/metadata/annotations")
             .and_then(Value::as_object)
         {
-            for key in annotations.keys().filter(|k| k.starts_with(WEIGHT_BEFORE_PREFIX)) {
+            for key in annotations
+                .keys()
+                .filter(|k| k.starts_with(WEIGHT_BEFORE_PREFIX))
+            {
                 report.notes.push(finding(
                     "residue",
                     "weight-record",
@@ -668,7 +716,11 @@ pub fn result_path(state_dir: &Path, selection: &Selection) -> Option<PathBuf> {
 }
 
 /// Saves a verify result for the report (see [`result_path`]).
-pub fn save(state_dir: &Path, selection: &Selection, report: &VerifyReport) -> Result<(), CleanupError> {
+pub fn save(
+    state_dir: &Path,
+    selection: &Selection,
+    report: &VerifyReport,
+) -> Result<(), CleanupError> {
     let Some(path) = result_path(state_dir, selection) else {
         return Ok(());
     };
@@ -676,7 +728,10 @@ pub fn save(state_dir: &Path, selection: &Selection, report: &VerifyReport) -> R
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(&path, serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?)
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?,
+        )
     };
     write().map_err(|source| CleanupError::Write {
         path: path.clone(),

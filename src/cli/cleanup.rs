@@ -15,7 +15,12 @@ use clap::Args;
 #[derive(Debug, Args)]
 pub struct CleanupArgs {
     /// Revert what this run did.
-    #[arg(long, value_name = "RUN", required_unless_present = "incident", conflicts_with = "incident")]
+    #[arg(
+        long,
+        value_name = "RUN",
+        required_unless_present = "incident",
+        conflicts_with = "incident"
+    )]
     pub run: Option<String>,
 
     /// Revert what every run of this incident did.
@@ -34,6 +39,11 @@ pub struct CleanupArgs {
     /// Roll rollbacks forward to the release they replaced (normally they are kept).
     #[arg(long)]
     pub roll_forward: bool,
+
+    /// Pause between the traffic ramp steps when a zone is failed back (default: the
+    /// `zone.failback` action's, 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub ramp_pause: Option<crate::playbook::Duration>,
 
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
@@ -78,6 +88,7 @@ pub async fn run(args: CleanupArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
         PlanOptions {
             force: args.force,
             roll_forward: args.roll_forward,
+            ramp_pause: args.ramp_pause.map(|d| d.0),
         },
     );
     if global.output == Output::Text {
@@ -98,8 +109,9 @@ pub async fn run(args: CleanupArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
     }
     if !args.yes {
         super::run::confirm(&format!(
-            "revert {} object(s) for {selection}?",
-            plan.reverts.len()
+            "revert {} object(s) and fail back {} zone(s) for {selection}?",
+            plan.reverts.len(),
+            plan.failbacks.len()
         ))?;
     }
     let engine_plan = apply::prepare(&plan, &settings.state_dir, &selection.to_string())?;
@@ -175,6 +187,9 @@ pub fn render_plan(selection: &Selection, plan: &CleanupPlan) -> String {
             item.run_id,
             item.step
         ));
+        if let Some(via) = &item.via {
+            out.push_str(&format!("      via {via}\n"));
+        }
         match &item.status {
             ItemStatus::Drift { drift } | ItemStatus::ForcedRevert { drift } => {
                 out.push_str(&format!(
@@ -213,6 +228,12 @@ pub fn render_plan(selection: &Selection, plan: &CleanupPlan) -> String {
         for r in &plan.reverts {
             out.push_str(&format!("  {}: {}\n", r.target, r.patch));
         }
+    }
+    for f in &plan.failbacks {
+        out.push_str(&format!(
+            "zone fail-back: zone {} (failed out by {} step {}), ramp {:?}% with {} pauses\n",
+            f.args.zone, f.run_id, f.step, f.args.ramp, f.args.ramp_pause
+        ));
     }
     out
 }

@@ -61,7 +61,11 @@ pub async fn run(args: DemoArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let mut params = BTreeMap::new();
     params.insert("name".to_string(), DEPLOYMENT.to_string());
     params.insert("namespace".to_string(), NAMESPACE.to_string());
-    let plan = plan_playbook("builtin:rollback", &params, &journal::new_run_id())?;
+    let plan = settings.with_config_channels(plan_playbook(
+        "builtin:rollback",
+        &params,
+        &journal::new_run_id(),
+    )?);
     let mut opts = settings.run_options(NAMESPACE);
     opts.handle_signals = true;
     let engine = Engine::new(sim.client(), settings.http.clone());

@@ -53,19 +53,20 @@ impl From<Exit> for ExitCode {
 /// Commands return `anyhow::Error`; wrapping the cause in `Exited` (via [`with_exit`]) chooses
 /// the code. Errors without one are classified by [`classify`].
 #[derive(Debug, thiserror::Error)]
-#[error("{source:#}")]
+#[error("{error:#}")]
 pub struct Exited {
     /// The exit code to use.
     pub exit: Exit,
-    /// What went wrong.
-    pub source: anyhow::Error,
+    /// What went wrong. Not a `#[source]`: the message already renders the whole chain, so
+    /// `main`'s `{:#}` must not print it twice.
+    pub error: anyhow::Error,
 }
 
 /// Attaches an exit code to an error.
 pub fn with_exit(exit: Exit, source: impl Into<anyhow::Error>) -> anyhow::Error {
     anyhow::Error::new(Exited {
         exit,
-        source: source.into(),
+        error: source.into(),
     })
 }
 

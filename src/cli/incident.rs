@@ -134,12 +134,22 @@ pub fn render(i: &Incident, runs: &[source::RunView]) -> String {
         i.id,
         if i.is_open() { "open" } else { "closed" },
         i.severity.as_deref().unwrap_or("-"),
-        if i.services.is_empty() { "-".to_string() } else { i.services.join(", ") },
+        if i.services.is_empty() {
+            "-".to_string()
+        } else {
+            i.services.join(", ")
+        },
         i.opened_at,
         i.opened_by,
-        i.closed_at.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+        i.closed_at
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "-".into()),
         i.impact.as_deref().unwrap_or("-"),
-        if i.root_causes.is_empty() { "-".to_string() } else { i.root_causes.join("; ") },
+        if i.root_causes.is_empty() {
+            "-".to_string()
+        } else {
+            i.root_causes.join("; ")
+        },
     );
     out.push_str(&format!("  runs ({} in local journals):\n", runs.len()));
     for r in runs {

@@ -5,6 +5,7 @@
 
 pub mod cleanup;
 pub mod daemon;
+pub mod demo;
 pub mod exit;
 pub mod incident;
 pub mod mark_good;
@@ -102,6 +103,8 @@ pub enum Command {
     Rollback(rollback::RollbackArgs),
     /// Print the runs.ripcord.dev CustomResourceDefinition (YAML).
     Crd,
+    /// Start a simulated cluster with a bad release, roll it back, show journal and snapshot.
+    Demo(demo::DemoArgs),
     /// Mark a Deployment's revision known-good (for `rollback --known-good`).
     MarkGood(mark_good::MarkGoodArgs),
     /// Capture an evidence bundle (objects, events, logs, metrics; never Secrets).
@@ -135,6 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Runs(args) => runs::run(args, global).await,
         Command::Rollback(args) => rollback::run(args, global).await,
         Command::Crd => runs::print_crd(),
+        Command::Demo(args) => demo::run(args, global).await,
         Command::MarkGood(args) => mark_good::run(args, global).await,
         Command::Snapshot(args) => snapshot::run(args, global).await,
         Command::Validate(args) => validate::run(args, global).await,

@@ -24,7 +24,11 @@ pub enum ReportFormat {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The run to report on.
-    #[arg(value_name = "RUN", required_unless_present = "incident", conflicts_with = "incident")]
+    #[arg(
+        value_name = "RUN",
+        required_unless_present = "incident",
+        conflicts_with = "incident"
+    )]
     pub run: Option<String>,
 
     /// Report on an incident and all its runs.
@@ -44,7 +48,10 @@ pub struct ReportArgs {
 }
 
 /// Gathers everything the report of `selection` shows from the state directory.
-pub fn gather(state_dir: &std::path::Path, selection: &Selection) -> Result<ReportInput, CleanupError> {
+pub fn gather(
+    state_dir: &std::path::Path,
+    selection: &Selection,
+) -> Result<ReportInput, CleanupError> {
     let all = source::local_runs(state_dir)?;
     let mut runs: Vec<source::RunView> = match selection {
         Selection::Run(id) => all
@@ -70,10 +77,7 @@ pub fn gather(state_dir: &std::path::Path, selection: &Selection) -> Result<Repo
         })
         .collect();
     let (title, incident) = match selection {
-        Selection::Incident(id) => (
-            format!("Incident {id}"),
-            incident::load(state_dir, id).ok(),
-        ),
+        Selection::Incident(id) => (format!("Incident {id}"), incident::load(state_dir, id).ok()),
         Selection::Run(id) => (format!("Run {id}"), None),
         Selection::All => ("All runs".to_string(), None),
     };

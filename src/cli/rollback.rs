@@ -84,7 +84,11 @@ pub async fn run(args: RollbackArgs, global: GlobalArgs) -> anyhow::Result<Exit>
     if args.known_good {
         params.insert("knownGood".to_string(), "true".to_string());
     }
-    let plan = plan_playbook("builtin:rollback", &params, &journal::new_run_id())?;
+    let plan = settings.with_config_channels(plan_playbook(
+        "builtin:rollback",
+        &params,
+        &journal::new_run_id(),
+    )?);
     let mut opts = settings.run_options(&namespace);
     opts.incident = args.incident.clone();
     let engine = Engine::new(client, settings.http.clone());

@@ -9,7 +9,7 @@ use crate::engine::{
 };
 use crate::journal::{self, Outcome};
 use crate::notify::ChannelConfig;
-use crate::plan::Plan;
+use crate::plan::{NotifyChannel, Plan};
 use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -79,6 +79,7 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
             plan_playbook(source, &params, &journal::new_run_id())?
         }
     };
+    let plan = settings.with_config_channels(plan);
     let client = kube_client(&global).await?;
     let namespace = global
         .namespace
@@ -146,8 +147,8 @@ pub struct Settings {
     pub who: String,
     /// Prometheus base URL.
     pub prometheus_url: Option<String>,
-    /// Resolved notification channels.
-    pub notify: Vec<ChannelConfig>,
+    /// Notification channels from the configuration file.
+    pub notify: Vec<NotifyChannel>,
     /// Per-call timeout.
     pub call_timeout: Duration,
     /// Outbound HTTP client.
@@ -159,12 +160,15 @@ impl Settings {
     pub fn load(args: &ConfigArgs, global: &GlobalArgs) -> anyhow::Result<Settings> {
         let config =
             crate::config::load(args.config.as_deref()).map_err(|e| with_exit(Exit::Usage, e))?;
-        let mut notify = Vec::new();
+        // Configured channels join the plan's (see `with_config_channels`); one that cannot
+        // be resolved is warned about here and journaled by the engine, never fatal.
         for channel in &config.notify.channels {
-            let resolved = ChannelConfig::resolve(channel)
-                .map_err(|e| with_exit(Exit::Usage, e))
-                .with_context(|| format!("notification channel {} in the config", channel.name))?;
-            notify.push(resolved);
+            if let Err(err) = ChannelConfig::resolve(channel) {
+                eprintln!(
+                    "warning: notification channel {} is unusable: {err}",
+                    channel.name
+                );
+            }
         }
         let state_dir = match (&global.state_dir, &config.defaults.state_dir) {
             (None, Some(dir)) => dir.clone(),
@@ -187,7 +191,7 @@ impl Settings {
                 .prometheus_url
                 .clone()
                 .or(config.prometheus.map(|p| p.url)),
-            notify,
+            notify: config.notify.channels.clone(),
             call_timeout: config
                 .defaults
                 .call_timeout
@@ -197,11 +201,20 @@ impl Settings {
         })
     }
 
+    /// The plan with the configured channels joined to its own (a configured channel
+    /// replaces a plan channel of the same name, so a resumed plan does not get them twice).
+    pub fn with_config_channels(&self, mut plan: Plan) -> Plan {
+        for channel in &self.notify {
+            plan.notify.retain(|c| c.name != channel.name);
+            plan.notify.push(channel.clone());
+        }
+        plan
+    }
+
     /// Engine options for a CLI run in `namespace`.
     pub fn run_options(&self, namespace: &str) -> RunOptions {
         let mut opts = RunOptions::new(self.who.clone(), self.state_dir.clone());
         opts.prometheus_url = self.prometheus_url.clone();
-        opts.notify = self.notify.clone();
         opts.namespace = Some(namespace.to_string());
         opts.call_timeout = self.call_timeout;
         opts

@@ -95,7 +95,12 @@ pub fn render(report: &VerifyReport) -> String {
     let table = |rows: &[crate::cleanup::verify::Finding]| {
         let w_check = rows.iter().map(|f| f.check.len()).max().unwrap_or(0).max(5);
         let w_kind = rows.iter().map(|f| f.kind.len()).max().unwrap_or(0).max(4);
-        let w_obj = rows.iter().map(|f| f.object.len()).max().unwrap_or(0).max(6);
+        let w_obj = rows
+            .iter()
+            .map(|f| f.object.len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
         let mut t = format!(
             "  {:<w_check$}  {:<w_kind$}  {:<w_obj$}  DETAIL\n",
             "CHECK", "KIND", "OBJECT"

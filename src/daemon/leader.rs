@@ -23,6 +23,10 @@ use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Marks the stop reasons of runs stopped by the daemon itself (shutdown, lost leadership),
+/// which the next leader resumes.
+pub const DAEMON_STOP_MARKER: &str = "ripcord daemon (";
+
 /// Why a Lease operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
@@ -307,10 +311,15 @@ pub async fn resume_unfinished(
         let Some(run_id) = run.metadata.name.clone() else {
             continue;
         };
-        let finished = run
-            .status
-            .as_ref()
-            .is_some_and(|s| s.phase == "Finished" || s.outcome.is_some());
+        // Unfinished: still `Running` (its process died), or interrupted by a daemon's
+        // shutdown / lost leadership. Runs a person cancelled stay cancelled.
+        let finished = run.status.as_ref().is_some_and(|s| {
+            let by_daemon = s.outcome.as_deref() == Some("interrupted")
+                && s.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains(DAEMON_STOP_MARKER));
+            (s.phase == "Finished" || s.outcome.is_some()) && !by_daemon
+        });
         // A person's CLI run may still be running on a laptop: never take those over.
         if finished || run.spec.trigger == "cli" || runs.is_active(&run_id) {
             continue;

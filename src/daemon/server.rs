@@ -239,7 +239,7 @@ pub async fn serve_with(
                     }
                 }
                 if !now && was {
-                    runs.stop_all("ripcord daemon (lost leadership)");
+                    runs.stop_all(&format!("{}lost leadership)", leader::DAEMON_STOP_MARKER));
                 }
                 was = now;
                 if leader_rx.changed().await.is_err() {
@@ -274,7 +274,7 @@ pub async fn serve_with(
     for d in drills {
         d.abort();
     }
-    runs.stop_all("ripcord daemon (shutdown)");
+    runs.stop_all(&format!("{}shutdown)", leader::DAEMON_STOP_MARKER));
     if !runs.drain(DRAIN_BOUND).await {
         tracing::warn!(bound = ?DRAIN_BOUND, "runs did not stop in time");
     }

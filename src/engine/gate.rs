@@ -41,6 +41,8 @@ pub(crate) struct GateState {
 impl GateState {
     pub fn new(engine: &Engine, plan: &Plan, opts: &RunOptions, prior: &Prior) -> GateState {
         let mut channels: Vec<ChannelConfig> = opts.notify.clone();
+        // A channel that cannot be resolved (its URL variable unset) is journaled as a failed
+        // delivery: a broken notification setup never blocks mitigation.
         let mut resolve_failures = Vec::new();
         for channel in &plan.notify {
             match ChannelConfig::resolve(channel) {

@@ -356,7 +356,9 @@ impl<'a> RunState<'a> {
         let mut pending: Vec<Mutation> = self.prior.pending.remove(&step.name).unwrap_or_default();
         let mut unverified = !applied_in_step.is_empty();
         let mut conflicts = 0u32;
-        let mut planned_once = false;
+        // What the last StepPlanned recorded (mutation ids and diffs), to journal a re-diff
+        // only when it differs.
+        let mut last_planned: Option<Vec<(String, String)>> = None;
 
         for _round in 0..MAX_ROUNDS {
             if let Some(reason) = self.stop.reason() {
@@ -369,8 +371,13 @@ impl<'a> RunState<'a> {
                 Ok(d) => d,
                 Err(f) => return Ok(Err(f)),
             };
-            if !planned_once || !diff.mutations.is_empty() {
-                planned_once = true;
+            let planned: Vec<(String, String)> = diff
+                .mutations
+                .iter()
+                .map(|m| (m.id.clone(), m.diff.clone()))
+                .collect();
+            if last_planned.as_ref() != Some(&planned) {
+                last_planned = Some(planned);
                 self.record(Record::StepPlanned {
                     step: step.name.clone(),
                     action: step.action.name().to_string(),

@@ -63,26 +63,25 @@ pub fn playbook_schema_text() -> String {
     text
 }
 
-/// A copy of an args schema whose integer/number/boolean properties also accept a lone
-/// parameter reference.
+/// A copy of an args schema whose non-string arguments (numbers, booleans, durations, enums,
+/// batch sizes…) also accept a lone parameter reference.
 fn allow_references(args: &Value) -> Value {
     let mut args = args.clone();
     if let Some(props) = args.get_mut("properties").and_then(Value::as_object_mut) {
         let updated: Map<String, Value> = props
             .iter()
             .map(|(name, prop)| {
-                let types: Vec<&str> = match prop.get("type") {
-                    Some(Value::String(t)) => vec![t.as_str()],
-                    Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
-                    _ => Vec::new(),
+                let plain_string = match prop.get("type") {
+                    Some(Value::String(t)) => t == "string",
+                    Some(Value::Array(ts)) => ts
+                        .iter()
+                        .all(|t| t.as_str().is_some_and(|t| t == "string" || t == "null")),
+                    _ => false,
                 };
-                let scalar = types
-                    .iter()
-                    .any(|t| matches!(*t, "integer" | "number" | "boolean"));
-                let value = if scalar {
-                    json!({ "anyOf": [prop, { "type": "string", "pattern": REFERENCE_PATTERN }] })
-                } else {
+                let value = if plain_string {
                     prop.clone()
+                } else {
+                    json!({ "anyOf": [prop, { "type": "string", "pattern": REFERENCE_PATTERN }] })
                 };
                 (name.clone(), value)
             })

@@ -59,6 +59,35 @@ pub(crate) fn args_schema(action: &str) -> Option<&'static Value> {
     schemas().args.get(action)
 }
 
+/// The first problem of resolved arguments against the action's shape: the argument's dotted
+/// path (`warmupRequest.port`, `ramp[2]`) and the message. Used by `plan` to name the field
+/// when the typed deserialization fails.
+pub(crate) fn first_args_problem(action: &str, with: &Value) -> Option<(String, String)> {
+    let schema = args_schema(action)?;
+    let params = BTreeMap::new();
+    let mut problems = Vec::new();
+    let mut walker = Walker {
+        problems: &mut problems,
+        defs: action_defs(),
+        params: &params,
+        templated: false,
+    };
+    walker.check(&Node::from_json(with), schema, "");
+    problems.into_iter().next().map(|p| {
+        let path = if p.path.is_empty() {
+            // A missing field is reported on the map itself; name the field instead.
+            p.message
+                .strip_prefix("missing required field `")
+                .and_then(|rest| rest.split('`').next())
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            p.path
+        };
+        (path, p.message)
+    })
+}
+
 /// The `$defs` of the action schema.
 pub(crate) fn action_defs() -> &'static Map<String, Value> {
     static EMPTY: OnceLock<Map<String, Value>> = OnceLock::new();
@@ -197,7 +226,10 @@ fn yaml_hint(message: &str, text: &str, pos: Pos) -> Option<String> {
         Some("YAML indentation must use spaces, not tabs".to_string())
     } else if lower.contains("quote") || lower.contains("quoted") {
         Some("close the quoted string with the same quote it started with".to_string())
-    } else if lower.contains("indent") || lower.contains("mapping values") {
+    } else if lower.contains("indent")
+        || lower.contains("mapping values")
+        || lower.contains("did not find expected")
+    {
         Some(
             "check the indentation: nested fields are indented further than their parent, \
               siblings line up"

@@ -91,9 +91,7 @@ pub async fn handle_resource(state: &AppState, req: ResourceRequest) -> Result<R
         (&Method::PATCH, true, Some("scale")) if has_scale(&req.rt) => patch_scale(store, &req),
         (&Method::DELETE, true, None) => delete(store, &req),
         (&Method::DELETE, false, None) => delete_collection(store, &req),
-        (_, _, Some(_)) if req.method == Method::GET => Err(ApiError::UnknownPath {
-            path: String::new(),
-        }),
+        (_, _, Some(_)) if req.method == Method::GET => Err(ApiError::UnknownPath),
         _ => Err(method_not_allowed(&req)),
     }
 }
@@ -199,53 +197,38 @@ fn decode_continue(token: &str) -> Option<(u64, String, String)> {
 
 fn list(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(req)?;
-    let (items, rv) = store.list(&req.rt, req.namespace.as_deref());
-    let mut items: Vec<Value> = items
-        .into_iter()
-        .filter(|o| labels.matches(o) && fields.matches(o))
-        .collect();
-    if let Some(token) = req.query.get("continue").filter(|t| !t.is_empty()) {
-        let (_, ns, name) = decode_continue(token).ok_or_else(|| ApiError::BadRequest {
+    let after = match req.query.get("continue").filter(|t| !t.is_empty()) {
+        Some(token) => Some(decode_continue(token).ok_or_else(|| ApiError::BadRequest {
             message: "continue key is not valid: illegal base64 data".into(),
-        })?;
-        let after = (ns, name);
-        items.retain(|o| {
-            let k = (
-                o.pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                o.pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-            );
-            k > after
-        });
-    }
+        })?),
+        None => None,
+    };
     let limit = req
         .query
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| *l > 0);
+    let (items, remaining, rv) = store.list_page(
+        &req.rt,
+        req.namespace.as_deref(),
+        after
+            .as_ref()
+            .map(|(_, ns, name)| (ns.as_str(), name.as_str())),
+        limit,
+        |o| labels.matches(o) && fields.matches(o),
+    );
     let mut metadata = json!({"resourceVersion": rv.to_string()});
-    if let Some(limit) = limit
-        && items.len() > limit
+    if remaining > 0
+        && let Some(last) = items.last()
     {
-        let remaining = items.len() - limit;
-        items.truncate(limit);
-        if let Some(last) = items.last() {
-            let ns = last
-                .pointer("/metadata/namespace")
+        let meta = |f: &str| {
+            last.pointer(&format!("/metadata/{f}"))
                 .and_then(Value::as_str)
-                .unwrap_or("");
-            let name = last
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            metadata["continue"] = json!(encode_continue(rv, ns, name));
-            metadata["remainingItemCount"] = json!(remaining);
-        }
+                .unwrap_or("")
+                .to_string()
+        };
+        metadata["continue"] = json!(encode_continue(rv, &meta("namespace"), &meta("name")));
+        metadata["remainingItemCount"] = json!(remaining);
     }
     if wants_table(req) {
         let t = table::table(store, &req.rt, &items, include_object(req), metadata, true);

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -482,10 +481,7 @@ async fn dispatch(
 }
 
 fn not_found_path() -> Response {
-    ApiError::UnknownPath {
-        path: String::new(),
-    }
-    .into_response()
+    ApiError::UnknownPath.into_response()
 }
 
 fn aggregated_response(body: &Value) -> Response {
@@ -529,13 +525,6 @@ fn faults_endpoint(state: &AppState, method: &Method, body: &[u8]) -> Response {
         }
         .into_response(),
     }
-}
-
-/// An empty-bodied response (used for HEAD).
-pub fn empty(code: StatusCode) -> Response {
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = code;
-    resp
 }
 
 #[cfg(test)]

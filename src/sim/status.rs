@@ -14,10 +14,7 @@ pub enum ApiError {
     Store(#[from] StoreError),
     /// The URL names no served resource.
     #[error("the server could not find the requested resource")]
-    UnknownPath {
-        /// The request path.
-        path: String,
-    },
+    UnknownPath,
     /// The request is malformed.
     #[error("{message}")]
     BadRequest {
@@ -75,7 +72,7 @@ impl ApiError {
     pub fn category(&self) -> &'static str {
         match self {
             ApiError::Store(e) => e.category(),
-            ApiError::UnknownPath { .. } => "unknown_path",
+            ApiError::UnknownPath => "unknown_path",
             ApiError::BadRequest { .. } => "bad_request",
             ApiError::Invalid { .. } => "invalid",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -90,7 +87,7 @@ impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
             ApiError::Store(e) => e.code(),
-            ApiError::UnknownPath { .. } => 404,
+            ApiError::UnknownPath => 404,
             ApiError::BadRequest { .. } => 400,
             ApiError::Invalid { .. } => 422,
             ApiError::MethodNotAllowed { .. } => 405,
@@ -105,7 +102,7 @@ impl ApiError {
     pub fn reason(&self) -> &'static str {
         match self {
             ApiError::Store(e) => e.reason(),
-            ApiError::UnknownPath { .. } => "NotFound",
+            ApiError::UnknownPath => "NotFound",
             ApiError::BadRequest { .. } => "BadRequest",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",

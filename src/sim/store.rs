@@ -510,6 +510,71 @@ impl Store {
         (items, inner.rv)
     }
 
+    /// One page of the objects of a type that satisfy `keep`, in (namespace, name) order,
+    /// starting after the key `after`, at most `limit` items (`None` = all). Returns the page,
+    /// how many further objects satisfy `keep`, and the list resourceVersion. Only the returned
+    /// objects are cloned.
+    pub fn list_page(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: Option<usize>,
+        keep: impl Fn(&Value) -> bool,
+    ) -> (Vec<Value>, usize, u64) {
+        use std::ops::Bound;
+        let inner = self.lock();
+        let Some(m) = inner.objects.get(rt) else {
+            return (Vec::new(), 0, inner.rv);
+        };
+        let ns = ns.filter(|_| rt.namespaced);
+        let start = match (after, ns) {
+            (Some((a_ns, a_name)), _) => Bound::Excluded((a_ns.to_string(), a_name.to_string())),
+            (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
+            (None, None) => Bound::Unbounded,
+        };
+        let mut items = Vec::new();
+        let mut remaining = 0;
+        for ((obj_ns, _), obj) in m.range((start, Bound::Unbounded)) {
+            if let Some(ns) = ns {
+                match obj_ns.as_str().cmp(ns) {
+                    std::cmp::Ordering::Less => continue,
+                    std::cmp::Ordering::Greater => break,
+                    std::cmp::Ordering::Equal => {}
+                }
+            }
+            if !keep(obj) {
+                continue;
+            }
+            if limit.is_none_or(|l| items.len() < l) {
+                items.push(obj.clone());
+            } else {
+                remaining += 1;
+            }
+        }
+        (items, remaining, inner.rv)
+    }
+
+    /// The (namespace, name) keys of the objects of a type that satisfy `keep`, without
+    /// cloning the objects.
+    pub fn keys_where(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        keep: impl Fn(&Value) -> bool,
+    ) -> Vec<(String, String)> {
+        let inner = self.lock();
+        let ns = ns.filter(|_| rt.namespaced);
+        inner
+            .objects
+            .get(rt)
+            .into_iter()
+            .flatten()
+            .filter(|((obj_ns, _), obj)| ns.is_none_or(|n| n == obj_ns) && keep(obj))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// Number of objects of a type (all namespaces).
     pub fn count(&self, rt: &ResourceType) -> usize {
         self.lock().objects.get(rt).map_or(0, BTreeMap::len)
@@ -1175,6 +1240,36 @@ mod tests {
         assert_eq!(rv, s.current_rv());
         assert_eq!(s.list(&rt, None).0.len(), 4);
         assert_eq!(s.count(&rt), 4);
+    }
+
+    #[tokio::test]
+    async fn list_page_filters_and_resumes() {
+        let s = store();
+        let rt = kinds::pods();
+        for (ns, name) in [
+            ("a", "p1"),
+            ("a", "p2"),
+            ("b", "p3"),
+            ("b", "p4"),
+            ("c", "p5"),
+        ] {
+            s.create(&rt, json!({"metadata": {"name": name, "namespace": ns}}))
+                .unwrap();
+        }
+        let not_p2 = |o: &Value| o["metadata"]["name"] != "p2";
+        let (page, remaining, _) = s.list_page(&rt, None, None, Some(2), not_p2);
+        let names: Vec<_> = page.iter().map(|o| o["metadata"]["name"].clone()).collect();
+        assert_eq!(names, vec![json!("p1"), json!("p3")]);
+        assert_eq!(remaining, 2);
+        let (page, remaining, _) = s.list_page(&rt, None, Some(("b", "p3")), Some(2), not_p2);
+        assert_eq!(page.len(), 2);
+        assert_eq!(remaining, 0);
+        let (page, _, _) = s.list_page(&rt, Some("b"), None, None, |_| true);
+        assert_eq!(page.len(), 2);
+        let (page, _, _) = s.list_page(&rt, Some("b"), Some(("b", "p3")), None, |_| true);
+        assert_eq!(page.len(), 1);
+        let keys = s.keys_where(&rt, Some("a"), not_p2);
+        assert_eq!(keys, vec![("a".to_string(), "p1".to_string())]);
     }
 
     #[tokio::test]

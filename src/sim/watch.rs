@@ -62,7 +62,9 @@ struct WatchState {
     store: Store,
     faults: Faults,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
-    /// Keys of objects the client currently believes match.
+    /// Whether a selector is set (only then are objects tracked in `known`).
+    selective: bool,
+    /// Keys of objects the client currently believes match (selective watches only).
     known: HashSet<(String, String)>,
     sent: usize,
     first_table: bool,
@@ -140,6 +142,9 @@ impl WatchState {
         {
             return true;
         }
+        if !self.selective {
+            return self.send(ev.kind.as_watch_type(), ev.object).await;
+        }
         let key = key_of(&ev.object);
         let now_matches = ev.kind != EventKind::Deleted && self.matches(&ev.object);
         let was_known = self.known.contains(&key);
@@ -194,8 +199,10 @@ pub fn serve_watch(
     // Subscribe before reading the current state so no change is lost in between.
     let mut rx = store.subscribe();
     let (tx, body_rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
+    let selective = !req.labels.is_empty() || !req.fields.is_empty();
     let mut state = WatchState {
         req,
+        selective,
         store: store.clone(),
         faults: faults.clone(),
         tx,
@@ -224,19 +231,18 @@ pub fn serve_watch(
                     return;
                 }
                 Ok(events) => {
-                    // Objects that match now are what the client is assumed to hold.
-                    let (current, _) = store.list(&state.req.rt, state.req.namespace.as_deref());
-                    let matching: Vec<_> = current
-                        .iter()
-                        .filter(|o| state.matches(o))
-                        .map(key_of)
-                        .collect();
-                    state.known.extend(matching);
-                    // Undo changes after rv for the known set: objects created after rv are
-                    // not known yet.
-                    for ev in &events {
-                        if ev.kind == EventKind::Added {
-                            state.known.remove(&key_of(&ev.object));
+                    // With selectors, objects that match now (minus those created after rv)
+                    // are what the client is assumed to hold; without, every event passes.
+                    if state.selective {
+                        let req = state.req.clone();
+                        let matching = store.keys_where(&req.rt, req.namespace.as_deref(), |o| {
+                            req.labels.matches(o) && req.fields.matches(o)
+                        });
+                        state.known.extend(matching);
+                        for ev in &events {
+                            if ev.kind == EventKind::Added {
+                                state.known.remove(&key_of(&ev.object));
+                            }
                         }
                     }
                     last_rv = rv;
@@ -249,13 +255,16 @@ pub fn serve_watch(
                 }
             }
         } else {
-            let (items, list_rv) = store.list(&state.req.rt, state.req.namespace.as_deref());
+            let req = state.req.clone();
+            let (items, _, list_rv) =
+                store.list_page(&req.rt, req.namespace.as_deref(), None, None, |o| {
+                    req.labels.matches(o) && req.fields.matches(o)
+                });
             last_rv = list_rv;
             for obj in items {
-                if !state.matches(&obj) {
-                    continue;
+                if state.selective {
+                    state.known.insert(key_of(&obj));
                 }
-                state.known.insert(key_of(&obj));
                 if send_initial && !state.send("ADDED", obj).await {
                     return;
                 }

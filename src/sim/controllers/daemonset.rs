@@ -4,6 +4,7 @@
 //! at a time; status counters.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -69,12 +70,12 @@ fn daemon_pod(ds: &Value, node: &str, hash: &str) -> Value {
 
 /// Runs the DaemonSet controller.
 pub fn reconcile(c: &mut Controllers) {
-    let (sets, _) = c.store.list(&kinds::daemonsets(), None);
+    let sets = c.cache.list(&kinds::daemonsets());
     if sets.is_empty() {
         return;
     }
-    let (nodes, _) = c.store.list(&kinds::nodes(), None);
-    let (pods, _) = c.store.list(&kinds::pods(), None);
+    let nodes = c.cache.list(&kinds::nodes());
+    let pods = c.cache.list(&kinds::pods());
     let mut by_owner = super::replicaset::pods_by_owner(&pods);
     for ds in sets {
         if at(&ds, &["metadata", "deletionTimestamp"]).is_some() {
@@ -89,14 +90,14 @@ pub fn reconcile(c: &mut Controllers) {
             .filter(|n| node_admits(&NodeInfo::from_node(n), &req))
             .map(|n| util::name(n).to_string())
             .collect();
-        let mut per_node: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        let mut per_node: BTreeMap<String, Vec<Arc<Value>>> = BTreeMap::new();
         for p in owned {
             per_node
                 .entry(str_at(&p, &["spec", "nodeName"]).unwrap_or("").to_string())
                 .or_default()
                 .push(p);
         }
-        let mut kept: Vec<Value> = Vec::new();
+        let mut kept: Vec<Arc<Value>> = Vec::new();
         // Remove pods on nodes that are gone or no longer wanted, and duplicates.
         for (node, mut list) in std::mem::take(&mut per_node) {
             if !wanted.contains(&node) {
@@ -130,7 +131,7 @@ pub fn reconcile(c: &mut Controllers) {
                         &format!("Created pod: {}", util::name(&pod)),
                         CONTROLLER,
                     );
-                    kept.push(pod);
+                    kept.push(Arc::new(pod));
                 }
                 Err(error) => {
                     emit(
@@ -145,12 +146,12 @@ pub fn reconcile(c: &mut Controllers) {
             }
         }
         // Rolling update: replace one outdated pod when every kept pod is ready.
-        let outdated: Vec<&Value> = kept
+        let outdated: Vec<&Arc<Value>> = kept
             .iter()
             .filter(|p| str_at(p, &["metadata", "labels", REVISION_HASH]) != Some(hash.as_str()))
             .collect();
         if let Some(first) = outdated.first()
-            && kept.iter().all(util::is_pod_ready)
+            && kept.iter().all(|p| util::is_pod_ready(p))
         {
             let first = (*first).clone();
             delete_pod(c, &ds, &first);
@@ -173,7 +174,7 @@ fn delete_pod(c: &mut Controllers, ds: &Value, pod: &Value) {
     }
 }
 
-fn write_status(c: &mut Controllers, ds: &Value, kept: &[Value], desired: usize, hash: &str) {
+fn write_status(c: &mut Controllers, ds: &Value, kept: &[Arc<Value>], desired: usize, hash: &str) {
     let ready = kept.iter().filter(|p| util::is_pod_ready(p)).count();
     let updated = kept
         .iter()

@@ -171,24 +171,25 @@ fn set_new_rs_annotations(deploy: &Value, rs: &mut Value, new_revision: i64) {
 
 /// Runs the Deployment controller over every Deployment.
 pub fn reconcile(c: &mut Controllers) {
-    let (deployments, _) = c.store.list(&kinds::deployments(), None);
+    let deployments = c.cache.list(&kinds::deployments());
     if deployments.is_empty() {
         return;
     }
-    let (all_rs, _) = c.store.list(&kinds::replicasets(), None);
+    let all_rs = c.cache.list(&kinds::replicasets());
     for d in deployments {
         if at(&d, &["metadata", "deletionTimestamp"]).is_some() {
             continue;
         }
         let owned: Vec<Value> = all_rs
             .iter()
+            .map(|rs| rs.as_ref())
             .filter(|rs| {
                 util::namespace(rs) == util::namespace(&d)
                     && util::is_controlled_by(rs, util::uid(&d))
             })
             .cloned()
             .collect();
-        sync_deployment(c, d, owned);
+        sync_deployment(c, (*d).clone(), owned);
     }
 }
 
@@ -683,24 +684,22 @@ fn sync_status(c: &mut Controllers, d: &Value, new_rs: Option<&Value>, old_rs: &
                 && reason != "NewReplicaSetAvailable"
                 && let Some(from) = from
             {
-                {
-                    let due = from
-                        .checked_add(jiff::SignedDuration::from_secs(deadline))
-                        .unwrap_or(jiff::Timestamp::MAX);
-                    if due < c.now {
-                        set_condition(
-                            &mut wrapper,
-                            json!({"type": "Progressing", "status": "False",
+                let due = from
+                    .checked_add(jiff::SignedDuration::from_secs(deadline))
+                    .unwrap_or(jiff::Timestamp::MAX);
+                if due < c.now {
+                    set_condition(
+                        &mut wrapper,
+                        json!({"type": "Progressing", "status": "False",
                             "reason": "ProgressDeadlineExceeded",
                             "message": format!("ReplicaSet \"{rs_name}\" has timed out progressing."),
                             "lastUpdateTime": now, "lastTransitionTime": now}),
-                        );
-                    } else {
-                        c.wake_at(
-                            due.checked_add(jiff::SignedDuration::from_secs(1))
-                                .unwrap_or(due),
-                        );
-                    }
+                    );
+                } else {
+                    c.wake_at(
+                        due.checked_add(jiff::SignedDuration::from_secs(1))
+                            .unwrap_or(due),
+                    );
                 }
             }
         }

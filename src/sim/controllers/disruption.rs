@@ -2,7 +2,8 @@
 //! current healthy pods, and `disruptionsAllowed`, computed exactly as the real controller
 //! does; shared by the status writer here and by the Eviction API ([`crate::sim::eviction`]).
 
-use std::collections::BTreeSet;
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
@@ -26,9 +27,10 @@ pub struct Budget {
 }
 
 /// Pods of `ns` matched by the PDB's selector.
-pub fn matching_pods<'a>(pdb: &Value, pods: &'a [Value]) -> Vec<&'a Value> {
+pub fn matching_pods<'a, P: Borrow<Value>>(pdb: &Value, pods: &'a [P]) -> Vec<&'a Value> {
     let selector = at(pdb, &["spec", "selector"]).cloned().unwrap_or(json!({}));
     pods.iter()
+        .map(|p| p.borrow())
         .filter(|p| util::namespace(p) == util::namespace(pdb))
         .filter(|p| util::selector_matches(&selector, &util::labels(p)))
         .collect()
@@ -38,27 +40,36 @@ pub fn matching_pods<'a>(pdb: &Value, pods: &'a [Value]) -> Vec<&'a Value> {
 /// ReplicaSet, StatefulSet; DaemonSet by desiredNumberScheduled; unowned pods count one each).
 fn expected_scale(store: &Store, pods: &[&Value]) -> i64 {
     let mut seen: BTreeSet<String> = BTreeSet::new();
+    // ReplicaSet uid -> (owning Deployment uid and replicas, or the ReplicaSet's replicas).
+    let mut rs_scale: BTreeMap<String, Option<(String, i64)>> = BTreeMap::new();
     let mut total = 0;
     for p in pods {
         let ns = util::namespace(p);
         match util::controller_ref(p) {
             Some(("ReplicaSet", name, uid)) => {
-                let Some(rs) = store.get(&kinds::replicasets(), ns, name) else {
-                    continue;
-                };
-                match util::controller_ref(&rs) {
-                    Some(("Deployment", dname, duid)) => {
-                        if seen.insert(duid.to_string())
-                            && let Some(d) = store.get(&kinds::deployments(), ns, dname)
-                        {
-                            total += i64_at(&d, &["spec", "replicas"]).unwrap_or(1);
+                let scale = rs_scale
+                    .entry(uid.to_string())
+                    .or_insert_with(|| {
+                        let rs = store.get(&kinds::replicasets(), ns, name)?;
+                        match util::controller_ref(&rs) {
+                            Some(("Deployment", dname, duid)) => {
+                                let d = store.get(&kinds::deployments(), ns, dname)?;
+                                Some((
+                                    duid.to_string(),
+                                    i64_at(&d, &["spec", "replicas"]).unwrap_or(1),
+                                ))
+                            }
+                            _ => Some((
+                                uid.to_string(),
+                                i64_at(&rs, &["spec", "replicas"]).unwrap_or(1),
+                            )),
                         }
-                    }
-                    _ => {
-                        if seen.insert(uid.to_string()) {
-                            total += i64_at(&rs, &["spec", "replicas"]).unwrap_or(1);
-                        }
-                    }
+                    })
+                    .clone();
+                if let Some((owner, replicas)) = scale
+                    && seen.insert(owner)
+                {
+                    total += replicas;
                 }
             }
             Some(("StatefulSet", name, uid)) => {
@@ -82,7 +93,7 @@ fn expected_scale(store: &Store, pods: &[&Value]) -> i64 {
 }
 
 /// Computes a PDB's budget from the current pods (`pods` may hold any namespace's pods).
-pub fn budget(store: &Store, pdb: &Value, pods: &[Value]) -> Budget {
+pub fn budget<P: Borrow<Value>>(store: &Store, pdb: &Value, pods: &[P]) -> Budget {
     let matching: Vec<&Value> = matching_pods(pdb, pods)
         .into_iter()
         .filter(|p| util::is_pod_active(p))
@@ -116,11 +127,11 @@ pub fn budget(store: &Store, pdb: &Value, pods: &[Value]) -> Budget {
 
 /// Writes every PDB's status.
 pub fn reconcile(c: &mut Controllers) {
-    let (pdbs, _) = c.store.list(&kinds::pod_disruption_budgets(), None);
+    let pdbs = c.cache.list(&kinds::pod_disruption_budgets());
     if pdbs.is_empty() {
         return;
     }
-    let (pods, _) = c.store.list(&kinds::pods(), None);
+    let pods = c.cache.list(&kinds::pods());
     let now = c.now_str();
     for pdb in pdbs {
         let b = budget(&c.store, &pdb, &pods);

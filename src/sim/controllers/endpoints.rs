@@ -25,11 +25,21 @@ fn address(pod: &Value) -> Value {
 
 /// Runs the endpoints controller.
 pub fn reconcile(c: &mut Controllers) {
-    let (services, _) = c.store.list(&kinds::services(), None);
+    let services = c.cache.list(&kinds::services());
     let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
     if !services.is_empty() {
-        let (pods, _) = c.store.list(&kinds::pods(), None);
-        let (nodes, _) = c.store.list(&kinds::nodes(), None);
+        let pods = c.cache.list(&kinds::pods());
+        let nodes = c.cache.list(&kinds::nodes());
+        type Labelled<'a> = Vec<(&'a Value, BTreeMap<String, String>)>;
+        let mut by_ns: BTreeMap<&str, Labelled<'_>> = BTreeMap::new();
+        for p in &pods {
+            if util::is_pod_active(p) && str_at(p, &["status", "podIP"]).is_some() {
+                by_ns
+                    .entry(util::namespace(p).unwrap_or(""))
+                    .or_default()
+                    .push((p.as_ref(), util::labels(p)));
+            }
+        }
         let zone_of: BTreeMap<&str, &str> = nodes
             .iter()
             .filter_map(|n| node_zone(n).map(|z| (util::name(n), z)))
@@ -45,14 +55,12 @@ pub fn reconcile(c: &mut Controllers) {
             let zone = util::annotation(svc, SERVICE_ZONE_ANNOTATION);
             let mut ready = Vec::new();
             let mut not_ready = Vec::new();
-            for p in pods
-                .iter()
-                .filter(|p| util::namespace(p) == Some(ns.as_str()))
+            for (p, labels) in by_ns
+                .get(ns.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default()
             {
-                if !util::is_pod_active(p) || str_at(p, &["status", "podIP"]).is_none() {
-                    continue;
-                }
-                if !util::map_selector_matches(&selector, &util::labels(p)) {
+                if !util::map_selector_matches(&selector, labels) {
                     continue;
                 }
                 if let Some(zone) = zone {
@@ -94,7 +102,7 @@ pub fn reconcile(c: &mut Controllers) {
                 "subsets": subsets,
             });
             desired = util::normalize(&desired).unwrap_or(desired);
-            match c.store.get(&kinds::endpoints(), Some(&ns), &name) {
+            match c.cache.get(&kinds::endpoints(), Some(&ns), &name) {
                 None => {
                     let _ = c.create(CONTROLLER, &kinds::endpoints(), desired);
                 }
@@ -125,7 +133,7 @@ pub fn reconcile(c: &mut Controllers) {
         .cloned()
         .collect();
     for (ns, name) in stale {
-        if let Some(ep) = c.store.get(&kinds::endpoints(), Some(&ns), &name) {
+        if let Some(ep) = c.cache.get(&kinds::endpoints(), Some(&ns), &name) {
             c.delete(CONTROLLER, &kinds::endpoints(), &ep);
         }
     }

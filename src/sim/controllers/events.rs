@@ -90,8 +90,16 @@ pub fn emit_once(
     }
 }
 
-/// Deletes events older than the TTL (checked once per simulated minute at most).
+/// Deletes events older than the TTL (checked once per simulated minute at most), and
+/// forgets one-off event keys of objects that no longer exist.
 pub fn prune(c: &mut Controllers) {
+    if c.state
+        .last_prune
+        .is_some_and(|t| c.now.duration_since(t) < jiff::SignedDuration::from_secs(60))
+    {
+        return;
+    }
+    c.state.last_prune = Some(c.now);
     let cutoff = c
         .now
         .checked_sub(
@@ -106,4 +114,12 @@ pub fn prune(c: &mut Controllers) {
             c.delete("events", &kinds::events(), &e);
         }
     }
+    let pods = c.cache.list(&kinds::pods());
+    let live: std::collections::BTreeSet<&str> = pods.iter().map(|p| util::uid(p)).collect();
+    c.state
+        .emitted_once
+        .retain(|(uid, _)| live.contains(uid.as_str()));
+    c.state
+        .pod_times
+        .retain(|uid, _| live.contains(uid.as_str()));
 }

@@ -1,8 +1,10 @@
 //! Garbage collection: deleting an owner deletes its dependents (background cascading
 //! deletion by `ownerReferences`: a dependent goes once none of its owners exists any more,
 //! matched by uid), and pods bound to a node that no longer exists are removed (pod GC).
+//! Kinds the controllers cache are swept every pass; other kinds every 10 simulated seconds.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -11,29 +13,66 @@ use super::util::{self, at, str_at};
 use crate::sim::store::{ResourceType, kinds};
 
 const CONTROLLER: &str = "garbage-collector";
+/// Simulated seconds between sweeps of kinds the controllers do not cache.
+const UNCACHED_SWEEP_SECONDS: i64 = 10;
 
-/// Kinds whose objects may have owners in this sim.
-fn dependent_kinds() -> Vec<ResourceType> {
+/// Cached kinds whose objects may have owners.
+fn cached_dependents() -> Vec<ResourceType> {
     vec![
         kinds::pods(),
         kinds::replicasets(),
+        kinds::services(),
+        kinds::endpoints(),
+    ]
+}
+
+/// Uncached kinds whose objects may have owners.
+fn uncached_dependents() -> Vec<ResourceType> {
+    vec![
         kinds::controller_revisions(),
         kinds::configmaps(),
         kinds::secrets(),
-        kinds::services(),
-        kinds::endpoints(),
         kinds::leases(),
     ]
 }
 
+type OwnerKey = (String, String, String, String);
+
 /// Runs one garbage-collection sweep.
 pub fn reconcile(c: &mut Controllers) {
     // (apiVersion, kind, namespace, name) -> uid of the live owner, if any.
-    let mut owners: BTreeMap<(String, String, String, String), Option<String>> = BTreeMap::new();
-    let (nodes, _) = c.store.list(&kinds::nodes(), None);
-    let node_names: BTreeSet<&str> = nodes.iter().map(util::name).collect();
-    for rt in dependent_kinds() {
-        let (objects, _) = c.store.list(&rt, None);
+    let mut owners: BTreeMap<OwnerKey, Option<String>> = BTreeMap::new();
+    let nodes = c.cache.list(&kinds::nodes());
+    let node_names: BTreeSet<String> = nodes.iter().map(|n| util::name(n).to_string()).collect();
+    let cached_changed = c.is_dirty(&[
+        super::DELETIONS,
+        "pods",
+        "replicasets",
+        "services",
+        "endpoints",
+    ]);
+    let mut work: Vec<(ResourceType, Vec<Arc<Value>>)> = if cached_changed {
+        cached_dependents()
+            .into_iter()
+            .map(|rt| {
+                let objects = c.cache.list(&rt);
+                (rt, objects)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let sweep_uncached = c.state.last_gc_sweep.is_none_or(|t| {
+        c.now.duration_since(t) >= jiff::SignedDuration::from_secs(UNCACHED_SWEEP_SECONDS)
+    });
+    if sweep_uncached {
+        c.state.last_gc_sweep = Some(c.now);
+        for rt in uncached_dependents() {
+            let (objects, _) = c.store.list(&rt, None);
+            work.push((rt, objects.into_iter().map(Arc::new).collect()));
+        }
+    }
+    for (rt, objects) in work {
         for obj in objects {
             if rt.plural == "pods"
                 && let Some(node) = str_at(&obj, &["spec", "nodeName"]).filter(|n| !n.is_empty())
@@ -50,34 +89,44 @@ pub fn reconcile(c: &mut Controllers) {
                 continue;
             }
             let ns = util::namespace(&obj).unwrap_or("").to_string();
-            let mut any_alive = false;
-            for r in refs {
+            let any_alive = refs.iter().any(|r| {
                 let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                let (api_version, kind, name, uid) =
-                    (s("apiVersion"), s("kind"), s("name"), s("uid"));
-                let key = (api_version.clone(), kind.clone(), ns.clone(), name.clone());
-                let live_uid = owners
+                let uid = s("uid");
+                let key = (s("apiVersion"), s("kind"), ns.clone(), s("name"));
+                let live = owners
                     .entry(key)
-                    .or_insert_with(|| {
-                        let Some(owner_rt) = c.store.find_kind(&api_version, &kind) else {
-                            // Unknown owner kinds are never collected.
-                            return Some(uid.clone());
-                        };
-                        let owner_ns = owner_rt.namespaced.then_some(ns.as_str());
-                        c.store
-                            .get(&owner_rt, owner_ns, &name)
-                            .map(|o| util::uid(&o).to_string())
-                    })
-                    .clone();
-                if live_uid.as_deref() == Some(uid.as_str()) {
-                    any_alive = true;
-                    break;
-                }
-            }
+                    .or_insert_with_key(|(api_version, kind, ns, name)| {
+                        owner_uid(c, api_version, kind, ns, name, &uid)
+                    });
+                live.as_deref() == Some(uid.as_str())
+            });
             if !any_alive {
                 tracing::debug!(kind = %rt.kind, namespace = %ns, name = %util::name(&obj), "collecting orphan");
                 c.delete(CONTROLLER, &rt, &obj);
             }
         }
+    }
+}
+
+/// The uid of the live owner, `None` when it is gone. Unknown kinds are never collected.
+fn owner_uid(
+    c: &Controllers,
+    api_version: &str,
+    kind: &str,
+    ns: &str,
+    name: &str,
+    uid: &str,
+) -> Option<String> {
+    let Some(owner_rt) = c.store.find_kind(api_version, kind) else {
+        return Some(uid.to_string());
+    };
+    let owner_ns = owner_rt.namespaced.then_some(ns);
+    match c.cache.get(&owner_rt, owner_ns, name) {
+        Some(o) => Some(util::uid(&o).to_string()),
+        None if c.cache.caches(&owner_rt) => None,
+        None => c
+            .store
+            .get(&owner_rt, owner_ns, name)
+            .map(|o| util::uid(&o).to_string()),
     }
 }

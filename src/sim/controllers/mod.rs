@@ -23,6 +23,7 @@ pub mod scheduler;
 pub mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -30,7 +31,10 @@ use tokio::sync::broadcast::error::TryRecvError;
 
 use super::invariants::InvariantMonitor;
 use super::scenario::SimSettings;
-use super::store::{ResourceType, Store, StoreError};
+use super::store::{EventKind, ResourceType, Store, StoreError, StoreEvent, kinds};
+
+/// Marker in the dirty set: some object was deleted (owners may be gone).
+pub(crate) const DELETIONS: &str = "*deleted*";
 
 /// Longest simulated sleep between passes when no timer is due (periodic resync).
 const RESYNC: Duration = Duration::from_secs(30);
@@ -71,49 +75,139 @@ pub fn spawn(
     settings: SimSettings,
     monitor: InvariantMonitor,
 ) -> tokio::task::JoinHandle<()> {
-    let mut events = store.subscribe();
-    monitor.configure(&settings);
     let mut controllers = Controllers::new(store, settings, monitor);
     tokio::spawn(async move {
-        controllers.monitor.resync(&controllers.store);
         loop {
             let next = controllers.pass();
             let clock = controllers.store.clock().clone();
             let now = clock.now();
             let sleep_for = next
-                .map(|t| {
-                    let d = t.duration_since(now);
-                    Duration::try_from(d).unwrap_or(Duration::ZERO)
-                })
+                .map(|t| Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO))
                 .unwrap_or(RESYNC)
                 .min(RESYNC);
             if controllers.wrote {
                 // Our own writes produced events; pick them up right away.
                 tokio::task::yield_now().await;
             } else {
-                tokio::select! {
-                    received = events.recv() => {
-                        match received {
-                            Ok(event) => controllers.observe(&event),
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                                controllers.monitor.resync(&controllers.store);
-                            }
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                        }
+                let received = tokio::select! {
+                    received = controllers.events.recv() => Some(received),
+                    _ = clock.sleep(sleep_for) => None,
+                };
+                match received {
+                    Some(Ok(event)) => controllers.observe(&event),
+                    Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                        controllers.resync();
                     }
-                    _ = clock.sleep(sleep_for) => {}
+                    Some(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return,
+                    None => {}
                 }
             }
-            loop {
-                match events.try_recv() {
-                    Ok(event) => controllers.observe(&event),
-                    Err(TryRecvError::Lagged(_)) => controllers.monitor.resync(&controllers.store),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Closed) => return,
-                }
+            if !controllers.drain() {
+                return;
             }
         }
     })
+}
+
+/// The controllers' informer-like cache: the objects of the kinds they reconcile, kept up to
+/// date from the store's event stream, shared as `Arc`s so a pass does not copy them.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    objects: BTreeMap<ResourceType, BTreeMap<(String, String), Arc<Value>>>,
+}
+
+fn cached_kinds() -> Vec<ResourceType> {
+    vec![
+        kinds::pods(),
+        kinds::nodes(),
+        kinds::replicasets(),
+        kinds::deployments(),
+        kinds::daemonsets(),
+        kinds::services(),
+        kinds::endpoints(),
+        kinds::pod_disruption_budgets(),
+    ]
+}
+
+fn object_key(v: &Value) -> (String, String) {
+    (
+        util::namespace(v).unwrap_or("").to_string(),
+        util::name(v).to_string(),
+    )
+}
+
+fn resource_version(v: &Value) -> u64 {
+    util::str_at(v, &["metadata", "resourceVersion"])
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Cache {
+    /// Reloads every cached kind from the store.
+    fn resync(&mut self, store: &Store) {
+        self.objects.clear();
+        for rt in cached_kinds() {
+            let (items, _) = store.list(&rt, None);
+            let map = items
+                .into_iter()
+                .map(|v| (object_key(&v), Arc::new(v)))
+                .collect();
+            self.objects.insert(rt, map);
+        }
+    }
+
+    /// Applies one store event (older versions than the cached one are ignored).
+    fn apply(&mut self, event: &StoreEvent) {
+        let Some(map) = self.objects.get_mut(&event.resource) else {
+            return;
+        };
+        let key = object_key(&event.object);
+        let stale = map.get(&key).is_some_and(|cur| {
+            resource_version(cur) > event.rv && event.kind != EventKind::Deleted
+        });
+        if stale {
+            return;
+        }
+        match event.kind {
+            EventKind::Deleted => {
+                if map
+                    .get(&key)
+                    .is_some_and(|cur| resource_version(cur) <= event.rv)
+                {
+                    map.remove(&key);
+                }
+            }
+            EventKind::Added | EventKind::Modified => {
+                map.insert(key, Arc::new(event.object.clone()));
+            }
+        }
+    }
+
+    /// Every cached object of a kind, sorted by namespace and name.
+    pub(crate) fn list(&self, rt: &ResourceType) -> Vec<Arc<Value>> {
+        self.objects
+            .get(rt)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether a kind is cached.
+    pub(crate) fn caches(&self, rt: &ResourceType) -> bool {
+        self.objects.contains_key(rt)
+    }
+
+    /// One cached object.
+    pub(crate) fn get(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Option<Arc<Value>> {
+        self.objects
+            .get(rt)?
+            .get(&(ns.unwrap_or("").to_string(), name.to_string()))
+            .cloned()
+    }
 }
 
 /// Per-pod timing the simulated kubelet keeps in memory (simulated times).
@@ -140,13 +234,23 @@ pub(crate) struct State {
     pub managed_endpoints: BTreeSet<(String, String)>,
     /// Counter for event names.
     pub event_seq: u64,
+    /// When uncached kinds were last garbage-collected.
+    pub last_gc_sweep: Option<jiff::Timestamp>,
     /// Paused state per deployment uid seen on the previous pass.
     pub paused: BTreeMap<String, bool>,
+    /// When events were last pruned.
+    pub last_prune: Option<jiff::Timestamp>,
 }
 
 /// All controllers and their shared state.
 pub struct Controllers {
     pub(crate) store: Store,
+    pub(crate) cache: Cache,
+    /// Kinds changed since the last pass began (`None`: everything, e.g. after a resync).
+    pending_dirty: Option<BTreeSet<String>>,
+    /// What changed before the current pass.
+    pass_dirty: Option<BTreeSet<String>>,
+    events: tokio::sync::broadcast::Receiver<StoreEvent>,
     pub(crate) settings: SimSettings,
     pub(crate) monitor: InvariantMonitor,
     pub(crate) state: State,
@@ -164,8 +268,16 @@ impl Controllers {
     /// Controllers over `store` (not yet running; see [`spawn`] or [`Controllers::pass`]).
     pub fn new(store: Store, settings: SimSettings, monitor: InvariantMonitor) -> Controllers {
         monitor.configure(&settings);
+        let events = store.subscribe();
         let now = store.clock().now();
+        let mut cache = Cache::default();
+        cache.resync(&store);
+        monitor.resync(&store);
         Controllers {
+            cache,
+            pending_dirty: None,
+            pass_dirty: None,
+            events,
             store,
             settings,
             monitor,
@@ -181,27 +293,37 @@ impl Controllers {
         self.now = self.store.clock().now();
         self.next_wake = None;
         self.wrote = false;
-        nodes::reconcile(self);
+        self.pass_dirty = self.pending_dirty.take();
+        self.pending_dirty = Some(BTreeSet::new());
+        if self.is_dirty(&["nodes"]) {
+            nodes::reconcile(self);
+        }
         gc::reconcile(self);
+        // Deployments and pods also run on timers (progress deadlines, readiness delays).
         deployment::reconcile(self);
-        replicaset::reconcile(self);
-        daemonset::reconcile(self);
+        if self.is_dirty(&["replicasets", "pods"]) {
+            replicaset::reconcile(self);
+        }
+        if self.is_dirty(&["daemonsets", "nodes", "pods"]) {
+            daemonset::reconcile(self);
+        }
         pods::reconcile(self);
-        disruption::reconcile(self);
-        endpoints::reconcile(self);
+        if self.is_dirty(&["poddisruptionbudgets", "pods", "deployments", "replicasets"]) {
+            disruption::reconcile(self);
+        }
+        if self.is_dirty(&["services", "pods", "nodes", "endpoints"]) {
+            endpoints::reconcile(self);
+        }
         events::prune(self);
         self.next_wake
     }
 
-    /// Runs passes until one writes nothing (at most `limit`); for tests driving the
-    /// controllers without the task.
+    /// Runs passes until one writes nothing (at most `limit`); for tests and benchmarks
+    /// driving the controllers without the task. Returns the number of passes.
     pub fn settle(&mut self, limit: usize) -> usize {
-        let mut rx = self.store.subscribe();
         for i in 0..limit {
             self.pass();
-            while let Ok(event) = rx.try_recv() {
-                self.observe(&event);
-            }
+            self.drain();
             if !self.wrote {
                 return i + 1;
             }
@@ -209,12 +331,48 @@ impl Controllers {
         limit
     }
 
-    /// Feeds one store event to the invariant monitor.
-    pub(crate) fn observe(&mut self, event: &super::store::StoreEvent) {
-        let own = event.kind == super::store::EventKind::Deleted
+    /// Applies every pending store event; `false` when the store is gone.
+    pub(crate) fn drain(&mut self) -> bool {
+        loop {
+            match self.events.try_recv() {
+                Ok(event) => self.observe(&event),
+                Err(TryRecvError::Lagged(_)) => self.resync(),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Closed) => return false,
+            }
+        }
+    }
+
+    /// Reloads the cache and the monitor after missed events.
+    pub(crate) fn resync(&mut self) {
+        self.pending_dirty = None;
+        self.cache.resync(&self.store);
+        self.monitor.resync(&self.store);
+    }
+
+    /// Feeds one store event to the cache and the invariant monitor.
+    pub(crate) fn observe(&mut self, event: &StoreEvent) {
+        self.cache.apply(event);
+        if let Some(dirty) = self.pending_dirty.as_mut() {
+            if !dirty.contains(&event.resource.plural) {
+                dirty.insert(event.resource.plural.clone());
+            }
+            if event.kind == EventKind::Deleted {
+                dirty.insert(DELETIONS.to_string());
+            }
+        }
+        let own = event.kind == EventKind::Deleted
             && event.resource.plural == "pods"
             && self.state.own_deletions.remove(util::uid(&event.object));
         self.monitor.observe(&self.store, event, own);
+    }
+
+    /// Whether objects of one of these kinds (plural names) changed before this pass.
+    pub(crate) fn is_dirty(&self, plurals: &[&str]) -> bool {
+        match &self.pass_dirty {
+            None => true,
+            Some(d) => plurals.iter().any(|p| d.contains(*p)),
+        }
     }
 
     /// The current simulated time as Kubernetes formats it.

@@ -13,7 +13,7 @@ const CONTROLLER: &str = "node-lifecycle-controller";
 
 /// Runs the node controller.
 pub fn reconcile(c: &mut Controllers) {
-    let (nodes, _) = c.store.list(&kinds::nodes(), None);
+    let nodes = c.cache.list(&kinds::nodes());
     let now = c.now_str();
     for node in nodes {
         let cordoned = bool_at(&node, &["spec", "unschedulable"]);

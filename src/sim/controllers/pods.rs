@@ -7,6 +7,7 @@
 //! growing restartCount and the kubelet's exponential back-off (10 s doubling to 5 min).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -32,11 +33,11 @@ pub struct IpAllocator {
 
 impl IpAllocator {
     /// An allocator aware of the IPs of `pods`.
-    pub fn from_pods(pods: &[Value]) -> IpAllocator {
+    pub fn from_pods<P: std::borrow::Borrow<Value>>(pods: &[P]) -> IpAllocator {
         IpAllocator {
             used: pods
                 .iter()
-                .filter_map(|p| str_at(p, &["status", "podIP"]))
+                .filter_map(|p| str_at(p.borrow(), &["status", "podIP"]))
                 .map(str::to_string)
                 .collect(),
         }
@@ -88,10 +89,19 @@ fn container_names(pod: &Value) -> Vec<(String, String)> {
 
 /// How the pod misbehaves, from its annotation or its images.
 pub fn bad_mode_of(c: &Controllers, pod: &Value) -> Option<BadMode> {
-    let images: Vec<(String, String)> = container_names(pod);
-    let refs: Vec<&str> = images.iter().map(|(_, i)| i.as_str()).collect();
-    c.settings
-        .bad_mode(util::annotation(pod, BAD_RELEASE_ANNOTATION), &refs)
+    let annotation = util::annotation(pod, BAD_RELEASE_ANNOTATION);
+    if annotation.is_none() && c.settings.bad_images.is_empty() {
+        return None;
+    }
+    let images: Vec<&str> = at(pod, &["spec", "containers"])
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c.get("image").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    c.settings.bad_mode(annotation, &images)
 }
 
 fn image_id(image: &str) -> String {
@@ -212,63 +222,90 @@ fn node_ip(node: &Value) -> String {
 
 /// Runs the scheduler and the kubelet over every pod.
 pub fn reconcile(c: &mut Controllers) {
-    let (pods, _) = c.store.list(&kinds::pods(), None);
+    let pods = c.cache.list(&kinds::pods());
     if pods.is_empty() {
         return;
     }
-    let (nodes, _) = c.store.list(&kinds::nodes(), None);
-    let node_by_name: BTreeMap<String, usize> = nodes
+    let nodes = c.cache.list(&kinds::nodes());
+    let node_by_name: BTreeMap<&str, usize> = nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| (util::name(n).to_string(), i))
+        .map(|(i, n)| (util::name(n), i))
         .collect();
-    let mut infos: Vec<NodeInfo> = nodes.iter().map(NodeInfo::from_node).collect();
-    // owner uid -> node name -> count, for spreading.
-    let mut owner_counts: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    for p in pods.iter().filter(|p| util::is_pod_active(p)) {
-        if let Some(node) = str_at(p, &["spec", "nodeName"]).filter(|n| !n.is_empty()) {
-            if let Some(i) = node_by_name.get(node) {
-                let req = PodRequest::from_pod(p);
-                infos[*i].add_pod(req.cpu_millis, req.memory_bytes);
-            }
-            if let Some((_, _, uid)) = util::controller_ref(p) {
-                *owner_counts
-                    .entry(uid.to_string())
-                    .or_default()
-                    .entry(node.to_string())
-                    .or_default() += 1;
-            }
-        }
-    }
-    let mut ips = IpAllocator::from_pods(&pods);
-    let live: BTreeSet<String> = pods.iter().map(|p| util::uid(p).to_string()).collect();
-    c.state.pod_times.retain(|uid, _| live.contains(uid));
-    for pod in pods {
-        if !util::is_pod_active(&pod) {
+    let unscheduled = pods.iter().any(|p| {
+        util::is_pod_active(p) && str_at(p, &["spec", "nodeName"]).is_none_or(str::is_empty)
+    });
+    let mut placement = unscheduled.then(|| Placement::new(&pods, &nodes, &node_by_name));
+    let mut ips: Option<IpAllocator> = None;
+    for pod in &pods {
+        if !util::is_pod_active(pod) || settled(c, pod) {
             continue;
         }
-        let node_name = str_at(&pod, &["spec", "nodeName"])
-            .unwrap_or("")
-            .to_string();
+        let node_name = str_at(pod, &["spec", "nodeName"]).unwrap_or("");
         if node_name.is_empty() {
-            schedule(c, &pod, &nodes, &mut infos, &mut owner_counts);
+            if let Some(placement) = placement.as_mut() {
+                schedule(c, pod, &nodes, placement);
+            }
             continue;
         }
-        let Some(i) = node_by_name.get(&node_name) else {
+        let Some(i) = node_by_name.get(node_name) else {
             // The node is gone; the pod garbage collector removes the pod.
             continue;
         };
-        kubelet(c, &pod, &nodes[*i], &mut ips);
+        let ips = ips.get_or_insert_with(|| IpAllocator::from_pods(&pods));
+        kubelet(c, pod, &nodes[*i], ips);
     }
 }
 
-fn schedule(
-    c: &mut Controllers,
-    pod: &Value,
-    nodes: &[Value],
-    infos: &mut [NodeInfo],
-    owner_counts: &mut BTreeMap<String, BTreeMap<String, i64>>,
-) {
+/// Whether a pod needs nothing from the kubelet: running, ready, and not of a bad release.
+fn settled(c: &Controllers, pod: &Value) -> bool {
+    str_at(pod, &["status", "phase"]) == Some("Running")
+        && util::is_pod_ready(pod)
+        && bad_mode_of(c, pod).is_none()
+}
+
+/// What the scheduler needs across one pass: node usage and per-owner placement counts.
+struct Placement {
+    infos: Vec<NodeInfo>,
+    /// owner uid -> node name -> pods, for spreading.
+    owner_counts: BTreeMap<String, BTreeMap<String, i64>>,
+}
+
+impl Placement {
+    fn new(
+        pods: &[Arc<Value>],
+        nodes: &[Arc<Value>],
+        node_by_name: &BTreeMap<&str, usize>,
+    ) -> Placement {
+        let mut infos: Vec<NodeInfo> = nodes.iter().map(|n| NodeInfo::from_node(n)).collect();
+        let mut owner_counts: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+        for p in pods.iter().filter(|p| util::is_pod_active(p)) {
+            if let Some(node) = str_at(p, &["spec", "nodeName"]).filter(|n| !n.is_empty()) {
+                if let Some(i) = node_by_name.get(node) {
+                    let req = PodRequest::from_pod(p);
+                    infos[*i].add_pod(req.cpu_millis, req.memory_bytes);
+                }
+                if let Some((_, _, uid)) = util::controller_ref(p) {
+                    *owner_counts
+                        .entry(uid.to_string())
+                        .or_default()
+                        .entry(node.to_string())
+                        .or_default() += 1;
+                }
+            }
+        }
+        Placement {
+            infos,
+            owner_counts,
+        }
+    }
+}
+
+fn schedule(c: &mut Controllers, pod: &Value, nodes: &[Arc<Value>], placement: &mut Placement) {
+    let Placement {
+        infos,
+        owner_counts,
+    } = placement;
     let req = PodRequest::from_pod(pod);
     let owner = util::controller_ref(pod)
         .map(|(_, _, uid)| uid.to_string())

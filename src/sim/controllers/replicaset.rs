@@ -4,6 +4,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -68,8 +69,8 @@ pub fn pod_for(owner: &Value) -> Value {
 }
 
 /// Groups active pods by their controller's uid.
-pub fn pods_by_owner(pods: &[Value]) -> BTreeMap<String, Vec<Value>> {
-    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+pub fn pods_by_owner(pods: &[Arc<Value>]) -> BTreeMap<String, Vec<Arc<Value>>> {
+    let mut out: BTreeMap<String, Vec<Arc<Value>>> = BTreeMap::new();
     for p in pods.iter().filter(|p| util::is_pod_active(p)) {
         if let Some((_, _, uid)) = util::controller_ref(p) {
             out.entry(uid.to_string()).or_default().push(p.clone());
@@ -123,11 +124,11 @@ fn deletion_order(a: &Value, b: &Value) -> Ordering {
 
 /// Runs the ReplicaSet controller over every ReplicaSet.
 pub fn reconcile(c: &mut Controllers) {
-    let (sets, _) = c.store.list(&kinds::replicasets(), None);
+    let sets = c.cache.list(&kinds::replicasets());
     if sets.is_empty() {
         return;
     }
-    let (pods, _) = c.store.list(&kinds::pods(), None);
+    let pods = c.cache.list(&kinds::pods());
     let mut by_owner = pods_by_owner(&pods);
     for rs in sets {
         if at(&rs, &["metadata", "deletionTimestamp"]).is_some() {
@@ -148,7 +149,7 @@ pub fn reconcile(c: &mut Controllers) {
                             &format!("Created pod: {}", util::name(&pod)),
                             CONTROLLER,
                         );
-                        owned.push(pod);
+                        owned.push(Arc::new(pod));
                     }
                     Err(error) => {
                         emit(
@@ -164,8 +165,8 @@ pub fn reconcile(c: &mut Controllers) {
                 }
             }
         } else if diff > 0 {
-            owned.sort_by(deletion_order);
-            let doomed: Vec<Value> = owned.drain(..diff as usize).collect();
+            owned.sort_by(|a, b| deletion_order(a, b));
+            let doomed: Vec<Arc<Value>> = owned.drain(..diff as usize).collect();
             for pod in doomed {
                 if c.delete(CONTROLLER, &kinds::pods(), &pod) {
                     emit(
@@ -201,7 +202,7 @@ pub fn first_container(pod: &Value) -> &str {
         .unwrap_or("")
 }
 
-fn write_status(c: &mut Controllers, rs: &Value, owned: &[Value]) {
+fn write_status(c: &mut Controllers, rs: &Value, owned: &[Arc<Value>]) {
     let min_ready = i64_at(rs, &["spec", "minReadySeconds"]).unwrap_or(0);
     let selector = at(rs, &["spec", "selector"]).cloned().unwrap_or(json!({}));
     let template_labels = util::string_map(at(rs, &["spec", "template", "metadata", "labels"]));

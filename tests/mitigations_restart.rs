@@ -1,0 +1,172 @@
+//! Rolling restart with warm-up against the simulated cluster (issue 5): 12 replicas in
+//! batches of 3, a warm-up endpoint per new pod (a local axum receiver), interrupted mid-batch
+//! and resumed by a fresh action object.
+
+mod mitigations_support;
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use mitigations_support::*;
+use ripcord::actions::deployment_restart::{WARMUP_BASE_URL_ENV, WARMUP_POD_HEADER};
+use ripcord::actions::{self, Action};
+use ripcord::playbook::catalog;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+const RUN: &str = "r-20261125-120500-rstr";
+
+fn restart_action() -> Box<dyn Action> {
+    let parsed: catalog::Action = serde_json::from_value(json!({
+        "action": "deployment.restart",
+        "with": {
+            "namespace": "shop", "name": "frontend", "batch": 3, "warmup": "100ms",
+            "warmupRequest": {"port": 8080, "path": "/warm"}
+        }
+    }))
+    .expect("catalog action parses");
+    actions::build(&parsed).expect("action builds")
+}
+
+/// Starts the warm-up receiver; returns its base URL and the pod names it was called for.
+async fn warmup_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let recorded = calls.clone();
+    let app = Router::new().route(
+        "/warm",
+        get(move |headers: HeaderMap| {
+            let recorded = recorded.clone();
+            async move {
+                let pod = headers
+                    .get(WARMUP_POD_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                if let Ok(mut calls) = recorded.lock() {
+                    calls.push(pod);
+                }
+                "warm"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), calls)
+}
+
+fn pod_names(pods: &[Value]) -> BTreeSet<String> {
+    pods.iter()
+        .filter_map(|p| str_at(p, "/metadata/name"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn issue5_rolling_restart_in_batches_with_warmup_survives_an_interruption() {
+    let (base, calls) = warmup_receiver().await;
+    // SAFETY: this is the only test in this binary, and no other thread reads the environment
+    // while it is set (the sim and the receiver are started after, on this runtime).
+    unsafe { std::env::set_var(WARMUP_BASE_URL_ENV, &base) };
+
+    let sim = start_file("restart-12.yaml").await;
+    wait_until("frontend ready", || all_ready(&sim, "shop", "frontend", 12)).await;
+    let original = pod_names(&app_pods(&sim, "shop", "frontend"));
+    assert_eq!(original.len(), 12);
+    let ctx = context(&sim, RUN, "restart");
+
+    // First process: the marker, then two full batches, then killed after 2 evictions of the
+    // third batch (before its verify).
+    let first = restart_action();
+    let driven = drive(
+        first.as_ref(),
+        &ctx,
+        Vec::new(),
+        Some(1 + 3 + 3 + 2),
+        |_| {},
+    )
+    .await
+    .expect("first part runs");
+    assert!(driven.interrupted);
+    assert_eq!(driven.rounds[0], ["restart/mark"]);
+    assert!(driven.rounds[1].iter().all(|id| id.starts_with("batch-1/")));
+    assert_eq!(driven.rounds[1].len(), 3);
+    assert!(driven.rounds[2].iter().all(|id| id.starts_with("batch-2/")));
+    assert!(driven.rounds[3].iter().all(|id| id.starts_with("batch-3/")));
+    assert_eq!(driven.rounds[3].len(), 2);
+    drop(first);
+
+    // Second process: a fresh action object resumes from what the cluster says.
+    let second = restart_action();
+    let resumed = drive(second.as_ref(), &ctx, driven.applied.clone(), None, |_| {})
+        .await
+        .expect("resumed restart finishes");
+    assert!(
+        resumed
+            .last_summary
+            .contains("all 12 listed pod(s) restarted"),
+        "{}",
+        resumed.last_summary
+    );
+    // The interrupted batch is completed (at most 3 unready at once), never repeated.
+    assert!(
+        resumed.rounds[0].len() == 1 && resumed.rounds[0][0].starts_with("batch-3/"),
+        "{:?}",
+        resumed.rounds
+    );
+
+    // Every original pod was evicted exactly once; no new pod was evicted.
+    let mut evictions: BTreeMap<String, usize> = BTreeMap::new();
+    for record in sim.request_log() {
+        if record.method == "POST"
+            && let Some(rest) = record.path.strip_suffix("/eviction")
+            && record.status < 300
+        {
+            let pod = rest.rsplit('/').next().unwrap_or_default().to_string();
+            *evictions.entry(pod).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        evictions.keys().cloned().collect::<BTreeSet<_>>(),
+        original,
+        "evicted: {evictions:?}"
+    );
+    assert!(evictions.values().all(|n| *n == 1), "{evictions:?}");
+
+    // 12 new pods, all Ready, none of the originals.
+    wait_until("frontend ready again", || {
+        all_ready(&sim, "shop", "frontend", 12)
+    })
+    .await;
+    let now = pod_names(&app_pods(&sim, "shop", "frontend"));
+    assert!(now.is_disjoint(&original), "old pods survived: {now:?}");
+
+    // Never more than one batch unready (the sim's readiness history).
+    let max_unready = sim.invariants().max_unready("shop", "frontend");
+    assert!(max_unready <= 3, "max unready was {max_unready}");
+    assert!(max_unready >= 1, "the history saw no restart at all");
+    assert!(sim.invariants().violations().is_empty());
+
+    // Every new pod's warm-up endpoint was called.
+    let called: BTreeSet<String> = calls
+        .lock()
+        .map(|c| {
+            c.iter()
+                .filter_map(|p| p.strip_prefix("shop/"))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let missing: Vec<&String> = now.difference(&called).collect();
+    assert!(missing.is_empty(), "not warmed: {missing:?}");
+
+    // Done means done: the same step again changes nothing.
+    let third = restart_action();
+    assert!(third.diff(&ctx).await.expect("diff").is_satisfied());
+    sim.shutdown().await;
+}

@@ -1,0 +1,496 @@
+//! Zone fail-out and fail-back against the simulated cluster (issue 5): the three-zone scenario
+//! with PodDisruptionBudgets, the ramp back, and the guards' refusals.
+
+mod mitigations_support;
+
+use mitigations_support::*;
+use ripcord::actions::node_cordon::CORDONED_BY_LABEL;
+use ripcord::actions::zone_failout::WEIGHT_BEFORE_PREFIX;
+use ripcord::actions::{self, ActionError};
+use ripcord::playbook::catalog;
+use ripcord::sim::store::kinds;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+const RUN: &str = "r-20261125-120000-test";
+
+fn action(value: Value) -> Box<dyn actions::Action> {
+    let parsed: catalog::Action = serde_json::from_value(value).expect("catalog action parses");
+    actions::build(&parsed).expect("action builds")
+}
+
+fn route_weights(sim: &ripcord::sim::SimCluster) -> BTreeMap<String, u64> {
+    let route = sim
+        .store()
+        .get(&kinds::http_routes(), Some("shop"), "web")
+        .expect("route exists");
+    route["spec"]["rules"][0]["backendRefs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            (
+                b["name"].as_str().unwrap_or_default().to_string(),
+                b["weight"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn cleaned(node: &Value) -> Value {
+    json!({
+        "name": node["metadata"]["name"],
+        "labels": node["metadata"]["labels"],
+        "annotations": node["metadata"].get("annotations").cloned().unwrap_or(json!({})),
+        "unschedulable": node["spec"].get("unschedulable").cloned().unwrap_or(json!(false)),
+    })
+}
+
+async fn ready_three_zones() -> ripcord::sim::SimCluster {
+    let sim = start_file("three-zones.yaml").await;
+    wait_until("web and api ready", || {
+        all_ready(&sim, "shop", "web", 6) && all_ready(&sim, "shop", "api", 3)
+    })
+    .await;
+    sim
+}
+
+#[tokio::test]
+async fn issue5_failout_zone_a_then_fail_back_with_a_ramp() {
+    let sim = ready_three_zones().await;
+    let nodes_before: Vec<Value> = list(&sim, &kinds::nodes()).iter().map(cleaned).collect();
+    let weights_before = route_weights(&sim);
+
+    // Fail out zone-a.
+    let failout = action(json!({"action": "zone.failout", "with": {
+        "zone": "zone-a",
+        "traffic": {"httpRoute": {"namespace": "shop", "name": "web", "backend": "web-zone-a"}},
+        "drainConcurrency": 10
+    }}));
+    let ctx = context(&sim, RUN, "failout");
+    let driven = drive(failout.as_ref(), &ctx, Vec::new(), None, |_| {})
+        .await
+        .expect("fail-out succeeds");
+    let phases: Vec<&str> = driven
+        .rounds
+        .iter()
+        .map(|ids| ids[0].split('/').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        &phases[..2],
+        ["cordon", "traffic"],
+        "rounds: {:?}",
+        driven.rounds
+    );
+    assert!(
+        phases[2..].iter().all(|p| *p == "evict"),
+        "rounds: {:?}",
+        driven.rounds
+    );
+    assert!(
+        phases.len() >= 3,
+        "nothing was evicted: {:?}",
+        driven.rounds
+    );
+
+    let zone_a = zone_nodes(&sim, "zone-a");
+    assert_eq!(zone_a.len(), 2);
+    for node in &zone_a {
+        assert_eq!(node["spec"]["unschedulable"], json!(true), "{node}");
+        assert_eq!(
+            node["metadata"]["labels"][CORDONED_BY_LABEL],
+            json!(RUN),
+            "node not marked: {node}"
+        );
+        assert_eq!(
+            node["metadata"]["annotations"]["ripcord.dev/cordoned-step"],
+            json!("failout")
+        );
+    }
+    let zone_a_names: Vec<&str> = zone_a
+        .iter()
+        .filter_map(|n| str_at(n, "/metadata/name"))
+        .collect();
+    for pod in list(&sim, &kinds::pods()) {
+        let node = str_at(&pod, "/spec/nodeName").unwrap_or_default();
+        let daemon = str_at(&pod, "/metadata/ownerReferences/0/kind") == Some("DaemonSet");
+        assert!(
+            daemon || !zone_a_names.contains(&node),
+            "pod {} still on {node}",
+            str_at(&pod, "/metadata/name").unwrap_or_default()
+        );
+    }
+    assert!(
+        all_ready(&sim, "shop", "web", 6),
+        "web not fully ready elsewhere"
+    );
+    assert!(
+        all_ready(&sim, "shop", "api", 3),
+        "api not fully ready elsewhere"
+    );
+    let weights = route_weights(&sim);
+    assert_eq!(weights["web-zone-a"], 0);
+    assert_eq!(weights["web-zone-b"], 100);
+    let route = sim
+        .store()
+        .get(&kinds::http_routes(), Some("shop"), "web")
+        .expect("route exists");
+    assert_eq!(
+        route["metadata"]["annotations"][format!("{WEIGHT_BEFORE_PREFIX}web-zone-a")],
+        json!("100")
+    );
+    assert!(
+        sim.invariants().violations().is_empty(),
+        "invariant violations: {:?}",
+        sim.invariants().violations()
+    );
+
+    // Idempotent: the same step again changes nothing.
+    let writes = sim.write_request_count();
+    let again = failout.diff(&ctx).await.expect("diff");
+    assert!(again.is_satisfied(), "{:?}", again.mutations);
+    assert!(again.summary.contains("failed out"), "{}", again.summary);
+    assert_eq!(sim.write_request_count(), writes);
+
+    // Fail back with a ramp; record the weight after every ramp step.
+    let failback = action(json!({"action": "zone.failback", "with": {
+        "zone": "zone-a",
+        "traffic": {"httpRoute": {"namespace": "shop", "name": "web", "backend": "web-zone-a"}},
+        "ramp": [10, 25, 50, 100],
+        "rampPause": "50ms"
+    }}));
+    let ctx = context(&sim, "r-20261125-130000-back", "failback");
+    let mut seen = Vec::new();
+    let driven = drive(failback.as_ref(), &ctx, Vec::new(), None, |id| {
+        if id.starts_with("ramp-") {
+            seen.push((id.to_string(), route_weights(&sim)["web-zone-a"]));
+        }
+    })
+    .await
+    .expect("fail-back succeeds");
+    assert!(
+        driven.rounds[0]
+            .iter()
+            .all(|id| id.starts_with("uncordon/"))
+    );
+    assert_eq!(driven.rounds[0].len(), 2);
+    assert_eq!(
+        seen,
+        [
+            ("ramp-10".to_string(), 10),
+            ("ramp-25".to_string(), 25),
+            ("ramp-50".to_string(), 50),
+            ("ramp-100".to_string(), 100)
+        ]
+    );
+    // One ramp step per round: never all at once.
+    assert!(driven.rounds[1..].iter().all(|ids| ids.len() == 1));
+
+    // Back to the pre-failout state, apart from pod placement.
+    let nodes_after: Vec<Value> = list(&sim, &kinds::nodes()).iter().map(cleaned).collect();
+    assert_eq!(nodes_after, nodes_before);
+    assert_eq!(route_weights(&sim), weights_before);
+    let route = sim
+        .store()
+        .get(&kinds::http_routes(), Some("shop"), "web")
+        .expect("route exists");
+    let annotations = route["metadata"]
+        .get("annotations")
+        .cloned()
+        .unwrap_or(json!({}));
+    assert!(
+        annotations
+            .as_object()
+            .is_none_or(|a| a.keys().all(|k| !k.starts_with("ripcord.dev/"))),
+        "{annotations}"
+    );
+    assert!(sim.invariants().violations().is_empty());
+    sim.shutdown().await;
+}
+
+async fn expect_refusal(
+    sim: &ripcord::sim::SimCluster,
+    with: Value,
+    must_contain: &[&str],
+) -> String {
+    let failout = action(json!({"action": "zone.failout", "with": with}));
+    let ctx = context(sim, RUN, "failout");
+    let writes = sim.write_request_count();
+    let err = match drive(failout.as_ref(), &ctx, Vec::new(), None, |_| {}).await {
+        Err(err) => err,
+        Ok(driven) => panic!("not refused: {driven:?}"),
+    };
+    assert_eq!(err.category(), "refused", "{err}");
+    let ActionError::Refused { reason } = &err else {
+        panic!("not a refusal: {err}");
+    };
+    for needle in must_contain {
+        assert!(reason.contains(needle), "{needle:?} missing from: {reason}");
+    }
+    assert_eq!(
+        sim.write_request_count(),
+        writes,
+        "a refused fail-out wrote something"
+    );
+    for node in zone_nodes(sim, "zone-a") {
+        assert!(node["metadata"]["labels"].get(CORDONED_BY_LABEL).is_none());
+    }
+    reason.clone()
+}
+
+#[tokio::test]
+async fn issue5_failout_refuses_the_last_healthy_zone() {
+    let sim = ready_three_zones().await;
+    // Zones b and c are already out (cordoned by someone).
+    let cordon = action(json!({"action": "node.cordon", "with": {
+        "selector": "topology.kubernetes.io/zone in (zone-b, zone-c)"
+    }}));
+    let ctx = context(&sim, "r-other", "cordon");
+    let driven = drive(cordon.as_ref(), &ctx, Vec::new(), None, |_| {})
+        .await
+        .expect("cordon works");
+    assert_eq!(driven.applied.len(), 4);
+    expect_refusal(
+        &sim,
+        json!({"zone": "zone-a", "overrideBlastRadius": true}),
+        &["last healthy zone", "cannot be overridden", "failback"],
+    )
+    .await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn issue5_failout_refuses_over_the_blast_radius_budget() {
+    let sim = ready_three_zones().await;
+    expect_refusal(
+        &sim,
+        json!({"zone": "zone-a", "maxNodes": 1}),
+        &["blast-radius", "maxNodes=1", "overrideBlastRadius: true"],
+    )
+    .await;
+    expect_refusal(
+        &sim,
+        json!({"zone": "zone-a", "maxPercent": 20}),
+        &["2 of 6 nodes", "maxPercent=20", "overrideBlastRadius: true"],
+    )
+    .await;
+    // With the override, the same budget lets the fail-out start (the cordon phase).
+    let failout = action(json!({"action": "zone.failout", "with":
+        {"zone": "zone-a", "maxNodes": 1, "overrideBlastRadius": true}}));
+    let diff = failout
+        .diff(&context(&sim, RUN, "failout"))
+        .await
+        .expect("overridden");
+    assert_eq!(diff.mutations.len(), 2);
+    sim.shutdown().await;
+}
+
+const TIGHT: &str = r#"
+name: tight-capacity
+settings:
+  timeFactor: 20
+  podReadyDelaySeconds: 2
+zones:
+  - {name: zone-a, nodes: 1, cpu: "1", memory: 4Gi}
+  - {name: zone-b, nodes: 1, cpu: "1", memory: 4Gi}
+  - {name: zone-c, nodes: 1, cpu: "1", memory: 4Gi}
+namespaces: [shop]
+deployments:
+  - namespace: shop
+    name: big
+    replicas: 3
+    cpuRequest: 600m
+    memoryRequest: 256Mi
+    releases:
+      - image: registry.local/big:1.0.0
+"#;
+
+#[tokio::test]
+async fn issue5_failout_refuses_without_capacity_elsewhere() {
+    let sim = start_yaml(TIGHT).await;
+    wait_until("big ready", || all_ready(&sim, "shop", "big", 3)).await;
+    expect_refusal(
+        &sim,
+        json!({"zone": "zone-a"}),
+        &[
+            "lack the capacity",
+            "600m CPU",
+            "would fit on no node",
+            "add nodes",
+        ],
+    )
+    .await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn issue5_uncordon_leaves_nodes_of_others_alone() {
+    let sim = ready_three_zones().await;
+    let by_other = action(json!({"action": "node.cordon", "with": {"names": ["zone-b-node-1"]}}));
+    drive(
+        by_other.as_ref(),
+        &context(&sim, "r-other", "c"),
+        Vec::new(),
+        None,
+        |_| {},
+    )
+    .await
+    .expect("cordon");
+    let ours = action(json!({"action": "node.cordon", "with": {"names": ["zone-c-node-1"]}}));
+    let ctx = context(&sim, RUN, "c");
+    drive(ours.as_ref(), &ctx, Vec::new(), None, |_| {})
+        .await
+        .expect("cordon");
+    // Cordoning again is a no-op.
+    assert!(ours.diff(&ctx).await.expect("diff").is_satisfied());
+
+    let uncordon = action(json!({"action": "node.uncordon", "with": {
+        "selector": "kubernetes.io/os=linux"
+    }}));
+    let driven = drive(uncordon.as_ref(), &ctx, Vec::new(), None, |_| {})
+        .await
+        .expect("uncordon");
+    assert_eq!(driven.applied.len(), 1, "{:?}", driven.rounds);
+    assert!(
+        driven.last_summary.contains("zone-b-node-1"),
+        "{}",
+        driven.last_summary
+    );
+    let node = |name: &str| {
+        sim.store()
+            .get(&kinds::nodes(), None, name)
+            .expect("node exists")
+    };
+    assert_eq!(node("zone-c-node-1")["spec"].get("unschedulable"), None);
+    assert_eq!(node("zone-b-node-1")["spec"]["unschedulable"], json!(true));
+    sim.shutdown().await;
+}
+
+/// A traffic-manager webhook and a fake Prometheus on one local port. The webhook records
+/// every `{"zone", "weight"}` it receives; `error_ratio` reads 0.9 once the zone has been sent
+/// 50% or more (and `healed` is false), 0.1 otherwise.
+struct TrafficManager {
+    base: String,
+    weights: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+    healed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn traffic_manager() -> TrafficManager {
+    use axum::routing::{get, post};
+    use std::sync::atomic::Ordering;
+    let weights: std::sync::Arc<std::sync::Mutex<Vec<u64>>> = Default::default();
+    let healed: std::sync::Arc<std::sync::atomic::AtomicBool> = Default::default();
+    let (w1, w2, h2) = (weights.clone(), weights.clone(), healed.clone());
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            post(move |axum::Json(body): axum::Json<Value>| {
+                let w1 = w1.clone();
+                async move {
+                    assert_eq!(body["zone"], json!("zone-a"));
+                    if let Ok(mut w) = w1.lock() {
+                        w.push(body["weight"].as_u64().unwrap_or(999));
+                    }
+                    "ok"
+                }
+            }),
+        )
+        .route(
+            "/api/v1/query",
+            get(move || {
+                let (w2, h2) = (w2.clone(), h2.clone());
+                async move {
+                    let high = w2
+                        .lock()
+                        .map(|w| w.last().is_some_and(|v| *v >= 50))
+                        .unwrap_or(false);
+                    let value = if high && !h2.load(Ordering::SeqCst) {
+                        "0.9"
+                    } else {
+                        "0.1"
+                    };
+                    axum::Json(json!({"status": "success", "data": {"resultType": "vector",
+                        "result": [{"metric": {}, "value": [1.0, value]}]}}))
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    TrafficManager {
+        base: format!("http://{addr}"),
+        weights,
+        healed,
+    }
+}
+
+#[tokio::test]
+async fn issue5_webhook_traffic_and_a_failing_health_gate_holds_the_ramp() {
+    use ripcord::actions::zone_failout::TRAFFIC_PERCENT_ANNOTATION;
+    let sim = ready_three_zones().await;
+    let tm = traffic_manager().await;
+    let hook = format!("{}/hook?token=secret", tm.base);
+    let weights = || tm.weights.lock().map(|w| w.clone()).unwrap_or_default();
+    let percent = |sim: &ripcord::sim::SimCluster| -> Vec<Option<String>> {
+        zone_nodes(sim, "zone-a")
+            .iter()
+            .map(|n| {
+                n["metadata"]["annotations"][TRAFFIC_PERCENT_ANNOTATION]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+
+    let failout = action(json!({"action": "zone.failout", "with": {
+        "zone": "zone-a", "traffic": {"webhook": hook}
+    }}));
+    let ctx = context(&sim, RUN, "failout");
+    let driven = drive(failout.as_ref(), &ctx, Vec::new(), None, |_| {})
+        .await
+        .expect("fail-out succeeds");
+    assert_eq!(driven.rounds[1], ["traffic/webhook"]);
+    assert_eq!(weights(), [0]);
+    assert_eq!(
+        percent(&sim),
+        [Some("0".to_string()), Some("0".to_string())]
+    );
+    // Journaled mutations never carry the webhook's query string (it may hold a token).
+    let diff_text = format!("{:?}", driven);
+    assert!(!diff_text.contains("token=secret"));
+
+    let failback_args = json!({"action": "zone.failback", "with": {
+        "zone": "zone-a", "traffic": {"webhook": hook}, "ramp": [10, 50, 100],
+        "rampPause": "10ms",
+        "healthGate": {"query": "error_ratio", "op": "lt", "threshold": 0.5}
+    }});
+    let mut ctx = context(&sim, "r-20261125-130000-back", "failback");
+    ctx.prometheus_url = Some(tm.base.clone());
+    let failback = action(failback_args.clone());
+    let err = match drive(failback.as_ref(), &ctx, Vec::new(), None, |_| {}).await {
+        Err(err) => err,
+        Ok(driven) => panic!("the gate did not hold the ramp: {driven:?}"),
+    };
+    assert_eq!(err.category(), "gate-failed", "{err}");
+    assert!(err.to_string().contains("stays at 50%"), "{err}");
+    assert_eq!(weights(), [0, 10, 50]);
+    assert_eq!(
+        percent(&sim),
+        [Some("50".to_string()), Some("50".to_string())]
+    );
+
+    // Healthy again: a new process of the same run continues with the remaining step only.
+    tm.healed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let failback = action(failback_args);
+    let driven = drive(failback.as_ref(), &ctx, Vec::new(), None, |_| {})
+        .await
+        .expect("the ramp finishes");
+    assert_eq!(driven.rounds, [["ramp-100/webhook"]]);
+    assert_eq!(weights(), [0, 10, 50, 100]);
+    assert_eq!(percent(&sim), [None, None]);
+    sim.shutdown().await;
+}
