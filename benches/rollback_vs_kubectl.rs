@@ -209,7 +209,36 @@ async fn measure(tool: Tool) -> Result<Sample, String> {
     if !image.ends_with(":1.4.2") {
         return Err(format!("not rolled back: image {image}"));
     }
-    let requests = sim.request_log().iter().filter(|r| r.seq > before).count();
+    let log: Vec<_> = sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.seq > before)
+        .collect();
+    let requests = log.len();
+    if std::env::var_os("RIPCORD_BENCH_BREAKDOWN").is_some() {
+        let mut by_kind: std::collections::BTreeMap<String, usize> = Default::default();
+        for r in &log {
+            let resource = r
+                .path
+                .rsplit('/')
+                .find(|seg| {
+                    !seg.is_empty()
+                        && !seg.starts_with("checkout")
+                        && !seg.starts_with("ripcord-lock")
+                        && !seg.starts_with("r-")
+                })
+                .unwrap_or("?");
+            *by_kind
+                .entry(format!("{} {resource}", r.method))
+                .or_default() += 1;
+        }
+        let name = if tool == Tool::Ripcord {
+            "ripcord"
+        } else {
+            "kubectl"
+        };
+        println!("  {name} requests: {by_kind:?}");
+    }
     Ok(Sample {
         first_mutation,
         total,

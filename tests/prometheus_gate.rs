@@ -11,7 +11,9 @@ use actions_support::{Sim, context, run_step};
 use ripcord::actions::{self, ActionContext};
 use ripcord::metrics::prometheus::Prometheus;
 use ripcord::playbook::catalog::{self, Action};
-use ripcord::playbook::{CompareOp, PromCondition};
+use ripcord::playbook::model::NamedQuery;
+use ripcord::playbook::{CompareOp, PromCondition, SnapshotSpec};
+use ripcord::snapshot::{self, SnapshotRequest};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -179,6 +181,46 @@ async fn gate_prometheus_on_the_bad_release_error_ratio() {
     let client = Prometheus::new(prometheus.url.clone(), reqwest::Client::new());
     let observed = client.query_scalar(ERROR_RATIO).await.expect("ratio");
     assert!(observed > 0.05, "observed {observed}");
+
+    // The snapshot records the impact query (instant value and the recent range).
+    let bundle = tempfile::tempdir().expect("tempdir");
+    let request = SnapshotRequest {
+        targets: Vec::new(),
+        namespaces: vec!["shop".into()],
+        spec: SnapshotSpec {
+            prometheus: vec![NamedQuery {
+                name: "error-ratio".into(),
+                query: ERROR_RATIO.into(),
+            }],
+            ..SnapshotSpec::default()
+        },
+    };
+    let manifest = snapshot::capture_rest(
+        &sim.cluster.client(),
+        &request,
+        bundle.path(),
+        Some(client.clone()),
+    )
+    .await
+    .expect("captured");
+    let entry = manifest
+        .captured
+        .iter()
+        .find(|e| e.kind == "Metric")
+        .expect("the impact metric is captured");
+    let metric: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.path().join(&entry.file)).expect("file"))
+            .expect("json");
+    assert!(
+        metric["value"].as_f64().is_some_and(|v| v > 0.05),
+        "{metric}"
+    );
+    assert!(
+        metric["range"]["values"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty()),
+        "{metric}"
+    );
 
     // Roll back to release 1 and wait for the rollout: the gate passes once the window clears.
     let rollback = actions::build(&Action::DeploymentRollback(catalog::DeploymentRollback {

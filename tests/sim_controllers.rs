@@ -712,3 +712,47 @@ async fn endpoints_list_ready_pods_per_zone() {
     })
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn scaling_during_a_stalled_rollout_is_proportional() {
+    let sim = start_scenario(&Scenario::demo());
+    sim.wait_for("stalled at 3 old + 2 new", Duration::from_secs(60), |s| {
+        s.get(&kinds::deployments(), Some("shop"), "checkout")
+            .is_some_and(|d| {
+                util::i64_at(&d, &["status", "replicas"]) == Some(5)
+                    && util::i64_at(&d, &["status", "updatedReplicas"]) == Some(2)
+            })
+    })
+    .await;
+    let rs_sizes = |sim: &Sim| -> Vec<(String, i64)> {
+        let d = sim.deployment("checkout");
+        let mut sizes: Vec<(String, i64)> = sim
+            .replica_sets("checkout")
+            .iter()
+            .map(|rs| {
+                (
+                    revision(rs).unwrap_or_default(),
+                    util::i64_at(rs, &["spec", "replicas"]).unwrap_or(-1),
+                )
+            })
+            .collect();
+        sizes.sort();
+        assert!(util::i64_at(&d, &["spec", "replicas"]).is_some());
+        sizes
+    };
+    assert_eq!(rs_sizes(&sim), [("1".to_string(), 3), ("2".to_string(), 2)]);
+    // 8 replicas, maxSurge 25% = 2: 10 allowed, 5 to add, split 3:2 like the real controller.
+    sim.scale("checkout", 8);
+    sim.wait_for("scaled", Duration::from_secs(30), |_| {
+        sim.replica_sets("checkout").iter().all(|rs| {
+            util::annotation(rs, "deployment.kubernetes.io/desired-replicas") == Some("8")
+        })
+    })
+    .await;
+    assert_eq!(rs_sizes(&sim), [("1".to_string(), 6), ("2".to_string(), 4)]);
+    let d = sim.deployment("checkout");
+    assert_eq!(
+        util::annotation(&d, "deployment.kubernetes.io/revision"),
+        Some("2")
+    );
+}

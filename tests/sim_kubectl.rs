@@ -99,6 +99,7 @@ struct Output {
 
 impl Env {
     async fn start(kubectl: &Path) -> Env {
+        eprintln!("kubectl conformance with {}", kubectl.display());
         let scenario = Scenario::from_yaml("kubectl-conformance", SCENARIO).unwrap();
         let sim = SimCluster::start(SimOptions {
             scenario,
@@ -466,25 +467,32 @@ async fn cordon_uncordon_and_drain_respecting_the_pdb() {
         let node = env.json(&["get", "node", "zone-b-node-1"]).await;
         assert_ne!(node["spec"]["unschedulable"], true);
 
+        // Drain the node with the most web pods (two of four, as the scheduler spreads them
+        // over the zones): the PDB allows one disruption, so the second eviction must wait.
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=web"])
+            .await;
+        let mut per_node: std::collections::BTreeMap<String, usize> = Default::default();
+        for p in pods["items"].as_array().unwrap() {
+            *per_node
+                .entry(p["spec"]["nodeName"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        let (node, count) = per_node.iter().max_by_key(|(_, c)| **c).unwrap();
+        assert!(*count >= 2, "{per_node:?}");
         let out = env
             .ok(&[
                 "drain",
-                "zone-a-node-1",
+                node,
                 "--ignore-daemonsets",
                 "--delete-emptydir-data",
                 "--timeout=80s",
             ])
             .await;
         assert!(out.contains("drained"), "{out}");
+        let field = format!("spec.nodeName={node}");
         let left = env
-            .json(&[
-                "get",
-                "pods",
-                "-n",
-                "shop",
-                "--field-selector",
-                "spec.nodeName=zone-a-node-1",
-            ])
+            .json(&["get", "pods", "-n", "shop", "--field-selector", &field])
             .await;
         assert_eq!(left["items"].as_array().unwrap().len(), 0);
         let evictions: Vec<u16> = env

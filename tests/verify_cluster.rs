@@ -13,6 +13,7 @@ kind: Playbook
 metadata:
   name: cordon-zone-c
 spec:
+  lock: zone/zone-c
   steps:
     - name: cordon
       action: node.cordon
@@ -40,7 +41,11 @@ async fn issue6_verify_cluster_finds_the_residue_of_a_crashed_run() {
         Some(137),
         "the crash hook killed the run"
     );
-    let run_id = run_id_of(&out);
+    // The run id from the state directory (the process died; its output may be cut short).
+    let runs = ripcord::journal::list_runs(&h.state_dir()).expect("runs listed");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run_id = runs[0].run_id.clone();
+    assert!(runs[0].outcome.is_none(), "no finish record: {:?}", runs[0]);
     let cordoned: Vec<String> = h
         .zone_nodes("zone-c")
         .iter()
@@ -77,6 +82,17 @@ async fn issue6_verify_cluster_finds_the_residue_of_a_crashed_run() {
         Some(Value::String(run_id.clone())),
         "the residue names its run"
     );
+    let lock_holder = report["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["kind"] == "lock-held")
+        .map(|f| f["run"].clone());
+    assert_eq!(
+        lock_holder,
+        Some(Value::String(run_id.clone())),
+        "the crashed run's lock Lease is residue: {found:?}"
+    );
     let text =
         String::from_utf8_lossy(&h.ripcord(&["verify", "--cluster"]).await.stdout).to_string();
     assert!(text.contains("DIRTY"), "{text}");
@@ -95,7 +111,8 @@ async fn issue6_verify_cluster_finds_the_residue_of_a_crashed_run() {
         .expect("node exists");
     assert_ne!(node["spec"]["unschedulable"], Value::Bool(true), "{node}");
 
-    // Once reverted, the crashed run is no longer residue.
+    // Once reverted (and its lock Lease expired: 30 s without renewal), the crashed run is no
+    // longer residue.
     let out = h.ripcord(&["verify", "--cluster", "--wait", "60s"]).await;
     assert_eq!(out.status.code(), Some(0), "clean after the cleanup");
 }

@@ -90,12 +90,21 @@ impl DeploymentRollback {
                 .find(|r| r.template_hash.as_ref() == Some(hash))
             && templates_equal(&restored.template, &current)
         {
-            return Ok(Diff {
-                summary: format!(
-                    "{object} is already rolled back ({}) to the template of revision {} by run {} \
-                     step {}; nothing to do",
+            let summary = if marker.run == ctx.run_id && marker.step == ctx.step {
+                format!(
+                    "{object} is rolled back to the template of revision {} (this step's write \
+                     is in place)",
+                    marker.to_revision
+                )
+            } else {
+                format!(
+                    "{object} is already rolled back ({}) to the template of revision {} by \
+                     run {} step {}; nothing to do",
                     self.choice, marker.to_revision, marker.run, marker.step
-                ),
+                )
+            };
+            return Ok(Diff {
+                summary,
                 mutations: Vec::new(),
             });
         }

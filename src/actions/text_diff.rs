@@ -58,12 +58,13 @@ pub fn diff_text(before: &str, after: &str) -> String {
             ops.push((' ', a[i]));
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            ops.push(('+', b[j]));
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Removals first, like `diff -u`.
             ops.push(('-', a[i]));
             i += 1;
+        } else {
+            ops.push(('+', b[j]));
+            j += 1;
         }
     }
     let changed: Vec<usize> = ops
@@ -116,6 +117,9 @@ mod tests {
         assert!(d.contains("- ") && d.contains("web:7"), "{d}");
         assert!(d.contains("+ ") && d.contains("web:6"), "{d}");
         assert_eq!(d.lines().filter(|l| l.starts_with('+')).count(), 1, "{d}");
+        let minus = d.find("- ").unwrap_or(usize::MAX);
+        let plus = d.find("+ ").unwrap_or(0);
+        assert!(minus < plus, "removals come first: {d}");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! [`CLEANUP_PLAYBOOK`]) of `object.patch` steps, newest first, each with `onFailure: continue`
 //! so one failing object does not stop the others. The engine journals it like any run
 //! (`<state-dir>/runs/<cleanup-run-id>/journal.jsonl`, write-ahead records, the `Run` mirror),
-//! and `object.patch` is idempotent: a patch that changes nothing is already satisfied.
+//! and `object.patch` is idempotent: a patch that changes nothing is already satisfied. Zones
+//! still failed out become `zone.failback` steps (after the patches). The run takes the lock
+//! `ripcord-cleanup/<selection>` so that two cleanups of the same runs do not race.
 //! A crashed cleanup is finished by running cleanup again — the plan is recomputed from the
 //! objects as they are, so what was already reverted is not touched twice.
 //!
@@ -72,7 +74,9 @@ pub fn engine_plan(plan: &CleanupPlan, run_id: &str, selection: &str) -> Plan {
         run_id: run_id.to_string(),
         playbook: CLEANUP_PLAYBOOK.to_string(),
         params,
-        lock: None,
+        // Two people cleaning up the same runs at once would race; the second is refused
+        // with the holder's run id.
+        lock: Some(format!("{CLEANUP_PLAYBOOK}/{selection}")),
         notify: Vec::new(),
         snapshot: SnapshotSpec {
             // The objects reverted are captured before the first revert; logs are the
@@ -203,6 +207,6 @@ mod tests {
             matches!(&p.steps[1].action, Action::ObjectPatch(a) if a.patch == json!({"spec": {"replicas": 3}}))
         );
         assert_eq!(p.params["cleanupOf"], json!(["r-20261125-110000-aaaa"]));
-        assert!(p.lock.is_none());
+        assert_eq!(p.lock.as_deref(), Some("ripcord-cleanup/incident INC-1"));
     }
 }

@@ -114,6 +114,15 @@ pub enum CleanupError {
 }
 
 impl CleanupError {
+    /// True when the cluster could not be reached at all (transport error or timeout), as
+    /// opposed to answering with an error.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            CleanupError::Cluster { source, .. } => k8s_unreachable(source),
+            _ => false,
+        }
+    }
+
     /// A stable category for metrics and journals.
     pub fn category(&self) -> &'static str {
         match self {
@@ -127,6 +136,17 @@ impl CleanupError {
             CleanupError::IncidentExists { .. } => "incident-exists",
             CleanupError::Write { .. } => "write",
         }
+    }
+}
+
+/// True for a transport failure or timeout of a Kubernetes call.
+pub fn k8s_unreachable(err: &K8sError) -> bool {
+    match err {
+        K8sError::Timeout { .. } => true,
+        K8sError::Api { source, .. } | K8sError::UnknownKind { source, .. } => {
+            matches!(source, kube::Error::HyperError(_) | kube::Error::Service(_))
+        }
+        _ => false,
     }
 }
 

@@ -405,7 +405,11 @@ fn known_kind(lower: &str) -> Option<(&'static str, &'static str)> {
 pub async fn cluster_runs(objects: &Objects) -> Result<Vec<RunView>, CleanupError> {
     let kind = match objects.resolve("ripcord.dev/v1alpha1", "Run").await {
         Ok(kind) => kind,
-        Err(crate::k8s::K8sError::UnknownKind { .. }) => return Ok(Vec::new()),
+        // Not served: the CRD is not installed, so there are no Run resources. (A transport
+        // failure during discovery is reported, not mistaken for a missing CRD.)
+        Err(err @ crate::k8s::K8sError::UnknownKind { .. }) if !super::k8s_unreachable(&err) => {
+            return Ok(Vec::new());
+        }
         Err(source) => {
             return Err(CleanupError::Cluster {
                 what: "the runs.ripcord.dev kind".into(),

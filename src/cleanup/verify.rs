@@ -22,7 +22,7 @@ use crate::actions::{Inverse, ObjectRef};
 use crate::journal::Record;
 use crate::k8s::K8sError;
 use crate::k8s::deployments::{RolloutStatus, rollout_status};
-use crate::k8s::objects::Objects;
+use crate::k8s::objects::{Objects, ResolvedKind};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::ListParams;
 use serde::{Deserialize, Serialize};
@@ -153,17 +153,38 @@ pub async fn verify(
         .map(|t| t.target.clone())
         .filter(|t| t.kind == "Deployment")
         .collect();
+    // Kinds resolved once (one discovery call each), then listed namespace by namespace.
+    let deployments = objects
+        .resolve("apps/v1", "Deployment")
+        .await
+        .map_err(cluster_err("the Deployment kind"))?;
+    let routes = match objects
+        .resolve("gateway.networking.k8s.io/v1", "HTTPRoute")
+        .await
+    {
+        Ok(kind) => Some(kind),
+        // The Gateway API is not installed: no route to check.
+        Err(K8sError::UnknownKind { .. }) => None,
+        Err(source) => return Err(cluster_err("the HTTPRoute kind")(source)),
+    };
+    let leases = objects
+        .resolve("coordination.k8s.io/v1", "Lease")
+        .await
+        .map_err(cluster_err("the Lease kind"))?;
     for namespace in super::source::namespaces(objects).await? {
         check_deployments(
             objects,
+            &deployments,
             &namespace,
             cluster_mode,
             &touched_deployments,
             &mut report,
         )
         .await?;
-        check_routes(objects, &namespace, &mut report).await?;
-        check_leases(objects, &namespace, &mut report).await?;
+        if let Some(routes) = &routes {
+            check_routes(objects, routes, &namespace, &mut report).await?;
+        }
+        check_leases(objects, &leases, &namespace, &mut report).await?;
     }
     report.clean = report.findings.is_empty();
     Ok(report)
@@ -294,7 +315,7 @@ async fn check_restored(
 
 async fn read_object(
     objects: &Objects,
-    kinds: &mut HashMap<(String, String), crate::k8s::objects::ResolvedKind>,
+    kinds: &mut HashMap<(String, String), ResolvedKind>,
     target: &ObjectRef,
 ) -> Result<Option<Value>, K8sError> {
     let key = (target.api_version.clone(), target.kind.clone());
@@ -481,17 +502,14 @@ async fn check_nodes(objects: &Objects, report: &mut VerifyReport) -> Result<(),
 
 async fn check_deployments(
     objects: &Objects,
+    kind: &ResolvedKind,
     namespace: &str,
     all_rollouts: bool,
     touched: &[ObjectRef],
     report: &mut VerifyReport,
 ) -> Result<(), CleanupError> {
-    let kind = objects
-        .resolve("apps/v1", "Deployment")
-        .await
-        .map_err(cluster_err("the Deployment kind"))?;
     let items = objects
-        .list(&kind, Some(namespace), &ListParams::default())
+        .list(kind, Some(namespace), &ListParams::default())
         .await
         .map_err(cluster_err(format!("deployments in {namespace}")))?;
     report.checked.deployments += items.len();
@@ -561,20 +579,12 @@ async fn check_deployments(
 
 async fn check_routes(
     objects: &Objects,
+    kind: &ResolvedKind,
     namespace: &str,
     report: &mut VerifyReport,
 ) -> Result<(), CleanupError> {
-    let kind = match objects
-        .resolve("gateway.networking.k8s.io/v1", "HTTPRoute")
-        .await
-    {
-        Ok(kind) => kind,
-        // The Gateway API is not installed: nothing to check.
-        Err(K8sError::UnknownKind { .. }) => return Ok(()),
-        Err(source) => return Err(cluster_err("the HTTPRoute kind")(source)),
-    };
     let items = objects
-        .list(&kind, Some(namespace), &ListParams::default())
+        .list(kind, Some(namespace), &ListParams::default())
         .await
         .map_err(cluster_err(format!("HTTPRoutes in {namespace}")))?;
     report.checked.http_routes += items.len();
@@ -632,15 +642,12 @@ async fn check_routes(
 
 async fn check_leases(
     objects: &Objects,
+    kind: &ResolvedKind,
     namespace: &str,
     report: &mut VerifyReport,
 ) -> Result<(), CleanupError> {
-    let kind = objects
-        .resolve("coordination.k8s.io/v1", "Lease")
-        .await
-        .map_err(cluster_err("the Lease kind"))?;
     let items = objects
-        .list(&kind, Some(namespace), &ListParams::default())
+        .list(kind, Some(namespace), &ListParams::default())
         .await
         .map_err(cluster_err(format!("leases in {namespace}")))?;
     let now = jiff::Timestamp::now();

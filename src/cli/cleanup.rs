@@ -71,7 +71,15 @@ pub async fn run(args: CleanupArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
     let settings = Settings::load(&args.config, &global)?;
     let client = kube_client(&global).await?;
     let objects = Objects::new(client.clone(), settings.call_timeout);
-    let runs = source::load(&settings.state_dir, Some(&objects), &selection).await?;
+    let runs = source::load(&settings.state_dir, Some(&objects), &selection)
+        .await
+        .map_err(|e| {
+            if e.is_unreachable() {
+                with_exit(Exit::Unreachable, e)
+            } else {
+                anyhow::Error::new(e)
+            }
+        })?;
     if !runs.iter().any(|r| !r.is_cleanup()) {
         return Err(with_exit(
             Exit::Usage,

@@ -170,3 +170,63 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> (DaemonArgs, GlobalArgs) {
+        let cli = Cli::try_parse_from(args).unwrap();
+        match cli.command {
+            crate::cli::Command::Daemon(args) => (args, cli.global),
+            other => panic!("not the daemon: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_config_file() {
+        let file = config::parse(
+            "d.yaml",
+            "listen: 0.0.0.0:9000\ntokensFile: /file/tokens\nnamespace: from-file\nbodyLimitBytes: 2048\nleaderElection: {enabled: true, leaseDuration: 20s}\nprometheus: {url: http://file:9090}\n",
+        )
+        .unwrap();
+        let (args, global) = parse(&[
+            "ripcord",
+            "daemon",
+            "--listen",
+            "127.0.0.1:1",
+            "--tokens-file",
+            "/flag/tokens",
+            "--leader-election",
+            "false",
+            "-n",
+            "ops",
+        ]);
+        let (resolved, listen) = settings(&args, &global, file.clone()).unwrap();
+        assert_eq!(listen, "127.0.0.1:1");
+        assert!(
+            matches!(&resolved.tokens, TokenSource::File(p) if p == std::path::Path::new("/flag/tokens"))
+        );
+        assert_eq!(resolved.namespace, "ops");
+        assert!(resolved.election.is_none());
+        assert_eq!(resolved.body_limit, 2048);
+        assert_eq!(resolved.prometheus_url.as_deref(), Some("http://file:9090"));
+
+        let (args, global) = parse(&["ripcord", "daemon", "--identity", "pod-1"]);
+        let (resolved, listen) = settings(&args, &global, file).unwrap();
+        assert_eq!(listen, "0.0.0.0:9000");
+        assert_eq!(resolved.namespace, "from-file");
+        let election = resolved.election.unwrap();
+        assert_eq!(election.identity, "pod-1");
+        assert_eq!(election.lease_duration, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn tokens_are_required() {
+        let (args, global) = parse(&["ripcord", "daemon"]);
+        let err = settings(&args, &global, DaemonConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("RIPCORD_TOKENS_FILE"), "{err}");
+    }
+}

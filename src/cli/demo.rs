@@ -84,6 +84,7 @@ pub async fn run(args: DemoArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
         let (entries, _) = journal::read(path)?;
         print!("{}", super::runs::timeline(&entries));
     }
+    println!("{}", run_resource_line(&sim, &outcome.run_id));
 
     println!("\n== 4. the snapshot taken before the first mutation");
     let manifest_path = outcome.dir.join("snapshot").join("manifest.json");
@@ -233,5 +234,44 @@ fn print_manifest(text: &str) {
     for f in &failed {
         let field = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         println!("  failed: {}: {}", field("what"), field("error"));
+    }
+}
+
+/// What `kubectl get runs.ripcord.dev -n shop RUN` shows: the in-cluster mirror.
+fn run_resource_line(sim: &SimCluster, run_id: &str) -> String {
+    let Some(rt) = sim
+        .store()
+        .resource_types()
+        .into_iter()
+        .find(|rt| rt.group == "ripcord.dev" && rt.plural == "runs")
+    else {
+        return "in the cluster: no runs.ripcord.dev resource type".to_string();
+    };
+    match sim.store().get(&rt, Some(NAMESPACE), run_id) {
+        Some(run) => {
+            let field = |p: &str| {
+                run.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+                    .to_string()
+            };
+            let mutations: usize = run
+                .pointer("/status/steps")
+                .and_then(Value::as_array)
+                .map(|steps| {
+                    steps
+                        .iter()
+                        .filter_map(|s| s.get("mutations").and_then(Value::as_array))
+                        .map(Vec::len)
+                        .sum()
+                })
+                .unwrap_or(0);
+            format!(
+                "in the cluster: runs.ripcord.dev {NAMESPACE}/{run_id}: phase {}, outcome {}, {mutations} mutation(s) with inverses",
+                field("/status/phase"),
+                field("/status/outcome"),
+            )
+        }
+        None => format!("in the cluster: Run {NAMESPACE}/{run_id} not found"),
     }
 }

@@ -1,5 +1,5 @@
 //! `ripcord verify (--run RUN | --incident ID | --cluster) [--wait DURATION]`: clean (exit 0)
-//! or dirty (exit 1), as a table or `-o json`.
+//! or dirty (exit 1), as a table or `-o json`; a cluster that cannot be read exits 3.
 
 use super::exit::with_exit;
 use super::run::{ConfigArgs, Settings, kube_client};
@@ -50,7 +50,14 @@ pub async fn run(args: VerifyArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let settings = Settings::load(&args.config, &global)?;
     let client = kube_client(&global).await?;
     let objects = Objects::new(client, settings.call_timeout);
-    let runs = source::load(&settings.state_dir, Some(&objects), &selection).await?;
+    // A cluster that cannot be read cannot be verified: exit 3, never "dirty" (1).
+    let unreadable = |e: crate::cleanup::CleanupError| match e {
+        e @ crate::cleanup::CleanupError::Cluster { .. } => with_exit(Exit::Unreachable, e),
+        e => anyhow::Error::new(e),
+    };
+    let runs = source::load(&settings.state_dir, Some(&objects), &selection)
+        .await
+        .map_err(unreadable)?;
     if selection != Selection::All && !runs.iter().any(|r| !r.is_cleanup()) {
         return Err(with_exit(
             Exit::Usage,
@@ -67,7 +74,8 @@ pub async fn run(args: VerifyArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
         args.wait.0,
         Duration::from_secs(1),
     )
-    .await?;
+    .await
+    .map_err(unreadable)?;
     verify::save(&settings.state_dir, &selection, &report)?;
     match global.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -273,7 +273,8 @@ pub struct StepView {
     pub name: String,
     /// The catalog action.
     pub action: String,
-    /// `pending`, `running`, `verifying`, or the result (`verified`, `already-satisfied`, …).
+    /// `pending`, `running`, `awaiting-ack`, `verifying`, or the result (`verified`,
+    /// `already-satisfied`, …).
     pub state: String,
     /// The last diff summary or error.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -580,10 +581,10 @@ impl RunManager {
             locks.entry(key.clone()).or_default().clone()
         };
         let guard = tokio::select! {
-            g = lock.lock_owned() => Some(g),
+            g = lock.clone().lock_owned() => Some(g),
             _ = cancel.wait_for(|c| *c) => None,
         };
-        let Some(_guard) = guard.filter(|_| !*cancel.borrow()) else {
+        let Some(guard) = guard.filter(|_| !*cancel.borrow()) else {
             self.finish_cancelled(&run_id);
             return;
         };
@@ -641,6 +642,13 @@ impl RunManager {
                 });
             }
         }
+        drop(guard);
+        drop(lock);
+        {
+            // Forget lock targets nobody waits for.
+            let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.retain(|_, m| Arc::strong_count(m) > 1);
+        }
         self.mark_done(&run_id);
         self.update_queue_metrics();
     }
@@ -694,6 +702,9 @@ impl RunManager {
                     .flatten()
                     .filter(|_| !approval_path(&state_dir, run_id, &step).exists());
                 if let Some((approvers, message)) = waiting {
+                    if let Some(s) = r.view.steps.iter_mut().find(|s| s.name == step) {
+                        s.state = "awaiting-ack".to_string();
+                    }
                     r.view.pending_approvals.push(PendingApproval {
                         run_id: run_id.to_string(),
                         step: step.clone(),
@@ -865,6 +876,14 @@ impl RunManager {
         })?;
         self.with_run(run_id, |r, now| {
             r.view.pending_approvals.retain(|a| a.step != step);
+            if let Some(s) = r
+                .view
+                .steps
+                .iter_mut()
+                .find(|s| s.name == step && s.state == "awaiting-ack")
+            {
+                s.state = "running".to_string();
+            }
             r.push(now, format!("step {step} approved by {by}"));
         });
         tracing::info!(run = %run_id, step = %step, by = %by, "approval recorded");

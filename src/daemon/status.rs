@@ -36,7 +36,7 @@ section{background:#fff;border-radius:8px;padding:10px 14px;margin:10px 0;box-sh
 h2{font-size:1rem;margin:4px 0 8px}.run{border-top:1px solid #e1e4e8;padding:8px 0}.run:first-of-type{border-top:0}\
 .badge{display:inline-block;border-radius:10px;padding:1px 8px;font-size:.75rem;font-weight:600;color:#fff;background:#6a737d}\
 .succeeded,.verified,.already-satisfied,.done-earlier{background:#1a7f37}.failed,.error,.undone{background:#cf222e}\
-.running,.verifying,.queued{background:#0969da}.stopped,.interrupted,.refused,.cancelled{background:#9a6700}\
+.running,.verifying,.queued{background:#0969da}.awaiting-ack{background:#bf8700}.stopped,.interrupted,.refused,.cancelled{background:#9a6700}\
 .skipped-overlap,.skipped-window,.skipped-budget{background:#6a737d}\
 ol{margin:6px 0;padding-left:20px}li{margin:2px 0;font-size:.9rem}.muted{color:#57606a;font-size:.8rem}\
 .approval{border-left:4px solid #bf8700;padding-left:8px}code{font-size:.8rem;word-break:break-all}\

@@ -933,7 +933,10 @@ mod tests {
         let mut verified = history.clone();
         verified[0].verified_healthy = Some("r-1".into());
         let chosen = select_revision(&unmarked, &verified, RevisionChoice::KnownGood).unwrap();
-        assert_eq!(chosen.revision, 5, "the newest verified revision without an explicit mark");
+        assert_eq!(
+            chosen.revision, 5,
+            "the newest verified revision without an explicit mark"
+        );
         let err = select_revision(&unmarked, &history, RevisionChoice::KnownGood).unwrap_err();
         assert!(
             err.to_string().contains("ripcord mark-good deployment/web"),

@@ -72,6 +72,41 @@ struct TrackedPod {
     bad: bool,
 }
 
+/// Pod counts of one Deployment, maintained incrementally.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Agg {
+    ready: u32,
+    unready: u32,
+    serving: u32,
+    bad: u32,
+}
+
+impl Agg {
+    fn of(t: &TrackedPod) -> Agg {
+        let bad = t.bad && t.running;
+        Agg {
+            ready: u32::from(t.ready),
+            unready: u32::from(!t.ready),
+            serving: u32::from(bad || t.ready),
+            bad: u32::from(bad),
+        }
+    }
+
+    fn add(&mut self, o: Agg) {
+        self.ready += o.ready;
+        self.unready += o.unready;
+        self.serving += o.serving;
+        self.bad += o.bad;
+    }
+
+    fn sub(&mut self, o: Agg) {
+        self.ready = self.ready.saturating_sub(o.ready);
+        self.unready = self.unready.saturating_sub(o.unready);
+        self.serving = self.serving.saturating_sub(o.serving);
+        self.bad = self.bad.saturating_sub(o.bad);
+    }
+}
+
 #[derive(Default)]
 struct MonitorState {
     violations: Vec<Violation>,
@@ -79,6 +114,7 @@ struct MonitorState {
     pods: BTreeMap<(String, String), TrackedPod>,
     cordoned: BTreeMap<String, bool>,
     counts: BTreeMap<(String, String), (u32, u32)>,
+    agg: BTreeMap<(String, String), Agg>,
     evicted: BTreeSet<String>,
     settings: SimSettings,
     traffic: BTreeMap<(String, String), Traffic>,
@@ -226,11 +262,21 @@ impl InvariantMonitor {
             .filter(|p| util::is_pod_active(p))
             .map(|p| (pod_key(p), track(p, &s.settings)))
             .collect();
+        let mut agg: BTreeMap<(String, String), Agg> = BTreeMap::new();
+        for ((ns, _), t) in &s.pods {
+            if let Some(d) = &t.deployment {
+                agg.entry((ns.clone(), d.clone()))
+                    .or_default()
+                    .add(Agg::of(t));
+            }
+        }
+        s.agg = agg;
         let deployments: BTreeSet<(String, String)> = s
             .pods
             .iter()
             .filter_map(|((ns, _), t)| t.deployment.clone().map(|d| (ns.clone(), d)))
             .chain(s.counts.keys().cloned())
+            .chain(s.agg.keys().cloned())
             .collect();
         for (ns, d) in deployments {
             sample(&mut s, &ns, &d, now);
@@ -266,9 +312,9 @@ impl InvariantMonitor {
         let mut check_pdb = false;
         {
             let mut s = self.lock();
-            let previous = s.pods.remove(&key);
             let active = event.kind != EventKind::Deleted && util::is_pod_active(pod);
             let tracked = track(pod, &s.settings);
+            let previous = replace_pod(&mut s, &key, active.then(|| tracked.clone()));
             // Binding check.
             if let Some(node) = tracked.node.as_deref()
                 && previous.as_ref().and_then(|p| p.node.as_deref()).is_none()
@@ -286,14 +332,13 @@ impl InvariantMonitor {
                 tracing::warn!(namespace = %v.namespace, pod = %v.name, node, "pod bound to cordoned node");
                 s.violations.push(v);
             }
-            let deployment = tracked
-                .deployment
-                .clone()
-                .or_else(|| previous.as_ref().and_then(|p| p.deployment.clone()));
-            if active {
-                s.pods.insert(key.clone(), tracked);
+            let mut deployments: Vec<String> = tracked.deployment.iter().cloned().collect();
+            if let Some(d) = previous.as_ref().and_then(|p| p.deployment.clone())
+                && !deployments.contains(&d)
+            {
+                deployments.push(d);
             }
-            if let Some(d) = deployment {
+            for d in deployments {
                 sample(&mut s, &key.0, &d, now);
             }
             if event.kind == EventKind::Deleted {
@@ -374,26 +419,45 @@ fn track(pod: &Value, settings: &SimSettings) -> TrackedPod {
     }
 }
 
-fn sample(s: &mut MonitorState, ns: &str, deployment: &str, now: jiff::Timestamp) {
-    let (mut ready, mut unready, mut serving, mut bad) = (0u32, 0u32, 0u32, 0u32);
-    for ((pns, _), t) in s.pods.range((ns.to_string(), String::new())..) {
-        if pns != ns {
-            break;
-        }
-        if t.deployment.as_deref() == Some(deployment) {
-            if t.ready {
-                ready += 1;
-            } else {
-                unready += 1;
+/// Replaces the tracked state of one pod (`None`: gone), keeping the aggregates in step;
+/// returns the previous state.
+fn replace_pod(
+    s: &mut MonitorState,
+    key: &(String, String),
+    new: Option<TrackedPod>,
+) -> Option<TrackedPod> {
+    let previous = match new {
+        Some(t) => {
+            if let Some(d) = &t.deployment {
+                s.agg
+                    .entry((key.0.clone(), d.clone()))
+                    .or_default()
+                    .add(Agg::of(&t));
             }
-            if t.bad && t.running {
-                bad += 1;
-                serving += 1;
-            } else if t.ready {
-                serving += 1;
-            }
+            s.pods.insert(key.clone(), t)
         }
+        None => s.pods.remove(key),
+    };
+    if let Some(p) = &previous
+        && let Some(d) = &p.deployment
+        && let Some(a) = s.agg.get_mut(&(key.0.clone(), d.clone()))
+    {
+        a.sub(Agg::of(p));
     }
+    previous
+}
+
+fn sample(s: &mut MonitorState, ns: &str, deployment: &str, now: jiff::Timestamp) {
+    let Agg {
+        ready,
+        unready,
+        serving,
+        bad,
+    } = s
+        .agg
+        .get(&(ns.to_string(), deployment.to_string()))
+        .copied()
+        .unwrap_or_default();
     let key = (ns.to_string(), deployment.to_string());
     let traffic = s.traffic.entry(key.clone()).or_default();
     traffic.advance(now);
@@ -434,28 +498,30 @@ mod tests {
     fn samples_only_on_change() {
         let mut s = MonitorState::default();
         let now = jiff::Timestamp::UNIX_EPOCH;
-        s.pods.insert(
-            ("ns".into(), "a".into()),
-            TrackedPod {
+        replace_pod(
+            &mut s,
+            &("ns".into(), "a".into()),
+            Some(TrackedPod {
                 deployment: Some("web".into()),
                 ready: true,
                 node: None,
                 running: true,
                 bad: false,
-            },
+            }),
         );
         sample(&mut s, "ns", "web", now);
         sample(&mut s, "ns", "web", now);
         assert_eq!(s.history.len(), 1);
-        s.pods.insert(
-            ("ns".into(), "b".into()),
-            TrackedPod {
+        replace_pod(
+            &mut s,
+            &("ns".into(), "b".into()),
+            Some(TrackedPod {
                 deployment: Some("web".into()),
                 ready: false,
                 node: None,
                 running: true,
                 bad: true,
-            },
+            }),
         );
         sample(&mut s, "ns", "web", now);
         assert_eq!(s.history.len(), 2);
@@ -466,5 +532,9 @@ mod tests {
             .cloned()
             .unwrap_or_default();
         assert_eq!((t.serving, t.bad), (2, 1));
+        // Removing a pod updates the aggregate.
+        replace_pod(&mut s, &("ns".into(), "a".into()), None);
+        sample(&mut s, "ns", "web", now);
+        assert_eq!((s.history[2].ready, s.history[2].unready), (0, 1));
     }
 }

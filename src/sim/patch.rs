@@ -171,7 +171,7 @@ fn strip_directives(v: &Value) -> Result<Value, PatchError> {
         Value::Array(items) => Ok(Value::Array(
             items
                 .iter()
-                .filter(|i| !i.as_object().is_some_and(|m| directive(m).is_some()))
+                .filter(|i| i.as_object().is_none_or(|m| directive(m).is_none()))
                 .map(strip_directives)
                 .collect::<Result<_, _>>()?,
         )),

@@ -180,7 +180,7 @@ fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
 }
 
 fn decode_continue(token: &str) -> Option<(u64, String, String)> {
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..token.len())
@@ -742,13 +742,16 @@ fn write_scale(
         });
     }
     let mut obj = current.clone();
-    obj["spec"]["replicas"] = json!(replicas);
-    match scale
+    if let Some(spec) = obj.pointer_mut("/spec").and_then(Value::as_object_mut) {
+        spec.insert("replicas".into(), json!(replicas));
+    }
+    if let Some(rv) = scale
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
+        .filter(|rv| !rv.is_empty())
+        && let Some(meta) = obj.pointer_mut("/metadata").and_then(Value::as_object_mut)
     {
-        Some(rv) if !rv.is_empty() => obj["metadata"]["resourceVersion"] = json!(rv),
-        _ => {}
+        meta.insert("resourceVersion".into(), json!(rv));
     }
     if req.dry_run() {
         return Ok(json_response(StatusCode::OK, &scale_of(&obj)));

@@ -649,7 +649,13 @@ impl Scenario {
         for zone in &f.zones {
             for i in 1..=zone.nodes {
                 node_index += 1;
-                let node = node_object(zone, i, node_index, &self.settings.region);
+                let node = node_object(
+                    zone,
+                    i,
+                    node_index,
+                    &self.settings.region,
+                    &store.clock().rfc3339(),
+                );
                 nodes.push(create(store, &kinds::nodes(), node)?);
             }
         }
@@ -745,10 +751,11 @@ fn create(
     obj: Value,
 ) -> Result<Value, ScenarioError> {
     let name = util::name(&obj).to_string();
+    let ns = util::namespace(&obj).map(str::to_string);
     match store.create(rt, obj) {
         Ok(v) => Ok(v),
         Err(StoreError::AlreadyExists { .. }) => {
-            Ok(store.get(rt, None, &name).unwrap_or(Value::Null))
+            Ok(store.get(rt, ns.as_deref(), &name).unwrap_or(Value::Null))
         }
         Err(source) => Err(ScenarioError::Create {
             kind: rt.kind.clone(),
@@ -769,7 +776,7 @@ fn namespace_object(name: &str) -> Value {
     })
 }
 
-fn node_object(zone: &ZoneSpec, i: u32, index: u32, region: &str) -> Value {
+fn node_object(zone: &ZoneSpec, i: u32, index: u32, region: &str, now: &str) -> Value {
     let name = format!("{}-node-{i}", zone.name);
     let ip = format!("10.0.{}.{}", index / 250, index % 250 + 1);
     let alloc = json!({
@@ -778,7 +785,7 @@ fn node_object(zone: &ZoneSpec, i: u32, index: u32, region: &str) -> Value {
     });
     let cond = |t: &str, status: &str, reason: &str, message: &str| {
         json!({"type": t, "status": status, "reason": reason, "message": message,
-               "lastHeartbeatTime": Value::Null, "lastTransitionTime": Value::Null})
+               "lastHeartbeatTime": now, "lastTransitionTime": now})
     };
     json!({
         "apiVersion": "v1", "kind": "Node",

@@ -3,6 +3,7 @@
 
 use super::{Entry, Failure, MANIFEST_FILE, Manifest, SnapshotError, SnapshotRequest};
 use crate::actions::ObjectRef;
+use crate::k8s::K8sError;
 use crate::k8s::objects::{Objects, builtin_kind};
 use crate::k8s::workloads::Workloads;
 use crate::metrics::prometheus::Prometheus;
@@ -468,6 +469,11 @@ async fn capture_namespace(
             .await
         {
             Ok(list) => list.into_iter().map(|o| object_item(kind, o)).collect(),
+            // A 404 on a collection: the server does not serve this kind.
+            Err(K8sError::NotFound { .. }) => vec![Captured::Failed {
+                what,
+                error: format!("{api_version} {kind} is not served by this API server (404)"),
+            }],
             Err(err) => vec![failed(what, &err)],
         }
     });

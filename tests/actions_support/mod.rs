@@ -166,3 +166,31 @@ pub async fn run_step(
     }
     Ok(applied)
 }
+
+/// Runs the `ripcord` binary against the sim (kubeconfig written into `dir`).
+pub async fn ripcord(sim: &Sim, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let kubeconfig = dir.join("kubeconfig");
+    sim.cluster
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig written");
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ripcord"));
+    cmd.args(args)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RIPCORD_STATE_DIR", dir.join("state"))
+        .env("RIPCORD_CONFIG", "/dev/null")
+        .env_remove("RIPCORD_NAMESPACE")
+        .env_remove("RIPCORD_CONTEXT")
+        .env_remove("RIPCORD_PROMETHEUS_URL")
+        .stdin(std::process::Stdio::null());
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("ripcord finished within 60 s")
+        .expect("ripcord runs");
+    eprintln!(
+        "ripcord {args:?} -> {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

@@ -211,12 +211,6 @@ impl Trial {
             assert_eq!(exit.code, Some(0), "setup fail-out: {}", exit.output);
             let runs = journal::list_runs(&trial.state_dir()).expect("runs listed");
             trial.setup_run = runs.first().map(|r| r.run_id.clone());
-            if playbook == Playbook::Failback {
-                // The fail-back is a run of its own: keep the fail-out out of its state dir.
-                let moved = trial.dir.path().join("setup-state");
-                std::fs::rename(trial.state_dir(), &moved).expect("state dir moved");
-                std::fs::create_dir_all(trial.state_dir()).expect("state dir");
-            }
         }
         if playbook == Playbook::Restart {
             trial.original_pods = app_pods(&trial.sim, "shop", "frontend")

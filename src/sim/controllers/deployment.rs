@@ -223,23 +223,34 @@ fn split_new_old(d: &Value, mut owned: Vec<Value>) -> (Option<Value>, Vec<Value>
 fn sync_deployment(c: &mut Controllers, mut d: Value, owned: Vec<Value>) {
     let (mut new_rs, mut old_rs) = split_new_old(&d, owned);
     let paused = util::bool_at(&d, &["spec", "paused"]);
-    let was_paused = c.state.paused.insert(util::uid(&d).to_string(), paused);
-    // Paused / resumed conditions.
-    if paused && was_paused != Some(true) {
-        set_progressing_unknown(c, &mut d, "DeploymentPaused", "Deployment is paused");
-    } else if !paused && was_paused == Some(true) {
-        set_progressing_unknown(c, &mut d, "DeploymentResumed", "Deployment is resumed");
+    // checkPausedConditions.
+    if i64_at(&d, &["spec", "progressDeadlineSeconds"]).is_some() {
+        let reason = util::pod_condition(&d, "Progressing")
+            .and_then(|cond| cond.get("reason"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if paused && reason != "DeploymentPaused" {
+            set_progressing_unknown(c, &mut d, "DeploymentPaused", "Deployment is paused");
+        } else if !paused && reason == "DeploymentPaused" {
+            set_progressing_unknown(c, &mut d, "DeploymentResumed", "Deployment is resumed");
+        }
     }
 
     let rolling = is_rolling(&d);
-    // Recreate creates the new ReplicaSet only once old pods are gone; paused never creates.
-    let create = !paused && rolling;
+    let scaling = !paused && is_scaling_event(&d, new_rs.as_ref(), &old_rs);
+    // Recreate creates the new ReplicaSet only once old pods are gone; `sync` (paused or a
+    // scaling event) never creates it.
+    let create = !paused && !scaling && rolling;
     new_rs = sync_revision(c, &mut d, new_rs, &old_rs, create);
 
-    if paused {
-        scale_paused(c, &d, &mut new_rs, &mut old_rs);
-        cleanup(c, &d, &old_rs);
-        sync_status(c, &d, new_rs.as_ref(), &old_rs);
+    if paused || scaling {
+        // `sync`: proportional scaling only, status without progress tracking.
+        scale(c, &d, &mut new_rs, &mut old_rs);
+        if paused {
+            cleanup(c, &d, &old_rs);
+        }
+        sync_status(c, &d, new_rs.as_ref(), &old_rs, false);
         return;
     }
     if rolling {
@@ -394,7 +405,7 @@ fn scale_rs(c: &mut Controllers, d: &Value, rs: &mut Value, to: i64) {
 
 fn rollout_rolling(c: &mut Controllers, d: &Value, new_rs: Option<Value>, mut old_rs: Vec<Value>) {
     let Some(mut new_rs) = new_rs else {
-        sync_status(c, d, None, &old_rs);
+        sync_status(c, d, None, &old_rs, true);
         return;
     };
     // reconcileNewReplicaSet
@@ -409,19 +420,19 @@ fn rollout_rolling(c: &mut Controllers, d: &Value, new_rs: Option<Value>, mut ol
         };
         if target != new_replicas {
             scale_rs(c, d, &mut new_rs, target);
-            sync_status(c, d, Some(&new_rs), &old_rs);
+            sync_status(c, d, Some(&new_rs), &old_rs, true);
             return;
         }
     }
     // reconcileOldReplicaSets
     if reconcile_old(c, d, &new_rs, &mut old_rs) {
-        sync_status(c, d, Some(&new_rs), &old_rs);
+        sync_status(c, d, Some(&new_rs), &old_rs, true);
         return;
     }
     if is_complete(d, &calculate_status(c, d, Some(&new_rs), &old_rs)) {
         cleanup(c, d, &old_rs);
     }
-    sync_status(c, d, Some(&new_rs), &old_rs);
+    sync_status(c, d, Some(&new_rs), &old_rs, true);
 }
 
 fn reconcile_old(c: &mut Controllers, d: &Value, new_rs: &Value, old_rs: &mut [Value]) -> bool {
@@ -493,12 +504,12 @@ fn rollout_recreate(
         }
     }
     if scaled {
-        sync_status(c, d, new_rs.as_ref(), &old_rs);
+        sync_status(c, d, new_rs.as_ref(), &old_rs, true);
         return;
     }
     // Wait until old pods are gone.
     if old_rs.iter().any(|rs| status_i64(rs, "replicas") > 0) {
-        sync_status(c, d, new_rs.as_ref(), &old_rs);
+        sync_status(c, d, new_rs.as_ref(), &old_rs, true);
         return;
     }
     let mut new_rs = match new_rs {
@@ -506,7 +517,7 @@ fn rollout_recreate(
         None => match sync_revision(c, d, None, &old_rs, true) {
             Some(rs) => rs,
             None => {
-                sync_status(c, d, None, &old_rs);
+                sync_status(c, d, None, &old_rs, true);
                 return;
             }
         },
@@ -518,23 +529,156 @@ fn rollout_recreate(
     if is_complete(d, &calculate_status(c, d, Some(&new_rs), &old_rs)) {
         cleanup(c, d, &old_rs);
     }
-    sync_status(c, d, Some(&new_rs), &old_rs);
+    sync_status(c, d, Some(&new_rs), &old_rs, true);
 }
 
-/// Scaling while paused: a single active ReplicaSet follows spec.replicas.
-fn scale_paused(c: &mut Controllers, d: &Value, new_rs: &mut Option<Value>, old_rs: &mut [Value]) {
+/// `isScalingEvent`: an active ReplicaSet was last scaled for another spec.replicas.
+fn is_scaling_event(d: &Value, new_rs: Option<&Value>, old_rs: &[Value]) -> bool {
+    let desired = replicas(d);
+    old_rs
+        .iter()
+        .chain(new_rs)
+        .filter(|rs| replicas(rs) > 0)
+        .any(|rs| {
+            util::annotation(rs, DESIRED_REPLICAS)
+                .and_then(|a| a.parse::<i64>().ok())
+                .is_some_and(|a| a != desired)
+        })
+}
+
+/// `GetProportion` / `getReplicaSetFraction`.
+fn proportion(rs: &Value, d: &Value, to_add: i64, added: i64) -> i64 {
+    let r = replicas(rs);
+    if r == 0 || to_add == 0 || to_add == added {
+        return 0;
+    }
+    let fraction = if replicas(d) == 0 {
+        -r
+    } else {
+        let max_now = replicas(d) + max_surge(d);
+        let before = util::annotation(rs, MAX_REPLICAS)
+            .and_then(|a| a.parse::<i64>().ok())
+            .filter(|b| *b != 0)
+            .unwrap_or_else(|| status_i64(d, "replicas"));
+        if before == 0 {
+            0
+        } else {
+            ((r * max_now) as f64 / before as f64).round() as i64 - r
+        }
+    };
+    let allowed = to_add - added;
+    if to_add > 0 {
+        fraction.min(allowed)
+    } else {
+        fraction.max(allowed)
+    }
+}
+
+/// `scale`: a single active (or the latest) ReplicaSet follows spec.replicas; a saturated new
+/// ReplicaSet scales old ones to zero; otherwise rolling deployments scale every active
+/// ReplicaSet proportionally (leftovers to the largest).
+fn scale(c: &mut Controllers, d: &Value, new_rs: &mut Option<Value>, old_rs: &mut [Value]) {
     let desired = replicas(d);
     let active_old: Vec<usize> = (0..old_rs.len())
         .filter(|i| replicas(&old_rs[*i]) > 0)
         .collect();
-    match new_rs {
-        Some(rs) if active_old.is_empty() && replicas(rs) != desired => {
-            scale_rs(c, d, rs, desired);
-        }
-        None if active_old.len() == 1 && replicas(&old_rs[active_old[0]]) != desired => {
-            scale_rs(c, d, &mut old_rs[active_old[0]], desired);
+    let new_active = new_rs.as_ref().is_some_and(|rs| replicas(rs) > 0);
+    match (active_old.len(), new_active) {
+        (0, _) | (1, false) => {
+            // FindActiveOrLatest.
+            let target: Option<&mut Value> =
+                if new_active || active_old.is_empty() && new_rs.is_some() {
+                    new_rs.as_mut()
+                } else if let Some(i) = active_old.first() {
+                    old_rs.get_mut(*i)
+                } else {
+                    old_rs.iter_mut().max_by(|a, b| {
+                        str_at(a, &["metadata", "creationTimestamp"])
+                            .cmp(&str_at(b, &["metadata", "creationTimestamp"]))
+                    })
+                };
+            if let Some(rs) = target
+                && replicas(rs) != desired
+            {
+                scale_rs(c, d, rs, desired);
+            }
+            return;
         }
         _ => {}
+    }
+    let saturated = new_rs.as_ref().is_some_and(|rs| {
+        replicas(rs) == desired
+            && util::annotation(rs, DESIRED_REPLICAS).and_then(|a| a.parse::<i64>().ok())
+                == Some(desired)
+            && status_i64(rs, "availableReplicas") == desired
+    });
+    if saturated {
+        for i in active_old {
+            scale_rs(c, d, &mut old_rs[i], 0);
+        }
+        return;
+    }
+    if !is_rolling(d) {
+        return;
+    }
+    // Active ReplicaSets: indices into old_rs, and usize::MAX for the new one.
+    let mut active: Vec<usize> = active_old;
+    if new_active {
+        active.push(usize::MAX);
+    }
+    let get = |i: usize, new_rs: &Option<Value>, old_rs: &[Value]| -> Value {
+        if i == usize::MAX {
+            new_rs.clone().unwrap_or(Value::Null)
+        } else {
+            old_rs[i].clone()
+        }
+    };
+    let total: i64 = active
+        .iter()
+        .map(|i| replicas(&get(*i, new_rs, old_rs)))
+        .sum();
+    let allowed = if desired > 0 {
+        desired + max_surge(d)
+    } else {
+        0
+    };
+    let to_add = allowed - total;
+    if to_add == 0 {
+        return;
+    }
+    let created = |v: &Value| {
+        str_at(v, &["metadata", "creationTimestamp"])
+            .unwrap_or("")
+            .to_string()
+    };
+    active.sort_by(|a, b| {
+        let (ra, rb) = (get(*a, new_rs, old_rs), get(*b, new_rs, old_rs));
+        let by_size = replicas(&rb).cmp(&replicas(&ra));
+        if to_add > 0 {
+            by_size.then(created(&rb).cmp(&created(&ra)))
+        } else {
+            by_size.then(created(&ra).cmp(&created(&rb)))
+        }
+    });
+    let mut added = 0;
+    let mut sizes: Vec<(usize, i64)> = Vec::new();
+    for i in &active {
+        let rs = get(*i, new_rs, old_rs);
+        let p = proportion(&rs, d, to_add, added);
+        added += p;
+        sizes.push((*i, replicas(&rs) + p));
+    }
+    if let Some(first) = sizes.first_mut() {
+        first.1 = (first.1 + to_add - added).max(0);
+    }
+    for (i, size) in sizes {
+        if i == usize::MAX {
+            if let Some(rs) = new_rs.as_mut() {
+                scale_rs(c, d, rs, size);
+            }
+        } else {
+            scale_rs(c, d, &mut old_rs[i], size);
+        }
     }
 }
 
@@ -617,7 +761,13 @@ fn is_complete(d: &Value, status: &Value) -> bool {
 }
 
 /// `syncRolloutStatus`: status counters plus the Progressing condition and its deadline.
-fn sync_status(c: &mut Controllers, d: &Value, new_rs: Option<&Value>, old_rs: &[Value]) {
+fn sync_status(
+    c: &mut Controllers,
+    d: &Value,
+    new_rs: Option<&Value>,
+    old_rs: &[Value],
+    track_progress: bool,
+) {
     let mut status = calculate_status(c, d, new_rs, old_rs);
     let deadline = i64_at(d, &["spec", "progressDeadlineSeconds"]);
     let paused = util::bool_at(d, &["spec", "paused"]);
@@ -630,7 +780,7 @@ fn sync_status(c: &mut Controllers, d: &Value, new_rs: Option<&Value>, old_rs: &
             .and_then(Value::as_str)
             == Some("NewReplicaSetAvailable");
     let mut wrapper = json!({"status": status});
-    if let Some(deadline) = deadline.filter(|_| !paused && !complete_already) {
+    if let Some(deadline) = deadline.filter(|_| track_progress && !paused && !complete_already) {
         let rs_name = new_rs.map(util::name).unwrap_or("").to_string();
         let s = |v: &Value, k: &str| i64_at(v, &[k]).unwrap_or(0);
         let old_status = at(d, &["status"]).cloned().unwrap_or(json!({}));

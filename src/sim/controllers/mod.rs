@@ -236,8 +236,6 @@ pub(crate) struct State {
     pub event_seq: u64,
     /// When uncached kinds were last garbage-collected.
     pub last_gc_sweep: Option<jiff::Timestamp>,
-    /// Paused state per deployment uid seen on the previous pass.
-    pub paused: BTreeMap<String, bool>,
     /// When events were last pruned.
     pub last_prune: Option<jiff::Timestamp>,
 }

@@ -1,0 +1,213 @@
+//! The daemon's footprint and reaction time, measured on the real binary
+//! (`ripcord daemon`) against a simulated cluster over loopback:
+//!
+//! - idle memory: the daemon's resident set size (VmRSS) after it has been ready and idle for
+//!   a few seconds;
+//! - webhook-to-first-mutation latency over N alerts (default 200): for each of N Deployments
+//!   with a bad release rolling out, one Alertmanager webhook is posted and the clock stops when
+//!   the Deployment's template is rolled back in the sim's store (the rollback's PATCH). Alerts
+//!   go one after the other; earlier runs keep executing (waiting for their rollouts), so later
+//!   alerts are measured under load. Prints p50, p90, p99 and max.
+//!
+//! Run: `cargo bench --bench daemon` (add `--profile dev` to skip the release build).
+//! `RIPCORD_BENCH_ALERTS` sets N.
+
+use ripcord::sim::scenario::Scenario;
+use ripcord::sim::store::kinds;
+use ripcord::sim::{SimCluster, SimOptions};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "bench-token";
+const NAMESPACE: &str = "bench";
+
+fn main() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("cannot start the runtime: {err}");
+            std::process::exit(1);
+        }
+    };
+    let alerts: usize = std::env::var("RIPCORD_BENCH_ALERTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+        .max(1);
+    if let Err(err) = runtime.block_on(bench(alerts)) {
+        eprintln!("benchmark failed: {err}");
+        std::process::exit(1);
+    }
+}
+
+fn scenario(deployments: usize) -> String {
+    let mut yaml = String::from(
+        "name: daemon-bench\nsettings:\n  timeFactor: 10\n  podReadyDelaySeconds: 2\n  podStartDelaySeconds: 1\nzones:\n  - {name: zone-a, nodes: 4, cpu: \"64\", memory: 256Gi}\nnamespaces: [bench]\ndeployments:\n",
+    );
+    for i in 0..deployments {
+        let _ = write!(
+            yaml,
+            "  - namespace: bench\n    name: d{i}\n    replicas: 1\n    cpuRequest: 10m\n    memoryRequest: 16Mi\n    releases:\n      - image: registry.local/d{i}:1.0.0\n      - image: registry.local/d{i}:1.1.0\n        bad: notReady\n    rollout: inProgress\n"
+        );
+    }
+    yaml
+}
+
+fn image(sim: &SimCluster, name: &str) -> String {
+    sim.store()
+        .get(&kinds::deployments(), Some(NAMESPACE), name)
+        .and_then(|d| {
+            d.pointer("/spec/template/spec/containers/0/image")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn alert(name: &str) -> String {
+    serde_json::json!({
+        "version": "4", "status": "firing", "receiver": "ripcord", "groupKey": format!("{{}}:{{deployment=\"{name}\"}}"),
+        "alerts": [{"status": "firing", "fingerprint": name,
+            "labels": {"alertname": "HighErrorRate", "namespace": NAMESPACE, "deployment": name}}]
+    })
+    .to_string()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+async fn bench(alerts: usize) -> Result<(), String> {
+    let sim = SimCluster::start(SimOptions {
+        scenario: Scenario::from_yaml("daemon-bench", &scenario(alerts))
+            .map_err(|e| e.to_string())?,
+        addr: None,
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    ripcord::k8s::runs::install_crd(&sim.client(), Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = |name: &str| dir.path().join(name);
+    sim.write_kubeconfig(&path("kubeconfig"))
+        .map_err(|e| e.to_string())?;
+    std::fs::write(path("tokens"), format!("{TOKEN}\n")).map_err(|e| e.to_string())?;
+    std::fs::write(
+        path("daemon.yaml"),
+        "leaderElection: {enabled: false}\nalertmanager:\n  maxRunsPerMinute: 100000\n  rules:\n    - name: high-error-rate\n      match: {alertname: HighErrorRate}\n      playbook: rollback\n      params: {namespace: \"$(labels.namespace)\", name: \"$(labels.deployment)\"}\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let log = std::fs::File::create(path("daemon.log")).map_err(|e| e.to_string())?;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
+        .args(["daemon", "--config"])
+        .arg(path("daemon.yaml"))
+        .arg("--kubeconfig")
+        .arg(path("kubeconfig"))
+        .arg("--state-dir")
+        .arg(path("state"))
+        .arg("--tokens-file")
+        .arg(path("tokens"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("RIPCORD_NAMESPACE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start ripcord daemon: {e}"))?;
+    let pid = child.id().ok_or("the daemon exited at once")?;
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            break;
+        }
+        if Instant::now() > ready_by {
+            return Err(format!(
+                "the daemon did not become ready; see {}",
+                path("daemon.log").display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle = rss_kib(pid).ok_or("cannot read the daemon's RSS")?;
+    println!(
+        "idle memory (VmRSS after 5 s ready and idle): {:.1} MiB",
+        idle as f64 / 1024.0
+    );
+
+    let mut latencies = Vec::with_capacity(alerts);
+    for i in 0..alerts {
+        let name = format!("d{i}");
+        let bad = image(&sim, &name);
+        let started = Instant::now();
+        let response = http
+            .post(format!("{base}/v1/alertmanager"))
+            .bearer_auth(TOKEN)
+            .body(alert(&name))
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("webhook answered {}", response.status()));
+        }
+        let deadline = started + Duration::from_secs(60);
+        loop {
+            if image(&sim, &name) != bad {
+                latencies.push(started.elapsed());
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "alert {i}: no rollback of {name} within 60 s; see {}",
+                    path("daemon.log").display()
+                ));
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+    }
+    let busy = rss_kib(pid).unwrap_or(0);
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "webhook-to-first-mutation over {alerts} alerts: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.90)),
+        ms(percentile(&latencies, 0.99)),
+        ms(latencies[latencies.len() - 1]),
+    );
+    println!(
+        "memory after {alerts} runs: {:.1} MiB",
+        busy as f64 / 1024.0
+    );
+    let _ = child.kill().await;
+    sim.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! `ripcord demo`: the README's main command runs end to end (the binary, its own sim).
+
+#[test]
+fn demo_rolls_back_the_bad_release_and_shows_journal_and_snapshot() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
+        .args(["demo", "--quick"])
+        .env("RIPCORD_STATE_DIR", state.path())
+        .env("RIPCORD_CONFIG", "/dev/null")
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ripcord demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout.contains("image registry.local/checkout:1.5.0"),
+        "shows the bad release"
+    );
+    assert!(stdout.contains("rollback of deployment shop/checkout succeeded"));
+    assert!(stdout.contains("image registry.local/checkout:1.4.2, revision 3, ready 4/4"));
+    assert!(
+        stdout.contains("intend: roll back"),
+        "prints the journal timeline"
+    );
+    assert!(
+        stdout.contains("objects/shop/deployment/checkout.json"),
+        "prints the manifest"
+    );
+    assert!(
+        stdout.contains("outcome succeeded"),
+        "the Run mirror in the cluster"
+    );
+    let runs = ripcord::journal::list_runs(state.path()).expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].outcome, Some(ripcord::journal::Outcome::Succeeded));
+}
