@@ -189,10 +189,12 @@ async fn paused_deployment_is_refused_and_pause_resume_invert() {
     assert_eq!(patch, &serde_json::json!({"spec": {"paused": false}}));
     assert_eq!(expected, &serde_json::json!({"spec": {"paused": true}}));
     run_step(pause.as_ref(), &ctx).await.expect("paused");
+    let writes = sim.cluster.write_request_count();
     assert!(
         pause.diff(&ctx).await.expect("diff").is_satisfied(),
         "pause is idempotent"
     );
+    assert_eq!(sim.cluster.write_request_count(), writes);
 
     let rollback = actions::build(&rollback(None, false)).expect("builds");
     let writes = sim.cluster.write_request_count();

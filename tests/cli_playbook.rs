@@ -283,8 +283,14 @@ fn plan_of_an_invalid_playbook_prints_its_diagnostics() {
 }
 
 #[test]
-fn plan_without_offline_says_a_live_plan_needs_the_engine() {
-    let out = ripcord(&["plan", "builtin:rollback", "-p", "name=x"]);
-    assert_eq!(code(&out), 2);
-    assert!(stderr(&out).contains("--offline"), "{}", stderr(&out));
+fn plan_without_offline_needs_a_reachable_cluster() {
+    let out = ripcord(&[
+        "plan",
+        "builtin:rollback",
+        "-p",
+        "name=x",
+        "--kubeconfig",
+        "/nonexistent/ripcord-test-kubeconfig",
+    ]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
 }

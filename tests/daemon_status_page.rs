@@ -1,6 +1,6 @@
 //! The status page rendered by a real browser: headless Chromium loads `/` from the daemon's
-//! router over loopback, its DOM shows the runs, the pending approval, the incident and the
-//! drill, and a phone-sized screenshot is written to `target/status-page.png` for review.
+//! router over loopback, its DOM shows the runs, the pending approval, the incident, the
+//! impact graph (from a fake Prometheus) and the drill, and a phone-sized screenshot is written to `target/status-page.png` for review.
 //!
 //! Needs the Debian package `chromium` (or `RIPCORD_CHROMIUM=/path`); set
 //! `RIPCORD_SKIP_CHROMIUM=1` to skip where no browser can be installed.
@@ -26,6 +26,10 @@ spec:
       type: string
       required: true
   lock: deployment/shop/$(params.name)
+  snapshot:
+    prometheus:
+      - name: checkout error ratio
+        query: sum(rate(sim_http_errors_total[1m])) / sum(rate(sim_http_requests_total[1m]))
   steps:
     - name: incident-commander-ack
       action: gate.approval
@@ -85,6 +89,31 @@ async fn browser(
         .expect("chromium runs")
 }
 
+/// A Prometheus answering every range query with a bad-release error ratio that drops
+/// after a rollback: 0.5 for the first half of the range, 0.001 after.
+async fn fake_prometheus() -> String {
+    async fn query_range(
+        axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    ) -> axum::Json<serde_json::Value> {
+        let num = |k: &str| q.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let (start, end, step) = (num("start"), num("end"), num("step").max(1.0));
+        let mut values = Vec::new();
+        let mut t = start;
+        while t <= end {
+            let v = if t < (start + end) / 2.0 { 0.5 } else { 0.001 };
+            values.push(json!([t, v.to_string()]));
+            t += step;
+        }
+        axum::Json(json!({"status": "success", "data": {"resultType": "matrix",
+            "result": [{"metric": {}, "values": values}]}}))
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route("/api/v1/query_range", axum::routing::get(query_range));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_renders_in_headless_chromium_with_a_screenshot() {
     let Some(binary) = chromium() else {
@@ -104,6 +133,10 @@ async fn status_page_renders_in_headless_chromium_with_a_screenshot() {
     let (executor, gate) = FakeExecutor::gated();
     let mut h = harness(executor, AlertmanagerConfig::default(), Clock::System);
     h.state.public_status_page = true;
+    h.state.prometheus = Some(ripcord::metrics::prometheus::Prometheus::new(
+        fake_prometheus().await,
+        reqwest::Client::new(),
+    ));
     let body = json!({"playbook": "rollback", "params": {"namespace": "shop", "name": "checkout"}, "incident": "INC-4242"}).to_string();
     let (_, first) = call(&h.state, "POST", "/v1/runs", Some(TOKEN), Some(body)).await;
     let first = first["runId"].as_str().unwrap().to_string();
@@ -152,6 +185,7 @@ async fn status_page_renders_in_headless_chromium_with_a_screenshot() {
         "alice, bob",
         "zone-b-weekly",
         "Pending approvals",
+        "impact: checkout error ratio",
     ] {
         assert!(
             dom_text.contains(expected),

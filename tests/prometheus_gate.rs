@@ -1,6 +1,8 @@
 //! `gate.prometheus` against a REAL Prometheus (Debian package `prometheus`) scraping the
 //! simulated cluster's `/metrics` every second: during a bad release the error-ratio gate
-//! fails with the observed value; after `deployment.rollback` and the rollout, it passes.
+//! fails with the observed value; after `deployment.rollback` and the rollout, it passes. The
+//! snapshot's impact query (instant value and range) and the crash-looping pods' previous logs
+//! are captured on the way.
 //!
 //! The binary must be installed (`apt-get install -y prometheus`, or `scripts/install-test-deps.sh`);
 //! without it this test FAILS, unless `RIPCORD_SKIP_PROMETHEUS=1`.
@@ -203,6 +205,12 @@ async fn gate_prometheus_on_the_bad_release_error_ratio() {
     )
     .await
     .expect("captured");
+    // The crash-looping pods' previous containers' logs are captured too.
+    assert!(
+        manifest.captured.iter().any(|e| e.kind == "PreviousLog"),
+        "{:?}",
+        manifest.captured
+    );
     let entry = manifest
         .captured
         .iter()

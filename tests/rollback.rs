@@ -210,3 +210,32 @@ async fn rollback_without_tty_or_yes_is_refused_and_dry_run_writes_nothing() {
         "no journal for a dry run"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_plan_shows_the_diff_and_inverse_and_writes_nothing() {
+    let h = Harness::demo().await;
+    let writes = h.sim.write_request_count();
+    let out = h
+        .ripcord(
+            &[
+                "plan",
+                "builtin:rollback",
+                "-p",
+                "name=checkout",
+                "-p",
+                "namespace=shop",
+            ],
+            &[],
+        )
+        .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("1.4.2"), "the live plan shows the target: {text}");
+    assert_eq!(h.sim.write_request_count(), writes, "a plan writes nothing");
+    assert!(h.image().ends_with(":1.5.0"));
+}

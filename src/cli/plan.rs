@@ -3,8 +3,8 @@
 //!
 //! `-o json` prints the [`crate::plan::Plan`] as JSON. An invalid playbook, a missing, unknown
 //! or malformed parameter ends with exit code 2. `-n NS` fills a `namespace` parameter that
-//! `-p` does not give. A live plan (observing the cluster to show the diff) needs the engine;
-//! until it is wired, `plan` without `--offline` says so and exits with 2.
+//! `-p` does not give. Without `--offline`, the plan is run by the engine in dry-run mode
+//! against the cluster: every step's diff and inverse are shown and nothing is written.
 
 use super::exit::{Exit, with_exit};
 use super::{GlobalArgs, Output};
@@ -34,6 +34,9 @@ pub struct PlanArgs {
     /// The run id substituted for `$(run.id)`.
     #[arg(long, value_name = "ID", default_value = OFFLINE_RUN_ID)]
     pub run_id: String,
+
+    #[command(flatten)]
+    pub config: super::run::ConfigArgs,
 }
 
 /// Parses `-p KEY=VALUE` arguments; a missing `=` or a repeated key is a usage error.
@@ -65,16 +68,6 @@ pub fn parse_param_args(raw: &[String]) -> anyhow::Result<BTreeMap<String, Strin
 
 /// Plans and prints.
 pub async fn run(args: PlanArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
-    if !args.offline {
-        return Err(with_exit(
-            Exit::Usage,
-            anyhow!(
-                "a live plan (observing the cluster to show what would change) needs the \
-                 execution engine, which is not wired into `plan` yet; add --offline to print \
-                 the resolved steps without touching a cluster"
-            ),
-        ));
-    }
     let mut params = parse_param_args(&args.params)?;
     let valid = match playbook::load_file(&args.file) {
         Ok(valid) => valid,
@@ -98,6 +91,9 @@ pub async fn run(args: PlanArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
             anyhow::Error::new(err).context(format!("cannot plan {}", args.file)),
         )
     })?;
+    if !args.offline {
+        return super::run::live_plan(plan, &global, &args.config).await;
+    }
     match global.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
         Output::Text => print!("{}", plan.render_text()),

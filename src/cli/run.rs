@@ -390,7 +390,10 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
             EngineEvent::StepDiff {
                 summary, mutations, ..
             } => {
-                line(&bar, format!("  {summary}"));
+                let repeated = mutations.len() == 1 && mutations[0].description == summary;
+                if !repeated {
+                    line(&bar, format!("  {summary}"));
+                }
                 for m in &mutations {
                     line(&bar, render_mutation(m, "    "));
                 }

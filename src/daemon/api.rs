@@ -353,7 +353,8 @@ async fn metrics(State(state): State<DaemonState>) -> Response {
 }
 
 async fn status_page(State(state): State<DaemonState>) -> Html<String> {
-    Html(status::render(&state))
+    let graphs = status::impact_graphs(&state).await;
+    Html(status::render(&state, &graphs))
 }
 
 async fn healthz() -> &'static str {

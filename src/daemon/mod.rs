@@ -49,6 +49,8 @@ pub struct DaemonState {
     pub leader: tokio::sync::watch::Receiver<bool>,
     /// Drill history for the status page.
     pub drills: drills::DrillLog,
+    /// Prometheus for the status page's impact graphs (none: no graphs).
+    pub prometheus: Option<crate::metrics::prometheus::Prometheus>,
     ready: Arc<AtomicBool>,
 }
 
@@ -72,6 +74,7 @@ impl DaemonState {
             public_status_page: false,
             leader,
             drills: drills::DrillLog::default(),
+            prometheus: None,
             ready: Arc::new(AtomicBool::new(false)),
         }
     }

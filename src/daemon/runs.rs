@@ -236,6 +236,9 @@ pub enum RunState {
     Cancelled,
     /// The engine could not run it at all (journal failure).
     Error,
+    /// Journaled by another process without an end record: running there, or that process
+    /// died (a takeover or `ripcord run --resume` continues it).
+    Unfinished,
 }
 
 impl RunState {
@@ -247,6 +250,7 @@ impl RunState {
             RunState::Finished => "finished",
             RunState::Cancelled => "cancelled",
             RunState::Error => "error",
+            RunState::Unfinished => "unfinished",
         }
     }
 
@@ -942,6 +946,14 @@ impl RunManager {
         self.get(run_id)
     }
 
+    /// The impact queries (`snapshot.prometheus`) of a run known to this process.
+    pub fn impact_queries(&self, run_id: &str) -> Vec<crate::plan::NamedQuery> {
+        let runs = self.inner.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.get(run_id)
+            .map(|r| r.plan.snapshot.prometheus.clone())
+            .unwrap_or_default()
+    }
+
     /// Approvals pending in active runs.
     pub fn pending_approvals(&self) -> Vec<PendingApproval> {
         let runs = self.inner.runs.lock().unwrap_or_else(|p| p.into_inner());
@@ -1015,8 +1027,7 @@ fn view_from_summary(s: &journal::RunSummary) -> RunView {
     let state = if s.outcome.is_some() {
         RunState::Finished
     } else {
-        // Journaled by an earlier process and never finished: it died mid-run.
-        RunState::Error
+        RunState::Unfinished
     };
     RunView {
         run_id: s.run_id.clone(),
@@ -1028,9 +1039,10 @@ fn view_from_summary(s: &journal::RunSummary) -> RunView {
         state,
         outcome: s.outcome,
         reason: s.problem.clone().or_else(|| {
-            s.outcome
-                .is_none()
-                .then(|| "no end record: the process running it stopped".to_string())
+            s.outcome.is_none().then(|| {
+                "no end record: another process runs it, or it stopped without finishing"
+                    .to_string()
+            })
         }),
         created_at: s.started_at.unwrap_or(Timestamp::UNIX_EPOCH),
         started_at: s.started_at,

@@ -212,6 +212,10 @@ pub async fn serve_with(
         leader_rx.clone(),
     );
     state.body_limit = settings.body_limit;
+    state.prometheus = settings
+        .prometheus_url
+        .as_ref()
+        .map(|url| Prometheus::new(url.clone(), http.clone()));
     state.public_status_page = settings.public_status_page;
 
     // Takeover on becoming the leader; stop on losing it.

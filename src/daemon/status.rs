@@ -12,6 +12,150 @@ use std::fmt::Write as _;
 
 /// How many recent (finished) runs the page shows.
 const RECENT: usize = 20;
+/// How many runs get an impact graph (the newest ones with impact queries).
+const GRAPHS: usize = 5;
+/// Bound of each impact range query: the page must render even when Prometheus is slow.
+const GRAPH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One impact graph: the query's name and its samples `(unix seconds, value)`, with the run's
+/// start and end (unix seconds) marked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImpactGraph {
+    /// The query's name.
+    pub name: String,
+    /// The samples.
+    pub points: Vec<(f64, f64)>,
+    /// When the run started (a marker).
+    pub run_start: f64,
+    /// When it ended (a marker), if it did.
+    pub run_end: Option<f64>,
+}
+
+/// Range-queries the first impact query of the newest runs (10 minutes before each run to
+/// its end, or now). Failures and timeouts just leave the graph out.
+pub async fn impact_graphs(state: &DaemonState) -> BTreeMap<String, ImpactGraph> {
+    let mut out = BTreeMap::new();
+    let Some(prometheus) = &state.prometheus else {
+        return out;
+    };
+    let now = state.runs.clock().now();
+    let candidates: Vec<(RunView, crate::plan::NamedQuery)> = state
+        .runs
+        .list()
+        .into_iter()
+        .filter_map(|run| {
+            let query = state.runs.impact_queries(&run.run_id).into_iter().next()?;
+            Some((run, query))
+        })
+        .take(GRAPHS)
+        .collect();
+    let queries = candidates.into_iter().map(|(run, query)| async move {
+        let started = run.started_at.unwrap_or(run.created_at);
+        let start = started.as_second() as f64 - 600.0;
+        let run_end = run.finished_at.map(|t| t.as_second() as f64);
+        let end = run_end.unwrap_or(now.as_second() as f64).max(start + 60.0);
+        let step = std::time::Duration::from_secs_f64(((end - start) / 60.0).max(1.0));
+        let result = tokio::time::timeout(
+            GRAPH_TIMEOUT,
+            prometheus.query_range(&query.query, start, end, step),
+        )
+        .await;
+        match result {
+            Ok(Ok(points)) if !points.is_empty() => Some((
+                run.run_id.clone(),
+                ImpactGraph {
+                    name: query.name.clone(),
+                    points,
+                    run_start: started.as_second() as f64,
+                    run_end,
+                },
+            )),
+            Ok(Ok(_)) => None,
+            Ok(Err(err)) => {
+                tracing::debug!(run = %run.run_id, error = %err, "impact graph query failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(run = %run.run_id, "impact graph query timed out");
+                None
+            }
+        }
+    });
+    for (id, graph) in futures::future::join_all(queries)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        out.insert(id, graph);
+    }
+    out
+}
+
+/// An inline SVG line chart (no scripts): the series, the run's start (and end) as vertical
+/// markers, the last value and the range as text.
+pub fn impact_svg(graph: &ImpactGraph) -> String {
+    const W: f64 = 320.0;
+    const H: f64 = 64.0;
+    let finite: Vec<(f64, f64)> = graph
+        .points
+        .iter()
+        .copied()
+        .filter(|(t, v)| t.is_finite() && v.is_finite())
+        .collect();
+    let Some(&(t0, _)) = finite.first() else {
+        return String::new();
+    };
+    let t1 = finite.last().map(|p| p.0).unwrap_or(t0).max(t0 + 1.0);
+    let (lo, hi) = finite
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, v)| {
+            (lo.min(*v), hi.max(*v))
+        });
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let x = |t: f64| ((t - t0) / (t1 - t0) * W).clamp(0.0, W);
+    let y = |v: f64| H - 4.0 - (v - lo) / span * (H - 8.0);
+    let points: Vec<String> = finite
+        .iter()
+        .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
+        .collect();
+    let mut svg = format!(
+        "<svg class=\"impact\" viewBox=\"0 0 {W} {H}\" width=\"100%\" height=\"64\" role=\"img\" aria-label=\"{}\">\
+<rect width=\"{W}\" height=\"{H}\" fill=\"#f6f8fa\"/>",
+        escape(&graph.name)
+    );
+    for marker in std::iter::once(graph.run_start).chain(graph.run_end) {
+        if marker >= t0 && marker <= t1 {
+            let _ = write!(
+                svg,
+                "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"0\" y2=\"{H}\" stroke=\"#bf8700\" stroke-dasharray=\"3,3\"/>",
+                x(marker)
+            );
+        }
+    }
+    let _ = write!(
+        svg,
+        "<polyline fill=\"none\" stroke=\"#cf222e\" stroke-width=\"1.5\" points=\"{}\"/></svg>",
+        points.join(" ")
+    );
+    let last = finite.last().map(|p| p.1).unwrap_or(0.0);
+    let _ = write!(
+        svg,
+        "<div class=\"muted\">impact: {} · now {} · range {}–{} · dashed: run start/end</div>",
+        escape(&graph.name),
+        short(last),
+        short(lo),
+        short(hi)
+    );
+    svg
+}
+
+fn short(v: f64) -> String {
+    if v.abs() >= 1000.0 || v == v.trunc() {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -36,7 +180,7 @@ section{background:#fff;border-radius:8px;padding:10px 14px;margin:10px 0;box-sh
 h2{font-size:1rem;margin:4px 0 8px}.run{border-top:1px solid #e1e4e8;padding:8px 0}.run:first-of-type{border-top:0}\
 .badge{display:inline-block;border-radius:10px;padding:1px 8px;font-size:.75rem;font-weight:600;color:#fff;background:#6a737d}\
 .succeeded,.verified,.already-satisfied,.done-earlier{background:#1a7f37}.failed,.error,.undone{background:#cf222e}\
-.running,.verifying,.queued{background:#0969da}.awaiting-ack{background:#bf8700}.stopped,.interrupted,.refused,.cancelled{background:#9a6700}\
+.running,.verifying,.queued{background:#0969da}.awaiting-ack{background:#bf8700}.stopped,.interrupted,.refused,.cancelled,.unfinished{background:#9a6700}\
 .skipped-overlap,.skipped-window,.skipped-budget{background:#6a737d}\
 ol{margin:6px 0;padding-left:20px}li{margin:2px 0;font-size:.9rem}.muted{color:#57606a;font-size:.8rem}\
 .approval{border-left:4px solid #bf8700;padding-left:8px}code{font-size:.8rem;word-break:break-all}\
@@ -53,7 +197,7 @@ fn run_status(run: &RunView) -> String {
 }
 
 /// Renders the page.
-pub fn render(state: &DaemonState) -> String {
+pub fn render(state: &DaemonState, graphs: &BTreeMap<String, ImpactGraph>) -> String {
     let runs = state.runs.list();
     let approvals = state.runs.pending_approvals();
     let drills = state.drills.recent();
@@ -109,7 +253,7 @@ pub fn render(state: &DaemonState) -> String {
         html.push_str("<p class=\"muted\">Nothing running.</p>");
     }
     for run in active {
-        render_run(&mut html, run, true);
+        render_run(&mut html, run, true, graphs.get(&run.run_id));
     }
     html.push_str("</section>");
 
@@ -157,7 +301,7 @@ pub fn render(state: &DaemonState) -> String {
         html.push_str("<p class=\"muted\">No finished runs.</p>");
     }
     for run in recent {
-        render_run(&mut html, run, false);
+        render_run(&mut html, run, false, graphs.get(&run.run_id));
     }
     html.push_str("</section>");
 
@@ -182,7 +326,7 @@ pub fn render(state: &DaemonState) -> String {
     html
 }
 
-fn render_run(html: &mut String, run: &RunView, timeline: bool) {
+fn render_run(html: &mut String, run: &RunView, timeline: bool, graph: Option<&ImpactGraph>) {
     let _ = write!(
         html,
         "<div class=\"run\"><b>{}</b> {} <span class=\"muted\">{} · {} · by {}{}</span>",
@@ -198,6 +342,9 @@ fn render_run(html: &mut String, run: &RunView, timeline: bool) {
     );
     if let Some(reason) = &run.reason {
         let _ = write!(html, "<br><span class=\"muted\">{}</span>", escape(reason));
+    }
+    if let Some(graph) = graph {
+        html.push_str(&impact_svg(graph));
     }
     if !run.steps.is_empty() {
         html.push_str("<ol>");
@@ -235,6 +382,38 @@ fn render_run(html: &mut String, run: &RunView, timeline: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn impact_svg_scales_the_series_and_marks_the_run() {
+        let graph = ImpactGraph {
+            name: "error <ratio>".into(),
+            points: vec![
+                (1000.0, 0.5),
+                (1060.0, 0.5),
+                (1120.0, 0.001),
+                (1180.0, f64::NAN),
+            ],
+            run_start: 1060.0,
+            run_end: Some(1120.0),
+        };
+        let svg = impact_svg(&graph);
+        assert!(svg.starts_with("<svg class=\"impact\""), "{svg}");
+        assert!(
+            svg.contains("points=\"0.0,4.0 160.0,4.0 320.0,60.0\""),
+            "{svg}"
+        );
+        assert_eq!(svg.matches("<line ").count(), 2, "{svg}");
+        assert!(
+            svg.contains("error &lt;ratio&gt;") && !svg.contains("<ratio>"),
+            "{svg}"
+        );
+        assert!(svg.contains("now 0.001"), "{svg}");
+        let empty = ImpactGraph {
+            points: vec![(1.0, f64::NAN)],
+            ..graph
+        };
+        assert_eq!(impact_svg(&empty), "");
+    }
 
     #[test]
     fn escapes_markup() {

@@ -172,9 +172,14 @@ impl GateState {
             .as_deref()
             .map(|i| format!(" (incident {i})"))
             .unwrap_or_default();
+        let what = if first.description.contains(&first.target.to_string()) {
+            first.description.clone()
+        } else {
+            format!("{} ({})", first.description, first.target)
+        };
         let text = format!(
-            "about to {} ({}), run {}, by {}{incident}",
-            first.description, first.target, plan.run_id, opts.who
+            "about to {what}, run {}, by {}{incident}",
+            plan.run_id, opts.who
         );
         if let Some(record) = self
             .notify(

@@ -457,7 +457,13 @@ impl Default for SimSettings {
 
 impl SimSettings {
     fn from_spec(s: &SettingsSpec) -> SimSettings {
-        let secs = |f: f64| Duration::from_secs_f64(if f.is_finite() && f > 0.0 { f } else { 0.0 });
+        let secs = |f: f64| {
+            if f.is_finite() && f > 0.0 {
+                Duration::try_from_secs_f64(f).unwrap_or(Duration::MAX)
+            } else {
+                Duration::ZERO
+            }
+        };
         SimSettings {
             time_factor: if s.time_factor.is_finite() && s.time_factor > 0.0 {
                 s.time_factor
@@ -1037,12 +1043,13 @@ mod tests {
     fn settings_convert_units() {
         let s = Scenario::from_yaml(
             "x",
-            "settings: {timeFactor: 20, podReadyDelaySeconds: 2.5, latencyMs: 7}\n",
+            "settings: {timeFactor: 20, podReadyDelaySeconds: 2.5, latencyMs: 7, errorRates: {429: 0.25}}\n",
         )
         .expect("valid");
         assert_eq!(s.settings().time_factor, 20.0);
         assert_eq!(s.settings().pod_ready_delay, Duration::from_millis(2500));
         assert_eq!(s.settings().latency, Duration::from_millis(7));
+        assert_eq!(s.settings().error_rates.get(&429), Some(&0.25));
         assert_eq!(
             s.settings().bad_mode(Some("crashloop"), &[]),
             Some(BadMode::CrashLoop)

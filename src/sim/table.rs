@@ -236,6 +236,16 @@ fn node_roles(node: &Value) -> String {
     or_none(roles.join(","))
 }
 
+fn node_address(node: &Value, kind: &str) -> String {
+    node.pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|a| s(a, "/type") == kind)
+        .map(|a| s(a, "/address").to_string())
+        .unwrap_or_default()
+}
+
 fn int_or_string(v: Option<&Value>) -> String {
     match v {
         Some(Value::String(s)) => s.clone(),
@@ -446,6 +456,11 @@ fn columns_and_cells(
                 ("Roles", "string", 0),
                 ("Age", "string", 0),
                 ("Version", "string", 0),
+                ("Internal-IP", "string", 1),
+                ("External-IP", "string", 1),
+                ("OS-Image", "string", 1),
+                ("Kernel-Version", "string", 1),
+                ("Container-Runtime", "string", 1),
             ],
             vec![
                 name,
@@ -453,6 +468,13 @@ fn columns_and_cells(
                 json!(node_roles(obj)),
                 json!(created),
                 json!(s(obj, "/status/nodeInfo/kubeletVersion")),
+                json!(or_none(node_address(obj, "InternalIP"))),
+                json!(or_none(node_address(obj, "ExternalIP"))),
+                json!(or_none(s(obj, "/status/nodeInfo/osImage").into())),
+                json!(or_none(s(obj, "/status/nodeInfo/kernelVersion").into())),
+                json!(or_none(
+                    s(obj, "/status/nodeInfo/containerRuntimeVersion").into()
+                )),
             ],
         ),
         ("", "namespaces") => (

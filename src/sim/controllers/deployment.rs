@@ -36,12 +36,19 @@ fn skip_copy(key: &str) -> bool {
     )
 }
 
+/// Largest count the API accepts (replica counts are int32).
+const MAX_COUNT: i64 = i32::MAX as i64;
+
 fn replicas(obj: &Value) -> i64 {
-    i64_at(obj, &["spec", "replicas"]).unwrap_or(1)
+    i64_at(obj, &["spec", "replicas"])
+        .unwrap_or(1)
+        .clamp(0, MAX_COUNT)
 }
 
 fn status_i64(obj: &Value, field: &str) -> i64 {
-    i64_at(obj, &["status", field]).unwrap_or(0)
+    i64_at(obj, &["status", field])
+        .unwrap_or(0)
+        .clamp(0, MAX_COUNT)
 }
 
 fn revision_of(obj: &Value) -> i64 {
@@ -65,7 +72,9 @@ pub fn fenceposts(d: &Value) -> (i64, i64) {
             .and_then(IntOrPercent::from_value)
             .unwrap_or(IntOrPercent::Percent(25))
     };
-    util::resolve_fenceposts(get("maxSurge"), get("maxUnavailable"), replicas(d))
+    let (surge, unavailable) =
+        util::resolve_fenceposts(get("maxSurge"), get("maxUnavailable"), replicas(d));
+    (surge.clamp(0, MAX_COUNT), unavailable.clamp(0, MAX_COUNT))
 }
 
 /// The controller's `MaxUnavailable`: 0 for Recreate or zero replicas, capped at replicas.
@@ -563,7 +572,7 @@ fn proportion(rs: &Value, d: &Value, to_add: i64, added: i64) -> i64 {
         if before == 0 {
             0
         } else {
-            ((r * max_now) as f64 / before as f64).round() as i64 - r
+            ((r as f64) * (max_now as f64) / (before as f64)).round() as i64 - r
         }
     };
     let allowed = to_add - added;

@@ -2,6 +2,7 @@
 //! deletion by `ownerReferences`: a dependent goes once none of its owners exists any more,
 //! matched by uid), and pods bound to a node that no longer exists are removed (pod GC).
 //! Kinds the controllers cache are swept every pass; other kinds every 10 simulated seconds.
+//! Deleting a namespace deletes everything in it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -38,8 +39,30 @@ fn uncached_dependents() -> Vec<ResourceType> {
 
 type OwnerKey = (String, String, String, String);
 
+/// Deletes everything in namespaces that were deleted (the namespace controller's job).
+fn delete_namespace_contents(c: &mut Controllers) {
+    for ns in std::mem::take(&mut c.state.deleted_namespaces) {
+        if c.store.get(&kinds::namespaces(), None, &ns).is_some() {
+            // Re-created meanwhile.
+            continue;
+        }
+        for rt in c
+            .store
+            .resource_types()
+            .into_iter()
+            .filter(|rt| rt.namespaced)
+        {
+            let (objects, _) = c.store.list(&rt, Some(&ns));
+            for obj in objects {
+                c.delete("namespace-controller", &rt, &obj);
+            }
+        }
+    }
+}
+
 /// Runs one garbage-collection sweep.
 pub fn reconcile(c: &mut Controllers) {
+    delete_namespace_contents(c);
     // (apiVersion, kind, namespace, name) -> uid of the live owner, if any.
     let mut owners: BTreeMap<OwnerKey, Option<String>> = BTreeMap::new();
     let nodes = c.cache.list(&kinds::nodes());

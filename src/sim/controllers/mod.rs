@@ -236,6 +236,10 @@ pub(crate) struct State {
     pub event_seq: u64,
     /// When uncached kinds were last garbage-collected.
     pub last_gc_sweep: Option<jiff::Timestamp>,
+    /// Namespaces deleted since the last pass (their contents go too).
+    pub deleted_namespaces: Vec<String>,
+    /// Pods deleted through the API since the last pass (the kubelet reports `Killing`).
+    pub killed: Vec<Value>,
     /// When events were last pruned.
     pub last_prune: Option<jiff::Timestamp>,
 }
@@ -312,6 +316,17 @@ impl Controllers {
         if self.is_dirty(&["services", "pods", "nodes", "endpoints"]) {
             endpoints::reconcile(self);
         }
+        for pod in std::mem::take(&mut self.state.killed) {
+            let message = format!("Stopping container {}", replicaset::first_container(&pod));
+            events::emit(
+                self,
+                &pod,
+                events::EventType::Normal,
+                "Killing",
+                &message,
+                "kubelet",
+            );
+        }
         events::prune(self);
         self.next_wake
     }
@@ -359,9 +374,16 @@ impl Controllers {
                 dirty.insert(DELETIONS.to_string());
             }
         }
-        let own = event.kind == EventKind::Deleted
-            && event.resource.plural == "pods"
-            && self.state.own_deletions.remove(util::uid(&event.object));
+        if event.kind == EventKind::Deleted && event.resource == kinds::namespaces() {
+            self.state
+                .deleted_namespaces
+                .push(util::name(&event.object).to_string());
+        }
+        let pod_deleted = event.kind == EventKind::Deleted && event.resource.plural == "pods";
+        let own = pod_deleted && self.state.own_deletions.remove(util::uid(&event.object));
+        if pod_deleted && !own && util::str_at(&event.object, &["spec", "nodeName"]).is_some() {
+            self.state.killed.push(event.object.clone());
+        }
         self.monitor.observe(&self.store, event, own);
     }
 

@@ -14,6 +14,8 @@ use super::util::{self, at, i64_at, str_at};
 use crate::sim::store::kinds;
 
 const CONTROLLER: &str = "replicaset-controller";
+/// Most pods created or deleted per ReplicaSet per sync (the real controller's burstReplicas).
+const BURST_REPLICAS: i64 = 500;
 
 /// A pod for `owner` (a ReplicaSet or DaemonSet) from its template, named by `generateName`,
 /// with the defaults admission adds (service account, not-ready/unreachable tolerations).
@@ -135,8 +137,10 @@ pub fn reconcile(c: &mut Controllers) {
             continue;
         }
         let mut owned = by_owner.remove(util::uid(&rs)).unwrap_or_default();
-        let desired = i64_at(&rs, &["spec", "replicas"]).unwrap_or(1).max(0);
-        let diff = owned.len() as i64 - desired;
+        let desired = i64_at(&rs, &["spec", "replicas"])
+            .unwrap_or(1)
+            .clamp(0, i64::from(i32::MAX));
+        let diff = (owned.len() as i64 - desired).clamp(-BURST_REPLICAS, BURST_REPLICAS);
         if diff < 0 {
             for _ in 0..(-diff) {
                 match c.create(CONTROLLER, &kinds::pods(), pod_for(&rs)) {
