@@ -271,6 +271,9 @@ async fn campaign(playbook: Playbook, default_seed: u64) {
             .filter(|r| r.seq > trial.log_start && is_injected(r))
             .count();
 
+        for line in &trial.commands {
+            eprintln!("  {line}");
+        }
         let violations = trial.sim.invariants().violations().len();
         assert_eq!(violations, 0, "PDB violations\n{}", trial.transcript);
         eprintln!(

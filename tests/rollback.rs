@@ -15,6 +15,16 @@ async fn rollback_restores_previous_template_and_journals_everything() {
         "notify:\n  channels:\n    - name: oncall\n      type: webhook\n      urlFromEnv: TEST_HOOK_URL\n",
     );
     assert!(h.image().ends_with(":1.5.0"));
+    let (pods, _) = h
+        .sim
+        .store()
+        .list(&ripcord::sim::store::kinds::pods(), Some("shop"));
+    let bad_pods: Vec<String> = pods
+        .iter()
+        .filter(|p| p.to_string().contains("checkout:1.5.0"))
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    assert!(!bad_pods.is_empty(), "the bad release has pods");
 
     let out = h
         .ripcord(
@@ -120,6 +130,22 @@ async fn rollback_restores_previous_template_and_journals_everything() {
     assert!(
         captured.iter().any(|e| e["kind"] == "Deployment"),
         "the Deployment is in the snapshot: {manifest}"
+    );
+    // The bad release's pods are replaced by the rollback, so their logs must be read before
+    // the first mutation: they are in the bundle.
+    let bad_pod_logs = captured
+        .iter()
+        .filter(|e| e["kind"] == "Log")
+        .filter(|e| {
+            e["name"]
+                .as_str()
+                .and_then(|n| n.split('/').nth(1))
+                .is_some_and(|pod| bad_pods.iter().any(|b| b == pod))
+        })
+        .count();
+    assert!(
+        bad_pod_logs > 0 && bad_pod_logs == bad_pods.len(),
+        "logs of the bad release's pods {bad_pods:?} are in the snapshot: {manifest}"
     );
 
     // The webhook heard "about to …" before the PATCH reached the API server.
@@ -235,7 +261,10 @@ async fn live_plan_shows_the_diff_and_inverse_and_writes_nothing() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("1.4.2"), "the live plan shows the target: {text}");
+    assert!(
+        text.contains("1.4.2"),
+        "the live plan shows the target: {text}"
+    );
     assert_eq!(h.sim.write_request_count(), writes, "a plan writes nothing");
     assert!(h.image().ends_with(":1.5.0"));
 }

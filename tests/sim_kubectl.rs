@@ -53,13 +53,12 @@ fn kubectls() -> Vec<PathBuf> {
         return std::env::split_paths(&list).collect();
     }
     let mut found = Vec::new();
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(k) = std::env::split_paths(&path)
+    if let Some(path) = std::env::var_os("PATH")
+        && let Some(k) = std::env::split_paths(&path)
             .map(|d| d.join("kubectl"))
             .find(|p| p.is_file())
-        {
-            found.push(k);
-        }
+    {
+        found.push(k);
     }
     let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools");
     find_named(&tools, "kubectl", 4, &mut found);
@@ -570,6 +569,45 @@ async fn server_side_apply_and_stale_replace() {
             "{}",
             out.stderr
         );
+        env.sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_wait_and_delete() {
+    for kubectl in kubectls() {
+        let env = Env::start(&kubectl).await;
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=web"])
+            .await;
+        let pod = pods["items"][0]["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let logs = env.run(&["logs", "-n", "shop", &pod]).await;
+        assert!(logs.ok, "{}", logs.stderr);
+        let available = env
+            .ok(&[
+                "wait",
+                "-n",
+                "shop",
+                "--for=condition=Available",
+                "deploy/web",
+                "--timeout=60s",
+            ])
+            .await;
+        assert!(available.contains("condition met"), "{available}");
+        let deleted = env
+            .ok(&["delete", "pod", "-n", "shop", &pod, "--timeout=60s"])
+            .await;
+        assert!(deleted.contains("deleted"), "{deleted}");
+        let gone = env.run(&["get", "pod", "-n", "shop", &pod]).await;
+        assert!(
+            !gone.ok && gone.stderr.contains("NotFound"),
+            "{}",
+            gone.stderr
+        );
+        env.wait_ready("web", 4).await;
         env.sim.shutdown().await;
     }
 }

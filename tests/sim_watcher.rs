@@ -162,3 +162,31 @@ async fn watcher_relists_after_a_forced_410() {
     assert!(lists >= 2, "the 410 forced a second list, saw {lists}");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn streaming_list_watcher_sees_initial_state_and_changes() {
+    let sim = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(sim.client(), "default");
+    api.create(&PostParams::default(), &cm("first", "1"))
+        .await
+        .unwrap();
+    let mut stream = watcher(api.clone(), watcher::Config::default().streaming_lists())
+        .default_backoff()
+        .boxed();
+    let init = until(&mut stream, "InitDone", |e| {
+        matches!(e, watcher::Event::InitDone)
+    })
+    .await;
+    assert!(init.iter().any(|e| is_apply(e, "first", "1")), "{init:?}");
+    api.create(&PostParams::default(), &cm("second", "1"))
+        .await
+        .unwrap();
+    until(&mut stream, "add of second", |e| is_apply(e, "second", "1")).await;
+    assert!(
+        sim.request_log()
+            .iter()
+            .all(|r| r.verb != "list" || r.path != "/api/v1/namespaces/default/configmaps"),
+        "a streaming list needs no list request"
+    );
+    sim.shutdown().await;
+}

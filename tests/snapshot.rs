@@ -76,13 +76,21 @@ async fn snapshot_captures_evidence_and_never_secrets() {
     let targets = snapshot::capture_targets(&client, &request, &bundle)
         .await
         .expect("targets captured");
-    // The fast phase costs one GET of the Deployment and one LIST of its ReplicaSets: no
-    // discovery, no Secret read, no write.
+    // The fast phase costs one GET of the Deployment, one LIST of its ReplicaSets and one
+    // LIST of its pods, plus a log read per container of each unready pod: no discovery, no
+    // Secret read, no write.
     let requests: Vec<_> = sim.cluster.request_log()[before..]
         .iter()
         .map(|r| format!("{} {}", r.verb, r.path))
         .collect();
-    assert_eq!(requests.len(), 2, "{requests:?}");
+    let non_log: Vec<_> = requests.iter().filter(|r| !r.ends_with("/log")).collect();
+    assert_eq!(non_log.len(), 3, "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r.starts_with("create") && !r.starts_with("patch")),
+        "{requests:?}"
+    );
     assert!(
         requests.iter().all(|r| !r.contains("secrets")),
         "{requests:?}"

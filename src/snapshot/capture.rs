@@ -248,15 +248,21 @@ pub async fn capture_targets(
     dir: &Path,
 ) -> Result<Manifest, SnapshotError> {
     let objects = Objects::new(client.clone(), CALL_TIMEOUT);
+    let workloads = Workloads::new(client.clone(), CALL_TIMEOUT);
     let reads = request
         .targets
         .iter()
-        .map(|target| capture_target(&objects, target));
+        .map(|target| capture_target(&objects, &workloads, request, target));
     let items: Vec<Captured> = join_all(reads).await.into_iter().flatten().collect();
     write_items(dir, items).await
 }
 
-async fn capture_target(objects: &Objects, target: &ObjectRef) -> Vec<Captured> {
+async fn capture_target(
+    objects: &Objects,
+    workloads: &Workloads,
+    request: &SnapshotRequest,
+    target: &ObjectRef,
+) -> Vec<Captured> {
     let what = target.to_string();
     if target.kind == "Secret" && target.api_version == "v1" {
         return vec![Captured::Json {
@@ -285,7 +291,12 @@ async fn capture_target(objects: &Objects, target: &ObjectRef) -> Vec<Captured> 
         && target.api_version == "apps/v1"
         && let Some(ns) = namespace
     {
-        items.extend(owned_replica_sets(objects, ns, &value).await);
+        let (replica_sets, unready_logs) = futures::join!(
+            owned_replica_sets(objects, ns, &value),
+            unready_pod_logs(workloads, request, ns, &value)
+        );
+        items.extend(replica_sets);
+        items.extend(unready_logs);
     }
     items.insert(0, object_item(&target.kind, value));
     items
@@ -312,6 +323,38 @@ fn deployment_selector(deployment: &Value) -> Option<String> {
             .collect::<Vec<_>>()
             .join(","),
     )
+}
+
+/// Logs of the Deployment's pods that are not Ready. These are the pods a mitigation is about
+/// to replace (a bad release's), so their logs are the evidence most likely to vanish; they are
+/// read in the fast phase, before the first mutation. One LIST plus one read per container.
+async fn unready_pod_logs(
+    workloads: &Workloads,
+    request: &SnapshotRequest,
+    namespace: &str,
+    deployment: &Value,
+) -> Vec<Captured> {
+    let Some(selector) = deployment_selector(deployment) else {
+        return Vec::new();
+    };
+    let params = ListParams::default().labels(&selector).limit(MAX_PODS);
+    let pods = match workloads.list::<Pod>(namespace, &params).await {
+        Ok(pods) => pods,
+        Err(err) => return vec![failed(format!("pods in {namespace} ({selector})"), &err)],
+    };
+    let unready: Vec<Pod> = pods.into_iter().filter(|pod| !pod_is_ready(pod)).collect();
+    capture_logs(workloads, request, &unready, &BTreeSet::new()).await
+}
+
+fn pod_is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
 }
 
 async fn owned_replica_sets(
@@ -382,13 +425,34 @@ pub async fn capture_rest(
         pods.extend(ns_pods);
     }
     items.extend(metric_items);
+    // Logs the fast phase already took (unready pods of a target) are not read twice.
+    let already = logs_in_manifest(dir).await;
     let (logs, nodes) = futures::join!(
-        capture_logs(&workloads, request, &pods),
+        capture_logs(&workloads, request, &pods, &already),
         capture_nodes(&workloads, &pods)
     );
     items.extend(logs);
     items.extend(nodes);
     write_items(dir, items).await
+}
+
+/// The (namespace, pod) pairs whose current log is already in the bundle's manifest.
+async fn logs_in_manifest(dir: &Path) -> BTreeSet<(String, String)> {
+    let Ok(bytes) = tokio::fs::read(dir.join(MANIFEST_FILE)).await else {
+        return BTreeSet::new();
+    };
+    let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
+        return BTreeSet::new();
+    };
+    manifest
+        .captured
+        .iter()
+        .filter(|entry| entry.kind == "Log")
+        .filter_map(|entry| {
+            let mut parts = entry.name.splitn(3, '/');
+            Some((parts.next()?.to_string(), parts.next()?.to_string()))
+        })
+        .collect()
 }
 
 /// The pods of the namespace's target Deployments, or all pods (bounded) when there are none.
@@ -539,10 +603,17 @@ async fn capture_logs(
     workloads: &Workloads,
     request: &SnapshotRequest,
     pods: &[Pod],
+    captured_logs: &BTreeSet<(String, String)>,
 ) -> Vec<Captured> {
     let tail = request.spec.log_tail_lines;
     let mut reads = Vec::new();
     for pod in pods {
+        if captured_logs.contains(&(
+            pod.metadata.namespace.clone().unwrap_or_default(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        )) {
+            continue;
+        }
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let restarts: BTreeMap<String, i32> = pod

@@ -162,6 +162,8 @@ pub struct Trial {
     pub original_pods: Vec<String>,
     /// Everything the child processes printed, for failure messages.
     pub transcript: String,
+    /// One line per child process: command, exit, wall time.
+    pub commands: Vec<String>,
 }
 
 /// The result of one process.
@@ -202,6 +204,7 @@ impl Trial {
             log_start: 0,
             original_pods: Vec::new(),
             transcript: String::new(),
+            commands: Vec::new(),
         };
         trial.wait_initial().await;
         if playbook.needs_failout() {
@@ -303,6 +306,7 @@ impl Trial {
         env: &[(&str, &str)],
         kill_after: Option<Duration>,
     ) -> Exit {
+        let started = Instant::now();
         let mut child = self.command(args, env).spawn().expect("ripcord starts");
         let mut killed = false;
         if let Some(delay) = kill_after {
@@ -329,6 +333,13 @@ impl Trial {
         );
         // A process that had exited on its own before the kill was not killed.
         let killed = killed && out.status.code().is_none();
+        self.commands.push(format!(
+            "ripcord {} -> {:?}{} in {:.1}s",
+            args.join(" "),
+            out.status.code(),
+            if killed { " (killed)" } else { "" },
+            started.elapsed().as_secs_f64()
+        ));
         self.transcript.push_str(&format!(
             "\n$ ripcord {} {env:?} kill_after={kill_after:?} -> code {:?} killed {killed}\n{}",
             args.join(" "),

@@ -36,6 +36,9 @@ use super::store::{EventKind, ResourceType, Store, StoreError, StoreEvent, kinds
 /// Marker in the dirty set: some object was deleted (owners may be gone).
 pub(crate) const DELETIONS: &str = "*deleted*";
 
+/// Consecutive writing passes after which the task pauses for 10 ms of real time.
+const BUSY_PASSES_BEFORE_PAUSE: u64 = 200;
+
 /// Longest simulated sleep between passes when no timer is due (periodic resync).
 const RESYNC: Duration = Duration::from_secs(30);
 
@@ -77,6 +80,7 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     let mut controllers = Controllers::new(store, settings, monitor);
     tokio::spawn(async move {
+        let mut busy_passes: u64 = 0;
         loop {
             let next = controllers.pass();
             let clock = controllers.store.clock().clone();
@@ -86,9 +90,17 @@ pub fn spawn(
                 .unwrap_or(RESYNC)
                 .min(RESYNC);
             if controllers.wrote {
-                // Our own writes produced events; pick them up right away.
-                tokio::task::yield_now().await;
+                // Our own writes produced events; pick them up right away, but never spin:
+                // a long run of writing passes gets a short real pause.
+                busy_passes += 1;
+                if busy_passes % BUSY_PASSES_BEFORE_PAUSE == 0 {
+                    tracing::debug!(passes = busy_passes, "controllers busy; pausing briefly");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                } else {
+                    tokio::task::yield_now().await;
+                }
             } else {
+                busy_passes = 0;
                 let received = tokio::select! {
                     received = controllers.events.recv() => Some(received),
                     _ = clock.sleep(sleep_for) => None,
@@ -444,7 +456,12 @@ impl Controllers {
         rt: &ResourceType,
         obj: Value,
     ) -> Result<Value, StoreError> {
-        match self.store.create(rt, obj.clone()) {
+        let namespace = util::namespace(&obj).unwrap_or("").to_string();
+        let name = util::str_at(&obj, &["metadata", "name"])
+            .or_else(|| util::str_at(&obj, &["metadata", "generateName"]))
+            .unwrap_or("")
+            .to_string();
+        match self.store.create(rt, obj) {
             Ok(v) => {
                 self.wrote = true;
                 Ok(v)
@@ -454,8 +471,8 @@ impl Controllers {
                     controller,
                     operation: "create",
                     kind: rt.kind.clone(),
-                    namespace: util::namespace(&obj).unwrap_or("").to_string(),
-                    name: util::name(&obj).to_string(),
+                    namespace,
+                    name,
                     source,
                 };
                 tracing::debug!(error = %e, category = e.category(), "controller write failed");
