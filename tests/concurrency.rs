@@ -22,7 +22,7 @@ fn run_ids(text: &str) -> Vec<String> {
 }
 
 async fn race(offset: Duration) -> &'static str {
-    let mut trial = Trial::start(Playbook::Rollback).await;
+    let trial = Trial::start(Playbook::Rollback).await;
     let args: Vec<String> = ["rollback", "deployment/checkout", "-n", "shop", "--yes"]
         .iter()
         .map(|s| s.to_string())

@@ -534,7 +534,7 @@ fn mutated_scenarios_never_panic_the_loader() {
         }
     }
     check("[".repeat(50_000));
-    check("zones: &z [x, x, x, x, x, x, x, x]\n".repeat(1));
+    check("zones: &z [x, x, x, x]\nnamespaces: *z\ndeployments: *z\n".to_string());
 }
 
 // === daemon: Alertmanager webhook and API bodies ===

@@ -268,3 +268,35 @@ async fn live_plan_shows_the_diff_and_inverse_and_writes_nothing() {
     assert_eq!(h.sim.write_request_count(), writes, "a plan writes nothing");
     assert!(h.image().ends_with(":1.5.0"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_against_an_unreachable_cluster_exits_3_and_journals_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    // Port 1 on loopback: nothing listens there.
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: http://127.0.0.1:1\n\
+         contexts:\n- name: gone\n  context:\n    cluster: gone\n    user: nobody\n\
+         current-context: gone\nusers:\n- name: nobody\n  user: {}\n",
+    )
+    .expect("kubeconfig written");
+    let state = dir.path().join("state");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
+        .args(["rollback", "deployment/checkout", "-n", "shop", "--yes"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RIPCORD_STATE_DIR", &state)
+        .env("RIPCORD_CONFIG", "/dev/null")
+        .output()
+        .await
+        .expect("ripcord runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cannot reach the cluster"), "{stderr}");
+    assert!(
+        ripcord::journal::list_runs(&state)
+            .unwrap_or_default()
+            .is_empty(),
+        "no run is journaled when the cluster is unreachable"
+    );
+}

@@ -1,7 +1,8 @@
 //! The simulated API server over loopback HTTP, driven by the real `kube::Client` and raw
 //! HTTP: discovery, CRUD, optimistic concurrency, patches, selectors, paging, watches, tables,
-//! CRDs, subresources, errors and fault injection. No controllers run here (see
-//! `sim_kubectl.rs` for the full cluster).
+//! CRDs, subresources, errors and fault injection. Most tests run the server without
+//! controllers; `sim_cluster_serves_controller_metrics` and the `sim serve` test start the full
+//! cluster (see `sim_kubectl.rs` for kubectl against it).
 
 use std::time::Duration;
 
@@ -760,4 +761,96 @@ async fn watch_with_selector_reports_objects_leaving_it_as_deleted() {
         .collect();
     assert_eq!(types, vec!["DELETED", "ADDED"]);
     h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn aggregated_discovery_when_asked() {
+    let h = Harness::start().await;
+    let resp = h
+        .http
+        .get(h.url("/apis"))
+        .header(
+            "Accept",
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["kind"], "APIGroupDiscoveryList");
+    let apps = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["metadata"]["name"] == "apps")
+        .unwrap();
+    let deployments = apps["versions"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "deployments")
+        .unwrap();
+    assert_eq!(deployments["shortNames"], json!(["deploy"]));
+    assert!(
+        deployments["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["subresource"] == "scale" && s["responseKind"]["kind"] == "Scale")
+    );
+    let legacy: Value = h
+        .http
+        .get(h.url("/apis"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(legacy["kind"], "APIGroupList");
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn sim_cluster_serves_controller_metrics() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/scenarios/three-zones.yaml"
+    );
+    let scenario = ripcord::sim::scenario::Scenario::load_file(std::path::Path::new(path)).unwrap();
+    let sim = ripcord::sim::SimCluster::start(ripcord::sim::SimOptions {
+        scenario,
+        addr: None,
+    })
+    .await
+    .unwrap();
+    let resp = reqwest::get(format!("{}/metrics", sim.url()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("sim_http_requests_total"), "{text}");
+    let deployments: Api<Deployment> = Api::namespaced(sim.client(), "shop");
+    assert_eq!(
+        deployments
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    assert_eq!(sim.write_request_count(), 0);
+    assert!(sim.request_log().iter().any(|r| r.path == "/metrics"));
+    sim.shutdown().await;
 }

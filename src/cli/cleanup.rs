@@ -3,7 +3,7 @@
 //! engine (journaled as a run of its own).
 
 use super::exit::with_exit;
-use super::run::{ConfigArgs, Settings, exit_for, kube_client, run_with_progress};
+use super::run::{ConfigArgs, Settings, connected_client, exit_for, run_with_progress};
 use super::{Exit, GlobalArgs, Output};
 use crate::cleanup::revert::{self, CleanupPlan, ItemStatus, PlanOptions};
 use crate::cleanup::{CleanupError, Selection, apply, fields, source};
@@ -69,7 +69,7 @@ pub fn selection(run: &Option<String>, incident: &Option<String>) -> anyhow::Res
 pub async fn run(args: CleanupArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let selection = selection(&args.run, &args.incident)?;
     let settings = Settings::load(&args.config, &global)?;
-    let client = kube_client(&global).await?;
+    let client = connected_client(&global).await?;
     let objects = Objects::new(client.clone(), settings.call_timeout);
     let runs = source::load(&settings.state_dir, Some(&objects), &selection)
         .await

@@ -79,8 +79,12 @@ pub fn classify(err: &anyhow::Error) -> Exit {
         if let Some(kube::Error::HyperError(_)) = cause.downcast_ref::<kube::Error>() {
             return Exit::Unreachable;
         }
-        if cause.downcast_ref::<kube::config::KubeconfigError>().is_some()
-            || cause.downcast_ref::<kube::config::InferConfigError>().is_some()
+        if cause
+            .downcast_ref::<kube::config::KubeconfigError>()
+            .is_some()
+            || cause
+                .downcast_ref::<kube::config::InferConfigError>()
+                .is_some()
         {
             return Exit::Unreachable;
         }

@@ -62,7 +62,7 @@ pub fn deployment_name(target: &str) -> anyhow::Result<String> {
 /// Runs `ripcord mark-good`.
 pub async fn run(args: MarkGoodArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let name = deployment_name(&args.target)?;
-    let client = super::run::kube_client(&global).await?;
+    let client = super::run::connected_client(&global).await?;
     let namespace = global
         .namespace
         .clone()

@@ -28,8 +28,10 @@ pub use exit::Exit;
 /// ripcord — automated, journaled, reversible mitigations for Kubernetes.
 #[derive(Debug, Parser)]
 #[command(name = "ripcord", version, about, long_about = None)]
-#[command(after_help = "Exit codes: 0 ok, 1 run failed / dirty, 2 invalid input, \
-3 cluster unreachable, 4 refused by a guard or lock, 130 interrupted (resumable).")]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 run failed / dirty, 2 invalid input, \
+3 cluster unreachable, 4 refused by a guard or lock, 130 interrupted (resumable)."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -50,7 +52,13 @@ pub struct GlobalArgs {
     pub context: Option<String>,
 
     /// The namespace of the target (defaults to the context's namespace).
-    #[arg(short = 'n', long, global = true, env = "RIPCORD_NAMESPACE", value_name = "NS")]
+    #[arg(
+        short = 'n',
+        long,
+        global = true,
+        env = "RIPCORD_NAMESPACE",
+        value_name = "NS"
+    )]
     pub namespace: Option<String>,
 
     /// Output format.

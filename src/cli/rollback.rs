@@ -5,7 +5,7 @@
 
 use super::exit::with_exit;
 use super::run::{
-    ConfigArgs, Settings, confirm, exit_for, kube_client, outcome_line, plan_playbook,
+    ConfigArgs, Settings, confirm, connected_client, exit_for, outcome_line, plan_playbook,
     print_dry_run, print_outcome, render_mutation, run_with_progress,
 };
 use super::{Exit, GlobalArgs};
@@ -70,7 +70,7 @@ pub async fn run(args: RollbackArgs, global: GlobalArgs) -> anyhow::Result<Exit>
     let name =
         parse_target(&args.target).map_err(|e| with_exit(Exit::Usage, anyhow::anyhow!(e)))?;
     let settings = Settings::load(&args.config, &global)?;
-    let client = kube_client(&global).await?;
+    let client = connected_client(&global).await?;
     let namespace = global
         .namespace
         .clone()

@@ -80,7 +80,7 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
         }
     };
     let plan = settings.with_config_channels(plan);
-    let client = kube_client(&global).await?;
+    let client = connected_client(&global).await?;
     let namespace = global
         .namespace
         .clone()
@@ -124,7 +124,7 @@ pub async fn live_plan(
     config: &ConfigArgs,
 ) -> anyhow::Result<Exit> {
     let settings = Settings::load(config, global)?;
-    let client = kube_client(global).await?;
+    let client = connected_client(global).await?;
     let namespace = global
         .namespace
         .clone()
@@ -293,6 +293,27 @@ pub async fn kube_client(global: &GlobalArgs) -> anyhow::Result<kube::Client> {
             .context("no Kubernetes configuration found (use --kubeconfig)")?,
     };
     kube::Client::try_from(config).context("cannot build the Kubernetes client")
+}
+
+/// [`kube_client`], then one `GET /version` (bounded by 10 s) so that an unreachable cluster
+/// ends the command before any journal is created, with exit code 3 and a hint — instead of
+/// a run whose every step fails.
+pub async fn connected_client(global: &GlobalArgs) -> anyhow::Result<kube::Client> {
+    let client = kube_client(global).await?;
+    let probe = tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await;
+    let hint = "check --kubeconfig/--context (or KUBECONFIG) and that the API server is up";
+    match probe {
+        Ok(Ok(_)) => Ok(client),
+        Ok(Err(err)) if matches!(err, kube::Error::Api(_)) => Ok(client),
+        Ok(Err(err)) => Err(with_exit(
+            Exit::Unreachable,
+            anyhow::Error::new(err).context(format!("cannot reach the cluster; {hint}")),
+        )),
+        Err(_) => Err(with_exit(
+            Exit::Unreachable,
+            anyhow::anyhow!("the cluster did not answer within 10s; {hint}"),
+        )),
+    }
 }
 
 /// Asks "QUESTION [y/N]" on the terminal. Without a terminal, refuses (exit 4): pass `--yes`.
@@ -479,7 +500,9 @@ pub fn print_dry_run(outcome: &RunOutcome, output: Output) -> anyhow::Result<()>
             step.action,
             describe_result(&step.result)
         );
-        if !step.summary.is_empty() {
+        // A one-mutation step's summary usually says what its mutation says: print it once.
+        let repeated = step.mutations.iter().any(|m| m.description == step.summary);
+        if !step.summary.is_empty() && !repeated {
             println!("   {}", step.summary);
         }
         for m in &step.mutations {

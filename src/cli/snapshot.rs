@@ -104,7 +104,7 @@ pub async fn run(args: SnapshotArgs, global: GlobalArgs) -> anyhow::Result<Exit>
         .iter()
         .map(|q| parse_query(q))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let client = super::run::kube_client(&global).await?;
+    let client = super::run::connected_client(&global).await?;
     let mut namespaces = args.namespaces.clone();
     if namespaces.is_empty() {
         namespaces.push(

@@ -2,7 +2,7 @@
 //! or dirty (exit 1), as a table or `-o json`; a cluster that cannot be read exits 3.
 
 use super::exit::with_exit;
-use super::run::{ConfigArgs, Settings, kube_client};
+use super::run::{ConfigArgs, Settings, connected_client};
 use super::{Exit, GlobalArgs, Output};
 use crate::cleanup::verify::{self, VerifyReport};
 use crate::cleanup::{Selection, source};
@@ -48,7 +48,7 @@ pub async fn run(args: VerifyArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
         }
     };
     let settings = Settings::load(&args.config, &global)?;
-    let client = kube_client(&global).await?;
+    let client = connected_client(&global).await?;
     let objects = Objects::new(client, settings.call_timeout);
     // A cluster that cannot be read cannot be verified: exit 3, never "dirty" (1).
     let unreadable = |e: crate::cleanup::CleanupError| match e {
