@@ -4,16 +4,20 @@
 //! Multi-phase through re-diff: the first diff returns the cordons; every later diff returns the
 //! next *wave* of evictions — at most `maxConcurrent` pods, chosen so that every
 //! PodDisruptionBudget selecting them still allows the disruption (computed from the live pods;
-//! the API server stays the authority). `apply` evicts one pod (never deletes it) and keeps
-//! retrying on a PDB refusal (HTTP 429) with a capped exponential backoff, bounded by the step's
-//! timeout. `verify` waits (bounded) until the evicted pods are gone and their ReplicaSets are
-//! fully Ready again — the replacements run elsewhere, since the drained nodes are cordoned —
-//! which refills the PDB budgets for the next wave.
+//! the API server stays the authority). A wave is one mutation per node
+//! (`evict/<node>/<first pod>`, listing that node's pods of the wave) because the engine applies
+//! mutations one after the other: `apply` evicts the node's pods concurrently (at most
+//! `maxConcurrent` requests in flight), never deletes them, and keeps retrying a PDB refusal
+//! (HTTP 429) with a capped exponential backoff, bounded by the step's timeout. A pod already
+//! gone counts as evicted, so applying the same mutation again is harmless. `verify` waits
+//! (bounded) until the evicted pods are gone and their ReplicaSets are fully Ready again — the
+//! replacements run elsewhere, since the drained nodes are cordoned — which refills the PDB
+//! budgets for the next wave.
 //!
 //! DaemonSet pods and mirror pods are skipped (a DaemonSet pod would come back on the same node);
 //! pods with `emptyDir` volumes are evicted only with `deleteEmptydirData`; pods no controller
-//! manages are skipped like `kubectl drain` does without `--force`. Each eviction is a mutation
-//! whose inverse is `None`: the controller recreates the pod; the cordon's inverse uncordons.
+//! manages are skipped like `kubectl drain` does without `--force`. Evictions have the inverse
+//! `None`: the controllers recreate the pods; the cordon's inverse uncordons.
 
 use super::node_cordon::{apply_node_patch, cordon_mutation, select_nodes};
 use super::{Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef};
@@ -68,20 +72,51 @@ pub(crate) struct Wave {
     pub owners: BTreeMap<String, String>,
 }
 
-/// Remembers which ReplicaSet owned each evicted pod (filled by `diff`, read by `verify`).
+/// What `diff` learned for `verify`: the ReplicaSet owning each pod of a wave, and the pods
+/// of each eviction mutation. In memory only: after a crash, the re-diff sees any pod that is
+/// still there and evicts it again.
 #[derive(Debug, Default)]
-pub(crate) struct EvictionOwners(Mutex<BTreeMap<String, String>>);
+pub(crate) struct EvictionOwners(Mutex<Memory>);
+
+#[derive(Debug, Default)]
+struct Memory {
+    owners: BTreeMap<String, String>,
+    pods: BTreeMap<String, Vec<ObjectRef>>,
+}
 
 impl EvictionOwners {
-    pub(crate) fn remember(&self, owners: &BTreeMap<String, String>) {
-        if let Ok(mut map) = self.0.lock() {
-            map.extend(owners.iter().map(|(k, v)| (k.clone(), v.clone())));
+    pub(crate) fn remember(&self, wave: &Wave) {
+        if let Ok(mut memory) = self.0.lock() {
+            memory
+                .owners
+                .extend(wave.owners.iter().map(|(k, v)| (k.clone(), v.clone())));
+            for m in &wave.mutations {
+                memory.pods.insert(m.id.clone(), pods_of(m));
+            }
         }
     }
 
     fn get(&self, key: &str) -> Option<String> {
-        self.0.lock().ok().and_then(|m| m.get(key).cloned())
+        self.0.lock().ok().and_then(|m| m.owners.get(key).cloned())
     }
+
+    fn pods(&self, mutation_id: &str) -> Vec<ObjectRef> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.pods.get(mutation_id).cloned())
+            .unwrap_or_default()
+    }
+}
+
+/// The pods an eviction mutation lists in its request.
+fn pods_of(mutation: &Mutation) -> Vec<ObjectRef> {
+    mutation.request["pods"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some(pod_ref(p["namespace"].as_str()?, p["name"].as_str()?)))
+        .collect()
 }
 
 /// Plans the next wave: the evictable pods on `drained` nodes, at most `max_concurrent`, each
@@ -163,29 +198,40 @@ pub(crate) fn plan_wave(
     {
         chosen.push(first);
     }
+    let mut by_node: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
     for pod in chosen {
         let key = format!("{}/{}", pods::namespace(pod), pods::name(pod));
         if let Some(owner) = pods::controller_of(pod).filter(|o| o.kind == "ReplicaSet") {
             wave.owners.insert(key, owner.name.clone());
         }
-        wave.mutations.push(eviction_mutation(pod));
+        by_node
+            .entry(pods::node_name(pod).unwrap_or_default())
+            .or_default()
+            .push(pod);
+    }
+    for (node, node_pods) in by_node {
+        wave.mutations.push(eviction_mutation(node, &node_pods));
     }
     wave
 }
 
-/// The eviction of one pod.
-pub(crate) fn eviction_mutation(pod: &Pod) -> Mutation {
-    let (namespace, name) = (pods::namespace(pod), pods::name(pod));
-    let node = pods::node_name(pod).unwrap_or_default();
-    let owner = pods::controller_of(pod)
-        .map(|o| format!("{} {}", o.kind, o.name))
+/// The eviction of some pods of one node (a non-empty list).
+pub(crate) fn eviction_mutation(node: &str, node_pods: &[&Pod]) -> Mutation {
+    let first = node_pods
+        .first()
+        .map(|p| format!("{}/{}", pods::namespace(p), pods::name(p)))
         .unwrap_or_default();
-    Mutation {
-        id: format!("{EVICT_PREFIX}{namespace}/{name}"),
-        target: pod_ref(namespace, name),
-        description: format!("evict pod {namespace}/{name} from node {node}"),
-        diff: format!("- pod {namespace}/{name} on {node} ({owner})\n"),
-        pre_image: json!({
+    let mut diff = String::new();
+    let mut listed = Vec::new();
+    let mut pre = Vec::new();
+    for pod in node_pods {
+        let (namespace, name) = (pods::namespace(pod), pods::name(pod));
+        let owner = pods::controller_of(pod)
+            .map(|o| format!("{} {}", o.kind, o.name))
+            .unwrap_or_default();
+        diff.push_str(&format!("- pod {namespace}/{name} on {node} ({owner})\n"));
+        listed.push(json!({ "namespace": namespace, "name": name }));
+        pre.push(json!({
             "metadata": {
                 "name": name, "namespace": namespace,
                 "uid": pod.metadata.uid,
@@ -193,11 +239,18 @@ pub(crate) fn eviction_mutation(pod: &Pod) -> Mutation {
                 "ownerReferences": pod.metadata.owner_references,
             },
             "spec": { "nodeName": node },
-        }),
-        resource_version: pod.metadata.resource_version.clone(),
-        request: json!({ "namespace": namespace, "name": name }),
+        }));
+    }
+    Mutation {
+        id: format!("{EVICT_PREFIX}{node}/{first}"),
+        target: super::node_cordon::node_ref(node),
+        description: format!("evict {} pod(s) from node {node}", node_pods.len()),
+        diff,
+        pre_image: json!({ "pods": pre }),
+        resource_version: None,
+        request: json!({ "pods": listed }),
         inverse: Inverse::None {
-            reason: format!("the controller ({owner}) recreates the pod on another node"),
+            reason: "evicted pods are recreated on other nodes by their controllers".into(),
         },
     }
 }
@@ -212,28 +265,60 @@ pub(crate) fn pod_ref(namespace: &str, name: &str) -> ObjectRef {
     }
 }
 
-/// Evicts the mutation's pod, retrying PDB refusals (429) with a capped backoff until
-/// `ctx.verify_timeout` has passed. A pod already gone counts as evicted.
+/// Evicts the mutation's pod (a restart batch's mutation targets one pod), retrying PDB
+/// refusals (429) with a capped backoff until `ctx.verify_timeout` has passed.
 pub(crate) async fn evict_with_retry(
     ctx: &ActionContext,
     mutation: &Mutation,
 ) -> Result<Applied, ActionError> {
-    let api = Pods::new(ctx.client.clone(), ctx.call_timeout);
     let namespace = mutation.target.namespace.clone().unwrap_or_default();
-    let name = &mutation.target.name;
     let deadline = Instant::now() + ctx.verify_timeout;
+    evict_pod(ctx, &namespace, &mutation.target.name, deadline).await?;
+    Ok(Applied {
+        id: mutation.id.clone(),
+        target: mutation.target.clone(),
+        resource_version_after: None,
+    })
+}
+
+/// Evicts every pod an eviction mutation lists, at most `in_flight` requests at once, each
+/// retrying PDB refusals until `ctx.verify_timeout` has passed.
+pub(crate) async fn evict_listed(
+    ctx: &ActionContext,
+    mutation: &Mutation,
+    in_flight: usize,
+) -> Result<Applied, ActionError> {
+    use futures::stream::{self, TryStreamExt};
+    let deadline = Instant::now() + ctx.verify_timeout;
+    let listed = pods_of(mutation);
+    stream::iter(listed.iter().map(Ok::<_, ActionError>))
+        .try_for_each_concurrent(in_flight.max(1), |pod| async move {
+            let namespace = pod.namespace.as_deref().unwrap_or_default();
+            evict_pod(ctx, namespace, &pod.name, deadline).await
+        })
+        .await?;
+    Ok(Applied {
+        id: mutation.id.clone(),
+        target: mutation.target.clone(),
+        resource_version_after: None,
+    })
+}
+
+async fn evict_pod(
+    ctx: &ActionContext,
+    namespace: &str,
+    name: &str,
+    deadline: Instant,
+) -> Result<(), ActionError> {
+    let api = Pods::new(ctx.client.clone(), ctx.call_timeout);
     let mut backoff = BACKOFF_START;
     let mut refusals = 0u32;
     loop {
-        match api.evict(&namespace, name).await? {
+        match api.evict(namespace, name).await? {
             EvictOutcome::Evicted | EvictOutcome::Gone => {
                 tracing::info!(run = %ctx.run_id, step = %ctx.step, pod = %name,
                                namespace = %namespace, refusals, "pod evicted");
-                return Ok(Applied {
-                    id: mutation.id.clone(),
-                    target: mutation.target.clone(),
-                    resource_version_after: None,
-                });
+                return Ok(());
             }
             EvictOutcome::Blocked { message } => {
                 refusals += 1;
@@ -263,11 +348,12 @@ pub(crate) async fn wait_evictions_settled(
     applied: &[Applied],
     owners: &EvictionOwners,
 ) -> Result<(), ActionError> {
-    let evicted: Vec<&ObjectRef> = applied
+    let evicted_refs: Vec<ObjectRef> = applied
         .iter()
         .filter(|a| a.id.starts_with(EVICT_PREFIX))
-        .map(|a| &a.target)
+        .flat_map(|a| owners.pods(&a.id))
         .collect();
+    let evicted: Vec<&ObjectRef> = evicted_refs.iter().collect();
     if evicted.is_empty() {
         return Ok(());
     }
@@ -456,7 +542,7 @@ impl NodeDrain {
             .map(|n| nodes::name(n).to_string())
             .collect();
         let wave = next_wave(ctx, &drained, self.settings()).await?;
-        self.owners.remember(&wave.owners);
+        self.owners.remember(&wave);
         Ok(Diff {
             summary: format!("drain {} node(s): {}", drained.len(), wave_summary(&wave)),
             mutations: wave.mutations,
@@ -488,7 +574,7 @@ impl Action for NodeDrain {
     ) -> BoxFuture<'a, Result<Applied, ActionError>> {
         Box::pin(async move {
             if mutation.id.starts_with(EVICT_PREFIX) {
-                evict_with_retry(ctx, mutation).await
+                evict_listed(ctx, mutation, self.args.max_concurrent as usize).await
             } else {
                 apply_node_patch(ctx, mutation).await
             }
@@ -552,10 +638,12 @@ mod tests {
         let pdbs = vec![pdb("web", json!({"minAvailable": 4}))];
         let wave = plan_wave(&drained, &all, &pdbs, settings(10));
         let ids: Vec<&str> = wave.mutations.iter().map(|m| m.id.as_str()).collect();
-        assert_eq!(
-            ids,
-            ["evict/shop/api-0", "evict/shop/web-0", "evict/shop/web-1"]
-        );
+        assert_eq!(ids, ["evict/a-1/shop/api-0"]);
+        let listed: Vec<String> = pods_of(&wave.mutations[0])
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        assert_eq!(listed, ["api-0", "web-0", "web-1"]);
         assert_eq!(wave.remaining, 4);
         assert_eq!(wave.blocked, 1);
         assert_eq!(wave.skipped.len(), 1);
@@ -567,7 +655,7 @@ mod tests {
         assert!(matches!(wave.mutations[0].inverse, Inverse::None { .. }));
 
         let capped = plan_wave(&drained, &all, &pdbs, settings(1));
-        assert_eq!(capped.mutations.len(), 1);
+        assert_eq!(pods_of(&capped.mutations[0]).len(), 1);
 
         // Two drained nodes, one node at a time: only a-1's pods.
         let two = BTreeSet::from(["a-1".to_string(), "b-1".to_string()]);
@@ -577,12 +665,17 @@ mod tests {
         };
         let wave = plan_wave(&two, &all, &[], one_node);
         assert_eq!(wave.remaining, 7);
-        assert!(
-            wave.mutations
-                .iter()
-                .all(|m| m.pre_image["spec"]["nodeName"] == "a-1")
-        );
-        assert_eq!(wave.mutations.len(), 4);
+        assert_eq!(wave.mutations.len(), 1);
+        assert_eq!(wave.mutations[0].target.name, "a-1");
+        assert_eq!(pods_of(&wave.mutations[0]).len(), 4);
+        // Without a node limit, one mutation per node.
+        let both = plan_wave(&two, &all, &[], settings(100));
+        let targets: Vec<&str> = both
+            .mutations
+            .iter()
+            .map(|m| m.target.name.as_str())
+            .collect();
+        assert_eq!(targets, ["a-1", "b-1"]);
     }
 
     #[test]
@@ -594,7 +687,7 @@ mod tests {
         ];
         let pdbs = vec![pdb("web", json!({"minAvailable": 2}))];
         let wave = plan_wave(&drained, &all, &pdbs, settings(10));
-        assert_eq!(wave.mutations.len(), 1);
+        assert_eq!(pods_of(&wave.mutations[0]).len(), 1);
         assert_eq!(wave.blocked, 1);
     }
 }

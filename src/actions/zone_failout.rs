@@ -27,8 +27,8 @@
 
 use super::node_cordon::{apply_node_patch, cordon_mutation};
 use super::node_drain::{
-    DrainSettings, EVICT_PREFIX, EvictionOwners, evict_with_retry, plan_wave,
-    wait_evictions_settled, wave_summary,
+    DrainSettings, EVICT_PREFIX, EvictionOwners, evict_listed, plan_wave, wait_evictions_settled,
+    wave_summary,
 };
 use super::traffic_set_weights::{apply_route_patch, route_mutation};
 use super::{Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef};
@@ -49,6 +49,8 @@ pub const TRAFFIC_PERCENT_ANNOTATION: &str = "ripcord.dev/traffic-percent";
 const TRAFFIC_ROUTE_ID: &str = "traffic/route";
 /// Mutation id of the webhook call.
 const TRAFFIC_WEBHOOK_ID: &str = "traffic/webhook";
+/// Eviction requests in flight at once while evacuating one node.
+const EVICTIONS_IN_FLIGHT: usize = 16;
 
 /// The `zone.failout` action.
 #[derive(Debug)]
@@ -187,7 +189,7 @@ pub(crate) fn check_guards(
 /// Places pods (largest CPU request first) on the node with the most free CPU that fits
 /// each; returns how many fit nowhere. `room` is consumed as pods are placed.
 fn place_first_fit(room: &mut [Resources], mut moving: Vec<Resources>) -> usize {
-    moving.sort_by(|a, b| (b.cpu_millis, b.memory_bytes).cmp(&(a.cpu_millis, a.memory_bytes)));
+    moving.sort_by_key(|r| std::cmp::Reverse((r.cpu_millis, r.memory_bytes)));
     let mut unplaced = 0;
     for need in moving {
         let best = room
@@ -457,7 +459,7 @@ impl ZoneFailout {
             .collect();
         let (all_pods, pdbs) = tokio::try_join!(pod_api.list_all(), pod_api.pdbs_all())?;
         let wave = plan_wave(&drained, &all_pods, &pdbs, self.settings());
-        self.owners.remember(&wave.owners);
+        self.owners.remember(&wave);
         let summary = if wave.mutations.is_empty() {
             format!(
                 "zone {zone} is failed out: {} node(s) cordoned, traffic away, no evictable pod \
@@ -487,7 +489,7 @@ impl ZoneFailout {
         mutation: &Mutation,
     ) -> Result<Applied, ActionError> {
         if mutation.id.starts_with(EVICT_PREFIX) {
-            evict_with_retry(ctx, mutation).await
+            evict_listed(ctx, mutation, EVICTIONS_IN_FLIGHT).await
         } else if mutation.id == TRAFFIC_ROUTE_ID {
             apply_route_patch(ctx, mutation).await
         } else if mutation.id == TRAFFIC_WEBHOOK_ID {

@@ -304,7 +304,7 @@ pub async fn connected_client(global: &GlobalArgs) -> anyhow::Result<kube::Clien
     let hint = "check --kubeconfig/--context (or KUBECONFIG) and that the API server is up";
     match probe {
         Ok(Ok(_)) => Ok(client),
-        Ok(Err(err)) if matches!(err, kube::Error::Api(_)) => Ok(client),
+        Ok(Err(kube::Error::Api(_))) => Ok(client),
         Ok(Err(err)) => Err(with_exit(
             Exit::Unreachable,
             anyhow::Error::new(err).context(format!("cannot reach the cluster; {hint}")),

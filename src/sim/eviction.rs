@@ -7,11 +7,18 @@
 //! allowed. Unhealthy pods are evictable while the budget is met (`IfHealthyBudget`) or always
 //! (`AlwaysAllow`). DaemonSet pods are evictable like any other.
 
+use std::sync::Mutex;
+
 use serde_json::Value;
 
 use crate::sim::controllers::{disruption, util};
 use crate::sim::invariants::InvariantMonitor;
 use crate::sim::store::{Store, StoreError, kinds};
+
+/// Serializes evictions: the budget check and the deletion must be one step, or two
+/// concurrent evictions (kubectl drain evicts pods in parallel) could both pass the check.
+/// The real API server gets the same effect from its optimistic update of the PDB status.
+static EVICTIONS: Mutex<()> = Mutex::new(());
 
 /// The API server's message when a PDB blocks an eviction.
 pub const DISRUPTION_BUDGET_MESSAGE: &str =
@@ -95,6 +102,7 @@ pub fn evict(
     ns: &str,
     pod: &str,
 ) -> Result<(), EvictionError> {
+    let _serialized = EVICTIONS.lock().unwrap_or_else(|e| e.into_inner());
     let not_found = || EvictionError::NotFound {
         namespace: ns.to_string(),
         name: pod.to_string(),
@@ -196,5 +204,38 @@ mod tests {
         other["metadata"]["labels"] = json!({"app": "other"});
         store.create(&kinds::pods(), other).expect("create");
         evict(&store, &monitor, "shop", "x").expect("no PDB matches");
+    }
+
+    #[tokio::test]
+    async fn concurrent_evictions_never_overdraw_the_budget() {
+        let store = Store::new(SimClock::new(1.0));
+        let monitor = InvariantMonitor::new();
+        let names: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+        for n in &names {
+            store
+                .create(&kinds::pods(), pod(n, true))
+                .expect("create pod");
+        }
+        store
+            .create(
+                &kinds::pod_disruption_budgets(),
+                json!({"metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}}, "minAvailable": 6}}),
+            )
+            .expect("create pdb");
+        let handles: Vec<_> = names
+            .into_iter()
+            .map(|n| {
+                let (store, monitor) = (store.clone(), monitor.clone());
+                std::thread::spawn(move || evict(&store, &monitor, "shop", &n).is_ok())
+            })
+            .collect();
+        let allowed = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .filter(|ok| *ok)
+            .count();
+        assert_eq!(allowed, 2);
+        assert_eq!(store.list(&kinds::pods(), Some("shop")).0.len(), 6);
     }
 }

@@ -93,7 +93,7 @@ pub fn spawn(
                 // Our own writes produced events; pick them up right away, but never spin:
                 // a long run of writing passes gets a short real pause.
                 busy_passes += 1;
-                if busy_passes % BUSY_PASSES_BEFORE_PAUSE == 0 {
+                if busy_passes.is_multiple_of(BUSY_PASSES_BEFORE_PAUSE) {
                     tracing::debug!(passes = busy_passes, "controllers busy; pausing briefly");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 } else {
