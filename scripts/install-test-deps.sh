@@ -25,12 +25,12 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   # policy-rc.d keeps the package's own service from starting: tests start their own instance.
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-fi
-# The Debian package may have started a system Prometheus on :9090; tests use their own ports,
-# but stop it so it does not scrape or hold resources.
-if command -v pkill >/dev/null; then
-  pkill -x prometheus 2>/dev/null || true
-  pkill -x prometheus-alertmanager 2>/dev/null || true
+  # The packages' own services may have been started by the install (where an init system
+  # runs them); tests start their own instances on their own ports, so stop those.
+  if command -v pkill >/dev/null; then
+    pkill -f '^/usr/bin/prometheus( |$)' 2>/dev/null || true
+    pkill -f '^/usr/bin/prometheus-alertmanager( |$)' 2>/dev/null || true
+  fi
 fi
 
 if [ -x scripts/install-kubectl.sh ]; then
