@@ -19,7 +19,11 @@ fn main() -> ExitCode {
             return Exit::Failed.into();
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    let result = runtime.block_on(cli::run(cli));
+    // Tasks still running (a server's connections, a background capture) must not hold the
+    // process open once the command has decided how it ends.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
         Ok(exit) => exit.into(),
         Err(err) => {
             eprintln!("error: {err:#}");

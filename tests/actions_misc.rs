@@ -33,6 +33,7 @@ fn offline_context(
         verify_timeout: Duration::from_secs(60),
         playbook: "misc".into(),
         notifier,
+        state_dir: None,
     }
 }
 

@@ -97,6 +97,8 @@ fn record(line: serde_json::Value) {
 struct Ended {
     /// The run that finished.
     run: String,
+    /// Every run this started (a refused one and its replacement).
+    runs: Vec<String>,
     /// It failed cleanly under faults and `--resume` (no faults) finished it.
     resumed: bool,
     /// It was refused because taking its lock met injected errors (a 500/429, or two 409s in
@@ -133,6 +135,7 @@ async fn run_and_finish(trial: &mut Trial, args: &[String], exclude: &[String]) 
     let outcome = final_outcome(&entries);
     let mut ended = Ended {
         run: run.clone(),
+        runs: vec![run.clone()],
         ..Ended::default()
     };
     match (exit.code, outcome) {
@@ -167,6 +170,7 @@ async fn run_and_finish(trial: &mut Trial, args: &[String], exclude: &[String]) 
                 trial.transcript
             );
             ended.run = newest_run(trial, &exclude).unwrap_or_default();
+            ended.runs.push(ended.run.clone());
             ended.refused_by_fault = true;
         }
         (code, outcome) => panic!(
@@ -226,7 +230,7 @@ async fn campaign(playbook: Playbook, default_seed: u64) {
         trial.sim.faults().clear();
         settle(&trial).await;
         let run = ran.run.clone();
-        exclude.push(run.clone());
+        exclude.extend(ran.runs.iter().cloned());
 
         // Cleanup under faults, finished without them if it fails; then verify. A fail-back
         // already reverted its fail-out: what an operator cleans up is the fail-out.
@@ -247,7 +251,7 @@ async fn campaign(playbook: Playbook, default_seed: u64) {
         .map(|s| s.to_string())
         .collect();
         let cleaned = run_and_finish(&mut trial, &cleanup, &exclude).await;
-        exclude.push(cleaned.run.clone());
+        exclude.extend(cleaned.runs.iter().cloned());
         // A cleanup whose planning reads met injected errors leaves those items UNAVAILABLE
         // (and still exits 0); verify finds them and a second cleanup reverts them.
         let mut verified = trial.verify_clean(&target).await;

@@ -6,7 +6,9 @@
 //! correctness (every zone pod moved, no PDB violation), never speed.
 //!
 //! Run: `cargo test --release --test mitigations_bench -- --ignored --nocapture`
-//! (kubectl from the PATH, or `KUBECTL=/path/to/kubectl`).
+//! (kubectl from the PATH, or `KUBECTL=/path/to/kubectl`). `BENCH_ONLY_RIPCORD=1` skips the
+//! kubectl side; `BENCH_ACTION_ONLY=1` drives the `zone.failout` action directly (no engine,
+//! journal or snapshot) and prints the time between eviction mutations.
 
 mod mitigations_support;
 
@@ -108,7 +110,10 @@ async fn action_only_failout() -> Sample {
     })
     .await
     .expect("drives");
-    println!("rounds: {:?}", driven.rounds.iter().map(Vec::len).collect::<Vec<_>>());
+    println!(
+        "rounds: {:?}",
+        driven.rounds.iter().map(Vec::len).collect::<Vec<_>>()
+    );
     gaps.sort_by(f64::total_cmp);
     println!(
         "eviction gaps: median {:.3} s, max {:.3} s, sum {:.1} s",

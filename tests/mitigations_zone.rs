@@ -494,3 +494,32 @@ async fn issue5_webhook_traffic_and_a_failing_health_gate_holds_the_ramp() {
     assert_eq!(percent(&sim), [None, None]);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn issue5_failout_guards_stand_when_someone_else_cordoned_the_zone() {
+    let sim = ready_three_zones().await;
+    let cordon = action(json!({"action": "node.cordon", "with": {
+        "selector": "topology.kubernetes.io/zone=zone-a"
+    }}));
+    drive(
+        cordon.as_ref(),
+        &context(&sim, "r-other", "cordon"),
+        Vec::new(),
+        None,
+        |_| {},
+    )
+    .await
+    .expect("cordon works");
+    // Nothing left to cordon for this run, but the drain is still over the budget.
+    let failout =
+        action(json!({"action": "zone.failout", "with": {"zone": "zone-a", "maxNodes": 1}}));
+    let writes = sim.write_request_count();
+    let err = match failout.diff(&context(&sim, RUN, "failout")).await {
+        Err(err) => err,
+        Ok(diff) => panic!("not refused: {:?}", diff.summary),
+    };
+    assert_eq!(err.category(), "refused", "{err}");
+    assert!(err.to_string().contains("maxNodes=1"), "{err}");
+    assert_eq!(sim.write_request_count(), writes);
+    sim.shutdown().await;
+}

@@ -39,6 +39,7 @@ pub mod deployment_restart;
 pub mod deployment_rollback;
 pub mod deployment_scale;
 pub mod deployment_wait_rolled_out;
+pub mod gate_approval;
 pub mod gate_prometheus;
 pub mod http_request;
 pub mod node_cordon;
@@ -86,6 +87,9 @@ pub struct ActionContext {
     pub playbook: String,
     /// The run's notification channels (used by the `notify` action); `None`: no channels.
     pub notifier: Option<Arc<Notifier>>,
+    /// The state directory of the run (approval files of `gate.approval`); `None`: only the
+    /// `Run` custom resource is consulted.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl ActionContext {
@@ -399,8 +403,7 @@ pub trait Action: Send + Sync {
     ) -> BoxFuture<'a, Result<(), ActionError>>;
 }
 
-/// Builds the implementation of a catalog action. Actions without an implementation in this
-/// build (see the fallback arm) are refused.
+/// Builds the implementation of a catalog action (every catalog action has one).
 pub fn build(action: &catalog::Action) -> Result<Box<dyn Action>, ActionError> {
     use catalog::Action as A;
     Ok(match action {
@@ -422,6 +425,7 @@ pub fn build(action: &catalog::Action) -> Result<Box<dyn Action>, ActionError> {
         A::GatePrometheus(condition) => {
             Box::new(gate_prometheus::GatePrometheus::new(condition.clone()))
         }
+        A::GateApproval(args) => Box::new(gate_approval::GateApproval::new(args.clone())?),
         A::Notify(args) => Box::new(notify::Notify::new(args.message.clone())),
         A::NodeCordon(args) => Box::new(node_cordon::NodeCordon::cordon(args.clone())?),
         A::NodeUncordon(args) => Box::new(node_cordon::NodeCordon::uncordon(args.clone())?),
@@ -434,11 +438,6 @@ pub fn build(action: &catalog::Action) -> Result<Box<dyn Action>, ActionError> {
         A::HttpRequest(args) => Box::new(http_request::HttpRequest::new(args.clone())?),
         A::DeploymentRestart(args) => {
             Box::new(deployment_restart::DeploymentRestart::new(args.clone())?)
-        }
-        other => {
-            return Err(ActionError::Refused {
-                reason: format!("action {} is not available in this build yet", other.name()),
-            });
         }
     })
 }

@@ -25,7 +25,7 @@
 //! The step is done when every zone node is cordoned, the traffic is away and no evictable pod
 //! is left in the zone. `zone.failback` reverses it.
 
-use super::node_cordon::{apply_node_patch, cordon_mutation};
+use super::node_cordon::{CORDONED_BY_LABEL, apply_node_patch, cordon_mutation};
 use super::node_drain::{
     DrainSettings, EVICT_PREFIX, EvictionOwners, evict_listed, plan_wave, wait_evictions_settled,
     wave_summary,
@@ -356,6 +356,14 @@ impl ZoneFailout {
         }
     }
 
+    fn guard(&self, all_nodes: &[Node], all_pods: &[Pod]) -> Result<GuardReport, ActionError> {
+        check_guards(&self.args, all_nodes, all_pods, self.settings()).map_err(|reason| {
+            ActionError::Refused {
+                reason: format!("not failing out zone {}: {reason}", self.args.zone),
+            }
+        })
+    }
+
     async fn compute(&self, ctx: &ActionContext) -> Result<Diff, ActionError> {
         let zone = &self.args.zone;
         let node_api = Nodes::new(ctx.client.clone(), ctx.call_timeout);
@@ -387,11 +395,7 @@ impl ZoneFailout {
             .collect();
         if !cordons.is_empty() {
             let all_pods = pod_api.list_all().await?;
-            let report = check_guards(&self.args, &all_nodes, &all_pods, self.settings()).map_err(
-                |reason| ActionError::Refused {
-                    reason: format!("not failing out zone {zone}: {reason}"),
-                },
-            )?;
+            let report = self.guard(&all_nodes, &all_pods)?;
             return Ok(Diff {
                 summary: format!(
                     "fail out zone {zone}: cordon {} of {} node(s) ({} of {} cluster nodes; pods \
@@ -406,6 +410,12 @@ impl ZoneFailout {
                 mutations: cordons,
             });
         }
+
+        // Nodes cordoned by someone else get no mark: until this run has marked a node, the
+        // guards still stand before the first mutation of the later phases.
+        let unguarded = !zone_nodes
+            .iter()
+            .any(|n| nodes::label(n, CORDONED_BY_LABEL) == Some(ctx.run_id.as_str()));
 
         // Phase 2: traffic away.
         let mut traffic = Vec::new();
@@ -446,6 +456,10 @@ impl ZoneFailout {
             }
         }
         if !traffic.is_empty() {
+            if unguarded {
+                let all_pods = pod_api.list_all().await?;
+                self.guard(&all_nodes, &all_pods)?;
+            }
             return Ok(Diff {
                 summary: format!("fail out zone {zone}: shift its traffic away"),
                 mutations: traffic,
@@ -459,6 +473,9 @@ impl ZoneFailout {
             .collect();
         let (all_pods, pdbs) = tokio::try_join!(pod_api.list_all(), pod_api.pdbs_all())?;
         let wave = plan_wave(&drained, &all_pods, &pdbs, self.settings());
+        if unguarded && !wave.mutations.is_empty() {
+            self.guard(&all_nodes, &all_pods)?;
+        }
         self.owners.remember(&wave);
         let summary = if wave.mutations.is_empty() {
             format!(

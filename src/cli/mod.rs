@@ -3,14 +3,18 @@
 //! Each subcommand lives in its own file with an `Args` struct and an async `run` function;
 //! this file only wires them together. No remediation logic lives here.
 
+pub mod approve;
 pub mod cleanup;
 pub mod daemon;
 pub mod demo;
 pub mod exit;
+pub mod failback;
+pub mod failout;
 pub mod incident;
 pub mod mark_good;
 pub mod plan;
 pub mod report;
+pub mod restart;
 pub mod rollback;
 pub mod run;
 pub mod runs;
@@ -109,6 +113,14 @@ pub enum Command {
     Runs(runs::RunsArgs),
     /// Roll a Deployment back (the built-in rollback playbook) with one command.
     Rollback(rollback::RollbackArgs),
+    /// Fail a zone out (cordon and drain its nodes, behind the guards) with one command.
+    Failout(failout::FailoutArgs),
+    /// Fail a zone back in (uncordon what a fail-out took out, ramp traffic back).
+    Failback(failback::FailbackArgs),
+    /// Restart a Deployment's pods in batches with a warm-up between batches.
+    Restart(restart::RestartArgs),
+    /// Acknowledge a gate.approval step of a run (the hand-off ACK).
+    Approve(approve::ApproveArgs),
     /// Print the runs.ripcord.dev CustomResourceDefinition (YAML).
     Crd,
     /// Start a simulated cluster with a bad release, roll it back, show journal and snapshot.
@@ -145,6 +157,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Run(args) => run::run(args, global).await,
         Command::Runs(args) => runs::run(args, global).await,
         Command::Rollback(args) => rollback::run(args, global).await,
+        Command::Failout(args) => failout::run(args, global).await,
+        Command::Failback(args) => failback::run(args, global).await,
+        Command::Restart(args) => restart::run(args, global).await,
+        Command::Approve(args) => approve::run(args, global).await,
         Command::Crd => runs::print_crd(),
         Command::Demo(args) => demo::run(args, global).await,
         Command::MarkGood(args) => mark_good::run(args, global).await,

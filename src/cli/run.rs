@@ -89,7 +89,8 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let mut opts = settings.run_options(&namespace);
     opts.incident = args.incident.clone();
     opts.resume = args.resume.clone();
-    let engine = Engine::new(client, settings.http.clone());
+    let engine =
+        Engine::new(client, settings.http.clone()).with_step_contexts(global.kubeconfig.clone());
 
     if args.dry_run {
         opts.dry_run = true;
@@ -133,6 +134,7 @@ pub async fn live_plan(
     let mut opts = settings.run_options(&namespace);
     opts.dry_run = true;
     let outcome = Engine::new(client, settings.http.clone())
+        .with_step_contexts(global.kubeconfig.clone())
         .run(plan, opts, None)
         .await?;
     print_dry_run(&outcome, global.output)?;
@@ -219,6 +221,133 @@ impl Settings {
         opts.call_timeout = self.call_timeout;
         opts
     }
+}
+
+/// A one-command mitigation through a built-in playbook (`failout`, `failback`, `restart`).
+#[derive(Debug, Clone)]
+pub struct BuiltinRun {
+    /// `builtin:NAME`.
+    pub playbook: &'static str,
+    /// The playbook's parameters.
+    pub params: BTreeMap<String, String>,
+    /// What is done, for the final line ("fail-out of zone zone-a").
+    pub what: String,
+    /// The confirmation question.
+    pub question: String,
+    /// `--yes`.
+    pub yes: bool,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--incident`.
+    pub incident: Option<String>,
+    /// Printed on stderr when the run is refused (how to override with this command's flags).
+    pub refusal_hint: Option<String>,
+    /// Action arguments the playbook has no parameter for (an HTTPRoute to shift, a ramp, a
+    /// warm-up request), merged into every step's `with` after planning; the journaled plan
+    /// carries them, so a resumed run keeps them.
+    pub extra_args: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Merges `extra` into the `with` of every step of `plan` (typed again, so a bad value is a
+/// usage error naming the step).
+pub fn merge_step_args(
+    plan: &mut Plan,
+    extra: &serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<()> {
+    if extra.is_empty() {
+        return Ok(());
+    }
+    for step in &mut plan.steps {
+        let mut value = serde_json::to_value(&step.action)?;
+        if let Some(with) = value.get_mut("with").and_then(|w| w.as_object_mut()) {
+            for (k, v) in extra {
+                with.insert(k.clone(), v.clone());
+            }
+        }
+        step.action = serde_json::from_value(value).map_err(|e| {
+            with_exit(
+                Exit::Usage,
+                anyhow::anyhow!("step {}: invalid arguments: {e}", step.name),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs a [`BuiltinRun`] like `rollback` does: the plan diff first (a dry run), a
+/// confirmation unless `--yes` (no terminal: refused, exit 4), the run with progress, and one
+/// final line.
+pub async fn run_builtin(
+    run: BuiltinRun,
+    config: &ConfigArgs,
+    global: &GlobalArgs,
+) -> anyhow::Result<Exit> {
+    let settings = Settings::load(config, global)?;
+    let client = connected_client(global).await?;
+    let mut plan = plan_playbook(run.playbook, &run.params, &journal::new_run_id())?;
+    merge_step_args(&mut plan, &run.extra_args)?;
+    let plan = settings.with_config_channels(plan);
+    let namespace = global
+        .namespace
+        .clone()
+        .or_else(|| plan_namespace(&plan))
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let mut opts = settings.run_options(&namespace);
+    opts.incident = run.incident.clone();
+    let engine =
+        Engine::new(client, settings.http.clone()).with_step_contexts(global.kubeconfig.clone());
+    let what = &run.what;
+
+    if run.dry_run || !run.yes {
+        let mut preview = opts.clone();
+        preview.dry_run = true;
+        let dry = engine.run(plan.clone(), preview, None).await?;
+        if run.dry_run {
+            print_dry_run(&dry, global.output)?;
+            return Ok(exit_for(dry.outcome));
+        }
+        if let Some(failed) = dry.reason.as_deref() {
+            let exit = match exit_for(dry.outcome) {
+                Exit::Ok => Exit::Failed,
+                other => other,
+            };
+            if exit == Exit::Refused
+                && let Some(hint) = &run.refusal_hint
+            {
+                eprintln!("hint: {hint}");
+            }
+            return Err(with_exit(exit, anyhow::anyhow!("{what}: {failed}")));
+        }
+        let mutations: Vec<_> = dry.steps.iter().flat_map(|s| s.mutations.iter()).collect();
+        if mutations.is_empty() {
+            let summary = dry
+                .steps
+                .first()
+                .map(|s| s.summary.clone())
+                .unwrap_or_default();
+            eprintln!("{what}: nothing to change ({summary})");
+        } else {
+            for step in &dry.steps {
+                if !step.summary.is_empty() {
+                    eprintln!("{}: {}", step.name, step.summary);
+                }
+            }
+            for m in &mutations {
+                eprintln!("{}", render_mutation(m, ""));
+            }
+            confirm(&run.question)?;
+        }
+    }
+
+    opts.handle_signals = true;
+    let outcome = run_with_progress(&engine, plan, opts).await?;
+    if outcome.outcome == Outcome::Refused
+        && let Some(hint) = &run.refusal_hint
+    {
+        eprintln!("hint: {hint}");
+    }
+    print_outcome(&outcome, global.output, &outcome_line(&outcome, what))?;
+    Ok(exit_for(outcome.outcome))
 }
 
 /// Parses `-p key=value` flags.
@@ -370,6 +499,10 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
     let mut bar: Option<ProgressBar> = None;
     let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let counted = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {prefix} [{bar:30}] {pos}/{len} {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     let line = |bar: &Option<ProgressBar>, text: String| match bar {
         Some(b) => b.println(text),
         None => eprintln!("{text}"),
@@ -427,6 +560,38 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
             EngineEvent::MutationApplied { description, .. } => {
                 line(&bar, format!("  applied: {description}"));
             }
+            EngineEvent::Progress {
+                step,
+                what,
+                done,
+                total,
+            } => {
+                if fancy {
+                    let b = match bar.take() {
+                        Some(b) if b.length().is_some() => b,
+                        other => {
+                            let message = other
+                                .as_ref()
+                                .map(|b| b.message())
+                                .unwrap_or_else(|| step.clone());
+                            if let Some(old) = other {
+                                old.finish_and_clear();
+                            }
+                            let b = ProgressBar::new(total);
+                            b.set_style(counted.clone());
+                            b.enable_steady_tick(Duration::from_millis(120));
+                            b.set_prefix(message);
+                            b
+                        }
+                    };
+                    b.set_length(total);
+                    b.set_position(done.min(total));
+                    b.set_message(what);
+                    bar = Some(b);
+                } else {
+                    eprintln!("{}", progress_line(&step, &what, done, total));
+                }
+            }
             EngineEvent::Verifying { step, timeout } => {
                 let text = format!("  {step}: verifying (up to {}s)", timeout.as_secs());
                 match &bar {
@@ -451,6 +616,11 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
     if let Some(b) = bar.take() {
         b.finish_and_clear();
     }
+}
+
+/// A progress report without a terminal: `  STEP: WHAT DONE/TOTAL`.
+pub fn progress_line(step: &str, what: &str, done: u64, total: u64) -> String {
+    format!("  {step}: {what} {done}/{total}")
 }
 
 /// One line per step result.

@@ -66,6 +66,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         .with_context(|| format!("cannot write {}", args.kubeconfig_out.display()))?;
     let kubeconfig =
         std::fs::canonicalize(&args.kubeconfig_out).unwrap_or_else(|_| args.kubeconfig_out.clone());
+    // Listen for Ctrl-C before saying so: a signal that arrives right after the prompt must stop
+    // the server cleanly, not kill the process with the default action.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let early = futures::poll!(&mut ctrl_c);
     println!("simulated cluster serving at {}", sim.url());
     println!("point kubectl at it with:");
     println!("  export KUBECONFIG={}", kubeconfig.display());
@@ -76,7 +81,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         sim.url()
     );
     println!("press Ctrl-C to stop");
-    let stopped = tokio::signal::ctrl_c().await;
+    let stopped = match early {
+        std::task::Poll::Ready(result) => result,
+        std::task::Poll::Pending => ctrl_c.await,
+    };
     println!("stopping the simulated cluster");
     let violations = sim.invariants().violations();
     sim.shutdown().await;

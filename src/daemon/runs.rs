@@ -764,6 +764,16 @@ impl RunManager {
                 r.view.pending_approvals.retain(|a| a.step != step);
                 r.push(now, format!("step {step}: {label}"));
             }
+            EngineEvent::Progress {
+                step,
+                what,
+                done,
+                total,
+            } => {
+                if let Some(s) = r.view.steps.iter_mut().find(|s| s.name == step) {
+                    s.detail = format!("{what}: {done}/{total}");
+                }
+            }
             EngineEvent::Warning { message } => r.push(now, format!("warning: {message}")),
             EngineEvent::Finished { .. } => {}
         });
@@ -861,22 +871,26 @@ impl RunManager {
                 approvers: approvers.join(", "),
             });
         }
-        let path = approval_path(self.state_dir(), run_id, step);
         let now = self.inner.clock.now();
-        let body = serde_json::json!({
-            "runId": run_id, "step": step, "by": by, "at": now.to_string(), "comment": comment,
-        });
-        let write = || -> std::io::Result<()> {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, serde_json::to_vec_pretty(&body).unwrap_or_default())?;
-            std::fs::rename(&tmp, &path)
+        let approval = journal::approval::Approval {
+            run_id: run_id.to_string(),
+            step: step.to_string(),
+            by: by.to_string(),
+            at: now.to_string(),
+            comment: comment.map(str::to_string),
         };
-        write().map_err(|source| RunError::Io {
-            path: path.clone(),
-            source,
+        let path = journal::approval::write(self.state_dir(), &approval).map_err(|e| {
+            let path = approval_path(self.state_dir(), run_id, step);
+            match e {
+                journal::approval::ApprovalError::Write { source, .. }
+                | journal::approval::ApprovalError::Read { source, .. } => {
+                    RunError::Io { path, source }
+                }
+                journal::approval::ApprovalError::Parse { source, .. } => RunError::Io {
+                    path,
+                    source: std::io::Error::other(source),
+                },
+            }
         })?;
         self.with_run(run_id, |r, now| {
             r.view.pending_approvals.retain(|a| a.step != step);
@@ -978,19 +992,7 @@ impl RunManager {
 
 /// `<state-dir>/runs/<id>/approvals/<step>.json`.
 pub fn approval_path(state_dir: &Path, run_id: &str, step: &str) -> PathBuf {
-    let safe: String = step
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    journal::run_dir(state_dir, run_id)
-        .join("approvals")
-        .join(format!("{safe}.json"))
+    journal::approval::approval_path(state_dir, run_id, step)
 }
 
 fn approval_of(plan: &Plan, step: &str) -> Option<(Vec<String>, String)> {

@@ -32,6 +32,7 @@
 mod gate;
 mod guards;
 mod mirror;
+pub mod progress;
 mod resume;
 mod step;
 
@@ -45,6 +46,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
+pub use progress::Progress;
 pub use resume::load_plan;
 
 /// The environment variable of the crash test hook (see the module docs).
@@ -243,6 +245,18 @@ pub enum EngineEvent {
         /// One line for people.
         description: String,
     },
+    /// Counts of a multi-phase step (pods evicted of a drain, batch and pods restarted of a
+    /// restart), after each of its diffs.
+    Progress {
+        /// The step's name.
+        step: String,
+        /// What is counted ("pods evicted", "batch 2 of 4: pods restarted").
+        what: String,
+        /// How many are done.
+        done: u64,
+        /// How many in all.
+        total: u64,
+    },
     /// Waiting for a step's change to take effect.
     Verifying {
         /// The step's name.
@@ -396,6 +410,14 @@ pub enum EngineError {
         /// The plan's.
         plan_run_id: String,
     },
+    /// A step names a kubeconfig context that cannot be used.
+    #[error("kubeconfig context {context:?}: {reason}")]
+    KubeContext {
+        /// The context.
+        context: String,
+        /// Why (not enabled, unknown context, unreadable kubeconfig…).
+        reason: String,
+    },
 }
 
 impl EngineError {
@@ -405,6 +427,7 @@ impl EngineError {
             EngineError::Journal(e) => e.category(),
             EngineError::NotResumable { .. } => "not-resumable",
             EngineError::PlanMismatch { .. } => "plan-mismatch",
+            EngineError::KubeContext { .. } => "kube-context",
         }
     }
 }
@@ -415,6 +438,10 @@ pub struct Engine {
     client: kube::Client,
     http: reqwest::Client,
     lock_ttl: Duration,
+    /// Where steps with `context:` find their contexts (`None`: such steps are refused;
+    /// `Some(None)`: the default kubeconfig), and the clients built so far, per context.
+    step_contexts: Option<Option<PathBuf>>,
+    context_clients: Arc<tokio::sync::Mutex<std::collections::HashMap<String, kube::Client>>>,
 }
 
 // === impl Engine ===
@@ -426,7 +453,57 @@ impl Engine {
             client,
             http,
             lock_ttl: Duration::from_secs(30),
+            step_contexts: None,
+            context_clients: Arc::default(),
         }
+    }
+
+    /// Lets steps name a kubeconfig context (a colo that is a whole cluster): one
+    /// `kube::Client` per named context, built from `kubeconfig` (`None`: `$KUBECONFIG`, then
+    /// `~/.kube/config`) on first use. The run's lock, snapshot and `Run` mirror stay on the
+    /// engine's own client.
+    pub fn with_step_contexts(mut self, kubeconfig: Option<PathBuf>) -> Engine {
+        self.step_contexts = Some(kubeconfig);
+        self
+    }
+
+    /// The client of a step's kubeconfig `context`.
+    pub(crate) async fn client_for_context(
+        &self,
+        context: &str,
+    ) -> Result<kube::Client, EngineError> {
+        use kube::config::{KubeConfigOptions, Kubeconfig};
+        let fail = |reason: String| EngineError::KubeContext {
+            context: context.to_string(),
+            reason,
+        };
+        let Some(source) = &self.step_contexts else {
+            return Err(fail(
+                "per-step contexts are not enabled for this engine (the CLI and the daemon \
+                 pass the kubeconfig)"
+                    .into(),
+            ));
+        };
+        let mut clients = self.context_clients.lock().await;
+        if let Some(client) = clients.get(context) {
+            return Ok(client.clone());
+        }
+        let options = KubeConfigOptions {
+            context: Some(context.to_string()),
+            ..KubeConfigOptions::default()
+        };
+        let config = match source {
+            Some(path) => {
+                let kubeconfig = Kubeconfig::read_from(path)
+                    .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &options).await
+            }
+            None => kube::Config::from_kubeconfig(&options).await,
+        }
+        .map_err(|e| fail(e.to_string()))?;
+        let client = kube::Client::try_from(config).map_err(|e| fail(e.to_string()))?;
+        clients.insert(context.to_string(), client.clone());
+        Ok(client)
     }
 
     /// How long a lock Lease lives without renewal (default 30 s).

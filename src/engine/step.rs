@@ -3,6 +3,7 @@
 
 use super::gate::GateState;
 use super::mirror::Mirror;
+use super::progress::ProgressTracker;
 use super::resume::Prior;
 use super::{
     Engine, EngineError, EngineEvent, Events, MutationPreview, RunOptions, RunOutcome,
@@ -89,6 +90,8 @@ pub(crate) struct RunState<'a> {
     pub reports: Vec<StepReport>,
     /// Every applied mutation of the run (including earlier processes'), in order.
     pub applied_log: Vec<(String, Mutation)>,
+    /// The client of the current step's kubeconfig context (`None`: the engine's).
+    step_client: Option<kube::Client>,
 }
 
 impl<'a> RunState<'a> {
@@ -144,6 +147,7 @@ impl<'a> RunState<'a> {
             mutations_applied: 0,
             reports: Vec::new(),
             applied_log,
+            step_client: None,
         }
     }
 
@@ -167,7 +171,10 @@ impl<'a> RunState<'a> {
 
     fn context(&self, step: &PlannedStep, deadline: Instant) -> ActionContext {
         ActionContext {
-            client: self.engine.client.clone(),
+            client: self
+                .step_client
+                .clone()
+                .unwrap_or_else(|| self.engine.client.clone()),
             run_id: self.plan.run_id.clone(),
             step: step.name.clone(),
             default_namespace: self.namespace.clone(),
@@ -177,6 +184,7 @@ impl<'a> RunState<'a> {
             verify_timeout: deadline.saturating_duration_since(Instant::now()),
             playbook: self.plan.playbook.clone(),
             notifier: self.gate.notifier.clone(),
+            state_dir: Some(self.opts.state_dir.clone()),
         }
     }
 
@@ -254,6 +262,16 @@ impl<'a> RunState<'a> {
                     self.finish_step(step, result, Some(failure.error.clone()))
                         .await;
                     let reason = format!("step {} failed: {}", step.name, failure.error);
+                    // An action that refuses before this run wrote anything (a zone fail-out
+                    // guard, an approval gate's refusal) refuses the run: nothing to undo.
+                    if failure.category == "refused"
+                        && self.mutations_applied == 0
+                        && self.applied_log.is_empty()
+                        && step.on_failure != OnFailure::Continue
+                    {
+                        self.fill_not_run(index + 1);
+                        return Ok((Outcome::Refused, Some(reason)));
+                    }
                     match step.on_failure {
                         OnFailure::Continue => failures.push(reason),
                         OnFailure::Abort => {
@@ -341,14 +359,13 @@ impl<'a> RunState<'a> {
             Ok(a) => a,
             Err(err) => return Ok(Err(StepFailure::from_action(&err))),
         };
-        if let Some(context) = &step.context {
-            return Ok(Err(StepFailure::new(
-                "refused",
-                format!(
-                    "per-step kubeconfig contexts ({context}) are not supported in this build yet"
-                ),
-            )));
-        }
+        self.step_client = match &step.context {
+            None => None,
+            Some(context) => match self.engine.client_for_context(context).await {
+                Ok(client) => Some(client),
+                Err(err) => return Ok(Err(StepFailure::new(err.category(), err.to_string()))),
+            },
+        };
         let deadline = Instant::now() + step.timeout.0;
         let verify_when_satisfied = action.verify_when_satisfied();
         let mut applied_in_step: Vec<Applied> =
@@ -359,6 +376,7 @@ impl<'a> RunState<'a> {
         // What the last StepPlanned recorded (mutation ids and diffs), to journal a re-diff
         // only when it differs.
         let mut last_planned: Option<Vec<(String, String)>> = None;
+        let mut progress = ProgressTracker::default();
 
         for _round in 0..MAX_ROUNDS {
             if let Some(reason) = self.stop.reason() {
@@ -401,6 +419,16 @@ impl<'a> RunState<'a> {
                     step: step.name.clone(),
                     summary: diff.summary.clone(),
                     mutations: previews,
+                });
+            }
+            if let Some(p) =
+                progress.observe(&diff.summary, applied_in_step.iter().map(|a| a.id.as_str()))
+            {
+                self.events.send(EngineEvent::Progress {
+                    step: step.name.clone(),
+                    what: p.what,
+                    done: p.done,
+                    total: p.total,
                 });
             }
 
@@ -864,6 +892,7 @@ pub(crate) async fn dry_run(
     });
     let mut reports = Vec::new();
     let mut failed = None;
+    let mut refused = false;
     for (index, step) in plan.steps.iter().enumerate() {
         events.send(EngineEvent::StepStarted {
             index,
@@ -872,8 +901,15 @@ pub(crate) async fn dry_run(
             action: step.action.name().to_string(),
         });
         let deadline = Instant::now() + step.timeout.0;
+        let client = match &step.context {
+            None => Ok(engine.client.clone()),
+            Some(context) => engine
+                .client_for_context(context)
+                .await
+                .map_err(|err| StepFailure::new(err.category(), err.to_string())),
+        };
         let ctx = ActionContext {
-            client: engine.client.clone(),
+            client: client.clone().unwrap_or_else(|_| engine.client.clone()),
             run_id: plan.run_id.clone(),
             step: step.name.clone(),
             default_namespace: namespace.to_string(),
@@ -883,8 +919,11 @@ pub(crate) async fn dry_run(
             verify_timeout: step.timeout.0,
             playbook: plan.playbook.clone(),
             notifier: None,
+            state_dir: None,
         };
-        let diff = match actions::build(&step.action) {
+        let diff = match client.and_then(|_| {
+            actions::build(&step.action).map_err(|err| StepFailure::from_action(&err))
+        }) {
             Ok(action) => {
                 let mut attempt = 0;
                 loop {
@@ -906,7 +945,7 @@ pub(crate) async fn dry_run(
                     }
                 }
             }
-            Err(err) => Err(StepFailure::from_action(&err)),
+            Err(failure) => Err(failure),
         };
         let step_report = match diff {
             Ok(diff) => {
@@ -931,6 +970,7 @@ pub(crate) async fn dry_run(
                 }
             }
             Err(f) => {
+                refused |= f.category == "refused" && failed.is_none();
                 failed.get_or_insert_with(|| format!("step {} failed: {}", step.name, f.error));
                 StepReport {
                     name: step.name.clone(),
@@ -950,7 +990,9 @@ pub(crate) async fn dry_run(
         });
         reports.push(step_report);
     }
-    let outcome = if failed.is_some() {
+    let outcome = if refused {
+        Outcome::Refused
+    } else if failed.is_some() {
         Outcome::Failed
     } else {
         Outcome::Succeeded

@@ -12,6 +12,7 @@
 //!
 //! The in-cluster mirror of a run lives in [`crate::k8s::runs`].
 
+pub mod approval;
 pub mod record;
 
 pub use record::{DeliveryRecord, Entry, Outcome, Record, redact_params};

@@ -148,6 +148,7 @@ pub fn context(sim: &Sim, run: &str, step: &str) -> ActionContext {
         verify_timeout: Duration::from_secs(60),
         playbook: "actions-test".into(),
         notifier: None,
+        state_dir: None,
     }
 }
 

@@ -307,7 +307,14 @@ impl Trial {
         kill_after: Option<Duration>,
     ) -> Exit {
         let started = Instant::now();
-        let mut child = self.command(args, env).spawn().expect("ripcord starts");
+        // Output goes to a file, not a pipe: a child that is not read while we wait to kill
+        // it must never block on a full pipe.
+        let out_path = self.dir.path().join("child-output.txt");
+        let out_file = std::fs::File::create(&out_path).expect("output file");
+        let err_file = out_file.try_clone().expect("output file");
+        let mut cmd = self.command(args, env);
+        cmd.stdout(out_file).stderr(err_file);
+        let mut child = cmd.spawn().expect("ripcord starts");
         let mut killed = false;
         if let Some(delay) = kill_after {
             tokio::select! {
@@ -317,7 +324,7 @@ impl Trial {
                 }
             }
         }
-        let out = tokio::time::timeout(PROCESS_BOUND, child.wait_with_output())
+        let status = tokio::time::timeout(PROCESS_BOUND, child.wait())
             .await
             .unwrap_or_else(|_| {
                 panic!(
@@ -325,12 +332,13 @@ impl Trial {
                     self.transcript
                 )
             })
-            .expect("ripcord output");
-        let output = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .expect("ripcord exit status");
+        let out = std::process::Output {
+            status,
+            stdout: std::fs::read(&out_path).unwrap_or_default(),
+            stderr: Vec::new(),
+        };
+        let output = String::from_utf8_lossy(&out.stdout).into_owned();
         // A process that had exited on its own before the kill was not killed.
         let killed = killed && out.status.code().is_none();
         self.commands.push(format!(

@@ -61,6 +61,7 @@ pub fn context(sim: &SimCluster, run: &str, step: &str) -> ActionContext {
         verify_timeout: Duration::from_secs(60),
         playbook: "mitigations-test".into(),
         notifier: None,
+        state_dir: None,
     }
 }
 

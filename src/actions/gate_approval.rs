@@ -1,0 +1,246 @@
+//! `gate.approval`: block, bounded by the step's timeout, until one of the named approvers
+//! acknowledges (a hand-off needs an ACK).
+//!
+//! No cluster mutation: the diff is always empty and the waiting happens in `verify`. An ACK
+//! is either the file `<state-dir>/runs/<id>/approvals/<step>.json` (written by
+//! `ripcord approve` on this machine or by the daemon's API) or the annotation
+//! `approvals.ripcord.dev/<step>` on the run's `Run` custom resource (written by
+//! `ripcord approve` on another machine). An ACK seen on the `Run` is copied to the local file
+//! so that the run directory keeps who approved and when. An ACK by someone who is not among
+//! the approvers is rejected (logged, and the gate keeps waiting).
+//!
+//! The pending approval is announced once through the run's notification channels (phase
+//! `approval`). Resuming re-announces it; an ACK given before the crash still counts.
+
+use super::{Action, ActionContext, ActionError, Applied, Diff, Mutation, ObjectRef};
+use crate::journal::approval::{self, Approval};
+use crate::k8s::runs::Run;
+use crate::notify::{Notification, Phase};
+use crate::playbook::catalog;
+use futures::future::BoxFuture;
+use kube::api::Api;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How often the approval file and the `Run` are looked at.
+const POLL: Duration = Duration::from_millis(250);
+
+/// The `gate.approval` action.
+#[derive(Debug, Clone)]
+pub struct GateApproval {
+    args: catalog::GateApproval,
+}
+
+/// Where an ACK was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    File,
+    RunResource,
+}
+
+// === impl GateApproval ===
+
+impl GateApproval {
+    /// Checks the arguments (at least one approver).
+    pub fn new(args: catalog::GateApproval) -> Result<GateApproval, ActionError> {
+        if args.approvers.iter().all(|a| a.trim().is_empty()) {
+            return Err(ActionError::Invalid {
+                object: "gate.approval".into(),
+                reason: "name at least one approver in `approvers`".into(),
+            });
+        }
+        Ok(GateApproval { args })
+    }
+
+    /// True when `who` may acknowledge.
+    pub fn may_approve(&self, who: &str) -> bool {
+        self.args.approvers.iter().any(|a| a == who)
+    }
+
+    async fn announce(&self, ctx: &ActionContext) {
+        let Some(notifier) = ctx.notifier.as_ref().filter(|n| !n.is_empty()) else {
+            return;
+        };
+        let notification = Notification {
+            run_id: ctx.run_id.clone(),
+            playbook: ctx.playbook.clone(),
+            phase: Phase::Approval,
+            title: format!(
+                "approval needed from {}: {}",
+                self.args.approvers.join(", "),
+                self.args.message
+            ),
+            text: format!("ripcord approve {} {} --as NAME", ctx.run_id, ctx.step),
+            fields: BTreeMap::from([
+                ("step".to_string(), ctx.step.clone()),
+                ("approvers".to_string(), self.args.approvers.join(", ")),
+            ]),
+        };
+        for delivery in notifier.send(&notification).await {
+            if !delivery.ok {
+                tracing::warn!(
+                    run = %ctx.run_id, step = %ctx.step, channel = %delivery.channel,
+                    error = delivery.error.as_deref().unwrap_or(""), "approval request not delivered"
+                );
+            }
+        }
+    }
+
+    /// The ACK on the `Run` resource, if any (errors: none seen; the file still works).
+    async fn ack_on_run_resource(&self, ctx: &ActionContext) -> Option<Approval> {
+        let api: Api<Run> = Api::namespaced(ctx.client.clone(), &ctx.default_namespace);
+        let run = match tokio::time::timeout(ctx.call_timeout, api.get_opt(&ctx.run_id)).await {
+            Ok(Ok(run)) => run?,
+            Ok(Err(err)) => {
+                tracing::debug!(run = %ctx.run_id, step = %ctx.step, error = %err, "cannot read the Run resource");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        let raw = run
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(&approval::run_annotation(&ctx.step))?
+            .clone();
+        match serde_json::from_str::<Approval>(&raw) {
+            Ok(a) => Some(a),
+            Err(err) => {
+                tracing::warn!(run = %ctx.run_id, step = %ctx.step, error = %err, "unreadable approval annotation on the Run");
+                None
+            }
+        }
+    }
+
+    async fn wait_for_ack(&self, ctx: &ActionContext) -> Result<(), ActionError> {
+        self.announce(ctx).await;
+        let deadline = Instant::now() + ctx.verify_timeout;
+        let mut rejected: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let mut seen: Vec<(Approval, Source)> = Vec::new();
+            if let Some(dir) = &ctx.state_dir {
+                match approval::read(dir, &ctx.run_id, &ctx.step) {
+                    Ok(Some(a)) => seen.push((a, Source::File)),
+                    Ok(None) => {}
+                    Err(err) => {
+                        tracing::warn!(run = %ctx.run_id, step = %ctx.step, error = %err, "unreadable approval file")
+                    }
+                }
+            }
+            if let Some(a) = self.ack_on_run_resource(ctx).await {
+                seen.push((a, Source::RunResource));
+            }
+            for (ack, source) in seen {
+                if ack.run_id != ctx.run_id || ack.step != ctx.step {
+                    continue;
+                }
+                if !self.may_approve(&ack.by) {
+                    if rejected.insert(ack.by.clone()) {
+                        tracing::warn!(
+                            run = %ctx.run_id, step = %ctx.step, by = %ack.by,
+                            approvers = %self.args.approvers.join(", "),
+                            "ACK rejected: not an approver of this step"
+                        );
+                    }
+                    continue;
+                }
+                if source == Source::RunResource
+                    && let Some(dir) = &ctx.state_dir
+                    && let Err(err) = approval::write(dir, &ack)
+                {
+                    tracing::warn!(run = %ctx.run_id, step = %ctx.step, error = %err, "cannot keep the ACK in the run directory");
+                }
+                tracing::info!(
+                    run = %ctx.run_id, step = %ctx.step, by = %ack.by, at = %ack.at,
+                    comment = ack.comment.as_deref().unwrap_or(""), "approval acknowledged"
+                );
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ActionError::Timeout {
+                    what: format!(
+                        "an ACK of step {} from {} (ripcord approve {} {} --as NAME)",
+                        ctx.step,
+                        self.args.approvers.join(" or "),
+                        ctx.run_id,
+                        ctx.step
+                    ),
+                    after: ctx.verify_timeout,
+                });
+            }
+            tokio::time::sleep(POLL.min(deadline - now)).await;
+        }
+    }
+}
+
+impl Action for GateApproval {
+    fn kind(&self) -> &'static str {
+        "gate.approval"
+    }
+
+    fn targets(&self, _default_namespace: &str) -> Vec<ObjectRef> {
+        Vec::new()
+    }
+
+    fn verify_when_satisfied(&self) -> bool {
+        true
+    }
+
+    fn diff<'a>(&'a self, _ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>> {
+        Box::pin(async move {
+            Ok(Diff {
+                summary: format!(
+                    "wait for an ACK from {}: {}",
+                    self.args.approvers.join(", "),
+                    self.args.message
+                ),
+                mutations: Vec::new(),
+            })
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _ctx: &'a ActionContext,
+        mutation: &'a Mutation,
+    ) -> BoxFuture<'a, Result<Applied, ActionError>> {
+        Box::pin(async move {
+            Err(ActionError::Invalid {
+                object: mutation.target.to_string(),
+                reason: "gate.approval makes no cluster writes".into(),
+            })
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        ctx: &'a ActionContext,
+        _applied: &'a [Applied],
+    ) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(self.wait_for_ack(ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approvers_are_required_and_matched_exactly() {
+        let none = catalog::GateApproval {
+            approvers: vec![],
+            message: "ok?".into(),
+        };
+        assert!(GateApproval::new(none).is_err());
+        let gate = GateApproval::new(catalog::GateApproval {
+            approvers: vec!["ann".into()],
+            message: "ok?".into(),
+        })
+        .unwrap();
+        assert!(gate.may_approve("ann"));
+        assert!(!gate.may_approve("bob"));
+        assert!(!gate.may_approve("Ann"));
+    }
+}

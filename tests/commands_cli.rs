@@ -1,0 +1,514 @@
+//! Issue 5 (CLI side) against the simulated cluster through the binary: `ripcord failout`,
+//! `ripcord failback`, `ripcord restart`, `ripcord approve` and `gate.approval` (ACK via the
+//! approval file, via the `Run` resource, a wrong person rejected, a timeout failing the step),
+//! and the refusal exit codes.
+
+mod mitigations_support;
+
+use mitigations_support::{all_ready, start_file, wait_until, zone_nodes};
+use ripcord::journal;
+use ripcord::sim::SimCluster;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+/// The sim, a temp dir with its kubeconfig and the state dir.
+struct Env {
+    sim: SimCluster,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn start(scenario: &str) -> Env {
+        let sim = start_file(scenario).await;
+        ripcord::k8s::runs::install_crd(&sim.client(), Duration::from_secs(5))
+            .await
+            .expect("CRD installed in the sim");
+        let dir = tempfile::tempdir().expect("tempdir");
+        sim.write_kubeconfig(&dir.path().join("kubeconfig"))
+            .expect("kubeconfig written");
+        Env { sim, dir }
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn command(&self, args: &[&str], state_dir: &Path) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ripcord"));
+        cmd.args(args)
+            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
+            .env("RIPCORD_STATE_DIR", state_dir)
+            .env("RIPCORD_CONFIG", "/dev/null")
+            .env("RIPCORD_WHO", "test")
+            .env_remove("RIPCORD_NAMESPACE")
+            .env_remove("RIPCORD_CONTEXT")
+            .env_remove(ripcord::engine::CRASH_HOOK_ENV)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    }
+
+    async fn ripcord(&self, args: &[&str]) -> Output {
+        self.ripcord_in(args, &self.state_dir()).await
+    }
+
+    async fn ripcord_in(&self, args: &[&str], state_dir: &Path) -> Output {
+        let child = self.command(args, state_dir).spawn().expect("ripcord runs");
+        finish(args, child).await
+    }
+}
+
+async fn finish(args: &[&str], child: tokio::process::Child) -> Output {
+    let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+        .await
+        .expect("ripcord finished within 180 s")
+        .expect("ripcord output");
+    eprintln!(
+        "ripcord {args:?} -> {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The weight of one backendRef of the HTTPRoute shop/web.
+fn route_weight(sim: &SimCluster, backend: &str) -> Option<u64> {
+    let route = sim.store().get(
+        &ripcord::sim::store::kinds::http_routes(),
+        Some("shop"),
+        "web",
+    )?;
+    route["spec"]["rules"][0]["backendRefs"]
+        .as_array()?
+        .iter()
+        .find(|b| b["name"] == backend)
+        .and_then(|b| b["weight"].as_u64())
+}
+
+fn cordoned(node: &Value) -> bool {
+    node["spec"]["unschedulable"] == json!(true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue5_failout_then_failback_by_one_command_leaves_the_cluster_clean() {
+    let env = Env::start("three-zones.yaml").await;
+    wait_until("web and api ready", || {
+        all_ready(&env.sim, "shop", "web", 6) && all_ready(&env.sim, "shop", "api", 3)
+    })
+    .await;
+
+    assert_eq!(route_weight(&env.sim, "web-zone-a"), Some(100));
+    let out = env
+        .ripcord(&[
+            "failout",
+            "zone/zone-a",
+            "-n",
+            "shop",
+            "--route",
+            "shop/web",
+            "--backend",
+            "web-zone-a",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "fail-out succeeded");
+    assert_eq!(
+        route_weight(&env.sim, "web-zone-a"),
+        Some(0),
+        "zone-a's traffic shifted away"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("fail-out of zone zone-a succeeded") && last.contains("journal"),
+        "one final line: {last}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pods evicted"),
+        "drain progress with counts on stderr: {stderr}"
+    );
+    let nodes = zone_nodes(&env.sim, "zone-a");
+    assert!(!nodes.is_empty());
+    assert!(nodes.iter().all(cordoned), "zone-a cordoned: {nodes:?}");
+    assert!(
+        zone_nodes(&env.sim, "zone-b").iter().all(|n| !cordoned(n)),
+        "zone-b untouched"
+    );
+
+    let out = env
+        .ripcord(&[
+            "failback",
+            "zone/zone-a",
+            "-n",
+            "shop",
+            "--ramp-pause",
+            "1s",
+            "--ramp",
+            "50,100",
+            "--route",
+            "shop/web",
+            "--backend",
+            "web-zone-a",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "fail-back succeeded");
+    assert_eq!(
+        route_weight(&env.sim, "web-zone-a"),
+        Some(100),
+        "zone-a's traffic ramped back"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("fail-back of zone zone-a succeeded"),
+        "final line"
+    );
+    assert!(
+        zone_nodes(&env.sim, "zone-a").iter().all(|n| !cordoned(n)),
+        "zone-a uncordoned"
+    );
+    wait_until("web and api ready again", || {
+        all_ready(&env.sim, "shop", "web", 6) && all_ready(&env.sim, "shop", "api", 3)
+    })
+    .await;
+    let out = env
+        .ripcord(&["verify", "--cluster", "-n", "shop", "--wait", "30s"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "verify --cluster clean");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue5_failout_refusals_exit_with_documented_codes_before_any_write() {
+    let env = Env::start("three-zones.yaml").await;
+    wait_until("web ready", || all_ready(&env.sim, "shop", "web", 6)).await;
+
+    // No --yes and no terminal: refused (4) after showing the plan.
+    let out = env.ripcord(&["failout", "zone/zone-a", "-n", "shop"]).await;
+    assert_eq!(out.status.code(), Some(4), "no TTY, no --yes");
+    let all = text(&out);
+    assert!(all.contains("--yes"), "says how to proceed: {all}");
+    assert!(all.contains("cordon"), "plan shown first: {all}");
+
+    // Over the blast-radius budget: a third of the nodes, budget 10%.
+    let out = env
+        .ripcord(&[
+            "failout",
+            "zone/zone-a",
+            "-n",
+            "shop",
+            "--max-percent",
+            "10",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(4), "blast radius refused");
+    let all = text(&out);
+    assert!(
+        all.contains("override-blast-radius") || all.contains("overrideBlastRadius"),
+        "says how to override: {all}"
+    );
+
+    // Over the node budget.
+    let out = env
+        .ripcord(&[
+            "failout",
+            "zone/zone-a",
+            "-n",
+            "shop",
+            "--max-nodes",
+            "1",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(4), "max nodes refused");
+
+    // Malformed input: usage (2).
+    let out = env.ripcord(&["failout", "zone-a", "--yes"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = env
+        .ripcord(&["restart", "deployment/web", "--batch", "0", "--yes"])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = env
+        .ripcord(&["failback", "zone/zone-a", "--ramp-pause", "soon", "--yes"])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = env
+        .ripcord(&["failback", "zone/zone-a", "--ramp", "50,25", "--yes"])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = env
+        .ripcord(&[
+            "restart",
+            "deployment/web",
+            "--warmup-port",
+            "8080",
+            "--warmup-path",
+            "warm",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+
+    assert!(
+        zone_nodes(&env.sim, "zone-a").iter().all(|n| !cordoned(n)),
+        "nothing was cordoned"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue5_restart_by_one_command_completes_in_counted_batches() {
+    let env = Env::start("restart-12.yaml").await;
+    wait_until("frontend ready", || {
+        all_ready(&env.sim, "shop", "frontend", 12)
+    })
+    .await;
+    let before: Vec<String> = mitigations_support::app_pods(&env.sim, "shop", "frontend")
+        .iter()
+        .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+
+    let out = env
+        .ripcord(&[
+            "restart",
+            "deployment/frontend",
+            "-n",
+            "shop",
+            "--batch",
+            "3",
+            "--warmup",
+            "1s",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "restart succeeded");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("rolling restart of deployment shop/frontend succeeded")),
+        "final line: {stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("batch 1 of 4") && stderr.contains("batch 4 of 4"),
+        "batch counts on stderr: {stderr}"
+    );
+    wait_until("frontend ready after restart", || {
+        all_ready(&env.sim, "shop", "frontend", 12)
+    })
+    .await;
+    let after = mitigations_support::app_pods(&env.sim, "shop", "frontend");
+    assert!(
+        after.iter().all(|p| {
+            p.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !before.iter().any(|b| b == n))
+        }),
+        "every pod was replaced"
+    );
+}
+
+/// A playbook with one approval gate.
+fn approval_playbook(dir: &Path, timeout: &str) -> PathBuf {
+    let path = dir.join(format!("approval-{timeout}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: ripcord.dev/v1alpha1\nkind: Playbook\nmetadata:\n  name: hand-off\n\
+             spec:\n  steps:\n    - name: ack\n      action: gate.approval\n      with:\n        \
+             approvers: [ann, cho]\n        message: take over?\n      timeout: {timeout}\n"
+        ),
+    )
+    .expect("playbook written");
+    path
+}
+
+/// Waits until the state dir holds one run; returns its id.
+async fn run_id_of(state_dir: &Path) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(runs) = journal::list_runs(state_dir)
+            && let Some(run) = runs.first()
+        {
+            return run.run_id.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no run started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue5_gate_approval_via_file_rejects_strangers() {
+    let env = Env::start("three-zones.yaml").await;
+    let playbook = approval_playbook(env.dir.path(), "2m");
+    let playbook = playbook.to_string_lossy().to_string();
+    let args = ["run", playbook.as_str(), "-n", "shop", "--yes"];
+    let child = env
+        .command(&args, &env.state_dir())
+        .spawn()
+        .expect("run starts");
+    let run_id = run_id_of(&env.state_dir()).await;
+
+    let out = env
+        .ripcord(&["approve", &run_id, "ack", "--as", "mallory"])
+        .await;
+    assert_eq!(out.status.code(), Some(4), "a stranger is refused");
+    assert!(
+        text(&out).contains("approvers are ann, cho"),
+        "says who may: {}",
+        text(&out)
+    );
+    let out = env
+        .ripcord(&["approve", &run_id, "nope", "--as", "ann"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "no such step");
+
+    let out = env
+        .ripcord(&[
+            "approve",
+            &run_id,
+            "ack",
+            "--as",
+            "ann",
+            "--comment",
+            "mine",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let ack = journal::approval::read(&env.state_dir(), &run_id, "ack")
+        .expect("readable")
+        .expect("written");
+    assert_eq!(
+        (ack.by.as_str(), ack.comment.as_deref()),
+        ("ann", Some("mine"))
+    );
+
+    let out = finish(&args, child).await;
+    assert_eq!(out.status.code(), Some(0), "the gate passed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue5_gate_approval_via_the_run_resource_from_another_machine() {
+    let env = Env::start("three-zones.yaml").await;
+    let playbook = approval_playbook(env.dir.path(), "2m");
+    let playbook = playbook.to_string_lossy().to_string();
+    let args = ["run", playbook.as_str(), "-n", "shop", "--yes"];
+    let child = env
+        .command(&args, &env.state_dir())
+        .spawn()
+        .expect("run starts");
+    let run_id = run_id_of(&env.state_dir()).await;
+    // The gate makes no write, so the Run mirror may not exist: a teammate's daemon or
+    // laptop would see it in the cluster; create it here as the mirror would.
+    let api: kube::Api<ripcord::k8s::runs::Run> = kube::Api::namespaced(env.sim.client(), "shop");
+    let run = ripcord::k8s::runs::Run::new(
+        &run_id,
+        ripcord::k8s::runs::RunSpec {
+            playbook: "hand-off".into(),
+            params: Default::default(),
+            trigger: "cli".into(),
+            who: "test".into(),
+            incident: None,
+        },
+    );
+    let _ = api.create(&Default::default(), &run).await;
+
+    // Another machine: an empty state dir, so only the Run resource carries the ACK.
+    let elsewhere = env.dir.path().join("elsewhere");
+    let out = env
+        .ripcord_in(
+            &["approve", &run_id, "ack", "--as", "cho", "-n", "shop"],
+            &elsewhere,
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "ACK recorded on the Run");
+    assert!(text(&out).contains("Run shop/"));
+
+    let out = finish(&args, child).await;
+    assert_eq!(out.status.code(), Some(0), "the gate passed");
+    let ack = journal::approval::read(&env.state_dir(), &run_id, "ack")
+        .expect("readable")
+        .expect("copied into the run directory");
+    assert_eq!(ack.by, "cho");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue5_gate_approval_times_out_and_fails_the_step() {
+    let env = Env::start("three-zones.yaml").await;
+    let playbook = approval_playbook(env.dir.path(), "2s");
+    let out = env
+        .ripcord(&["run", &playbook.to_string_lossy(), "-n", "shop", "--yes"])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "the step failed");
+    let all = text(&out);
+    assert!(
+        all.contains("timeout") || all.contains("timed out"),
+        "{all}"
+    );
+    assert!(all.contains("ripcord approve"), "says how to ACK: {all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue5_a_step_with_a_kubeconfig_context_acts_on_that_cluster() {
+    let env = Env::start("three-zones.yaml").await;
+    let colo = start_file("restart-12.yaml").await;
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: main\n  cluster:\n    server: {}\n\
+         - name: colo\n  cluster:\n    server: {}\ncontexts:\n- name: main\n  context:\n    \
+         cluster: main\n    user: u\n    namespace: shop\n- name: colo-b\n  context:\n    \
+         cluster: colo\n    user: u\n    namespace: shop\ncurrent-context: main\nusers:\n\
+         - name: u\n  user: {{}}\n",
+        env.sim.url(),
+        colo.url()
+    );
+    std::fs::write(env.dir.path().join("kubeconfig"), kubeconfig).expect("kubeconfig written");
+    let playbook = env.dir.path().join("colo.yaml");
+    std::fs::write(
+        &playbook,
+        "apiVersion: ripcord.dev/v1alpha1\nkind: Playbook\nmetadata:\n  name: colo\nspec:\n  \
+         steps:\n    - name: cordon-colo\n      action: node.cordon\n      context: colo-b\n      \
+         with:\n        names: [zone-c-node-1]\n",
+    )
+    .expect("playbook written");
+
+    let out = env
+        .ripcord(&["run", &playbook.to_string_lossy(), "-n", "shop", "--yes"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "the run succeeded");
+    let node = |sim: &SimCluster| {
+        sim.store()
+            .get(&ripcord::sim::store::kinds::nodes(), None, "zone-c-node-1")
+            .expect("node exists")
+    };
+    assert!(cordoned(&node(&colo)), "cordoned in the colo's cluster");
+    assert!(!cordoned(&node(&env.sim)), "the main cluster is untouched");
+
+    // An unknown context fails the step before any write, naming the context.
+    std::fs::write(
+        &playbook,
+        "apiVersion: ripcord.dev/v1alpha1\nkind: Playbook\nmetadata:\n  name: colo\nspec:\n  \
+         steps:\n    - name: cordon-colo\n      action: node.cordon\n      context: nowhere\n      \
+         with:\n        names: [zone-c-node-2]\n",
+    )
+    .expect("playbook written");
+    let out = env
+        .ripcord(&["run", &playbook.to_string_lossy(), "-n", "shop", "--yes"])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("nowhere"), "{}", text(&out));
+}
