@@ -408,28 +408,43 @@ async fn issue5_gate_approval_via_the_run_resource_from_another_machine() {
     let playbook = approval_playbook(env.dir.path(), "2m");
     let playbook = playbook.to_string_lossy().to_string();
     let args = ["run", playbook.as_str(), "-n", "shop", "--yes"];
-    let child = env
+    let mut child = env
         .command(&args, &env.state_dir())
         .spawn()
         .expect("run starts");
     let run_id = run_id_of(&env.state_dir()).await;
-    // The gate makes no write, so the Run mirror may not exist: a teammate's daemon or
-    // laptop would see it in the cluster; create it here as the mirror would.
+    // The engine mirrors the run as a `Run` before the gate waits: that is what a teammate
+    // on another machine sees (`kubectl get runs.ripcord.dev`).
     let api: kube::Api<ripcord::k8s::runs::Run> = kube::Api::namespaced(env.sim.client(), "shop");
-    let run = ripcord::k8s::runs::Run::new(
-        &run_id,
-        ripcord::k8s::runs::RunSpec {
-            playbook: "hand-off".into(),
-            params: Default::default(),
-            trigger: "cli".into(),
-            who: "test".into(),
-            incident: None,
-        },
-    );
-    let _ = api.create(&Default::default(), &run).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while api.get_opt(&run_id).await.ok().flatten().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Run resource was never created"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Another machine: an empty state dir, so only the Run resource carries the ACK.
     let elsewhere = env.dir.path().join("elsewhere");
+    // There the approvers are unknown, so a stranger's ACK reaches the Run; the gate rejects it.
+    let out = env
+        .ripcord_in(
+            &["approve", &run_id, "ack", "--as", "mallory", "-n", "shop"],
+            &elsewhere,
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "annotated");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        child.try_wait().expect("child status").is_none(),
+        "a stranger's ACK does not pass the gate"
+    );
+    assert_eq!(
+        journal::approval::read(&env.state_dir(), &run_id, "ack").expect("readable"),
+        None,
+        "a rejected ACK is not kept"
+    );
     let out = env
         .ripcord_in(
             &["approve", &run_id, "ack", "--as", "cho", "-n", "shop"],

@@ -366,6 +366,12 @@ impl<'a> RunState<'a> {
                 Err(err) => return Ok(Err(StepFailure::new(err.category(), err.to_string()))),
             },
         };
+        if matches!(
+            step.action,
+            crate::playbook::catalog::Action::GateApproval(_)
+        ) {
+            self.ensure_mirror();
+        }
         let deadline = Instant::now() + step.timeout.0;
         let verify_when_satisfied = action.verify_when_satisfied();
         let mut applied_in_step: Vec<Applied> =
@@ -776,17 +782,27 @@ impl<'a> RunState<'a> {
             )
             .await?;
         if refusal.is_none() {
-            self.mirror = Some(Mirror::start(
-                self.engine.client.clone(),
-                self.namespace.clone(),
-                self.plan,
-                self.opts,
-                self.status.clone(),
-                self.journal.clone(),
-                self.events.clone(),
-            ));
+            self.ensure_mirror();
         }
         Ok(refusal)
+    }
+
+    /// Starts the `Run` mirror unless it runs already: after the first-mutation gate, or
+    /// before a `gate.approval` waits (so that an ACK given on the `Run` from another machine
+    /// has a `Run` to go to).
+    fn ensure_mirror(&mut self) {
+        if self.mirror.is_some() {
+            return;
+        }
+        self.mirror = Some(Mirror::start(
+            self.engine.client.clone(),
+            self.namespace.clone(),
+            self.plan,
+            self.opts,
+            self.status.clone(),
+            self.journal.clone(),
+            self.events.clone(),
+        ));
     }
 
     /// After the steps: waits (bounded) for the broad snapshot and releases the lock (also a

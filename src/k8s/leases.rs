@@ -70,6 +70,22 @@ impl LeaseError {
             LeaseError::Timeout { .. } => "timeout",
         }
     }
+
+    /// True for errors worth another attempt: a conflict (re-read), throttling, a server
+    /// error or a call that did not answer in time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LeaseError::Held { .. } => false,
+            LeaseError::Timeout { .. } => true,
+            LeaseError::Api { source, .. } => match source {
+                kube::Error::Api(status) => {
+                    status.code == 409 || status.code == 429 || status.code >= 500
+                }
+                kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+                _ => false,
+            },
+        }
+    }
 }
 
 /// The Lease name for a lock string: `ripcord-lock-<16 hex digits of FNV-1a 64>` (stable
@@ -241,10 +257,24 @@ pub async fn acquire(
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PostParams::default()
     };
-    // Two attempts: a create race (409) re-reads once.
-    for _ in 0..2 {
+    // A create/replace race (409) re-reads; throttling (429), server errors (5xx) and calls that
+    // time out are retried with backoff. Only a live Lease of another holder refuses.
+    let mut backoff = Duration::from_millis(100);
+    let mut last_error: Option<LeaseError> = None;
+    for attempt in 0..ACQUIRE_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
         let now = jiff::Timestamp::now();
-        let existing = call("get", namespace, &name, call_timeout, api.get_opt(&name)).await?;
+        let existing = match call("get", namespace, &name, call_timeout, api.get_opt(&name)).await {
+            Ok(existing) => existing,
+            Err(err) if err.is_transient() => {
+                last_error = Some(err);
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
         let result = match existing {
             None => {
                 let lease = Lease {
@@ -301,12 +331,13 @@ pub async fn acquire(
         };
         match result {
             Err(_) => {
-                return Err(LeaseError::Timeout {
+                last_error = Some(LeaseError::Timeout {
                     operation: "take",
                     namespace: namespace.to_string(),
-                    lease: name,
+                    lease: name.clone(),
                     after: call_timeout,
                 });
+                continue;
             }
             Ok(Ok(_)) => {
                 let renew = tokio::spawn(renew_loop(
@@ -326,33 +357,45 @@ pub async fn acquire(
                     renew,
                 });
             }
-            Ok(Err(kube::Error::Api(s))) if s.code == 409 => continue,
             Ok(Err(source)) => {
-                return Err(LeaseError::Api {
+                let err = LeaseError::Api {
                     operation: "take",
                     namespace: namespace.to_string(),
-                    lease: name,
+                    lease: name.clone(),
                     source,
-                });
+                };
+                if !err.is_transient() {
+                    return Err(err);
+                }
+                last_error = Some(err);
             }
         }
     }
-    // Lost two races in a row: someone else is taking it right now.
-    let holder_now = api
-        .get_opt(&name)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| holder_of(&l).map(str::to_string))
-        .unwrap_or_else(|| "another run".to_string());
-    Err(LeaseError::Held {
-        lock: lock.to_string(),
-        holder: holder_now,
+    // Out of attempts. If another run took the lock meanwhile, say who; otherwise report the
+    // last error as what it was (never a made-up holder).
+    if let Ok(Some(lease)) = api.get_opt(&name).await
+        && let Some(current) = holder_of(&lease)
+        && current != holder
+        && expires_in(&lease, jiff::Timestamp::now()) >= 0
+    {
+        return Err(LeaseError::Held {
+            lock: lock.to_string(),
+            holder: current.to_string(),
+            namespace: namespace.to_string(),
+            lease: name,
+            expires_in_s: expires_in(&lease, jiff::Timestamp::now()),
+        });
+    }
+    Err(last_error.unwrap_or(LeaseError::Timeout {
+        operation: "take",
         namespace: namespace.to_string(),
         lease: name,
-        expires_in_s: ttl.as_secs() as i64,
-    })
+        after: call_timeout,
+    }))
 }
+
+/// How many times [`acquire`] tries before giving up on transient errors and races.
+const ACQUIRE_ATTEMPTS: u32 = 6;
 
 async fn renew_loop(
     api: Api<Lease>,
