@@ -15,16 +15,25 @@ async fn rollback_restores_previous_template_and_journals_everything() {
         "notify:\n  channels:\n    - name: oncall\n      type: webhook\n      urlFromEnv: TEST_HOOK_URL\n",
     );
     assert!(h.image().ends_with(":1.5.0"));
-    let (pods, _) = h
-        .sim
-        .store()
-        .list(&ripcord::sim::store::kinds::pods(), Some("shop"));
-    let bad_pods: Vec<String> = pods
-        .iter()
-        .filter(|p| p.to_string().contains("checkout:1.5.0"))
-        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
-        .collect();
-    assert!(!bad_pods.is_empty(), "the bad release has pods");
+    // Wait (bounded) until the bad release's pods run: only a started container has a log.
+    let running_bad_pods = || {
+        let (pods, _) = h
+            .sim
+            .store()
+            .list(&ripcord::sim::store::kinds::pods(), Some("shop"));
+        pods.iter()
+            .filter(|p| p.to_string().contains("checkout:1.5.0"))
+            .filter(|p| p["status"]["phase"] == "Running")
+            .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+            .collect::<Vec<String>>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut bad_pods = running_bad_pods();
+    while bad_pods.len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        bad_pods = running_bad_pods();
+    }
+    assert!(!bad_pods.is_empty(), "the bad release has running pods");
 
     let out = h
         .ripcord(

@@ -113,7 +113,7 @@ pub async fn run(args: CleanupArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
         } else {
             println!("dry run: nothing was changed");
         }
-        return Ok(Exit::Ok);
+        return Ok(unavailable_exit(&plan, &selection, Exit::Ok));
     }
     if !args.yes {
         super::run::confirm(&format!(
@@ -156,7 +156,34 @@ pub async fn run(args: CleanupArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
             summary_counts(&plan),
         );
     }
-    Ok(exit_for(outcome.outcome))
+    Ok(unavailable_exit(
+        &plan,
+        &selection,
+        exit_for(outcome.outcome),
+    ))
+}
+
+/// A cleanup that could not even judge some mutations (a read failed, a record was cut) has
+/// not cleaned up: it ends with exit 1 and says to run it again, whatever else succeeded.
+fn unavailable_exit(plan: &CleanupPlan, selection: &Selection, exit: Exit) -> Exit {
+    let unavailable = plan
+        .items
+        .iter()
+        .filter(|item| matches!(item.status, ItemStatus::Unavailable { .. }))
+        .count();
+    if unavailable == 0 {
+        return exit;
+    }
+    let again = match selection {
+        Selection::Incident(id) => format!("ripcord cleanup --incident {id}"),
+        Selection::Run(id) => format!("ripcord cleanup --run {id}"),
+        Selection::All => "ripcord cleanup".to_string(),
+    };
+    eprintln!(
+        "cleanup incomplete: {unavailable} mutation(s) could not be checked (UNAVAILABLE above); \
+         run `{again}` again once the cause is fixed"
+    );
+    Exit::Failed
 }
 
 /// "3 revert, 1 DRIFT: skipped, 1 rollback kept".

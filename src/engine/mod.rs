@@ -10,7 +10,8 @@
 //! 3. Before the **first mutation** of the run, and only then (a run that needs no change makes
 //!    no write request at all): take the per-target lock (a Lease), evaluate the pre-checks,
 //!    notify "about to …", capture the snapshot (the targets awaited, the rest concurrently),
-//!    and create the `Run` mirror in the cluster.
+//!    and create the `Run` mirror in the cluster. (A `gate.approval` step starts the mirror
+//!    before it waits, so an ACK given on the `Run` from another machine has somewhere to go.)
 //! 4. Per mutation: journal `MutationIntended` (write-ahead, fsync'd), apply (retrying
 //!    retryable API errors with backoff; a 409 conflict re-diffs), journal `MutationApplied`.
 //!    Then `verify` (bounded by the step timeout) and re-diff until the diff is empty.
@@ -18,6 +19,11 @@
 //!    mutations (their `MergePatch` inverses, newest first) and stops.
 //! 6. A tripped stop condition or Ctrl-C/SIGTERM stops the run at the next safe point (between
 //!    mutations, or while verifying) and journals why; an interrupted run is resumable.
+//!
+//! A step with `context:` acts through a client of that kubeconfig context (a colo that is a
+//! whole cluster), built once per context when the engine was given the kubeconfig
+//! ([`Engine::with_step_contexts`]); otherwise the step is refused. Multi-phase steps report
+//! counts as [`EngineEvent::Progress`] (see [`progress`]).
 //!
 //! Resume (`RunOptions::resume`) replays the journal: verified or already-satisfied steps are
 //! skipped; a step with a `MutationIntended` but no `MutationApplied` is re-diffed — the

@@ -47,6 +47,44 @@ impl Workloads {
         Ok(list.items)
     }
 
+    /// Like [`Workloads::list`], following `continue` tokens page by page (`params.limit` is
+    /// the page size) until the list ends or `max_items` are read. Returns the items and
+    /// whether the list was cut at `max_items`.
+    pub async fn list_paged<K>(
+        &self,
+        namespace: &str,
+        params: &ListParams,
+        max_items: usize,
+    ) -> Result<(Vec<K>, bool), K8sError>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let object = describe(&K::plural(&()), Some(namespace), "*");
+        let mut params = params.clone();
+        let mut items = Vec::new();
+        loop {
+            let page = call("list", &object, self.timeout, api.list(&params)).await?;
+            items.extend(page.items);
+            let next = page.metadata.continue_.filter(|token| !token.is_empty());
+            match next {
+                Some(_) if items.len() >= max_items => {
+                    items.truncate(max_items);
+                    return Ok((items, true));
+                }
+                Some(token) => params.continue_token = Some(token),
+                None => {
+                    let cut = items.len() > max_items;
+                    items.truncate(max_items);
+                    return Ok((items, cut));
+                }
+            }
+        }
+    }
+
     /// Pods of a namespace matching a label selector (empty: all).
     pub async fn pods(&self, namespace: &str, selector: &str) -> Result<Vec<Pod>, K8sError> {
         let mut params = ListParams::default();

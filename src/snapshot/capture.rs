@@ -21,6 +21,12 @@ use std::time::Duration;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this many pods per namespace when no Deployment narrows the selection.
 const MAX_PODS: u32 = 500;
+/// At most this many pods per namespace are captured (pages of [`MAX_PODS`]); a longer list is
+/// recorded as truncated in the manifest.
+const MAX_PODS_PER_NAMESPACE: usize = 20_000;
+/// Logs are read for at most this many pods per capture, unready and restarted pods first
+/// (they carry the evidence); the rest are listed in the manifest as not captured.
+const MAX_LOG_PODS: usize = 200;
 /// The newest this many events per namespace are kept.
 const MAX_EVENTS: usize = 200;
 /// Concurrent log reads.
@@ -486,8 +492,19 @@ async fn namespace_pods(
         if !selector.is_empty() {
             params = params.labels(&selector);
         }
-        match workloads.list::<Pod>(namespace, &params).await {
-            Ok(list) => {
+        match workloads
+            .list_paged::<Pod>(namespace, &params, MAX_PODS_PER_NAMESPACE)
+            .await
+        {
+            Ok((list, truncated)) => {
+                if truncated {
+                    items.push(Captured::Failed {
+                        what: format!("pods in {namespace} ({selector})"),
+                        error: format!(
+                            "truncated: only the first {MAX_PODS_PER_NAMESPACE} pods were captured"
+                        ),
+                    });
+                }
                 for pod in list {
                     pods.insert(pod.metadata.name.clone().unwrap_or_default(), pod);
                 }
@@ -607,7 +624,21 @@ async fn capture_logs(
 ) -> Vec<Captured> {
     let tail = request.spec.log_tail_lines;
     let mut reads = Vec::new();
-    for pod in pods {
+    let mut skipped = Vec::new();
+    // Evidence first: unready and restarted pods, then the rest, up to the cap.
+    let mut ordered: Vec<&Pod> = pods.iter().collect();
+    ordered.sort_by_key(|pod| {
+        (
+            pod_is_ready(pod) && restarts_of(pod) == 0,
+            restarts_of(pod) == 0,
+        )
+    });
+    let mut logged = 0usize;
+    for pod in ordered {
+        if logged >= MAX_LOG_PODS {
+            skipped.push(pod);
+            continue;
+        }
         if captured_logs.contains(&(
             pod.metadata.namespace.clone().unwrap_or_default(),
             pod.metadata.name.clone().unwrap_or_default(),
@@ -626,6 +657,7 @@ async fn capture_logs(
                     .collect()
             })
             .unwrap_or_default();
+        logged += 1;
         for container in pod.spec.iter().flat_map(|s| s.containers.iter()) {
             let restarted = restarts.get(&container.name).copied().unwrap_or(0) > 0;
             reads.push((
@@ -644,7 +676,17 @@ async fn capture_logs(
             }
         }
     }
-    futures::stream::iter(reads)
+    let mut items: Vec<Captured> = Vec::new();
+    if !skipped.is_empty() {
+        items.push(Captured::Failed {
+            what: format!("logs of {} more pod(s)", skipped.len()),
+            error: format!(
+                "not captured: logs are read for at most {MAX_LOG_PODS} pods, unready and \
+                 restarted ones first"
+            ),
+        });
+    }
+    let logs: Vec<Captured> = futures::stream::iter(reads)
         .map(|(namespace, pod, container, previous)| async move {
             let label = format!(
                 "{}log of {namespace}/{pod}/{container}",
@@ -676,7 +718,17 @@ async fn capture_logs(
         })
         .buffer_unordered(LOG_CONCURRENCY)
         .collect()
-        .await
+        .await;
+    items.extend(logs);
+    items
+}
+
+fn restarts_of(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|statuses| statuses.iter().map(|c| c.restart_count).sum())
+        .unwrap_or(0)
 }
 
 async fn capture_nodes(workloads: &Workloads, pods: &[Pod]) -> Vec<Captured> {
