@@ -19,6 +19,10 @@ use serde_json::{Value, json};
 use super::controllers::{deployment, pods, replicaset, scheduler, util};
 use super::store::{Store, StoreError, kinds};
 
+/// The most nodes a scenario may declare (the 1,000-node benchmark fits five times).
+pub const MAX_SCENARIO_NODES: u64 = 5_000;
+/// The most replicas a scenario's Deployments may declare in total.
+pub const MAX_SCENARIO_REPLICAS: i64 = 100_000;
 /// Template annotation that marks a release bad: `"true"` (pods never become ready) or
 /// `"crashloop"` (containers crash-loop).
 pub const BAD_RELEASE_ANNOTATION: &str = "sim.ripcord.dev/bad-release";
@@ -532,6 +536,24 @@ impl Scenario {
                 )));
             }
         }
+        // Bounds: a scenario is a test fixture, not a way to exhaust memory.
+        let total_nodes: u64 = file.zones.iter().map(|z| u64::from(z.nodes)).sum();
+        if total_nodes > MAX_SCENARIO_NODES {
+            return Err(invalid(format!(
+                "{total_nodes} nodes in all zones; a scenario may have at most {MAX_SCENARIO_NODES}"
+            )));
+        }
+        let total_replicas: i64 = file
+            .deployments
+            .iter()
+            .map(|d| d.replicas.max(0))
+            .fold(0i64, i64::saturating_add);
+        if total_replicas > MAX_SCENARIO_REPLICAS {
+            return Err(invalid(format!(
+                "{total_replicas} replicas in all deployments; a scenario may have at most \
+                 {MAX_SCENARIO_REPLICAS}"
+            )));
+        }
         let mut namespaces: BTreeSet<&str> = file.namespaces.iter().map(String::as_str).collect();
         namespaces.extend(["default", "kube-system"]);
         let mut names = BTreeSet::new();
@@ -1037,6 +1059,19 @@ mod tests {
             "namespaces: [a]\npodDisruptionBudgets:\n- {namespace: a, name: p, selector: {app: a}}\n",
         );
         assert!(matches!(err, Err(ScenarioError::Invalid { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn issue8_oversized_scenarios_are_rejected_before_loading() {
+        let err = Scenario::from_yaml("x", "zones:\n- {name: a, nodes: 4294967295}\n");
+        assert!(matches!(err, Err(ScenarioError::Invalid { .. })), "{err:?}");
+        let err = Scenario::from_yaml(
+            "x",
+            "namespaces: [a]\ndeployments:\n- {namespace: a, name: a, replicas: 9000000000000, releases: [{image: a:1}]}\n",
+        );
+        assert!(matches!(err, Err(ScenarioError::Invalid { .. })), "{err:?}");
+        let nan = Scenario::from_yaml("x", "settings: {timeFactor: .nan}\n").expect("valid");
+        assert!(nan.settings().time_factor.is_finite() && nan.settings().time_factor > 0.0);
     }
 
     #[test]
