@@ -142,12 +142,7 @@ impl Action for DeploymentPause {
     }
 
     fn targets(&self, default_namespace: &str) -> Vec<ObjectRef> {
-        let ns = self
-            .args
-            .namespace
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .unwrap_or(default_namespace);
+        let ns = super::namespace_or(self.args.namespace.as_deref(), default_namespace);
         vec![deployment_ref(ns, &self.args.name)]
     }
 

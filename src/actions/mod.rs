@@ -95,11 +95,13 @@ pub struct ActionContext {
 impl ActionContext {
     /// The namespace to use: the argument's, else the context's default.
     pub fn namespace(&self, from_args: Option<&str>) -> String {
-        from_args
-            .filter(|ns| !ns.is_empty())
-            .unwrap_or(&self.default_namespace)
-            .to_string()
+        namespace_or(from_args, &self.default_namespace).to_string()
     }
+}
+
+/// An action argument's namespace, unless it is absent or empty: then `default`.
+pub fn namespace_or<'a>(from_args: Option<&'a str>, default: &'a str) -> &'a str {
+    from_args.filter(|ns| !ns.is_empty()).unwrap_or(default)
 }
 
 /// A reference to one Kubernetes object.

@@ -309,11 +309,7 @@ impl Action for ZoneFailback {
             .as_ref()
             .and_then(|t| t.http_route.as_ref())
         {
-            let ns = backend
-                .namespace
-                .as_deref()
-                .filter(|n| !n.is_empty())
-                .unwrap_or(default_namespace);
+            let ns = super::namespace_or(backend.namespace.as_deref(), default_namespace);
             targets.push(super::traffic_set_weights::route_ref(ns, &backend.name));
         }
         targets
