@@ -271,8 +271,8 @@ async fn snapshot() -> Result<Row, String> {
         "snapshot 10k pods",
         samples,
         format!(
-            "ripcord captured {captured} pod object(s) of {SNAPSHOT_PODS} (its manifest), with a \
-             log tail per captured pod and node conditions; kubectl dumps every object"
+            "ripcord captured {captured} pod object(s) of {SNAPSHOT_PODS} (its manifest), with \
+             log tails of up to 200 pods and node conditions; kubectl dumps every object"
         ),
     ))
 }
