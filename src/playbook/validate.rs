@@ -359,6 +359,24 @@ fn has_reference(text: &str) -> bool {
 }
 
 impl<'a> Walker<'a, '_> {
+    /// "expected integer or string, found boolean `true`" at the node.
+    fn wrong_type(&mut self, node: &Node, path: &str, expected: &[&str], hint: Option<String>) {
+        let message = format!(
+            "expected {}, found {}{}",
+            expected.join(" or "),
+            node.value.describe(),
+            show(node)
+        );
+        self.problem(
+            "wrong-type",
+            node.pos,
+            scalar_len(node),
+            path,
+            message,
+            hint,
+        );
+    }
+
     fn problem(
         &mut self,
         kind: &'static str,
@@ -524,19 +542,7 @@ impl<'a> Walker<'a, '_> {
                 ),
                 _ => None,
             };
-            self.problem(
-                "wrong-type",
-                node.pos,
-                scalar_len(node),
-                path,
-                format!(
-                    "expected {}, found {}{}",
-                    expected.join(" or "),
-                    node.value.describe(),
-                    show(node)
-                ),
-                hint,
-            );
+            self.wrong_type(node, path, &expected, hint);
             return;
         }
         match &node.value {
@@ -617,19 +623,7 @@ impl<'a> Walker<'a, '_> {
                         acc
                     },
                 );
-                self.problem(
-                    "wrong-type",
-                    node.pos,
-                    scalar_len(node),
-                    path,
-                    format!(
-                        "expected {}, found {}{}",
-                        expected.join(" or "),
-                        node.value.describe(),
-                        show(node)
-                    ),
-                    None,
-                );
+                self.wrong_type(node, path, &expected, None);
             }
         }
     }
