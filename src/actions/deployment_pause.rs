@@ -61,6 +61,7 @@ impl DeploymentPause {
                     if self.paused { "paused" } else { "not paused" }
                 ),
                 mutations: Vec::new(),
+                progress: None,
             });
         }
         let namespace = deployments.namespace().to_string();
@@ -87,6 +88,7 @@ impl DeploymentPause {
                     expected: json!({ "spec": { "paused": self.paused } }),
                 },
             }],
+            progress: None,
         })
     }
 

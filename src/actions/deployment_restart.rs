@@ -35,7 +35,8 @@
 use super::node_drain::{evict_with_retry, pod_ref};
 use super::zone_failback::check_health_gate;
 use super::{
-    Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef, deployment_ref,
+    Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef, Progress,
+    deployment_ref,
 };
 use crate::k8s::deployments::Deployments;
 use crate::k8s::pods::{self, Pods};
@@ -192,6 +193,7 @@ impl DeploymentRestart {
                 return Ok(Diff {
                     summary: format!("{object} has no pods to restart"),
                     mutations: Vec::new(),
+                    progress: None,
                 });
             }
             let names: Vec<&str> = observed.pods.iter().map(pods::name).collect();
@@ -226,6 +228,11 @@ impl DeploymentRestart {
                         expected: request,
                     },
                 }],
+                progress: Some(Progress {
+                    what: "pods restarted".into(),
+                    done: 0,
+                    total: names.len() as u64,
+                }),
             });
         }
 
@@ -242,6 +249,11 @@ impl DeploymentRestart {
                 return Ok(Diff {
                     summary: format!("{object}: all {} listed pod(s) restarted", to_restart.len()),
                     mutations: Vec::new(),
+                    progress: Some(Progress {
+                        what: "pods restarted".into(),
+                        done: to_restart.len() as u64,
+                        total: to_restart.len() as u64,
+                    }),
                 });
             }
             let unready = observed.unready();
@@ -269,6 +281,16 @@ impl DeploymentRestart {
                         to_restart.len()
                     ),
                     mutations,
+                    progress: Some(Progress {
+                        what: format!(
+                            "batch {number} of {}: pods restarted, {unready} unready",
+                            to_restart
+                                .len()
+                                .div_ceil(usize::try_from(batch).unwrap_or(1).max(1))
+                        ),
+                        done: done as u64,
+                        total: to_restart.len() as u64,
+                    }),
                 });
             }
             if Instant::now() + POLL > deadline {

@@ -106,6 +106,7 @@ impl DeploymentRollback {
             return Ok(Diff {
                 summary,
                 mutations: Vec::new(),
+                progress: None,
             });
         }
 
@@ -117,6 +118,7 @@ impl DeploymentRollback {
                     target.revision
                 ),
                 mutations: Vec::new(),
+                progress: None,
             });
         }
         let from = current_rev.or_else(|| latest_revision(&history));
@@ -182,6 +184,7 @@ impl DeploymentRollback {
         Ok(Diff {
             summary: description,
             mutations: vec![mutation],
+            progress: None,
         })
     }
 

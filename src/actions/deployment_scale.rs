@@ -54,6 +54,7 @@ impl DeploymentScale {
             return Ok(Diff {
                 summary: format!("{object} already has {desired} replicas"),
                 mutations: Vec::new(),
+                progress: None,
             });
         }
         let namespace = deployments.namespace().to_string();
@@ -77,6 +78,7 @@ impl DeploymentScale {
                     expected: json!({ "spec": { "replicas": desired } }),
                 },
             }],
+            progress: None,
         })
     }
 

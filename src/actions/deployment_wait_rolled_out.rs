@@ -44,6 +44,7 @@ impl DeploymentWaitRolledOut {
                 rollout_status(&deployment).message()
             ),
             mutations: Vec::new(),
+            progress: None,
         })
     }
 

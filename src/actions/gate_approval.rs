@@ -197,6 +197,7 @@ impl Action for GateApproval {
                     self.args.message
                 ),
                 mutations: Vec::new(),
+                progress: None,
             })
         })
     }

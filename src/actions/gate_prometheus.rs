@@ -72,6 +72,7 @@ impl Action for GatePrometheus {
                     self.condition.threshold
                 ),
                 mutations: Vec::new(),
+                progress: None,
             })
         })
     }

@@ -89,6 +89,7 @@ impl HttpRequest {
             return Diff {
                 summary: format!("{} (expects {})", self.shown(), self.args.expected_status),
                 mutations: Vec::new(),
+                progress: None,
             };
         }
         let headers: Vec<&str> = self.args.headers.keys().map(String::as_str).collect();
@@ -119,6 +120,7 @@ impl HttpRequest {
                         .into(),
                 },
             }],
+            progress: None,
         }
     }
 }

@@ -203,6 +203,21 @@ pub struct Diff {
     pub summary: String,
     /// The writes needed now. Empty: the desired state holds.
     pub mutations: Vec<Mutation>,
+    /// Counts for a progress bar, from actions that work through many items (drains evict
+    /// pods, restarts restart them in batches). `None`: nothing to count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// Counts of one step's progress, as its action observed them in a diff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// What is counted, for people ("pods evicted", "batch 2 of 4: pods restarted").
+    pub what: String,
+    /// How many are done.
+    pub done: u64,
+    /// How many in all.
+    pub total: u64,
 }
 
 impl Diff {

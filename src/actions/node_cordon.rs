@@ -98,7 +98,11 @@ impl NodeCordon {
                 left_alone.join(", ")
             ));
         }
-        Ok(Diff { summary, mutations })
+        Ok(Diff {
+            summary,
+            mutations,
+            progress: None,
+        })
     }
 }
 

@@ -20,7 +20,9 @@
 //! `None`: the controllers recreate the pods; the cordon's inverse uncordons.
 
 use super::node_cordon::{apply_node_patch, cordon_mutation, select_nodes};
-use super::{Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef};
+use super::{
+    Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef, Progress,
+};
 use crate::k8s::K8sError;
 use crate::k8s::nodes;
 use crate::k8s::pods::{self, EvictOutcome, Pods};
@@ -82,6 +84,8 @@ pub(crate) struct EvictionOwners(Mutex<Memory>);
 struct Memory {
     owners: BTreeMap<String, String>,
     pods: BTreeMap<String, Vec<ObjectRef>>,
+    /// The most evictable pods a diff has seen (the progress total).
+    most_seen: u64,
 }
 
 impl EvictionOwners {
@@ -93,6 +97,24 @@ impl EvictionOwners {
             for m in &wave.mutations {
                 memory.pods.insert(m.id.clone(), pods_of(m));
             }
+        }
+    }
+
+    /// Progress counts after `wave`: the total is the most evictable pods any diff of this
+    /// process saw (after a resume: those left then), done is how many of them are gone.
+    pub(crate) fn progress(&self, wave: &Wave) -> Progress {
+        let remaining = wave.remaining as u64;
+        let total = match self.0.lock() {
+            Ok(mut memory) => {
+                memory.most_seen = memory.most_seen.max(remaining);
+                memory.most_seen
+            }
+            Err(_) => remaining,
+        };
+        Progress {
+            what: "pods evicted".into(),
+            done: total - remaining,
+            total,
         }
     }
 
@@ -535,6 +557,7 @@ impl NodeDrain {
                     cordons.len()
                 ),
                 mutations: cordons,
+                progress: None,
             });
         }
         let drained: BTreeSet<String> = selected
@@ -543,9 +566,11 @@ impl NodeDrain {
             .collect();
         let wave = next_wave(ctx, &drained, self.settings()).await?;
         self.owners.remember(&wave);
+        let progress = Some(self.owners.progress(&wave));
         Ok(Diff {
             summary: format!("drain {} node(s): {}", drained.len(), wave_summary(&wave)),
             mutations: wave.mutations,
+            progress,
         })
     }
 }

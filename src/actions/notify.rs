@@ -68,6 +68,7 @@ impl Action for Notify {
             Ok(Diff {
                 summary: format!("notify: {}", self.message),
                 mutations: Vec::new(),
+                progress: None,
             })
         })
     }

@@ -77,6 +77,7 @@ impl ObjectPatch {
             return Ok(Diff {
                 summary: format!("{target}: the patch changes nothing"),
                 mutations: Vec::new(),
+                progress: None,
             });
         }
         let inverse = inverse_merge_patch(&before, &self.args.patch);
@@ -117,6 +118,7 @@ impl ObjectPatch {
                     expected,
                 },
             }],
+            progress: None,
         })
     }
 

@@ -171,10 +171,12 @@ impl TrafficSetWeights {
             Some(m) => Diff {
                 summary: description,
                 mutations: vec![m],
+                progress: None,
             },
             None => Diff {
                 summary: format!("httproute/{namespace}/{name} already has these weights"),
                 mutations: Vec::new(),
+                progress: None,
             },
         })
     }

@@ -42,6 +42,7 @@ impl Action for Wait {
             Ok(Diff {
                 summary: format!("wait {:?}", self.duration),
                 mutations: Vec::new(),
+                progress: None,
             })
         })
     }

@@ -153,6 +153,7 @@ impl ZoneFailback {
             return Ok(Diff {
                 summary,
                 mutations: uncordons,
+                progress: None,
             });
         }
 
@@ -240,7 +241,11 @@ impl ZoneFailback {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
-        Ok(Diff { summary, mutations })
+        Ok(Diff {
+            summary,
+            mutations,
+            progress: None,
+        })
     }
 
     async fn apply_one(

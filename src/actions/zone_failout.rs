@@ -408,6 +408,7 @@ impl ZoneFailout {
                     report.free
                 ),
                 mutations: cordons,
+                progress: None,
             });
         }
 
@@ -463,6 +464,7 @@ impl ZoneFailout {
             return Ok(Diff {
                 summary: format!("fail out zone {zone}: shift its traffic away"),
                 mutations: traffic,
+                progress: None,
             });
         }
 
@@ -494,9 +496,11 @@ impl ZoneFailout {
         } else {
             format!("fail out zone {zone}: {}", wave_summary(&wave))
         };
+        let progress = Some(self.owners.progress(&wave));
         Ok(Diff {
             summary,
             mutations: wave.mutations,
+            progress,
         })
     }
 

@@ -23,7 +23,7 @@
 //! A step with `context:` acts through a client of that kubeconfig context (a colo that is a
 //! whole cluster), built once per context when the engine was given the kubeconfig
 //! ([`Engine::with_step_contexts`]); otherwise the step is refused. Multi-phase steps report
-//! counts as [`EngineEvent::Progress`] (see [`progress`]).
+//! counts as [`EngineEvent::Progress`], forwarded from their diffs ([`crate::actions::Diff::progress`]).
 //!
 //! Resume (`RunOptions::resume`) replays the journal: verified or already-satisfied steps are
 //! skipped; a step with a `MutationIntended` but no `MutationApplied` is re-diffed — the
@@ -38,7 +38,6 @@
 mod gate;
 mod guards;
 mod mirror;
-pub mod progress;
 mod resume;
 mod step;
 
@@ -52,7 +51,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-pub use progress::Progress;
+pub use crate::actions::Progress;
 pub use resume::load_plan;
 
 /// The environment variable of the crash test hook (see the module docs).

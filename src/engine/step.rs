@@ -3,7 +3,6 @@
 
 use super::gate::GateState;
 use super::mirror::Mirror;
-use super::progress::ProgressTracker;
 use super::resume::Prior;
 use super::{
     Engine, EngineError, EngineEvent, Events, MutationPreview, RunOptions, RunOutcome,
@@ -382,7 +381,6 @@ impl<'a> RunState<'a> {
         // What the last StepPlanned recorded (mutation ids and diffs), to journal a re-diff
         // only when it differs.
         let mut last_planned: Option<Vec<(String, String)>> = None;
-        let mut progress = ProgressTracker::default();
 
         for _round in 0..MAX_ROUNDS {
             if let Some(reason) = self.stop.reason() {
@@ -427,9 +425,7 @@ impl<'a> RunState<'a> {
                     mutations: previews,
                 });
             }
-            if let Some(p) =
-                progress.observe(&diff.summary, applied_in_step.iter().map(|a| a.id.as_str()))
-            {
+            if let Some(p) = diff.progress.clone() {
                 self.events.send(EngineEvent::Progress {
                     step: step.name.clone(),
                     what: p.what,

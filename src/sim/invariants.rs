@@ -368,8 +368,8 @@ impl InvariantMonitor {
         if matching.is_empty() {
             return;
         }
-        let (pods, _) = store.list(&kinds::pods(), Some(ns));
         for pdb in matching {
+            let pods = disruption::selected_pods(store, pdb);
             let b = disruption::budget(store, pdb, &pods);
             if b.current_healthy < b.desired_healthy {
                 self.record(Violation {

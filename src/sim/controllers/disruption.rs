@@ -36,6 +36,20 @@ pub fn matching_pods<'a, P: Borrow<Value>>(pdb: &Value, pods: &'a [P]) -> Vec<&'
         .collect()
 }
 
+/// The pods of the PDB's namespace its selector matches, read from the store (only those are
+/// cloned).
+pub fn selected_pods(store: &Store, pdb: &Value) -> Vec<Value> {
+    let selector = at(pdb, &["spec", "selector"]).cloned().unwrap_or(json!({}));
+    let (pods, _, _) = store.list_page(
+        &kinds::pods(),
+        Some(util::namespace(pdb).unwrap_or("")),
+        None,
+        None,
+        |p| util::selector_matches(&selector, &util::labels(p)),
+    );
+    pods
+}
+
 /// The total scale of the controllers owning `pods` (Deployment through its ReplicaSets,
 /// ReplicaSet, StatefulSet; DaemonSet by desiredNumberScheduled; unowned pods count one each).
 fn expected_scale(store: &Store, pods: &[&Value]) -> i64 {
