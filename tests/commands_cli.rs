@@ -136,10 +136,20 @@ async fn issue5_failout_then_failback_by_one_command_leaves_the_cluster_clean() 
         "one final line: {last}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // Drain progress with counts on stderr, in pods (not eviction requests): `done` never goes
+    // back and ends at the total.
+    let counts: Vec<(u64, u64)> = stderr
+        .lines()
+        .filter_map(|l| l.split_once("pods evicted ")?.1.split_once('/'))
+        .filter_map(|(d, t)| Some((d.trim().parse().ok()?, t.trim().parse().ok()?)))
+        .collect();
+    assert!(counts.len() >= 2, "drain progress on stderr: {stderr}");
     assert!(
-        stderr.contains("pods evicted"),
-        "drain progress with counts on stderr: {stderr}"
+        counts.windows(2).all(|w| w[0].0 <= w[1].0),
+        "monotone: {counts:?}"
     );
+    let (done, total) = counts[counts.len() - 1];
+    assert!(total > 0 && done == total, "ends complete: {counts:?}");
     let nodes = zone_nodes(&env.sim, "zone-a");
     assert!(!nodes.is_empty());
     assert!(nodes.iter().all(cordoned), "zone-a cordoned: {nodes:?}");
