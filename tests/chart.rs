@@ -343,3 +343,59 @@ fn chart_playbooks_are_in_sync_with_playbooks_dir() {
     let names: Vec<&String> = source.iter().map(|(n, _)| n).collect();
     assert_eq!(keys, names);
 }
+
+#[test]
+fn step_contexts_kubeconfig_secret_is_optional_and_mounted_read_only() {
+    let step_env = |container: &Value| -> Option<String> {
+        container["env"].as_array().and_then(|env| {
+            env.iter()
+                .find(|e| e["name"] == "RIPCORD_STEP_KUBECONFIG")
+                .and_then(|e| e["value"].as_str().map(str::to_string))
+        })
+    };
+    // Off by default: no variable, no volume (steps with `context:` are refused).
+    let docs = render(&[]);
+    let pod = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"];
+    assert_eq!(step_env(&pod["containers"][0]), None);
+    assert!(
+        !pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "step-contexts")
+    );
+
+    let docs = render(&[
+        "--set",
+        "stepContexts.kubeconfigSecret=colo-kubeconfig,stepContexts.key=config",
+    ]);
+    let pod = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(
+        step_env(container).as_deref(),
+        Some("/etc/ripcord/step-contexts/config")
+    );
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "step-contexts")
+        .expect("the kubeconfig is mounted");
+    assert_eq!(mount["mountPath"], "/etc/ripcord/step-contexts");
+    assert_eq!(mount["readOnly"], true);
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "step-contexts")
+        .expect("the Secret volume");
+    assert_eq!(volume["secret"]["secretName"], "colo-kubeconfig");
+    assert_eq!(volume["secret"]["items"][0]["key"], "config");
+    // No RBAC for Secrets: the kubelet mounts it.
+    for role in of_kind(&docs, "ClusterRole") {
+        assert!(
+            !role.to_string().contains("\"secrets\""),
+            "no secret reads: {role}"
+        );
+    }
+}

@@ -348,6 +348,35 @@ fn approval_playbook(dir: &Path, timeout: &str) -> PathBuf {
     path
 }
 
+/// The `Approved` records of a run's journal, as `(step, by, source, comment)`.
+fn approved_records(
+    state_dir: &Path,
+    run_id: &str,
+) -> Vec<(String, String, String, Option<String>)> {
+    let (entries, _torn) =
+        journal::read(&journal::journal_path(state_dir, run_id)).expect("journal readable");
+    entries
+        .into_iter()
+        .filter_map(|e| match e.record {
+            journal::Record::Approved {
+                step,
+                by,
+                source,
+                comment,
+                ..
+            } => Some((step, by, source.to_string(), comment)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How many records of `kind` a run's journal holds.
+fn count_records(state_dir: &Path, run_id: &str, kind: &str) -> usize {
+    let (entries, _torn) =
+        journal::read(&journal::journal_path(state_dir, run_id)).expect("journal readable");
+    entries.iter().filter(|e| e.record.kind() == kind).count()
+}
+
 /// Waits until the state dir holds one run; returns its id.
 async fn run_id_of(state_dir: &Path) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -410,6 +439,36 @@ async fn issue5_gate_approval_via_file_rejects_strangers() {
 
     let out = finish(&args, child).await;
     assert_eq!(out.status.code(), Some(0), "the gate passed");
+
+    // The ACK is a journal record of its own, once, with who and where; the refused
+    // stranger left none.
+    assert_eq!(
+        approved_records(&env.state_dir(), &run_id),
+        [(
+            "ack".to_string(),
+            "ann".to_string(),
+            "file".to_string(),
+            Some("mine".to_string())
+        )]
+    );
+    let out = env.ripcord(&["runs", "show", &run_id]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let shown = text(&out);
+    assert!(
+        shown.contains(&format!(
+            "[ack] approved by ann at {} (via file): mine",
+            ack.at
+        )),
+        "runs show lists the ACK: {shown}"
+    );
+    let out = env.ripcord(&["report", &run_id]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let report = text(&out);
+    assert!(report.contains("## Approvals"), "{report}");
+    assert!(
+        report.contains(&format!("| ann | {} | file | mine |", ack.at)),
+        "the report lists who approved and when: {report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,6 +514,10 @@ async fn issue5_gate_approval_via_the_run_resource_from_another_machine() {
         None,
         "a rejected ACK is not kept"
     );
+    assert!(
+        approved_records(&env.state_dir(), &run_id).is_empty(),
+        "a rejected ACK is not journaled"
+    );
     let out = env
         .ripcord_in(
             &["approve", &run_id, "ack", "--as", "cho", "-n", "shop"],
@@ -470,6 +533,53 @@ async fn issue5_gate_approval_via_the_run_resource_from_another_machine() {
         .expect("readable")
         .expect("copied into the run directory");
     assert_eq!(ack.by, "cho");
+    assert_eq!(
+        approved_records(&env.state_dir(), &run_id),
+        [(
+            "ack".to_string(),
+            "cho".to_string(),
+            "run-resource".to_string(),
+            None
+        )],
+        "only the approver's ACK is journaled, once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue5_gate_approval_ack_before_a_crash_is_journaled_once() {
+    let env = Env::start("three-zones.yaml").await;
+    let playbook = approval_playbook(env.dir.path(), "2m");
+    let playbook = playbook.to_string_lossy().to_string();
+    let args = ["run", playbook.as_str(), "-n", "shop", "--yes"];
+    let mut cmd = env.command(&args, &env.state_dir());
+    // The process dies right after journaling the ACK, before the step's StepVerified.
+    cmd.env(ripcord::engine::CRASH_HOOK_ENV, "after-approved");
+    let child = cmd.spawn().expect("run starts");
+    let run_id = run_id_of(&env.state_dir()).await;
+    let out = env
+        .ripcord(&["approve", &run_id, "ack", "--as", "ann"])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let out = finish(&args, child).await;
+    assert_eq!(out.status.code(), Some(137), "crashed at the hook");
+    assert_eq!(approved_records(&env.state_dir(), &run_id).len(), 1);
+    assert_eq!(count_records(&env.state_dir(), &run_id, "StepVerified"), 0);
+
+    // The resumed gate accepts the same ACK again; the journal keeps one record of it.
+    let out = env
+        .ripcord(&["run", "--resume", &run_id, "-n", "shop"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "the resume passes the gate");
+    assert_eq!(
+        approved_records(&env.state_dir(), &run_id),
+        [(
+            "ack".to_string(),
+            "ann".to_string(),
+            "file".to_string(),
+            None
+        )]
+    );
+    assert_eq!(count_records(&env.state_dir(), &run_id, "StepVerified"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,6 +596,8 @@ async fn issue5_gate_approval_times_out_and_fails_the_step() {
         "{all}"
     );
     assert!(all.contains("ripcord approve"), "says how to ACK: {all}");
+    let run_id = run_id_of(&env.state_dir()).await;
+    assert!(approved_records(&env.state_dir(), &run_id).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //! body handling, runs, the per-target queue, cancel, approvals, Alertmanager decisions,
 //! metrics, the status page, and that no input makes it panic or answer 500.
 
-#[path = "daemon_support.rs"]
+#[path = "daemon_support/mod.rs"]
 mod support;
 
 use axum::http::StatusCode;

@@ -3,7 +3,7 @@
 //! fails, outside its window and while the previous occurrence still runs; a failed fail-out
 //! is still failed back.
 
-#[path = "daemon_support.rs"]
+#[path = "daemon_support/mod.rs"]
 mod support;
 
 use futures::future::BoxFuture;

@@ -41,6 +41,7 @@ async fn start_daemon(sim: &SimCluster, identity: &str, state_dir: &Path) -> Dae
         alertmanager: AlertmanagerConfig::default(),
         drills: Vec::new(),
         public_status_page: false,
+        step_kubeconfig: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -5,7 +5,7 @@
 //! Needs the Debian package `chromium` (or `RIPCORD_CHROMIUM=/path`); set
 //! `RIPCORD_SKIP_CHROMIUM=1` to skip where no browser can be installed.
 
-#[path = "daemon_support.rs"]
+#[path = "daemon_support/mod.rs"]
 mod support;
 
 use ripcord::daemon::clock::Clock;

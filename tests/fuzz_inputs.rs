@@ -11,7 +11,7 @@
 //! The seed is fixed so failures reproduce; `RIPCORD_FUZZ_ITERS` scales the random rounds
 //! (default 1, e.g. `RIPCORD_FUZZ_ITERS=50` for a long run).
 
-#[path = "daemon_support.rs"]
+#[path = "daemon_support/mod.rs"]
 mod support;
 
 use axum::http::StatusCode;

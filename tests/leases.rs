@@ -1,9 +1,14 @@
 //! Per-target locks (`k8s::leases`) against the simulated cluster: transient API errors are
 //! retried, and a refusal always names a real holder (regressions found by the fault campaign,
-//! issue 8).
+//! issue 8); renewal is conditional and stops when another holder took the Lease; the leader
+//! election rounds.
 
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, PostParams};
 use ripcord::k8s::leases::{self, LeaseError};
 use ripcord::sim::scenario::Scenario;
+use ripcord::sim::store::kinds;
 use ripcord::sim::{SimCluster, SimOptions};
 use std::time::Duration;
 
@@ -90,4 +95,205 @@ async fn issue8_a_held_lock_names_its_holder_and_persistent_errors_are_not_calle
         ),
         Ok(_) => panic!("the lock cannot be taken while every call fails"),
     }
+}
+
+/// The Lease as stored in the sim: (holderIdentity, renewTime).
+fn stored_lease(sim: &SimCluster, name: &str) -> Option<(String, String)> {
+    let lease = sim.store().get(&kinds::leases(), Some("default"), name)?;
+    let field = |p: &str| {
+        lease
+            .pointer(p)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    Some((field("/spec/holderIdentity"), field("/spec/renewTime")))
+}
+
+fn lease_requests(sim: &SimCluster, name: &str) -> Vec<(String, u64)> {
+    sim.request_log()
+        .into_iter()
+        .filter(|r| r.path.ends_with(&format!("/leases/{name}")))
+        .map(|r| (r.verb, r.seq))
+        .collect()
+}
+
+async fn wait_until(what: &str, bound: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + bound;
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {bound:?} waiting for: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_lease_stops_renewal_reports_the_thief_and_is_not_overwritten() {
+    let sim = sim().await;
+    let client = sim.client();
+    let lock = "deployment/default/stolen";
+    let name = leases::lease_name(lock);
+    // 1s lease: renewed every ~333ms.
+    let guard = leases::acquire(
+        &client,
+        "default",
+        lock,
+        "r-owner",
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("lock taken");
+    assert_eq!(guard.lost(), None);
+    let first = stored_lease(&sim, &name).expect("lease exists");
+    wait_until("the owner renews", Duration::from_secs(10), || {
+        stored_lease(&sim, &name).is_some_and(|(_, renewed)| renewed != first.1)
+    })
+    .await;
+    assert_eq!(guard.lost(), None, "still ours while we renew");
+
+    // Another holder takes the Lease (ours expired, someone acquired it), through the API.
+    let api: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let mut lease = api.get(&name).await.expect("lease read");
+    let spec = lease.spec.as_mut().expect("lease spec");
+    spec.holder_identity = Some("r-thief".to_string());
+    spec.lease_duration_seconds = Some(3600);
+    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+    api.replace(&name, &PostParams::default(), &lease)
+        .await
+        .expect("the thief writes the lease");
+    let stolen = stored_lease(&sim, &name).expect("lease exists");
+    let stolen_at = sim.request_log().last().map(|r| r.seq).unwrap_or(0);
+
+    let mut lost = guard.lost_signal();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        lost.wait_for(|holder| holder.is_some()),
+    )
+    .await
+    .expect("the loss is noticed in time")
+    .expect("the guard is alive");
+    assert_eq!(guard.lost().as_deref(), Some("r-thief"), "names the thief");
+
+    // Renewal stopped: a few periods later nothing more touched the Lease, and it is the
+    // thief's exactly as written.
+    let seen = lease_requests(&sim, &name);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        lease_requests(&sim, &name),
+        seen,
+        "no request after the loss"
+    );
+    let writes_after_steal: Vec<_> = seen
+        .iter()
+        .filter(|(verb, seq)| *seq > stolen_at && verb != "get")
+        .collect();
+    assert!(
+        writes_after_steal.is_empty(),
+        "the stolen Lease was written: {writes_after_steal:?}"
+    );
+    assert_eq!(stored_lease(&sim, &name), Some(stolen));
+
+    // Releasing a lost lock leaves the thief's Lease alone.
+    guard.release().await.expect("release is a no-op");
+    assert_eq!(
+        stored_lease(&sim, &name)
+            .map(|(holder, _)| holder)
+            .as_deref(),
+        Some("r-thief")
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_during_renewal_do_not_lose_the_lock() {
+    let sim = sim().await;
+    let client = sim.client();
+    let lock = "deployment/default/conflicts";
+    let name = leases::lease_name(lock);
+    let guard = leases::acquire(
+        &client,
+        "default",
+        lock,
+        "r-owner",
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("lock taken");
+    // Every call answers 409 for a few renewal periods.
+    sim.faults().set_error_rate(409, 1.0);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    sim.faults().clear();
+    let after_faults = stored_lease(&sim, &name).expect("lease exists");
+    assert_eq!(after_faults.0, "r-owner");
+    wait_until("renewal resumes", Duration::from_secs(10), || {
+        stored_lease(&sim, &name).is_some_and(|(_, renewed)| renewed != after_faults.1)
+    })
+    .await;
+    assert_eq!(guard.lost(), None, "conflicts are not a loss");
+    guard.release().await.expect("released");
+    assert_eq!(
+        stored_lease(&sim, &name),
+        None,
+        "released deletes the Lease"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_election_rounds_are_exclusive_and_release_hands_over() {
+    let sim = sim().await;
+    let client = sim.client();
+    let round = |identity: &'static str| {
+        let client = client.clone();
+        async move {
+            leases::try_acquire_or_renew(
+                &client,
+                "default",
+                "ripcord-leader",
+                identity,
+                Duration::from_secs(30),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("election round")
+        }
+    };
+    assert!(round("daemon-a").await, "the first contender leads");
+    assert!(!round("daemon-b").await, "a live lease is not taken over");
+    assert!(round("daemon-a").await, "the holder renews");
+    // Clearing by a non-holder does nothing.
+    leases::clear_holder(
+        &client,
+        "default",
+        "ripcord-leader",
+        "daemon-b",
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("no-op");
+    assert!(!round("daemon-b").await);
+    leases::clear_holder(
+        &client,
+        "default",
+        "ripcord-leader",
+        "daemon-a",
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("released");
+    assert!(
+        round("daemon-b").await,
+        "the next contender takes over at once"
+    );
+    assert_eq!(
+        stored_lease(&sim, "ripcord-leader")
+            .map(|(holder, _)| holder)
+            .as_deref(),
+        Some("daemon-b")
+    );
+    sim.shutdown().await;
 }

@@ -1,6 +1,13 @@
 //! Rolling restart with warm-up against the simulated cluster (issue 5): 12 replicas in
 //! batches of 3, a warm-up endpoint per new pod (a local axum receiver), interrupted mid-batch
 //! and resumed by a fresh action object.
+//!
+//! The sim's pod IPs are not reachable, so warm-ups go to `RIPCORD_WARMUP_BASE_URL`, which the
+//! action reads from the process environment. Rather than mutate this process's environment,
+//! the test starts the receiver, then runs itself again as a child process (the test binary,
+//! filtered to this one test) with that variable set from the start; the child drives the
+//! restart and writes the names of the new pods to a file; the parent checks that every one of
+//! them was warmed up.
 
 mod mitigations_support;
 
@@ -14,8 +21,13 @@ use ripcord::playbook::catalog;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 const RUN: &str = "r-20261125-120500-rstr";
+/// This test's name (the child runs the test binary filtered to it).
+const TEST_NAME: &str = "issue5_rolling_restart_in_batches_with_warmup_survives_an_interruption";
+/// Set in the child: the file it writes the new pods' names to (a JSON array).
+const CHILD_REPORT_ENV: &str = "RIPCORD_TEST_RESTART_CHILD_REPORT";
 
 fn restart_action() -> Box<dyn Action> {
     let parsed: catalog::Action = serde_json::from_value(json!({
@@ -69,11 +81,65 @@ fn pod_names(pods: &[Value]) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn issue5_rolling_restart_in_batches_with_warmup_survives_an_interruption() {
-    let (base, calls) = warmup_receiver().await;
-    // SAFETY: this is the only test in this binary, and no other thread reads the environment
-    // while it is set (the sim and the receiver are started after, on this runtime).
-    unsafe { std::env::set_var(WARMUP_BASE_URL_ENV, &base) };
+    if let Some(report) = std::env::var_os(CHILD_REPORT_ENV) {
+        // The child: warm-ups already go to the parent's receiver.
+        assert!(
+            std::env::var(WARMUP_BASE_URL_ENV).is_ok(),
+            "the child needs {WARMUP_BASE_URL_ENV}"
+        );
+        let restarted = restart_with_an_interruption().await;
+        let json = serde_json::to_vec(&restarted).expect("pod names serialize");
+        std::fs::write(&report, json).expect("child report written");
+        return;
+    }
 
+    let (base, calls) = warmup_receiver().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("restarted.json");
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let child = tokio::process::Command::new(exe)
+        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
+        .env(WARMUP_BASE_URL_ENV, &base)
+        .env(CHILD_REPORT_ENV, &report)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the child test runs");
+    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+        .await
+        .expect("the child test finished within 300 s")
+        .expect("the child's output");
+    let transcript = format!(
+        "--- child stdout\n{}\n--- child stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the child test failed\n{transcript}");
+    let restarted: BTreeSet<String> = std::fs::read(&report)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_else(|| panic!("the child did not report the restarted pods\n{transcript}"));
+    assert_eq!(restarted.len(), 12, "{restarted:?}");
+
+    // Every new pod's warm-up endpoint was called.
+    let called: BTreeSet<String> = calls
+        .lock()
+        .map(|c| {
+            c.iter()
+                .filter_map(|p| p.strip_prefix("shop/"))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let missing: Vec<&String> = restarted.difference(&called).collect();
+    assert!(missing.is_empty(), "not warmed: {missing:?}");
+}
+
+/// The scenario (in the child): restart, interrupt, resume, check the cluster; returns the
+/// names of the pods that replaced the original ones.
+async fn restart_with_an_interruption() -> BTreeSet<String> {
     let sim = start_file("restart-12.yaml").await;
     wait_until("frontend ready", || all_ready(&sim, "shop", "frontend", 12)).await;
     let original = pod_names(&app_pods(&sim, "shop", "frontend"));
@@ -152,21 +218,9 @@ async fn issue5_rolling_restart_in_batches_with_warmup_survives_an_interruption(
     assert!(max_unready >= 1, "the history saw no restart at all");
     assert!(sim.invariants().violations().is_empty());
 
-    // Every new pod's warm-up endpoint was called.
-    let called: BTreeSet<String> = calls
-        .lock()
-        .map(|c| {
-            c.iter()
-                .filter_map(|p| p.strip_prefix("shop/"))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    let missing: Vec<&String> = now.difference(&called).collect();
-    assert!(missing.is_empty(), "not warmed: {missing:?}");
-
     // Done means done: the same step again changes nothing.
     let third = restart_action();
     assert!(third.diff(&ctx).await.expect("diff").is_satisfied());
     sim.shutdown().await;
+    now
 }

@@ -7,19 +7,22 @@
 //! `approvals.ripcord.dev/<step>` on the run's `Run` custom resource (written by
 //! `ripcord approve` on another machine). An ACK seen on the `Run` is copied to the local file
 //! so that the run directory keeps who approved and when. An ACK by someone who is not among
-//! the approvers is rejected (logged, and the gate keeps waiting).
+//! the approvers is rejected (logged, and the gate keeps waiting). The accepted ACK is kept
+//! and handed to the engine through [`Action::acknowledgement`], which journals it as an
+//! `Approved` record (who, when, where it was found, the comment).
 //!
 //! The pending approval is announced once through the run's notification channels (phase
 //! `approval`). Resuming re-announces it; an ACK given before the crash still counts.
 
 use super::{Action, ActionContext, ActionError, Applied, Diff, Mutation, ObjectRef};
-use crate::journal::approval::{self, Approval};
+use crate::journal::approval::{self, Acknowledgement, Approval, ApprovalSource};
 use crate::k8s::runs::Run;
 use crate::notify::{Notification, Phase};
 use crate::playbook::catalog;
 use futures::future::BoxFuture;
 use kube::api::Api;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -27,16 +30,11 @@ use tokio::time::Instant;
 const POLL: Duration = Duration::from_millis(250);
 
 /// The `gate.approval` action.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct GateApproval {
     args: catalog::GateApproval,
-}
-
-/// Where an ACK was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    File,
-    RunResource,
+    /// The ACK the last successful wait accepted.
+    accepted: Mutex<Option<Acknowledgement>>,
 }
 
 // === impl GateApproval ===
@@ -50,7 +48,10 @@ impl GateApproval {
                 reason: "name at least one approver in `approvers`".into(),
             });
         }
-        Ok(GateApproval { args })
+        Ok(GateApproval {
+            args,
+            accepted: Mutex::new(None),
+        })
     }
 
     /// True when `who` may acknowledge.
@@ -113,15 +114,24 @@ impl GateApproval {
         }
     }
 
+    /// Remembers the accepted ACK for [`Action::acknowledgement`].
+    fn accept(&self, acknowledgement: Acknowledgement) {
+        let mut accepted = self
+            .accepted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *accepted = Some(acknowledgement);
+    }
+
     async fn wait_for_ack(&self, ctx: &ActionContext) -> Result<(), ActionError> {
         self.announce(ctx).await;
         let deadline = Instant::now() + ctx.verify_timeout;
         let mut rejected: BTreeSet<String> = BTreeSet::new();
         loop {
-            let mut seen: Vec<(Approval, Source)> = Vec::new();
+            let mut seen: Vec<(Approval, ApprovalSource)> = Vec::new();
             if let Some(dir) = &ctx.state_dir {
                 match approval::read(dir, &ctx.run_id, &ctx.step) {
-                    Ok(Some(a)) => seen.push((a, Source::File)),
+                    Ok(Some(a)) => seen.push((a, ApprovalSource::File)),
                     Ok(None) => {}
                     Err(err) => {
                         tracing::warn!(run = %ctx.run_id, step = %ctx.step, error = %err, "unreadable approval file")
@@ -129,7 +139,7 @@ impl GateApproval {
                 }
             }
             if let Some(a) = self.ack_on_run_resource(ctx).await {
-                seen.push((a, Source::RunResource));
+                seen.push((a, ApprovalSource::RunResource));
             }
             for (ack, source) in seen {
                 if ack.run_id != ctx.run_id || ack.step != ctx.step {
@@ -145,7 +155,7 @@ impl GateApproval {
                     }
                     continue;
                 }
-                if source == Source::RunResource
+                if source == ApprovalSource::RunResource
                     && let Some(dir) = &ctx.state_dir
                     && let Err(err) = approval::write(dir, &ack)
                 {
@@ -153,8 +163,13 @@ impl GateApproval {
                 }
                 tracing::info!(
                     run = %ctx.run_id, step = %ctx.step, by = %ack.by, at = %ack.at,
-                    comment = ack.comment.as_deref().unwrap_or(""), "approval acknowledged"
+                    source = %source, comment = ack.comment.as_deref().unwrap_or(""),
+                    "approval acknowledged"
                 );
+                self.accept(Acknowledgement {
+                    approval: ack,
+                    source,
+                });
                 return Ok(());
             }
             let now = Instant::now();
@@ -222,6 +237,13 @@ impl Action for GateApproval {
     ) -> BoxFuture<'a, Result<(), ActionError>> {
         Box::pin(self.wait_for_ack(ctx))
     }
+
+    fn acknowledgement(&self) -> Option<Acknowledgement> {
+        self.accepted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
 }
 
 #[cfg(test)]
@@ -243,5 +265,56 @@ mod tests {
         assert!(gate.may_approve("ann"));
         assert!(!gate.may_approve("bob"));
         assert!(!gate.may_approve("Ann"));
+    }
+
+    /// A context whose cluster refuses connections (no `Run` resource): only files count.
+    fn context(state_dir: &std::path::Path, verify_timeout: Duration) -> ActionContext {
+        let uri: axum::http::Uri = "http://127.0.0.1:9".parse().unwrap();
+        ActionContext {
+            client: kube::Client::try_from(kube::Config::new(uri)).unwrap(),
+            run_id: "r-20260101-000000-abcd".into(),
+            step: "ack".into(),
+            default_namespace: "shop".into(),
+            http: reqwest::Client::new(),
+            prometheus_url: None,
+            call_timeout: Duration::from_millis(200),
+            verify_timeout,
+            playbook: "hand-off".into(),
+            notifier: None,
+            state_dir: Some(state_dir.to_path_buf()),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_accepted_ack_is_kept_for_the_journal_and_a_strangers_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = GateApproval::new(catalog::GateApproval {
+            approvers: vec!["ann".into()],
+            message: "take over?".into(),
+        })
+        .unwrap();
+        let ctx = context(dir.path(), Duration::from_millis(600));
+        let mut ack = Approval {
+            run_id: ctx.run_id.clone(),
+            step: "ack".into(),
+            by: "mallory".into(),
+            at: "2026-01-01T00:00:01Z".into(),
+            comment: None,
+        };
+        approval::write(dir.path(), &ack).unwrap();
+        assert!(gate.verify(&ctx, &[]).await.is_err(), "a stranger's ACK");
+        assert_eq!(gate.acknowledgement(), None);
+
+        ack.by = "ann".into();
+        ack.comment = Some("mine".into());
+        approval::write(dir.path(), &ack).unwrap();
+        gate.verify(&ctx, &[]).await.unwrap();
+        assert_eq!(
+            gate.acknowledgement(),
+            Some(Acknowledgement {
+                approval: ack,
+                source: ApprovalSource::File,
+            })
+        );
     }
 }

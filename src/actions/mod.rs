@@ -418,6 +418,13 @@ pub trait Action: Send + Sync {
         ctx: &'a ActionContext,
         applied: &'a [Applied],
     ) -> BoxFuture<'a, Result<(), ActionError>>;
+
+    /// The ACK the last successful `verify` accepted (`gate.approval`), for the engine to
+    /// journal as a [`crate::journal::Record::Approved`] before the step's `StepVerified`.
+    /// `None` by default: other actions are not acknowledged by people.
+    fn acknowledgement(&self) -> Option<crate::journal::approval::Acknowledgement> {
+        None
+    }
 }
 
 /// Builds the implementation of a catalog action (every catalog action has one).

@@ -69,7 +69,8 @@ pub struct TimelineEvent {
     pub at: jiff::Timestamp,
     /// The run.
     pub run_id: String,
-    /// `run`, `notification`, `snapshot`, `step`, `mutation`, `verification`, `guard`, `undo`.
+    /// `run`, `notification`, `snapshot`, `step`, `mutation`, `approval`, `verification`,
+    /// `guard`, `undo`.
     pub category: &'static str,
     /// What happened.
     pub text: String,
@@ -95,6 +96,7 @@ pub fn timeline(runs: &[RunView]) -> Vec<TimelineEvent> {
                 Record::StepVerified { .. } | Record::StepFailed { .. } => "verification",
                 Record::GuardTripped { .. } | Record::GuardUnavailable { .. } => "guard",
                 Record::UndoApplied { .. } => "undo",
+                Record::Approved { .. } => "approval",
                 Record::MirrorFailed { .. } => "run",
             };
             let duration = match record {
@@ -614,6 +616,42 @@ pub fn render(input: &ReportInput, format: Format) -> String {
         rows,
     });
 
+    // Who took over what, and when (the ACKs of `gate.approval` steps).
+    let approvals: Vec<[String; 6]> = input
+        .runs
+        .iter()
+        .flat_map(|r| {
+            r.entries.iter().filter_map(|e| match &e.record {
+                Record::Approved {
+                    step,
+                    by,
+                    acked_at,
+                    source,
+                    comment,
+                } => Some([
+                    r.run_id.clone(),
+                    step.clone(),
+                    by.clone(),
+                    acked_at.clone(),
+                    source.to_string(),
+                    comment.clone().unwrap_or_default(),
+                ]),
+                _ => None,
+            })
+        })
+        .collect();
+    if !approvals.is_empty() {
+        doc.heading(2, "Approvals");
+        let rows = approvals
+            .iter()
+            .map(|row| row.iter().map(|cell| doc.esc(cell)).collect())
+            .collect();
+        doc.table(Table {
+            header: vec!["run", "step", "approved by", "at", "via", "comment"],
+            rows,
+        });
+    }
+
     doc.heading(2, "Impact");
     if input.metrics.is_empty() {
         doc.para(
@@ -874,6 +912,59 @@ mod tests {
         assert_eq!(events[2].category, "verification");
         assert_eq!(events[2].duration, Some(std::time::Duration::from_secs(3)));
         assert_eq!(events[3].duration, Some(std::time::Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn approvals_are_listed_and_on_the_timeline() {
+        let mut run = sample_run();
+        run.entries.insert(
+            2,
+            Entry {
+                seq: 3,
+                at: at(3),
+                record: Record::Approved {
+                    step: "failout".into(),
+                    by: "ann <oncall>".into(),
+                    acked_at: "2026-11-25T11:00:03Z".into(),
+                    source: crate::journal::approval::ApprovalSource::RunResource,
+                    comment: Some("taking over".into()),
+                },
+            },
+        );
+        let events = timeline(std::slice::from_ref(&run));
+        let approved = events
+            .iter()
+            .find(|e| e.category == "approval")
+            .expect("an approval event");
+        assert!(
+            approved
+                .text
+                .contains("approved by ann <oncall> at 2026-11-25T11:00:03Z"),
+            "{}",
+            approved.text
+        );
+        let input = ReportInput {
+            title: "Run".into(),
+            incident: None,
+            runs: vec![run],
+            cleanups: vec![],
+            verify: None,
+            metrics: vec![],
+            generated_at: at(200),
+        };
+        let md = render(&input, Format::Markdown);
+        assert!(md.contains("## Approvals"), "{md}");
+        assert!(md.contains("ann &lt;oncall&gt;"), "{md}");
+        assert!(md.contains("run-resource"), "{md}");
+        let html = render(&input, Format::Html);
+        assert!(html.contains("Approvals") && html.contains("taking over"));
+        assert!(!html.contains("<oncall>"));
+        // Without an ACK there is no such section.
+        let plain = ReportInput {
+            runs: vec![sample_run()],
+            ..input
+        };
+        assert!(!render(&plain, Format::Markdown).contains("Approvals"));
     }
 
     #[test]

@@ -49,6 +49,11 @@ pub struct DaemonArgs {
     /// Serve the status page at `/` without a token.
     #[arg(long, env = "RIPCORD_PUBLIC_STATUS_PAGE")]
     pub public_status_page: bool,
+
+    /// Kubeconfig whose contexts playbook steps with `context:` may name (default: the
+    /// `--kubeconfig` given; neither: such steps are refused).
+    #[arg(long, env = "RIPCORD_STEP_KUBECONFIG", value_name = "FILE")]
+    pub step_kubeconfig: Option<PathBuf>,
 }
 
 /// Resolves flags over the config file.
@@ -114,6 +119,11 @@ pub fn settings(
         alertmanager: file.alertmanager.clone(),
         drills: file.drills.clone(),
         public_status_page: args.public_status_page || file.public_status_page,
+        step_kubeconfig: args
+            .step_kubeconfig
+            .clone()
+            .or(file.step_kubeconfig.clone())
+            .or(global.kubeconfig.clone()),
     };
     Ok((settings, listen))
 }
@@ -221,6 +231,28 @@ mod tests {
         let election = resolved.election.unwrap();
         assert_eq!(election.identity, "pod-1");
         assert_eq!(election.lease_duration, Duration::from_secs(20));
+
+        let file = config::parse("d.yaml", "tokensFile: /t\nstepKubeconfig: /file/kc\n").unwrap();
+        let (args, global) = parse(&["ripcord", "daemon", "--kubeconfig", "/global/kc"]);
+        let (resolved, _) = settings(&args, &global, file.clone()).unwrap();
+        assert_eq!(
+            resolved.step_kubeconfig.as_deref(),
+            Some(std::path::Path::new("/file/kc"))
+        );
+        let (args, global) = parse(&["ripcord", "daemon", "--step-kubeconfig", "/flag/kc"]);
+        let (resolved, _) = settings(&args, &global, file).unwrap();
+        assert_eq!(
+            resolved.step_kubeconfig.as_deref(),
+            Some(std::path::Path::new("/flag/kc"))
+        );
+        // Without a step kubeconfig, the daemon's own `--kubeconfig` lends its contexts.
+        let file = config::parse("d.yaml", "tokensFile: /t\n").unwrap();
+        let (args, global) = parse(&["ripcord", "daemon", "--kubeconfig", "/global/kc"]);
+        let (resolved, _) = settings(&args, &global, file).unwrap();
+        assert_eq!(
+            resolved.step_kubeconfig.as_deref(),
+            Some(std::path::Path::new("/global/kc"))
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! namespace: ripcord                         # leader Lease; default namespace of runs
 //! playbooksDir: /etc/ripcord/playbooks       # extra playbooks (*.yaml), e.g. a ConfigMap
 //! bodyLimitBytes: 1048576
+//! stepKubeconfig: /etc/ripcord/step-contexts/kubeconfig  # contexts for steps with `context:`
 //! prometheus:
 //!   url: http://prometheus.monitoring:9090
 //! notify:
@@ -66,6 +67,10 @@ pub struct DaemonConfig {
     /// Request body limit in bytes (default 1 MiB).
     #[serde(default)]
     pub body_limit_bytes: Option<usize>,
+    /// The kubeconfig whose contexts playbook steps with `context:` may name (a colo that is a
+    /// whole cluster). Unset (and no `--kubeconfig`): such steps are refused.
+    #[serde(default)]
+    pub step_kubeconfig: Option<PathBuf>,
     /// Serve the status page at `/` without a token (default false).
     #[serde(default)]
     pub public_status_page: bool,
@@ -329,6 +334,10 @@ mod tests {
         );
         assert_eq!(config.drills[0].failout.playbook, "failout-zone");
         assert_eq!(config.leader_election.lease_name, "ripcord-leader");
+        assert_eq!(
+            config.step_kubeconfig.as_deref(),
+            Some(Path::new("/etc/ripcord/step-contexts/kubeconfig"))
+        );
     }
 
     #[test]

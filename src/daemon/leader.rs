@@ -1,7 +1,8 @@
 //! Leader election through the coordination.k8s.io Lease `ripcord-leader`, and the takeover
 //! of unfinished runs by a new leader.
 //!
-//! The holder renews the Lease every third of its duration. A follower takes the Lease over
+//! Every Lease call goes through [`crate::k8s::leases`] ([`leases::try_acquire_or_renew`],
+//! [`leases::clear_holder`]). The holder renews the Lease every third of its duration. A follower takes the Lease over
 //! once it has not been renewed for its whole duration (an optimistic-concurrency `replace`:
 //! of two followers racing, one gets a 409 and stays a follower). A leader that cannot renew
 //! for a whole duration steps down by itself. On graceful shutdown the leader clears the
@@ -13,13 +14,11 @@
 //! parameters). Actions mark their changes with the run id and step, so the repeated run
 //! recognises what the previous leader already did and applies nothing twice.
 
-use crate::actions::FIELD_MANAGER;
 use crate::daemon::runs::{PlaybookSource, RunManager, RunRequest};
 use crate::engine::Trigger;
+use crate::k8s::leases::{self, LeaseError};
 use crate::k8s::runs::Run;
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, ListParams};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -27,38 +26,41 @@ use tokio::sync::watch;
 /// which the next leader resumes.
 pub const DAEMON_STOP_MARKER: &str = "ripcord daemon (";
 
-/// Why a Lease operation failed.
+/// Why a leader-election or takeover step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
-    /// An API call failed.
-    #[error("{operation} of lease {namespace}/{name} failed")]
-    Api {
-        /// `get`, `create`, `replace`.
-        operation: &'static str,
+    /// An election round (get, create or conditional replace of the Lease) failed.
+    #[error("leader election on lease {namespace}/{name} failed")]
+    Election {
         /// The namespace.
         namespace: String,
         /// The Lease.
         name: String,
-        /// The API error.
+        /// The Lease error.
         #[source]
-        source: kube::Error,
+        source: LeaseError,
     },
-    /// An API call did not answer in time.
-    #[error("{operation} of lease {namespace}/{name} timed out after {after:?}")]
-    Timeout {
-        /// What.
-        operation: &'static str,
+    /// Giving up the Lease on shutdown failed.
+    #[error("releasing leader lease {namespace}/{name} failed")]
+    Release {
         /// The namespace.
         namespace: String,
         /// The Lease.
         name: String,
+        /// The Lease error.
+        #[source]
+        source: LeaseError,
+    },
+    /// Listing `Run` resources did not answer in time.
+    #[error("listing Run resources timed out after {after:?}")]
+    ListRunsTimeout {
         /// The bound.
         after: Duration,
     },
     /// Listing `Run` resources failed.
     #[error("cannot list Run resources")]
     ListRuns {
-        /// The API error (or timeout).
+        /// The API error.
         #[source]
         source: kube::Error,
     },
@@ -68,8 +70,10 @@ impl LeaderError {
     /// A stable category.
     pub fn category(&self) -> &'static str {
         match self {
-            LeaderError::Api { .. } => "api",
-            LeaderError::Timeout { .. } => "timeout",
+            LeaderError::Election { source, .. } | LeaderError::Release { source, .. } => {
+                source.category()
+            }
+            LeaderError::ListRunsTimeout { .. } => "timeout",
             LeaderError::ListRuns { .. } => "list-runs",
         }
     }
@@ -98,12 +102,11 @@ pub async fn run_election(
     tx: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     let retry = (config.lease_duration / 3).max(Duration::from_millis(100));
     let mut last_renewed: Option<tokio::time::Instant> = None;
     loop {
         let leading = *tx.borrow();
-        match try_acquire_or_renew(&api, &config).await {
+        match try_acquire_or_renew(&client, &config).await {
             Ok(true) => {
                 last_renewed = Some(tokio::time::Instant::now());
                 if !leading {
@@ -133,7 +136,7 @@ pub async fn run_election(
     }
     if *tx.borrow() {
         tx.send_replace(false);
-        match release(&api, &config).await {
+        match release(&client, &config).await {
             Ok(()) => tracing::info!(identity = %config.identity, "leader lease released"),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot release the leader lease; it expires by itself")
@@ -142,143 +145,43 @@ pub async fn run_election(
     }
 }
 
-async fn call<T>(
+/// One election round through [`leases::try_acquire_or_renew`]: `Ok(true)` when this process
+/// holds the Lease afterwards.
+pub async fn try_acquire_or_renew(
+    client: &kube::Client,
     config: &ElectionConfig,
-    operation: &'static str,
-    fut: impl std::future::Future<Output = Result<T, kube::Error>>,
-) -> Result<Result<T, kube::Error>, LeaderError> {
-    tokio::time::timeout(config.call_timeout, fut)
-        .await
-        .map_err(|_| LeaderError::Timeout {
-            operation,
-            namespace: config.namespace.clone(),
-            name: config.lease_name.clone(),
-            after: config.call_timeout,
-        })
-}
-
-fn api_error(config: &ElectionConfig, operation: &'static str, source: kube::Error) -> LeaderError {
-    LeaderError::Api {
-        operation,
+) -> Result<bool, LeaderError> {
+    leases::try_acquire_or_renew(
+        client,
+        &config.namespace,
+        &config.lease_name,
+        &config.identity,
+        config.lease_duration,
+        config.call_timeout,
+    )
+    .await
+    .map_err(|source| LeaderError::Election {
         namespace: config.namespace.clone(),
         name: config.lease_name.clone(),
         source,
-    }
+    })
 }
 
-fn post_params() -> PostParams {
-    PostParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    }
-}
-
-/// One election round: `Ok(true)` when this process holds the Lease afterwards.
-pub async fn try_acquire_or_renew(
-    api: &Api<Lease>,
-    config: &ElectionConfig,
-) -> Result<bool, LeaderError> {
-    let now = jiff::Timestamp::now();
-    let duration_s = i32::try_from(config.lease_duration.as_secs().max(1)).unwrap_or(i32::MAX);
-    let existing = call(config, "get", api.get_opt(&config.lease_name))
-        .await?
-        .map_err(|e| api_error(config, "get", e))?;
-    let Some(mut lease) = existing else {
-        let lease = Lease {
-            metadata: ObjectMeta {
-                name: Some(config.lease_name.clone()),
-                namespace: Some(config.namespace.clone()),
-                labels: Some(
-                    [(
-                        "app.kubernetes.io/managed-by".to_string(),
-                        "ripcord".to_string(),
-                    )]
-                    .into(),
-                ),
-                ..ObjectMeta::default()
-            },
-            spec: Some(LeaseSpec {
-                holder_identity: Some(config.identity.clone()),
-                lease_duration_seconds: Some(duration_s),
-                acquire_time: Some(MicroTime(now)),
-                renew_time: Some(MicroTime(now)),
-                lease_transitions: Some(0),
-                ..LeaseSpec::default()
-            }),
-        };
-        return match call(config, "create", api.create(&post_params(), &lease)).await? {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-            Err(e) => Err(api_error(config, "create", e)),
-        };
-    };
-    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-    let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
-    let ours = holder.as_deref() == Some(config.identity.as_str());
-    if !ours {
-        let renewed = spec
-            .renew_time
-            .as_ref()
-            .or(spec.acquire_time.as_ref())
-            .map(|t| t.0);
-        let duration = i64::from(spec.lease_duration_seconds.unwrap_or(duration_s));
-        let expired = match (holder.as_ref(), renewed) {
-            (None, _) | (_, None) => true,
-            (Some(_), Some(renewed)) => now.as_second() - renewed.as_second() >= duration,
-        };
-        if !expired {
-            return Ok(false);
-        }
-        spec.holder_identity = Some(config.identity.clone());
-        spec.acquire_time = Some(MicroTime(now));
-        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
-        tracing::info!(
-            previous = holder.as_deref().unwrap_or("nobody"),
-            "taking over the expired leader lease"
-        );
-    }
-    spec.renew_time = Some(MicroTime(now));
-    spec.lease_duration_seconds = Some(duration_s);
-    // `lease` carries its resourceVersion: a concurrent change makes this a 409.
-    match call(
-        config,
-        "replace",
-        api.replace(&config.lease_name, &post_params(), &lease),
+/// Clears the holder (if it is this process) so the next leader does not wait for the expiry.
+async fn release(client: &kube::Client, config: &ElectionConfig) -> Result<(), LeaderError> {
+    leases::clear_holder(
+        client,
+        &config.namespace,
+        &config.lease_name,
+        &config.identity,
+        config.call_timeout,
     )
-    .await?
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-        Err(e) => Err(api_error(config, "replace", e)),
-    }
-}
-
-async fn release(api: &Api<Lease>, config: &ElectionConfig) -> Result<(), LeaderError> {
-    let Some(mut lease) = call(config, "get", api.get_opt(&config.lease_name))
-        .await?
-        .map_err(|e| api_error(config, "get", e))?
-    else {
-        return Ok(());
-    };
-    let Some(spec) = lease.spec.as_mut() else {
-        return Ok(());
-    };
-    if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
-        return Ok(());
-    }
-    spec.holder_identity = None;
-    spec.renew_time = None;
-    match call(
-        config,
-        "replace",
-        api.replace(&config.lease_name, &post_params(), &lease),
-    )
-    .await?
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(api_error(config, "replace", e)),
-    }
+    .await
+    .map_err(|source| LeaderError::Release {
+        namespace: config.namespace.clone(),
+        name: config.lease_name.clone(),
+        source,
+    })
 }
 
 /// Queues every unfinished daemon run (trigger not `cli`) recorded in `Run` resources that
@@ -298,10 +201,7 @@ pub async fn resume_unfinished(
         }
         Ok(Err(source)) => return Err(LeaderError::ListRuns { source }),
         Err(_) => {
-            return Err(LeaderError::Timeout {
-                operation: "list runs",
-                namespace: String::new(),
-                name: "runs.ripcord.dev".to_string(),
+            return Err(LeaderError::ListRunsTimeout {
                 after: call_timeout,
             });
         }

@@ -45,6 +45,17 @@ pub trait Executor: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct EngineExecutor(pub Engine);
 
+impl EngineExecutor {
+    /// The daemon's engine: `engine`, with per-step kubeconfig contexts enabled when
+    /// `step_kubeconfig` names a kubeconfig (otherwise steps with `context:` are refused).
+    pub fn new(engine: Engine, step_kubeconfig: Option<PathBuf>) -> EngineExecutor {
+        match step_kubeconfig {
+            Some(path) => EngineExecutor(engine.with_step_contexts(Some(path))),
+            None => EngineExecutor(engine),
+        }
+    }
+}
+
 impl Executor for EngineExecutor {
     fn execute(
         &self,

@@ -109,6 +109,9 @@ pub struct Settings {
     pub drills: Vec<DrillConfig>,
     /// Serve `/` without a token.
     pub public_status_page: bool,
+    /// The kubeconfig whose contexts steps with `context:` may name (`None`: such steps are
+    /// refused).
+    pub step_kubeconfig: Option<PathBuf>,
 }
 
 /// Leader election settings.
@@ -133,8 +136,10 @@ pub async fn serve(
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap_or_default();
-    let executor: Arc<dyn Executor> =
-        Arc::new(EngineExecutor(Engine::new(client.clone(), http.clone())));
+    let executor: Arc<dyn Executor> = Arc::new(EngineExecutor::new(
+        Engine::new(client.clone(), http.clone()),
+        settings.step_kubeconfig.clone(),
+    ));
     serve_with(settings, client, http, executor, listener, shutdown).await
 }
 

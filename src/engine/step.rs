@@ -461,7 +461,10 @@ impl<'a> RunState<'a> {
                         .verify(action.as_ref(), step, &applied_in_step, deadline)
                         .await
                     {
-                        Ok(None) => return Ok(Ok(StepEnd::Verified)),
+                        Ok(None) => {
+                            self.record_acknowledgement(step, action.as_ref())?;
+                            return Ok(Ok(StepEnd::Verified));
+                        }
                         Ok(Some(reason)) => return Ok(Ok(StepEnd::Stopped(reason))),
                         Err(f) => return Ok(Err(f)),
                     }
@@ -549,6 +552,36 @@ impl<'a> RunState<'a> {
             "not-converging",
             format!("step did not converge after {MAX_ROUNDS} diff/apply rounds"),
         )))
+    }
+
+    /// Journals the ACK the step's action accepted (`gate.approval`) as an `Approved` record,
+    /// once per step: a resumed run whose journal already has it (the process died between
+    /// the record and `StepVerified`) does not journal it again.
+    fn record_acknowledgement(
+        &self,
+        step: &PlannedStep,
+        action: &dyn Action,
+    ) -> Result<(), EngineError> {
+        let Some(ack) = action.acknowledgement() else {
+            return Ok(());
+        };
+        let path = self.journal.dir().join(crate::journal::JOURNAL_FILE);
+        match crate::journal::read(&path) {
+            Ok((entries, _torn)) => {
+                if entries.iter().any(
+                    |e| matches!(&e.record, Record::Approved { step: s, .. } if *s == step.name),
+                ) {
+                    tracing::info!(run = %self.plan.run_id, step = %step.name, by = %ack.approval.by, "ACK already journaled");
+                    return Ok(());
+                }
+            }
+            Err(err) => {
+                tracing::warn!(run = %self.plan.run_id, step = %step.name, error = %err, "cannot read the journal back; journaling the ACK");
+            }
+        }
+        self.record(ack.record())?;
+        crash_point("after-approved");
+        Ok(())
     }
 
     fn add_mutation_status(&mut self, step: &str, m: &Mutation) {

@@ -29,6 +29,55 @@ pub struct Approval {
     pub comment: Option<String>,
 }
 
+/// Where the gate found an ACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalSource {
+    /// The approval file in the run directory (`ripcord approve` here, or the daemon's API).
+    File,
+    /// The annotation on the run's `Run` custom resource (`ripcord approve` elsewhere).
+    RunResource,
+}
+
+impl ApprovalSource {
+    /// The kebab-case name used in journals and output (`file`, `run-resource`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalSource::File => "file",
+            ApprovalSource::RunResource => "run-resource",
+        }
+    }
+}
+
+impl std::fmt::Display for ApprovalSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An ACK a gate accepted, with where it was found (what the engine journals as
+/// [`super::Record::Approved`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledgement {
+    /// The accepted ACK.
+    pub approval: Approval,
+    /// Where it was found.
+    pub source: ApprovalSource,
+}
+
+impl Acknowledgement {
+    /// The journal record of this ACK.
+    pub fn record(&self) -> super::Record {
+        super::Record::Approved {
+            step: self.approval.step.clone(),
+            by: self.approval.by.clone(),
+            acked_at: self.approval.at.clone(),
+            source: self.source,
+            comment: self.approval.comment.clone(),
+        }
+    }
+}
+
 /// Why an approval file could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {

@@ -5,6 +5,7 @@
 //! never interprets them (the engine and cleanup do).
 
 use crate::actions::{Applied, Inverse, Mutation};
+use crate::journal::approval::ApprovalSource;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -173,6 +174,22 @@ pub enum Record {
         /// The step's name.
         step: String,
     },
+    /// A `gate.approval` step was acknowledged by one of its approvers (journaled once per
+    /// step, after the gate's verify passed and before its `StepVerified`).
+    Approved {
+        /// The step's name.
+        step: String,
+        /// Who acknowledged.
+        by: String,
+        /// When they acknowledged (RFC 3339, as written in the ACK; the entry's own `at` is
+        /// when the engine journaled it).
+        acked_at: String,
+        /// Where the engine found the ACK.
+        source: ApprovalSource,
+        /// The approver's comment, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
     /// A step needed no change.
     StepAlreadySatisfied {
         /// The step's name.
@@ -250,6 +267,7 @@ impl Record {
             Record::MutationIntended { .. } => "MutationIntended",
             Record::MutationApplied { .. } => "MutationApplied",
             Record::StepVerified { .. } => "StepVerified",
+            Record::Approved { .. } => "Approved",
             Record::StepAlreadySatisfied { .. } => "StepAlreadySatisfied",
             Record::StepFailed { .. } => "StepFailed",
             Record::GuardTripped { .. } => "GuardTripped",
@@ -335,6 +353,19 @@ impl Record {
                 )
             }
             Record::StepVerified { step } => format!("[{step}] verified"),
+            Record::Approved {
+                step,
+                by,
+                acked_at,
+                source,
+                comment,
+            } => {
+                let comment = comment
+                    .as_deref()
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default();
+                format!("[{step}] approved by {by} at {acked_at} (via {source}){comment}")
+            }
             Record::StepAlreadySatisfied { step, summary } => {
                 format!("[{step}] already satisfied: {summary}")
             }
@@ -416,4 +447,38 @@ pub fn redact_params(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::approval::ApprovalSource;
+
+    #[test]
+    fn an_approval_keeps_its_own_time_beside_the_entry_time() {
+        let entry = Entry {
+            seq: 7,
+            at: jiff::Timestamp::UNIX_EPOCH,
+            record: Record::Approved {
+                step: "ack".into(),
+                by: "ann".into(),
+                acked_at: "2026-11-25T14:00:00Z".into(),
+                source: ApprovalSource::File,
+                comment: None,
+            },
+        };
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["type"], "Approved");
+        assert_eq!(json["source"], "file");
+        assert_eq!(json["acked_at"], "2026-11-25T14:00:00Z");
+        assert_eq!(json["at"], "1970-01-01T00:00:00Z");
+        assert!(json.get("comment").is_none());
+        let back: Entry = serde_json::from_value(json).unwrap();
+        assert_eq!(back, entry);
+        assert_eq!(back.record.kind(), "Approved");
+        assert_eq!(
+            back.record.describe(),
+            "[ack] approved by ann at 2026-11-25T14:00:00Z (via file)"
+        );
+    }
 }

@@ -9,8 +9,9 @@
 use crate::actions::FIELD_MANAGER;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// The annotation holding the lock string the Lease stands for (names are hashed).
 pub const LOCK_ANNOTATION: &str = "ripcord.dev/lock";
@@ -101,6 +102,11 @@ pub fn lease_name(lock: &str) -> String {
 
 /// A held lock. Renewed in the background until [`LockGuard::release`] (or drop, which stops
 /// renewing and lets the Lease expire).
+///
+/// Renewal is conditional: it re-reads the Lease and renews only while `holderIdentity` is
+/// still this run, with the read `resourceVersion` as precondition. When another holder took
+/// the Lease (ours expired and someone acquired it), renewal stops, the Lease is left as it is,
+/// and [`LockGuard::lost`] names the new holder.
 pub struct LockGuard {
     client: kube::Client,
     namespace: String,
@@ -108,6 +114,7 @@ pub struct LockGuard {
     holder: String,
     call_timeout: Duration,
     renew: tokio::task::JoinHandle<()>,
+    lost: watch::Receiver<Option<String>>,
 }
 
 impl Drop for LockGuard {
@@ -124,6 +131,19 @@ impl LockGuard {
         &self.lease
     }
 
+    /// The holder that took the lock from this run, once renewal found the Lease held by
+    /// someone else (or deleted: [`LEASE_DELETED`]; holder cleared: [`LEASE_CLEARED`]). `None`
+    /// while the lock is ours.
+    pub fn lost(&self) -> Option<String> {
+        self.lost.borrow().clone()
+    }
+
+    /// A receiver that changes to `Some(holder)` when the lock is lost (see
+    /// [`LockGuard::lost`]); `changed()` on it ends with an error once the guard is gone.
+    pub fn lost_signal(&self) -> watch::Receiver<Option<String>> {
+        self.lost.clone()
+    }
+
     /// Stops renewing and deletes the Lease (if this run still holds it).
     pub async fn release(self) -> Result<(), LeaseError> {
         self.renew.abort();
@@ -137,6 +157,12 @@ impl LockGuard {
         .await
     }
 }
+
+/// The holder [`LockGuard::lost`] reports when the Lease was deleted under a running holder.
+pub const LEASE_DELETED: &str = "nobody (the Lease was deleted)";
+
+/// The holder [`LockGuard::lost`] reports when someone cleared the Lease's `holderIdentity`.
+pub const LEASE_CLEARED: &str = "nobody (the Lease's holder was cleared)";
 
 /// Deletes the Lease of `lock` if `holder` holds it (a resumed run cleaning up the Lease its
 /// crashed predecessor left behind). Nothing happens otherwise.
@@ -340,12 +366,14 @@ pub async fn acquire(
                 continue;
             }
             Ok(Ok(_)) => {
+                let (lost_tx, lost) = watch::channel(None);
                 let renew = tokio::spawn(renew_loop(
                     api.clone(),
                     name.clone(),
                     holder.to_string(),
                     ttl,
                     call_timeout,
+                    lost_tx,
                 ));
                 tracing::info!(lock = %lock, lease = %name, holder = %holder, "lock acquired");
                 return Ok(LockGuard {
@@ -355,6 +383,7 @@ pub async fn acquire(
                     holder: holder.to_string(),
                     call_timeout,
                     renew,
+                    lost,
                 });
             }
             Ok(Err(source)) => {
@@ -373,7 +402,7 @@ pub async fn acquire(
     }
     // Out of attempts. If another run took the lock meanwhile, say who; otherwise report the
     // last error as what it was (never a made-up holder).
-    if let Ok(Some(lease)) = api.get_opt(&name).await
+    if let Ok(Some(lease)) = call("get", namespace, &name, call_timeout, api.get_opt(&name)).await
         && let Some(current) = holder_of(&lease)
         && current != holder
         && expires_in(&lease, jiff::Timestamp::now()) >= 0
@@ -397,34 +426,253 @@ pub async fn acquire(
 /// How many times [`acquire`] tries before giving up on transient errors and races.
 const ACQUIRE_ATTEMPTS: u32 = 6;
 
+// === leader election ===
+
+/// One leader-election round on the Lease `name` for `identity`: creates the Lease, renews it
+/// while `identity` holds it, or takes it over once its holder has not renewed it for its
+/// whole duration. Every write is conditional (create, or replace with the read
+/// `resourceVersion`): of two contenders racing, one gets a 409 and this returns `Ok(false)`.
+/// `Ok(true)`: `identity` holds the Lease afterwards.
+pub async fn try_acquire_or_renew(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    identity: &str,
+    duration: Duration,
+    call_timeout: Duration,
+) -> Result<bool, LeaseError> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let post = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    let now = jiff::Timestamp::now();
+    let duration_s = i32::try_from(duration.as_secs().max(1)).unwrap_or(i32::MAX);
+    let existing = call("get", namespace, name, call_timeout, api.get_opt(name)).await?;
+    let Some(mut lease) = existing else {
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(namespace.to_string()),
+                labels: Some(
+                    [(
+                        "app.kubernetes.io/managed-by".to_string(),
+                        "ripcord".to_string(),
+                    )]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(identity.to_string()),
+                lease_duration_seconds: Some(duration_s),
+                acquire_time: Some(MicroTime(now)),
+                renew_time: Some(MicroTime(now)),
+                lease_transitions: Some(0),
+                ..LeaseSpec::default()
+            }),
+        };
+        return match call(
+            "create",
+            namespace,
+            name,
+            call_timeout,
+            api.create(&post, &lease),
+        )
+        .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) if is_conflict(&err) => Ok(false),
+            Err(err) => Err(err),
+        };
+    };
+    let holder = holder_of(&lease).map(str::to_string);
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    if holder.as_deref() != Some(identity) {
+        let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref());
+        let lease_s = i64::from(spec.lease_duration_seconds.unwrap_or(duration_s));
+        let expired = match (holder.as_deref(), renewed) {
+            (None, _) | (_, None) => true,
+            (Some(_), Some(renewed)) => now.as_second() - renewed.0.as_second() >= lease_s,
+        };
+        if !expired {
+            return Ok(false);
+        }
+        spec.holder_identity = Some(identity.to_string());
+        spec.acquire_time = Some(MicroTime(now));
+        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
+        tracing::info!(
+            lease = %name,
+            identity = %identity,
+            previous = holder.as_deref().unwrap_or("nobody"),
+            "taking over the expired lease"
+        );
+    }
+    spec.renew_time = Some(MicroTime(now));
+    spec.lease_duration_seconds = Some(duration_s);
+    // `lease` carries the resourceVersion just read: a concurrent change makes this a 409.
+    match call(
+        "replace",
+        namespace,
+        name,
+        call_timeout,
+        api.replace(name, &post, &lease),
+    )
+    .await
+    {
+        Ok(_) => Ok(true),
+        Err(err) if is_conflict(&err) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// Gives up the Lease `name` if `identity` holds it: clears `holderIdentity` and `renewTime`
+/// (conditional on the read `resourceVersion`) so the next contender takes it at once. Nothing
+/// happens when someone else holds it or it changed meanwhile (409).
+pub async fn clear_holder(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    identity: &str,
+    call_timeout: Duration,
+) -> Result<(), LeaseError> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let Some(mut lease) = call("get", namespace, name, call_timeout, api.get_opt(name)).await?
+    else {
+        return Ok(());
+    };
+    if holder_of(&lease) != Some(identity) {
+        return Ok(());
+    }
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    spec.holder_identity = None;
+    spec.renew_time = None;
+    let post = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    match call(
+        "replace",
+        namespace,
+        name,
+        call_timeout,
+        api.replace(name, &post, &lease),
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(err) if is_conflict(&err) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+// === renewal ===
+
+/// How many times one renewal re-reads after a conflict (409) before waiting for the next
+/// period.
+const RENEW_ATTEMPTS: u32 = 3;
+
+/// What one renewal round found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Renewal {
+    /// `renewTime` was moved forward.
+    Renewed,
+    /// The Lease is held by this holder (or [`LEASE_DELETED`], [`LEASE_CLEARED`]); nothing
+    /// written.
+    Lost(String),
+}
+
+/// Renews until the Lease is lost (then reports the new holder on `lost` and ends) or the task
+/// is aborted. Failed rounds are logged and retried at the next period.
 async fn renew_loop(
     api: Api<Lease>,
     name: String,
     holder: String,
     ttl: Duration,
     call_timeout: Duration,
+    lost: watch::Sender<Option<String>>,
 ) {
     let period = (ttl / 3).max(Duration::from_millis(200));
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    };
     loop {
         tokio::time::sleep(period).await;
-        let patch = serde_json::json!({
-            "spec": { "holderIdentity": holder, "renewTime": MicroTime(jiff::Timestamp::now()) }
-        });
-        match tokio::time::timeout(
+        match renew_once(&api, &name, &holder, call_timeout).await {
+            Ok(Renewal::Renewed) => tracing::debug!(lease = %name, "lease renewed"),
+            Ok(Renewal::Lost(taker)) => {
+                tracing::error!(
+                    lease = %name,
+                    holder = %holder,
+                    taken_by = %taker,
+                    "lock lost: another holder has the lease; renewal stopped"
+                );
+                lost.send_replace(Some(taker));
+                return;
+            }
+            Err(err) => tracing::warn!(
+                lease = %name,
+                error = %err,
+                category = err.category(),
+                "lease renewal failed"
+            ),
+        }
+    }
+}
+
+/// One conditional renewal: read the Lease; if `holder` still holds it, move `renewTime` with
+/// the read `resourceVersion` as precondition (a 409 re-reads). Never writes a Lease held by
+/// someone else.
+async fn renew_once(
+    api: &Api<Lease>,
+    name: &str,
+    holder: &str,
+    call_timeout: Duration,
+) -> Result<Renewal, LeaseError> {
+    let namespace = api_namespace(api);
+    let post = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    let mut last_error = None;
+    for _ in 0..RENEW_ATTEMPTS {
+        let current = call("get", &namespace, name, call_timeout, api.get_opt(name)).await?;
+        let Some(mut lease) = current else {
+            return Ok(Renewal::Lost(LEASE_DELETED.to_string()));
+        };
+        match holder_of(&lease) {
+            Some(current) if current == holder => {}
+            Some(other) => return Ok(Renewal::Lost(other.to_string())),
+            None => return Ok(Renewal::Lost(LEASE_CLEARED.to_string())),
+        }
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+        // `lease` carries the resourceVersion just read: a change since then is a 409.
+        match call(
+            "renew",
+            &namespace,
+            name,
             call_timeout,
-            api.patch(&name, &params, &Patch::Merge(&patch)),
+            api.replace(name, &post, &lease),
         )
         .await
         {
-            Ok(Ok(_)) => tracing::debug!(lease = %name, "lease renewed"),
-            Ok(Err(err)) => tracing::warn!(lease = %name, error = %err, "lease renewal failed"),
-            Err(_) => tracing::warn!(lease = %name, "lease renewal timed out"),
+            Ok(_) => return Ok(Renewal::Renewed),
+            Err(err @ LeaseError::Api { .. }) if is_conflict(&err) => last_error = Some(err),
+            Err(err) => return Err(err),
         }
     }
+    Err(last_error.unwrap_or(LeaseError::Timeout {
+        operation: "renew",
+        namespace,
+        lease: name.to_string(),
+        after: call_timeout,
+    }))
+}
+
+fn is_conflict(err: &LeaseError) -> bool {
+    matches!(err, LeaseError::Api { source: kube::Error::Api(s), .. } if s.code == 409)
+}
+
+fn api_namespace(api: &Api<Lease>) -> String {
+    api.namespace().unwrap_or_default().to_string()
 }
 
 #[cfg(test)]
