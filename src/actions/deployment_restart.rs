@@ -493,6 +493,11 @@ impl Action for DeploymentRestart {
         vec![deployment_ref(ns, &self.args.name)]
     }
 
+    /// A batch's evictions are independent: the batch is restarted together.
+    fn parallel_mutations(&self) -> usize {
+        super::node_drain::PARALLEL_MUTATIONS
+    }
+
     fn diff<'a>(&'a self, ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>> {
         Box::pin(self.compute(ctx))
     }

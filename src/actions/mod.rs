@@ -400,6 +400,16 @@ pub trait Action: Send + Sync {
         false
     }
 
+    /// How many mutations of one diff the engine may apply at once. 1 by default: one after
+    /// the other, in order. Actions whose diffs hold independent writes (cordons of different
+    /// nodes, evictions of different pods) return more; the engine then journals the intents of
+    /// a chunk together (one `fsync`) before sending any of its writes, and each `Applied` as
+    /// its write returns. Such an action bounds its own requests in flight across concurrent
+    /// `apply` calls.
+    fn parallel_mutations(&self) -> usize {
+        1
+    }
+
     /// Observe the targets and compute the writes needed now. Must not write.
     fn diff<'a>(&'a self, ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>>;
 

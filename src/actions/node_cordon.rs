@@ -119,6 +119,11 @@ impl Action for NodeCordon {
         self.selection.names.iter().map(|n| node_ref(n)).collect()
     }
 
+    /// Cordons (uncordons) of different nodes are independent.
+    fn parallel_mutations(&self) -> usize {
+        super::node_drain::PARALLEL_MUTATIONS
+    }
+
     fn diff<'a>(&'a self, ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>> {
         Box::pin(self.compute(ctx))
     }

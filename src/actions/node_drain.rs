@@ -43,6 +43,9 @@ const BACKOFF_START: Duration = Duration::from_millis(200);
 /// Largest backoff after PDB refusals.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// Node writes (cordons, one node's evictions) the engine may send at once.
+pub(crate) const PARALLEL_MUTATIONS: usize = 16;
+
 /// The prefix of eviction mutation ids.
 pub(crate) const EVICT_PREFIX: &str = "evict/";
 
@@ -303,18 +306,33 @@ pub(crate) async fn evict_with_retry(
     })
 }
 
-/// Evicts every pod an eviction mutation lists, at most `in_flight` requests at once, each
-/// retrying PDB refusals until `ctx.verify_timeout` has passed.
+/// The bound on eviction requests in flight across all the `apply` calls of one action (the
+/// engine may apply several eviction mutations of a wave at once).
+#[derive(Debug)]
+pub(crate) struct InFlight(tokio::sync::Semaphore);
+
+impl InFlight {
+    /// At most `limit` (at least 1) evictions at once.
+    pub(crate) fn new(limit: usize) -> InFlight {
+        InFlight(tokio::sync::Semaphore::new(limit.max(1)))
+    }
+}
+
+/// Evicts every pod an eviction mutation lists, each eviction holding a permit of `in_flight`
+/// while its request (and its retries after PDB refusals, until `ctx.verify_timeout` has
+/// passed) run.
 pub(crate) async fn evict_listed(
     ctx: &ActionContext,
     mutation: &Mutation,
-    in_flight: usize,
+    in_flight: &InFlight,
 ) -> Result<Applied, ActionError> {
     use futures::stream::{self, TryStreamExt};
     let deadline = Instant::now() + ctx.verify_timeout;
     let listed = pods_of(mutation);
     stream::iter(listed.iter().map(Ok::<_, ActionError>))
-        .try_for_each_concurrent(in_flight.max(1), |pod| async move {
+        .try_for_each_concurrent(None, |pod| async move {
+            // The semaphore is never closed; a closed one would only lift the bound.
+            let _permit = in_flight.0.acquire().await.ok();
             let namespace = pod.namespace.as_deref().unwrap_or_default();
             evict_pod(ctx, namespace, &pod.name, deadline).await
         })
@@ -509,6 +527,7 @@ pub(crate) fn wave_summary(wave: &Wave) -> String {
 pub struct NodeDrain {
     args: catalog::NodeDrain,
     owners: EvictionOwners,
+    in_flight: InFlight,
 }
 
 // === impl NodeDrain ===
@@ -529,6 +548,7 @@ impl NodeDrain {
             });
         }
         Ok(NodeDrain {
+            in_flight: InFlight::new(args.max_concurrent as usize),
             args,
             owners: EvictionOwners::default(),
         })
@@ -588,6 +608,12 @@ impl Action for NodeDrain {
             .collect()
     }
 
+    /// Cordons of different nodes and evictions of different pods are independent; the
+    /// evictions in flight stay bounded by `maxConcurrent` across them.
+    fn parallel_mutations(&self) -> usize {
+        PARALLEL_MUTATIONS
+    }
+
     fn diff<'a>(&'a self, ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>> {
         Box::pin(self.compute(ctx))
     }
@@ -599,7 +625,7 @@ impl Action for NodeDrain {
     ) -> BoxFuture<'a, Result<Applied, ActionError>> {
         Box::pin(async move {
             if mutation.id.starts_with(EVICT_PREFIX) {
-                evict_listed(ctx, mutation, self.args.max_concurrent as usize).await
+                evict_listed(ctx, mutation, &self.in_flight).await
             } else {
                 apply_node_patch(ctx, mutation).await
             }

@@ -320,6 +320,11 @@ impl Action for ZoneFailback {
         targets
     }
 
+    /// Uncordons of different nodes are independent (the traffic ramp is one diff per step).
+    fn parallel_mutations(&self) -> usize {
+        super::node_drain::PARALLEL_MUTATIONS
+    }
+
     fn diff<'a>(&'a self, ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>> {
         Box::pin(self.compute(ctx))
     }

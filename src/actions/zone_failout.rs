@@ -27,8 +27,8 @@
 
 use super::node_cordon::{CORDONED_BY_LABEL, apply_node_patch, cordon_mutation};
 use super::node_drain::{
-    DrainSettings, EVICT_PREFIX, EvictionOwners, evict_listed, plan_wave, wait_evictions_settled,
-    wave_summary,
+    DrainSettings, EVICT_PREFIX, EvictionOwners, InFlight, PARALLEL_MUTATIONS, evict_listed,
+    plan_wave, wait_evictions_settled, wave_summary,
 };
 use super::traffic_set_weights::{apply_route_patch, route_mutation};
 use super::{Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef};
@@ -49,14 +49,15 @@ pub const TRAFFIC_PERCENT_ANNOTATION: &str = "ripcord.dev/traffic-percent";
 const TRAFFIC_ROUTE_ID: &str = "traffic/route";
 /// Mutation id of the webhook call.
 const TRAFFIC_WEBHOOK_ID: &str = "traffic/webhook";
-/// Eviction requests in flight at once while evacuating one node.
-const EVICTIONS_IN_FLIGHT: usize = 16;
+/// Eviction requests in flight at once (across the nodes of a wave).
+const EVICTIONS_IN_FLIGHT: usize = 32;
 
 /// The `zone.failout` action.
 #[derive(Debug)]
 pub struct ZoneFailout {
     args: catalog::ZoneFailout,
     owners: EvictionOwners,
+    in_flight: InFlight,
 }
 
 /// What the guards found (for the diff summary).
@@ -344,6 +345,7 @@ impl ZoneFailout {
         Ok(ZoneFailout {
             args,
             owners: EvictionOwners::default(),
+            in_flight: InFlight::new(EVICTIONS_IN_FLIGHT),
         })
     }
 
@@ -510,7 +512,7 @@ impl ZoneFailout {
         mutation: &Mutation,
     ) -> Result<Applied, ActionError> {
         if mutation.id.starts_with(EVICT_PREFIX) {
-            evict_listed(ctx, mutation, EVICTIONS_IN_FLIGHT).await
+            evict_listed(ctx, mutation, &self.in_flight).await
         } else if mutation.id == TRAFFIC_ROUTE_ID {
             apply_route_patch(ctx, mutation).await
         } else if mutation.id == TRAFFIC_WEBHOOK_ID {
@@ -547,6 +549,12 @@ impl Action for ZoneFailout {
             targets.push(super::traffic_set_weights::route_ref(ns, &backend.name));
         }
         targets
+    }
+
+    /// Cordons of different nodes and evictions of different pods are independent; the
+    /// evictions in flight stay bounded across them.
+    fn parallel_mutations(&self) -> usize {
+        PARALLEL_MUTATIONS
     }
 
     fn diff<'a>(&'a self, ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>> {

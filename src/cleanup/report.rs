@@ -7,7 +7,7 @@
 //! JavaScript, every text escaped).
 
 use super::incident::Incident;
-use super::source::RunView;
+use super::source::{ClusterRunDetails, RunOrigin, RunView};
 use super::verify::VerifyReport;
 use crate::journal::Record;
 use serde_json::Value;
@@ -60,6 +60,11 @@ pub struct ReportInput {
     pub metrics: Vec<MetricSeries>,
     /// When the report was made.
     pub generated_at: jiff::Timestamp,
+    /// What the cluster's `Run` resources say about the runs whose journal is not on this
+    /// machine (one entry per run in `runs` with a [`RunOrigin::Cluster`] origin).
+    pub cluster: Vec<ClusterRunDetails>,
+    /// Caveats about the sources, shown under the title (e.g. the cluster could not be read).
+    pub notes: Vec<String>,
 }
 
 /// One line of the timeline.
@@ -517,6 +522,153 @@ impl Doc {
     }
 }
 
+/// Where a run's part of the report comes from, for the runs table.
+fn source_label(run: &RunView) -> String {
+    match &run.origin {
+        RunOrigin::Journal { .. } => "local journal".to_string(),
+        RunOrigin::Cluster { namespace } => format!("cluster: Run {namespace}/{}", run.run_id),
+    }
+}
+
+/// The runs known only from the cluster's `Run` resources: where their journal lives, their
+/// steps and their mutations.
+fn render_cluster_runs(doc: &mut Doc, input: &ReportInput) {
+    let remote: Vec<&RunView> = input
+        .runs
+        .iter()
+        .filter(|r| matches!(r.origin, RunOrigin::Cluster { .. }))
+        .collect();
+    if remote.is_empty() {
+        return;
+    }
+    doc.heading(2, "Runs read from the cluster");
+    doc.para(
+        "These runs' journals are not on this machine: their part of this report comes from the \
+         cluster's Run resources (runs.ripcord.dev), which keep the steps, the mutations with \
+         their targets and inverses, the outcome and the start and end times. Notifications, \
+         snapshots, approvals, impact metrics and per-step times are only in the journal.",
+    );
+    for run in remote {
+        let details = input.cluster.iter().find(|d| d.run_id == run.run_id);
+        let namespace = match &run.origin {
+            RunOrigin::Cluster { namespace } => namespace.as_str(),
+            RunOrigin::Journal { .. } => "",
+        };
+        doc.heading(3, &format!("Run {}", run.run_id));
+        let journal = details
+            .and_then(|d| d.journal.clone())
+            .map(|j| format!("the journal lives on another machine: {j}"))
+            .unwrap_or_else(|| {
+                "the journal lives on another machine (the Run resource does not say which)"
+                    .to_string()
+            });
+        doc.para(&format!(
+            "Source: the cluster's Run resource {namespace}/{}; {journal}. Started by {} (trigger {}).",
+            run.run_id, run.who, run.trigger
+        ));
+        let mut fields = vec![
+            ("playbook", run.playbook.clone()),
+            (
+                "phase",
+                details
+                    .map(|d| d.phase.clone())
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "—".into()),
+            ),
+            (
+                "outcome",
+                run.outcome
+                    .map(|o| o.to_string())
+                    .unwrap_or_else(|| "unfinished".into()),
+            ),
+            (
+                "started",
+                run.started_at
+                    .as_ref()
+                    .map(format_time)
+                    .unwrap_or_else(|| "—".into()),
+            ),
+            (
+                "finished",
+                run.finished_at
+                    .as_ref()
+                    .map(format_time)
+                    .unwrap_or_else(|| "—".into()),
+            ),
+        ];
+        if let Some(message) = details.and_then(|d| d.message.clone()) {
+            fields.push(("message", message));
+        }
+        doc.fields(fields);
+        if let Some(details) = details {
+            let rows = details
+                .steps
+                .iter()
+                .map(|step| {
+                    let mutations = if step.omitted_mutations > 0 {
+                        format!(
+                            "{} (+{} not kept in the resource)",
+                            step.mutations.len(),
+                            step.omitted_mutations
+                        )
+                    } else {
+                        step.mutations.len().to_string()
+                    };
+                    vec![
+                        doc.esc(&step.name),
+                        doc.esc(&step.phase),
+                        doc.esc(&mutations),
+                        doc.esc(step.error.as_deref().unwrap_or_default()),
+                    ]
+                })
+                .collect();
+            doc.table(Table {
+                header: vec!["step", "phase", "mutations", "error"],
+                rows,
+            });
+            if details.omitted_steps > 0 {
+                doc.para(&format!(
+                    "{} more step(s) were not kept in the Run resource (size bound).",
+                    details.omitted_steps
+                ));
+            }
+        }
+        if run.touched.is_empty() {
+            doc.para("No mutations recorded in the Run resource.");
+            continue;
+        }
+        let rows = run
+            .touched
+            .iter()
+            .map(|t| {
+                let revert = match (&t.inverse, &t.problem) {
+                    (_, Some(problem)) => problem.clone(),
+                    (Some(crate::actions::Inverse::MergePatch { .. }), None) => {
+                        "merge patch back to the pre-image".to_string()
+                    }
+                    (Some(crate::actions::Inverse::NotReverted { reason, .. }), None) => {
+                        format!("not reverted: {reason}")
+                    }
+                    (Some(crate::actions::Inverse::None { reason }), None) => {
+                        format!("nothing to revert: {reason}")
+                    }
+                    (None, None) => "unknown".to_string(),
+                };
+                vec![
+                    doc.esc(&t.step),
+                    doc.esc(&t.target.to_string()),
+                    doc.esc(&t.description),
+                    doc.esc(&revert),
+                ]
+            })
+            .collect();
+        doc.table(Table {
+            header: vec!["step", "object", "mutation", "cleanup"],
+            rows,
+        });
+    }
+}
+
 /// Renders the report.
 pub fn render(input: &ReportInput, format: Format) -> String {
     let mut doc = Doc {
@@ -575,6 +727,10 @@ pub fn render(input: &ReportInput, format: Format) -> String {
         ]);
     }
 
+    for note in &input.notes {
+        doc.para(&format!("Note: {note}"));
+    }
+
     doc.heading(2, "Runs");
     let rows = input
         .runs
@@ -599,6 +755,7 @@ pub fn render(input: &ReportInput, format: Format) -> String {
                         .unwrap_or_else(|| "unfinished".into()),
                 ),
                 r.touched.len().to_string(),
+                doc.esc(&source_label(r)),
             ]
         })
         .collect();
@@ -612,9 +769,11 @@ pub fn render(input: &ReportInput, format: Format) -> String {
             "duration",
             "outcome",
             "mutations",
+            "source",
         ],
         rows,
     });
+    render_cluster_runs(&mut doc, input);
 
     // Who took over what, and when (the ACKs of `gate.approval` steps).
     let approvals: Vec<[String; 6]> = input
@@ -951,6 +1110,8 @@ mod tests {
             verify: None,
             metrics: vec![],
             generated_at: at(200),
+            cluster: vec![],
+            notes: vec![],
         };
         let md = render(&input, Format::Markdown);
         assert!(md.contains("## Approvals"), "{md}");
@@ -985,6 +1146,8 @@ mod tests {
                 ],
             }],
             generated_at: at(200),
+            cluster: vec![],
+            notes: vec![],
         };
         let html = render(&input, Format::Html);
         assert!(html.starts_with("<!DOCTYPE html>"));
@@ -1011,6 +1174,8 @@ mod tests {
             verify: None,
             metrics: vec![],
             generated_at: at(0),
+            cluster: vec![],
+            notes: vec![],
         };
         assert!(render(&input, Format::Markdown).contains("No impact metrics recorded"));
     }

@@ -12,8 +12,7 @@ use super::{CLEANUP_PLAYBOOK, CleanupError, Selection};
 use crate::actions::{Inverse, ObjectRef};
 use crate::journal::{self, Entry, Outcome, Record};
 use crate::k8s::objects::Objects;
-use crate::k8s::runs::RunSpec;
-use crate::k8s::runs::RunStatus;
+use crate::k8s::runs::{Run, RunSpec, RunStatus, StepStatus};
 use kube::api::ListParams;
 use serde::Serialize;
 use serde_json::Value;
@@ -321,13 +320,14 @@ pub fn from_run_resource(object: &Value) -> Option<RunView> {
                     ),
                 ),
             };
+            let description = describe_mutation(&m.id, inverse.as_ref());
             touched.push(Touched {
                 run_id: name.clone(),
                 seq,
                 step: step.name.clone(),
                 mutation_id: m.id.clone(),
                 target,
-                description: m.id.clone(),
+                description,
                 resource_version_before: None,
                 resource_version_after: None,
                 inverse,
@@ -361,6 +361,79 @@ pub fn from_run_resource(object: &Value) -> Option<RunView> {
         entries: Vec::new(),
         problem: None,
     })
+}
+
+/// A one-line description of a mutation known only from a `Run` resource (which keeps its id,
+/// target and inverse, not the journal's description): the id, and for a merge-patch inverse
+/// the fields as ripcord left them (`cordon/a-1: set spec.unschedulable=true`).
+pub fn describe_mutation(id: &str, inverse: Option<&Inverse>) -> String {
+    const MAX_FIELDS: usize = 3;
+    let Some(Inverse::MergePatch { expected, .. }) = inverse else {
+        return id.to_string();
+    };
+    let leaves = super::fields::leaves(expected);
+    if leaves.is_empty() {
+        return id.to_string();
+    }
+    let mut parts: Vec<String> = leaves
+        .iter()
+        .take(MAX_FIELDS)
+        .map(|(path, value)| {
+            format!(
+                "{}={}",
+                super::fields::display_path(path),
+                super::fields::display_value(value)
+            )
+        })
+        .collect();
+    if leaves.len() > MAX_FIELDS {
+        parts.push(format!("{} more", leaves.len() - MAX_FIELDS));
+    }
+    format!("{id}: set {}", parts.join(", "))
+}
+
+/// What a `Run` resource says about a run beyond its [`RunView`]: where its journal lives and
+/// how far each step got. The report shows it for runs whose journal is not on this machine.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRunDetails {
+    /// The run id (the resource's name).
+    pub run_id: String,
+    /// The resource's namespace.
+    pub namespace: String,
+    /// `Running` or `Finished` (empty when the resource has no status yet).
+    pub phase: String,
+    /// The status message (why the run ended as it did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Where the run's journal lives (`host:path`), when the status records it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
+    /// The steps as the status has them (bounded by the resource's size limits).
+    pub steps: Vec<StepStatus>,
+    /// Steps left out of `steps` by the size bound.
+    pub omitted_steps: u32,
+}
+
+/// The [`RunView`] and [`ClusterRunDetails`] of a typed `Run` resource (`None`: it has no
+/// name).
+pub fn from_typed_run(run: &Run) -> Option<(RunView, ClusterRunDetails)> {
+    let value = serde_json::to_value(run).ok()?;
+    let view = from_run_resource(&value)?;
+    let status = run.status.clone().unwrap_or_default();
+    let details = ClusterRunDetails {
+        run_id: view.run_id.clone(),
+        namespace: match &view.origin {
+            RunOrigin::Cluster { namespace } => namespace.clone(),
+            RunOrigin::Journal { .. } => String::new(),
+        },
+        phase: status.phase,
+        message: status.message,
+        journal: status.journal.filter(|j| !j.is_empty()),
+        steps: status.steps,
+        omitted_steps: status.omitted_steps,
+    };
+    Some((view, details))
 }
 
 /// Parses the target string of a `Run` status (`deployment/shop/checkout`, `node/a-1`) into a

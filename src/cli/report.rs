@@ -1,13 +1,15 @@
 //! `ripcord report (RUN | --incident ID) [--format md|html] [--out FILE]`: the run or incident
-//! report from the local journals (timeline, impact graph, cleanup, verify result).
+//! report (timeline, impact graph, cleanup, verify result) from the local journals and, for runs
+//! whose journal is on another machine, from the cluster's `Run` resources.
 //!
 //! The file flag is `--out` because `-o` is the global output-format flag.
 
 use super::exit::with_exit;
-use super::run::{ConfigArgs, Settings};
+use super::run::{ConfigArgs, Settings, connected_client};
 use super::{Exit, GlobalArgs};
 use crate::cleanup::report::{self, CleanupRecord, Format, ReportInput};
 use crate::cleanup::{CleanupError, Selection, apply, incident, source, verify};
+use crate::k8s::runs::{self, Run, RunListError};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
@@ -47,20 +49,45 @@ pub struct ReportArgs {
     pub config: ConfigArgs,
 }
 
-/// Gathers everything the report of `selection` shows from the state directory.
+/// Gathers everything the report of `selection` shows from the state directory alone.
 pub fn gather(
     state_dir: &std::path::Path,
     selection: &Selection,
 ) -> Result<ReportInput, CleanupError> {
-    let all = source::local_runs(state_dir)?;
-    let mut runs: Vec<source::RunView> = match selection {
-        Selection::Run(id) => all
-            .iter()
-            .filter(|r| r.run_id == *id || r.cleanup_of().contains(id))
-            .cloned()
-            .collect(),
-        other => all.iter().filter(|r| r.matches(other)).cloned().collect(),
-    };
+    let local = source::local_runs(state_dir)?;
+    Ok(gather_from(state_dir, selection, local, &[]))
+}
+
+/// True when the report of `selection` needs the cluster's `Run` resources: the selected run
+/// has no local journal, or (for an incident) no local run carries the incident id.
+pub fn needs_cluster(local: &[source::RunView], selection: &Selection) -> bool {
+    match selection {
+        Selection::Run(id) => !local.iter().any(|r| r.run_id == *id),
+        Selection::Incident(_) => !local.iter().any(|r| r.matches(selection)),
+        Selection::All => false,
+    }
+}
+
+/// Gathers the report of `selection` from the local runs and, for runs with no local journal,
+/// the cluster's `Run` resources (`remote`; a local journal always wins over its resource).
+pub fn gather_from(
+    state_dir: &std::path::Path,
+    selection: &Selection,
+    local: Vec<source::RunView>,
+    remote: &[Run],
+) -> ReportInput {
+    let mut runs: Vec<source::RunView> =
+        local.into_iter().filter(|r| r.matches(selection)).collect();
+    let mut cluster = Vec::new();
+    for run in remote {
+        let Some((view, details)) = source::from_typed_run(run) else {
+            continue;
+        };
+        if view.matches(selection) && !runs.iter().any(|r| r.run_id == view.run_id) {
+            runs.push(view);
+            cluster.push(details);
+        }
+    }
     source::sort_runs(&mut runs);
     let cleanups = runs
         .iter()
@@ -82,7 +109,7 @@ pub fn gather(
         Selection::All => ("All runs".to_string(), None),
     };
     let metrics = report::collect_metrics(&runs);
-    Ok(ReportInput {
+    ReportInput {
         title,
         incident,
         verify: verify::load_saved(state_dir, selection),
@@ -90,22 +117,65 @@ pub fn gather(
         cleanups,
         metrics,
         generated_at: jiff::Timestamp::now(),
-    })
+        cluster,
+        notes: Vec::new(),
+    }
+}
+
+/// Reads every `Run` resource of the cluster (all namespaces). A cluster without the CRD has
+/// none. Unreachable (no kubeconfig, transport failure, timeout) → exit 3.
+async fn cluster_runs(global: &GlobalArgs, settings: &Settings) -> anyhow::Result<Vec<Run>> {
+    let client = connected_client(global).await?;
+    match runs::list_runs(&client, None, settings.call_timeout).await {
+        Ok(list) => Ok(list),
+        Err(RunListError::CrdMissing) => Ok(Vec::new()),
+        Err(err) if err.is_unreachable() => Err(with_exit(
+            Exit::Unreachable,
+            anyhow::Error::new(err).context("cannot read the cluster's Run resources"),
+        )),
+        Err(err) => Err(anyhow::Error::new(err).context("cannot read the cluster's Run resources")),
+    }
 }
 
 /// Runs `ripcord report`.
+///
+/// Local journals come first. The cluster is asked only when something may be missing
+/// locally: the selected run has no local journal (the cluster is then required), or the
+/// report is about an incident (other machines may have run mitigations for it; when no local
+/// run carries the incident id the cluster is required, otherwise an unreachable cluster only
+/// adds a note to the report).
 pub async fn run(args: ReportArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let selection = super::cleanup::selection(&args.run, &args.incident)?;
     let settings = Settings::load(&args.config, &global)?;
-    let input = gather(&settings.state_dir, &selection)?;
+    let local = source::local_runs(&settings.state_dir)?;
+    let required = needs_cluster(&local, &selection);
+    let mut notes = Vec::new();
+    let remote = if required {
+        cluster_runs(&global, &settings).await?
+    } else if matches!(selection, Selection::Incident(_)) {
+        match cluster_runs(&global, &settings).await {
+            Ok(remote) => remote,
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "cannot read the cluster's Run resources; reporting local journals only");
+                eprintln!("warning: {err:#}; the report covers this machine's journals only");
+                notes.push(format!(
+                    "the cluster's Run resources could not be read ({err:#}); runs of this \
+                     incident made on other machines are missing from this report"
+                ));
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let mut input = gather_from(&settings.state_dir, &selection, local, &remote);
+    input.notes = notes;
     if input.runs.is_empty() {
-        return Err(with_exit(
-            Exit::Usage,
-            CleanupError::NoRuns {
-                selection: selection.to_string(),
-                dir: settings.state_dir.clone(),
-            },
-        ));
+        let error = CleanupError::NoRuns {
+            selection: selection.to_string(),
+            dir: settings.state_dir.clone(),
+        };
+        return Err(with_exit(Exit::Usage, error));
     }
     let format = match args.format {
         ReportFormat::Md => Format::Markdown,

@@ -8,7 +8,8 @@
 //! for a whole duration steps down by itself. On graceful shutdown the leader clears the
 //! holder so the next leader does not wait for the expiry.
 //!
-//! Takeover ([`resume_unfinished`]): the new leader lists `Run` resources whose phase is not
+//! Takeover ([`resume_unfinished`]): the new leader lists `Run` resources (through
+//! [`runs::list_runs`], bounded per call) whose phase is not
 //! `Finished` and runs them again *with the same run id* (from the local journal when this
 //! replica has it — the engine's resume — else re-planned from the `Run`'s playbook and
 //! parameters). Actions mark their changes with the run id and step, so the repeated run
@@ -17,8 +18,7 @@
 use crate::daemon::runs::{PlaybookSource, RunManager, RunRequest};
 use crate::engine::Trigger;
 use crate::k8s::leases::{self, LeaseError};
-use crate::k8s::runs::Run;
-use kube::api::{Api, ListParams};
+use crate::k8s::runs::{self, RunListError};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -51,18 +51,12 @@ pub enum LeaderError {
         #[source]
         source: LeaseError,
     },
-    /// Listing `Run` resources did not answer in time.
-    #[error("listing Run resources timed out after {after:?}")]
-    ListRunsTimeout {
-        /// The bound.
-        after: Duration,
-    },
-    /// Listing `Run` resources failed.
-    #[error("cannot list Run resources")]
+    /// Listing `Run` resources failed or did not answer in time.
+    #[error("cannot find the unfinished runs to take over")]
     ListRuns {
-        /// The API error.
+        /// The list error.
         #[source]
-        source: kube::Error,
+        source: RunListError,
     },
 }
 
@@ -73,8 +67,10 @@ impl LeaderError {
             LeaderError::Election { source, .. } | LeaderError::Release { source, .. } => {
                 source.category()
             }
-            LeaderError::ListRunsTimeout { .. } => "timeout",
-            LeaderError::ListRuns { .. } => "list-runs",
+            LeaderError::ListRuns { source } => match source {
+                RunListError::Timeout { .. } => "timeout",
+                _ => "list-runs",
+            },
         }
     }
 }
@@ -192,22 +188,16 @@ pub async fn resume_unfinished(
     who: &str,
     call_timeout: Duration,
 ) -> Result<Vec<String>, LeaderError> {
-    let api: Api<Run> = Api::all(client.clone());
-    let list = match tokio::time::timeout(call_timeout, api.list(&ListParams::default())).await {
-        Ok(Ok(list)) => list,
-        Ok(Err(kube::Error::Api(s))) if s.code == 404 => {
+    let list = match runs::list_runs(client, None, call_timeout).await {
+        Ok(list) => list,
+        Err(RunListError::CrdMissing) => {
             tracing::info!("no Run resource definition installed: nothing to take over");
             return Ok(Vec::new());
         }
-        Ok(Err(source)) => return Err(LeaderError::ListRuns { source }),
-        Err(_) => {
-            return Err(LeaderError::ListRunsTimeout {
-                after: call_timeout,
-            });
-        }
+        Err(source) => return Err(LeaderError::ListRuns { source }),
     };
     let mut queued = Vec::new();
-    for run in list.items {
+    for run in list {
         let Some(run_id) = run.metadata.name.clone() else {
             continue;
         };

@@ -691,6 +691,16 @@ impl SharedJournal {
         Ok(())
     }
 
+    /// Appends several records with one `fsync`.
+    pub(crate) fn append_all(&self, records: Vec<Record>) -> Result<(), EngineError> {
+        let mut journal = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        journal.append_all(records)?;
+        Ok(())
+    }
+
     /// The run directory.
     pub(crate) fn dir(&self) -> PathBuf {
         let journal = self

@@ -488,50 +488,76 @@ impl<'a> RunState<'a> {
             // are either among them (same id) or superseded by them.
             pending.clear();
             let mut conflict = false;
-            for m in &diff.mutations {
+            // Independent writes (the action says how many) go out together: their intents are
+            // journaled first with one fsync, then they are sent at once, and each is journaled
+            // as applied when it returns. One at a time otherwise, in order.
+            for chunk in diff.mutations.chunks(action.parallel_mutations().max(1)) {
                 if let Some(reason) = self.stop.reason() {
                     return Ok(Ok(StepEnd::Stopped(reason)));
                 }
-                self.record(Record::MutationIntended {
-                    step: step.name.clone(),
-                    mutation: m.clone(),
-                })?;
+                self.journal.append_all(
+                    chunk
+                        .iter()
+                        .map(|m| Record::MutationIntended {
+                            step: step.name.clone(),
+                            mutation: m.clone(),
+                        })
+                        .collect(),
+                )?;
                 crash_point("after-intent");
-                match self
-                    .apply_with_retries(action.as_ref(), step, m, deadline)
-                    .await
-                {
-                    Ok(applied) => {
-                        self.record(Record::MutationApplied {
-                            step: step.name.clone(),
-                            mutation_id: m.id.clone(),
-                            applied: applied.clone(),
-                            resource_version_before: m.resource_version.clone(),
-                            inverse: m.inverse.clone(),
-                            recovered: false,
-                        })?;
-                        tracing::info!(run = %self.plan.run_id, step = %step.name, mutation = %m.id, "mutation applied");
-                        self.mutations_applied += 1;
-                        self.add_mutation_status(&step.name, m);
-                        self.applied_log.push((step.name.clone(), m.clone()));
-                        applied_in_step.push(applied);
-                        unverified = true;
-                        self.events.send(EngineEvent::MutationApplied {
-                            step: step.name.clone(),
-                            description: m.description.clone(),
-                        });
-                        crash_point("after-apply");
-                    }
-                    Err(ApplyError::Conflict(err)) => {
-                        conflicts += 1;
-                        if conflicts >= step.retries.attempts.max(1) {
-                            return Ok(Err(StepFailure::from_action(&err)));
+                let results = futures::future::join_all(
+                    chunk
+                        .iter()
+                        .map(|m| self.apply_with_retries(action.as_ref(), step, m, deadline)),
+                )
+                .await;
+                let mut failure = None;
+                for (m, result) in chunk.iter().zip(results) {
+                    match result {
+                        Ok(applied) => {
+                            self.record(Record::MutationApplied {
+                                step: step.name.clone(),
+                                mutation_id: m.id.clone(),
+                                applied: applied.clone(),
+                                resource_version_before: m.resource_version.clone(),
+                                inverse: m.inverse.clone(),
+                                recovered: false,
+                            })?;
+                            tracing::info!(run = %self.plan.run_id, step = %step.name, mutation = %m.id, "mutation applied");
+                            self.mutations_applied += 1;
+                            self.add_mutation_status(&step.name, m);
+                            self.applied_log.push((step.name.clone(), m.clone()));
+                            applied_in_step.push(applied);
+                            unverified = true;
+                            self.events.send(EngineEvent::MutationApplied {
+                                step: step.name.clone(),
+                                description: m.description.clone(),
+                            });
+                            crash_point("after-apply");
                         }
-                        tracing::info!(run = %self.plan.run_id, step = %step.name, "conflict: diffing again");
-                        conflict = true;
-                        break;
+                        // The writes that went through are journaled above; the rest keep
+                        // their intents, which a re-diff (or a resume) settles.
+                        Err(ApplyError::Conflict(err)) => {
+                            if failure.is_none() && !conflict {
+                                conflicts += 1;
+                                if conflicts >= step.retries.attempts.max(1) {
+                                    failure = Some(StepFailure::from_action(&err));
+                                } else {
+                                    tracing::info!(run = %self.plan.run_id, step = %step.name, "conflict: diffing again");
+                                    conflict = true;
+                                }
+                            }
+                        }
+                        Err(ApplyError::Failed(f)) => {
+                            failure.get_or_insert(f);
+                        }
                     }
-                    Err(ApplyError::Failed(f)) => return Ok(Err(f)),
+                }
+                if let Some(f) = failure {
+                    return Ok(Err(f));
+                }
+                if conflict {
+                    break;
                 }
             }
             if conflict {

@@ -279,6 +279,46 @@ impl Journal {
         Ok(entry)
     }
 
+    /// Appends several records with one write and one `fsync` (the write-ahead intents of
+    /// mutations the engine sends together). On an error the file may hold a prefix of them;
+    /// a torn last line is tolerated by [`read`].
+    pub fn append_all(&mut self, records: Vec<Record>) -> Result<(), JournalError> {
+        let mut lines = Vec::new();
+        let mut entries = 0;
+        for record in records {
+            let entry = Entry {
+                seq: self.next_seq + entries,
+                at: jiff::Timestamp::now(),
+                record,
+            };
+            serde_json::to_writer(&mut lines, &entry).map_err(|source| {
+                JournalError::Serialize {
+                    kind: entry.record.kind(),
+                    source,
+                }
+            })?;
+            lines.push(b'\n');
+            entries += 1;
+        }
+        if entries == 0 {
+            return Ok(());
+        }
+        self.file
+            .write_all(&lines)
+            .map_err(|source| JournalError::Io {
+                operation: "append",
+                path: self.path.clone(),
+                source,
+            })?;
+        self.file.sync_data().map_err(|source| JournalError::Io {
+            operation: "sync",
+            path: self.path.clone(),
+            source,
+        })?;
+        self.next_seq += entries;
+        Ok(())
+    }
+
     /// The run id.
     pub fn run_id(&self) -> &str {
         &self.run_id
@@ -593,6 +633,29 @@ mod tests {
         assert_eq!(records, sample_records());
         let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_batch_appends_in_order_with_consecutive_sequence_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = "r-20261125-113000-abcd";
+        let mut journal = Journal::create(dir.path(), run).unwrap();
+        let mut records = sample_records().into_iter();
+        journal.append(records.next().unwrap()).unwrap();
+        let batch: Vec<Record> = records.by_ref().take(3).collect();
+        journal.append_all(batch.clone()).unwrap();
+        journal.append_all(Vec::new()).unwrap();
+        journal.append(records.next().unwrap()).unwrap();
+        let (entries, torn) = read(journal.path()).unwrap();
+        assert!(torn.is_none());
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        let middle: Vec<Record> = entries[1..4].iter().map(|e| e.record.clone()).collect();
+        assert_eq!(middle, batch);
+        // A reopened journal continues after the batch.
+        drop(journal);
+        let (journal, _, _) = Journal::open(dir.path(), run).unwrap();
+        assert_eq!(journal.next_seq, 6);
     }
 
     #[test]

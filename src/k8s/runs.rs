@@ -9,7 +9,7 @@
 
 use crate::actions::FIELD_MANAGER;
 use kube::CustomResource;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -296,6 +296,111 @@ pub async fn write_status(
             source,
         }),
     }
+}
+
+/// Most `Run` resources asked for per list page.
+pub const LIST_PAGE_SIZE: u32 = 500;
+
+/// Why listing `Run` resources failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunListError {
+    /// The `runs.ripcord.dev` CRD is not installed (the API server answered 404): the cluster
+    /// holds no `Run` resources.
+    #[error(
+        "the runs.ripcord.dev CRD is not installed (install it with `ripcord crd | kubectl apply -f -`)"
+    )]
+    CrdMissing,
+    /// A list call failed.
+    #[error("listing Run resources in {scope} failed")]
+    List {
+        /// `all namespaces` or `namespace NAME`.
+        scope: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A list call did not answer within its timeout.
+    #[error("listing Run resources in {scope} timed out after {after:?}")]
+    Timeout {
+        /// `all namespaces` or `namespace NAME`.
+        scope: String,
+        /// The bound (per page).
+        after: Duration,
+    },
+}
+
+impl RunListError {
+    /// A stable category for logs and metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            RunListError::CrdMissing => "crd-missing",
+            RunListError::List { .. } => "api",
+            RunListError::Timeout { .. } => "timeout",
+        }
+    }
+
+    /// True when the API server could not be reached (transport failure or timeout), as
+    /// opposed to an answer that refused the request.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            RunListError::Timeout { .. } => true,
+            RunListError::List { source, .. } => {
+                matches!(source, kube::Error::HyperError(_) | kube::Error::Service(_))
+            }
+            RunListError::CrdMissing => false,
+        }
+    }
+}
+
+/// Lists the `Run` resources of one namespace (`Some`) or of every namespace (`None`), page by
+/// page ([`LIST_PAGE_SIZE`] per page), each call bounded by `timeout`.
+pub async fn list_runs(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    timeout: Duration,
+) -> Result<Vec<Run>, RunListError> {
+    list_runs_paged(client, namespace, LIST_PAGE_SIZE, timeout).await
+}
+
+/// [`list_runs`] with a chosen page size (at least 1).
+pub async fn list_runs_paged(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    page_size: u32,
+    timeout: Duration,
+) -> Result<Vec<Run>, RunListError> {
+    let (api, scope): (Api<Run>, String) = match namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            format!("namespace {ns}"),
+        ),
+        None => (Api::all(client.clone()), "all namespaces".to_string()),
+    };
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut params = ListParams::default().limit(page_size.max(1));
+        if let Some(token) = &token {
+            params = params.continue_token(token);
+        }
+        let page = match tokio::time::timeout(timeout, api.list(&params)).await {
+            Err(_) => {
+                return Err(RunListError::Timeout {
+                    scope,
+                    after: timeout,
+                });
+            }
+            Ok(Ok(page)) => page,
+            Ok(Err(err)) if is_not_found(&err) => return Err(RunListError::CrdMissing),
+            Ok(Err(source)) => return Err(RunListError::List { scope, source }),
+        };
+        out.extend(page.items);
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(next) if token.as_deref() != Some(next.as_str()) => token = Some(next),
+            _ => break,
+        }
+    }
+    Ok(out)
 }
 
 /// The CRD as YAML (what `ripcord crd` prints and the chart ships).
