@@ -557,9 +557,9 @@ fn render_cluster_runs(doc: &mut Doc, input: &ReportInput) {
         doc.heading(3, &format!("Run {}", run.run_id));
         let journal = details
             .and_then(|d| d.journal.clone())
-            .map(|j| format!("the journal lives on another machine: {j}"))
+            .map(|j| format!("the run's journal is not on this machine; the Run resource records it at {j}"))
             .unwrap_or_else(|| {
-                "the journal lives on another machine (the Run resource does not say which)"
+                "the run's journal is not on this machine (the Run resource does not record where it is)"
                     .to_string()
             });
         doc.para(&format!(
@@ -870,8 +870,26 @@ pub fn render(input: &ReportInput, format: Format) -> String {
     });
 
     doc.heading(2, "Cleanup");
-    if input.cleanups.is_empty() {
+    let remote_cleanups: Vec<&RunView> = input
+        .runs
+        .iter()
+        .filter(|r| r.is_cleanup() && matches!(r.origin, RunOrigin::Cluster { .. }))
+        .collect();
+    if input.cleanups.is_empty() && remote_cleanups.is_empty() {
         doc.para("No cleanup has run yet (`ripcord cleanup --incident ID` or `--run RUN`).");
+    }
+    for run in remote_cleanups {
+        doc.heading(3, &format!("Cleanup run {}", run.run_id));
+        doc.para(&format!(
+            "Ran on another machine by {}: {} revert(s), outcome {}. Its decisions (drift, \
+             skipped items) are in its journal; the writes it made are listed under \
+             \"Runs read from the cluster\".",
+            run.who,
+            run.touched.len(),
+            run.outcome
+                .map(|o| o.to_string())
+                .unwrap_or_else(|| "unfinished".into())
+        ));
     }
     for cleanup in &input.cleanups {
         doc.heading(3, &format!("Cleanup run {}", cleanup.run_id));
@@ -1162,6 +1180,97 @@ mod tests {
         let md = render(&input, Format::Markdown);
         assert!(md.starts_with("# Incident &lt;INC-1&gt;"));
         assert!(md.contains("| run | playbook |"));
+    }
+
+    fn cluster_run() -> (RunView, ClusterRunDetails) {
+        let inverse = serde_json::to_string(&crate::actions::Inverse::MergePatch {
+            patch: json!({"spec": {"replicas": 3}}),
+            expected: json!({"spec": {"replicas": 6}}),
+        })
+        .unwrap();
+        let object = json!({
+            "metadata": {"name": "r-20261125-110000-dddd", "namespace": "shop"},
+            "spec": {"playbook": "scale <up>", "trigger": "api", "who": "dan", "incident": "INC-1"},
+            "status": {"phase": "Finished", "outcome": "succeeded",
+                       "startedAt": "2026-11-25T11:00:00Z", "finishedAt": "2026-11-25T11:00:30Z",
+                       "journal": "laptop-9:/state/runs/r-20261125-110000-dddd/journal.jsonl",
+                       "steps": [{"name": "scale", "phase": "Verified", "omittedMutations": 4,
+                                  "mutations": [{"id": "scale/shop/web",
+                                                 "target": "deployment/shop/web",
+                                                 "inverse": inverse}]}]}
+        });
+        let run: crate::k8s::runs::Run = serde_json::from_value(json!({
+            "apiVersion": "ripcord.dev/v1alpha1", "kind": "Run",
+            "metadata": object["metadata"], "spec": object["spec"], "status": object["status"]
+        }))
+        .unwrap();
+        crate::cleanup::source::from_typed_run(&run).unwrap()
+    }
+
+    #[test]
+    fn runs_from_the_cluster_say_so_and_list_their_mutations() {
+        let (view, details) = cluster_run();
+        let input = ReportInput {
+            title: "Incident INC-1".into(),
+            incident: None,
+            runs: vec![sample_run(), view],
+            cleanups: vec![],
+            verify: None,
+            metrics: vec![],
+            generated_at: at(200),
+            cluster: vec![details],
+            notes: vec![],
+        };
+        let md = render(&input, Format::Markdown);
+        assert!(md.contains("## Runs read from the cluster"), "{md}");
+        assert!(md.contains("| local journal |"), "{md}");
+        assert!(
+            md.contains("| cluster: Run shop/r-20261125-110000-dddd |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("records it at laptop-9:/state/runs/r-20261125-110000-dddd/journal.jsonl"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| scale | Verified | 1 (+4 not kept in the resource) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| scale | deployment/shop/web | scale/shop/web: set spec.replicas=6 | merge patch back to the pre-image |"),
+            "{md}"
+        );
+        assert!(md.contains("| outcome | succeeded |"), "{md}");
+        let html = render(&input, Format::Html);
+        assert!(html.contains("scale &lt;up&gt;"), "{html}");
+        assert!(!html.contains("scale <up>"));
+        // Only local runs: no such section.
+        let local = ReportInput {
+            runs: vec![sample_run()],
+            cluster: vec![],
+            ..input
+        };
+        assert!(!render(&local, Format::Markdown).contains("Runs read from the cluster"));
+    }
+
+    #[test]
+    fn notes_are_shown_under_the_title() {
+        let input = ReportInput {
+            title: "Incident INC-1".into(),
+            incident: None,
+            runs: vec![sample_run()],
+            cleanups: vec![],
+            verify: None,
+            metrics: vec![],
+            generated_at: at(0),
+            cluster: vec![],
+            notes: vec!["the cluster's Run resources could not be read".into()],
+        };
+        let md = render(&input, Format::Markdown);
+        assert!(
+            md.contains("Note: the cluster's Run resources could not be read"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -371,7 +371,9 @@ pub fn describe_mutation(id: &str, inverse: Option<&Inverse>) -> String {
     let Some(Inverse::MergePatch { expected, .. }) = inverse else {
         return id.to_string();
     };
-    let leaves = super::fields::leaves(expected);
+    let mut leaves = super::fields::leaves(expected);
+    // The fields that change behaviour first; ripcord's marker labels and annotations last.
+    leaves.sort_by_key(|(path, _)| path.first().is_some_and(|k| k == "metadata"));
     if leaves.is_empty() {
         return id.to_string();
     }
@@ -695,6 +697,98 @@ mod tests {
             view.cleanup_of(),
             vec!["r-1".to_string(), "r-2".to_string()]
         );
+    }
+
+    #[test]
+    fn descriptions_show_what_ripcord_set_behaviour_first() {
+        let inverse = Inverse::MergePatch {
+            patch: json!({}),
+            expected: json!({"metadata": {"labels": {"ripcord.dev/cordoned-by": "r-1"}},
+                             "spec": {"unschedulable": true}}),
+        };
+        assert_eq!(
+            describe_mutation("cordon/a", Some(&inverse)),
+            "cordon/a: set spec.unschedulable=true, metadata.labels[\"ripcord.dev/cordoned-by\"]=r-1"
+        );
+        let many = Inverse::MergePatch {
+            patch: json!({}),
+            expected: json!({"spec": {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}}),
+        };
+        assert_eq!(
+            describe_mutation("patch/x", Some(&many)),
+            "patch/x: set spec.a=1, spec.b=2, spec.c=3, 2 more"
+        );
+        let rollback = Inverse::NotReverted {
+            reason: "rolling forward would restore the bad release".into(),
+            roll_forward: None,
+        };
+        assert_eq!(
+            describe_mutation("rollback/shop/web", Some(&rollback)),
+            "rollback/shop/web"
+        );
+        assert_eq!(describe_mutation("cut", None), "cut");
+    }
+
+    #[test]
+    fn typed_runs_keep_where_the_journal_lives_and_the_steps() {
+        let mut run = Run::new(
+            "r-20261125-110000-cccc",
+            RunSpec {
+                playbook: "p".into(),
+                params: Default::default(),
+                trigger: "api".into(),
+                who: "carol".into(),
+                incident: Some("INC-3".into()),
+            },
+        );
+        run.metadata.namespace = Some("ops".into());
+        run.status = Some(RunStatus {
+            phase: "Finished".into(),
+            steps: vec![StepStatus {
+                name: "scale".into(),
+                phase: "Failed".into(),
+                mutations: vec![crate::k8s::runs::MutationStatus {
+                    id: "scale/shop/web".into(),
+                    target: "deployment/shop/web".into(),
+                    inverse: serde_json::to_string(&Inverse::MergePatch {
+                        patch: json!({"spec": {"replicas": 3}}),
+                        expected: json!({"spec": {"replicas": 6}}),
+                    })
+                    .unwrap(),
+                }],
+                omitted_mutations: 0,
+                error: Some("rollout stuck".into()),
+            }],
+            omitted_steps: 2,
+            outcome: Some("failed".into()),
+            message: Some("step scale failed".into()),
+            started_at: Some("2026-11-25T11:00:00Z".into()),
+            finished_at: Some("2026-11-25T11:05:00Z".into()),
+            journal: Some("laptop-7:/home/carol/.local/state/ripcord/runs/x/journal.jsonl".into()),
+        });
+        let (view, details) = from_typed_run(&run).unwrap();
+        assert_eq!(view.run_id, "r-20261125-110000-cccc");
+        assert_eq!(view.outcome, Some(Outcome::Failed));
+        assert_eq!(
+            view.origin,
+            RunOrigin::Cluster {
+                namespace: "ops".into()
+            }
+        );
+        assert_eq!(
+            view.touched[0].description,
+            "scale/shop/web: set spec.replicas=6"
+        );
+        assert_eq!(
+            view.finished_at.map(|t| t.to_string()).as_deref(),
+            Some("2026-11-25T11:05:00Z")
+        );
+        assert_eq!(details.namespace, "ops");
+        assert_eq!(details.phase, "Finished");
+        assert_eq!(details.omitted_steps, 2);
+        assert_eq!(details.steps[0].error.as_deref(), Some("rollout stuck"));
+        assert!(details.journal.as_deref().unwrap().starts_with("laptop-7:"));
+        assert!(view.matches(&Selection::Incident("INC-3".into())));
     }
 
     #[test]

@@ -169,6 +169,12 @@ pub async fn run(args: ReportArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
         Vec::new()
     };
     let mut input = gather_from(&settings.state_dir, &selection, local, &remote);
+    if let (Selection::Incident(id), None) = (&selection, &input.incident) {
+        notes.push(format!(
+            "no record of incident {id} on this machine (incident records are local: \
+             `ripcord incident open {id}`); severity, impact and root causes are not shown"
+        ));
+    }
     input.notes = notes;
     if input.runs.is_empty() {
         let error = CleanupError::NoRuns {
@@ -193,4 +199,69 @@ pub async fn run(args: ReportArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
         None => print!("{text}"),
     }
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Entry, Record};
+    use std::path::Path;
+
+    fn local(run_id: &str, incident: Option<&str>) -> source::RunView {
+        let entries = vec![Entry {
+            seq: 1,
+            at: jiff::Timestamp::UNIX_EPOCH,
+            record: Record::RunStarted {
+                run_id: run_id.into(),
+                playbook: "p".into(),
+                trigger: "cli".into(),
+                who: "w".into(),
+                incident: incident.map(str::to_string),
+                params: Default::default(),
+                plan: serde_json::json!({}),
+            },
+        }];
+        source::from_entries(run_id, Path::new("/j"), entries)
+    }
+
+    #[test]
+    fn the_cluster_is_needed_only_when_something_is_missing_locally() {
+        let runs = vec![local("r-1", Some("INC-1")), local("r-2", None)];
+        assert!(!needs_cluster(&runs, &Selection::Run("r-1".into())));
+        assert!(needs_cluster(&runs, &Selection::Run("r-3".into())));
+        assert!(!needs_cluster(&runs, &Selection::Incident("INC-1".into())));
+        assert!(needs_cluster(&runs, &Selection::Incident("INC-2".into())));
+        assert!(!needs_cluster(&runs, &Selection::All));
+    }
+
+    #[test]
+    fn a_local_journal_wins_over_its_run_resource() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut remote = Run::new(
+            "r-1",
+            runs::RunSpec {
+                playbook: "remote".into(),
+                params: Default::default(),
+                trigger: "api".into(),
+                who: "x".into(),
+                incident: Some("INC-1".into()),
+            },
+        );
+        remote.metadata.namespace = Some("ops".into());
+        let mut other = remote.clone();
+        other.metadata.name = Some("r-9".into());
+        let input = gather_from(
+            dir.path(),
+            &Selection::Incident("INC-1".into()),
+            vec![local("r-1", Some("INC-1"))],
+            &[remote, other],
+        );
+        let mut ids: Vec<&str> = input.runs.iter().map(|r| r.run_id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, vec!["r-1", "r-9"]);
+        let r1 = input.runs.iter().find(|r| r.run_id == "r-1").unwrap();
+        assert_eq!(r1.playbook, "p", "the local journal, not the resource");
+        assert_eq!(input.cluster.len(), 1);
+        assert_eq!(input.cluster[0].run_id, "r-9");
+    }
 }
