@@ -297,3 +297,83 @@ async fn leader_election_rounds_are_exclusive_and_release_hands_over() {
     );
     sim.shutdown().await;
 }
+
+const PATCH_THEN_WAIT: &str = r#"
+apiVersion: ripcord.dev/v1alpha1
+kind: Playbook
+metadata:
+  name: patch-then-wait
+spec:
+  lock: deployment/shop/checkout
+  steps:
+    - name: annotate
+      action: object.patch
+      with:
+        apiVersion: apps/v1
+        kind: Deployment
+        namespace: shop
+        name: checkout
+        patch: {metadata: {annotations: {ripcord.dev/soak: "yes"}}}
+    - name: soak
+      action: wait
+      with: {duration: 60s}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_loses_its_lock_stops_at_the_next_safe_point() {
+    let sim = SimCluster::start(SimOptions {
+        scenario: Scenario::demo(),
+        addr: None,
+    })
+    .await
+    .expect("sim starts");
+    let state = tempfile::tempdir().expect("tempdir");
+    let playbook = ripcord::playbook::parse::parse_str("patch-then-wait.yaml", PATCH_THEN_WAIT)
+        .expect("valid");
+    let run_id = ripcord::journal::new_run_id();
+    let plan = ripcord::plan::plan(&playbook, &Default::default(), &run_id).expect("plan");
+    let mut opts = ripcord::engine::RunOptions::new("test", state.path());
+    opts.namespace = Some("shop".into());
+    let engine = ripcord::engine::Engine::new(sim.client(), reqwest::Client::new())
+        .with_lock_ttl(Duration::from_secs(1));
+    let run = tokio::spawn(async move { engine.run(plan, opts, None).await });
+
+    // Once the run holds the lock (its Lease exists) and soaks, another holder takes it.
+    let name = leases::lease_name("deployment/shop/checkout");
+    let api: Api<Lease> = Api::namespaced(sim.client(), "shop");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut lease = loop {
+        if let Ok(Some(lease)) = api.get_opt(&name).await {
+            break lease;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run took no lock");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let spec = lease.spec.as_mut().expect("lease spec");
+    spec.holder_identity = Some("r-thief".to_string());
+    spec.lease_duration_seconds = Some(3600);
+    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+    api.replace(&name, &PostParams::default(), &lease)
+        .await
+        .expect("the thief writes the lease");
+
+    let out = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the run stops long before its 60 s soak ends")
+        .expect("joined")
+        .expect("the run ends without an engine error");
+    assert_eq!(
+        out.outcome,
+        ripcord::journal::Outcome::Interrupted,
+        "{out:?}"
+    );
+    let reason = out.reason.unwrap_or_default();
+    assert!(reason.contains("lock was lost to r-thief"), "{reason}");
+    // The thief's Lease is left as it wrote it.
+    let after = api.get(&name).await.expect("lease read");
+    assert_eq!(
+        after.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("r-thief")
+    );
+    sim.shutdown().await;
+}

@@ -2,7 +2,7 @@
 //! per-target lock, the pre-checks, the "about to …" notification and the snapshot — and the
 //! notifications after it.
 
-use super::{EngineError, EngineEvent, Events, SharedJournal};
+use super::{EngineError, EngineEvent, Events, SharedJournal, StopHandle, StopReason};
 use crate::actions::{self, Mutation, ObjectRef};
 use crate::engine::resume::Prior;
 use crate::engine::{Engine, RunOptions};
@@ -36,10 +36,20 @@ pub(crate) struct GateState {
     snapshot_taken: bool,
     snapshot_rest: Option<tokio::task::JoinHandle<Result<Manifest, SnapshotError>>>,
     snapshot_dir: PathBuf,
+    /// Stops the run when the lock is lost (another holder took the Lease).
+    stop: StopHandle,
+    /// The task watching the lock for loss.
+    lock_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl GateState {
-    pub fn new(engine: &Engine, plan: &Plan, opts: &RunOptions, prior: &Prior) -> GateState {
+    pub fn new(
+        engine: &Engine,
+        plan: &Plan,
+        opts: &RunOptions,
+        prior: &Prior,
+        stop: StopHandle,
+    ) -> GateState {
         let mut channels: Vec<ChannelConfig> = opts.notify.clone();
         // A channel that cannot be resolved (its URL variable unset) is journaled as a failed
         // delivery: a broken notification setup never blocks mitigation.
@@ -72,7 +82,30 @@ impl GateState {
             snapshot_taken: prior.snapshot_taken,
             snapshot_rest: None,
             snapshot_dir: crate::journal::run_dir(&opts.state_dir, &plan.run_id).join("snapshot"),
+            stop,
+            lock_watch: None,
         }
+    }
+
+    /// Stops the run at its next safe point if the lock is lost: writing on without it could
+    /// race the new holder. The run ends interrupted and resumable (a resume takes the lock
+    /// again first).
+    fn watch_lock(&mut self, guard: &LockGuard, run_id: &str) {
+        let mut lost = guard.lost_signal();
+        let stop = self.stop.clone();
+        let run_id = run_id.to_string();
+        if let Some(old) = self.lock_watch.take() {
+            old.abort();
+        }
+        self.lock_watch = Some(tokio::spawn(async move {
+            if let Ok(holder) = lost.wait_for(Option::is_some).await {
+                let holder = holder.clone().unwrap_or_default();
+                tracing::error!(run = %run_id, holder = %holder, "lock lost: stopping the run");
+                stop.stop(StopReason::Interrupted {
+                    by: format!("the lock was lost to {holder}"),
+                });
+            }
+        }));
     }
 
     /// Runs the gate before the first mutation `first`. `Some(reason)`: refused.
@@ -101,6 +134,7 @@ impl GateState {
             {
                 Ok(guard) => {
                     notes.push(format!("lock {lock} (lease {namespace}/{})", guard.lease()));
+                    self.watch_lock(&guard, &plan.run_id);
                     self.lock = Some(guard);
                 }
                 Err(err) => {
@@ -400,6 +434,9 @@ impl GateState {
             if let Err(err) = journal.append(record) {
                 tracing::warn!(error = %err, "cannot journal the snapshot manifest");
             }
+        }
+        if let Some(watch) = self.lock_watch.take() {
+            watch.abort();
         }
         let released = match (self.lock.take(), &plan.lock) {
             (Some(lock), _) => lock.release().await,

@@ -128,7 +128,7 @@ impl<'a> RunState<'a> {
             )),
             ..RunStatus::default()
         };
-        let gate = GateState::new(engine, plan, opts, &prior);
+        let gate = GateState::new(engine, plan, opts, &prior, stop.clone());
         let applied_log = prior.applied_log.clone();
         RunState {
             engine,
