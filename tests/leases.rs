@@ -377,3 +377,38 @@ async fn a_run_that_loses_its_lock_stops_at_the_next_safe_point() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_the_api_cannot_give_fails_the_run_instead_of_calling_it_refused() {
+    let sim = SimCluster::start(SimOptions {
+        scenario: Scenario::demo(),
+        addr: None,
+    })
+    .await
+    .expect("sim starts");
+    // Every Lease request fails with 500 (and only those): the lock can never be taken.
+    sim.faults().set_error_resources(&["leases"]);
+    sim.faults().set_error_rate(500, 1.0);
+    let state = tempfile::tempdir().expect("tempdir");
+    let playbook = ripcord::playbook::parse::parse_str("patch-then-wait.yaml", PATCH_THEN_WAIT)
+        .expect("valid");
+    let run_id = ripcord::journal::new_run_id();
+    let plan = ripcord::plan::plan(&playbook, &Default::default(), &run_id).expect("plan");
+    let mut opts = ripcord::engine::RunOptions::new("test", state.path());
+    opts.namespace = Some("shop".into());
+    let out = ripcord::engine::Engine::new(sim.client(), reqwest::Client::new())
+        .run(plan, opts, None)
+        .await
+        .expect("the run ends without an engine error");
+    assert_eq!(out.outcome, ripcord::journal::Outcome::Failed, "{out:?}");
+    let reason = out.reason.unwrap_or_default();
+    assert!(reason.contains("cannot take the run's lock"), "{reason}");
+    // Nothing was written to the Deployment.
+    let writes: Vec<_> = sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.path.contains("/deployments/") && r.verb != "get" && r.verb != "list")
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    sim.shutdown().await;
+}

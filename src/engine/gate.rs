@@ -22,6 +22,22 @@ const SNAPSHOT_REST_WAIT: Duration = Duration::from_secs(60);
 /// Bound of the fast target capture (it sits on the critical path).
 const SNAPSHOT_TARGETS_WAIT: Duration = Duration::from_secs(20);
 
+/// Why the gate could not be passed, other than a refusal.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GateError {
+    /// The journal could not be written.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The lock could not be taken because the API failed (not because someone holds it).
+    #[error("cannot take the run's lock: {reason}")]
+    LockUnavailable {
+        /// The lock error's category.
+        category: &'static str,
+        /// The error chain.
+        reason: String,
+    },
+}
+
 /// The gate's state for one run.
 pub(crate) struct GateState {
     /// True once the gate was passed (by this process or, on resume, an earlier one).
@@ -117,7 +133,7 @@ impl GateState {
         first: &Mutation,
         journal: &SharedJournal,
         events: &Events,
-    ) -> Result<Option<String>, EngineError> {
+    ) -> Result<Option<String>, GateError> {
         let mut notes = Vec::new();
 
         // 1. The per-target lock.
@@ -136,6 +152,14 @@ impl GateState {
                     notes.push(format!("lock {lock} (lease {namespace}/{})", guard.lease()));
                     self.watch_lock(&guard, &plan.run_id);
                     self.lock = Some(guard);
+                }
+                // Not a holder but an API that did not answer (after the retries `acquire`
+                // makes) or refused the request: the run fails, it was not refused by a lock.
+                Err(err) if !matches!(err, leases::LeaseError::Held { .. }) => {
+                    return Err(GateError::LockUnavailable {
+                        category: err.category(),
+                        reason: super::step::error_chain(&err),
+                    });
                 }
                 Err(err) => {
                     let reason = super::step::error_chain(&err);

@@ -1,7 +1,7 @@
 //! The step loop: diff → (first-mutation gate) → write-ahead → apply → journal → verify →
 //! re-diff, with retries, timeouts, safe points, `onFailure` and undo; and the dry run.
 
-use super::gate::GateState;
+use super::gate::{GateError, GateState};
 use super::mirror::Mirror;
 use super::resume::Prior;
 use super::{
@@ -477,10 +477,17 @@ impl<'a> RunState<'a> {
 
             if !self.gate.passed {
                 let first = &diff.mutations[0];
-                match self.pass_gate(first).await? {
-                    Some(refusal) => return Ok(Ok(StepEnd::Refused(refusal))),
+                match self.pass_gate(first).await {
+                    Err(GateError::Engine(err)) => return Err(err),
+                    Err(err @ GateError::LockUnavailable { category, .. }) => {
+                        return Ok(Err(StepFailure::new(
+                            &format!("lock-{category}"),
+                            err.to_string(),
+                        )));
+                    }
+                    Ok(Some(refusal)) => return Ok(Ok(StepEnd::Refused(refusal))),
                     // The world may have moved while we took the lock: diff again.
-                    None => continue,
+                    Ok(None) => continue,
                 }
             }
 
@@ -824,7 +831,7 @@ impl<'a> RunState<'a> {
 
     /// Before the first mutation: lock, pre-checks, notification, snapshot, mirror.
     /// `Some(reason)`: refused.
-    async fn pass_gate(&mut self, first: &Mutation) -> Result<Option<String>, EngineError> {
+    async fn pass_gate(&mut self, first: &Mutation) -> Result<Option<String>, GateError> {
         let refusal = self
             .gate
             .pass(

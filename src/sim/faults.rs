@@ -31,6 +31,9 @@ pub struct FaultConfig {
     pub rate_500: f64,
     /// Probability that a write (POST/PUT/PATCH/DELETE) fails with 409 Conflict.
     pub rate_409: f64,
+    /// Inject the errors above only into requests for these resources (plural names, e.g.
+    /// `leases`); empty: every resource.
+    pub error_resources: Vec<String>,
     /// Close every watch after it has sent this many events (0 = never).
     pub drop_watch_after_events: usize,
     /// Probability that a watch is closed after any given event.
@@ -147,16 +150,26 @@ impl Faults {
         Duration::from_millis(self.lock().config.latency_ms)
     }
 
-    /// Draws whether this resource request fails, and how.
-    pub(crate) fn draw_error(&self, is_write: bool) -> Option<ApiError> {
+    /// Limits injected errors to requests for the resources named (plural); empty: all.
+    pub fn set_error_resources(&self, plurals: &[&str]) {
+        self.lock().config.error_resources = plurals.iter().map(|p| p.to_string()).collect();
+    }
+
+    /// Draws whether this request for resource `plural` fails, and how.
+    pub(crate) fn draw_error(&self, is_write: bool, plural: &str) -> Option<ApiError> {
         let mut s = self.lock();
+        if !s.config.error_resources.is_empty()
+            && !s.config.error_resources.iter().any(|r| r == plural)
+        {
+            return None;
+        }
         let FaultConfig {
             rate_429,
             rate_500,
             rate_409,
             retry_after_seconds,
             ..
-        } = s.config;
+        } = s.config.clone();
         if rate_429 > 0.0 && s.rng.next_f64() < rate_429 {
             return Some(ApiError::TooManyRequests {
                 message:
@@ -274,7 +287,7 @@ mod tests {
             let f = Faults::new(seed);
             f.set_error_rate(429, 0.5);
             (0..200)
-                .map(|_| f.draw_error(false).is_some())
+                .map(|_| f.draw_error(false, "pods").is_some())
                 .collect::<Vec<_>>()
         };
         let a = draw(42);
@@ -283,10 +296,14 @@ mod tests {
         assert!((50..150).contains(&failures), "{failures}");
         let f = Faults::new(1);
         f.set_error_rate(409, 1.0);
-        assert!(f.draw_error(false).is_none());
-        assert_eq!(f.draw_error(true).map(|e| e.code()), Some(409));
+        assert!(f.draw_error(false, "pods").is_none());
+        assert_eq!(f.draw_error(true, "pods").map(|e| e.code()), Some(409));
+        // Limited to some resources: the others are spared.
+        f.set_error_resources(&["leases"]);
+        assert!(f.draw_error(true, "pods").is_none());
+        assert_eq!(f.draw_error(true, "leases").map(|e| e.code()), Some(409));
         f.clear();
-        assert!(f.draw_error(true).is_none());
+        assert!(f.draw_error(true, "leases").is_none());
     }
 
     #[test]

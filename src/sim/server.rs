@@ -459,7 +459,7 @@ async fn dispatch(
                 tokio::time::sleep(latency).await;
             }
             let is_write = *method != Method::GET && *method != Method::HEAD;
-            if let Some(err) = state.faults.draw_error(is_write) {
+            if let Some(err) = state.faults.draw_error(is_write, &rt.plural) {
                 return err.into_response_for(Some(&rt), name.as_deref());
             }
             let req = ResourceRequest {
