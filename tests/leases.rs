@@ -129,15 +129,10 @@ async fn wait_until(what: &str, bound: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out after {bound:?} waiting for: {what}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stolen_lease_stops_renewal_reports_the_thief_and_is_not_overwritten() {
-    let sim = sim().await;
-    let client = sim.client();
-    let lock = "deployment/default/stolen";
-    let name = leases::lease_name(lock);
-    // 1s lease: renewed every ~333ms.
-    let guard = leases::acquire(
-        &client,
+/// `lock` taken by `r-owner` in `default` with a 1 s lease (renewed every ~333 ms).
+async fn owner_lock(client: &kube::Client, lock: &str) -> leases::LockGuard {
+    leases::acquire(
+        client,
         "default",
         lock,
         "r-owner",
@@ -145,7 +140,16 @@ async fn a_stolen_lease_stops_renewal_reports_the_thief_and_is_not_overwritten()
         Duration::from_secs(5),
     )
     .await
-    .expect("lock taken");
+    .expect("lock taken")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_lease_stops_renewal_reports_the_thief_and_is_not_overwritten() {
+    let sim = sim().await;
+    let client = sim.client();
+    let lock = "deployment/default/stolen";
+    let name = leases::lease_name(lock);
+    let guard = owner_lock(&client, lock).await;
     assert_eq!(guard.lost(), None);
     let first = stored_lease(&sim, &name).expect("lease exists");
     wait_until("the owner renews", Duration::from_secs(10), || {
@@ -213,16 +217,7 @@ async fn conflicts_during_renewal_do_not_lose_the_lock() {
     let client = sim.client();
     let lock = "deployment/default/conflicts";
     let name = leases::lease_name(lock);
-    let guard = leases::acquire(
-        &client,
-        "default",
-        lock,
-        "r-owner",
-        Duration::from_secs(1),
-        Duration::from_secs(5),
-    )
-    .await
-    .expect("lock taken");
+    let guard = owner_lock(&client, lock).await;
     // Every call answers 409 for a few renewal periods.
     sim.faults().set_error_rate(409, 1.0);
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -298,11 +293,12 @@ async fn leader_election_rounds_are_exclusive_and_release_hands_over() {
     sim.shutdown().await;
 }
 
-const PATCH_THEN_WAIT: &str = r#"
+/// Annotates the Deployment (the first write takes the lock), then soaks for a minute.
+const PATCH_THEN_SOAK: &str = r#"
 apiVersion: ripcord.dev/v1alpha1
 kind: Playbook
 metadata:
-  name: patch-then-wait
+  name: patch-then-soak
 spec:
   lock: deployment/shop/checkout
   steps:
@@ -319,24 +315,40 @@ spec:
       with: {duration: 60s}
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_that_loses_its_lock_stops_at_the_next_safe_point() {
-    let sim = SimCluster::start(SimOptions {
+async fn demo_sim() -> SimCluster {
+    SimCluster::start(SimOptions {
         scenario: Scenario::demo(),
         addr: None,
     })
     .await
-    .expect("sim starts");
-    let state = tempfile::tempdir().expect("tempdir");
-    let playbook = ripcord::playbook::parse::parse_str("patch-then-wait.yaml", PATCH_THEN_WAIT)
+    .expect("sim starts")
+}
+
+/// Runs [`PATCH_THEN_SOAK`] through the engine with a 1 s lock lease.
+async fn run_patch_then_soak(
+    client: kube::Client,
+    state: std::path::PathBuf,
+) -> Result<ripcord::engine::RunOutcome, ripcord::engine::EngineError> {
+    let playbook = ripcord::playbook::parse::parse_str("patch-then-soak.yaml", PATCH_THEN_SOAK)
         .expect("valid");
     let run_id = ripcord::journal::new_run_id();
     let plan = ripcord::plan::plan(&playbook, &Default::default(), &run_id).expect("plan");
-    let mut opts = ripcord::engine::RunOptions::new("test", state.path());
+    let mut opts = ripcord::engine::RunOptions::new("test", state);
     opts.namespace = Some("shop".into());
-    let engine = ripcord::engine::Engine::new(sim.client(), reqwest::Client::new())
-        .with_lock_ttl(Duration::from_secs(1));
-    let run = tokio::spawn(async move { engine.run(plan, opts, None).await });
+    ripcord::engine::Engine::new(client, reqwest::Client::new())
+        .with_lock_ttl(Duration::from_secs(1))
+        .run(plan, opts, None)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_loses_its_lock_stops_at_the_next_safe_point() {
+    let sim = demo_sim().await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let run = tokio::spawn(run_patch_then_soak(
+        sim.client(),
+        state.path().to_path_buf(),
+    ));
 
     // Once the run holds the lock (its Lease exists) and soaks, another holder takes it.
     let name = leases::lease_name("deployment/shop/checkout");
@@ -380,24 +392,12 @@ async fn a_run_that_loses_its_lock_stops_at_the_next_safe_point() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_the_api_cannot_give_fails_the_run_instead_of_calling_it_refused() {
-    let sim = SimCluster::start(SimOptions {
-        scenario: Scenario::demo(),
-        addr: None,
-    })
-    .await
-    .expect("sim starts");
+    let sim = demo_sim().await;
     // Every Lease request fails with 500 (and only those): the lock can never be taken.
     sim.faults().set_error_resources(&["leases"]);
     sim.faults().set_error_rate(500, 1.0);
     let state = tempfile::tempdir().expect("tempdir");
-    let playbook = ripcord::playbook::parse::parse_str("patch-then-wait.yaml", PATCH_THEN_WAIT)
-        .expect("valid");
-    let run_id = ripcord::journal::new_run_id();
-    let plan = ripcord::plan::plan(&playbook, &Default::default(), &run_id).expect("plan");
-    let mut opts = ripcord::engine::RunOptions::new("test", state.path());
-    opts.namespace = Some("shop".into());
-    let out = ripcord::engine::Engine::new(sim.client(), reqwest::Client::new())
-        .run(plan, opts, None)
+    let out = run_patch_then_soak(sim.client(), state.path().to_path_buf())
         .await
         .expect("the run ends without an engine error");
     assert_eq!(out.outcome, ripcord::journal::Outcome::Failed, "{out:?}");

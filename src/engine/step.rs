@@ -443,16 +443,7 @@ impl<'a> RunState<'a> {
                         target: m.target.clone(),
                         resource_version_after: None,
                     };
-                    self.record(Record::MutationApplied {
-                        step: step.name.clone(),
-                        mutation_id: m.id.clone(),
-                        applied: applied.clone(),
-                        resource_version_before: m.resource_version.clone(),
-                        inverse: m.inverse.clone(),
-                        recovered: true,
-                    })?;
-                    self.add_mutation_status(&step.name, &m);
-                    self.applied_log.push((step.name.clone(), m));
+                    self.record_applied(step, &m, &applied, true)?;
                     applied_in_step.push(applied);
                     unverified = true;
                 }
@@ -522,18 +513,9 @@ impl<'a> RunState<'a> {
                 for (m, result) in chunk.iter().zip(results) {
                     match result {
                         Ok(applied) => {
-                            self.record(Record::MutationApplied {
-                                step: step.name.clone(),
-                                mutation_id: m.id.clone(),
-                                applied: applied.clone(),
-                                resource_version_before: m.resource_version.clone(),
-                                inverse: m.inverse.clone(),
-                                recovered: false,
-                            })?;
+                            self.record_applied(step, m, &applied, false)?;
                             tracing::info!(run = %self.plan.run_id, step = %step.name, mutation = %m.id, "mutation applied");
                             self.mutations_applied += 1;
-                            self.add_mutation_status(&step.name, m);
-                            self.applied_log.push((step.name.clone(), m.clone()));
                             applied_in_step.push(applied);
                             unverified = true;
                             self.events.send(EngineEvent::MutationApplied {
@@ -585,6 +567,28 @@ impl<'a> RunState<'a> {
             "not-converging",
             format!("step did not converge after {MAX_ROUNDS} diff/apply rounds"),
         )))
+    }
+
+    /// Journals `m` as applied (`recovered`: an earlier process sent it, the re-diff shows it
+    /// took effect) and adds it to the run's status and the applied log.
+    fn record_applied(
+        &mut self,
+        step: &PlannedStep,
+        m: &Mutation,
+        applied: &Applied,
+        recovered: bool,
+    ) -> Result<(), EngineError> {
+        self.record(Record::MutationApplied {
+            step: step.name.clone(),
+            mutation_id: m.id.clone(),
+            applied: applied.clone(),
+            resource_version_before: m.resource_version.clone(),
+            inverse: m.inverse.clone(),
+            recovered,
+        })?;
+        self.add_mutation_status(&step.name, m);
+        self.applied_log.push((step.name.clone(), m.clone()));
+        Ok(())
     }
 
     /// Journals the ACK the step's action accepted (`gate.approval`) as an `Approved` record,

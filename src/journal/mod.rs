@@ -253,41 +253,23 @@ impl Journal {
 
     /// Appends one record and `fsync`s it before returning.
     pub fn append(&mut self, record: Record) -> Result<Entry, JournalError> {
-        let entry = Entry {
-            seq: self.next_seq,
-            at: jiff::Timestamp::now(),
-            record,
-        };
-        let mut line = serde_json::to_vec(&entry).map_err(|source| JournalError::Serialize {
-            kind: entry.record.kind(),
-            source,
-        })?;
-        line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .map_err(|source| JournalError::Io {
-                operation: "append",
-                path: self.path.clone(),
-                source,
-            })?;
-        self.file.sync_data().map_err(|source| JournalError::Io {
-            operation: "sync",
+        let mut written = self.append_all(vec![record])?;
+        written.pop().ok_or_else(|| JournalError::Io {
+            operation: "append",
             path: self.path.clone(),
-            source,
-        })?;
-        self.next_seq += 1;
-        Ok(entry)
+            source: std::io::Error::other("no entry written"),
+        })
     }
 
     /// Appends several records with one write and one `fsync` (the write-ahead intents of
     /// mutations the engine sends together). On an error the file may hold a prefix of them;
     /// a torn last line is tolerated by [`read`].
-    pub fn append_all(&mut self, records: Vec<Record>) -> Result<(), JournalError> {
+    pub fn append_all(&mut self, records: Vec<Record>) -> Result<Vec<Entry>, JournalError> {
         let mut lines = Vec::new();
-        let mut entries = 0;
+        let mut entries = Vec::with_capacity(records.len());
         for record in records {
             let entry = Entry {
-                seq: self.next_seq + entries,
+                seq: self.next_seq + entries.len() as u64,
                 at: jiff::Timestamp::now(),
                 record,
             };
@@ -298,10 +280,10 @@ impl Journal {
                 }
             })?;
             lines.push(b'\n');
-            entries += 1;
+            entries.push(entry);
         }
-        if entries == 0 {
-            return Ok(());
+        if entries.is_empty() {
+            return Ok(entries);
         }
         self.file
             .write_all(&lines)
@@ -315,8 +297,8 @@ impl Journal {
             path: self.path.clone(),
             source,
         })?;
-        self.next_seq += entries;
-        Ok(())
+        self.next_seq += entries.len() as u64;
+        Ok(entries)
     }
 
     /// The run id.

@@ -241,6 +241,38 @@ fn expires_in(lease: &Lease, now: jiff::Timestamp) -> i64 {
     renewed + duration - now.as_second()
 }
 
+/// A new Lease `namespace/name` held by `holder` from `now` for `duration_s` seconds.
+fn new_lease(
+    namespace: &str,
+    name: &str,
+    holder: &str,
+    duration_s: i32,
+    now: jiff::Timestamp,
+) -> Lease {
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(
+                [(
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "ripcord".to_string(),
+                )]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.to_string()),
+            lease_duration_seconds: Some(duration_s),
+            acquire_time: Some(MicroTime(now)),
+            renew_time: Some(MicroTime(now)),
+            lease_transitions: Some(0),
+            ..LeaseSpec::default()
+        }),
+    }
+}
+
 async fn call<T>(
     operation: &'static str,
     namespace: &str,
@@ -303,29 +335,9 @@ pub async fn acquire(
         };
         let result = match existing {
             None => {
-                let lease = Lease {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        namespace: Some(namespace.to_string()),
-                        annotations: Some([(LOCK_ANNOTATION.to_string(), lock.to_string())].into()),
-                        labels: Some(
-                            [(
-                                "app.kubernetes.io/managed-by".to_string(),
-                                "ripcord".to_string(),
-                            )]
-                            .into(),
-                        ),
-                        ..ObjectMeta::default()
-                    },
-                    spec: Some(LeaseSpec {
-                        holder_identity: Some(holder.to_string()),
-                        lease_duration_seconds: Some(ttl_s),
-                        acquire_time: Some(MicroTime(now)),
-                        renew_time: Some(MicroTime(now)),
-                        lease_transitions: Some(0),
-                        ..LeaseSpec::default()
-                    }),
-                };
+                let mut lease = new_lease(namespace, &name, holder, ttl_s, now);
+                lease.metadata.annotations =
+                    Some([(LOCK_ANNOTATION.to_string(), lock.to_string())].into());
                 tokio::time::timeout(call_timeout, api.create(&post, &lease)).await
             }
             Some(mut lease) => {
@@ -450,28 +462,7 @@ pub async fn try_acquire_or_renew(
     let duration_s = i32::try_from(duration.as_secs().max(1)).unwrap_or(i32::MAX);
     let existing = call("get", namespace, name, call_timeout, api.get_opt(name)).await?;
     let Some(mut lease) = existing else {
-        let lease = Lease {
-            metadata: ObjectMeta {
-                name: Some(name.to_string()),
-                namespace: Some(namespace.to_string()),
-                labels: Some(
-                    [(
-                        "app.kubernetes.io/managed-by".to_string(),
-                        "ripcord".to_string(),
-                    )]
-                    .into(),
-                ),
-                ..ObjectMeta::default()
-            },
-            spec: Some(LeaseSpec {
-                holder_identity: Some(identity.to_string()),
-                lease_duration_seconds: Some(duration_s),
-                acquire_time: Some(MicroTime(now)),
-                renew_time: Some(MicroTime(now)),
-                lease_transitions: Some(0),
-                ..LeaseSpec::default()
-            }),
-        };
+        let lease = new_lease(namespace, name, identity, duration_s, now);
         return match call(
             "create",
             namespace,
