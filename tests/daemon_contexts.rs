@@ -146,6 +146,11 @@ async fn issue7_a_daemon_step_with_a_context_acts_on_that_cluster() {
             .contains("per-step contexts are not enabled"),
         "says why: {view}"
     );
+    assert!(
+        view.to_string().contains("stepKubeconfig")
+            && view.to_string().contains("--step-kubeconfig"),
+        "says how to enable them in the daemon: {view}"
+    );
     assert!(!cordoned(&colo, "zone-c-node-1") && !cordoned(&main, "zone-c-node-1"));
 
     // With it, the mutation lands on the colo's cluster only.

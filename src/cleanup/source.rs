@@ -476,34 +476,48 @@ fn known_kind(lower: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
-/// Reads the cluster's `Run` resources (every namespace). A cluster without the CRD has none.
+/// Reads the cluster's `Run` resources (every namespace, page by page through
+/// [`crate::k8s::runs::list_runs`]). A cluster without the CRD has none.
 pub async fn cluster_runs(objects: &Objects) -> Result<Vec<RunView>, CleanupError> {
-    let kind = match objects.resolve("ripcord.dev/v1alpha1", "Run").await {
-        Ok(kind) => kind,
-        // Not served: the CRD is not installed, so there are no Run resources. (A transport
-        // failure during discovery is reported, not mistaken for a missing CRD.)
-        Err(err @ crate::k8s::K8sError::UnknownKind { .. }) if !super::k8s_unreachable(&err) => {
-            return Ok(Vec::new());
-        }
-        Err(source) => {
+    use crate::k8s::K8sError;
+    use crate::k8s::runs::RunListError;
+    const SCOPE: &str = "runs.ripcord.dev in all namespaces";
+    let runs = match crate::k8s::runs::list_runs(objects.client(), None, objects.timeout()).await {
+        Ok(runs) => runs,
+        // Not served: the CRD is not installed, so there are no Run resources. (A
+        // transport failure is reported, not mistaken for a missing CRD.)
+        Err(RunListError::CrdMissing) => return Ok(Vec::new()),
+        Err(RunListError::List { source, .. }) => {
             return Err(CleanupError::Cluster {
-                what: "the runs.ripcord.dev kind".into(),
-                source: Box::new(source),
+                what: "Run resources".into(),
+                source: Box::new(K8sError::Api {
+                    operation: "list",
+                    object: SCOPE.into(),
+                    source,
+                }),
+            });
+        }
+        Err(RunListError::Timeout { after, .. }) => {
+            return Err(CleanupError::Cluster {
+                what: "Run resources".into(),
+                source: Box::new(K8sError::Timeout {
+                    operation: "list",
+                    object: SCOPE.into(),
+                    after,
+                }),
             });
         }
     };
-    let mut out = Vec::new();
-    for namespace in namespaces(objects).await? {
-        let items = objects
-            .list(&kind, Some(&namespace), &ListParams::default())
-            .await
-            .map_err(|source| CleanupError::Cluster {
-                what: format!("Run resources in namespace {namespace}"),
-                source: Box::new(source),
-            })?;
-        out.extend(items.iter().filter_map(from_run_resource));
-    }
-    Ok(out)
+    Ok(runs
+        .iter()
+        .filter_map(|run: &Run| match serde_json::to_value(run) {
+            Ok(value) => from_run_resource(&value),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot convert a Run resource to JSON; skipped");
+                None
+            }
+        })
+        .collect())
 }
 
 /// Every namespace's name.

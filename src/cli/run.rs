@@ -592,6 +592,9 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
                     eprintln!("{}", progress_line(&step, &what, done, total));
                 }
             }
+            EngineEvent::Approved {
+                step, by, source, ..
+            } => line(&bar, format!("  {step}: approved by {by} (via {source})")),
             EngineEvent::Verifying { step, timeout } => {
                 let text = format!("  {step}: verifying (up to {}s)", timeout.as_secs());
                 match &bar {

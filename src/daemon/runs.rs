@@ -14,6 +14,7 @@ use crate::engine::{
     Engine, EngineError, EngineEvent, RunOptions, RunOutcome, StepResult, StopHandle, StopReason,
     Trigger,
 };
+use crate::journal::approval::ApprovalSource;
 use crate::journal::{self, Outcome};
 use crate::plan::{self, Action, Plan};
 use crate::playbook::ValidPlaybook;
@@ -300,6 +301,22 @@ pub struct StepView {
     /// When it ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Timestamp>,
+    /// Who acknowledged it (a `gate.approval` step, once the engine journaled the ACK).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<StepApproval>,
+}
+
+/// The ACK the engine accepted for a `gate.approval` step (from
+/// [`EngineEvent::Approved`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepApproval {
+    /// Who acknowledged.
+    pub by: String,
+    /// When they acknowledged (RFC 3339, as written in the ACK).
+    pub at: String,
+    /// Where the engine found the ACK (`file` or `run-resource`).
+    pub source: ApprovalSource,
 }
 
 /// An approval a person must give.
@@ -510,6 +527,7 @@ impl RunManager {
                 detail: String::new(),
                 started_at: None,
                 finished_at: None,
+                approval: None,
             })
             .collect();
         let view = RunView {
@@ -741,8 +759,29 @@ impl RunManager {
                 r.view.mutations_applied += 1;
                 r.push(now, format!("{step}: {description}"));
             }
-            EngineEvent::Verifying { step, timeout } => {
+            EngineEvent::Approved {
+                step,
+                by,
+                at,
+                source,
+            } => {
+                r.push(now, format!("step {step}: approved by {by} (via {source})"));
                 if let Some(s) = r.view.steps.iter_mut().find(|s| s.name == step) {
+                    if s.state == "awaiting-ack" {
+                        s.state = "running".to_string();
+                    }
+                    s.approval = Some(StepApproval { by, at, source });
+                }
+                r.view.pending_approvals.retain(|a| a.step != step);
+            }
+            EngineEvent::Verifying { step, timeout } => {
+                // A gate waiting for its ACK verifies by waiting: it stays `awaiting-ack`.
+                if let Some(s) = r
+                    .view
+                    .steps
+                    .iter_mut()
+                    .find(|s| s.name == step && s.state != "awaiting-ack")
+                {
                     s.state = "verifying".to_string();
                 }
                 r.push(
@@ -913,7 +952,10 @@ impl RunManager {
             {
                 s.state = "running".to_string();
             }
-            r.push(now, format!("step {step} approved by {by}"));
+            r.push(
+                now,
+                format!("step {step}: ACK by {by} received via the API"),
+            );
         });
         tracing::info!(run = %run_id, step = %step, by = %by, "approval recorded");
         Ok(path)

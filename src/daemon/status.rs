@@ -183,7 +183,7 @@ h2{font-size:1rem;margin:4px 0 8px}.run{border-top:1px solid #e1e4e8;padding:8px
 .running,.verifying,.queued{background:#0969da}.awaiting-ack{background:#bf8700}.stopped,.interrupted,.refused,.cancelled,.unfinished{background:#9a6700}\
 .skipped-overlap,.skipped-window,.skipped-budget{background:#6a737d}\
 ol{margin:6px 0;padding-left:20px}li{margin:2px 0;font-size:.9rem}.muted{color:#57606a;font-size:.8rem}\
-.approval{border-left:4px solid #bf8700;padding-left:8px}code{font-size:.8rem;word-break:break-all}\
+.approval{border-left:4px solid #bf8700;padding-left:8px}.approved{color:#1a7f37;font-size:.8rem}code{font-size:.8rem;word-break:break-all}\
 table{border-collapse:collapse;width:100%;font-size:.85rem}td,th{text-align:left;padding:4px 6px;border-top:1px solid #e1e4e8}";
 
 fn badge(text: &str) -> String {
@@ -351,7 +351,7 @@ fn render_run(html: &mut String, run: &RunView, timeline: bool, graph: Option<&I
         for step in &run.steps {
             let _ = write!(
                 html,
-                "<li>{} <span class=\"muted\">{}</span> {}{}</li>",
+                "<li>{} <span class=\"muted\">{}</span> {}{}{}</li>",
                 escape(&step.name),
                 escape(&step.action),
                 badge(&step.state),
@@ -359,7 +359,16 @@ fn render_run(html: &mut String, run: &RunView, timeline: bool, graph: Option<&I
                     String::new()
                 } else {
                     format!("<br><span class=\"muted\">{}</span>", escape(&step.detail))
-                }
+                },
+                step.approval
+                    .as_ref()
+                    .map(|a| format!(
+                        "<br><span class=\"approved\">approved by <b>{}</b> at {} (via {})</span>",
+                        escape(&a.by),
+                        escape(&a.at),
+                        escape(a.source.as_str())
+                    ))
+                    .unwrap_or_default()
             );
         }
         html.push_str("</ol>");
@@ -413,6 +422,56 @@ mod tests {
             ..graph
         };
         assert_eq!(impact_svg(&empty), "");
+    }
+
+    #[test]
+    fn a_steps_approval_is_shown_escaped() {
+        use crate::daemon::runs::{RunState, StepApproval, StepView};
+        use crate::journal::approval::ApprovalSource;
+        let step = |approval: Option<StepApproval>| StepView {
+            name: "ack".into(),
+            action: "gate.approval".into(),
+            state: "verified".into(),
+            detail: String::new(),
+            started_at: None,
+            finished_at: None,
+            approval,
+        };
+        let mut run = RunView {
+            run_id: "r-1".into(),
+            playbook: "hand-off".into(),
+            trigger: "api".into(),
+            who: "ops".into(),
+            incident: None,
+            lock: None,
+            state: RunState::Finished,
+            outcome: None,
+            reason: None,
+            created_at: jiff::Timestamp::UNIX_EPOCH,
+            started_at: None,
+            finished_at: None,
+            mutations_applied: 0,
+            steps: vec![step(None)],
+            timeline: Vec::new(),
+            pending_approvals: Vec::new(),
+            journal: None,
+        };
+        let mut html = String::new();
+        render_run(&mut html, &run, false, None);
+        assert!(!html.contains("approved by"), "{html}");
+        run.steps = vec![step(Some(StepApproval {
+            by: "ann <oncall>".into(),
+            at: "2026-11-25T14:00:00Z".into(),
+            source: ApprovalSource::RunResource,
+        }))];
+        let mut html = String::new();
+        render_run(&mut html, &run, false, None);
+        assert!(
+            html.contains(
+                "approved by <b>ann &lt;oncall&gt;</b> at 2026-11-25T14:00:00Z (via run-resource)"
+            ),
+            "{html}"
+        );
     }
 
     #[test]

@@ -262,6 +262,18 @@ pub enum EngineEvent {
         /// How many in all.
         total: u64,
     },
+    /// A `gate.approval` step was acknowledged (sent right after the engine journals its
+    /// [`crate::journal::Record::Approved`]).
+    Approved {
+        /// The step's name.
+        step: String,
+        /// Who acknowledged.
+        by: String,
+        /// When they acknowledged (RFC 3339, as written in the ACK).
+        at: String,
+        /// Where the engine found the ACK (a file in the run directory or the `Run` resource).
+        source: crate::journal::approval::ApprovalSource,
+    },
     /// Waiting for a step's change to take effect.
     Verifying {
         /// The step's name.
@@ -484,8 +496,9 @@ impl Engine {
         };
         let Some(source) = &self.step_contexts else {
             return Err(fail(
-                "per-step contexts are not enabled for this engine (the CLI and the daemon \
-                 pass the kubeconfig)"
+                "per-step contexts are not enabled for this engine (the CLI takes them from \
+                 --kubeconfig or $KUBECONFIG; the daemon only from stepKubeconfig in its config \
+                 or --step-kubeconfig)"
                     .into(),
             ));
         };

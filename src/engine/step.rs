@@ -617,6 +617,12 @@ impl<'a> RunState<'a> {
             }
         }
         self.record(ack.record())?;
+        self.events.send(EngineEvent::Approved {
+            step: step.name.clone(),
+            by: ack.approval.by.clone(),
+            at: ack.approval.at.clone(),
+            source: ack.source,
+        });
         crash_point("after-approved");
         Ok(())
     }

@@ -73,6 +73,11 @@ impl Objects {
         &self.client
     }
 
+    /// The bound of each call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn api(&self, kind: &ResolvedKind, namespace: Option<&str>) -> Api<DynamicObject> {
         match (kind.namespaced, namespace) {
             (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &kind.resource),

@@ -1,0 +1,182 @@
+//! An ACK given through the daemon's API shows where people look (real engine, real
+//! `kube::Client`, the simulated cluster over loopback HTTP): a playbook with a
+//! `gate.approval` step is posted, waits for its ACK, is approved with
+//! `POST /v1/runs/{id}/approvals/{step}`, and the run's view (`GET /v1/runs/{id}`) then holds
+//! the engine's `Approved` event — in the timeline and on the step, with who and where the gate
+//! found the ACK — and so does the status page.
+
+use ripcord::daemon::config::AlertmanagerConfig;
+use ripcord::daemon::server::{self, Settings, TokenSource};
+use ripcord::sim::scenario::Scenario;
+use ripcord::sim::{SimCluster, SimOptions};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+const TOKEN: &str = "approval-test-token";
+
+const PLAYBOOK: &str = "apiVersion: ripcord.dev/v1alpha1\nkind: Playbook\nmetadata:\n  \
+    name: hand-off\nspec:\n  steps:\n    - name: ack\n      action: gate.approval\n      \
+    with:\n        approvers: [ann, cho]\n        message: take over?\n      timeout: 2m\n";
+
+async fn start_sim() -> SimCluster {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scenarios/three-zones.yaml");
+    let scenario = Scenario::load_file(&path).expect("scenario loads");
+    SimCluster::start(SimOptions {
+        scenario,
+        addr: None,
+    })
+    .await
+    .expect("sim starts")
+}
+
+/// GETs `path` from the daemon as JSON, bounded.
+async fn get_json(http: &reqwest::Client, addr: SocketAddr, path: &str) -> (u16, Value) {
+    let response = http
+        .get(format!("http://{addr}{path}"))
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("GET answered");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `GET /v1/runs/{id}` (bounded) until `done` holds for the run's view; returns it.
+async fn wait_for_run(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        let (status, view) = get_json(http, addr, &format!("/v1/runs/{id}")).await;
+        if status == 200 {
+            if done(&view["run"]) {
+                return view["run"].clone();
+            }
+            last = view;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("run {id}: {what} did not happen in time; last view: {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_ack_shows_in_the_run_timeline_step_and_status_page() {
+    let sim = start_sim().await;
+    ripcord::k8s::runs::install_crd(&sim.client(), Duration::from_secs(5))
+        .await
+        .expect("Run CRD installed");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = Settings {
+        state_dir: dir.path().join("state"),
+        tokens: TokenSource::Fixed(vec![TOKEN.to_string()]),
+        namespace: "shop".into(),
+        playbooks_dir: None,
+        body_limit: 1024 * 1024,
+        who: "ripcord-daemon".into(),
+        call_timeout: Duration::from_secs(5),
+        prometheus_url: None,
+        notify: Vec::new(),
+        election: None,
+        alertmanager: AlertmanagerConfig::default(),
+        drills: Vec::new(),
+        public_status_page: false,
+        step_kubeconfig: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listener");
+    let addr = listener.local_addr().expect("address");
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(server::serve(settings, sim.client(), listener, rx));
+    let http = reqwest::Client::new();
+
+    // Post the playbook and wait until its gate asks for the ACK.
+    let response = http
+        .post(format!("http://{addr}/v1/runs"))
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(5))
+        .json(&serde_json::json!({"body": PLAYBOOK}))
+        .send()
+        .await
+        .expect("POST /v1/runs");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("JSON answer");
+    assert_eq!(status, 202, "{body}");
+    let id = body["runId"].as_str().expect("run id").to_string();
+    let waiting = wait_for_run(&http, addr, &id, "awaiting the ACK", |run| {
+        run["pendingApprovals"][0]["step"] == "ack"
+    })
+    .await;
+    assert_eq!(waiting["steps"][0]["state"], "awaiting-ack", "{waiting}");
+    assert!(
+        waiting["steps"][0].get("approval").is_none(),
+        "no approval before the ACK: {waiting}"
+    );
+
+    // ACK through the API.
+    let response = http
+        .post(format!("http://{addr}/v1/runs/{id}/approvals/ack"))
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(5))
+        .json(&serde_json::json!({"by": "ann", "comment": "mine"}))
+        .send()
+        .await
+        .expect("POST approval");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("JSON answer");
+    assert_eq!(status, 200, "{body}");
+
+    let run = wait_for_run(&http, addr, &id, "finishing", |run| {
+        run["state"] == "finished"
+    })
+    .await;
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    // The engine's event: who, and where the gate found the ACK (the API writes the file).
+    let texts: Vec<&str> = run["timeline"]
+        .as_array()
+        .expect("a timeline")
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert!(
+        texts.contains(&"step ack: approved by ann (via file)"),
+        "the timeline shows who approved: {texts:?}"
+    );
+    let approval = &run["steps"][0]["approval"];
+    assert_eq!(approval["by"], "ann", "{run}");
+    assert_eq!(approval["source"], "file", "{run}");
+    assert!(
+        approval["at"].as_str().is_some_and(|at| !at.is_empty()),
+        "{run}"
+    );
+    assert_eq!(run["steps"][0]["state"], "verified", "{run}");
+
+    // The status page lists it with the (finished) run's steps.
+    let page = http
+        .get(format!("http://{addr}/"))
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("GET /")
+        .text()
+        .await
+        .expect("page text");
+    assert!(
+        page.contains("approved by <b>ann</b>") && page.contains("(via file)"),
+        "the status page shows who approved: {page}"
+    );
+
+    stop.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(40), task).await;
+    sim.shutdown().await;
+}
