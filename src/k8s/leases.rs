@@ -501,13 +501,28 @@ pub async fn try_acquire_or_renew(
     }
     spec.renew_time = Some(MicroTime(now));
     spec.lease_duration_seconds = Some(duration_s);
-    // `lease` carries the resourceVersion just read: a concurrent change makes this a 409.
+    replace_if_unchanged(&api, namespace, name, &lease, call_timeout).await
+}
+
+/// Replaces the Lease with `lease`, which carries the resourceVersion it was read at: `Ok(false)`
+/// when a concurrent change made that a 409.
+async fn replace_if_unchanged(
+    api: &Api<Lease>,
+    namespace: &str,
+    name: &str,
+    lease: &Lease,
+    call_timeout: Duration,
+) -> Result<bool, LeaseError> {
+    let post = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
     match call(
         "replace",
         namespace,
         name,
         call_timeout,
-        api.replace(name, &post, &lease),
+        api.replace(name, &post, lease),
     )
     .await
     {
@@ -538,23 +553,9 @@ pub async fn clear_holder(
     let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
     spec.holder_identity = None;
     spec.renew_time = None;
-    let post = PostParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    };
-    match call(
-        "replace",
-        namespace,
-        name,
-        call_timeout,
-        api.replace(name, &post, &lease),
-    )
-    .await
-    {
-        Ok(_) => Ok(()),
-        Err(err) if is_conflict(&err) => Ok(()),
-        Err(err) => Err(err),
-    }
+    replace_if_unchanged(&api, namespace, name, &lease, call_timeout)
+        .await
+        .map(|_| ())
 }
 
 // === renewal ===
