@@ -26,6 +26,22 @@ pub(crate) fn route_ref(namespace: &str, name: &str) -> ObjectRef {
     }
 }
 
+/// The objects a zone's traffic shift touches, for the snapshot: its HTTPRoute, if it has one
+/// (a traffic-manager webhook is not a Kubernetes object).
+pub(crate) fn shift_targets(
+    traffic: Option<&catalog::TrafficShift>,
+    default_namespace: &str,
+) -> Vec<ObjectRef> {
+    traffic
+        .and_then(|t| t.http_route.as_ref())
+        .map(|backend| {
+            let ns = super::namespace_or(backend.namespace.as_deref(), default_namespace);
+            route_ref(ns, &backend.name)
+        })
+        .into_iter()
+        .collect()
+}
+
 /// A change of an HTTPRoute's weights (and annotations) as one mutation. `annotations`: key →
 /// new value (`None` removes it). Returns `None` when nothing would change. Backends the
 /// route does not have are an error.

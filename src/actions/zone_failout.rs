@@ -538,17 +538,7 @@ impl Action for ZoneFailout {
     }
 
     fn targets(&self, default_namespace: &str) -> Vec<ObjectRef> {
-        let mut targets = Vec::new();
-        if let Some(backend) = self
-            .args
-            .traffic
-            .as_ref()
-            .and_then(|t| t.http_route.as_ref())
-        {
-            let ns = super::namespace_or(backend.namespace.as_deref(), default_namespace);
-            targets.push(super::traffic_set_weights::route_ref(ns, &backend.name));
-        }
-        targets
+        super::traffic_set_weights::shift_targets(self.args.traffic.as_ref(), default_namespace)
     }
 
     /// Cordons of different nodes and evictions of different pods are independent; the
