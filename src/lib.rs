@@ -24,5 +24,6 @@ pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod playbook;
-pub mod sim;
+#[cfg(feature = "sim")]
+pub use ripcord_sim as sim;
 pub mod snapshot;

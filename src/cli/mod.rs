@@ -6,6 +6,7 @@
 pub mod approve;
 pub mod cleanup;
 pub mod daemon;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod exit;
 pub mod failback;
@@ -19,6 +20,7 @@ pub mod rollback;
 pub mod run;
 pub mod runs;
 pub mod schema;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod snapshot;
 pub mod validate;
@@ -124,6 +126,7 @@ pub enum Command {
     /// Print the runs.ripcord.dev CustomResourceDefinition (YAML).
     Crd,
     /// Start a simulated cluster with a bad release, roll it back, show journal and snapshot.
+    #[cfg(feature = "sim")]
     Demo(demo::DemoArgs),
     /// Mark a Deployment's revision known-good (for `rollback --known-good`).
     MarkGood(mark_good::MarkGoodArgs),
@@ -136,6 +139,7 @@ pub enum Command {
     /// Resolve a playbook's parameters and print the steps it would run.
     Plan(plan::PlanArgs),
     /// Run a simulated cluster that kubectl and ripcord can talk to.
+    #[cfg(feature = "sim")]
     Sim(sim::SimArgs),
     /// Run the daemon: HTTP API, Alertmanager webhook, status page, drills, leader election.
     Daemon(daemon::DaemonArgs),
@@ -162,12 +166,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Restart(args) => restart::run(args, global).await,
         Command::Approve(args) => approve::run(args, global).await,
         Command::Crd => runs::print_crd(),
+        #[cfg(feature = "sim")]
         Command::Demo(args) => demo::run(args, global).await,
         Command::MarkGood(args) => mark_good::run(args, global).await,
         Command::Snapshot(args) => snapshot::run(args, global).await,
         Command::Validate(args) => validate::run(args, global).await,
         Command::Schema(args) => schema::run(args, global).await,
         Command::Plan(args) => plan::run(args, global).await,
+        #[cfg(feature = "sim")]
         Command::Sim(args) => sim::run(args, global).await,
         Command::Daemon(args) => daemon::run(args, global).await,
         Command::Cleanup(args) => cleanup::run(args, global).await,

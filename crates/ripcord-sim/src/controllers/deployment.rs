@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::Controllers;
 use super::events::{EventType, emit};
 use super::util::{self, IntOrPercent, at, i64_at, str_at};
-use crate::sim::store::kinds;
+use crate::store::kinds;
 
 /// The revision of a ReplicaSet (and the Deployment's current one).
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
@@ -354,7 +354,7 @@ fn sync_revision(
             }
             Some(created)
         }
-        Err(crate::sim::store::StoreError::AlreadyExists { .. }) => {
+        Err(crate::store::StoreError::AlreadyExists { .. }) => {
             // A ReplicaSet with this name but another template or owner: hash collision.
             let next = collision.unwrap_or(0) + 1;
             if let Some(updated) = c.modify(CONTROLLER, &kinds::deployments(), d, |v| {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::Controllers;
 use super::scheduler::UNSCHEDULABLE_TAINT;
 use super::util::{self, at, bool_at};
-use crate::sim::store::kinds;
+use crate::store::kinds;
 
 const CONTROLLER: &str = "node-lifecycle-controller";
 

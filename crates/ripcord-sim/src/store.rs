@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use crate::sim::clock::SimClock;
-use crate::sim::rng::XorShift;
+use crate::clock::SimClock;
+use crate::rng::XorShift;
 
 /// How many change events the watch history keeps before older resourceVersions expire.
 pub const HISTORY_LIMIT: usize = 10_000;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Controllers, util};
-use crate::sim::store::kinds;
+use crate::store::kinds;
 
 /// How long events are kept (the API server's default `--event-ttl`).
 const EVENT_TTL: Duration = Duration::from_secs(3600);

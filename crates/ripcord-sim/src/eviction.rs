@@ -11,9 +11,9 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use crate::sim::controllers::{disruption, util};
-use crate::sim::invariants::InvariantMonitor;
-use crate::sim::store::{Store, StoreError, kinds};
+use crate::controllers::{disruption, util};
+use crate::invariants::InvariantMonitor;
+use crate::store::{Store, StoreError, kinds};
 
 /// Serializes evictions: the budget check and the deletion must be one step, or two
 /// concurrent evictions (kubectl drain evicts pods in parallel) could both pass the check.
@@ -165,7 +165,7 @@ pub fn evict(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::clock::SimClock;
+    use crate::clock::SimClock;
     use serde_json::json;
 
     fn pod(name: &str, ready: bool) -> Value {

@@ -13,7 +13,7 @@ use super::events::{EventType, emit};
 use super::replicaset::pod_for;
 use super::scheduler::{NodeInfo, PodRequest, UNSCHEDULABLE_TAINT, node_admits};
 use super::util::{self, at, i64_at, str_at};
-use crate::sim::store::kinds;
+use crate::store::kinds;
 
 const CONTROLLER: &str = "daemonset-controller";
 /// Label with the hash of the template a DaemonSet pod was created from.

@@ -8,15 +8,15 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::sim::defaults;
-use crate::sim::discovery;
-use crate::sim::patch::{self, PatchError, PatchKind};
-use crate::sim::selectors::{FieldSelector, LabelSelector};
-use crate::sim::server::{AppState, LogRequest, Query};
-use crate::sim::status::{ApiError, json_response, success_status};
-use crate::sim::store::{ResourceType, Store, StoreError, kinds};
-use crate::sim::table::{self, IncludeObject};
-use crate::sim::watch::{self, WatchRequest};
+use crate::defaults;
+use crate::discovery;
+use crate::patch::{self, PatchError, PatchKind};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::server::{AppState, LogRequest, Query};
+use crate::status::{ApiError, json_response, success_status};
+use crate::store::{ResourceType, Store, StoreError, kinds};
+use crate::table::{self, IncludeObject};
+use crate::watch::{self, WatchRequest};
 
 /// How often a patch is retried when the object changed between read and write.
 const PATCH_RETRIES: usize = 5;

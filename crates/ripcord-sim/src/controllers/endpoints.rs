@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::Controllers;
 use super::scheduler::node_zone;
 use super::util::{self, at, str_at};
-use crate::sim::scenario::SERVICE_ZONE_ANNOTATION;
-use crate::sim::store::kinds;
+use crate::scenario::SERVICE_ZONE_ANNOTATION;
+use crate::store::kinds;
 
 const CONTROLLER: &str = "endpoint-controller";
 

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::sim::store::{ResourceType, Store, kinds};
+use crate::store::{ResourceType, Store, kinds};
 
 /// The Kubernetes version the sim claims to be.
 pub const SIM_K8S_MINOR: &str = "34";
@@ -422,7 +422,7 @@ pub fn wants_aggregated(accept: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::clock::SimClock;
+    use crate::clock::SimClock;
 
     #[test]
     fn core_resource_list_has_short_names_and_subresources() {

@@ -13,12 +13,12 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::sim::discovery;
-use crate::sim::faults::{Faults, RequestLog, RequestRecord};
-use crate::sim::openapi;
-use crate::sim::routes::{self, ResourceRequest};
-use crate::sim::status::{ApiError, json_response};
-use crate::sim::store::{ResourceType, Store, StoreError, kinds};
+use crate::discovery;
+use crate::faults::{Faults, RequestLog, RequestRecord};
+use crate::openapi;
+use crate::routes::{self, ResourceRequest};
+use crate::status::{ApiError, json_response};
+use crate::store::{ResourceType, Store, StoreError, kinds};
 
 /// Largest accepted request body.
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -493,7 +493,7 @@ fn aggregated_response(body: &Value) -> Response {
     resp
 }
 
-/// `GET /sim/faults` shows, `PUT /sim/faults` (a [`crate::sim::faults::FaultConfig`] JSON
+/// `GET /sim/faults` shows, `PUT /sim/faults` (a [`crate::faults::FaultConfig`] JSON
 /// body) replaces the fault settings at runtime.
 fn faults_endpoint(state: &AppState, method: &Method, body: &[u8]) -> Response {
     match *method {

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::sim::store::{ResourceType, Store};
+use crate::store::{ResourceType, Store};
 
 fn gv_path(rt: &ResourceType) -> String {
     if rt.group.is_empty() {
@@ -99,7 +99,7 @@ pub fn group_version(store: &Store, gv: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::clock::SimClock;
+    use crate::clock::SimClock;
 
     #[test]
     fn patch_operations_advertise_field_validation() {

@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::sim::clock::SimClock;
-use crate::sim::discovery::crd_for;
-use crate::sim::store::{ResourceType, Store};
+use crate::clock::SimClock;
+use crate::discovery::crd_for;
+use crate::store::{ResourceType, Store};
 
 /// What each row's `object` holds (`includeObject` query parameter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -761,7 +761,7 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::store::kinds;
+    use crate::store::kinds;
 
     #[test]
     fn human_durations_match_kubectl() {

@@ -4,8 +4,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::sim::status::ApiError;
-use crate::sim::store::{ResourceType, Store, kinds};
+use crate::status::ApiError;
+use crate::store::{ResourceType, Store, kinds};
 
 fn obj_mut<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
     let m = v.as_object_mut()?;
@@ -204,7 +204,7 @@ pub fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::clock::SimClock;
+    use crate::clock::SimClock;
 
     #[test]
     fn deployment_defaults_are_idempotent() {

@@ -31,8 +31,8 @@ pub const SERVICE_ZONE_ANNOTATION: &str = "sim.ripcord.dev/zone";
 /// The annotation `kubectl rollout history` shows as CHANGE-CAUSE.
 pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 
-const DEMO_YAML: &str = include_str!("../../tests/data/scenarios/demo.yaml");
-const EMPTY_YAML: &str = include_str!("../../tests/data/scenarios/empty.yaml");
+const DEMO_YAML: &str = include_str!("../../../tests/data/scenarios/demo.yaml");
+const EMPTY_YAML: &str = include_str!("../../../tests/data/scenarios/empty.yaml");
 
 /// Errors loading or applying a scenario.
 #[derive(Debug, thiserror::Error)]
@@ -1019,11 +1019,11 @@ mod tests {
             ("empty.yaml", EMPTY_YAML),
             (
                 "three-zones.yaml",
-                include_str!("../../tests/data/scenarios/three-zones.yaml"),
+                include_str!("../../../tests/data/scenarios/three-zones.yaml"),
             ),
             (
                 "restart-12.yaml",
-                include_str!("../../tests/data/scenarios/restart-12.yaml"),
+                include_str!("../../../tests/data/scenarios/restart-12.yaml"),
             ),
         ] {
             let s = Scenario::from_yaml(name, text);

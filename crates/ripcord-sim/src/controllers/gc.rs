@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::Controllers;
 use super::util::{self, at, str_at};
-use crate::sim::store::{ResourceType, kinds};
+use crate::store::{ResourceType, kinds};
 
 const CONTROLLER: &str = "garbage-collector";
 /// Simulated seconds between sweeps of kinds the controllers do not cache.

@@ -10,9 +10,9 @@
 
 use std::fmt::Write as _;
 
-use crate::sim::controllers::util;
-use crate::sim::invariants::InvariantMonitor;
-use crate::sim::store::{Store, kinds};
+use crate::controllers::util;
+use crate::invariants::InvariantMonitor;
+use crate::store::{Store, kinds};
 
 /// Requests per simulated second per serving pod.
 pub const REQUESTS_PER_POD_PER_SECOND: f64 = 20.0;

@@ -4,7 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::sim::store::{ResourceType, StoreError};
+use crate::store::{ResourceType, StoreError};
 
 /// An API request that failed; rendered as a `Status` object.
 #[derive(Debug, thiserror::Error)]
@@ -198,7 +198,7 @@ pub fn success_status(details: Option<Value>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::store::kinds;
+    use crate::store::kinds;
 
     #[test]
     fn not_found_status_has_real_shape() {

@@ -8,8 +8,8 @@
 
 use serde_json::Value;
 
-use crate::sim::controllers::util;
-use crate::sim::store::{Store, StoreError, kinds};
+use crate::controllers::util;
+use crate::store::{Store, StoreError, kinds};
 
 /// Lines kept per container instance.
 const MAX_LINES: usize = 1000;
@@ -198,7 +198,7 @@ fn render_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::clock::SimClock;
+    use crate::clock::SimClock;
     use serde_json::json;
 
     #[tokio::test]
@@ -209,7 +209,7 @@ mod tests {
             .now()
             .checked_sub(jiff::SignedDuration::from_secs(60))
             .unwrap_or(store.clock().now());
-        let started = crate::sim::clock::format_k8s_time(started);
+        let started = crate::clock::format_k8s_time(started);
         store
             .create(&kinds::pods(), json!({"metadata": {"name": "web-1", "namespace": "shop"},
                 "spec": {"containers": [{"name": "web", "image": "web:1.2"}]},

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sim::rng::XorShift;
-use crate::sim::status::ApiError;
+use crate::rng::XorShift;
+use crate::status::ApiError;
 
 /// How many request records the log keeps (oldest are dropped first).
 const REQUEST_LOG_LIMIT: usize = 100_000;

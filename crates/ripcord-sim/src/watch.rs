@@ -21,11 +21,11 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::sim::faults::Faults;
-use crate::sim::selectors::{FieldSelector, LabelSelector};
-use crate::sim::status::ApiError;
-use crate::sim::store::{EventKind, ResourceType, Store, StoreError, StoreEvent};
-use crate::sim::table::{self, IncludeObject};
+use crate::faults::Faults;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::status::ApiError;
+use crate::store::{EventKind, ResourceType, Store, StoreError, StoreEvent};
+use crate::table::{self, IncludeObject};
 
 /// Default stream lifetime when the client gives no `timeoutSeconds` (real servers pick
 /// 30–60 minutes).

@@ -1,6 +1,6 @@
 //! PodDisruptionBudget accounting (the disruption controller): expected pods, desired and
 //! current healthy pods, and `disruptionsAllowed`, computed exactly as the real controller
-//! does; shared by the status writer here and by the Eviction API ([`crate::sim::eviction`]).
+//! does; shared by the status writer here and by the Eviction API ([`crate::eviction`]).
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::Controllers;
 use super::util::{self, IntOrPercent, at, i64_at};
-use crate::sim::store::{Store, kinds};
+use crate::store::{Store, kinds};
 
 const CONTROLLER: &str = "disruption-controller";
 
@@ -180,7 +180,7 @@ pub fn reconcile(c: &mut Controllers) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::clock::SimClock;
+    use crate::clock::SimClock;
 
     fn pod(name: &str, ready: bool) -> Value {
         json!({"metadata": {"name": name, "namespace": "shop", "labels": {"app": "web"}},

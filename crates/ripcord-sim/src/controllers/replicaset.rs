@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::Controllers;
 use super::events::{EventType, emit};
 use super::util::{self, at, i64_at, str_at};
-use crate::sim::store::kinds;
+use crate::store::kinds;
 
 const CONTROLLER: &str = "replicaset-controller";
 /// Most pods created or deleted per ReplicaSet per sync (the real controller's burstReplicas).

@@ -5,17 +5,17 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::sim::clock::SimClock;
-use crate::sim::controllers;
-use crate::sim::eviction::{self, EvictionError};
-use crate::sim::faults::{Faults, RequestLog, RequestRecord};
-use crate::sim::invariants::InvariantMonitor;
-use crate::sim::pod_logs;
-use crate::sim::scenario::{Scenario, ScenarioError};
-use crate::sim::server::{LogRequest, ServerError, SimHooks, SimServer};
-use crate::sim::service_metrics;
-use crate::sim::status::ApiError;
-use crate::sim::store::{Store, StoreError};
+use crate::clock::SimClock;
+use crate::controllers;
+use crate::eviction::{self, EvictionError};
+use crate::faults::{Faults, RequestLog, RequestRecord};
+use crate::invariants::InvariantMonitor;
+use crate::pod_logs;
+use crate::scenario::{Scenario, ScenarioError};
+use crate::server::{LogRequest, ServerError, SimHooks, SimServer};
+use crate::service_metrics;
+use crate::status::ApiError;
+use crate::store::{Store, StoreError};
 
 /// Seed of the fault-injection generator.
 const FAULT_SEED: u64 = 0x5EED_FA17;

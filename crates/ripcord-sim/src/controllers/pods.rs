@@ -16,8 +16,8 @@ use super::events::{EventType, emit, emit_once};
 use super::scheduler::{self, NodeInfo, PodRequest};
 use super::util::{self, at, str_at};
 use super::{Controllers, PodTimes};
-use crate::sim::scenario::{BAD_RELEASE_ANNOTATION, BadMode};
-use crate::sim::store::kinds;
+use crate::scenario::{BAD_RELEASE_ANNOTATION, BadMode};
+use crate::store::kinds;
 
 /// How long a crash-looping container runs before it exits (simulated).
 const CRASH_AFTER: Duration = Duration::from_secs(3);
