@@ -16,6 +16,7 @@
 //! Run: `cargo bench --bench compare` (release build). `RIPCORD_BENCH_ONLY=rollback,failout`
 //! selects rows (rollback, failout, failout-cordoned, restart, snapshot); kubectl is `$KUBECTL`, else `.tools/kubectl-v34/kubectl`, else `kubectl` on
 //! the PATH.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use ripcord::sim::scenario::Scenario;
 use ripcord::sim::store::kinds;

@@ -11,6 +11,7 @@
 //!
 //! Run: `cargo bench --bench daemon` (add `--profile dev` to skip the release build).
 //! `RIPCORD_BENCH_ALERTS` sets N.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use ripcord::sim::scenario::Scenario;
 use ripcord::sim::store::kinds;

@@ -7,6 +7,7 @@
 //! Run: `cargo bench --bench rollback_vs_kubectl` (add `--profile dev` to skip the release
 //! build). `RIPCORD_BENCH_TRIALS` sets the trials per tool (default 3). kubectl must be on the
 //! PATH (or `KUBECTL=/path/to/kubectl`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use ripcord::sim::scenario::Scenario;
 use ripcord::sim::store::kinds;

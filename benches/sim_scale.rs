@@ -3,6 +3,7 @@
 //! Reports list latency (full list, and paged with `limit=500`, both over loopback HTTP with
 //! JSON decoding), watch fan-out (N concurrent watchers each receiving M events) and the peak
 //! resident memory (VmHWM). Run with `cargo bench --bench sim_scale`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,7 @@
 //! rollback (previous, toRevision, known-good), idempotency (a second diff is empty and the
 //! sim sees zero writes), the paused refusal, waitRolledOut, scale and pause/resume with their
 //! inverses.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod actions_support;
 

@@ -1,6 +1,7 @@
 //! `ripcord mark-good` (the binary) against the simulated cluster: marks a revision known-good
 //! once (a second call writes nothing), an unknown revision is a usage error (exit 2), and
 //! `deployment.rollback` with `knownGood` then returns to the marked revision.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod actions_support;
 

@@ -2,6 +2,7 @@
 //! timeout, notify reaches a local receiver (a failing channel does not fail the step), and
 //! the gate reports observed versus threshold, an empty result, and a missing Prometheus URL.
 //! The gate against a real Prometheus is in `prometheus_gate.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use axum::Router;
 use axum::extract::{Query, State};

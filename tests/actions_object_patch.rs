@@ -1,5 +1,6 @@
 //! `object.patch` against the simulated cluster: diff/apply/verify, idempotency (second diff
 //! empty, zero writes), and the automatic inverse restoring exactly the touched paths.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod actions_support;
 

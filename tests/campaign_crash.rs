@@ -18,6 +18,7 @@
 //! `scripts/campaign crash --n 200` (or `RIPCORD_CAMPAIGN_N=200 cargo test --release --test
 //! campaign_crash -- --nocapture`); `RIPCORD_CAMPAIGN_SEED` changes the seed and
 //! `RIPCORD_CAMPAIGN_REPORT=FILE` appends one JSON line per trial.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod campaign_support;
 

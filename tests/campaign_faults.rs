@@ -9,6 +9,7 @@
 //!
 //! Short by default; `RIPCORD_CAMPAIGN_N=K` runs K fault profiles per playbook (seeded,
 //! `RIPCORD_CAMPAIGN_SEED`), e.g. `scripts/campaign faults --n 20`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod campaign_support;
 

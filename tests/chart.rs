@@ -2,6 +2,7 @@
 //! installed by `scripts/install-kubectl.sh`), the rendered RBAC grants exactly the expected
 //! verbs, the Deployment is locked down, the playbooks ConfigMap matches `playbooks/`, and the
 //! rendered daemon configuration parses.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use serde_json::Value;
 use std::collections::BTreeSet;

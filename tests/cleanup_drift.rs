@@ -2,6 +2,7 @@
 //! them are reported as drift (three-way difference) and left alone without `--force`; with
 //! `--force` they are reverted. The cleanup runs from "another machine": an empty state
 //! directory, reading the run from its `Run` resource in the cluster.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod cleanup_support;
 

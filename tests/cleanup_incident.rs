@@ -1,6 +1,7 @@
 //! Issue 6: after a fail-out + rolling restart + rollback incident, `verify --incident` reports
 //! dirty and lists each residue; `cleanup --incident` brings every item back (the zone with the
 //! slow ramp); `verify` then reports clean, and a second `cleanup` does nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod cleanup_support;
 

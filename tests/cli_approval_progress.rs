@@ -2,6 +2,7 @@
 //! with a `gate.approval` step runs through the binary against the simulated cluster, is
 //! approved with `ripcord approve`, and its progress output names the approver and where the
 //! gate found the ACK.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use ripcord::sim::scenario::Scenario;
 use ripcord::sim::{SimCluster, SimOptions};

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `ripcord` binary's playbook commands: `validate`, `schema` and
 //! `plan --offline` — exit codes, messages and machine output. No cluster is involved.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -2,6 +2,7 @@
 //! `ripcord failback`, `ripcord restart`, `ripcord approve` and `gate.approval` (ACK via the
 //! approval file, via the `Run` resource, a wrong person rejected, a timeout failing the step),
 //! and the refusal exit codes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod mitigations_support;
 

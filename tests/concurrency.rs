@@ -3,6 +3,7 @@
 //! either refuses with exit 4 naming the run id that holds the lock, or (when it looks after
 //! the first one finished) finds nothing to do. Rounds start the second process with
 //! different offsets to meet different interleavings.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod campaign_support;
 

@@ -1,6 +1,7 @@
 //! The daemon's HTTP API driven in process (`Router::oneshot`) with a fake executor: auth,
 //! body handling, runs, the per-target queue, cancel, approvals, Alertmanager decisions,
 //! metrics, the status page, and that no input makes it panic or answer 500.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 #[path = "daemon_support/mod.rs"]
 mod support;

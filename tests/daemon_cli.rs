@@ -1,6 +1,7 @@
 //! `ripcord daemon` as a process against the simulated cluster: it serves, refuses requests
 //! without a token, shuts down cleanly on SIGTERM (exit 0, leader Lease cleared), and a bad
 //! config file is a usage error naming the line.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use ripcord::sim::scenario::Scenario;
 use ripcord::sim::store::kinds;

@@ -2,6 +2,7 @@
 //! cron time and does fail-out → fail-back → verify; it is skipped when the error-budget gate
 //! fails, outside its window and while the previous occurrence still runs; a failed fail-out
 //! is still failed back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 #[path = "daemon_support/mod.rs"]
 mod support;

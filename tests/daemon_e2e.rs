@@ -5,6 +5,7 @@
 //! the resolved notification triggers nothing.
 //!
 //! `RIPCORD_SKIP_ALERTING=1` skips the test where the packages cannot be installed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use ripcord::daemon::config::{AlertRule, AlertmanagerConfig};
 use ripcord::daemon::server::{self, Settings, TokenSource};

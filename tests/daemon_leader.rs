@@ -2,6 +2,7 @@
 //! HTTP): only the leader runs; stopping the leader mid-run lets the other take over and
 //! finish the run (same run id, re-planned from its `Run` resource) without repeating a
 //! mutation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use ripcord::daemon::config::AlertmanagerConfig;
 use ripcord::daemon::server::{self, ElectionSettings, Settings, TokenSource};

@@ -4,6 +4,7 @@
 //!
 //! Needs the Debian package `chromium` (or `RIPCORD_CHROMIUM=/path`); set
 //! `RIPCORD_SKIP_CHROMIUM=1` to skip where no browser can be installed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 #[path = "daemon_support/mod.rs"]
 mod support;

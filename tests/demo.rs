@@ -1,4 +1,5 @@
 //! `ripcord demo`: the README's main command runs end to end (the binary, its own sim).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 #[test]
 fn demo_rolls_back_the_bad_release_and_shows_journal_and_snapshot() {

@@ -1,6 +1,7 @@
 //! The engine in process against the sim: a Prometheus stop condition that trips mid-run stops
 //! the run at a safe point (with a tiny fake Prometheus that reads the sim), `onFailure: undo`
 //! reverts the run's merge patches, and the `Run` mirror lands in the cluster.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod engine_support;
 

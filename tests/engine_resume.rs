@@ -2,6 +2,7 @@
 //! between the write-ahead record and the API call, and between the applied record and
 //! verification; `ripcord run --resume RUN` then finishes with exactly one mutation. Also: a
 //! held lock refuses a second run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod engine_support;
 

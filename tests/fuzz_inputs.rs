@@ -10,6 +10,7 @@
 //!
 //! The seed is fixed so failures reproduce; `RIPCORD_FUZZ_ITERS` scales the random rounds
 //! (default 1, e.g. `RIPCORD_FUZZ_ITERS=50` for a long run).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 #[path = "daemon_support/mod.rs"]
 mod support;

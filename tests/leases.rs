@@ -2,6 +2,7 @@
 //! retried, and a refusal always names a real holder (regressions found by the fault campaign,
 //! issue 8); renewal is conditional and stops when another holder took the Lease; the leader
 //! election rounds.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;

@@ -9,6 +9,7 @@
 //! (kubectl from the PATH, or `KUBECTL=/path/to/kubectl`). `BENCH_ONLY_RIPCORD=1` skips the
 //! kubectl side; `BENCH_ACTION_ONLY=1` drives the `zone.failout` action directly (no engine,
 //! journal or snapshot) and prints the time between eviction mutations.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod mitigations_support;
 

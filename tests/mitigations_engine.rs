@@ -1,5 +1,6 @@
 //! The built-in fail-out / fail-back / rolling-restart playbooks run through the engine
 //! against the simulated cluster (issue 5): journaled, verified, idempotent on a second run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod mitigations_support;
 

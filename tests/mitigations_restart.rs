@@ -8,6 +8,7 @@
 //! filtered to this one test) with that variable set from the start; the child drives the
 //! restart and writes the names of the new pods to a file; the parent checks that every one of
 //! them was warmed up.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod mitigations_support;
 

@@ -1,5 +1,6 @@
 //! Zone fail-out and fail-back against the simulated cluster (issue 5): the three-zone scenario
 //! with PodDisruptionBudgets, the ramp back, and the guards' refusals.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod mitigations_support;
 

@@ -5,6 +5,7 @@
 //!
 //! Snapshots live in `tests/snapshots/playbooks__*.snap`; accept changes with
 //! `INSTA_UPDATE=always cargo test --test playbooks` and review the diff.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use ripcord::plan::{self, PlanError};
 use ripcord::playbook::{self, Action, ValidPlaybook};

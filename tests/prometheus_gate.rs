@@ -6,6 +6,7 @@
 //!
 //! The binary must be installed (`apt-get install -y prometheus`, or `scripts/install-test-deps.sh`);
 //! without it this test FAILS, unless `RIPCORD_SKIP_PROMETHEUS=1`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod actions_support;
 

@@ -3,6 +3,7 @@
 //! times) and says so, naming where the journal lives. A report of local runs still works
 //! offline; a report that needs the cluster exits 3 when it is unreachable. Also the paged,
 //! bounded `k8s::runs::list_runs` the report and the daemon's takeover use.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod cleanup_support;
 

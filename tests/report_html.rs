@@ -6,6 +6,7 @@
 //! metric, a cleanup run with a drift, a saved verify result): the report reads only local
 //! files. Without Chromium the test fails with install instructions, unless
 //! `RIPCORD_SKIP_CHROMIUM=1`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use ripcord::actions::{Applied, Inverse, Mutation, ObjectRef};
 use ripcord::journal::{DeliveryRecord, Journal, Outcome, Record};

@@ -1,6 +1,7 @@
 //! `ripcord rollback` against the simulated cluster (the binary, over loopback): a bad release
 //! is rolled back, journaled, snapshotted, announced before the first write, and a second run
 //! changes nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod engine_support;
 

@@ -3,6 +3,7 @@
 //! CRDs, subresources, errors and fault injection. Most tests run the server without
 //! controllers; `sim_cluster_serves_controller_metrics` and the `sim serve` test start the full
 //! cluster (see `sim_kubectl.rs` for kubectl against it).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use std::time::Duration;
 

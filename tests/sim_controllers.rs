@@ -4,6 +4,7 @@
 //! nodes, garbage collection, crash loops, pause, history limits, endpoints and metrics.
 //!
 //! Time is tokio's paused clock, so simulated minutes pass instantly and deterministically.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use std::time::Duration;
 

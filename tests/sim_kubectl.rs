@@ -2,6 +2,7 @@
 //! `RIPCORD_KUBECTL`, a `:`-separated list; else `kubectl` on PATH plus `.tools/**/kubectl`,
 //! installed by `scripts/install-kubectl.sh`) runs the same commands against a fresh
 //! `SimCluster`. Every kubectl invocation has a bounded timeout.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

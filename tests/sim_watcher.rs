@@ -1,5 +1,6 @@
 //! kube-rs `watcher` / `reflector` against the simulated cluster: adds, updates and deletes
 //! arrive, and a forced 410 Expired makes the watcher re-list and carry on.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use std::time::Duration;
 

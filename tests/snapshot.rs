@@ -2,6 +2,7 @@
 //! into one manifest; objects, revision history, pods, logs, events and node conditions are
 //! captured; kinds the server does not serve are recorded as failed; a Secret's data never
 //! appears anywhere in the bundle (names only) and ConfigMaps keep keys only.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod actions_support;
 

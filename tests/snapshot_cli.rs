@@ -1,5 +1,6 @@
 //! `ripcord snapshot` (the binary) against the simulated cluster: writes a bundle with a
 //! manifest, prints it as JSON with `-o json`, and never captures Secret data.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod actions_support;
 
