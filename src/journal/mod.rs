@@ -339,8 +339,37 @@ pub fn read(path: &Path) -> Result<(Vec<Entry>, Option<TornTail>), JournalError>
     parse(path, &bytes)
 }
 
+/// Reads a journal as far as it is intact: the records before the first damaged line, and the
+/// error naming that line (`None`: the whole journal read, a torn tail aside). Cleanup uses the
+/// intact prefix only to say which run a damaged journal belongs to and what it could not
+/// judge; it never reverts from a damaged journal.
+pub fn read_prefix(path: &Path) -> (Vec<Entry>, Option<JournalError>) {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(source) => {
+            return (
+                Vec::new(),
+                Some(JournalError::Io {
+                    operation: "read",
+                    path: path.to_path_buf(),
+                    source,
+                }),
+            );
+        }
+    };
+    let (entries, result) = parse_prefix(path, &bytes);
+    (entries, result.err())
+}
+
 /// Parses journal bytes (see [`read`]).
 fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Entry>, Option<TornTail>), JournalError> {
+    let (entries, result) = parse_prefix(path, bytes);
+    result.map(|torn| (entries, torn))
+}
+
+/// Parses journal bytes up to the first damaged line: the records before it, and the torn tail
+/// or the error.
+fn parse_prefix(path: &Path, bytes: &[u8]) -> (Vec<Entry>, Result<Option<TornTail>, JournalError>) {
     let mut entries = Vec::new();
     let mut offset = 0usize;
     let mut line_no = 0usize;
@@ -361,25 +390,24 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Entry>, Option<TornTail>), Jo
             Ok(entry) => entries.push(entry),
             Err(source) => {
                 if is_last {
-                    return Ok((
-                        entries,
-                        Some(TornTail {
-                            line: line_no,
-                            offset: offset as u64,
-                            bytes: bytes.len() - offset,
-                        }),
-                    ));
+                    let torn = TornTail {
+                        line: line_no,
+                        offset: offset as u64,
+                        bytes: bytes.len() - offset,
+                    };
+                    return (entries, Ok(Some(torn)));
                 }
-                return Err(JournalError::Corrupted {
+                let err = JournalError::Corrupted {
                     path: path.to_path_buf(),
                     line: line_no,
                     source,
-                });
+                };
+                return (entries, Err(err));
             }
         }
         offset = next;
     }
-    Ok((entries, None))
+    (entries, Ok(None))
 }
 
 /// What `ripcord runs list` shows for one run.
@@ -480,6 +508,12 @@ pub fn list_runs(state_dir: &Path) -> Result<Vec<RunSummary>, JournalError> {
             Ok((entries, torn)) => {
                 let mut summary = summarize(&run_id, &path, &entries);
                 summary.problem = torn.map(|t| t.to_string());
+                out.push(summary);
+            }
+            Err(err @ JournalError::Corrupted { .. }) => {
+                let (entries, _) = read_prefix(&path);
+                let mut summary = summarize(&run_id, &path, &entries);
+                summary.problem = Some(format!("{err}"));
                 out.push(summary);
             }
             Err(err) => {
@@ -699,6 +733,9 @@ mod tests {
             Err(JournalError::Corrupted { line, .. }) => assert_eq!(line, 2),
             other => panic!("expected Corrupted at line 2, got {other:?}"),
         }
+        let (prefix, err) = read_prefix(&path);
+        assert_eq!(prefix.len(), 1, "the intact records before the damage");
+        assert!(matches!(err, Some(JournalError::Corrupted { line: 2, .. })));
         let err = read(&path).unwrap_err();
         assert!(format!("{err}").contains(":2:"), "{err}");
     }
