@@ -81,19 +81,10 @@ impl Incident {
     }
 }
 
-/// Checks an incident id: letters, digits, `.`, `_`, `-`; at most 64; not starting with `.`.
+/// Checks an incident id (see [`crate::journal::validate_incident_id`]).
 pub fn validate_id(id: &str) -> Result<(), CleanupError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(CleanupError::InvalidIncidentId { id: id.to_string() })
-    }
+    crate::journal::validate_incident_id(id)
+        .map_err(|_| CleanupError::InvalidIncidentId { id: id.to_string() })
 }
 
 /// The file of an incident.

@@ -17,14 +17,14 @@ pub struct CleanupArgs {
     /// Revert what this run did.
     #[arg(
         long,
-        value_name = "RUN",
+        value_name = "RUN", value_parser = super::run_id,
         required_unless_present = "incident",
         conflicts_with = "incident"
     )]
     pub run: Option<String>,
 
     /// Revert what every run of this incident did.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = super::incident_id)]
     pub incident: Option<String>,
 
     /// Show the plan; write nothing.

@@ -27,14 +27,14 @@ pub enum ReportFormat {
 pub struct ReportArgs {
     /// The run to report on.
     #[arg(
-        value_name = "RUN",
+        value_name = "RUN", value_parser = super::run_id,
         required_unless_present = "incident",
         conflicts_with = "incident"
     )]
     pub run: Option<String>,
 
     /// Report on an incident and all its runs.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = super::incident_id)]
     pub incident: Option<String>,
 
     /// The format.

@@ -55,11 +55,11 @@ pub struct RunArgs {
     pub yes: bool,
 
     /// The incident this run belongs to.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = super::incident_id)]
     pub incident: Option<String>,
 
     /// Resume an interrupted run from its journal (skips what is verifiably done).
-    #[arg(long, value_name = "RUN", conflicts_with_all = ["playbook", "params", "dry_run"])]
+    #[arg(long, value_name = "RUN", value_parser = super::run_id, conflicts_with_all = ["playbook", "params", "dry_run"])]
     pub resume: Option<String>,
 
     #[command(flatten)]

@@ -89,6 +89,12 @@ pub enum JournalError {
         /// The offending id.
         run_id: String,
     },
+    /// The incident id cannot be used (it is used as a file name and a label value).
+    #[error("invalid incident id {id:?}: use letters, digits, `.`, `_` and `-` (at most 64)")]
+    InvalidIncidentId {
+        /// The offending id.
+        id: String,
+    },
 }
 
 impl JournalError {
@@ -101,6 +107,7 @@ impl JournalError {
             JournalError::Serialize { .. } => "journal-serialize",
             JournalError::Corrupted { .. } => "journal-corrupted",
             JournalError::InvalidRunId { .. } => "invalid-run-id",
+            JournalError::InvalidIncidentId { .. } => "invalid-incident-id",
         }
     }
 }
@@ -556,6 +563,23 @@ pub fn validate_run_id(run_id: &str) -> Result<(), JournalError> {
     }
 }
 
+/// Checks that an incident id is safe as a file name (`<state-dir>/incidents/<ID>.json`):
+/// letters, digits, `.`, `_`, `-`; at most 64; not starting with `.`. Every entry point (CLI
+/// flags, the daemon API) validates incident ids with this function.
+pub fn validate_incident_id(id: &str) -> Result<(), JournalError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(JournalError::InvalidIncidentId { id: id.to_string() })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -764,5 +788,15 @@ mod tests {
         assert_eq!(id.len(), "r-20261125-113000-abcd".len(), "{id}");
         assert!(validate_run_id("../etc").is_err());
         assert!(validate_run_id("R-UPPER").is_err());
+    }
+
+    #[test]
+    fn issue13_incident_ids_cannot_name_paths() {
+        assert!(validate_incident_id("INC-1234").is_ok());
+        assert!(validate_incident_id("2026.11_a-b").is_ok());
+        for bad in ["", "../../../PWNED", "a/b", ".hidden", "..", "a b", "a\0b"] {
+            assert!(validate_incident_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_incident_id(&"x".repeat(65)).is_err());
     }
 }
