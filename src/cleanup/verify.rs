@@ -744,13 +744,8 @@ pub fn save(
         return Ok(());
     };
     let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(
-            &path,
-            serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?,
-        )
+        let bytes = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+        crate::journal::files::write_private(&path, &bytes)
     };
     write().map_err(|source| CleanupError::Write {
         path: path.clone(),

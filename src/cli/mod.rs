@@ -226,7 +226,11 @@ mod tests {
             let err = Cli::try_parse_from(std::iter::once("ripcord").chain(args.iter().copied()))
                 .expect_err("rejected");
             assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
-            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{args:?}: {err}");
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}: {err}"
+            );
         }
         assert!(Cli::try_parse_from(["ripcord", "cleanup", "--incident", "INC-7"]).is_ok());
     }

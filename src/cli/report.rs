@@ -190,9 +190,11 @@ pub async fn run(args: ReportArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let text = report::render(&input, format);
     match &args.out {
         Some(path) => {
-            std::fs::write(path, text).map_err(|source| CleanupError::Write {
-                path: path.clone(),
-                source,
+            crate::journal::files::write_private(path, text.as_bytes()).map_err(|source| {
+                CleanupError::Write {
+                    path: path.clone(),
+                    source,
+                }
             })?;
             eprintln!("report written to {}", path.display());
         }

@@ -13,9 +13,13 @@
 //! The in-cluster mirror of a run lives in [`crate::k8s::runs`].
 
 pub mod approval;
+pub mod files;
 pub mod record;
 
-pub use record::{DeliveryRecord, Entry, Outcome, Record, redact_params};
+pub use record::{
+    DeliveryRecord, Entry, Outcome, REDACTED, Record, redact_params, redact_url_credentials,
+    redact_urls_in,
+};
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -151,15 +155,12 @@ impl Journal {
     pub fn create(state_dir: &Path, run_id: &str) -> Result<Journal, JournalError> {
         validate_run_id(run_id)?;
         let dir = run_dir(state_dir, run_id);
-        std::fs::create_dir_all(&dir).map_err(|source| JournalError::CreateDir {
+        files::create_private_dir_all(&dir).map_err(|source| JournalError::CreateDir {
             dir: dir.clone(),
             source,
         })?;
         let path = dir.join(JOURNAL_FILE);
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&path)
+        let file = files::open_private(&path, OpenOptions::new().append(true).create_new(true))
             .map_err(|source| {
                 if source.kind() == std::io::ErrorKind::AlreadyExists {
                     JournalError::AlreadyExists {
@@ -205,13 +206,13 @@ impl Journal {
         let (entries, torn) = read(&path)?;
         if let Some(torn) = &torn {
             tracing::warn!(run = %run_id, line = torn.line, bytes = torn.bytes, "cutting off a torn journal tail");
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(|source| JournalError::Io {
-                    operation: "open",
-                    path: path.clone(),
-                    source,
+            let f =
+                files::open_private(&path, OpenOptions::new().write(true)).map_err(|source| {
+                    JournalError::Io {
+                        operation: "open",
+                        path: path.clone(),
+                        source,
+                    }
                 })?;
             f.set_len(torn.offset)
                 .and_then(|()| f.sync_all())
@@ -221,13 +222,13 @@ impl Journal {
                     source,
                 })?;
         }
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|source| JournalError::Io {
-                operation: "open",
-                path: path.clone(),
-                source,
+        let mut file =
+            files::open_private(&path, OpenOptions::new().append(true)).map_err(|source| {
+                JournalError::Io {
+                    operation: "open",
+                    path: path.clone(),
+                    source,
+                }
             })?;
         // A complete last record written without its newline: terminate it.
         let text = std::fs::read(&path).map_err(|source| JournalError::Io {
@@ -696,6 +697,28 @@ mod tests {
         drop(journal);
         let (journal, _, _) = Journal::open(dir.path(), run).unwrap();
         assert_eq!(journal.next_seq, 6);
+    }
+
+    #[test]
+    fn issue13_journals_are_private_and_never_written_through_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let run = "r-20261125-113000-abcd";
+        let journal = Journal::create(dir.path(), run).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(journal.path()), 0o600);
+        assert_eq!(mode(journal.dir()), 0o700);
+        drop(journal);
+
+        // A journal path that is a symlink (planted in the state dir) is never appended to.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let other = "r-20261125-113000-beef";
+        std::fs::create_dir_all(run_dir(dir.path(), other)).unwrap();
+        std::os::unix::fs::symlink(&victim, journal_path(dir.path(), other)).unwrap();
+        assert!(Journal::create(dir.path(), other).is_err());
+        assert!(Journal::open(dir.path(), other).is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     }
 
     #[test]
