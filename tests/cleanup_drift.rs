@@ -347,3 +347,69 @@ async fn issue13_forged_run_resources_and_journal_records_are_never_acted_on() {
         assert!(!text.contains("aHVudGVyMi1zM2NyM3Q="), "{text}");
     }
 }
+
+const SECRET_PLAYBOOK: &str = r#"
+apiVersion: ripcord.dev/v1alpha1
+kind: Playbook
+metadata:
+  name: secret-ping
+spec:
+  params:
+    apiToken: {type: string, required: true}
+  steps:
+    - name: ping
+      action: http.request
+      with:
+        method: POST
+        url: http://127.0.0.1:9/hook
+        headers:
+          Authorization: Bearer $(params.apiToken)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_secret_parameters_never_reach_the_journal_or_what_reads_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Harness::start_calm().await;
+    let playbook = h.write("secret.yaml", SECRET_PLAYBOOK);
+    let token = "tok-9f8e7d6c5b4a";
+    let out = h
+        .ripcord(&[
+            "run",
+            playbook.to_str().expect("utf-8"),
+            "-p",
+            &format!("apiToken={token}"),
+            "--yes",
+            "-n",
+            "shop",
+        ])
+        .await;
+    let run_id = run_id_of(&out);
+    let journal = ripcord::journal::journal_path(&h.state_dir(), &run_id);
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    assert!(!text.contains(token), "journal: {text}");
+    assert!(text.contains("<redacted>"), "{text}");
+    let mode = std::fs::metadata(&journal)
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let dir_mode = std::fs::metadata(journal.parent().expect("dir"))
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
+    let out = h.ripcord(&["runs", "show", &run_id, "-o", "json"]).await;
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(shown.contains(&run_id), "{shown}");
+    assert!(!shown.contains(token), "runs show: {shown}");
+    let out = h.ripcord(&["report", &run_id]).await;
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(token));
+
+    // Resuming without the secret is refused; the journal never supplies it.
+    let out = h.ripcord(&["run", "--resume", &run_id, "--yes"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    if out.status.code() == Some(2) {
+        assert!(stderr.contains("RIPCORD_PARAM_API_TOKEN"), "{stderr}");
+    }
+}
