@@ -589,7 +589,12 @@ pub async fn load(
     // it is kept (and reported) unless its Run resource says it is another incident's.
     let mut runs: Vec<RunView> = local_runs(state_dir)?
         .into_iter()
-        .filter(|r| r.matches(selection) || (r.damaged.is_some() && r.playbook.is_empty()))
+        .filter(|r| {
+            r.matches(selection)
+                || (r.damaged.is_some()
+                    && r.playbook.is_empty()
+                    && matches!(selection, Selection::Incident(_)))
+        })
         .collect();
     if let Some(objects) = objects {
         let remote = match cluster_runs(objects).await {
