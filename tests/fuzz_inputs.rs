@@ -742,7 +742,7 @@ fn planned_writes(views: &[ripcord::cleanup::source::RunView], round: usize) -> 
     for t in views.iter().flat_map(|v| v.touched.iter()) {
         observed.insert(
             t.target.clone(),
-            Observed::Present(live_as_claimed(t, round % 2 == 0)),
+            Observed::Present(live_as_claimed(t, round.is_multiple_of(2))),
         );
     }
     let mut writes = 0;
@@ -856,7 +856,7 @@ fn issue13_forged_and_garbled_journals_never_make_cleanup_write() {
         };
         let inverse = rng.pick(&forged_inverses()).clone();
         let run_id = format!("r-20261125-120000-{:04x}", round % 0xffff);
-        let records = vec![
+        let records = [
             Record::RunStarted {
                 run_id: run_id.clone(),
                 playbook: "evil".into(),
