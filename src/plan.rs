@@ -452,9 +452,189 @@ fn quoted_field(message: &str) -> Option<String> {
     rest.split('`').next().map(str::to_string)
 }
 
+// === redaction ===
+
+/// The environment variable a resumed run reads a secret parameter from
+/// (`RIPCORD_PARAM_API_TOKEN` for `apiToken` or `api-token`).
+pub fn secret_env_var(name: &str) -> String {
+    let mut out = String::from("RIPCORD_PARAM_");
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if c.is_ascii_uppercase() && prev_lower {
+            out.push('_');
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        out.push(if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        });
+    }
+    out
+}
+
+/// `$(params.NAME)`: what a secret parameter's value is replaced by inside the journaled plan.
+fn placeholder(name: &str) -> String {
+    format!("$(params.{name})")
+}
+
+/// Header names whose values are credentials.
+fn is_secret_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    crate::journal::record::is_secret_name(name)
+        || lower.contains("cookie")
+        || lower.contains("key")
+        || lower.contains("signature")
+}
+
+fn walk_strings(value: &mut Value, f: &mut dyn FnMut(&mut String)) {
+    match value {
+        Value::String(s) => f(s),
+        Value::Array(items) => items.iter_mut().for_each(|v| walk_strings(v, f)),
+        Value::Object(map) => map.values_mut().for_each(|v| walk_strings(v, f)),
+        _ => {}
+    }
+}
+
+fn redact_headers(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if key == "headers"
+                    && let Value::Object(headers) = child
+                {
+                    for (name, v) in headers.iter_mut() {
+                        if let Value::String(text) = v
+                            && is_secret_header(name)
+                            && !text.contains("$(params.")
+                        {
+                            *text = crate::journal::REDACTED.to_string();
+                        }
+                    }
+                } else {
+                    redact_headers(child);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_headers),
+        _ => {}
+    }
+}
+
+/// The secret parameters (names that look like secrets) with a value, longest value first.
+fn secret_values(params: &BTreeMap<String, Value>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = params
+        .iter()
+        .filter(|(name, _)| crate::journal::record::is_secret_name(name))
+        .filter_map(|(name, value)| {
+            let text = match value {
+                Value::Null => return None,
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (text.len() >= 3).then(|| (name.clone(), text))
+        })
+        .collect();
+    out.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+    out
+}
+
+/// Puts the values of secret parameters back into a journaled plan (see
+/// [`Plan::redacted_json`]), looking each up with `lookup` (the caller, an environment
+/// variable). Returns the names it found no value for; their placeholders stay.
+pub fn restore_secrets(plan: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    let names: Vec<String> = plan
+        .get("params")
+        .and_then(Value::as_object)
+        .map(|p| {
+            p.iter()
+                .filter(|(k, v)| {
+                    crate::journal::record::is_secret_name(k)
+                        && v.as_str() == Some(crate::journal::REDACTED)
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut missing = Vec::new();
+    for name in names {
+        let Some(secret) = lookup(&name) else {
+            missing.push(name);
+            continue;
+        };
+        let mark = placeholder(&name);
+        for key in ["steps", "notify", "guards", "snapshot", "lock"] {
+            if let Some(part) = plan.get_mut(key) {
+                walk_strings(part, &mut |s| {
+                    if s.contains(&mark) {
+                        *s = s.replace(&mark, &secret);
+                    }
+                });
+            }
+        }
+        if let Some(params) = plan.get_mut("params").and_then(Value::as_object_mut) {
+            params.insert(name, Value::String(secret));
+        }
+    }
+    missing
+}
+
 // === impl Plan ===
 
 impl Plan {
+    /// The plan as it is written anywhere outside this process (the journal's `RunStarted`,
+    /// hence `runs show`, the daemon API and reports): secret parameters (names that look like
+    /// secrets: `token`, `password`, `apiKey`…) read `<redacted>` in `params`, and their values
+    /// inside resolved arguments are replaced by `$(params.NAME)` — which a resumed run fills
+    /// in again from the caller ([`restore_secrets`], `RIPCORD_PARAM_NAME`), never from the
+    /// journal. Header values that look like credentials (`Authorization`, `Cookie`,
+    /// `X-Api-Key`…) and credentials in URLs are redacted too.
+    pub fn redacted_json(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        let secrets = secret_values(&self.params);
+        if let Some(params) = value.get_mut("params").and_then(Value::as_object_mut) {
+            for (name, v) in params.iter_mut() {
+                if crate::journal::record::is_secret_name(name) && !v.is_null() {
+                    *v = Value::String(crate::journal::REDACTED.to_string());
+                }
+            }
+        }
+        for key in ["steps", "notify", "guards", "snapshot", "lock"] {
+            let Some(part) = value.get_mut(key) else {
+                continue;
+            };
+            walk_strings(part, &mut |s| {
+                for (name, secret) in &secrets {
+                    if s.contains(secret.as_str()) {
+                        *s = s.replace(secret.as_str(), &placeholder(name));
+                    }
+                }
+                if !s.contains("$(params.")
+                    && let Some(clean) = crate::journal::redact_url_credentials(s)
+                {
+                    *s = clean;
+                }
+            });
+            redact_headers(part);
+        }
+        value
+    }
+
+    /// Secret parameters whose value this plan lacks (a journaled plan whose secrets were not
+    /// given back on resume).
+    pub fn missing_secrets(&self) -> Vec<String> {
+        let text = serde_json::to_string(&self.steps).unwrap_or_default();
+        self.params
+            .iter()
+            .filter(|(name, value)| {
+                crate::journal::record::is_secret_name(name)
+                    && (value.as_str() == Some(crate::journal::REDACTED)
+                        || text.contains(&placeholder(name)))
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// True when some step writes.
     pub fn has_mutations(&self) -> bool {
         self.steps.iter().any(|s| s.action.is_mutating())
@@ -556,5 +736,75 @@ impl Plan {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAYBOOK: &str = r#"
+apiVersion: ripcord.dev/v1alpha1
+kind: Playbook
+metadata:
+  name: secret-test
+spec:
+  params:
+    apiToken: {type: string, required: true}
+    target: {type: string, default: hooks.example}
+  steps:
+    - name: ping
+      action: http.request
+      with:
+        method: POST
+        url: https://$(params.target)/hook?t=$(params.apiToken)
+        headers:
+          Authorization: Bearer $(params.apiToken)
+          X-Api-Key: literal-k3y-value
+          Content-Type: application/json
+    - name: mirror
+      action: http.request
+      with:
+        url: https://bot:pa55w0rd@git.example/repo
+"#;
+
+    #[test]
+    fn issue13_the_journaled_plan_holds_no_secret_and_resume_gets_it_back() {
+        let valid = crate::playbook::validate::validate("p.yaml", PLAYBOOK).expect("valid");
+        let params = BTreeMap::from([("apiToken".to_string(), "tok-123456".to_string())]);
+        let plan = plan(&valid, &params, "r-20261125-120000-abcd").expect("plan");
+        let mut journaled = plan.redacted_json();
+        let text = journaled.to_string();
+        for leaked in ["tok-123456", "literal-k3y-value", "pa55w0rd"] {
+            assert!(!text.contains(leaked), "{leaked} in {text}");
+        }
+        assert_eq!(journaled["params"]["apiToken"], "<redacted>");
+        assert!(text.contains("application/json"), "{text}");
+        assert!(text.contains("Bearer $(params.apiToken)"), "{text}");
+        let unrestored: Plan = serde_json::from_value(journaled.clone()).expect("loads");
+        assert_eq!(unrestored.missing_secrets(), vec!["apiToken".to_string()]);
+
+        let missing = restore_secrets(&mut journaled, &|name| {
+            (name == "apiToken").then(|| "tok-123456".to_string())
+        });
+        assert!(missing.is_empty());
+        let resumed: Plan = serde_json::from_value(journaled).expect("loads");
+        assert!(resumed.missing_secrets().is_empty());
+        assert_eq!(
+            resumed.steps[0],
+            plan.steps[0].clone().with_header_redacted()
+        );
+        assert_eq!(secret_env_var("apiToken"), "RIPCORD_PARAM_API_TOKEN");
+    }
+
+    impl PlannedStep {
+        /// The step as restored: literal credential headers stay redacted.
+        fn with_header_redacted(mut self) -> PlannedStep {
+            if let Action::HttpRequest(args) = &mut self.action {
+                args.headers
+                    .insert("X-Api-Key".into(), crate::journal::REDACTED.into());
+            }
+            self
+        }
     }
 }

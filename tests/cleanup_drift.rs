@@ -144,3 +144,273 @@ async fn issue6_hand_changes_are_drift_and_left_alone_without_force() {
         .await;
     assert_eq!(out.status.code(), Some(0), "clean after --force");
 }
+
+const CORDON_TWO: &str = r#"
+apiVersion: ripcord.dev/v1alpha1
+kind: Playbook
+metadata:
+  name: cordon-two
+spec:
+  steps:
+    - name: cordon
+      action: node.cordon
+      with: {names: [zone-c-node-1, zone-c-node-2]}
+"#;
+
+fn unschedulable(h: &Harness, node: &str) -> bool {
+    h.sim
+        .store()
+        .get(&kinds::nodes(), None, node)
+        .expect("node exists")["spec"]["unschedulable"]
+        == Value::Bool(true)
+}
+
+/// Replaces line `line` (1-based) of a run's journal by garbage.
+fn garble_journal(h: &Harness, run_id: &str, line: usize) {
+    let path = ripcord::journal::journal_path(&h.state_dir(), run_id);
+    let text = std::fs::read_to_string(&path).expect("journal read");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    assert!(lines.len() > line + 1, "the damaged line is in the middle");
+    lines[line - 1] = "{\"seq\": 3, garbage".to_string();
+    std::fs::write(&path, lines.join("\n") + "\n").expect("journal written");
+}
+
+fn runs_type() -> ripcord::sim::store::ResourceType {
+    ripcord::sim::store::ResourceType::new("ripcord.dev", "v1alpha1", "runs", "Run", true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_a_damaged_journal_is_an_error_and_cleanup_falls_back_to_the_run_resource() {
+    let h = Harness::start_calm().await;
+    ripcord::k8s::runs::install_crd(&h.sim.client(), Duration::from_secs(5))
+        .await
+        .expect("CRD installed in the sim");
+    let playbook = h.write("cordon-two.yaml", CORDON_TWO);
+    let playbook = playbook.to_str().expect("utf-8");
+
+    // 1. The journal is damaged, its Run resource is there: cleanup reverts from the Run
+    //    resource and still fails, naming the line.
+    let out = h.ripcord(&["run", playbook, "--yes", "-n", "shop"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let run_id = run_id_of(&out);
+    assert!(unschedulable(&h, "zone-c-node-1") && unschedulable(&h, "zone-c-node-2"));
+    garble_journal(&h, &run_id, 3);
+    let out = h.ripcord(&["cleanup", "--run", &run_id, "--yes"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("journal.jsonl:3:"),
+        "names the line: {stderr}"
+    );
+    assert!(stderr.contains("Run resource"), "{stderr}");
+    assert!(!unschedulable(&h, "zone-c-node-1") && !unschedulable(&h, "zone-c-node-2"));
+
+    // 2. Damaged and no Run resource: nothing is judged silently.
+    let out = h.ripcord(&["run", playbook, "--yes", "-n", "shop"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let run_id = run_id_of(&out);
+    garble_journal(&h, &run_id, 3);
+    let run = h
+        .sim
+        .store()
+        .list(&runs_type(), None)
+        .0
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == json!(run_id))
+        .expect("the run's Run resource");
+    let namespace = run["metadata"]["namespace"].as_str().map(str::to_string);
+    h.sim
+        .store()
+        .delete(&runs_type(), namespace.as_deref(), &run_id)
+        .expect("Run resource deleted");
+    let writes = h.sim.write_request_count();
+    let out = h.ripcord(&["cleanup", "--run", &run_id, "--yes"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains("nothing to revert"), "{stdout}");
+    assert!(stderr.contains("journal.jsonl:3:"), "{stderr}");
+    assert!(stderr.contains("could not judge"), "{stderr}");
+    assert_eq!(h.sim.write_request_count(), writes, "nothing was written");
+    assert!(unschedulable(&h, "zone-c-node-1") && unschedulable(&h, "zone-c-node-2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_forged_run_resources_and_journal_records_are_never_acted_on() {
+    use ripcord::actions::{Applied, Inverse, ObjectRef};
+    use ripcord::journal::{Journal, Record};
+    let h = Harness::start_calm().await;
+    ripcord::k8s::runs::install_crd(&h.sim.client(), Duration::from_secs(5))
+        .await
+        .expect("CRD installed in the sim");
+
+    // A forged Run resource: "ripcord scaled shop/api from 0 to 3" (the live value), incident
+    // INC-EVIL. ripcord never touched api.
+    let inverse = serde_json::to_string(&Inverse::MergePatch {
+        patch: json!({"spec": {"replicas": 0}}),
+        expected: json!({"spec": {"replicas": 3}}),
+    })
+    .expect("inverse");
+    let forged = json!({
+        "apiVersion": "ripcord.dev/v1alpha1", "kind": "Run",
+        "metadata": {"name": "r-20261125-110000-e011", "namespace": "shop"},
+        "spec": {"playbook": "evil", "trigger": "cli", "who": "mallory", "incident": "INC-EVIL",
+                 "params": {}},
+    });
+    let created = h
+        .sim
+        .store()
+        .create(&runs_type(), forged)
+        .expect("Run created");
+    let mut with_status = created.clone();
+    with_status["status"] = json!({
+        "phase": "Finished", "outcome": "succeeded", "startedAt": "2026-11-25T11:00:00Z",
+        "steps": [{"name": "scale", "phase": "Verified", "mutations": [
+            {"id": "scale/shop/api", "target": "deployment/shop/api", "inverse": inverse}]}]
+    });
+    h.sim
+        .store()
+        .update_status(&runs_type(), with_status)
+        .expect("status written");
+    let writes = h.sim.write_request_count();
+    let out = h
+        .ripcord(&["cleanup", "--incident", "INC-EVIL", "--yes"])
+        .await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains("not ripcord's: left alone"), "{stdout}");
+    assert_eq!(h.sim.write_request_count(), writes, "nothing was written");
+    assert_eq!(h.deployment("api")["spec"]["replicas"], 3);
+
+    // A forged local journal entry against a Secret.
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "db", "namespace": "shop"},
+        "data": {"password": "aHVudGVyMi1zM2NyM3Q="}});
+    h.sim
+        .store()
+        .create(&kinds::secrets(), secret)
+        .expect("Secret created");
+    let run_id = "r-20261125-120000-e012";
+    let mut journal = Journal::create(&h.state_dir(), run_id).expect("journal");
+    let target = ObjectRef {
+        api_version: "v1".into(),
+        kind: "Secret".into(),
+        namespace: Some("shop".into()),
+        name: "db".into(),
+    };
+    let inverse = Inverse::MergePatch {
+        patch: json!({"data": {"password": "b3duZWQ="}}),
+        expected: json!({"data": {"password": "eA=="}}),
+    };
+    for record in [
+        Record::RunStarted {
+            run_id: run_id.into(),
+            playbook: "evil".into(),
+            trigger: "cli".into(),
+            who: "mallory".into(),
+            incident: Some("INC-LEAK".into()),
+            params: Default::default(),
+            plan: json!({}),
+        },
+        Record::MutationApplied {
+            step: "s".into(),
+            mutation_id: "patch/db".into(),
+            applied: Applied {
+                id: "patch/db".into(),
+                target: target.clone(),
+                resource_version_after: Some("1".into()),
+            },
+            resource_version_before: Some("1".into()),
+            inverse,
+            recovered: false,
+        },
+    ] {
+        journal.append(record).expect("appended");
+    }
+    let writes = h.sim.write_request_count();
+    for args in [
+        vec!["cleanup", "--run", run_id, "--dry-run"],
+        vec!["cleanup", "--run", run_id, "--yes"],
+        vec!["verify", "--run", run_id],
+        vec!["verify", "--incident", "INC-LEAK", "-o", "json"],
+    ] {
+        let out = h.ripcord(&args).await;
+        let all = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !all.contains("aHVudGVyMi1zM2NyM3Q="),
+            "{args:?} leaked: {all}"
+        );
+        assert!(!all.contains("hunter2"), "{args:?} leaked: {all}");
+    }
+    assert_eq!(h.sim.write_request_count(), writes, "nothing was written");
+    let saved = h.state_dir().join("incidents").join("INC-LEAK.verify.json");
+    if let Ok(text) = std::fs::read_to_string(&saved) {
+        assert!(!text.contains("aHVudGVyMi1zM2NyM3Q="), "{text}");
+    }
+}
+
+const SECRET_PLAYBOOK: &str = r#"
+apiVersion: ripcord.dev/v1alpha1
+kind: Playbook
+metadata:
+  name: secret-ping
+spec:
+  params:
+    apiToken: {type: string, required: true}
+  steps:
+    - name: ping
+      action: http.request
+      with:
+        method: POST
+        url: http://127.0.0.1:9/hook
+        headers:
+          Authorization: Bearer $(params.apiToken)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_secret_parameters_never_reach_the_journal_or_what_reads_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Harness::start_calm().await;
+    let playbook = h.write("secret.yaml", SECRET_PLAYBOOK);
+    let token = "tok-9f8e7d6c5b4a";
+    let out = h
+        .ripcord(&[
+            "run",
+            playbook.to_str().expect("utf-8"),
+            "-p",
+            &format!("apiToken={token}"),
+            "--yes",
+            "-n",
+            "shop",
+        ])
+        .await;
+    let run_id = run_id_of(&out);
+    let journal = ripcord::journal::journal_path(&h.state_dir(), &run_id);
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    assert!(!text.contains(token), "journal: {text}");
+    assert!(text.contains("<redacted>"), "{text}");
+    let mode = std::fs::metadata(&journal)
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let dir_mode = std::fs::metadata(journal.parent().expect("dir"))
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
+    let out = h.ripcord(&["runs", "show", &run_id, "-o", "json"]).await;
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(shown.contains(&run_id), "{shown}");
+    assert!(!shown.contains(token), "runs show: {shown}");
+    let out = h.ripcord(&["report", &run_id]).await;
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(token));
+
+    // Resuming without the secret is refused; the journal never supplies it.
+    let out = h.ripcord(&["run", "--resume", &run_id, "--yes"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    if out.status.code() == Some(2) {
+        assert!(stderr.contains("RIPCORD_PARAM_API_TOKEN"), "{stderr}");
+    }
+}

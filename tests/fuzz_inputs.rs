@@ -2,7 +2,10 @@
 //! from outside — the playbook planner (the parser itself is fuzzed in `tests/playbooks.rs`;
 //! this file adds parameters, files and the committed regressions), the journal reader (torn,
 //! garbled, huge lines, invalid UTF-8), the scenario loader, and the daemon's Alertmanager
-//! webhook and `POST /v1/runs` bodies through its router (`Router::oneshot`).
+//! webhook and `POST /v1/runs` bodies through its router (`Router::oneshot`), and (issue 13)
+//! forged or mutated `Run` resources and journal records as input to cleanup: whatever they
+//! claim, cleanup plans **zero writes** against objects that carry no proof of ripcord's own
+//! write, and never a judgement of a Secret.
 //!
 //! Properties: no panic; no hang (every input is handled on a worker thread with a generous
 //! bound); a clear error (non-empty, naming where when there is a where). The committed
@@ -711,4 +714,222 @@ async fn hostile_webhook_and_api_bodies_get_clear_client_errors() {
         };
         post_checked(&h.state, route, bytes).await;
     }
+}
+
+// === cleanup: forged Run resources and journal records (issue 13) ===
+
+/// A live object that looks exactly as a forged record says ripcord left it — but without
+/// ripcord's marker for the forged run (someone else's marker, or none).
+fn live_as_claimed(touched: &ripcord::cleanup::source::Touched, other_marker: bool) -> Value {
+    let mut live = match &touched.inverse {
+        Some(ripcord::actions::Inverse::MergePatch { expected, .. }) if expected.is_object() => {
+            expected.clone()
+        }
+        _ => json!({}),
+    };
+    if other_marker {
+        live["metadata"] = json!({"annotations": {
+            "ripcord.dev/last-mutation": "r-20261125-000000-real/step"}});
+    } else if let Some(meta) = live.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("annotations");
+    }
+    live
+}
+
+/// Plans cleanup of `views` against live objects as the records claim; returns the writes.
+fn planned_writes(views: &[ripcord::cleanup::source::RunView], round: usize) -> usize {
+    use ripcord::cleanup::revert::{self, Observed, PlanOptions};
+    let mut observed = std::collections::HashMap::new();
+    for t in views.iter().flat_map(|v| v.touched.iter()) {
+        observed.insert(
+            t.target.clone(),
+            Observed::Present(live_as_claimed(t, round.is_multiple_of(2))),
+        );
+    }
+    let mut writes = 0;
+    for (force, roll_forward) in [(false, false), (true, true)] {
+        let plan = revert::compute(
+            views,
+            &observed,
+            PlanOptions {
+                force,
+                roll_forward,
+                ramp_pause: None,
+            },
+        );
+        writes += plan.reverts.len() + plan.failbacks.len();
+    }
+    writes
+}
+
+fn forged_run(inverse: &ripcord::actions::Inverse, target: &str) -> Value {
+    json!({
+        "apiVersion": "ripcord.dev/v1alpha1", "kind": "Run",
+        "metadata": {"name": "r-20261125-110000-e011", "namespace": "evil"},
+        "spec": {"playbook": "evil", "trigger": "cli", "who": "mallory", "incident": "INC-EVIL",
+                 "params": {}},
+        "status": {"phase": "Finished", "outcome": "succeeded",
+                   "startedAt": "2026-11-25T11:00:00Z",
+                   "steps": [{"name": "s", "phase": "Verified", "mutations": [
+                       {"id": "m", "target": target,
+                        "inverse": serde_json::to_string(inverse).expect("inverse")}]}]}
+    })
+}
+
+fn forged_inverses() -> Vec<ripcord::actions::Inverse> {
+    use ripcord::actions::Inverse;
+    vec![
+        Inverse::MergePatch {
+            patch: json!({"spec": {"replicas": 0}}),
+            expected: json!({"spec": {"replicas": 2}}),
+        },
+        Inverse::MergePatch {
+            patch: json!({"spec": {"template": {"spec": {"hostNetwork": true}}}}),
+            expected: json!({"spec": {"template": {"spec": {"hostNetwork": null}}}}),
+        },
+        Inverse::MergePatch {
+            patch: json!({"data": {"password": "b3duZWQ="}}),
+            expected: json!({"data": {"password": "c2VjcmV0"}}),
+        },
+        Inverse::NotReverted {
+            reason: "x".into(),
+            roll_forward: Some(json!({"spec": {"template": {"spec": {"image": "evil:1"}}}})),
+        },
+    ]
+}
+
+#[test]
+fn issue13_forged_run_resources_never_make_cleanup_write() {
+    let mut rng = Rng(0x5EC0_0001_DEAD_BEEF);
+    let hostile = hostile_strings();
+    let targets = [
+        "deployment/kube-system/coredns",
+        "node/zone-a-1",
+        "httproute/shop/web",
+        "configmap/shop/app",
+        "poddisruptionbudget/shop/web",
+    ];
+    let mut judged = 0;
+    for round in 0..300 * iterations() {
+        let inverse = rng.pick(&forged_inverses()).clone();
+        let target = *rng.pick(&targets[..]);
+        let mut run = forged_run(&inverse, target);
+        for _ in 0..rng.below(4) {
+            mutate_json(&mut run, &mut rng, &hostile);
+        }
+        let view = bounded("Run resource", move || {
+            ripcord::cleanup::source::from_run_resource(&run)
+        });
+        let Some(view) = view else { continue };
+        judged += view.touched.len();
+        let writes = planned_writes(std::slice::from_ref(&view), round);
+        assert_eq!(
+            writes, 0,
+            "round {round}: a forged Run made cleanup write: {view:?}"
+        );
+    }
+    assert!(
+        judged > 100,
+        "the campaign judged {judged} forged mutations"
+    );
+}
+
+#[test]
+fn issue13_forged_and_garbled_journals_never_make_cleanup_write() {
+    use ripcord::actions::{Applied, Mutation, ObjectRef};
+    let mut rng = Rng(0x5EC0_0002_FEED_F00D);
+    let hostile = hostile_strings();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kinds = [
+        ("apps/v1", "Deployment", Some("kube-system"), "coredns"),
+        ("v1", "Secret", Some("shop"), "db"),
+        ("v1", "Node", None, "zone-a-1"),
+        ("v1", "secret", Some("shop"), "db"),
+    ];
+    let mut judged = 0;
+    for round in 0..100 * iterations() {
+        let (api_version, kind, namespace, name) = *rng.pick(&kinds[..]);
+        let target = ObjectRef {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: namespace.map(str::to_string),
+            name: name.into(),
+        };
+        let inverse = rng.pick(&forged_inverses()).clone();
+        let run_id = format!("r-20261125-120000-{:04x}", round % 0xffff);
+        let records = [
+            Record::RunStarted {
+                run_id: run_id.clone(),
+                playbook: "evil".into(),
+                trigger: "cli".into(),
+                who: "mallory".into(),
+                incident: Some("INC-EVIL".into()),
+                params: Default::default(),
+                plan: json!({}),
+            },
+            Record::MutationIntended {
+                step: "s".into(),
+                mutation: Mutation {
+                    id: "m".into(),
+                    target: target.clone(),
+                    description: "forged".into(),
+                    diff: String::new(),
+                    pre_image: json!({}),
+                    resource_version: None,
+                    request: json!({}),
+                    inverse: inverse.clone(),
+                },
+            },
+            Record::MutationApplied {
+                step: "s".into(),
+                mutation_id: "m".into(),
+                applied: Applied {
+                    id: "m".into(),
+                    target,
+                    resource_version_after: Some("1".into()),
+                },
+                resource_version_before: None,
+                inverse,
+                recovered: false,
+            },
+        ];
+        let mut lines: Vec<Value> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut v = serde_json::to_value(r).expect("record");
+                v["seq"] = json!(i + 1);
+                v["at"] = json!("2026-11-25T12:00:00Z");
+                v
+            })
+            .collect();
+        for _ in 0..rng.below(3) {
+            let at = rng.below(lines.len());
+            mutate_json(&mut lines[at], &mut rng, &hostile);
+        }
+        let mut bytes: Vec<u8> = Vec::new();
+        for line in &lines {
+            bytes.extend(serde_json::to_vec(line).expect("json"));
+            bytes.push(b'\n');
+        }
+        if rng.below(4) == 0 {
+            // A garbled line in the middle.
+            let cut = rng.below(bytes.len());
+            bytes.insert(cut, b'{');
+        }
+        let state = dir.path().join(format!("state-{round}"));
+        let run_dir = journal::run_dir(&state, &run_id);
+        std::fs::create_dir_all(&run_dir).expect("dir");
+        std::fs::write(run_dir.join(journal::JOURNAL_FILE), &bytes).expect("journal");
+        let views = bounded("forged journal", move || {
+            ripcord::cleanup::source::local_runs(&state).expect("listed")
+        });
+        judged += views.iter().map(|v| v.touched.len()).sum::<usize>();
+        let writes = planned_writes(&views, round);
+        assert_eq!(
+            writes, 0,
+            "round {round}: a forged journal made cleanup write: {views:?}"
+        );
+    }
+    assert!(judged > 50, "the campaign judged {judged} forged mutations");
 }

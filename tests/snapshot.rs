@@ -185,3 +185,111 @@ async fn snapshot_captures_evidence_and_never_secrets() {
     assert!(saw_secret_name, "the secret's name is recorded");
     sim.cluster_shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_long_names_credentials_in_env_and_unwritable_files_never_break_the_bundle() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = Sim::start().await;
+    let store = sim.cluster.store();
+    let long = format!("{}-end", "a".repeat(249));
+    assert_eq!(long.len(), 253);
+    store
+        .create(
+            &kinds::configmaps(),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": long, "namespace": "shop"}, "data": {"k": "v"}}),
+        )
+        .expect("configmap created");
+    store
+        .create(
+            &kinds::pods(),
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": "tool", "namespace": "shop"},
+                   "spec": {"nodeName": "zone-a-node-1", "containers": [{
+                       "name": "tool", "image": "tool:1",
+                       "env": [{"name": "DB_PASSWORD", "value": SECRET_VALUE},
+                               {"name": "UPSTREAM", "value": CONFIG_VALUE}],
+                       "args": [format!("--api-token={SECRET_VALUE}")]}]}}),
+        )
+        .expect("pod created");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = dir.path().join("snapshot");
+    // One file cannot be written (a directory sits where it goes).
+    std::fs::create_dir_all(bundle.join("objects/shop/pod/tool.json/blocker")).expect("dir");
+    let target = |kind: &str, name: &str| ObjectRef {
+        api_version: if kind == "Deployment" {
+            "apps/v1"
+        } else {
+            "v1"
+        }
+        .into(),
+        kind: kind.into(),
+        namespace: Some("shop".into()),
+        name: name.into(),
+    };
+    let request = SnapshotRequest {
+        targets: vec![
+            target("ConfigMap", &long),
+            target("Pod", "tool"),
+            target("Deployment", "web"),
+        ],
+        namespaces: vec!["shop".into()],
+        spec: SnapshotSpec::default(),
+    };
+    let manifest = snapshot::capture_targets(&sim.cluster.client(), &request, &bundle)
+        .await
+        .expect("a failed file never fails the bundle");
+    let kinds_of: Vec<&str> = manifest.captured.iter().map(|e| e.kind.as_str()).collect();
+    assert!(kinds_of.contains(&"ConfigMap"), "{manifest:?}");
+    assert!(kinds_of.contains(&"Deployment"), "{manifest:?}");
+    assert!(
+        manifest.failed.iter().any(|f| f.what.contains("tool")),
+        "the unwritable file is a failure: {manifest:?}"
+    );
+    let on_disk = snapshot::load_manifest(&bundle).expect("manifest");
+    assert_eq!(on_disk.captured, manifest.captured);
+    for entry in &on_disk.captured {
+        let path = bundle.join(&entry.file);
+        assert!(path.is_file(), "{} listed but missing", entry.file);
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", entry.file);
+        for part in Path::new(&entry.file).components() {
+            assert!(part.as_os_str().len() <= 120, "bounded: {}", entry.file);
+        }
+    }
+    let created = bundle.join("objects/shop/configmap");
+    let mode = std::fs::metadata(created)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+
+    // The pod again, into a fresh bundle: env values and args redacted, names kept, and the
+    // manifest says what.
+    let fresh = dir.path().join("fresh");
+    let request = SnapshotRequest {
+        targets: vec![target("Pod", "tool")],
+        ..request
+    };
+    let manifest = snapshot::capture_targets(&sim.cluster.client(), &request, &fresh)
+        .await
+        .expect("captured");
+    let mut files = Vec::new();
+    all_files(&fresh, &mut files);
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        assert!(!text.contains(SECRET_VALUE), "{}: {text}", file.display());
+        assert!(!text.contains("pa55word"), "{}: {text}", file.display());
+    }
+    let pod = std::fs::read_to_string(fresh.join("objects/shop/pod/tool.json")).expect("pod");
+    assert!(
+        pod.contains("DB_PASSWORD") && pod.contains("--api-token=<redacted>"),
+        "{pod}"
+    );
+    assert!(
+        manifest.redacted.iter().any(|r| r.contains("DB_PASSWORD")),
+        "{:?}",
+        manifest.redacted
+    );
+    sim.cluster_shutdown().await;
+}

@@ -146,9 +146,8 @@ pub async fn apply(
 pub fn write_plan(dir: &Path, plan: &CleanupPlan) -> Result<PathBuf, CleanupError> {
     let path = dir.join(PLAN_FILE);
     let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
         let text = serde_json::to_vec_pretty(plan).map_err(std::io::Error::other)?;
-        std::fs::write(&path, text)
+        crate::journal::files::write_private(&path, &text)
     };
     write().map_err(|source| CleanupError::Write {
         path: path.clone(),

@@ -81,19 +81,10 @@ impl Incident {
     }
 }
 
-/// Checks an incident id: letters, digits, `.`, `_`, `-`; at most 64; not starting with `.`.
+/// Checks an incident id (see [`crate::journal::validate_incident_id`]).
 pub fn validate_id(id: &str) -> Result<(), CleanupError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(CleanupError::InvalidIncidentId { id: id.to_string() })
-    }
+    crate::journal::validate_incident_id(id)
+        .map_err(|_| CleanupError::InvalidIncidentId { id: id.to_string() })
 }
 
 /// The file of an incident.
@@ -132,14 +123,9 @@ pub fn load(state_dir: &Path, id: &str) -> Result<Incident, CleanupError> {
 pub fn save(state_dir: &Path, incident: &Incident) -> Result<PathBuf, CleanupError> {
     validate_id(&incident.id)?;
     let path = path(state_dir, &incident.id);
-    let tmp = path.with_extension("json.tmp");
     let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
         let text = serde_json::to_vec_pretty(incident).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &path)
+        crate::journal::files::write_private(&path, &text)
     };
     write().map_err(|source| CleanupError::IncidentIo {
         operation: "write",

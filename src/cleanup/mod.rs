@@ -139,6 +139,12 @@ impl CleanupError {
     }
 }
 
+/// True for a Secret (any group): cleanup and verify never read or write one, whatever a
+/// record says (ripcord's actions never write Secrets).
+pub fn is_secret(target: &crate::actions::ObjectRef) -> bool {
+    target.kind.eq_ignore_ascii_case("secret")
+}
+
 /// True for a transport failure or timeout of a Kubernetes call.
 pub fn k8s_unreachable(err: &K8sError) -> bool {
     match err {

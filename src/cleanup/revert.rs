@@ -89,6 +89,13 @@ pub enum ItemStatus {
         /// Why.
         reason: String,
     },
+    /// The object carries no proof that ripcord made this change (its
+    /// `ripcord.dev/last-mutation` marker names another run or none), or it is a Secret
+    /// (never read, never written): left alone, whatever the record says.
+    NotRipcords {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl ItemStatus {
@@ -104,6 +111,7 @@ impl ItemStatus {
             ItemStatus::NoInverse { .. } => "nothing to revert",
             ItemStatus::ObjectGone => "object gone",
             ItemStatus::Unavailable { .. } => "UNAVAILABLE",
+            ItemStatus::NotRipcords { .. } => "not ripcord's: left alone",
         }
     }
 
@@ -238,6 +246,10 @@ pub async fn observe(
         if out.contains_key(&t.target) || t.target.api_version.is_empty() {
             continue;
         }
+        if super::is_secret(&t.target) {
+            // Never read: a forged record must not make cleanup print a Secret's data.
+            continue;
+        }
         let key = (t.target.api_version.clone(), t.target.kind.clone());
         if !kinds.contains_key(&key) {
             let resolved = objects
@@ -314,7 +326,12 @@ pub fn compute(
             .get(&target)
             .cloned()
             .unwrap_or_else(|| Observed::Unreadable("not read".into()));
-        let (items, revert) = plan_object(&target, &group, &observed, opts);
+        let (items, revert) = if super::is_secret(&target) {
+            (secret_items(&group), None)
+        } else {
+            let (items, revert) = plan_object(&target, &group, &observed, opts);
+            proof_of_write(&observed, items, revert)
+        };
         items_by_key.extend(items);
         if let Some(revert) = revert {
             plan.reverts.push(revert);
@@ -324,6 +341,86 @@ pub fn compute(
     plan.items = items_by_key.into_iter().map(|(_, item)| item).collect();
     use_failbacks(&runs, &mut plan, opts);
     plan
+}
+
+/// Items for mutations recorded against a Secret: ripcord never writes Secrets, so such a
+/// record is forged or damaged; the Secret is neither read nor written.
+fn secret_items(group: &[&(OrderKey, &Touched)]) -> Vec<(OrderKey, PlanItem)> {
+    group
+        .iter()
+        .map(|(key, t)| {
+            (
+                *key,
+                PlanItem {
+                    run_id: t.run_id.clone(),
+                    step: t.step.clone(),
+                    mutation_id: t.mutation_id.clone(),
+                    target: t.target.clone(),
+                    description: t.mutation_id.clone(),
+                    resource_version_after: None,
+                    resource_version_now: None,
+                    status: ItemStatus::NotRipcords {
+                        reason: "ripcord never writes Secrets: the record is not ripcord's; \
+                                 the Secret was not read"
+                            .into(),
+                    },
+                    via: None,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The proof-of-write filter: cleanup writes an object only when the object itself proves that
+/// ripcord made the change being reverted. Every mutating write of a run step sets
+/// [`crate::k8s::LAST_MUTATION_ANNOTATION`] (`RUN_ID/STEP`) in the same patch, and nobody who
+/// can only create `Run` resources or write the state directory can set it on an object they
+/// cannot write themselves. The newest mutation cleanup would revert on the object must belong
+/// to the run the marker names (older ones of the same selection replay before it, as the
+/// chain that led there); otherwise every write on the object is dropped and its items are
+/// reported as [`ItemStatus::NotRipcords`]. Objects that need no write (already reverted,
+/// drifted, gone, a net-zero sequence) need no proof. Evictions and deletions have no inverse
+/// and are never written.
+fn proof_of_write(
+    observed: &Observed,
+    mut items: Vec<(OrderKey, PlanItem)>,
+    revert: Option<ObjectRevert>,
+) -> (Vec<(OrderKey, PlanItem)>, Option<ObjectRevert>) {
+    if revert.is_none() {
+        return (items, revert);
+    }
+    let writes = |status: &ItemStatus| {
+        matches!(
+            status,
+            ItemStatus::Revert | ItemStatus::ForcedRevert { .. } | ItemStatus::RollForward
+        )
+    };
+    let marker = match observed {
+        Observed::Present(object) => crate::k8s::last_mutation_run(object).map(str::to_string),
+        _ => None,
+    };
+    let newest_writer = items
+        .iter()
+        .filter(|(_, item)| writes(&item.status))
+        .max_by_key(|(key, _)| *key)
+        .map(|(_, item)| item.run_id.clone());
+    if newest_writer.is_some() && newest_writer == marker {
+        return (items, revert);
+    }
+    let found = match &marker {
+        Some(run) => format!("names run {run}"),
+        None => "is absent".to_string(),
+    };
+    for (_, item) in items.iter_mut().filter(|(_, item)| writes(&item.status)) {
+        item.status = ItemStatus::NotRipcords {
+            reason: format!(
+                "no proof that run {} made this change: the object's {} annotation {found}",
+                item.run_id,
+                crate::k8s::LAST_MUTATION_ANNOTATION
+            ),
+        };
+    }
+    (items, None)
 }
 
 /// Replaces the object patches of a zone fail-out still fully in effect by a `zone.failback`
@@ -622,6 +719,7 @@ mod tests {
             params: Default::default(),
             entries: Vec::new(),
             problem: None,
+            damaged: None,
         }
     }
 
@@ -636,8 +734,68 @@ mod tests {
 
     fn cordoned(run: &str) -> Value {
         json!({"metadata": {"name": "a", "resourceVersion": "9",
-                            "labels": {"zone": "a", "ripcord.dev/cordoned-by": run}},
+                            "labels": {"zone": "a", "ripcord.dev/cordoned-by": run},
+                            "annotations": {"ripcord.dev/last-mutation": format!("{run}/s")}},
                "spec": {"unschedulable": true}})
+    }
+
+    #[test]
+    fn issue13_a_forged_record_without_proof_of_write_is_left_alone() {
+        // A record claims r9 cordoned the node; the node's marker names r1 (or nothing).
+        let runs = vec![run(
+            "r9",
+            vec![touched("r9", 1, node("a"), cordon_inverse("r1"))],
+        )];
+        for now in [cordoned("r1"), {
+            let mut bare = cordoned("r1");
+            bare["metadata"]["annotations"] = json!({});
+            bare
+        }] {
+            let observed = HashMap::from([(node("a"), Observed::Present(now))]);
+            for force in [false, true] {
+                let plan = compute(
+                    &runs,
+                    &observed,
+                    PlanOptions {
+                        force,
+                        ..PlanOptions::default()
+                    },
+                );
+                assert!(
+                    matches!(plan.items[0].status, ItemStatus::NotRipcords { .. }),
+                    "{:?}",
+                    plan.items[0].status
+                );
+                assert_eq!(plan.items[0].status.label(), "not ripcord's: left alone");
+                assert!(plan.is_noop(), "nothing is written: {:?}", plan.reverts);
+            }
+        }
+    }
+
+    #[test]
+    fn issue13_records_against_a_secret_are_never_judged_or_read() {
+        let secret = ObjectRef {
+            api_version: "v1".into(),
+            kind: "Secret".into(),
+            namespace: Some("shop".into()),
+            name: "db".into(),
+        };
+        let inverse = Inverse::MergePatch {
+            patch: json!({"data": {"password": "aGFja2Vk"}}),
+            expected: json!({"data": {"password": "c2VjcmV0"}}),
+        };
+        let runs = vec![run("r1", vec![touched("r1", 1, secret.clone(), inverse)])];
+        let leaked = json!({"metadata": {"annotations": {"ripcord.dev/last-mutation": "r1/s"}},
+                            "data": {"password": "c2VjcmV0"}});
+        let observed = HashMap::from([(secret, Observed::Present(leaked))]);
+        let plan = compute(&runs, &observed, PlanOptions::default());
+        assert!(matches!(
+            plan.items[0].status,
+            ItemStatus::NotRipcords { .. }
+        ));
+        assert!(plan.is_noop());
+        let text = serde_json::to_string(&plan).unwrap();
+        assert!(!text.contains("c2VjcmV0"), "{text}");
     }
 
     #[test]
@@ -744,7 +902,8 @@ mod tests {
             roll_forward: Some(json!({"spec": {"template": {"spec": {"image": "v2"}}}})),
         };
         let runs = vec![run("r1", vec![touched("r1", 1, deploy.clone(), inverse)])];
-        let now = json!({"spec": {"template": {"spec": {"image": "v1"}}}});
+        let now = json!({"metadata": {"annotations": {"ripcord.dev/last-mutation": "r1/s"}},
+                         "spec": {"template": {"spec": {"image": "v1"}}}});
         let observed = HashMap::from([(deploy, Observed::Present(now))]);
         let plan = compute(&runs, &observed, PlanOptions::default());
         assert!(matches!(

@@ -102,6 +102,11 @@ pub struct RunView {
     /// A problem reading the run (torn tail, corruption, bad records).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// The local journal is damaged (a line other than a torn last one does not parse): the
+    /// error, naming the line. Cleanup never reverts from such a journal: it uses the run's
+    /// `Run` resource instead, or reports every mutation it could not judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 impl RunView {
@@ -160,6 +165,7 @@ pub fn from_entries(run_id: &str, path: &Path, entries: Vec<Entry>) -> RunView {
         params: serde_json::Map::new(),
         entries: Vec::new(),
         problem: None,
+        damaged: None,
     };
     let mut intended: Vec<Touched> = Vec::new();
     let mut applied_ids: BTreeSet<(String, String)> = BTreeSet::new();
@@ -263,13 +269,40 @@ pub fn local_runs(state_dir: &Path) -> Result<Vec<RunView>, CleanupError> {
                 out.push(view);
             }
             Err(err) => {
-                let mut view = from_entries(&summary.run_id, &summary.journal, Vec::new());
-                view.problem = Some(err.to_string());
+                // Damaged: the intact prefix says which run (and incident) it is; nothing in
+                // it is trusted for reverting (see `mark_damaged`).
+                let (prefix, _) = journal::read_prefix(&summary.journal);
+                let mut view = from_entries(&summary.run_id, &summary.journal, prefix);
+                let error = revert_error_chain(&err);
+                view.problem = Some(error.clone());
+                view.damaged = Some(error);
                 out.push(view);
             }
         }
     }
     Ok(out)
+}
+
+/// An error with its causes on one line.
+fn revert_error_chain(err: &dyn std::error::Error) -> String {
+    super::revert::error_chain(err)
+}
+
+/// A damaged local journal with no `Run` resource to fall back on: every mutation its intact
+/// prefix records is reported as not judged (nothing after the damage is known at all).
+fn mark_damaged(run: &mut RunView) {
+    let Some(damaged) = run.damaged.clone() else {
+        return;
+    };
+    if !matches!(run.origin, RunOrigin::Journal { .. }) {
+        return;
+    }
+    for t in &mut run.touched {
+        t.problem = Some(format!(
+            "not judged: the run's journal is damaged ({damaged}) and the cluster has no Run \
+             resource for it"
+        ));
+    }
 }
 
 /// Builds a [`RunView`] from a `Run` resource (as JSON).
@@ -360,6 +393,7 @@ pub fn from_run_resource(object: &Value) -> Option<RunView> {
         params,
         entries: Vec::new(),
         problem: None,
+        damaged: None,
     })
 }
 
@@ -551,9 +585,16 @@ pub async fn load(
     objects: Option<&Objects>,
     selection: &Selection,
 ) -> Result<Vec<RunView>, CleanupError> {
+    // A damaged journal whose start record is lost cannot say which incident it belongs to:
+    // it is kept (and reported) unless its Run resource says it is another incident's.
     let mut runs: Vec<RunView> = local_runs(state_dir)?
         .into_iter()
-        .filter(|r| r.matches(selection))
+        .filter(|r| {
+            r.matches(selection)
+                || (r.damaged.is_some()
+                    && r.playbook.is_empty()
+                    && matches!(selection, Selection::Incident(_)))
+        })
         .collect();
     if let Some(objects) = objects {
         let remote = match cluster_runs(objects).await {
@@ -565,10 +606,29 @@ pub async fn load(
             }
         };
         for run in remote {
-            if run.matches(selection) && !runs.iter().any(|r| r.run_id == run.run_id) {
-                runs.push(run);
+            match runs.iter().position(|r| r.run_id == run.run_id) {
+                Some(pos) if runs[pos].damaged.is_some() => {
+                    // The journal is damaged: the run's Run resource stands in for it.
+                    let damaged = runs[pos].damaged.clone();
+                    if run.matches(selection) {
+                        let mut run = run;
+                        run.problem = damaged
+                            .as_ref()
+                            .map(|d| format!("{d}; read from its Run resource instead"));
+                        run.damaged = damaged;
+                        runs[pos] = run;
+                    } else {
+                        runs.remove(pos);
+                    }
+                }
+                Some(_) => {}
+                None if run.matches(selection) => runs.push(run),
+                None => {}
             }
         }
+    }
+    for run in &mut runs {
+        mark_damaged(run);
     }
     sort_runs(&mut runs);
     Ok(runs)

@@ -222,6 +222,18 @@ async fn check_restored(
     let mut before: Vec<(ObjectRef, Vec<FieldBefore>)> = Vec::new();
     for run in runs.iter().filter(|r| !r.is_cleanup()) {
         for t in &run.touched {
+            if super::is_secret(&t.target) {
+                // Never read: ripcord does not write Secrets, so the record is not ripcord's.
+                let mut note = finding(
+                    "restored",
+                    "not-ripcords",
+                    t.target.to_string(),
+                    "a record names a Secret; ripcord never writes Secrets: not read, left alone",
+                );
+                note.run = Some(t.run_id.clone());
+                report.notes.push(note);
+                continue;
+            }
             match (&t.inverse, &t.problem) {
                 (Some(Inverse::MergePatch { patch, .. }), None) => {
                     let entry = match before.iter_mut().find(|(target, _)| *target == t.target) {
@@ -732,13 +744,8 @@ pub fn save(
         return Ok(());
     };
     let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(
-            &path,
-            serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?,
-        )
+        let bytes = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+        crate::journal::files::write_private(&path, &bytes)
     };
     write().map_err(|source| CleanupError::Write {
         path: path.clone(),

@@ -17,14 +17,14 @@ pub struct CleanupArgs {
     /// Revert what this run did.
     #[arg(
         long,
-        value_name = "RUN",
+        value_name = "RUN", value_parser = super::run_id,
         required_unless_present = "incident",
         conflicts_with = "incident"
     )]
     pub run: Option<String>,
 
     /// Revert what every run of this incident did.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = super::incident_id)]
     pub incident: Option<String>,
 
     /// Show the plan; write nothing.
@@ -89,6 +89,7 @@ pub async fn run(args: CleanupArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
             },
         ));
     }
+    let damaged = report_damaged(&runs);
     let observed = revert::observe(&objects, &runs).await;
     let plan = revert::compute(
         &runs,
@@ -108,12 +109,20 @@ pub async fn run(args: CleanupArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "run": null }))?
             );
+        } else if plan.is_noop() && damaged > 0 {
+            println!(
+                "nothing reverted: {}; damaged journals could not be judged (see above)",
+                summary_counts(&plan)
+            );
         } else if plan.is_noop() {
             println!("nothing to revert: {}", summary_counts(&plan));
         } else {
             println!("dry run: nothing was changed");
         }
-        return Ok(unavailable_exit(&plan, &selection, Exit::Ok));
+        return Ok(damaged_exit(
+            damaged,
+            unavailable_exit(&plan, &selection, Exit::Ok),
+        ));
     }
     if !args.yes {
         super::run::confirm(&format!(
@@ -156,11 +165,46 @@ pub async fn run(args: CleanupArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
             summary_counts(&plan),
         );
     }
-    Ok(unavailable_exit(
-        &plan,
-        &selection,
-        exit_for(outcome.outcome),
+    Ok(damaged_exit(
+        damaged,
+        unavailable_exit(&plan, &selection, exit_for(outcome.outcome)),
     ))
+}
+
+/// Says, on stderr, which runs' journals are damaged (naming the line) and what cleanup used
+/// instead; returns how many there are.
+fn report_damaged(runs: &[source::RunView]) -> usize {
+    let mut count = 0;
+    for run in runs {
+        let Some(damaged) = &run.damaged else {
+            continue;
+        };
+        count += 1;
+        match &run.origin {
+            source::RunOrigin::Cluster { namespace } => eprintln!(
+                "error: run {}: {damaged}; its mutations are taken from its Run resource \
+                 ({namespace}/{}) instead",
+                run.run_id, run.run_id
+            ),
+            source::RunOrigin::Journal { .. } => eprintln!(
+                "error: run {}: {damaged}; the cluster has no Run resource for it, so cleanup \
+                 could not judge what it changed: {} mutation(s) recorded before the damage \
+                 are listed as UNAVAILABLE, anything after it is unknown",
+                run.run_id,
+                run.touched.len()
+            ),
+        }
+    }
+    count
+}
+
+/// A damaged journal makes the cleanup fail (exit 1) whatever else it did.
+fn damaged_exit(damaged: usize, exit: Exit) -> Exit {
+    if damaged > 0 && exit == Exit::Ok {
+        Exit::Failed
+    } else {
+        exit
+    }
 }
 
 /// A cleanup that could not even judge some mutations (a read failed, a record was cut) has

@@ -56,7 +56,7 @@ pub struct FailbackArgs {
     pub dry_run: bool,
 
     /// The incident this fail-back belongs to.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = super::incident_id)]
     pub incident: Option<String>,
 
     #[command(flatten)]

@@ -60,7 +60,7 @@ pub struct FailoutArgs {
     pub dry_run: bool,
 
     /// The incident this fail-out belongs to.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = super::incident_id)]
     pub incident: Option<String>,
 
     #[command(flatten)]

@@ -29,6 +29,7 @@ pub enum IncidentCommand {
     /// Show an incident and the runs attached to it.
     Show {
         /// The incident id.
+        #[arg(value_parser = super::incident_id)]
         id: String,
     },
     /// List incidents, newest first.
@@ -39,6 +40,7 @@ pub enum IncidentCommand {
 #[derive(Debug, Args)]
 pub struct IncidentFields {
     /// The incident id (`INC-1234`).
+    #[arg(value_parser = super::incident_id)]
     pub id: String,
 
     /// Severity (free form: `SEV1`, `high`…).

@@ -29,6 +29,22 @@ pub mod verify;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// The clap value parser of run id flags naming an existing run (`--run`, `--resume`): an id
+/// that cannot be a directory name is a usage error (exit 2).
+pub fn run_id(value: &str) -> Result<String, String> {
+    crate::journal::validate_run_id(value)
+        .map(|()| value.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// The clap value parser of every incident id flag and argument: an id that cannot be a file
+/// name (`../../x`) is a usage error (exit 2) before anything runs.
+pub fn incident_id(value: &str) -> Result<String, String> {
+    crate::journal::validate_incident_id(value)
+        .map(|()| value.to_string())
+        .map_err(|e| e.to_string())
+}
+
 pub use exit::Exit;
 
 /// ripcord — automated, journaled, reversible mitigations for Kubernetes.
@@ -191,5 +207,37 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn issue13_incident_and_run_ids_are_validated_at_every_flag() {
+        let bad = "../../../PWNED";
+        let cases: Vec<Vec<&str>> = vec![
+            vec!["run", "p.yaml", "--incident", bad],
+            vec!["rollback", "deployment/web", "--incident", bad],
+            vec!["failout", "zone-a", "--incident", bad],
+            vec!["failback", "zone-a", "--incident", bad],
+            vec!["restart", "deployment/web", "--incident", bad],
+            vec!["cleanup", "--incident", bad],
+            vec!["verify", "--incident", bad],
+            vec!["report", "--incident", bad],
+            vec!["incident", "open", bad],
+            vec!["incident", "show", bad],
+            vec!["cleanup", "--run", bad],
+            vec!["verify", "--run", bad],
+            vec!["report", bad],
+            vec!["run", "--resume", bad],
+        ];
+        for args in cases {
+            let err = Cli::try_parse_from(std::iter::once("ripcord").chain(args.iter().copied()))
+                .expect_err("rejected");
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}: {err}"
+            );
+        }
+        assert!(Cli::try_parse_from(["ripcord", "cleanup", "--incident", "INC-7"]).is_ok());
     }
 }

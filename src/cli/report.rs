@@ -27,14 +27,14 @@ pub enum ReportFormat {
 pub struct ReportArgs {
     /// The run to report on.
     #[arg(
-        value_name = "RUN",
+        value_name = "RUN", value_parser = super::run_id,
         required_unless_present = "incident",
         conflicts_with = "incident"
     )]
     pub run: Option<String>,
 
     /// Report on an incident and all its runs.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = super::incident_id)]
     pub incident: Option<String>,
 
     /// The format.
@@ -190,9 +190,11 @@ pub async fn run(args: ReportArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let text = report::render(&input, format);
     match &args.out {
         Some(path) => {
-            std::fs::write(path, text).map_err(|source| CleanupError::Write {
-                path: path.clone(),
-                source,
+            crate::journal::files::write_private(path, text.as_bytes()).map_err(|source| {
+                CleanupError::Write {
+                    path: path.clone(),
+                    source,
+                }
             })?;
             eprintln!("report written to {}", path.display());
         }

@@ -44,7 +44,7 @@ pub struct RestartArgs {
     pub dry_run: bool,
 
     /// The incident this restart belongs to.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = super::incident_id)]
     pub incident: Option<String>,
 
     #[command(flatten)]

@@ -38,7 +38,7 @@ pub struct RollbackArgs {
     pub dry_run: bool,
 
     /// The incident this rollback belongs to.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = super::incident_id)]
     pub incident: Option<String>,
 
     #[command(flatten)]

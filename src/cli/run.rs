@@ -55,11 +55,11 @@ pub struct RunArgs {
     pub yes: bool,
 
     /// The incident this run belongs to.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = super::incident_id)]
     pub incident: Option<String>,
 
     /// Resume an interrupted run from its journal (skips what is verifiably done).
-    #[arg(long, value_name = "RUN", conflicts_with_all = ["playbook", "params", "dry_run"])]
+    #[arg(long, value_name = "RUN", value_parser = super::run_id, conflicts_with_all = ["playbook", "params", "dry_run"])]
     pub resume: Option<String>,
 
     #[command(flatten)]
@@ -71,7 +71,25 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let settings = Settings::load(&args.config, &global)?;
     let plan = match &args.resume {
         Some(run_id) => {
-            engine::load_plan(&settings.state_dir, run_id).map_err(|e| with_exit(Exit::Usage, e))?
+            let plan = engine::load_plan(&settings.state_dir, run_id)
+                .map_err(|e| with_exit(Exit::Usage, e))?;
+            let missing = plan.missing_secrets();
+            if !missing.is_empty() {
+                let vars: Vec<String> = missing
+                    .iter()
+                    .map(|n| crate::plan::secret_env_var(n))
+                    .collect();
+                return Err(with_exit(
+                    Exit::Usage,
+                    anyhow::anyhow!(
+                        "run {run_id} needs its secret parameter(s) {} again (they are never \
+                         journaled): set {} and resume",
+                        missing.join(", "),
+                        vars.join(", ")
+                    ),
+                ));
+            }
+            plan
         }
         None => {
             let source = args.playbook.as_deref().unwrap_or_default();

@@ -15,11 +15,11 @@ use std::time::Duration;
 #[command(group = clap::ArgGroup::new("scope").required(true).args(["run", "incident", "cluster"]))]
 pub struct VerifyArgs {
     /// Verify what this run touched (and the cluster's residue).
-    #[arg(long, value_name = "RUN")]
+    #[arg(long, value_name = "RUN", value_parser = super::run_id)]
     pub run: Option<String>,
 
     /// Verify what every run of this incident touched (and the cluster's residue).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = super::incident_id)]
     pub incident: Option<String>,
 
     /// Verify the whole cluster: residue of any run, unfinished runs, every rollout.

@@ -596,7 +596,8 @@ impl Engine {
             }
             None => {
                 let mut journal = Journal::create(&opts.state_dir, &plan.run_id)?;
-                let plan_json = serde_json::to_value(&plan).unwrap_or(serde_json::Value::Null);
+                // Secrets never reach the journal (nor what reads it: the API, reports).
+                let plan_json = plan.redacted_json();
                 journal.append(Record::RunStarted {
                     run_id: plan.run_id.clone(),
                     playbook: plan.playbook.clone(),

@@ -95,6 +95,14 @@ pub fn load_plan(state_dir: &Path, run_id: &str) -> Result<Plan, EngineError> {
             reason: "its journal has no RunStarted record".into(),
         });
     };
+    // Secret parameters were journaled as placeholders: the caller gives them back.
+    let mut plan = plan;
+    let missing = crate::plan::restore_secrets(&mut plan, &|name| {
+        std::env::var(crate::plan::secret_env_var(name)).ok()
+    });
+    if !missing.is_empty() {
+        tracing::debug!(run = %run_id, missing = ?missing, "secret parameters not given back");
+    }
     serde_json::from_value::<Plan>(plan).map_err(|err| EngineError::NotResumable {
         run_id: run_id.to_string(),
         reason: format!("the journaled plan does not load: {err}"),

@@ -684,7 +684,12 @@ impl<'a> RunState<'a> {
                 return Err(ApplyError::Failed(timeout_failure(step, "apply")));
             }
             let ctx = self.context(step, deadline);
-            let result = match tokio::time::timeout(remaining, action.apply(&ctx, mutation)).await {
+            let marked = crate::k8s::with_mutation_marker(
+                &self.plan.run_id,
+                &step.name,
+                action.apply(&ctx, mutation),
+            );
+            let result = match tokio::time::timeout(remaining, marked).await {
                 Ok(r) => r,
                 Err(_) => return Err(ApplyError::Failed(timeout_failure(step, "apply"))),
             };

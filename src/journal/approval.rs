@@ -148,14 +148,7 @@ pub fn run_annotation(step: &str) -> String {
 pub fn write(state_dir: &Path, approval: &Approval) -> Result<PathBuf, ApprovalError> {
     let path = approval_path(state_dir, &approval.run_id, &approval.step);
     let body = serde_json::to_vec_pretty(approval).unwrap_or_default();
-    let result = (|| -> std::io::Result<()> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, body)?;
-        std::fs::rename(&tmp, &path)
-    })();
+    let result = super::files::write_private(&path, &body);
     result.map_err(|source| ApprovalError::Write {
         path: path.clone(),
         source,

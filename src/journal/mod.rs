@@ -13,9 +13,13 @@
 //! The in-cluster mirror of a run lives in [`crate::k8s::runs`].
 
 pub mod approval;
+pub mod files;
 pub mod record;
 
-pub use record::{DeliveryRecord, Entry, Outcome, Record, redact_params};
+pub use record::{
+    DeliveryRecord, Entry, Outcome, REDACTED, Record, redact_params, redact_url_credentials,
+    redact_urls_in,
+};
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -89,6 +93,12 @@ pub enum JournalError {
         /// The offending id.
         run_id: String,
     },
+    /// The incident id cannot be used (it is used as a file name and a label value).
+    #[error("invalid incident id {id:?}: use letters, digits, `.`, `_` and `-` (at most 64)")]
+    InvalidIncidentId {
+        /// The offending id.
+        id: String,
+    },
 }
 
 impl JournalError {
@@ -101,6 +111,7 @@ impl JournalError {
             JournalError::Serialize { .. } => "journal-serialize",
             JournalError::Corrupted { .. } => "journal-corrupted",
             JournalError::InvalidRunId { .. } => "invalid-run-id",
+            JournalError::InvalidIncidentId { .. } => "invalid-incident-id",
         }
     }
 }
@@ -144,15 +155,12 @@ impl Journal {
     pub fn create(state_dir: &Path, run_id: &str) -> Result<Journal, JournalError> {
         validate_run_id(run_id)?;
         let dir = run_dir(state_dir, run_id);
-        std::fs::create_dir_all(&dir).map_err(|source| JournalError::CreateDir {
+        files::create_private_dir_all(&dir).map_err(|source| JournalError::CreateDir {
             dir: dir.clone(),
             source,
         })?;
         let path = dir.join(JOURNAL_FILE);
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&path)
+        let file = files::open_private(&path, OpenOptions::new().append(true).create_new(true))
             .map_err(|source| {
                 if source.kind() == std::io::ErrorKind::AlreadyExists {
                     JournalError::AlreadyExists {
@@ -198,13 +206,13 @@ impl Journal {
         let (entries, torn) = read(&path)?;
         if let Some(torn) = &torn {
             tracing::warn!(run = %run_id, line = torn.line, bytes = torn.bytes, "cutting off a torn journal tail");
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(|source| JournalError::Io {
-                    operation: "open",
-                    path: path.clone(),
-                    source,
+            let f =
+                files::open_private(&path, OpenOptions::new().write(true)).map_err(|source| {
+                    JournalError::Io {
+                        operation: "open",
+                        path: path.clone(),
+                        source,
+                    }
                 })?;
             f.set_len(torn.offset)
                 .and_then(|()| f.sync_all())
@@ -214,13 +222,13 @@ impl Journal {
                     source,
                 })?;
         }
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|source| JournalError::Io {
-                operation: "open",
-                path: path.clone(),
-                source,
+        let mut file =
+            files::open_private(&path, OpenOptions::new().append(true)).map_err(|source| {
+                JournalError::Io {
+                    operation: "open",
+                    path: path.clone(),
+                    source,
+                }
             })?;
         // A complete last record written without its newline: terminate it.
         let text = std::fs::read(&path).map_err(|source| JournalError::Io {
@@ -339,8 +347,37 @@ pub fn read(path: &Path) -> Result<(Vec<Entry>, Option<TornTail>), JournalError>
     parse(path, &bytes)
 }
 
+/// Reads a journal as far as it is intact: the records before the first damaged line, and the
+/// error naming that line (`None`: the whole journal read, a torn tail aside). Cleanup uses the
+/// intact prefix only to say which run a damaged journal belongs to and what it could not
+/// judge; it never reverts from a damaged journal.
+pub fn read_prefix(path: &Path) -> (Vec<Entry>, Option<JournalError>) {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(source) => {
+            return (
+                Vec::new(),
+                Some(JournalError::Io {
+                    operation: "read",
+                    path: path.to_path_buf(),
+                    source,
+                }),
+            );
+        }
+    };
+    let (entries, result) = parse_prefix(path, &bytes);
+    (entries, result.err())
+}
+
 /// Parses journal bytes (see [`read`]).
 fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Entry>, Option<TornTail>), JournalError> {
+    let (entries, result) = parse_prefix(path, bytes);
+    result.map(|torn| (entries, torn))
+}
+
+/// Parses journal bytes up to the first damaged line: the records before it, and the torn tail
+/// or the error.
+fn parse_prefix(path: &Path, bytes: &[u8]) -> (Vec<Entry>, Result<Option<TornTail>, JournalError>) {
     let mut entries = Vec::new();
     let mut offset = 0usize;
     let mut line_no = 0usize;
@@ -361,25 +398,24 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Entry>, Option<TornTail>), Jo
             Ok(entry) => entries.push(entry),
             Err(source) => {
                 if is_last {
-                    return Ok((
-                        entries,
-                        Some(TornTail {
-                            line: line_no,
-                            offset: offset as u64,
-                            bytes: bytes.len() - offset,
-                        }),
-                    ));
+                    let torn = TornTail {
+                        line: line_no,
+                        offset: offset as u64,
+                        bytes: bytes.len() - offset,
+                    };
+                    return (entries, Ok(Some(torn)));
                 }
-                return Err(JournalError::Corrupted {
+                let err = JournalError::Corrupted {
                     path: path.to_path_buf(),
                     line: line_no,
                     source,
-                });
+                };
+                return (entries, Err(err));
             }
         }
         offset = next;
     }
-    Ok((entries, None))
+    (entries, Ok(None))
 }
 
 /// What `ripcord runs list` shows for one run.
@@ -482,6 +518,12 @@ pub fn list_runs(state_dir: &Path) -> Result<Vec<RunSummary>, JournalError> {
                 summary.problem = torn.map(|t| t.to_string());
                 out.push(summary);
             }
+            Err(err @ JournalError::Corrupted { .. }) => {
+                let (entries, _) = read_prefix(&path);
+                let mut summary = summarize(&run_id, &path, &entries);
+                summary.problem = Some(format!("{err}"));
+                out.push(summary);
+            }
             Err(err) => {
                 let mut summary = summarize(&run_id, &path, &[]);
                 summary.problem = Some(format!("{err}"));
@@ -519,6 +561,23 @@ pub fn validate_run_id(run_id: &str) -> Result<(), JournalError> {
         Err(JournalError::InvalidRunId {
             run_id: run_id.to_string(),
         })
+    }
+}
+
+/// Checks that an incident id is safe as a file name (`<state-dir>/incidents/<ID>.json`):
+/// letters, digits, `.`, `_`, `-`; at most 64; not starting with `.`. Every entry point (CLI
+/// flags, the daemon API) validates incident ids with this function.
+pub fn validate_incident_id(id: &str) -> Result<(), JournalError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(JournalError::InvalidIncidentId { id: id.to_string() })
     }
 }
 
@@ -641,6 +700,28 @@ mod tests {
     }
 
     #[test]
+    fn issue13_journals_are_private_and_never_written_through_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let run = "r-20261125-113000-abcd";
+        let journal = Journal::create(dir.path(), run).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(journal.path()), 0o600);
+        assert_eq!(mode(journal.dir()), 0o700);
+        drop(journal);
+
+        // A journal path that is a symlink (planted in the state dir) is never appended to.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let other = "r-20261125-113000-beef";
+        std::fs::create_dir_all(run_dir(dir.path(), other)).unwrap();
+        std::os::unix::fs::symlink(&victim, journal_path(dir.path(), other)).unwrap();
+        assert!(Journal::create(dir.path(), other).is_err());
+        assert!(Journal::open(dir.path(), other).is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    }
+
+    #[test]
     fn create_refuses_an_existing_run() {
         let dir = tempfile::tempdir().unwrap();
         Journal::create(dir.path(), "r-20261125-113000-abcd").unwrap();
@@ -699,6 +780,9 @@ mod tests {
             Err(JournalError::Corrupted { line, .. }) => assert_eq!(line, 2),
             other => panic!("expected Corrupted at line 2, got {other:?}"),
         }
+        let (prefix, err) = read_prefix(&path);
+        assert_eq!(prefix.len(), 1, "the intact records before the damage");
+        assert!(matches!(err, Some(JournalError::Corrupted { line: 2, .. })));
         let err = read(&path).unwrap_err();
         assert!(format!("{err}").contains(":2:"), "{err}");
     }
@@ -727,5 +811,15 @@ mod tests {
         assert_eq!(id.len(), "r-20261125-113000-abcd".len(), "{id}");
         assert!(validate_run_id("../etc").is_err());
         assert!(validate_run_id("R-UPPER").is_err());
+    }
+
+    #[test]
+    fn issue13_incident_ids_cannot_name_paths() {
+        assert!(validate_incident_id("INC-1234").is_ok());
+        assert!(validate_incident_id("2026.11_a-b").is_ok());
+        for bad in ["", "../../../PWNED", "a/b", ".hidden", "..", "a b", "a\0b"] {
+            assert!(validate_incident_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_incident_id(&"x".repeat(65)).is_err());
     }
 }

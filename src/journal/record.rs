@@ -433,6 +433,57 @@ pub fn is_secret_name(name: &str) -> bool {
     .any(|needle| lower.contains(needle))
 }
 
+/// What redacted values are replaced by.
+pub const REDACTED: &str = "<redacted>";
+
+/// `text` with the credentials of every URL in it (`scheme://user:password@host`) replaced by
+/// [`REDACTED`]; `None` when it holds none.
+pub fn redact_url_credentials(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(pos) = rest.find("://") {
+        let (head, tail) = rest.split_at(pos + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace() || c == '"')
+            .unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match authority.rfind('@') {
+            Some(at) if at > 0 => {
+                out.push_str(REDACTED);
+                out.push_str(&authority[at..]);
+                changed = true;
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    changed.then_some(out)
+}
+
+/// `value` with every string holding URL credentials redacted (recursively); true when
+/// something was.
+pub fn redact_urls_in(value: &mut serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => match redact_url_credentials(s) {
+            Some(clean) => {
+                *s = clean;
+                true
+            }
+            None => false,
+        },
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |acc, v| redact_urls_in(v) | acc),
+        serde_json::Value::Object(map) => map
+            .values_mut()
+            .fold(false, |acc, v| redact_urls_in(v) | acc),
+        _ => false,
+    }
+}
+
 /// A copy of `params` with secret-looking values replaced by `"<redacted>"`.
 pub fn redact_params(
     params: &BTreeMap<String, serde_json::Value>,
@@ -453,6 +504,20 @@ pub fn redact_params(
 mod tests {
     use super::*;
     use crate::journal::approval::ApprovalSource;
+
+    #[test]
+    fn url_credentials_are_redacted_and_the_rest_kept() {
+        assert_eq!(
+            redact_url_credentials("postgres://app:hunter2@db:5432/x?y=1").as_deref(),
+            Some("postgres://<redacted>@db:5432/x?y=1")
+        );
+        assert_eq!(
+            redact_url_credentials("a https://tok@github.com b http://ok.example/p").as_deref(),
+            Some("a https://<redacted>@github.com b http://ok.example/p")
+        );
+        assert_eq!(redact_url_credentials("http://ok.example/a@b"), None);
+        assert_eq!(redact_url_credentials("plain"), None);
+    }
 
     #[test]
     fn an_approval_keeps_its_own_time_beside_the_entry_time() {

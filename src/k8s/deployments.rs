@@ -27,7 +27,7 @@
 //! write to the Deployment. The known-good revision is the operator's explicit mark when
 //! there is one, else the newest ReplicaSet verified healthy.
 
-use super::{K8sError, call, describe, patch_params};
+use super::{K8sError, call, describe, marked_merge_patch, patch_params};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::{ListParams, Patch};
@@ -278,8 +278,8 @@ impl Deployments {
     /// Applies a JSON patch (RFC 6902) to a Deployment.
     pub async fn patch_json(&self, name: &str, ops: &Value) -> Result<Deployment, K8sError> {
         let object = self.describe(name);
-        let patch: json_patch::Patch =
-            serde_json::from_value(ops.clone()).map_err(|source| K8sError::Serde {
+        let patch: json_patch::Patch = serde_json::from_value(super::marked_json_patch(ops))
+            .map_err(|source| K8sError::Serde {
                 object: object.clone(),
                 source,
             })?;
@@ -299,15 +299,24 @@ impl Deployments {
             "patch",
             &self.describe(name),
             self.timeout,
-            self.api.patch(name, &patch_params(), &Patch::Merge(patch)),
+            self.api.patch(
+                name,
+                &patch_params(),
+                &Patch::Merge(marked_merge_patch(patch)),
+            ),
         )
         .await
     }
 
     /// Sets `spec.replicas` through the `scale` subresource (like `kubectl scale`). Returns the
-    /// resourceVersion after the write.
+    /// resourceVersion after the write. Inside a marked mutation the write is a merge patch of
+    /// the Deployment instead, so that the marker annotation is set in the same write.
     pub async fn scale(&self, name: &str, replicas: i32) -> Result<Option<String>, K8sError> {
         let patch = json!({ "spec": { "replicas": replicas } });
+        if super::mutation_marker().is_some() {
+            let written = self.patch_merge(name, &patch).await?;
+            return Ok(written.metadata.resource_version);
+        }
         let scale = call(
             "scale",
             &self.describe(name),

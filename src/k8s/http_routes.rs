@@ -5,7 +5,7 @@
 //! A merge patch replaces lists whole, so a weight change patches `spec.rules` with every rule
 //! as observed and only the named backendRefs' weights changed.
 
-use super::{K8sError, call, describe, patch_params};
+use super::{K8sError, call, describe, marked_merge_patch, patch_params};
 use kube::api::{DynamicObject, Patch};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client};
@@ -66,8 +66,11 @@ impl HttpRoutes {
             "patch",
             &object,
             self.timeout,
-            self.api(namespace)
-                .patch(name, &patch_params(), &Patch::Merge(patch)),
+            self.api(namespace).patch(
+                name,
+                &patch_params(),
+                &Patch::Merge(marked_merge_patch(patch)),
+            ),
         )
         .await?;
         serde_json::to_value(written).map_err(|source| K8sError::Serde { object, source })

@@ -27,6 +27,93 @@ use std::time::Duration;
 /// The field manager ripcord names on every write.
 pub const FIELD_MANAGER: &str = "ripcord";
 
+/// The annotation every mutating write of a run step sets in the same patch:
+/// `RUN_ID/STEP`. It is ripcord's proof of its own write: cleanup reverts only objects whose
+/// marker names the run that recorded the mutation (see `cleanup::revert::proof_of_write`).
+pub const LAST_MUTATION_ANNOTATION: &str = "ripcord.dev/last-mutation";
+
+tokio::task_local! {
+    /// The `RUN_ID/STEP` marker of the mutation being applied (set by the engine around
+    /// `Action::apply`, read by the patch helpers).
+    static MUTATION_MARKER: String;
+}
+
+/// Runs `fut` (one `Action::apply`) with the marker `RUN_ID/STEP`: every merge or JSON patch a
+/// helper sends inside it also sets [`LAST_MUTATION_ANNOTATION`].
+pub async fn with_mutation_marker<F: Future>(run_id: &str, step: &str, fut: F) -> F::Output {
+    MUTATION_MARKER.scope(format!("{run_id}/{step}"), fut).await
+}
+
+/// The marker of the mutation being applied, if any.
+pub fn mutation_marker() -> Option<String> {
+    MUTATION_MARKER.try_with(Clone::clone).ok()
+}
+
+/// `patch` (a JSON merge patch) with the current mutation marker added to
+/// `metadata.annotations` (unchanged outside a marked mutation, or when it is not an object).
+pub fn marked_merge_patch(patch: &serde_json::Value) -> serde_json::Value {
+    let mut patch = patch.clone();
+    if let (Some(marker), Some(root)) = (mutation_marker(), patch.as_object_mut()) {
+        let metadata = root
+            .entry("metadata")
+            .or_insert_with(|| serde_json::json!({}));
+        if !metadata.is_object() {
+            *metadata = serde_json::json!({});
+        }
+        if let Some(metadata) = metadata.as_object_mut() {
+            let annotations = metadata
+                .entry("annotations")
+                .or_insert_with(|| serde_json::json!({}));
+            if !annotations.is_object() {
+                *annotations = serde_json::json!({});
+            }
+            if let Some(annotations) = annotations.as_object_mut() {
+                annotations.insert(
+                    LAST_MUTATION_ANNOTATION.to_string(),
+                    serde_json::Value::String(marker),
+                );
+            }
+        }
+    }
+    patch
+}
+
+/// `ops` (a JSON patch) with an op setting the current mutation marker appended, when one of
+/// the ops writes `/metadata/annotations` as a whole (so the map exists for the `add`).
+pub fn marked_json_patch(ops: &serde_json::Value) -> serde_json::Value {
+    let mut ops = ops.clone();
+    let Some(marker) = mutation_marker() else {
+        return ops;
+    };
+    if let Some(list) = ops.as_array_mut() {
+        let writes_annotations = list.iter().any(|op| {
+            op.get("path").and_then(serde_json::Value::as_str) == Some("/metadata/annotations")
+                && op.get("op").and_then(serde_json::Value::as_str) != Some("remove")
+        });
+        if writes_annotations {
+            list.push(serde_json::json!({
+                "op": "add",
+                "path": format!(
+                    "/metadata/annotations/{}",
+                    LAST_MUTATION_ANNOTATION.replace('~', "~0").replace('/', "~1")
+                ),
+                "value": marker,
+            }));
+        }
+    }
+    ops
+}
+
+/// The `RUN_ID` part of an object's [`LAST_MUTATION_ANNOTATION`] (`None`: not marked).
+pub fn last_mutation_run(object: &serde_json::Value) -> Option<&str> {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(LAST_MUTATION_ANNOTATION))
+        .and_then(serde_json::Value::as_str)
+        .and_then(|marker| marker.split('/').next())
+        .filter(|run| !run.is_empty())
+}
+
 /// Why a Kubernetes call failed. [`K8sError::category`] is stable and low-cardinality.
 #[derive(Debug, thiserror::Error)]
 pub enum K8sError {
@@ -201,6 +288,31 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, K8sError::NotFound { .. }));
         assert_eq!(err.status_code(), Some(404));
+    }
+
+    #[tokio::test]
+    async fn patches_inside_a_mutation_carry_the_marker() {
+        let patch = serde_json::json!({"spec": {"unschedulable": true}});
+        assert_eq!(marked_merge_patch(&patch), patch);
+        let (merge, json) = with_mutation_marker("r-1", "cordon", async {
+            (
+                marked_merge_patch(&patch),
+                marked_json_patch(&serde_json::json!([
+                    {"op": "add", "path": "/metadata/annotations", "value": {}}
+                ])),
+            )
+        })
+        .await;
+        assert_eq!(
+            merge["metadata"]["annotations"][LAST_MUTATION_ANNOTATION],
+            "r-1/cordon"
+        );
+        assert_eq!(merge["spec"]["unschedulable"], true);
+        assert_eq!(
+            json[1]["path"],
+            "/metadata/annotations/ripcord.dev~1last-mutation"
+        );
+        assert_eq!(last_mutation_run(&merge), Some("r-1"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! pure helpers node actions and zone guards need (readiness, schedulability, allocatable
 //! resources, Kubernetes quantities).
 
-use super::{K8sError, call, describe, patch_params};
+use super::{K8sError, call, describe, marked_merge_patch, patch_params};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{ListParams, Patch};
@@ -60,8 +60,11 @@ impl Nodes {
             "patch",
             &describe("Node", None, name),
             self.timeout,
-            self.api()
-                .patch(name, &patch_params(), &Patch::Merge(patch)),
+            self.api().patch(
+                name,
+                &patch_params(),
+                &Patch::Merge(marked_merge_patch(patch)),
+            ),
         )
         .await
     }

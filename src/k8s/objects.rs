@@ -1,7 +1,7 @@
 //! Any kind through `DynamicObject`/`ApiResource`: discovery of a kind, get, JSON merge patch.
 //! Used by `object.patch` and by evidence capture for kinds without a typed helper.
 
-use super::{K8sError, call, describe, patch_params};
+use super::{K8sError, call, describe, marked_merge_patch, patch_params};
 use kube::api::{DynamicObject, ListParams, Patch};
 use kube::core::{ApiResource, GroupVersion, GroupVersionKind};
 use kube::discovery::{self, Scope};
@@ -144,8 +144,11 @@ impl Objects {
             "patch",
             &object,
             self.timeout,
-            self.api(kind, namespace)
-                .patch(name, &patch_params(), &Patch::Merge(patch)),
+            self.api(kind, namespace).patch(
+                name,
+                &patch_params(),
+                &Patch::Merge(marked_merge_patch(patch)),
+            ),
         )
         .await?;
         serde_json::to_value(written).map_err(|source| K8sError::Serde { object, source })

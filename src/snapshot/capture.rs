@@ -92,11 +92,29 @@ fn safe(name: &str) -> String {
     }
 }
 
+/// The longest file name part [`bounded`] keeps (well under the 255 bytes of `NAME_MAX`, with
+/// room for the hash and an extension).
+const MAX_NAME_PART: usize = 100;
+
+/// [`safe`], bounded: a longer name (Kubernetes names reach 253 characters) is cut and
+/// suffixed with a hash of the whole name, so two long names never share a file.
+fn bounded(name: &str) -> String {
+    let cleaned = safe(name);
+    if cleaned.len() <= MAX_NAME_PART {
+        return cleaned;
+    }
+    // FNV-1a: stable across builds and runs.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{}-{hash:016x}", &cleaned[..MAX_NAME_PART - 17])
+}
+
 fn object_file(namespace: Option<&str>, kind: &str, name: &str) -> PathBuf {
     PathBuf::from("objects")
-        .join(namespace.map(safe).unwrap_or_else(|| "_cluster".into()))
-        .join(safe(&kind.to_lowercase()))
-        .join(format!("{}.json", safe(name)))
+        .join(namespace.map(bounded).unwrap_or_else(|| "_cluster".into()))
+        .join(bounded(&kind.to_lowercase()))
+        .join(format!("{}.json", bounded(name)))
 }
 
 fn qualified(namespace: Option<&str>, name: &str) -> String {
@@ -163,69 +181,78 @@ fn secret_names_item(namespace: &str, names: Vec<String>) -> Captured {
         kind: "SecretNames".into(),
         name: namespace.to_string(),
         file: PathBuf::from("objects")
-            .join(safe(namespace))
+            .join(bounded(namespace))
             .join("secret-names.json"),
         value: json!({ "namespace": namespace, "names": names,
                        "note": "Secrets are never captured; names only" }),
     }
 }
 
-async fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
-    if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent)
+/// Writes one private file (`0600`, parents `0700`, never through a symlink) off the async
+/// threads.
+async fn write_file(path: &Path, bytes: Vec<u8>) -> Result<(), SnapshotError> {
+    let owned = path.to_path_buf();
+    let result =
+        tokio::task::spawn_blocking(move || crate::journal::files::write_private(&owned, &bytes))
             .await
-            .map_err(|source| SnapshotError::CreateDir {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-    }
-    tokio::fs::write(path, bytes)
-        .await
-        .map_err(|source| SnapshotError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+            .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+    result.map_err(|source| SnapshotError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes the items and merges this phase into `manifest.json`; returns this phase's manifest.
+/// A file that cannot be written becomes a `failed` entry; the rest of the bundle is written.
 async fn write_items(dir: &Path, items: Vec<Captured>) -> Result<Manifest, SnapshotError> {
-    tokio::fs::create_dir_all(dir)
+    let owned = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::journal::files::create_private_dir_all(&owned))
         .await
+        .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())))
         .map_err(|source| SnapshotError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
     let mut phase = Manifest::default();
     for item in items {
-        match item {
+        let (kind, name, file, bytes) = match item {
             Captured::Json {
                 kind,
                 name,
                 file,
-                value,
+                mut value,
             } => {
+                let file_name = file.to_string_lossy().into_owned();
+                for line in super::redact::redact_credentials(&mut value) {
+                    phase.redacted.push(format!("{file_name}: {line}"));
+                }
                 let bytes = serde_json::to_vec_pretty(&value).unwrap_or_default();
-                write_file(&dir.join(&file), &bytes).await?;
-                phase.captured.push(Entry {
-                    kind,
-                    name,
-                    file: file.to_string_lossy().into_owned(),
-                });
+                (kind, name, file, bytes)
             }
             Captured::Text {
                 kind,
                 name,
                 file,
                 text,
-            } => {
-                write_file(&dir.join(&file), text.as_bytes()).await?;
-                phase.captured.push(Entry {
-                    kind,
-                    name,
-                    file: file.to_string_lossy().into_owned(),
+            } => (kind, name, file, text.into_bytes()),
+            Captured::Failed { what, error } => {
+                phase.failed.push(Failure { what, error });
+                continue;
+            }
+        };
+        match write_file(&dir.join(&file), bytes).await {
+            Ok(()) => phase.captured.push(Entry {
+                kind,
+                name,
+                file: file.to_string_lossy().into_owned(),
+            }),
+            Err(err) => {
+                tracing::warn!(file = %file.display(), error = %err, "snapshot file not written");
+                phase.failed.push(Failure {
+                    what: format!("{} {name}", kind.to_lowercase()),
+                    error: crate::cleanup::revert::error_chain(&err),
                 });
             }
-            Captured::Failed { what, error } => phase.failed.push(Failure { what, error }),
         }
     }
     let _guard = MANIFEST_LOCK.lock().await;
@@ -236,11 +263,7 @@ async fn write_items(dir: &Path, items: Vec<Captured>) -> Result<Manifest, Snaps
     };
     merged.merge(&phase);
     let bytes = serde_json::to_vec_pretty(&merged).unwrap_or_default();
-    let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
-    write_file(&tmp, &bytes).await?;
-    tokio::fs::rename(&tmp, &path)
-        .await
-        .map_err(|source| SnapshotError::Write { path, source })?;
+    write_file(&path, bytes).await?;
     Ok(phase)
 }
 
@@ -611,7 +634,7 @@ fn events_item(namespace: &str, mut events: Vec<Value>) -> Captured {
     Captured::Json {
         kind: "Events".into(),
         name: namespace.to_string(),
-        file: PathBuf::from("events").join(format!("{}.json", safe(namespace))),
+        file: PathBuf::from("events").join(format!("{}.json", bounded(namespace))),
         value: json!({ "namespace": namespace, "total": total, "items": keep }),
     }
 }
@@ -704,11 +727,11 @@ async fn capture_logs(
                     },
                     name: format!("{namespace}/{pod}/{container}"),
                     file: PathBuf::from("logs")
-                        .join(safe(&namespace))
-                        .join(safe(&pod))
+                        .join(bounded(&namespace))
+                        .join(bounded(&pod))
                         .join(format!(
                             "{}{}.log",
-                            safe(&container),
+                            bounded(&container),
                             if previous { ".previous" } else { "" }
                         )),
                     text,
@@ -750,7 +773,7 @@ async fn capture_nodes(workloads: &Workloads, pods: &[Pod]) -> Vec<Captured> {
                 Captured::Json {
                     kind: "NodeConditions".into(),
                     name: name.clone(),
-                    file: PathBuf::from("nodes").join(format!("{}.json", safe(&name))),
+                    file: PathBuf::from("nodes").join(format!("{}.json", bounded(&name))),
                     value,
                 }
             }
@@ -803,7 +826,7 @@ async fn capture_metrics(
         Captured::Json {
             kind: "Metric".into(),
             name: q.name.clone(),
-            file: PathBuf::from("metrics").join(format!("{}.json", safe(&q.name))),
+            file: PathBuf::from("metrics").join(format!("{}.json", bounded(&q.name))),
             value,
         }
     });
@@ -824,6 +847,18 @@ mod tests {
         assert!(!out.contains("hunter2"), "{out}");
         assert!(out.contains("password") && out.contains("mode"), "{out}");
         assert!(!out.contains("managedFields"), "{out}");
+    }
+
+    #[test]
+    fn issue13_long_names_get_bounded_distinct_file_names() {
+        let long_a = format!("{}a", "x".repeat(252));
+        let long_b = format!("{}b", "x".repeat(252));
+        let a = object_file(Some("shop"), "Deployment", &long_a);
+        let b = object_file(Some("shop"), "Deployment", &long_b);
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_string_lossy().to_string();
+        assert!(name.len() <= MAX_NAME_PART + 5, "{name}");
+        assert_eq!(bounded("web"), "web");
     }
 
     #[test]

@@ -25,9 +25,17 @@
 //!
 //! **Secrets are never captured**: Secret data is never even requested (a metadata-only list
 //! gives the names). ConfigMaps are recorded as names and keys, without values (they often
-//! carry credentials too). Objects lose `metadata.managedFields`.
+//! carry credentials too). Objects lose `metadata.managedFields`. Literal env values and
+//! container arguments that look like credentials are redacted, names kept ([`redact`]); the
+//! manifest's `redacted` list says what was.
+//!
+//! Files are `0600` in `0700` directories, written without following symlinks
+//! ([`crate::journal::files`]). File names are bounded (a long object name is truncated and
+//! suffixed with a hash of the full name), and a file that cannot be written is a `failed`
+//! entry of the manifest: it never loses the rest of the bundle.
 
 mod capture;
+pub mod redact;
 
 pub use capture::{capture_rest, capture_targets};
 
@@ -81,6 +89,10 @@ pub struct Manifest {
     pub captured: Vec<Entry>,
     /// Items that failed.
     pub failed: Vec<Failure>,
+    /// What was redacted (`objects/shop/pod/web.json: spec.containers[0].env DB_PASSWORD`):
+    /// paths and names, never values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redacted: Vec<String>,
 }
 
 impl Manifest {
@@ -94,6 +106,11 @@ impl Manifest {
         for failure in &other.failed {
             if !self.failed.contains(failure) {
                 self.failed.push(failure.clone());
+            }
+        }
+        for line in &other.redacted {
+            if !self.redacted.contains(line) {
+                self.redacted.push(line.clone());
             }
         }
     }
