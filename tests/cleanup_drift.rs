@@ -143,3 +143,87 @@ async fn issue6_hand_changes_are_drift_and_left_alone_without_force() {
         .await;
     assert_eq!(out.status.code(), Some(0), "clean after --force");
 }
+
+/// `object.patch` setting a list (the api Deployment's containers): the server fills defaults
+/// into the list's items.
+fn list_patch_playbook(h: &Harness) -> std::path::PathBuf {
+    let live = h.deployment("api");
+    let container = &live["spec"]["template"]["spec"]["containers"][0];
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{
+        "name": container["name"],
+        "image": container["image"],
+        "env": [{"name": "MODE", "value": "safe"}],
+        "ports": [{"name": "http", "containerPort": container["ports"][0]["containerPort"]}],
+    }]}}}});
+    let playbook = format!(
+        r#"
+apiVersion: ripcord.dev/v1alpha1
+kind: Playbook
+metadata:
+  name: list-patch
+spec:
+  steps:
+    - name: set-containers
+      action: object.patch
+      with:
+        apiVersion: apps/v1
+        kind: Deployment
+        namespace: shop
+        name: api
+        patch: {patch}
+      retries: {{attempts: 1}}
+"#
+    );
+    h.write("list-patch.yaml", &playbook)
+}
+
+fn api_patches(h: &Harness) -> usize {
+    h.sim
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with("/deployments/api"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_object_patch_of_a_list_verifies_resumes_without_writes_and_cleans_up() {
+    let h = Harness::start_calm().await;
+    let before = h.deployment("api")["spec"]["template"]["spec"]["containers"].clone();
+    let playbook = list_patch_playbook(&h);
+    let path = playbook.to_str().expect("utf-8");
+
+    // Crash right after the PATCH was journaled as applied, before its verify.
+    let out = h
+        .ripcord_with(
+            &["run", path, "--yes", "-n", "shop"],
+            &h.state_dir(),
+            &[(ripcord::engine::CRASH_HOOK_ENV, "after-apply")],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(137));
+    assert_eq!(api_patches(&h), 1);
+    let live = h.deployment("api");
+    let container = &live["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["env"][0]["value"], "safe");
+    assert_eq!(
+        container["ports"][0]["protocol"], "TCP",
+        "the server defaulted the list item"
+    );
+    let run_id = ripcord::journal::list_runs(&h.state_dir()).expect("runs")[0]
+        .run_id
+        .clone();
+
+    // The resume verifies what the PATCH set and sends no write.
+    let out = h.ripcord(&["run", "--resume", &run_id]).await;
+    assert_eq!(out.status.code(), Some(0), "the step verifies");
+    assert_eq!(api_patches(&h), 1, "the resume sent no PATCH");
+
+    // Cleanup sees the change as ripcord left it (no drift) and reverts it.
+    let out = h.ripcord(&["cleanup", "--run", &run_id, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!text.contains("DRIFT"), "{text}");
+    let after = h.deployment("api")["spec"]["template"]["spec"]["containers"].clone();
+    assert!(after[0].get("env").is_none(), "reverted: {after}");
+    assert_eq!(after, before);
+}

@@ -543,7 +543,11 @@ fn decide(
         if !fields::same_at(path, &now, before) {
             all_back = false;
         }
-        if !fields::same_at(path, &now, &ripcord) {
+        // As ripcord left it: the fields ripcord set hold (defaults the server filled into
+        // a list ripcord set are not someone else's change).
+        if !fields::same_at(path, &now, &ripcord)
+            && !crate::actions::object_patch::holds(&now, &ripcord)
+        {
             drift.push(FieldDrift {
                 path: fields::display_path(path),
                 before: before.clone(),
