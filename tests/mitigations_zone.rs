@@ -523,3 +523,73 @@ async fn issue5_failout_guards_stand_when_someone_else_cordoned_the_zone() {
     assert_eq!(sim.write_request_count(), writes);
     sim.shutdown().await;
 }
+
+/// The engine's journal of `run_id` under `state` (empty until it exists).
+fn journal_of(state: &std::path::Path, run_id: &str) -> Vec<ripcord::journal::Entry> {
+    ripcord::journal::read(&ripcord::journal::journal_path(state, run_id))
+        .map(|(entries, _)| entries)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_cancelling_a_drain_blocked_by_a_pdb_ends_interrupted() {
+    use ripcord::engine::{Engine, RunOptions, StopHandle, StopReason};
+    use ripcord::journal::{Outcome, Record};
+    // No disruption allowed at all: every eviction is refused with 429 and retried.
+    let yaml = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/scenarios/three-zones.yaml"),
+    )
+    .expect("scenario")
+    .replace("minAvailable: 4", "minAvailable: 6")
+    .replace("maxUnavailable: 1}", "maxUnavailable: 0}");
+    let sim = start_yaml(&yaml).await;
+    wait_until("web and api ready", || {
+        all_ready(&sim, "shop", "web", 6) && all_ready(&sim, "shop", "api", 3)
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let valid = ripcord::playbook::parse::load_builtin("failout-zone").expect("builtin");
+    let params = BTreeMap::from([("zone".to_string(), "zone-a".to_string())]);
+    let plan = ripcord::plan::plan(&valid, &params, &ripcord::journal::new_run_id()).expect("plan");
+    let run_id = plan.run_id.clone();
+    let stop = StopHandle::new();
+    let mut opts = RunOptions::new("test", dir.path());
+    opts.namespace = Some("shop".into());
+    opts.stop = Some(stop.clone());
+    let engine = Engine::new(sim.client(), reqwest::Client::new());
+    let run = tokio::spawn(async move { engine.run(plan, opts, None).await });
+
+    let state = dir.path().to_path_buf();
+    wait_until("an eviction under way", || {
+        journal_of(&state, &run_id).iter().any(|e| {
+            matches!(&e.record, Record::MutationIntended { mutation, .. }
+                if mutation.id.starts_with("evict/"))
+        })
+    })
+    .await;
+    // The eviction is being refused by the PodDisruptionBudget and retried.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let asked = std::time::Instant::now();
+    stop.stop(StopReason::Interrupted {
+        by: "Ctrl-C".into(),
+    });
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(20), run)
+        .await
+        .expect("the run stopped (it used to fail when the eviction gave up)")
+        .expect("task")
+        .expect("run");
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(outcome.outcome, Outcome::Interrupted, "{outcome:?}");
+    assert!(
+        !journal_of(&state, &outcome.run_id)
+            .iter()
+            .any(|e| matches!(e.record, Record::StepFailed { .. })),
+        "no step failed"
+    );
+    sim.shutdown().await;
+}
