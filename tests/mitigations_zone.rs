@@ -593,3 +593,149 @@ async fn issue12_cancelling_a_drain_blocked_by_a_pdb_ends_interrupted() {
     );
     sim.shutdown().await;
 }
+
+/// The `ripcord` binary against `sim` (kubeconfig and state under `dir`); its output.
+async fn ripcord_cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(180),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
+            .args(args)
+            .env("KUBECONFIG", dir.join("kubeconfig"))
+            .env("RIPCORD_STATE_DIR", dir.join("state"))
+            .env("RIPCORD_CONFIG", "/dev/null")
+            .env("RIPCORD_WHO", "test")
+            .env_remove("RIPCORD_NAMESPACE")
+            .env_remove("RIPCORD_CONTEXT")
+            .env_remove(ripcord::engine::CRASH_HOOK_ENV)
+            .stdin(std::process::Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("ripcord finished within 180 s")
+    .expect("ripcord runs");
+    eprintln!(
+        "ripcord {args:?} -> {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn route_annotation(sim: &ripcord::sim::SimCluster, key: &str) -> Option<String> {
+    let route = sim
+        .store()
+        .get(&kinds::http_routes(), Some("shop"), "web")
+        .expect("route exists");
+    route["metadata"]["annotations"][key]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// How many PATCHes of the route shop/web the sim saw since request `from`.
+fn route_patches(sim: &ripcord::sim::SimCluster, from: usize) -> usize {
+    sim.request_log()
+        .iter()
+        .skip(from)
+        .filter(|r| r.method == "PATCH" && r.path.ends_with("/httproutes/web"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_failback_without_route_ramps_back_what_the_failout_recorded() {
+    let sim = ready_three_zones().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    sim.write_kubeconfig(&dir.path().join("kubeconfig"))
+        .expect("kubeconfig");
+    let out = ripcord_cli(
+        dir.path(),
+        &[
+            "failout",
+            "zone/zone-a",
+            "--route",
+            "shop/web",
+            "--backend",
+            "web-zone-a",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(route_weights(&sim)["web-zone-a"], 0);
+    let marker = "ripcord.dev/failed-out.zone-a";
+    assert_eq!(
+        route_annotation(&sim, marker).as_deref(),
+        Some("web-zone-a")
+    );
+
+    // A fail-out that recorded nothing (an older ripcord): the fail-back refuses, writes
+    // nothing and asks for --route.
+    let unmark = |value: Option<&str>| {
+        let rt = kinds::http_routes();
+        let mut route = sim.store().get(&rt, Some("shop"), "web").expect("route");
+        route["metadata"]["annotations"][marker] = value.map_or(Value::Null, |v| json!(v));
+        if value.is_none() {
+            if let Some(a) = route["metadata"]["annotations"].as_object_mut() {
+                a.remove(marker);
+            }
+        }
+        sim.store().update(&rt, route).expect("route updated");
+    };
+    unmark(None);
+    let writes = sim.write_request_count();
+    let out = ripcord_cli(
+        dir.path(),
+        &["failback", "zone/zone-a", "--ramp-pause", "100ms", "--yes"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(4), "refused");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        format!("{stdout}{stderr}").contains("--route"),
+        "says what to do: {stdout}{stderr}"
+    );
+    assert!(
+        zone_nodes(&sim, "zone-a")
+            .iter()
+            .all(|n| n["spec"]["unschedulable"] == json!(true)),
+        "nothing uncordoned"
+    );
+    assert_eq!(route_weights(&sim)["web-zone-a"], 0);
+    assert_eq!(
+        sim.write_request_count(),
+        writes,
+        "the refusal wrote nothing"
+    );
+
+    // With the fail-out's record: found, ramped back in the steps asked for.
+    unmark(Some("web-zone-a"));
+    let from = sim.request_log().len();
+    let out = ripcord_cli(
+        dir.path(),
+        &[
+            "failback",
+            "zone/zone-a",
+            "--ramp",
+            "50,100",
+            "--ramp-pause",
+            "200ms",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(route_weights(&sim)["web-zone-a"], 100);
+    assert_eq!(route_patches(&sim, from), 2, "50% then 100%: a ramp");
+    assert!(
+        zone_nodes(&sim, "zone-a")
+            .iter()
+            .all(|n| n["spec"]["unschedulable"] != json!(true))
+    );
+    assert_eq!(route_annotation(&sim, marker), None);
+    assert_eq!(
+        route_annotation(&sim, &format!("{WEIGHT_BEFORE_PREFIX}web-zone-a")),
+        None
+    );
+    sim.shutdown().await;
+}
