@@ -739,3 +739,93 @@ async fn issue12_failback_without_route_ramps_back_what_the_failout_recorded() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_a_resumed_ramp_waits_out_the_rest_of_the_interrupted_pause() {
+    use ripcord::engine::{Engine, RunOptions, StopHandle, StopReason};
+    use ripcord::journal::{Outcome, Record};
+    let sim = ready_three_zones().await;
+    let failout = action(json!({"action": "zone.failout", "with": {
+        "zone": "zone-a",
+        "traffic": {"httpRoute": {"namespace": "shop", "name": "web", "backend": "web-zone-a"}}
+    }}));
+    drive(
+        failout.as_ref(),
+        &context(&sim, RUN, "failout"),
+        Vec::new(),
+        None,
+        |_| {},
+    )
+    .await
+    .expect("fail-out succeeds");
+    assert_eq!(route_weights(&sim)["web-zone-a"], 0);
+
+    let pause = std::time::Duration::from_secs(6);
+    let yaml = r#"
+apiVersion: ripcord.dev/v1alpha1
+kind: Playbook
+metadata:
+  name: failback-slow
+spec:
+  steps:
+    - name: failback
+      action: zone.failback
+      with:
+        zone: zone-a
+        traffic: {httpRoute: {namespace: shop, name: web, backend: web-zone-a}}
+        ramp: [50, 100]
+        rampPause: 6s
+"#;
+    let valid = ripcord::playbook::parse_str("failback.yaml", yaml).expect("valid");
+    let plan = ripcord::plan::plan(&valid, &BTreeMap::new(), &ripcord::journal::new_run_id())
+        .expect("plan");
+    let run_id = plan.run_id.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::new(sim.client(), reqwest::Client::new());
+    let stop = StopHandle::new();
+    let mut opts = RunOptions::new("test", dir.path());
+    opts.namespace = Some("shop".into());
+    opts.stop = Some(stop.clone());
+    let first = {
+        let (engine, plan, opts) = (engine.clone(), plan.clone(), opts.clone());
+        tokio::spawn(async move { engine.run(plan, opts, None).await })
+    };
+    let state = dir.path().to_path_buf();
+    let applied_at = |id: &str| {
+        journal_of(&state, &run_id)
+            .iter()
+            .find_map(|e| match &e.record {
+                Record::MutationApplied { mutation_id, .. } if mutation_id == id => Some(e.at),
+                _ => None,
+            })
+    };
+    wait_until("the 50% step written", || applied_at("ramp-50").is_some()).await;
+    // Interrupted half-way through the 6 s pause.
+    tokio::time::sleep(pause / 2).await;
+    stop.stop(StopReason::Interrupted {
+        by: "Ctrl-C".into(),
+    });
+    let outcome = first.await.expect("task").expect("run");
+    assert_eq!(outcome.outcome, Outcome::Interrupted);
+    assert_eq!(route_weights(&sim)["web-zone-a"], 50);
+
+    let mut opts = RunOptions::new("test", dir.path());
+    opts.namespace = Some("shop".into());
+    opts.resume = Some(run_id.clone());
+    let resumed = engine.run(plan, opts, None).await.expect("resumed");
+    assert_eq!(resumed.outcome, Outcome::Succeeded, "{resumed:?}");
+    assert_eq!(route_weights(&sim)["web-zone-a"], 100);
+    let fifty = applied_at("ramp-50").expect("50%");
+    let hundred = applied_at("ramp-100").expect("100%");
+    let held = std::time::Duration::try_from(hundred.duration_since(fifty)).unwrap_or_default();
+    assert!(
+        held >= pause - std::time::Duration::from_millis(200),
+        "the 50% step was held {held:?}, not the whole pause of {pause:?}"
+    );
+    assert!(
+        resumed.duration < pause,
+        "the resume waited the rest of the pause, not a new one: {:?}",
+        resumed.duration
+    );
+    sim.shutdown().await;
+}
