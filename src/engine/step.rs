@@ -22,9 +22,10 @@ use tracing::Instrument;
 const MAX_ROUNDS: usize = 1000;
 /// Extra time granted to `verify` beyond its own bound before the engine cancels it.
 const VERIFY_GRACE: Duration = Duration::from_secs(5);
-/// How long a write already sent may still finish after a stop request before the engine
-/// drops it (its intent is journaled: a resume's re-diff settles whether it took effect).
-const APPLY_STOP_GRACE: Duration = Duration::from_millis(500);
+/// How long a write already sent, or a verify already reading, may still finish after a stop
+/// request before the engine drops it (a dropped write's intent is journaled: a resume's
+/// re-diff settles whether it took effect). Two graces at most fall into one stop.
+const STOP_GRACE: Duration = Duration::from_millis(400);
 
 /// Why a step failed.
 #[derive(Debug, Clone)]
@@ -421,9 +422,8 @@ impl<'a> RunState<'a> {
         }
 
         for _round in 0..MAX_ROUNDS {
-            if let Some(reason) = self.stop.reason() {
-                return Ok(Ok(StepEnd::Stopped(reason)));
-            }
+            // A stop request is honoured after the diff: a step whose change is complete ends
+            // verified, one with writes left stops before them.
             let diff = match self
                 .diff_with_retries(action.as_ref(), step, deadline)
                 .await
@@ -505,6 +505,9 @@ impl<'a> RunState<'a> {
                 return Ok(Ok(StepEnd::Verified));
             }
 
+            if let Some(reason) = self.stop.reason() {
+                return Ok(Ok(StepEnd::Stopped(reason)));
+            }
             if !self.gate.passed {
                 let first = &diff.mutations[0];
                 match self.pass_gate(first).await {
@@ -695,20 +698,26 @@ impl<'a> RunState<'a> {
         let attempts = step.retries.attempts.max(1);
         let mut attempt = 0;
         loop {
-            if let Some(reason) = self.stop.reason() {
-                return Err(DiffHalt::Stopped(reason));
-            }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Err(DiffHalt::Failed(timeout_failure(step, "diff")));
             }
             let ctx = self.context(step, deadline);
-            let result = tokio::select! {
-                r = tokio::time::timeout(remaining, action.diff(&ctx)) => match r {
-                    Ok(r) => r,
-                    Err(_) => return Err(DiffHalt::Failed(timeout_failure(step, "diff"))),
-                },
-                reason = stop_requested(self.stop_rx.clone()) => return Err(DiffHalt::Stopped(reason)),
+            let mut observe = std::pin::pin!(tokio::time::timeout(remaining, action.diff(&ctx)));
+            let outcome = tokio::select! {
+                r = &mut observe => r,
+                // A diff that is only reading still finishes (a step whose change is done
+                // then ends verified); one that waits is cancelled.
+                reason = stop_requested(self.stop_rx.clone()) => {
+                    match tokio::time::timeout(STOP_GRACE, &mut observe).await {
+                        Ok(r) => r,
+                        Err(_) => return Err(DiffHalt::Stopped(reason)),
+                    }
+                }
+            };
+            let result = match outcome {
+                Ok(r) => r,
+                Err(_) => return Err(DiffHalt::Failed(timeout_failure(step, "diff"))),
             };
             match result {
                 Ok(diff) => return Ok(diff),
@@ -717,6 +726,9 @@ impl<'a> RunState<'a> {
                     tracing::info!(run = %self.plan.run_id, step = %step.name, attempt, error = %err, "diff failed, retrying");
                     attempt += 1;
                     self.pause(delay.min(remaining)).await;
+                    if let Some(reason) = self.stop.reason() {
+                        return Err(DiffHalt::Stopped(reason));
+                    }
                 }
                 Err(err) => return Err(DiffHalt::Failed(StepFailure::from_action(&err))),
             }
@@ -732,7 +744,7 @@ impl<'a> RunState<'a> {
     }
 
     /// `apply`, retried on retryable errors within the step's time. A stop request lets a
-    /// write already under way finish for [`APPLY_STOP_GRACE`], then drops it (a drain's
+    /// write already under way finish for [`STOP_GRACE`], then drops it (a drain's
     /// eviction retrying against a PodDisruptionBudget, a backoff): its intent is journaled,
     /// so a resume's re-diff tells whether it took effect.
     async fn apply_with_retries(
@@ -760,7 +772,7 @@ impl<'a> RunState<'a> {
             let outcome = tokio::select! {
                 r = &mut call => r,
                 reason = stop_requested(self.stop_rx.clone()) => {
-                    match tokio::time::timeout(APPLY_STOP_GRACE, &mut call).await {
+                    match tokio::time::timeout(STOP_GRACE, &mut call).await {
                         Ok(r) => r,
                         Err(_) => {
                             tracing::info!(run = %self.plan.run_id, step = %step.name, mutation = %mutation.id, "write dropped by a stop request; its intent stays journaled");
@@ -808,9 +820,20 @@ impl<'a> RunState<'a> {
                 timeout: remaining,
             });
             let ctx = self.context(step, deadline);
+            let mut check = std::pin::pin!(tokio::time::timeout(
+                remaining + VERIFY_GRACE,
+                action.verify(&ctx, applied)
+            ));
             let result = tokio::select! {
-                r = tokio::time::timeout(remaining + VERIFY_GRACE, action.verify(&ctx, applied)) => r,
-                reason = stop_requested(self.stop_rx.clone()) => return Ok(Some(reason)),
+                r = &mut check => r,
+                // A verify that is only reading the result back still finishes (the step is
+                // then verified); one that waits is cancelled: verify only reads.
+                reason = stop_requested(self.stop_rx.clone()) => {
+                    match tokio::time::timeout(STOP_GRACE, &mut check).await {
+                        Ok(r) => r,
+                        Err(_) => return Ok(Some(reason)),
+                    }
+                }
             };
             match result {
                 Err(_) => return Err(timeout_failure(step, "verify")),
