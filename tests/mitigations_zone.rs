@@ -673,10 +673,12 @@ async fn issue12_failback_without_route_ramps_back_what_the_failout_recorded() {
     let unmark = |value: Option<&str>| {
         let rt = kinds::http_routes();
         let mut route = sim.store().get(&rt, Some("shop"), "web").expect("route");
-        route["metadata"]["annotations"][marker] = value.map_or(Value::Null, |v| json!(v));
-        if value.is_none() {
-            if let Some(a) = route["metadata"]["annotations"].as_object_mut() {
-                a.remove(marker);
+        match value {
+            Some(v) => route["metadata"]["annotations"][marker] = json!(v),
+            None => {
+                if let Some(a) = route["metadata"]["annotations"].as_object_mut() {
+                    a.remove(marker);
+                }
             }
         }
         sim.store().update(&rt, route).expect("route updated");

@@ -292,25 +292,28 @@ impl ZoneFailback {
                 }
             }
         }
-        if let Some(shift) = &self.args.traffic {
-            if shift.webhook.is_some() {
-                let current: Option<u32> = zone_nodes
-                    .iter()
-                    .filter_map(|n| nodes::annotation(n, TRAFFIC_PERCENT_ANNOTATION))
-                    .filter_map(|v| v.parse().ok())
-                    .min();
-                if let Some(current) = current {
-                    if let Some(percent) = self.ramp.iter().copied().find(|p| *p > current) {
-                        mutations.extend(webhook_mutation(
-                            zone,
-                            &zone_node_refs,
-                            percent,
-                            format!("{RAMP_PREFIX}{percent}{WEBHOOK_SUFFIX}"),
-                        ));
-                    }
-                } else {
-                    notes.push("the traffic manager already has the zone at 100%".to_string());
+        if self
+            .args
+            .traffic
+            .as_ref()
+            .is_some_and(|shift| shift.webhook.is_some())
+        {
+            let current: Option<u32> = zone_nodes
+                .iter()
+                .filter_map(|n| nodes::annotation(n, TRAFFIC_PERCENT_ANNOTATION))
+                .filter_map(|v| v.parse().ok())
+                .min();
+            if let Some(current) = current {
+                if let Some(percent) = self.ramp.iter().copied().find(|p| *p > current) {
+                    mutations.extend(webhook_mutation(
+                        zone,
+                        &zone_node_refs,
+                        percent,
+                        format!("{RAMP_PREFIX}{percent}{WEBHOOK_SUFFIX}"),
+                    ));
                 }
+            } else {
+                notes.push("the traffic manager already has the zone at 100%".to_string());
             }
         }
         let summary = if mutations.is_empty() {

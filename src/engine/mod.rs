@@ -40,6 +40,8 @@ mod guards;
 mod mirror;
 mod resume;
 mod step;
+#[cfg(test)]
+mod step_tests;
 
 use crate::actions::{Inverse, Mutation};
 use crate::journal::{self, Journal, JournalError, Outcome, Record};
@@ -459,7 +461,14 @@ pub struct Engine {
     /// `Some(None)`: the default kubeconfig), and the clients built so far, per context.
     step_contexts: Option<Option<PathBuf>>,
     context_clients: Arc<tokio::sync::Mutex<std::collections::HashMap<String, kube::Client>>>,
+    /// Builds steps' actions instead of [`crate::actions::build`] (the step loop's unit tests
+    /// drive scripted actions through it).
+    action_factory: Option<ActionFactory>,
 }
+
+/// Builds the action of a step (a test seam; see [`Engine::action_factory`]).
+pub(crate) type ActionFactory =
+    Arc<dyn Fn(&crate::plan::PlannedStep) -> Box<dyn crate::actions::Action> + Send + Sync>;
 
 // === impl Engine ===
 
@@ -472,7 +481,15 @@ impl Engine {
             lock_ttl: Duration::from_secs(30),
             step_contexts: None,
             context_clients: Arc::default(),
+            action_factory: None,
         }
+    }
+
+    /// Builds every step's action with `factory` (unit tests of the step loop).
+    #[cfg(test)]
+    pub(crate) fn with_action_factory(mut self, factory: ActionFactory) -> Engine {
+        self.action_factory = Some(factory);
+        self
     }
 
     /// Lets steps name a kubeconfig context (a colo that is a whole cluster): one

@@ -378,7 +378,11 @@ impl<'a> RunState<'a> {
         &mut self,
         step: &PlannedStep,
     ) -> Result<Result<StepEnd, StepFailure>, EngineError> {
-        let action = match actions::build(&step.action) {
+        let built = match &self.engine.action_factory {
+            Some(factory) => Ok(factory(step)),
+            None => actions::build(&step.action),
+        };
+        let action = match built {
             Ok(a) => a,
             Err(err) => return Ok(Err(StepFailure::from_action(&err))),
         };
