@@ -162,20 +162,28 @@ impl ZoneFailback {
                 http_routes::annotations_with_prefix(route, WEIGHT_BEFORE_PREFIX)
             {
                 if !attributed.contains(backend) {
-                    unattributed.push(format!(
-                        "httproute/{namespace}/{name} backend {backend} (weight before: {before})"
+                    unattributed.push((
+                        format!(
+                            "httproute/{namespace}/{name} backend {backend} (weight before: \
+                             {before})"
+                        ),
+                        format!("--route {namespace}/{name} --backend {backend}"),
                     ));
                 }
             }
         }
-        if found.is_empty() && !unattributed.is_empty() {
+        if let Some((_, flags)) = unattributed.first()
+            && found.is_empty()
+        {
+            let drained: Vec<&str> = unattributed.iter().map(|(what, _)| what.as_str()).collect();
             return Err(ActionError::Refused {
                 reason: format!(
                     "no fail-out of zone {zone} recorded which route carries its traffic, but \
-                     {} still drained by a fail-out; failing back without ramping it would \
-                     leave the traffic away. Say which: --route NS/NAME --backend B (or \
+                     {} {} still drained by a fail-out; failing back without ramping it would \
+                     leave the traffic away. Say which route is the zone's: e.g. {flags} (or \
                      traffic.httpRoute in the playbook)",
-                    unattributed.join(", ")
+                    drained.join(", "),
+                    if drained.len() == 1 { "is" } else { "are" }
                 ),
             });
         }
