@@ -341,6 +341,7 @@ async fn signal_stops_a_waiting_restart(signals: &[&str]) {
         .expect("ripcord ended after the signal (it used to wait out the step timeout)")
         .expect("output");
     let elapsed = sent.elapsed();
+    eprintln!("{signals:?}: the process exited {elapsed:?} after the signal");
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(130), "{signals:?}: {stderr}");
     assert!(
@@ -431,6 +432,10 @@ async fn issue12_a_tripped_stop_condition_stops_a_restart_waiting_for_readiness(
         .expect("the run stopped (it used to wait on for the step timeout)")
         .expect("task")
         .expect("run");
+    eprintln!(
+        "stop condition: the run ended {:?} after the trip",
+        tripped.elapsed()
+    );
     assert!(
         tripped.elapsed() < Duration::from_secs(2),
         "{:?}",
