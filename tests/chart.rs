@@ -196,6 +196,7 @@ fn rendered_rbac_grants_exactly_the_verbs_the_actions_need() {
         "autoscaling/horizontalpodautoscalers:list",
         "discovery.k8s.io/endpointslices:list",
         "gateway.networking.k8s.io/httproutes:get",
+        "gateway.networking.k8s.io/httproutes:list",
         "gateway.networking.k8s.io/httproutes:patch",
         "coordination.k8s.io/leases:get",
         "coordination.k8s.io/leases:create",

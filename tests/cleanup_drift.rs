@@ -414,3 +414,186 @@ async fn issue13_secret_parameters_never_reach_the_journal_or_what_reads_it() {
         assert!(stderr.contains("RIPCORD_PARAM_API_TOKEN"), "{stderr}");
     }
 }
+
+/// `object.patch` setting a list (the api Deployment's containers): the server fills defaults
+/// into the list's items.
+fn list_patch_playbook(h: &Harness) -> std::path::PathBuf {
+    let live = h.deployment("api");
+    let container = &live["spec"]["template"]["spec"]["containers"][0];
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{
+        "name": container["name"],
+        "image": container["image"],
+        "env": [{"name": "MODE", "value": "safe"}],
+        "ports": [{"name": "http", "containerPort": container["ports"][0]["containerPort"]}],
+    }]}}}});
+    let playbook = format!(
+        r#"
+apiVersion: ripcord.dev/v1alpha1
+kind: Playbook
+metadata:
+  name: list-patch
+spec:
+  steps:
+    - name: set-containers
+      action: object.patch
+      with:
+        apiVersion: apps/v1
+        kind: Deployment
+        namespace: shop
+        name: api
+        patch: {patch}
+      retries: {{attempts: 1}}
+"#
+    );
+    h.write("list-patch.yaml", &playbook)
+}
+
+fn api_patches(h: &Harness) -> usize {
+    h.sim
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with("/deployments/api"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_object_patch_of_a_list_verifies_resumes_without_writes_and_cleans_up() {
+    let h = Harness::start_calm().await;
+    let before = h.deployment("api")["spec"]["template"]["spec"]["containers"].clone();
+    let playbook = list_patch_playbook(&h);
+    let path = playbook.to_str().expect("utf-8");
+
+    // Crash right after the PATCH was journaled as applied, before its verify.
+    let out = h
+        .ripcord_with(
+            &["run", path, "--yes", "-n", "shop"],
+            &h.state_dir(),
+            &[(ripcord::engine::CRASH_HOOK_ENV, "after-apply")],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(137));
+    assert_eq!(api_patches(&h), 1);
+    let live = h.deployment("api");
+    let container = &live["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["env"][0]["value"], "safe");
+    assert_eq!(
+        container["ports"][0]["protocol"], "TCP",
+        "the server defaulted the list item"
+    );
+    let run_id = ripcord::journal::list_runs(&h.state_dir()).expect("runs")[0]
+        .run_id
+        .clone();
+
+    // The resume verifies what the PATCH set and sends no write.
+    let out = h.ripcord(&["run", "--resume", &run_id]).await;
+    assert_eq!(out.status.code(), Some(0), "the step verifies");
+    assert_eq!(api_patches(&h), 1, "the resume sent no PATCH");
+
+    // Cleanup sees the change as ripcord left it (no drift) and reverts it.
+    let out = h.ripcord(&["cleanup", "--run", &run_id, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!text.contains("DRIFT"), "{text}");
+    let after = h.deployment("api")["spec"]["template"]["spec"]["containers"].clone();
+    assert!(after[0].get("env").is_none(), "reverted: {after}");
+    assert_eq!(after, before);
+}
+
+const FAILOUT: &str = r#"
+apiVersion: ripcord.dev/v1alpha1
+kind: Playbook
+metadata:
+  name: failout-with-traffic
+spec:
+  steps:
+    - name: failout
+      action: zone.failout
+      with:
+        zone: zone-a
+        traffic: {httpRoute: {namespace: shop, name: checkout, backend: checkout-zone-a}}
+      timeout: 3m
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_cleanup_with_a_drifted_node_still_ramps_the_traffic_back() {
+    let h = Harness::start_calm().await;
+    let playbook = h.write("failout.yaml", FAILOUT);
+    let out = h
+        .ripcord(&["run", playbook.to_str().expect("utf-8"), "--yes"])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let run_id = run_id_of(&out);
+    assert!(
+        h.route_weights()
+            .contains(&("checkout-zone-a".to_string(), 0))
+    );
+    let names: Vec<String> = h
+        .zone_nodes("zone-a")
+        .iter()
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(names.len(), 2);
+    // By hand: one node uncordoned (ripcord's mark stays) — drift on that node only.
+    h.by_hand(&kinds::nodes(), None, &names[0], |n| {
+        n["spec"]["unschedulable"] = Value::Bool(false);
+    });
+
+    let from = h.sim.request_log().len();
+    let out = h
+        .ripcord(&[
+            "cleanup",
+            "--run",
+            &run_id,
+            "--yes",
+            "--ramp-pause",
+            "100ms",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("DRIFT: skipped"), "{text}");
+    assert!(
+        text.contains("traffic ramp only"),
+        "says what it did: {text}"
+    );
+    let route_patches: Vec<String> = h
+        .sim
+        .request_log()
+        .iter()
+        .skip(from)
+        .filter(|r| r.method == "PATCH" && r.path.ends_with("/httproutes/checkout"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(
+        route_patches.len() >= 4,
+        "ramped 10/25/50/100, never 0 -> 100 in one patch: {route_patches:?}"
+    );
+    assert!(
+        h.route_weights().iter().all(|(_, w)| *w == 100),
+        "{:?}",
+        h.route_weights()
+    );
+    // The drifted node is left alone (its mark stays); the clean one is reverted.
+    let nodes = h.zone_nodes("zone-a");
+    let node = |name: &str| {
+        nodes
+            .iter()
+            .find(|n| n["metadata"]["name"] == json!(name))
+            .cloned()
+            .expect("node")
+    };
+    assert!(
+        node(&names[0])
+            .pointer("/metadata/labels/ripcord.dev~1cordoned-by")
+            .is_some(),
+        "drifted node untouched"
+    );
+    let clean = node(&names[1]);
+    assert_ne!(clean["spec"]["unschedulable"], Value::Bool(true), "{clean}");
+    assert!(
+        clean
+            .pointer("/metadata/labels/ripcord.dev~1cordoned-by")
+            .is_none(),
+        "{clean}"
+    );
+}

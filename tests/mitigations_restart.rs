@@ -225,3 +225,225 @@ async fn restart_with_an_interruption() -> BTreeSet<String> {
     sim.shutdown().await;
     now
 }
+
+// === issue 12: abort that aborts ===
+
+/// Four replicas of a release whose pods never become Ready: a restart marks the Deployment,
+/// then waits (in its diff) for room for its first batch — the wait that used to ignore
+/// Ctrl-C, SIGTERM and tripped stop conditions.
+const NEVER_READY: &str = r#"
+name: restart-never-ready
+settings: {timeFactor: 20, podReadyDelaySeconds: 1}
+zones:
+  - {name: zone-a, nodes: 2}
+  - {name: zone-b, nodes: 2}
+namespaces: [shop]
+deployments:
+  - namespace: shop
+    name: frontend
+    replicas: 4
+    releases:
+      - image: registry.local/frontend:5.0.3
+        bad: notReady
+"#;
+
+/// The `ripcord` binary pointed at `sim`, journaling under `state`.
+fn ripcord_command(dir: &std::path::Path, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ripcord"));
+    cmd.args(args)
+        .env("KUBECONFIG", dir.join("kubeconfig"))
+        .env("RIPCORD_STATE_DIR", dir.join("state"))
+        .env("RIPCORD_CONFIG", "/dev/null")
+        .env("RIPCORD_WHO", "test")
+        .env_remove("RIPCORD_NAMESPACE")
+        .env_remove("RIPCORD_CONTEXT")
+        .env_remove(ripcord::engine::CRASH_HOOK_ENV)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// The only run under `state` and its journal records (no torn tail), once it has a journal.
+fn only_journal(state: &std::path::Path) -> Option<(String, Vec<ripcord::journal::Entry>)> {
+    let runs = ripcord::journal::list_runs(state).ok()?;
+    let run = runs.first()?;
+    let (entries, torn) =
+        ripcord::journal::read(&ripcord::journal::journal_path(state, &run.run_id)).ok()?;
+    assert!(torn.is_none(), "torn journal tail: {torn:?}");
+    Some((run.run_id.clone(), entries))
+}
+
+fn marker_applied(entries: &[ripcord::journal::Entry]) -> bool {
+    entries.iter().any(|e| {
+        matches!(&e.record, ripcord::journal::Record::MutationApplied { mutation_id, .. }
+            if mutation_id == "restart/mark")
+    })
+}
+
+fn kill(signal: &str, pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// The operator takes the broken release out of service (scales it to zero): the restart
+/// has nothing left to wait for.
+fn scale_to_zero(sim: &ripcord::sim::SimCluster) {
+    let rt = ripcord::sim::store::kinds::deployments();
+    let mut deployment = sim
+        .store()
+        .get(&rt, Some("shop"), "frontend")
+        .expect("frontend exists");
+    deployment["spec"]["replicas"] = json!(0);
+    sim.store().update(&rt, deployment).expect("scaled to zero");
+}
+
+async fn signal_stops_a_waiting_restart(signals: &[&str]) {
+    let sim = start_yaml(NEVER_READY).await;
+    wait_until("4 frontend pods", || {
+        app_pods(&sim, "shop", "frontend").len() == 4
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    sim.write_kubeconfig(&dir.path().join("kubeconfig"))
+        .expect("kubeconfig written");
+    let state = dir.path().join("state");
+    let args = [
+        "restart",
+        "deployment/frontend",
+        "-n",
+        "shop",
+        "--batch",
+        "1",
+        "--warmup",
+        "0s",
+        "--yes",
+    ];
+    let child = ripcord_command(dir.path(), &args)
+        .spawn()
+        .expect("ripcord runs");
+    let pid = child.id().expect("pid");
+    wait_until("the restart marker journaled", || {
+        only_journal(&state).is_some_and(|(_, e)| marker_applied(&e))
+    })
+    .await;
+    // The run now waits for Ready pods that never come.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = std::time::Instant::now();
+    for signal in signals {
+        kill(signal, pid);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("ripcord ended after the signal (it used to wait out the step timeout)")
+        .expect("output");
+    let elapsed = sent.elapsed();
+    eprintln!("{signals:?}: the process exited {elapsed:?} after the signal");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(130), "{signals:?}: {stderr}");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "stopped after {elapsed:?}"
+    );
+    let (run_id, entries) = only_journal(&state).expect("journal");
+    if signals.len() == 1 {
+        let finished = entries.iter().rev().find_map(|e| match &e.record {
+            ripcord::journal::Record::RunFinished { outcome, .. } => Some(*outcome),
+            _ => None,
+        });
+        assert_eq!(finished, Some(ripcord::journal::Outcome::Interrupted));
+    }
+
+    // Resumable: once nothing blocks the restart any more, the resumed run completes.
+    scale_to_zero(&sim);
+    let resumed = ripcord_command(dir.path(), &["run", "--resume", &run_id])
+        .spawn()
+        .expect("ripcord runs")
+        .wait_with_output();
+    let out = tokio::time::timeout(Duration::from_secs(120), resumed)
+        .await
+        .expect("the resumed run finished")
+        .expect("output");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_ctrl_c_stops_a_restart_waiting_for_readiness_within_2s() {
+    signal_stops_a_waiting_restart(&["-INT"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_sigterm_stops_a_restart_waiting_for_readiness_within_2s() {
+    signal_stops_a_waiting_restart(&["-TERM"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_a_second_ctrl_c_exits_at_once_with_a_whole_journal() {
+    signal_stops_a_waiting_restart(&["-INT", "-INT"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_a_tripped_stop_condition_stops_a_restart_waiting_for_readiness() {
+    use ripcord::engine::{Engine, RunOptions, StopHandle, StopReason};
+    let sim = start_yaml(NEVER_READY).await;
+    wait_until("4 frontend pods", || {
+        app_pods(&sim, "shop", "frontend").len() == 4
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let valid = ripcord::playbook::parse::load_builtin("rolling-restart").expect("builtin loads");
+    let params = BTreeMap::from([
+        ("name".to_string(), "frontend".to_string()),
+        ("namespace".to_string(), "shop".to_string()),
+        ("batch".to_string(), "1".to_string()),
+        ("warmup".to_string(), "0s".to_string()),
+    ]);
+    let plan = ripcord::plan::plan(&valid, &params, &ripcord::journal::new_run_id()).expect("plan");
+    let run_id = plan.run_id.clone();
+    let stop = StopHandle::new();
+    let mut opts = RunOptions::new("test", dir.path());
+    opts.namespace = Some("shop".into());
+    opts.stop = Some(stop.clone());
+    let engine = Engine::new(sim.client(), reqwest::Client::new());
+    let run = tokio::spawn(async move { engine.run(plan, opts, None).await });
+    let state = dir.path().to_path_buf();
+    wait_until("the restart marker journaled", || {
+        ripcord::journal::read(&ripcord::journal::journal_path(&state, &run_id))
+            .is_ok_and(|(e, _)| marker_applied(&e))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tripped = std::time::Instant::now();
+    stop.stop(StopReason::Guard {
+        guard: "error-ratio".into(),
+        reason: "0.07 > 0.05".into(),
+    });
+    let outcome = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the run stopped (it used to wait on for the step timeout)")
+        .expect("task")
+        .expect("run");
+    eprintln!(
+        "stop condition: the run ended {:?} after the trip",
+        tripped.elapsed()
+    );
+    assert!(
+        tripped.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        tripped.elapsed()
+    );
+    assert_eq!(outcome.outcome, ripcord::journal::Outcome::Stopped);
+    assert_eq!(ripcord::cli::run::exit_for(outcome.outcome).code(), 1);
+    assert!(outcome.outcome.is_resumable());
+    sim.shutdown().await;
+}

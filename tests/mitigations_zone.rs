@@ -524,3 +524,315 @@ async fn issue5_failout_guards_stand_when_someone_else_cordoned_the_zone() {
     assert_eq!(sim.write_request_count(), writes);
     sim.shutdown().await;
 }
+
+/// The engine's journal of `run_id` under `state` (empty until it exists).
+fn journal_of(state: &std::path::Path, run_id: &str) -> Vec<ripcord::journal::Entry> {
+    ripcord::journal::read(&ripcord::journal::journal_path(state, run_id))
+        .map(|(entries, _)| entries)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_cancelling_a_drain_blocked_by_a_pdb_ends_interrupted() {
+    use ripcord::engine::{Engine, RunOptions, StopHandle, StopReason};
+    use ripcord::journal::{Outcome, Record};
+    // No disruption allowed at all: every eviction is refused with 429 and retried.
+    let yaml = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/scenarios/three-zones.yaml"),
+    )
+    .expect("scenario")
+    .replace("minAvailable: 4", "minAvailable: 6")
+    .replace("maxUnavailable: 1}", "maxUnavailable: 0}");
+    let sim = start_yaml(&yaml).await;
+    wait_until("web and api ready", || {
+        all_ready(&sim, "shop", "web", 6) && all_ready(&sim, "shop", "api", 3)
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let valid = ripcord::playbook::parse::load_builtin("failout-zone").expect("builtin");
+    let params = BTreeMap::from([("zone".to_string(), "zone-a".to_string())]);
+    let plan = ripcord::plan::plan(&valid, &params, &ripcord::journal::new_run_id()).expect("plan");
+    let run_id = plan.run_id.clone();
+    let stop = StopHandle::new();
+    let mut opts = RunOptions::new("test", dir.path());
+    opts.namespace = Some("shop".into());
+    opts.stop = Some(stop.clone());
+    let engine = Engine::new(sim.client(), reqwest::Client::new());
+    let run = tokio::spawn(async move { engine.run(plan, opts, None).await });
+
+    let state = dir.path().to_path_buf();
+    wait_until("an eviction under way", || {
+        journal_of(&state, &run_id).iter().any(|e| {
+            matches!(&e.record, Record::MutationIntended { mutation, .. }
+                if mutation.id.starts_with("evict/"))
+        })
+    })
+    .await;
+    // The eviction is being refused by the PodDisruptionBudget and retried.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let asked = std::time::Instant::now();
+    stop.stop(StopReason::Interrupted {
+        by: "Ctrl-C".into(),
+    });
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(20), run)
+        .await
+        .expect("the run stopped (it used to fail when the eviction gave up)")
+        .expect("task")
+        .expect("run");
+    eprintln!(
+        "blocked drain: the run ended {:?} after the stop",
+        asked.elapsed()
+    );
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(outcome.outcome, Outcome::Interrupted, "{outcome:?}");
+    assert!(
+        !journal_of(&state, &outcome.run_id)
+            .iter()
+            .any(|e| matches!(e.record, Record::StepFailed { .. })),
+        "no step failed"
+    );
+    sim.shutdown().await;
+}
+
+/// The `ripcord` binary against `sim` (kubeconfig and state under `dir`); its output.
+async fn ripcord_cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(180),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
+            .args(args)
+            .env("KUBECONFIG", dir.join("kubeconfig"))
+            .env("RIPCORD_STATE_DIR", dir.join("state"))
+            .env("RIPCORD_CONFIG", "/dev/null")
+            .env("RIPCORD_WHO", "test")
+            .env_remove("RIPCORD_NAMESPACE")
+            .env_remove("RIPCORD_CONTEXT")
+            .env_remove(ripcord::engine::CRASH_HOOK_ENV)
+            .stdin(std::process::Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("ripcord finished within 180 s")
+    .expect("ripcord runs");
+    eprintln!(
+        "ripcord {args:?} -> {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn route_annotation(sim: &ripcord::sim::SimCluster, key: &str) -> Option<String> {
+    let route = sim
+        .store()
+        .get(&kinds::http_routes(), Some("shop"), "web")
+        .expect("route exists");
+    route["metadata"]["annotations"][key]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// How many PATCHes of the route shop/web the sim saw since request `from`.
+fn route_patches(sim: &ripcord::sim::SimCluster, from: usize) -> usize {
+    sim.request_log()
+        .iter()
+        .skip(from)
+        .filter(|r| r.method == "PATCH" && r.path.ends_with("/httproutes/web"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_failback_without_route_ramps_back_what_the_failout_recorded() {
+    let sim = ready_three_zones().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    sim.write_kubeconfig(&dir.path().join("kubeconfig"))
+        .expect("kubeconfig");
+    let out = ripcord_cli(
+        dir.path(),
+        &[
+            "failout",
+            "zone/zone-a",
+            "--route",
+            "shop/web",
+            "--backend",
+            "web-zone-a",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(route_weights(&sim)["web-zone-a"], 0);
+    let marker = "ripcord.dev/failed-out.zone-a";
+    assert_eq!(
+        route_annotation(&sim, marker).as_deref(),
+        Some("web-zone-a")
+    );
+
+    // A fail-out that recorded nothing (an older ripcord): the fail-back refuses, writes
+    // nothing and asks for --route.
+    let unmark = |value: Option<&str>| {
+        let rt = kinds::http_routes();
+        let mut route = sim.store().get(&rt, Some("shop"), "web").expect("route");
+        match value {
+            Some(v) => route["metadata"]["annotations"][marker] = json!(v),
+            None => {
+                if let Some(a) = route["metadata"]["annotations"].as_object_mut() {
+                    a.remove(marker);
+                }
+            }
+        }
+        sim.store().update(&rt, route).expect("route updated");
+    };
+    unmark(None);
+    let writes = sim.write_request_count();
+    let out = ripcord_cli(
+        dir.path(),
+        &["failback", "zone/zone-a", "--ramp-pause", "100ms", "--yes"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(4), "refused");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        format!("{stdout}{stderr}").contains("--route"),
+        "says what to do: {stdout}{stderr}"
+    );
+    assert!(
+        zone_nodes(&sim, "zone-a")
+            .iter()
+            .all(|n| n["spec"]["unschedulable"] == json!(true)),
+        "nothing uncordoned"
+    );
+    assert_eq!(route_weights(&sim)["web-zone-a"], 0);
+    assert_eq!(
+        sim.write_request_count(),
+        writes,
+        "the refusal wrote nothing"
+    );
+
+    // With the fail-out's record: found, ramped back in the steps asked for.
+    unmark(Some("web-zone-a"));
+    let from = sim.request_log().len();
+    let out = ripcord_cli(
+        dir.path(),
+        &[
+            "failback",
+            "zone/zone-a",
+            "--ramp",
+            "50,100",
+            "--ramp-pause",
+            "200ms",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(route_weights(&sim)["web-zone-a"], 100);
+    assert_eq!(route_patches(&sim, from), 2, "50% then 100%: a ramp");
+    assert!(
+        zone_nodes(&sim, "zone-a")
+            .iter()
+            .all(|n| n["spec"]["unschedulable"] != json!(true))
+    );
+    assert_eq!(route_annotation(&sim, marker), None);
+    assert_eq!(
+        route_annotation(&sim, &format!("{WEIGHT_BEFORE_PREFIX}web-zone-a")),
+        None
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_a_resumed_ramp_waits_out_the_rest_of_the_interrupted_pause() {
+    use ripcord::engine::{Engine, RunOptions, StopHandle, StopReason};
+    use ripcord::journal::{Outcome, Record};
+    let sim = ready_three_zones().await;
+    let failout = action(json!({"action": "zone.failout", "with": {
+        "zone": "zone-a",
+        "traffic": {"httpRoute": {"namespace": "shop", "name": "web", "backend": "web-zone-a"}}
+    }}));
+    drive(
+        failout.as_ref(),
+        &context(&sim, RUN, "failout"),
+        Vec::new(),
+        None,
+        |_| {},
+    )
+    .await
+    .expect("fail-out succeeds");
+    assert_eq!(route_weights(&sim)["web-zone-a"], 0);
+
+    let pause = std::time::Duration::from_secs(6);
+    let yaml = r#"
+apiVersion: ripcord.dev/v1alpha1
+kind: Playbook
+metadata:
+  name: failback-slow
+spec:
+  steps:
+    - name: failback
+      action: zone.failback
+      with:
+        zone: zone-a
+        traffic: {httpRoute: {namespace: shop, name: web, backend: web-zone-a}}
+        ramp: [50, 100]
+        rampPause: 6s
+"#;
+    let valid = ripcord::playbook::parse_str("failback.yaml", yaml).expect("valid");
+    let plan = ripcord::plan::plan(&valid, &BTreeMap::new(), &ripcord::journal::new_run_id())
+        .expect("plan");
+    let run_id = plan.run_id.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::new(sim.client(), reqwest::Client::new());
+    let stop = StopHandle::new();
+    let mut opts = RunOptions::new("test", dir.path());
+    opts.namespace = Some("shop".into());
+    opts.stop = Some(stop.clone());
+    let first = {
+        let (engine, plan, opts) = (engine.clone(), plan.clone(), opts.clone());
+        tokio::spawn(async move { engine.run(plan, opts, None).await })
+    };
+    let state = dir.path().to_path_buf();
+    let applied_at = |id: &str| {
+        journal_of(&state, &run_id)
+            .iter()
+            .find_map(|e| match &e.record {
+                Record::MutationApplied { mutation_id, .. } if mutation_id == id => Some(e.at),
+                _ => None,
+            })
+    };
+    wait_until("the 50% step written", || applied_at("ramp-50").is_some()).await;
+    // Interrupted half-way through the 6 s pause.
+    tokio::time::sleep(pause / 2).await;
+    stop.stop(StopReason::Interrupted {
+        by: "Ctrl-C".into(),
+    });
+    let outcome = first.await.expect("task").expect("run");
+    assert_eq!(outcome.outcome, Outcome::Interrupted);
+    assert_eq!(route_weights(&sim)["web-zone-a"], 50);
+
+    let mut opts = RunOptions::new("test", dir.path());
+    opts.namespace = Some("shop".into());
+    opts.resume = Some(run_id.clone());
+    let resumed = engine.run(plan, opts, None).await.expect("resumed");
+    assert_eq!(resumed.outcome, Outcome::Succeeded, "{resumed:?}");
+    assert_eq!(route_weights(&sim)["web-zone-a"], 100);
+    let fifty = applied_at("ramp-50").expect("50%");
+    let hundred = applied_at("ramp-100").expect("100%");
+    let held = std::time::Duration::try_from(hundred.duration_since(fifty)).unwrap_or_default();
+    assert!(
+        held >= pause - std::time::Duration::from_millis(200),
+        "the 50% step was held {held:?}, not the whole pause of {pause:?}"
+    );
+    assert!(
+        resumed.duration < pause,
+        "the resume waited the rest of the pause, not a new one: {:?}",
+        resumed.duration
+    );
+    sim.shutdown().await;
+}

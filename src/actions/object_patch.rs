@@ -7,6 +7,13 @@
 //!   paths as ripcord left them, for drift detection. The pre-image is trimmed to those paths.
 //! - Secrets are refused: their pre-image would land in the journal.
 //! - `verify` re-reads the object and checks the patch is still reflected.
+//!
+//! "Reflected" compares only the fields the patch sets, the way server-side apply compares a
+//! field set ([`holds`]): a list the patch sets (containers, tolerations, ports) holds when the
+//! object's list has as many items and each carries the fields the patch gave it — the API
+//! server fills defaults into list items (`imagePullPolicy`, `protocol: TCP`), which a merge
+//! of the patch into the live object would wipe out again, so "merge and compare" never
+//! matched, the step never verified and every resume sent the PATCH again.
 
 use super::text_diff;
 use super::{Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef};
@@ -73,7 +80,7 @@ impl ObjectPatch {
             .await?;
         let mut after = before.clone();
         json_patch::merge(&mut after, &self.args.patch);
-        if after == before {
+        if after == before || holds(&before, &self.args.patch) {
             return Ok(Diff {
                 summary: format!("{target}: the patch changes nothing"),
                 mutations: Vec::new(),
@@ -155,9 +162,7 @@ impl ObjectPatch {
         let now = objects
             .get(&kind, namespace.as_deref(), &self.args.name)
             .await?;
-        let mut merged = now.clone();
-        json_patch::merge(&mut merged, &self.args.patch);
-        if merged == now {
+        if holds(&now, &self.args.patch) {
             Ok(())
         } else {
             Err(ActionError::VerifyFailed {
@@ -168,6 +173,41 @@ impl ObjectPatch {
                 ),
             })
         }
+    }
+}
+
+/// True when `live` carries every field `want` sets (a merge patch, or the values ripcord left
+/// at a patch's leaves): objects key by key (`null` means absent), lists item by item (same
+/// length, each item holding the fields given for it), anything else equal. Fields the server
+/// or a controller filled in beside them (defaults in list items) do not matter.
+pub fn holds(live: &Value, want: &Value) -> bool {
+    match want {
+        Value::Object(wanted) => {
+            let empty = Map::new();
+            let fields = match live {
+                Value::Object(fields) => fields,
+                // A merge patch of nothing but removals holds for an absent object.
+                Value::Null => &empty,
+                _ => return false,
+            };
+            if wanted.is_empty() {
+                return live.is_object();
+            }
+            wanted
+                .iter()
+                .all(|(key, value)| match (value, fields.get(key)) {
+                    (Value::Null, None | Some(Value::Null)) => true,
+                    (Value::Null, Some(_)) | (_, None) => false,
+                    (value, Some(have)) => holds(have, value),
+                })
+        }
+        Value::Array(items) => match live {
+            Value::Array(have) => {
+                have.len() == items.len() && have.iter().zip(items).all(|(h, w)| holds(h, w))
+            }
+            _ => false,
+        },
+        scalar => live == scalar,
     }
 }
 
@@ -266,6 +306,32 @@ impl Action for ObjectPatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue12_a_patched_list_holds_despite_server_defaults() {
+        let live = json!({"spec": {"containers": [{"name": "web", "image": "web:2",
+            "imagePullPolicy": "IfNotPresent", "ports": [{"containerPort": 80, "protocol": "TCP"}]}],
+            "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}]},
+            "metadata": {"labels": {"a": "b"}}});
+        let patch = json!({"spec": {"containers": [{"name": "web", "image": "web:2",
+            "ports": [{"containerPort": 80}]}], "tolerations": [{"key": "k", "operator": "Exists",
+            "effect": "NoSchedule"}]}, "metadata": {"labels": {"gone": null}}});
+        assert!(holds(&live, &patch));
+        // The old check: merging the patch wipes the defaults out, so it never matched.
+        let mut merged = live.clone();
+        json_patch::merge(&mut merged, &patch);
+        assert_ne!(merged, live);
+        // A different image, a missing item, an extra item, a key that should be gone: no.
+        let other = json!({"spec": {"containers": [{"name": "web", "image": "web:3"}]}});
+        assert!(!holds(&live, &other));
+        assert!(!holds(&live, &json!({"spec": {"tolerations": []}})));
+        assert!(!holds(
+            &live,
+            &json!({"spec": {"tolerations": [{"key": "k"}, {"key": "j"}]}})
+        ));
+        assert!(!holds(&live, &json!({"metadata": {"labels": {"a": null}}})));
+        assert!(holds(&Value::Null, &json!({"x": null})));
+    }
 
     fn round_trip(before: Value, patch: Value) {
         let mut after = before.clone();

@@ -13,7 +13,17 @@
 //!    `{"zone": …, "weight": <percent>}` and records it on the zone's nodes
 //!    (`ripcord.dev/traffic-percent`, removed at 100%).
 //!
-//! `verify` after each ramp step but the last waits `rampPause`, and after every step
+//! Without a `traffic` argument the fail-back finds what the fail-out of the zone recorded: the
+//! route annotation `ripcord.dev/failed-out.<zone>: <backend>` (written by `zone.failout` with
+//! its traffic shift, so it works from any machine) names each route and backend to ramp back;
+//! the last ramp step removes it. When no route names the zone but some route still has a
+//! backend drained by a fail-out that nobody attributed to a zone, the fail-back refuses before
+//! it writes anything, naming the route and asking for `--route`/`traffic` — it never reports
+//! success with the zone's traffic still away.
+//!
+//! `verify` after each ramp step but the last waits `rampPause` — what remains of it, measured
+//! from the route annotation `ripcord.dev/ramped-at.<backend>` the step wrote, so a resumed
+//! fail-back does not skip an interrupted pause — and after every step
 //! evaluates the optional `healthGate` (Prometheus); a failing gate stops the ramp at the
 //! current weight with [`ActionError::GateFailed`].
 
@@ -31,6 +41,7 @@ use crate::playbook::catalog;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Node;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// The prefix of ramp mutation ids.
 const RAMP_PREFIX: &str = "ramp-";
@@ -117,8 +128,73 @@ impl ZoneFailback {
         self.ramp.last().copied().unwrap_or(100)
     }
 
+    /// The route backends carrying the zone's traffic: the `traffic.httpRoute` argument, or
+    /// (without a `traffic` argument) the routes a fail-out of the zone marked. Refuses when
+    /// nothing names the zone but some route still has a backend drained by a fail-out.
+    async fn route_backends(
+        &self,
+        ctx: &ActionContext,
+    ) -> Result<Vec<catalog::RouteBackend>, ActionError> {
+        if let Some(shift) = &self.args.traffic {
+            return Ok(shift.http_route.iter().cloned().collect());
+        }
+        let zone = &self.args.zone;
+        let marker = format!("{}{zone}", http_routes::FAILED_OUT_PREFIX);
+        let routes = HttpRoutes::new(ctx.client.clone(), ctx.call_timeout)
+            .list_all()
+            .await?;
+        let mut found = Vec::new();
+        let mut unattributed = Vec::new();
+        for route in &routes {
+            let (namespace, name) = http_routes::namespace_and_name(route);
+            if let Some(backend) = http_routes::annotation(route, &marker) {
+                found.push(catalog::RouteBackend {
+                    namespace: Some(namespace.clone()),
+                    name: name.clone(),
+                    backend: backend.to_string(),
+                });
+            }
+            let attributed: BTreeSet<&str> =
+                http_routes::annotations_with_prefix(route, http_routes::FAILED_OUT_PREFIX)
+                    .map(|(_, backend)| backend)
+                    .collect();
+            for (backend, before) in
+                http_routes::annotations_with_prefix(route, WEIGHT_BEFORE_PREFIX)
+            {
+                if !attributed.contains(backend) {
+                    unattributed.push((
+                        format!(
+                            "httproute/{namespace}/{name} backend {backend} (weight before: \
+                             {before})"
+                        ),
+                        format!("--route {namespace}/{name} --backend {backend}"),
+                    ));
+                }
+            }
+        }
+        if let Some((_, flags)) = unattributed.first()
+            && found.is_empty()
+        {
+            let drained: Vec<&str> = unattributed.iter().map(|(what, _)| what.as_str()).collect();
+            return Err(ActionError::Refused {
+                reason: format!(
+                    "no fail-out of zone {zone} recorded which route carries its traffic, but \
+                     {} {} still drained by a fail-out; failing back without ramping it would \
+                     leave the traffic away. Say which route is the zone's: e.g. {flags} (or \
+                     traffic.httpRoute in the playbook)",
+                    drained.join(", "),
+                    if drained.len() == 1 { "is" } else { "are" }
+                ),
+            });
+        }
+        tracing::info!(run = %ctx.run_id, step = %ctx.step, zone = %zone, routes = found.len(),
+                       "routes recorded by the fail-out");
+        Ok(found)
+    }
+
     async fn compute(&self, ctx: &ActionContext) -> Result<Diff, ActionError> {
         let zone = &self.args.zone;
+        let route_backends = self.route_backends(ctx).await?;
         let node_api = Nodes::new(ctx.client.clone(), ctx.call_timeout);
         let selector = format!("{}={zone}", self.args.zone_label);
         let zone_nodes = node_api.list(Some(&selector)).await?;
@@ -160,72 +236,92 @@ impl ZoneFailback {
         // Phase 2: the ramp, one step per round.
         let mut mutations = Vec::new();
         let mut notes = Vec::new();
-        if let Some(shift) = &self.args.traffic {
-            if let Some(backend) = &shift.http_route {
-                let namespace = ctx.namespace(backend.namespace.as_deref());
-                let routes = HttpRoutes::new(ctx.client.clone(), ctx.call_timeout);
-                let route = routes.get(&namespace, &backend.name).await?;
-                let key = format!("{WEIGHT_BEFORE_PREFIX}{}", backend.backend);
-                let current = http_routes::backend_weights(&route)
-                    .get(&backend.backend)
-                    .copied()
-                    .unwrap_or(0);
-                match http_routes::annotation(&route, &key).map(str::parse::<u32>) {
-                    None => notes.push(format!(
-                        "backend {} carries its full weight (no {key} annotation)",
-                        backend.backend
-                    )),
-                    Some(Err(_)) => {
-                        return Err(ActionError::Invalid {
-                            object: format!("httproute/{namespace}/{}", backend.name),
-                            reason: format!("annotation {key} is not a weight"),
-                        });
-                    }
-                    Some(Ok(before)) => {
-                        if let Some((percent, weight)) =
-                            next_route_step(before, current, &self.ramp)
-                        {
-                            let keep = if percent >= 100 {
-                                None
-                            } else {
-                                Some(before.to_string())
-                            };
-                            mutations.extend(route_mutation(
-                                &route,
-                                &namespace,
-                                &backend.name,
-                                &BTreeMap::from([(backend.backend.clone(), weight)]),
-                                &BTreeMap::from([(key, keep)]),
-                                format!("{RAMP_PREFIX}{percent}"),
-                                format!(
-                                    "ramp zone {zone}'s traffic to {percent}%: httproute/\
-                                     {namespace}/{} backend {} weight {current} → {weight} \
-                                     (of {before})",
-                                    backend.name, backend.backend
-                                ),
-                            )?);
+        let single = route_backends.len() == 1;
+        for backend in &route_backends {
+            let namespace = ctx.namespace(backend.namespace.as_deref());
+            let routes = HttpRoutes::new(ctx.client.clone(), ctx.call_timeout);
+            let route = routes.get(&namespace, &backend.name).await?;
+            let key = format!("{WEIGHT_BEFORE_PREFIX}{}", backend.backend);
+            let current = http_routes::backend_weights(&route)
+                .get(&backend.backend)
+                .copied()
+                .unwrap_or(0);
+            match http_routes::annotation(&route, &key).map(str::parse::<u32>) {
+                None => notes.push(format!(
+                    "backend {} carries its full weight (no {key} annotation)",
+                    backend.backend
+                )),
+                Some(Err(_)) => {
+                    return Err(ActionError::Invalid {
+                        object: format!("httproute/{namespace}/{}", backend.name),
+                        reason: format!("annotation {key} is not a weight"),
+                    });
+                }
+                Some(Ok(before)) => {
+                    if let Some((percent, weight)) = next_route_step(before, current, &self.ramp) {
+                        let last = percent >= 100;
+                        let ramped_at =
+                            format!("{}{}", http_routes::RAMPED_AT_PREFIX, backend.backend);
+                        let mut annotations = BTreeMap::from([
+                            (key, (!last).then(|| before.to_string())),
+                            (
+                                ramped_at,
+                                (!last).then(|| jiff::Timestamp::now().to_string()),
+                            ),
+                        ]);
+                        if last {
+                            // The fail-out's record of the zone goes with the last step.
+                            annotations
+                                .insert(format!("{}{zone}", http_routes::FAILED_OUT_PREFIX), None);
                         }
+                        let id = if single {
+                            format!("{RAMP_PREFIX}{percent}")
+                        } else {
+                            format!(
+                                "{RAMP_PREFIX}{percent}/{namespace}/{}/{}",
+                                backend.name, backend.backend
+                            )
+                        };
+                        mutations.extend(route_mutation(
+                            &route,
+                            &namespace,
+                            &backend.name,
+                            &BTreeMap::from([(backend.backend.clone(), weight)]),
+                            &annotations,
+                            id,
+                            format!(
+                                "ramp zone {zone}'s traffic to {percent}%: httproute/\
+                                 {namespace}/{} backend {} weight {current} → {weight} \
+                                 (of {before})",
+                                backend.name, backend.backend
+                            ),
+                        )?);
                     }
                 }
             }
-            if shift.webhook.is_some() {
-                let current: Option<u32> = zone_nodes
-                    .iter()
-                    .filter_map(|n| nodes::annotation(n, TRAFFIC_PERCENT_ANNOTATION))
-                    .filter_map(|v| v.parse().ok())
-                    .min();
-                if let Some(current) = current {
-                    if let Some(percent) = self.ramp.iter().copied().find(|p| *p > current) {
-                        mutations.extend(webhook_mutation(
-                            zone,
-                            &zone_node_refs,
-                            percent,
-                            format!("{RAMP_PREFIX}{percent}{WEBHOOK_SUFFIX}"),
-                        ));
-                    }
-                } else {
-                    notes.push("the traffic manager already has the zone at 100%".to_string());
+        }
+        if self
+            .args
+            .traffic
+            .as_ref()
+            .is_some_and(|shift| shift.webhook.is_some())
+        {
+            let current: Option<u32> = zone_nodes
+                .iter()
+                .filter_map(|n| nodes::annotation(n, TRAFFIC_PERCENT_ANNOTATION))
+                .filter_map(|v| v.parse().ok())
+                .min();
+            if let Some(current) = current {
+                if let Some(percent) = self.ramp.iter().copied().find(|p| *p > current) {
+                    mutations.extend(webhook_mutation(
+                        zone,
+                        &zone_node_refs,
+                        percent,
+                        format!("{RAMP_PREFIX}{percent}{WEBHOOK_SUFFIX}"),
+                    ));
                 }
+            } else {
+                notes.push("the traffic manager already has the zone at 100%".to_string());
             }
         }
         let summary = if mutations.is_empty() {
@@ -271,20 +367,50 @@ impl ZoneFailback {
         }
     }
 
+    /// What remains of the pause after the latest ramp step: `rampPause` minus the time since
+    /// the step was written (`ripcord.dev/ramped-at.<backend>` on the route; the whole pause
+    /// when no route says).
+    async fn remaining_pause(&self, ctx: &ActionContext) -> Result<Duration, ActionError> {
+        let pause = self.args.ramp_pause.0;
+        let mut since: Option<Duration> = None;
+        for backend in self.route_backends(ctx).await? {
+            let namespace = ctx.namespace(backend.namespace.as_deref());
+            let route = HttpRoutes::new(ctx.client.clone(), ctx.call_timeout)
+                .get(&namespace, &backend.name)
+                .await?;
+            let key = format!("{}{}", http_routes::RAMPED_AT_PREFIX, backend.backend);
+            let Some(at) = http_routes::annotation(&route, &key)
+                .and_then(|v| v.parse::<jiff::Timestamp>().ok())
+            else {
+                continue;
+            };
+            let elapsed =
+                Duration::try_from(jiff::Timestamp::now().duration_since(at)).unwrap_or_default();
+            since = Some(since.map_or(elapsed, |s| s.min(elapsed)));
+        }
+        Ok(since.map_or(pause, |elapsed| pause.saturating_sub(elapsed)))
+    }
+
     async fn settle(&self, ctx: &ActionContext, applied: &[Applied]) -> Result<(), ActionError> {
         let latest = applied
             .iter()
             .filter_map(|a| a.id.strip_prefix(RAMP_PREFIX))
-            .filter_map(|rest| rest.trim_end_matches(WEBHOOK_SUFFIX).parse::<u32>().ok())
+            .filter_map(|rest| {
+                let digits = rest
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(rest.len());
+                rest[..digits].parse::<u32>().ok()
+            })
             .max();
         let Some(percent) = latest else {
             return Ok(());
         };
         let last = percent >= self.final_percent();
         if !last {
+            let pause = self.remaining_pause(ctx).await?;
             tracing::info!(run = %ctx.run_id, step = %ctx.step, percent,
-                           pause_ms = self.args.ramp_pause.0.as_millis() as u64, "ramp step held");
-            tokio::time::sleep(self.args.ramp_pause.0).await;
+                           pause_ms = pause.as_millis() as u64, "ramp step held");
+            tokio::time::sleep(pause).await;
         }
         if let Some(gate) = &self.args.health_gate {
             check_health_gate(

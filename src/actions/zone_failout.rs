@@ -439,7 +439,14 @@ impl ZoneFailout {
                     &namespace,
                     &backend.name,
                     &BTreeMap::from([(backend.backend.clone(), 0)]),
-                    &BTreeMap::from([(key, before)]),
+                    &BTreeMap::from([
+                        (key, before),
+                        // What the fail-back of the zone ramps back (issue 12).
+                        (
+                            format!("{}{zone}", http_routes::FAILED_OUT_PREFIX),
+                            Some(backend.backend.clone()),
+                        ),
+                    ]),
                     TRAFFIC_ROUTE_ID.to_string(),
                     format!(
                         "shift zone {zone}'s traffic away: httproute/{namespace}/{} backend {} \

@@ -423,10 +423,14 @@ fn proof_of_write(
     (items, None)
 }
 
+/// The zone label of a traffic-only fail-back (no node carries it).
+pub const TRAFFIC_ONLY_ZONE_LABEL: &str = "ripcord.dev/cleanup-traffic-only";
+
 /// Replaces the object patches of a zone fail-out still fully in effect by a `zone.failback`
 /// step (uncordon the marked nodes, then ramp the traffic back in steps, never all at once).
-/// A fail-out with any drift, or whose objects were also touched by other steps, keeps its
-/// object patches (the drifted objects are left alone).
+/// A fail-out with drift keeps the object patches of its clean nodes (the drifted objects are
+/// left alone), and its route is still ramped back by a fail-back of the traffic only; objects
+/// also touched by other steps keep their patches.
 fn use_failbacks(runs: &[&RunView], plan: &mut CleanupPlan, opts: PlanOptions) {
     use crate::playbook::catalog::{self, Action};
     for run in runs {
@@ -450,12 +454,19 @@ fn use_failbacks(runs: &[&RunView], plan: &mut CleanupPlan, opts: PlanOptions) {
                     ItemStatus::Revert | ItemStatus::AlreadyReverted | ItemStatus::NoInverse { .. }
                 )
             });
-            let targets: Vec<ObjectRef> = items
+            let mut targets: Vec<ObjectRef> = items
                 .iter()
                 .filter(|i| i.status == ItemStatus::Revert)
                 .map(|i| i.target.clone())
                 .collect();
-            if !clean || targets.is_empty() {
+            // Drift on some of the zone's objects (a node changed by hand) leaves those alone
+            // and reverts the clean nodes with their patches, but the traffic still comes back
+            // through the ramp, never in one patch: a fail-back of the routes only.
+            let traffic_only = !clean;
+            if traffic_only {
+                targets.retain(|t| t.kind == crate::k8s::http_routes::KIND);
+            }
+            if targets.is_empty() {
                 continue;
             }
             let prefix = format!("{}/{}/", run.run_id, step.name);
@@ -469,7 +480,9 @@ fn use_failbacks(runs: &[&RunView], plan: &mut CleanupPlan, opts: PlanOptions) {
             }
             let mut args = serde_json::json!({
                 "zone": failout.zone,
-                "zoneLabel": failout.zone_label,
+                // The ramp alone: a zone label no node carries, so the fail-back touches no
+                // node (the drifted ones stay as they are, the clean ones get their patches).
+                "zoneLabel": if traffic_only { TRAFFIC_ONLY_ZONE_LABEL } else { failout.zone_label.as_str() },
             });
             if let Some(traffic) = &failout.traffic {
                 args["traffic"] = serde_json::to_value(traffic).unwrap_or(Value::Null);
@@ -481,9 +494,16 @@ fn use_failbacks(runs: &[&RunView], plan: &mut CleanupPlan, opts: PlanOptions) {
                 failback.ramp_pause = crate::playbook::Duration(pause);
             }
             plan.reverts.retain(|r| !targets.contains(&r.target));
-            let via = format!("zone.failback {}", failout.zone);
+            let via = if traffic_only {
+                format!(
+                    "zone.failback {} (traffic ramp only: drift on the zone's nodes)",
+                    failout.zone
+                )
+            } else {
+                format!("zone.failback {}", failout.zone)
+            };
             for item in plan.items.iter_mut().filter(|i| mine(i)) {
-                if item.status == ItemStatus::Revert {
+                if item.status == ItemStatus::Revert && targets.contains(&item.target) {
                     item.via = Some(via.clone());
                 }
             }
@@ -640,7 +660,11 @@ fn decide(
         if !fields::same_at(path, &now, before) {
             all_back = false;
         }
-        if !fields::same_at(path, &now, &ripcord) {
+        // As ripcord left it: the fields ripcord set hold (defaults the server filled into
+        // a list ripcord set are not someone else's change).
+        if !fields::same_at(path, &now, &ripcord)
+            && !crate::actions::object_patch::holds(&now, &ripcord)
+        {
             drift.push(FieldDrift {
                 path: fields::display_path(path),
                 before: before.clone(),

@@ -40,6 +40,8 @@ mod guards;
 mod mirror;
 mod resume;
 mod step;
+#[cfg(test)]
+mod step_tests;
 
 use crate::actions::{Inverse, Mutation};
 use crate::journal::{self, Journal, JournalError, Outcome, Record};
@@ -459,7 +461,14 @@ pub struct Engine {
     /// `Some(None)`: the default kubeconfig), and the clients built so far, per context.
     step_contexts: Option<Option<PathBuf>>,
     context_clients: Arc<tokio::sync::Mutex<std::collections::HashMap<String, kube::Client>>>,
+    /// Builds steps' actions instead of [`crate::actions::build`] (the step loop's unit tests
+    /// drive scripted actions through it).
+    action_factory: Option<ActionFactory>,
 }
+
+/// Builds the action of a step (a test seam; see [`Engine::action_factory`]).
+pub(crate) type ActionFactory =
+    Arc<dyn Fn(&crate::plan::PlannedStep) -> Box<dyn crate::actions::Action> + Send + Sync>;
 
 // === impl Engine ===
 
@@ -472,7 +481,15 @@ impl Engine {
             lock_ttl: Duration::from_secs(30),
             step_contexts: None,
             context_clients: Arc::default(),
+            action_factory: None,
         }
+    }
+
+    /// Builds every step's action with `factory` (unit tests of the step loop).
+    #[cfg(test)]
+    pub(crate) fn with_action_factory(mut self, factory: ActionFactory) -> Engine {
+        self.action_factory = Some(factory);
+        self
     }
 
     /// Lets steps name a kubeconfig context (a colo that is a whole cluster): one
@@ -619,10 +636,10 @@ impl Engine {
         });
 
         let stop = opts.stop.clone().unwrap_or_default();
+        let shared = SharedJournal(Arc::new(Mutex::new(journal)));
         let signals = opts
             .handle_signals
-            .then(|| spawn_signal_listener(stop.clone()));
-        let shared = SharedJournal(Arc::new(Mutex::new(journal)));
+            .then(|| spawn_signal_listener(stop.clone(), shared.clone()));
 
         let mut state = step::RunState::new(
             self,
@@ -745,35 +762,92 @@ pub(crate) fn crash_point(point: &str) {
     }
 }
 
-fn spawn_signal_listener(stop: StopHandle) -> tokio::task::JoinHandle<()> {
+/// Listens for Ctrl-C and SIGTERM while a CLI run goes: the first asks the run to stop at its
+/// next safe point (the step loop cancels any wait at once); a second one, while the run is
+/// still winding down, ends the process with status 130 as soon as no journal record is being
+/// written (it takes the journal's lock first, so the journal never ends mid-record) — the
+/// run stays resumable like after a crash.
+fn spawn_signal_listener(stop: StopHandle, journal: SharedJournal) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut signals = Signals::new();
+        let first = signals.next().await;
+        tracing::warn!(
+            signal = first,
+            "stopping at the next safe point; again to exit at once"
+        );
+        stop.stop(StopReason::Interrupted { by: first.into() });
+        let second = signals.next().await;
+        let _writing = journal
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        eprintln!(
+            "{second} again: exiting now; the journal is complete up to its last record \
+             (the run is resumable: ripcord run --resume RUN_ID)"
+        );
+        std::process::exit(130);
+    })
+}
+
+/// Ctrl-C and SIGTERM, listened to from creation on (a signal between two `next` calls is
+/// not lost).
+struct Signals {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+// === impl Signals ===
+
+impl Signals {
+    fn new() -> Signals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let mut term = match signal(SignalKind::terminate()) {
-                Ok(s) => s,
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
                 Err(err) => {
-                    tracing::warn!(error = %err, "cannot listen for SIGTERM");
-                    let _ = tokio::signal::ctrl_c().await;
-                    stop.stop(StopReason::Interrupted {
-                        by: "Ctrl-C".into(),
-                    });
-                    return;
+                    tracing::warn!(signal = name, error = %err, "cannot listen for the signal");
+                    None
                 }
             };
+            Signals {
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Signals {}
+        }
+    }
+
+    /// The next signal, named.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        if s.recv().await.is_none() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => stop.stop(StopReason::Interrupted { by: "Ctrl-C".into() }),
-                _ = term.recv() => stop.stop(StopReason::Interrupted { by: "SIGTERM".into() }),
+                _ = recv(&mut self.interrupt) => "Ctrl-C",
+                _ = recv(&mut self.terminate) => "SIGTERM",
             }
         }
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
-            stop.stop(StopReason::Interrupted {
-                by: "Ctrl-C".into(),
-            });
+            "Ctrl-C"
         }
-    })
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,10 @@ use tracing::Instrument;
 const MAX_ROUNDS: usize = 1000;
 /// Extra time granted to `verify` beyond its own bound before the engine cancels it.
 const VERIFY_GRACE: Duration = Duration::from_secs(5);
+/// How long a write already sent, or a verify already reading, may still finish after a stop
+/// request before the engine drops it (a dropped write's intent is journaled: a resume's
+/// re-diff settles whether it took effect). Two graces at most fall into one stop.
+const STOP_GRACE: Duration = Duration::from_millis(400);
 
 /// Why a step failed.
 #[derive(Debug, Clone)]
@@ -67,6 +71,26 @@ enum StepEnd {
     AlreadySatisfied(String),
     Stopped(StopReason),
     Refused(String),
+}
+
+/// Why a diff did not return one: it failed, or a stop request cancelled it (a diff only
+/// reads, so cancelling it is always safe).
+enum DiffHalt {
+    Failed(StepFailure),
+    Stopped(StopReason),
+}
+
+/// Resolves when a stop is requested (never, if nobody can request one any more).
+pub(crate) async fn stop_requested(mut rx: watch::Receiver<Option<StopReason>>) -> StopReason {
+    let reason = rx
+        .wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|r| r.clone());
+    match reason {
+        Some(reason) => reason,
+        None => std::future::pending().await,
+    }
 }
 
 /// The mutable state of one run.
@@ -354,7 +378,11 @@ impl<'a> RunState<'a> {
         &mut self,
         step: &PlannedStep,
     ) -> Result<Result<StepEnd, StepFailure>, EngineError> {
-        let action = match actions::build(&step.action) {
+        let built = match &self.engine.action_factory {
+            Some(factory) => Ok(factory(step)),
+            None => actions::build(&step.action),
+        };
+        let action = match built {
             Ok(a) => a,
             Err(err) => return Ok(Err(StepFailure::from_action(&err))),
         };
@@ -382,16 +410,31 @@ impl<'a> RunState<'a> {
         // only when it differs.
         let mut last_planned: Option<Vec<(String, String)>> = None;
 
-        for _round in 0..MAX_ROUNDS {
-            if let Some(reason) = self.stop.reason() {
-                return Ok(Ok(StepEnd::Stopped(reason)));
+        // Resumed after the writes of a round went through but before their verify: finish
+        // that verify first (what remains of a ramp step's pause, a batch's readiness), so the
+        // next round never starts early. Writes whose result was never journaled are settled
+        // by the re-diff below instead.
+        if unverified && pending.is_empty() {
+            match self
+                .verify(action.as_ref(), step, &applied_in_step, deadline)
+                .await
+            {
+                Ok(None) => unverified = false,
+                Ok(Some(reason)) => return Ok(Ok(StepEnd::Stopped(reason))),
+                Err(f) => return Ok(Err(f)),
             }
+        }
+
+        for _round in 0..MAX_ROUNDS {
+            // A stop request is honoured after the diff: a step whose change is complete ends
+            // verified, one with writes left stops before them.
             let diff = match self
                 .diff_with_retries(action.as_ref(), step, deadline)
                 .await
             {
                 Ok(d) => d,
-                Err(f) => return Ok(Err(f)),
+                Err(DiffHalt::Failed(f)) => return Ok(Err(f)),
+                Err(DiffHalt::Stopped(reason)) => return Ok(Ok(StepEnd::Stopped(reason))),
             };
             let planned: Vec<(String, String)> = diff
                 .mutations
@@ -466,6 +509,9 @@ impl<'a> RunState<'a> {
                 return Ok(Ok(StepEnd::Verified));
             }
 
+            if let Some(reason) = self.stop.reason() {
+                return Ok(Ok(StepEnd::Stopped(reason)));
+            }
             if !self.gate.passed {
                 let first = &diff.mutations[0];
                 match self.pass_gate(first).await {
@@ -510,6 +556,7 @@ impl<'a> RunState<'a> {
                 )
                 .await;
                 let mut failure = None;
+                let mut stopped = None;
                 for (m, result) in chunk.iter().zip(results) {
                     match result {
                         Ok(applied) => {
@@ -540,10 +587,16 @@ impl<'a> RunState<'a> {
                         Err(ApplyError::Failed(f)) => {
                             failure.get_or_insert(f);
                         }
+                        Err(ApplyError::Stopped(reason)) => {
+                            stopped.get_or_insert(reason);
+                        }
                     }
                 }
                 if let Some(f) = failure {
                     return Ok(Err(f));
+                }
+                if let Some(reason) = stopped {
+                    return Ok(Ok(StepEnd::Stopped(reason)));
                 }
                 if conflict {
                     break;
@@ -638,23 +691,37 @@ impl<'a> RunState<'a> {
         self.push_mirror();
     }
 
+    /// `diff`, retried on retryable errors within the step's time; a stop request cancels it
+    /// at once (wherever it waits: a restart waiting for room for its next batch, a backoff).
     async fn diff_with_retries(
         &self,
         action: &dyn Action,
         step: &PlannedStep,
         deadline: Instant,
-    ) -> Result<Diff, StepFailure> {
+    ) -> Result<Diff, DiffHalt> {
         let attempts = step.retries.attempts.max(1);
         let mut attempt = 0;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(timeout_failure(step, "diff"));
+                return Err(DiffHalt::Failed(timeout_failure(step, "diff")));
             }
             let ctx = self.context(step, deadline);
-            let result = match tokio::time::timeout(remaining, action.diff(&ctx)).await {
+            let mut observe = std::pin::pin!(tokio::time::timeout(remaining, action.diff(&ctx)));
+            let outcome = tokio::select! {
+                r = &mut observe => r,
+                // A diff that is only reading still finishes (a step whose change is done
+                // then ends verified); one that waits is cancelled.
+                reason = stop_requested(self.stop_rx.clone()) => {
+                    match tokio::time::timeout(STOP_GRACE, &mut observe).await {
+                        Ok(r) => r,
+                        Err(_) => return Err(DiffHalt::Stopped(reason)),
+                    }
+                }
+            };
+            let result = match outcome {
                 Ok(r) => r,
-                Err(_) => return Err(timeout_failure(step, "diff")),
+                Err(_) => return Err(DiffHalt::Failed(timeout_failure(step, "diff"))),
             };
             match result {
                 Ok(diff) => return Ok(diff),
@@ -662,13 +729,28 @@ impl<'a> RunState<'a> {
                     let delay = step.retries.delay_after(attempt);
                     tracing::info!(run = %self.plan.run_id, step = %step.name, attempt, error = %err, "diff failed, retrying");
                     attempt += 1;
-                    tokio::time::sleep(delay.min(remaining)).await;
+                    self.pause(delay.min(remaining)).await;
+                    if let Some(reason) = self.stop.reason() {
+                        return Err(DiffHalt::Stopped(reason));
+                    }
                 }
-                Err(err) => return Err(StepFailure::from_action(&err)),
+                Err(err) => return Err(DiffHalt::Failed(StepFailure::from_action(&err))),
             }
         }
     }
 
+    /// Sleeps `delay`, cut short by a stop request (the caller checks the reason next).
+    async fn pause(&self, delay: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop_requested(self.stop_rx.clone()) => {}
+        }
+    }
+
+    /// `apply`, retried on retryable errors within the step's time. A stop request lets a
+    /// write already under way finish for [`STOP_GRACE`], then drops it (a drain's
+    /// eviction retrying against a PodDisruptionBudget, a backoff): its intent is journaled,
+    /// so a resume's re-diff tells whether it took effect.
     async fn apply_with_retries(
         &self,
         action: &dyn Action,
@@ -679,6 +761,9 @@ impl<'a> RunState<'a> {
         let attempts = step.retries.attempts.max(1);
         let mut attempt = 0;
         loop {
+            if let Some(reason) = self.stop.reason() {
+                return Err(ApplyError::Stopped(reason));
+            }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Err(ApplyError::Failed(timeout_failure(step, "apply")));
@@ -689,7 +774,20 @@ impl<'a> RunState<'a> {
                 &step.name,
                 action.apply(&ctx, mutation),
             );
-            let result = match tokio::time::timeout(remaining, marked).await {
+            let mut call = std::pin::pin!(tokio::time::timeout(remaining, marked));
+            let outcome = tokio::select! {
+                r = &mut call => r,
+                reason = stop_requested(self.stop_rx.clone()) => {
+                    match tokio::time::timeout(STOP_GRACE, &mut call).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::info!(run = %self.plan.run_id, step = %step.name, mutation = %mutation.id, "write dropped by a stop request; its intent stays journaled");
+                            return Err(ApplyError::Stopped(reason));
+                        }
+                    }
+                }
+            };
+            let result = match outcome {
                 Ok(r) => r,
                 Err(_) => return Err(ApplyError::Failed(timeout_failure(step, "apply"))),
             };
@@ -700,7 +798,7 @@ impl<'a> RunState<'a> {
                     let delay = step.retries.delay_after(attempt);
                     tracing::info!(run = %self.plan.run_id, step = %step.name, attempt, error = %err, "apply failed, retrying");
                     attempt += 1;
-                    tokio::time::sleep(delay.min(remaining)).await;
+                    self.pause(delay.min(remaining)).await;
                 }
                 Err(err) => return Err(ApplyError::Failed(StepFailure::from_action(&err))),
             }
@@ -728,13 +826,18 @@ impl<'a> RunState<'a> {
                 timeout: remaining,
             });
             let ctx = self.context(step, deadline);
-            let mut stop_rx = self.stop_rx.clone();
+            let mut check = std::pin::pin!(tokio::time::timeout(
+                remaining + VERIFY_GRACE,
+                action.verify(&ctx, applied)
+            ));
             let result = tokio::select! {
-                r = tokio::time::timeout(remaining + VERIFY_GRACE, action.verify(&ctx, applied)) => r,
-                reason = stop_rx.wait_for(Option::is_some) => {
-                    match reason.ok().and_then(|r| r.clone()) {
-                        Some(reason) => return Ok(Some(reason)),
-                        None => return Err(StepFailure::new("internal", "stop channel closed")),
+                r = &mut check => r,
+                // A verify that is only reading the result back still finishes (the step is
+                // then verified); one that waits is cancelled: verify only reads.
+                reason = stop_requested(self.stop_rx.clone()) => {
+                    match tokio::time::timeout(STOP_GRACE, &mut check).await {
+                        Ok(r) => r,
+                        Err(_) => return Ok(Some(reason)),
                     }
                 }
             };
@@ -745,7 +848,10 @@ impl<'a> RunState<'a> {
                     let delay = step.retries.delay_after(attempt);
                     tracing::info!(run = %self.plan.run_id, step = %step.name, attempt, error = %err, "verify failed, retrying");
                     attempt += 1;
-                    tokio::time::sleep(delay.min(remaining)).await;
+                    self.pause(delay.min(remaining)).await;
+                    if let Some(reason) = self.stop.reason() {
+                        return Ok(Some(reason));
+                    }
                 }
                 Ok(Err(err)) => return Err(StepFailure::from_action(&err)),
             }
@@ -815,7 +921,13 @@ impl<'a> RunState<'a> {
             .await
         {
             Ok(d) => d,
-            Err(f) => return Ok(Err(f)),
+            Err(DiffHalt::Failed(f)) => return Ok(Err(f)),
+            Err(DiffHalt::Stopped(reason)) => {
+                return Ok(Err(StepFailure::new(
+                    "interrupted",
+                    format!("undo {reason}"),
+                )));
+            }
         };
         for m in &diff.mutations {
             self.record(Record::MutationIntended {
@@ -839,6 +951,12 @@ impl<'a> RunState<'a> {
                 }
                 Err(ApplyError::Conflict(err)) => return Ok(Err(StepFailure::from_action(&err))),
                 Err(ApplyError::Failed(f)) => return Ok(Err(f)),
+                Err(ApplyError::Stopped(reason)) => {
+                    return Ok(Err(StepFailure::new(
+                        "interrupted",
+                        format!("undo {reason}"),
+                    )));
+                }
             }
         }
         Ok(Ok(()))
@@ -929,6 +1047,8 @@ impl<'a> RunState<'a> {
 enum ApplyError {
     Conflict(ActionError),
     Failed(StepFailure),
+    /// A stop request came first; the write's intent stays journaled.
+    Stopped(StopReason),
 }
 
 fn is_conflict(err: &ActionError) -> bool {

@@ -19,8 +19,43 @@ pub const GROUP: &str = "gateway.networking.k8s.io";
 pub const API_VERSION: &str = "gateway.networking.k8s.io/v1";
 /// The kind.
 pub const KIND: &str = "HTTPRoute";
+/// The route annotation a zone fail-out writes when it shifts the zone's traffic away on the
+/// route: `ripcord.dev/failed-out.<zone>: <backend>`, so that a fail-back of the zone finds the
+/// route and backend to ramp back (from any machine) without being told; removed by the
+/// fail-back's last ramp step (or the fail-out's cleanup).
+pub const FAILED_OUT_PREFIX: &str = "ripcord.dev/failed-out.";
+/// The route annotation recording when the last ramp step of a backend was written
+/// (`ripcord.dev/ramped-at.<backend>: <RFC 3339>`), so that a resumed fail-back waits only what
+/// remains of that step's pause; removed by the last ramp step.
+pub const RAMPED_AT_PREFIX: &str = "ripcord.dev/ramped-at.";
+
 /// The weight a backendRef has when it names none (Gateway API default).
 pub const DEFAULT_WEIGHT: u32 = 1;
+
+/// The namespace and name of a route read as JSON.
+pub fn namespace_and_name(route: &Value) -> (String, String) {
+    let text = |pointer: &str| {
+        route
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    (text("/metadata/namespace"), text("/metadata/name"))
+}
+
+/// The annotations of a route whose key starts with `prefix`: (rest of the key, value).
+pub fn annotations_with_prefix<'a>(
+    route: &'a Value,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    route
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(move |(k, v)| Some((k.strip_prefix(prefix)?, v.as_str()?)))
+}
 
 /// HTTPRoute helpers, each call bounded by one per-call timeout.
 #[derive(Clone)]
@@ -52,6 +87,35 @@ impl HttpRoutes {
         let object = describe(KIND, Some(namespace), name);
         let found = call("get", &object, self.timeout, self.api(namespace).get(name)).await?;
         serde_json::to_value(found).map_err(|source| K8sError::Serde { object, source })
+    }
+
+    /// Lists the HTTPRoutes of every namespace as JSON (one call; none when the cluster does
+    /// not serve the Gateway API).
+    pub async fn list_all(&self) -> Result<Vec<Value>, K8sError> {
+        let object = "httproutes (all namespaces)".to_string();
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &self.resource);
+        let listed = match call(
+            "list",
+            &object,
+            self.timeout,
+            api.list(&kube::api::ListParams::default()),
+        )
+        .await
+        {
+            Ok(listed) => listed,
+            Err(K8sError::NotFound { .. }) => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        listed
+            .items
+            .into_iter()
+            .map(|route| {
+                serde_json::to_value(route).map_err(|source| K8sError::Serde {
+                    object: object.clone(),
+                    source,
+                })
+            })
+            .collect()
     }
 
     /// Applies a JSON merge patch (field manager `ripcord`); returns the route after the write.
