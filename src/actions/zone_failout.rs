@@ -5,9 +5,11 @@
 //! While any of the zone's nodes still has to be cordoned, `diff` checks, and refuses with
 //! [`ActionError::Refused`] (saying why and how to proceed) when:
 //! - the zone is the last healthy one: no other zone has a Ready, schedulable node (not
-//!   overridable);
-//! - the zone exceeds the blast-radius budget: more nodes than `maxNodes`, or more than
-//!   `maxPercent` of the cluster's nodes (override with `overrideBlastRadius: true`);
+//!   overridable): at least one healthy zone always remains;
+//! - the fail-out exceeds the blast-radius budget, which is cumulative: the zone's nodes plus
+//!   the nodes of other zones already out of service (cordoned — by an earlier fail-out or
+//!   anyone — or not Ready) are more than `maxNodes`, or more than `maxPercent` of the
+//!   cluster's nodes (override with `overrideBlastRadius: true`);
 //! - the remaining zones lack the capacity for the moved pods: the CPU/memory requests of the
 //!   pods to evict exceed the allocatable resources minus the requests already bound on the
 //!   Ready, schedulable nodes of the other zones (not overridable: add capacity or scale down).
@@ -21,6 +23,12 @@
 //! 3. drain in waves: PDB-respecting evictions of the pods of at most `drainConcurrency`
 //!    nodes at once (see [`super::node_drain`]); `verify` waits until the evicted pods'
 //!    replacements are Ready in the other zones.
+//!
+//! The cordons are fleet-guarded ([`Action::fleet_guarded`]): the engine writes them only under
+//! the cluster-wide fleet lock, from a diff (and so a guard check) made after taking it, so runs
+//! failing out different zones at the same moment see each other's cordons (see
+//! `engine/guards.rs`). With the default budget (`maxPercent: 50`) of three equal zones, one
+//! zone can be out at a time; with `overrideBlastRadius`, all but the last healthy one.
 //!
 //! The step is done when every zone node is cordoned, the traffic is away and no evictable pod
 //! is left in the zone. `zone.failback` reverses it.
@@ -49,6 +57,8 @@ pub const TRAFFIC_PERCENT_ANNOTATION: &str = "ripcord.dev/traffic-percent";
 const TRAFFIC_ROUTE_ID: &str = "traffic/route";
 /// Mutation id of the webhook call.
 const TRAFFIC_WEBHOOK_ID: &str = "traffic/webhook";
+/// Mutation id prefix of the cordons (see [`cordon_mutation`]).
+const CORDON_PREFIX: &str = "cordon/";
 /// Eviction requests in flight at once (across the nodes of a wave).
 const EVICTIONS_IN_FLIGHT: usize = 32;
 
@@ -111,22 +121,49 @@ pub(crate) fn check_guards(
     }
     let n = zone_nodes.len();
     let total = all_nodes.len().max(1);
+    // The budget is cumulative: nodes of other zones that are already out of service (cordoned
+    // by an earlier fail-out or anyone else, or not Ready) count with this zone's.
+    let mut out_elsewhere: BTreeMap<&str, usize> = BTreeMap::new();
+    for node in all_nodes
+        .iter()
+        .filter(|n| !in_zone(n) && (!nodes::is_ready(n) || nodes::is_unschedulable(n)))
+    {
+        *out_elsewhere
+            .entry(nodes::label(node, &args.zone_label).unwrap_or("(no zone label)"))
+            .or_default() += 1;
+    }
+    let already_out: usize = out_elsewhere.values().sum();
+    let out_after = n + already_out;
+    let counted = if already_out == 0 {
+        format!("its {n} node(s)")
+    } else {
+        format!(
+            "its {n} node(s) plus {already_out} already cordoned or not Ready elsewhere ({})",
+            out_elsewhere
+                .iter()
+                .map(|(zone, count)| format!("{zone}: {count}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     if !args.override_blast_radius {
         if let Some(max) = args.max_nodes
-            && n > max as usize
+            && out_after > max as usize
         {
             problems.push(format!(
-                "zone {zone} has {n} nodes, over the blast-radius budget maxNodes={max}; raise \
-                 maxNodes or set overrideBlastRadius: true to proceed"
+                "failing out zone {zone} would put {out_after} node(s) out of service \
+                 ({counted}), over the blast-radius budget maxNodes={max}; fail a zone back in, \
+                 raise maxNodes or set overrideBlastRadius: true to proceed"
             ));
         }
         if let Some(max) = args.max_percent
-            && n * 100 > max as usize * total
+            && out_after * 100 > max as usize * total
         {
             problems.push(format!(
-                "zone {zone} holds {n} of {total} nodes ({}%), over the blast-radius budget \
-                 maxPercent={max}; raise maxPercent or set overrideBlastRadius: true to proceed",
-                n * 100 / total
+                "failing out zone {zone} would put {out_after} of {total} nodes ({}%) out of \
+                 service ({counted}), over the blast-radius budget maxPercent={max}; fail a zone \
+                 back in, raise maxPercent or set overrideBlastRadius: true to proceed",
+                out_after * 100 / total
             ));
         }
     }
@@ -545,6 +582,12 @@ impl Action for ZoneFailout {
     /// evictions in flight stay bounded across them.
     fn parallel_mutations(&self) -> usize {
         PARALLEL_MUTATIONS
+    }
+
+    /// The cordons: they take the zone's capacity out of the fleet, behind guards that count
+    /// what every other run already took out.
+    fn fleet_guarded(&self, diff: &Diff) -> bool {
+        diff.mutations.iter().any(|m| m.id.starts_with(CORDON_PREFIX))
     }
 
     fn diff<'a>(&'a self, ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>> {

@@ -587,6 +587,7 @@ impl RunManager {
             call_timeout: self.inner.defaults.call_timeout,
             handle_signals: false,
             stop: Some(stop),
+            wait_lock: std::time::Duration::ZERO,
         };
         let task = tokio::spawn(async move { manager.drive(plan, opts, cancel_rx).await });
         let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());

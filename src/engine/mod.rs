@@ -182,6 +182,10 @@ pub struct RunOptions {
     pub handle_signals: bool,
     /// A handle the caller keeps to stop the run; `None`: the engine makes its own.
     pub stop: Option<StopHandle>,
+    /// How long to wait for a lock (the per-target lock, the fleet lock) that another run
+    /// holds before refusing: it may be released, or expire when its holder died. Zero (the
+    /// default): refuse at once, naming the holder and how long its Lease has left.
+    pub wait_lock: Duration,
 }
 
 impl RunOptions {
@@ -200,6 +204,7 @@ impl RunOptions {
             call_timeout: Duration::from_secs(10),
             handle_signals: false,
             stop: None,
+            wait_lock: Duration::ZERO,
         }
     }
 }

@@ -438,6 +438,44 @@ pub async fn acquire(
 /// How many times [`acquire`] tries before giving up on transient errors and races.
 const ACQUIRE_ATTEMPTS: u32 = 6;
 
+/// How often [`acquire_waiting`] looks at a held Lease again (its holder may release it before
+/// it expires).
+const WAIT_POLL: Duration = Duration::from_millis(200);
+
+/// As [`acquire`], but while another run holds the lock, waits up to `wait` for it to be
+/// released or to expire (a holder that was SIGKILLed stops renewing), looking again every
+/// 200 ms. `wait` zero: refuses at once, like [`acquire`]. Refuses with [`LeaseError::Held`]
+/// (the holder and how long its Lease has left) when the wait is over.
+pub async fn acquire_waiting(
+    client: &kube::Client,
+    namespace: &str,
+    lock: &str,
+    holder: &str,
+    ttl: Duration,
+    call_timeout: Duration,
+    wait: Duration,
+) -> Result<LockGuard, LeaseError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut reported = false;
+    loop {
+        match acquire(client, namespace, lock, holder, ttl, call_timeout).await {
+            Err(LeaseError::Held {
+                holder: current,
+                expires_in_s,
+                ..
+            }) if tokio::time::Instant::now() < deadline => {
+                if !reported {
+                    reported = true;
+                    tracing::info!(lock = %lock, holder = %current, expires_in_s, wait_s = wait.as_secs(), "lock held: waiting");
+                }
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                tokio::time::sleep(WAIT_POLL.min(left)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 // === leader election ===
 
 /// One leader-election round on the Lease `name` for `identity`: creates the Lease, renews it
