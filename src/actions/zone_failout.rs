@@ -587,7 +587,9 @@ impl Action for ZoneFailout {
     /// The cordons: they take the zone's capacity out of the fleet, behind guards that count
     /// what every other run already took out.
     fn fleet_guarded(&self, diff: &Diff) -> bool {
-        diff.mutations.iter().any(|m| m.id.starts_with(CORDON_PREFIX))
+        diff.mutations
+            .iter()
+            .any(|m| m.id.starts_with(CORDON_PREFIX))
     }
 
     fn diff<'a>(&'a self, ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>> {
