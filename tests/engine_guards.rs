@@ -522,3 +522,72 @@ async fn issue12_a_fleet_lock_left_by_a_killed_run_refuses_then_wait_lock_waits_
         .expect("get");
     assert!(lease.is_none(), "the fleet lock was released: {lease:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_verify_cluster_reports_a_fleet_left_in_one_zone() {
+    use ripcord::cleanup::{Selection, verify};
+    let sim = three_zones().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::new(sim.client(), reqwest::Client::new());
+    let objects = ripcord::k8s::objects::Objects::new(sim.client(), Duration::from_secs(5));
+    let clean = verify::verify(&objects, &Selection::All, &[])
+        .await
+        .expect("verify");
+    assert!(clean.clean, "{:?}", clean.findings);
+    // zone-b, then zone-a (over the budget, on purpose): every pod moves to zone-c.
+    for zone in ["zone-b", "zone-a"] {
+        let outcome = engine
+            .run(
+                failout_plan(zone, &[("overrideBlastRadius", "true")]),
+                RunOptions::new("test", dir.path()),
+                None,
+            )
+            .await
+            .expect("run completes");
+        assert_eq!(outcome.outcome, Outcome::Succeeded, "{outcome:?}");
+    }
+    // Both zones back in service (uncordoned, ripcord's marks gone), the pods still in zone-c.
+    let nodes = kube::Api::<k8s_openapi::api::core::v1::Node>::all(sim.client());
+    for node in sim.store().list(&kinds::nodes(), None).0 {
+        let name = node["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut marks = serde_json::Map::new();
+        for section in ["labels", "annotations"] {
+            let keys: serde_json::Map<String, Value> = node["metadata"][section]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| k.starts_with("ripcord.dev/"))
+                .map(|(k, _)| (k.clone(), Value::Null))
+                .collect();
+            marks.insert(section.to_string(), Value::Object(keys));
+        }
+        let patch = json!({"metadata": marks, "spec": {"unschedulable": null}});
+        nodes
+            .patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .expect("uncordoned");
+    }
+    assert!(cordoned(&sim).is_empty());
+    let report = verify::verify(&objects, &Selection::All, &[])
+        .await
+        .expect("verify");
+    let lopsided: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == "lopsided-workload")
+        .map(|f| f.object.as_str())
+        .collect();
+    assert!(!report.clean, "not CLEAN: {:?}", report.findings);
+    assert!(
+        lopsided.contains(&"deployment/shop/web"),
+        "{:?}",
+        report.findings
+    );
+}
