@@ -591,3 +591,63 @@ async fn issue12_verify_cluster_reports_a_fleet_left_in_one_zone() {
         report.findings
     );
 }
+
+/// Issue 12: `run --resume` of a run that already succeeded exited 1 ("cannot be resumed").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_resuming_a_run_that_succeeded_exits_0_and_says_so() {
+    let h = Harness::demo().await;
+    let playbook = h.dir.path().join("annotate.yaml");
+    std::fs::write(
+        &playbook,
+        r#"
+apiVersion: ripcord.dev/v1alpha1
+kind: Playbook
+metadata:
+  name: annotate
+spec:
+  steps:
+    - name: annotate
+      action: object.patch
+      with:
+        apiVersion: apps/v1
+        kind: Deployment
+        namespace: shop
+        name: checkout
+        patch: {metadata: {annotations: {ripcord.dev/resume-test: "x"}}}
+"#,
+    )
+    .expect("playbook written");
+    let out = h
+        .ripcord(
+            &[
+                "run",
+                playbook.to_str().expect("utf-8"),
+                "--yes",
+                "-n",
+                "shop",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let run_id = engine_support::run_id_from(&out);
+    let writes = h.sim.write_request_count();
+    let out = h.ripcord(&["run", "--resume", &run_id], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a finished success is not an error"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&run_id) && stdout.contains("already succeeded"),
+        "{stdout}"
+    );
+    assert_eq!(h.sim.write_request_count(), writes, "nothing written");
+    let out = h
+        .ripcord(&["run", "--resume", &run_id, "-o", "json"], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let json: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(json["outcome"], "succeeded", "{json}");
+}
