@@ -720,6 +720,57 @@ mod tests {
     }
 
     #[test]
+    fn issue12_blast_radius_is_cumulative() {
+        // zone b is out already (cordoned); failing out a would put 2 of 3 nodes out.
+        let nodes = vec![
+            node("a1", "a", true, false),
+            node("b1", "b", true, true),
+            node("c1", "c", true, false),
+        ];
+        let refusal = check_guards(
+            &args(json!({"zone": "a", "maxPercent": 50})),
+            &nodes,
+            &[],
+            settings(),
+        );
+        assert!(
+            matches!(&refusal, Err(r) if r.contains("2 of 3 nodes") && r.contains("b: 1")),
+            "{refusal:?}"
+        );
+        let refusal = check_guards(
+            &args(json!({"zone": "a", "maxNodes": 1})),
+            &nodes,
+            &[],
+            settings(),
+        );
+        assert!(
+            matches!(&refusal, Err(r) if r.contains("maxNodes=1")),
+            "{refusal:?}"
+        );
+        // A node that is not Ready counts as out too; the override still passes (c is healthy).
+        let mut not_ready = nodes.clone();
+        not_ready[1] = node("b1", "b", false, false);
+        assert!(
+            check_guards(
+                &args(json!({"zone": "a", "maxPercent": 50})),
+                &not_ready,
+                &[],
+                settings()
+            )
+            .is_err()
+        );
+        assert!(
+            check_guards(
+                &args(json!({"zone": "a", "maxPercent": 50, "overrideBlastRadius": true})),
+                &nodes,
+                &[],
+                settings()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn refuses_without_capacity() {
         let nodes = vec![node("a1", "a", true, false), node("b1", "b", true, false)];
         let pods = vec![pod("p1", "a1", "1500m"), pod("p2", "b1", "1")];
