@@ -11,8 +11,10 @@
 //!   anyone — or not Ready) are more than `maxNodes`, or more than `maxPercent` of the
 //!   cluster's nodes (override with `overrideBlastRadius: true`);
 //! - the remaining zones lack the capacity for the moved pods: the CPU/memory requests of the
-//!   pods to evict exceed the allocatable resources minus the requests already bound on the
-//!   Ready, schedulable nodes of the other zones (not overridable: add capacity or scale down).
+//!   pods to evict — and of the pods still on nodes of other zones that ripcord cordoned (a
+//!   fail-out of another run, maybe still draining) — do not fit, first-fit per node, into the
+//!   allocatable resources minus the requests already bound on the Ready, schedulable nodes of
+//!   the other zones (not overridable: add capacity or scale down).
 //!
 //! # Phases (multi-phase through re-diff)
 //! 1. cordon + mark every zone node (`cordon/<node>`; see [`super::node_cordon`]);
@@ -170,6 +172,18 @@ pub(crate) fn check_guards(
     let mut need = Resources::default();
     let mut moving: Vec<Resources> = Vec::new();
     let mut used: BTreeMap<&str, Resources> = BTreeMap::new();
+    // Nodes elsewhere that ripcord cordoned (a fail-out or drain of another run, maybe still
+    // draining): their evictable pods are on their way to the same healthy nodes.
+    let draining: BTreeSet<&str> = all_nodes
+        .iter()
+        .filter(|n| {
+            !in_zone(n)
+                && nodes::is_unschedulable(n)
+                && nodes::label(n, CORDONED_BY_LABEL).is_some()
+        })
+        .map(nodes::name)
+        .collect();
+    let mut in_flight = 0usize;
     for pod in all_pods {
         let Some(node) = pods::node_name(pod) else {
             continue;
@@ -177,15 +191,22 @@ pub(crate) fn check_guards(
         if pods::is_terminating(pod) {
             continue;
         }
-        if zone_nodes.contains(node) {
-            if pods::drain_skip_reason(
+        let evictable = || {
+            pods::drain_skip_reason(
                 pod,
                 settings.ignore_daemon_sets,
                 settings.delete_emptydir_data,
             )
             .is_none()
-            {
+        };
+        if zone_nodes.contains(node) {
+            if evictable() {
                 need = need.plus(pods::requests(pod));
+                moving.push(pods::requests(pod));
+            }
+        } else if draining.contains(node) {
+            if evictable() {
+                in_flight += 1;
                 moving.push(pods::requests(pod));
             }
         } else {
@@ -205,11 +226,19 @@ pub(crate) fn check_guards(
         .fold(Resources::default(), |acc, r| acc.plus(*r));
     let unplaced = place_first_fit(&mut room, moving);
     if unplaced > 0 {
+        let also = if in_flight == 0 {
+            String::new()
+        } else {
+            format!(
+                " (counting {in_flight} pod(s) still to leave nodes another run cordoned: {})",
+                draining.iter().copied().collect::<Vec<_>>().join(", ")
+            )
+        };
         problems.push(format!(
             "the other zones lack the capacity for zone {zone}'s pods: they request {need}, the \
              Ready schedulable nodes elsewhere have {free} free, and {unplaced} pod(s) would fit \
-             on no node; add nodes to the other zones or scale workloads down, then run again \
-             (the capacity guard cannot be overridden)"
+             on no node{also}; add nodes to the other zones or scale workloads down, then run \
+             again (the capacity guard cannot be overridden)"
         ));
     }
     if problems.is_empty() {
@@ -768,6 +797,29 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn issue12_capacity_counts_pods_still_draining_from_another_runs_zone() {
+        let mut b1 = node("b1", "b", true, true);
+        b1.metadata
+            .labels
+            .get_or_insert_default()
+            .insert(CORDONED_BY_LABEL.into(), "r-other".into());
+        let nodes = vec![
+            node("a1", "a", true, false),
+            b1,
+            node("c1", "c", true, false),
+        ];
+        // c1 has 2 CPUs: a's 1200m fits alone, not with b's 1200m still to move.
+        let pods = vec![pod("p1", "a1", "1200m"), pod("p2", "b1", "1200m")];
+        let args = args(json!({"zone": "a", "overrideBlastRadius": true}));
+        let refusal = check_guards(&args, &nodes, &pods, settings());
+        assert!(
+            matches!(&refusal, Err(r) if r.contains("still to leave") && r.contains("b1")),
+            "{refusal:?}"
+        );
+        assert!(check_guards(&args, &nodes, &pods[..1], settings()).is_ok());
     }
 
     #[test]
