@@ -310,6 +310,16 @@ async fn fleet_trials(starter: Starter, wait_lock: Option<&str>, n: usize) {
              cordoned {:?} in {} ms",
             t.succeeded, t.refused, t.cordoned, t.millis
         );
+        if let Some((zone, code, text)) = t
+            .results
+            .iter()
+            .find(|(_, r, _)| !r.ends_with("(0)") && r != "succeeded")
+        {
+            eprintln!(
+                "  refused {zone} ({code}): {}",
+                text.lines().find(|l| l.contains("refused")).unwrap_or(text)
+            );
+        }
         if let Some(path) = std::env::var_os("RIPCORD_CAMPAIGN_REPORT") {
             let line = serde_json::json!({
                 "campaign": "concurrency",
@@ -343,6 +353,12 @@ async fn fleet_trials(starter: Starter, wait_lock: Option<&str>, n: usize) {
                 text.contains("is locked by run") || text.contains("blast-radius budget"),
                 "the refusal says why: {shown}"
             );
+            if text.contains("is locked by run") {
+                assert!(
+                    text.contains("--wait-lock") && text.contains("expire"),
+                    "and how long the lock has left, and how to wait for it: {shown}"
+                );
+            }
         }
     }
 }

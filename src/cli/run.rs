@@ -387,8 +387,14 @@ pub async fn run_builtin(
 
     opts.handle_signals = true;
     let outcome = run_with_progress(&engine, plan, opts).await?;
+    // A lock's refusal carries its own way out (--wait-lock); the command's hint is about
+    // its guards.
     if outcome.outcome == Outcome::Refused
         && let Some(hint) = &run.refusal_hint
+        && !outcome
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("is locked by run"))
     {
         eprintln!("hint: {hint}");
     }
