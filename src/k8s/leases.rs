@@ -4,7 +4,9 @@
 //! `ripcord-lock-<hash>` in the target namespace, held by the run id. Two runs on the same
 //! target cannot mutate at once: the second is refused with the holder's run id. The holder
 //! renews the Lease while it runs; a crashed holder's Lease expires after its duration, and a
-//! resumed run (same run id) takes its own Lease back at once.
+//! resumed run (same run id) takes its own Lease back at once. [`acquire_waiting`] waits a
+//! bounded time for a held lock (`--wait-lock`). The engine's cluster-wide fleet lock is one
+//! such lock (lock string `fleet`, namespace `default`; see `engine/guards.rs`).
 
 use crate::actions::FIELD_MANAGER;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
