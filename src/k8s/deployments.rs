@@ -667,9 +667,10 @@ fn known_available(deployment: &Deployment, r: &Revision) -> bool {
 /// revision named by the Deployment's known-good annotations (hash first, then number).
 ///
 /// `Previous` skips a revision that never became fully available (two bad releases in a row):
-/// one that ripcord has no evidence of availability for (see [`known_available`]) while an
-/// older revision still runs Ready pods — the Deployment controller scales the older
-/// ReplicaSets to zero only once a newer one is available, so that rollout never completed.
+/// one that ripcord has no evidence of availability for (a known-good or verified-healthy
+/// mark, or all its current pods Ready) while an older revision still runs Ready pods — the
+/// Deployment controller scales the older ReplicaSets to zero only once a newer one is
+/// available, so that rollout never completed.
 /// It takes the newest earlier revision without such evidence against it; the skipped ones
 /// and why are in [`RevisionSelection::skipped`].
 pub fn select_revision_explained<'a>(
