@@ -13,6 +13,8 @@
 //!   line per trial (`RIPCORD_CAMPAIGN_REPORT`).
 
 mod campaign_support;
+#[path = "daemon_support/mod.rs"]
+mod daemon_support;
 
 use campaign_support::{Playbook, Trial, deployment, rolled_out, settle};
 use ripcord::journal::{self, Outcome};
@@ -376,4 +378,45 @@ async fn issue12_three_cli_failouts_at_once_fail_out_one_zone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue12_three_daemon_failouts_at_once_fail_out_one_zone() {
     fleet_trials(Starter::Daemon, None, trials()).await;
+}
+
+/// Issue 12: 2,000 API submissions in a burst produced 15 duplicate run ids, and the second run
+/// of each pair was never executed yet reported "succeeded". Every submission now gets its own
+/// id and runs exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_two_thousand_api_submissions_get_distinct_ids_and_each_runs_once() {
+    use daemon_support::{FakeExecutor, TOKEN, call, harness};
+    let h = harness(
+        FakeExecutor::default(),
+        ripcord::daemon::config::AlertmanagerConfig::default(),
+        ripcord::daemon::clock::Clock::System,
+    );
+    let started = std::time::Instant::now();
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..2_000 {
+        let body = serde_json::json!({"playbook": "rollback",
+            "params": {"name": format!("svc-{}", i % 50), "namespace": "shop"}})
+        .to_string();
+        let (status, json) = call(&h.state, "POST", "/v1/runs", Some(TOKEN), Some(body)).await;
+        assert_eq!(status, axum::http::StatusCode::ACCEPTED, "{json}");
+        let id = json["runId"].as_str().unwrap_or_default().to_string();
+        assert!(ids.insert(id.clone()), "duplicate run id {id}");
+    }
+    eprintln!("2000 submissions in {} ms", started.elapsed().as_millis());
+    let executor = h.executor.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while executor.executed().len() < ids.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {} executed",
+            executor.executed().len(),
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let executed: Vec<String> = executor.executed().into_iter().map(|e| e.run_id).collect();
+    let once: std::collections::BTreeSet<&String> = executed.iter().collect();
+    assert_eq!(executed.len(), 2_000, "each run executed once");
+    assert_eq!(once.len(), 2_000);
+    assert!(ids.iter().all(|id| once.contains(id)));
 }
