@@ -251,3 +251,404 @@ async fn dry_run_reports_diff_and_inverse_and_writes_nothing() {
             .is_empty()
     );
 }
+
+// === issue 12: guards that hold across concurrent runs ===
+
+/// The three-zones scenario (two nodes per zone, web x6 and api x3 behind PDBs), ready.
+async fn three_zones() -> Arc<SimCluster> {
+    let scenario = ripcord::sim::scenario::Scenario::load_file(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/scenarios/three-zones.yaml"),
+    )
+    .expect("scenario loads");
+    let sim = Arc::new(
+        SimCluster::start(ripcord::sim::SimOptions {
+            scenario,
+            addr: None,
+        })
+        .await
+        .expect("sim starts"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = |app: &str| {
+            sim.store()
+                .list(&kinds::pods(), Some("shop"))
+                .0
+                .iter()
+                .filter(|p| {
+                    p.pointer("/metadata/labels/app").and_then(Value::as_str) == Some(app)
+                        && p.pointer("/status/conditions")
+                            .and_then(Value::as_array)
+                            .is_some_and(|c| {
+                                c.iter()
+                                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                            })
+                })
+                .count()
+        };
+        if ready("web") == 6 && ready("api") == 3 {
+            return sim;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "web and api never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The built-in fail-out plan for `zone`.
+fn failout_plan(zone: &str, extra: &[(&str, &str)]) -> ripcord::plan::Plan {
+    let valid = ripcord::playbook::load_builtin("failout-zone").expect("builtin");
+    let mut params = BTreeMap::from([("zone".to_string(), zone.to_string())]);
+    for (k, v) in extra {
+        params.insert(k.to_string(), v.to_string());
+    }
+    ripcord::plan::plan(&valid, &params, &ripcord::journal::new_run_id()).expect("planned")
+}
+
+/// Names of the cordoned nodes, by zone.
+fn cordoned(sim: &SimCluster) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for node in sim.store().list(&kinds::nodes(), None).0 {
+        if node.pointer("/spec/unschedulable") == Some(&json!(true)) {
+            let zone = node
+                .pointer("/metadata/labels/topology.kubernetes.io~1zone")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string();
+            *out.entry(zone).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Fails out the three zones at the same moment, each run with its own state dir (three
+/// operators); returns the outcomes in zone order.
+async fn three_failouts_at_once(
+    sim: &Arc<SimCluster>,
+    dir: &std::path::Path,
+    wait_lock: Duration,
+    extra: &[(&str, &str)],
+) -> Vec<ripcord::engine::RunOutcome> {
+    let runs = ["zone-a", "zone-b", "zone-c"].map(|zone| {
+        let engine = Engine::new(sim.client(), reqwest::Client::new());
+        let plan = failout_plan(zone, extra);
+        let mut opts = RunOptions::new(format!("operator-{zone}"), dir.join(zone));
+        opts.wait_lock = wait_lock;
+        tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_secs(120), engine.run(plan, opts, None)).await
+        })
+    });
+    let mut outcomes = Vec::new();
+    for run in runs {
+        outcomes.push(
+            run.await
+                .expect("task")
+                .expect("finished in time")
+                .expect("run completes"),
+        );
+    }
+    outcomes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_three_concurrent_failouts_fail_out_exactly_one_zone() {
+    let sim = three_zones().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outcomes = three_failouts_at_once(&sim, dir.path(), Duration::ZERO, &[]).await;
+    let shown: Vec<(Outcome, Option<String>)> = outcomes
+        .iter()
+        .map(|o| (o.outcome, o.reason.clone()))
+        .collect();
+    let succeeded = outcomes
+        .iter()
+        .filter(|o| o.outcome == Outcome::Succeeded)
+        .count();
+    let refused: Vec<&ripcord::engine::RunOutcome> = outcomes
+        .iter()
+        .filter(|o| o.outcome == Outcome::Refused)
+        .collect();
+    assert_eq!(succeeded, 1, "{shown:#?}");
+    assert_eq!(refused.len(), 2, "{shown:#?}");
+    for r in &refused {
+        assert_eq!(r.mutations_applied, 0, "refused before any write: {r:?}");
+    }
+    let out = cordoned(&sim);
+    assert_eq!(out.values().sum::<usize>(), 2, "one zone cordoned: {out:?}");
+    assert_eq!(out.len(), 1, "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_concurrent_failouts_that_wait_for_the_lock_are_refused_by_the_guards() {
+    let sim = three_zones().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Waiting for the fleet lock, each later run checks the guards again under it and sees
+    // the cordons of the first: the cumulative blast-radius budget (50%) refuses it.
+    let outcomes = three_failouts_at_once(&sim, dir.path(), Duration::from_secs(60), &[]).await;
+    let shown: Vec<(Outcome, Option<String>)> = outcomes
+        .iter()
+        .map(|o| (o.outcome, o.reason.clone()))
+        .collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| o.outcome == Outcome::Succeeded)
+            .count(),
+        1,
+        "{shown:#?}"
+    );
+    for o in outcomes.iter().filter(|o| o.outcome != Outcome::Succeeded) {
+        assert_eq!(o.outcome, Outcome::Refused, "{shown:#?}");
+        let reason = o.reason.clone().unwrap_or_default();
+        assert!(
+            reason.contains("maxPercent=50") && reason.contains("already cordoned"),
+            "the cumulative budget refused it: {reason}"
+        );
+    }
+    assert_eq!(
+        cordoned(&sim).values().sum::<usize>(),
+        2,
+        "{:?}",
+        cordoned(&sim)
+    );
+
+    // With the budget overridden, the last healthy zone still stands: never all three.
+    let outcomes = three_failouts_at_once(
+        &sim,
+        &dir.path().join("override"),
+        Duration::from_secs(60),
+        &[("overrideBlastRadius", "true")],
+    )
+    .await;
+    let shown: Vec<(Outcome, Option<String>)> = outcomes
+        .iter()
+        .map(|o| (o.outcome, o.reason.clone()))
+        .collect();
+    let out = cordoned(&sim);
+    assert!(out.len() <= 2, "a healthy zone remains: {out:?} {shown:#?}");
+    assert!(
+        shown.iter().any(|(o, r)| *o == Outcome::Refused
+            && r.as_deref().is_some_and(
+                |r| r.contains("last healthy zone") || r.contains("lack the capacity")
+            )),
+        "{shown:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_blast_radius_counts_a_zone_failed_out_earlier() {
+    let sim = three_zones().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::new(sim.client(), reqwest::Client::new());
+    let first = engine
+        .run(
+            failout_plan("zone-b", &[]),
+            RunOptions::new("test", dir.path()),
+            None,
+        )
+        .await
+        .expect("run completes");
+    assert_eq!(first.outcome, Outcome::Succeeded, "{first:?}");
+    let second = engine
+        .run(
+            failout_plan("zone-a", &[]),
+            RunOptions::new("test", dir.path()),
+            None,
+        )
+        .await
+        .expect("run completes");
+    assert_eq!(second.outcome, Outcome::Refused, "{second:?}");
+    let reason = second.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("4 of 6 nodes") && reason.contains("zone-b: 2"),
+        "counts zone-b as out: {reason}"
+    );
+    assert_eq!(
+        cordoned(&sim),
+        BTreeMap::from([("zone-b".to_string(), 2)]),
+        "zone-a untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_a_fleet_lock_left_by_a_killed_run_refuses_then_wait_lock_waits_it_out() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let sim = three_zones().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The Lease of a run that was SIGKILLed while it held the fleet lock: nobody renews it.
+    let dead = "r-20261202-000000-dead0000beef";
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(jiff::Timestamp::now());
+    let lease: Lease = serde_json::from_value(json!({
+        "metadata": {"name": ripcord::k8s::leases::lease_name("fleet"), "namespace": "default"},
+        "spec": {"holderIdentity": dead, "leaseDurationSeconds": 4,
+                 "acquireTime": now, "renewTime": now}
+    }))
+    .expect("lease");
+    kube::Api::<Lease>::namespaced(sim.client(), "default")
+        .create(&kube::api::PostParams::default(), &lease)
+        .await
+        .expect("lease created");
+    let engine = Engine::new(sim.client(), reqwest::Client::new());
+
+    let refused = engine
+        .run(
+            failout_plan("zone-a", &[]),
+            RunOptions::new("test", dir.path()),
+            None,
+        )
+        .await
+        .expect("run completes");
+    assert_eq!(refused.outcome, Outcome::Refused, "{refused:?}");
+    let reason = refused.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains(dead) && reason.contains("expires in") && reason.contains("--wait-lock"),
+        "names the holder, the time left and the way out: {reason}"
+    );
+    assert!(cordoned(&sim).is_empty());
+
+    let mut opts = RunOptions::new("test", dir.path());
+    opts.wait_lock = Duration::from_secs(60);
+    let waited = engine
+        .run(failout_plan("zone-a", &[]), opts, None)
+        .await
+        .expect("run completes");
+    assert_eq!(waited.outcome, Outcome::Succeeded, "{waited:?}");
+    assert_eq!(cordoned(&sim), BTreeMap::from([("zone-a".to_string(), 2)]));
+    // Released at the end: the next run does not wait.
+    let lease = kube::Api::<Lease>::namespaced(sim.client(), "default")
+        .get_opt(&ripcord::k8s::leases::lease_name("fleet"))
+        .await
+        .expect("get");
+    assert!(lease.is_none(), "the fleet lock was released: {lease:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_verify_cluster_reports_a_fleet_left_in_one_zone() {
+    use ripcord::cleanup::{Selection, verify};
+    let sim = three_zones().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::new(sim.client(), reqwest::Client::new());
+    let objects = ripcord::k8s::objects::Objects::new(sim.client(), Duration::from_secs(5));
+    let clean = verify::verify(&objects, &Selection::All, &[])
+        .await
+        .expect("verify");
+    assert!(clean.clean, "{:?}", clean.findings);
+    // zone-b, then zone-a (over the budget, on purpose): every pod moves to zone-c.
+    for zone in ["zone-b", "zone-a"] {
+        let outcome = engine
+            .run(
+                failout_plan(zone, &[("overrideBlastRadius", "true")]),
+                RunOptions::new("test", dir.path()),
+                None,
+            )
+            .await
+            .expect("run completes");
+        assert_eq!(outcome.outcome, Outcome::Succeeded, "{outcome:?}");
+    }
+    // Both zones back in service (uncordoned, ripcord's marks gone), the pods still in zone-c.
+    let nodes = kube::Api::<k8s_openapi::api::core::v1::Node>::all(sim.client());
+    for node in sim.store().list(&kinds::nodes(), None).0 {
+        let name = node["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut marks = serde_json::Map::new();
+        for section in ["labels", "annotations"] {
+            let keys: serde_json::Map<String, Value> = node["metadata"][section]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| k.starts_with("ripcord.dev/"))
+                .map(|(k, _)| (k.clone(), Value::Null))
+                .collect();
+            marks.insert(section.to_string(), Value::Object(keys));
+        }
+        let patch = json!({"metadata": marks, "spec": {"unschedulable": null}});
+        nodes
+            .patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .expect("uncordoned");
+    }
+    assert!(cordoned(&sim).is_empty());
+    let report = verify::verify(&objects, &Selection::All, &[])
+        .await
+        .expect("verify");
+    let lopsided: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == "lopsided-workload")
+        .map(|f| f.object.as_str())
+        .collect();
+    assert!(!report.clean, "not CLEAN: {:?}", report.findings);
+    assert!(
+        lopsided.contains(&"deployment/shop/web"),
+        "{:?}",
+        report.findings
+    );
+}
+
+/// Issue 12: `run --resume` of a run that already succeeded exited 1 ("cannot be resumed").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_resuming_a_run_that_succeeded_exits_0_and_says_so() {
+    let h = Harness::demo().await;
+    let playbook = h.dir.path().join("annotate.yaml");
+    std::fs::write(
+        &playbook,
+        r#"
+apiVersion: ripcord.dev/v1alpha1
+kind: Playbook
+metadata:
+  name: annotate
+spec:
+  steps:
+    - name: annotate
+      action: object.patch
+      with:
+        apiVersion: apps/v1
+        kind: Deployment
+        namespace: shop
+        name: checkout
+        patch: {metadata: {annotations: {ripcord.dev/resume-test: "x"}}}
+"#,
+    )
+    .expect("playbook written");
+    let out = h
+        .ripcord(
+            &[
+                "run",
+                playbook.to_str().expect("utf-8"),
+                "--yes",
+                "-n",
+                "shop",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let run_id = engine_support::run_id_from(&out);
+    let writes = h.sim.write_request_count();
+    let out = h.ripcord(&["run", "--resume", &run_id], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a finished success is not an error"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&run_id) && stdout.contains("already succeeded"),
+        "{stdout}"
+    );
+    assert_eq!(h.sim.write_request_count(), writes, "nothing written");
+    let out = h
+        .ripcord(&["run", "--resume", &run_id, "-o", "json"], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let json: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(json["outcome"], "succeeded", "{json}");
+}

@@ -413,3 +413,73 @@ async fn a_lock_the_api_cannot_give_fails_the_run_instead_of_calling_it_refused(
     assert!(writes.is_empty(), "{writes:?}");
     sim.shutdown().await;
 }
+
+/// Issue 12: `--wait-lock` waits for a held lock to be released (long before it would
+/// expire) and, without a wait, the refusal says who holds it and how long it has left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_acquire_waiting_takes_the_lock_once_its_holder_releases_it() {
+    let sim = sim().await;
+    let client = sim.client();
+    // Held for ten minutes unless released: only a release can let the waiter in.
+    let holder = leases::acquire(
+        &client,
+        "default",
+        "fleet",
+        "r-first",
+        Duration::from_secs(600),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("first holder");
+    let refused = leases::acquire_waiting(
+        &client,
+        "default",
+        "fleet",
+        "r-second",
+        Duration::from_secs(30),
+        Duration::from_secs(5),
+        Duration::ZERO,
+    )
+    .await;
+    match refused {
+        Err(LeaseError::Held {
+            holder,
+            expires_in_s,
+            ..
+        }) => {
+            assert_eq!(holder, "r-first");
+            assert!(expires_in_s > 500, "{expires_in_s}");
+        }
+        other => panic!("expected a refusal naming the holder: {:?}", other.err()),
+    }
+    let waiter = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            leases::acquire_waiting(
+                &client,
+                "default",
+                "fleet",
+                "r-second",
+                Duration::from_secs(30),
+                Duration::from_secs(5),
+                Duration::from_secs(120),
+            )
+            .await
+        })
+    };
+    holder.release().await.expect("released");
+    let taken = tokio::time::timeout(Duration::from_secs(120), waiter)
+        .await
+        .expect("the waiter returned within its bound")
+        .expect("task")
+        .expect("the waiter took the lock");
+    let lease = Api::<Lease>::namespaced(client.clone(), "default")
+        .get(taken.lease())
+        .await
+        .expect("lease");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("r-second")
+    );
+    taken.release().await.expect("released");
+}

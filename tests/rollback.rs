@@ -310,3 +310,70 @@ async fn rollback_against_an_unreachable_cluster_exits_3_and_journals_nothing() 
         "no run is journaled when the cluster is unreachable"
     );
 }
+
+/// Issue 12: two bad releases in a row. A plain rollback used to restore the previous revision
+/// — the first bad release, which never became available; it now skips it, restores the last
+/// revision that was fully available, and says which and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_plain_rollback_skips_a_previous_release_that_never_became_available() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let h = Harness::demo().await;
+    // The second bad release (1.5.1) on top of the first (1.5.0, still rolling out).
+    let api: kube::Api<Deployment> = kube::Api::namespaced(h.sim.client(), "shop");
+    let patch = serde_json::json!([
+        {"op": "replace", "path": "/spec/template/spec/containers/0/image",
+         "value": "registry.local/checkout:1.5.1"},
+        {"op": "add", "path": "/spec/template/metadata/annotations",
+         "value": {"sim.ripcord.dev/bad-release": "true"}},
+    ]);
+    api.patch(
+        "checkout",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::<()>::Json(serde_json::from_value(patch).expect("json patch")),
+    )
+    .await
+    .expect("second bad release");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while h.revisions().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", h.revisions());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(h.image().ends_with(":1.5.1"), "{}", h.image());
+
+    let out = h
+        .ripcord(
+            &["rollback", "deployment/checkout", "-n", "shop", "--yes"],
+            &[],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "rollback succeeded");
+    assert!(
+        h.image().ends_with(":1.4.2"),
+        "restored the last available release, not the first bad one: {}",
+        h.image()
+    );
+    let run_id = run_id_from(&out);
+    let planned: String = records(&h.state_dir(), &run_id)
+        .iter()
+        .filter_map(|e| match &e.record {
+            Record::StepPlanned { summary, .. } => Some(summary.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        planned.contains("to revision 1")
+            && planned.contains("skipped revision 2")
+            && planned.contains("never became available")
+            && planned.contains("--known-good"),
+        "says which revision and why: {planned}"
+    );
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains("skipped revision 2"),
+        "the operator sees it: {shown}"
+    );
+}

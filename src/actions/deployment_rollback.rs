@@ -19,7 +19,7 @@ use super::{
 };
 use crate::k8s::deployments::{
     self, Deployments, RevisionChoice, RollbackMarker, current_revision, deployment_template,
-    latest_revision, rollback_marker, rollback_patch, select_revision, templates_equal,
+    latest_revision, rollback_marker, rollback_patch, select_revision_explained, templates_equal,
 };
 use crate::playbook::catalog;
 use futures::future::BoxFuture;
@@ -110,7 +110,19 @@ impl DeploymentRollback {
             });
         }
 
-        let target = select_revision(&deployment, &history, self.choice)?;
+        let selection = select_revision_explained(&deployment, &history, self.choice)?;
+        let target = selection.revision;
+        // Said in the diff summary and the mutation: which revision and why, when it is not
+        // kubectl's (the previous one never became available).
+        let why = selection
+            .explanation()
+            .map(|e| {
+                format!(
+                    "; {e}; to choose yourself: --to-revision N, or --known-good after \
+                     `ripcord mark-good deployment/{name}`"
+                )
+            })
+            .unwrap_or_default();
         if templates_equal(&target.template, &current) {
             return Ok(Diff {
                 summary: format!(
@@ -141,7 +153,7 @@ impl DeploymentRollback {
             .map(|c| format!(" ({c})"))
             .unwrap_or_default();
         let description = format!(
-            "roll back {object} from {from_text} to revision {}{cause}",
+            "roll back {object} from {from_text} to revision {}{cause}{why}",
             target.revision
         );
         let diff = format!(

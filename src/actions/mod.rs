@@ -410,6 +410,15 @@ pub trait Action: Send + Sync {
         1
     }
 
+    /// True when the writes of `diff` take capacity out of the fleet behind guards that looked
+    /// at the whole fleet (the cordons of `zone.failout`). The engine then applies them only
+    /// while it holds the cluster-wide fleet lock, and only from a diff computed after it took
+    /// that lock, so two runs cannot each pass a guard that the pair of them breaks. False by
+    /// default.
+    fn fleet_guarded(&self, _diff: &Diff) -> bool {
+        false
+    }
+
     /// Observe the targets and compute the writes needed now. Must not write.
     fn diff<'a>(&'a self, ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>>;
 

@@ -5,12 +5,16 @@
 //! While any of the zone's nodes still has to be cordoned, `diff` checks, and refuses with
 //! [`ActionError::Refused`] (saying why and how to proceed) when:
 //! - the zone is the last healthy one: no other zone has a Ready, schedulable node (not
-//!   overridable);
-//! - the zone exceeds the blast-radius budget: more nodes than `maxNodes`, or more than
-//!   `maxPercent` of the cluster's nodes (override with `overrideBlastRadius: true`);
+//!   overridable): at least one healthy zone always remains;
+//! - the fail-out exceeds the blast-radius budget, which is cumulative: the zone's nodes plus
+//!   the nodes of other zones already out of service (cordoned — by an earlier fail-out or
+//!   anyone — or not Ready) are more than `maxNodes`, or more than `maxPercent` of the
+//!   cluster's nodes (override with `overrideBlastRadius: true`);
 //! - the remaining zones lack the capacity for the moved pods: the CPU/memory requests of the
-//!   pods to evict exceed the allocatable resources minus the requests already bound on the
-//!   Ready, schedulable nodes of the other zones (not overridable: add capacity or scale down).
+//!   pods to evict — and of the pods still on nodes of other zones that ripcord cordoned (a
+//!   fail-out of another run, maybe still draining) — do not fit, first-fit per node, into the
+//!   allocatable resources minus the requests already bound on the Ready, schedulable nodes of
+//!   the other zones (not overridable: add capacity or scale down).
 //!
 //! # Phases (multi-phase through re-diff)
 //! 1. cordon + mark every zone node (`cordon/<node>`; see [`super::node_cordon`]);
@@ -21,6 +25,12 @@
 //! 3. drain in waves: PDB-respecting evictions of the pods of at most `drainConcurrency`
 //!    nodes at once (see [`super::node_drain`]); `verify` waits until the evicted pods'
 //!    replacements are Ready in the other zones.
+//!
+//! The cordons are fleet-guarded ([`Action::fleet_guarded`]): the engine writes them only under
+//! the cluster-wide fleet lock, from a diff (and so a guard check) made after taking it, so runs
+//! failing out different zones at the same moment see each other's cordons (see
+//! `engine/guards.rs`). With the default budget (`maxPercent: 50`) of three equal zones, one
+//! zone can be out at a time; with `overrideBlastRadius`, all but the last healthy one.
 //!
 //! The step is done when every zone node is cordoned, the traffic is away and no evictable pod
 //! is left in the zone. `zone.failback` reverses it.
@@ -49,6 +59,8 @@ pub const TRAFFIC_PERCENT_ANNOTATION: &str = "ripcord.dev/traffic-percent";
 const TRAFFIC_ROUTE_ID: &str = "traffic/route";
 /// Mutation id of the webhook call.
 const TRAFFIC_WEBHOOK_ID: &str = "traffic/webhook";
+/// Mutation id prefix of the cordons (see [`cordon_mutation`]).
+const CORDON_PREFIX: &str = "cordon/";
 /// Eviction requests in flight at once (across the nodes of a wave).
 const EVICTIONS_IN_FLIGHT: usize = 32;
 
@@ -111,28 +123,67 @@ pub(crate) fn check_guards(
     }
     let n = zone_nodes.len();
     let total = all_nodes.len().max(1);
+    // The budget is cumulative: nodes of other zones that are already out of service (cordoned
+    // by an earlier fail-out or anyone else, or not Ready) count with this zone's.
+    let mut out_elsewhere: BTreeMap<&str, usize> = BTreeMap::new();
+    for node in all_nodes
+        .iter()
+        .filter(|n| !in_zone(n) && (!nodes::is_ready(n) || nodes::is_unschedulable(n)))
+    {
+        *out_elsewhere
+            .entry(nodes::label(node, &args.zone_label).unwrap_or("(no zone label)"))
+            .or_default() += 1;
+    }
+    let already_out: usize = out_elsewhere.values().sum();
+    let out_after = n + already_out;
+    let counted = if already_out == 0 {
+        format!("its {n} node(s)")
+    } else {
+        format!(
+            "its {n} node(s) plus {already_out} already cordoned or not Ready elsewhere ({})",
+            out_elsewhere
+                .iter()
+                .map(|(zone, count)| format!("{zone}: {count}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     if !args.override_blast_radius {
         if let Some(max) = args.max_nodes
-            && n > max as usize
+            && out_after > max as usize
         {
             problems.push(format!(
-                "zone {zone} has {n} nodes, over the blast-radius budget maxNodes={max}; raise \
-                 maxNodes or set overrideBlastRadius: true to proceed"
+                "failing out zone {zone} would put {out_after} node(s) out of service \
+                 ({counted}), over the blast-radius budget maxNodes={max}; fail a zone back in, \
+                 raise maxNodes or set overrideBlastRadius: true to proceed"
             ));
         }
         if let Some(max) = args.max_percent
-            && n * 100 > max as usize * total
+            && out_after * 100 > max as usize * total
         {
             problems.push(format!(
-                "zone {zone} holds {n} of {total} nodes ({}%), over the blast-radius budget \
-                 maxPercent={max}; raise maxPercent or set overrideBlastRadius: true to proceed",
-                n * 100 / total
+                "failing out zone {zone} would put {out_after} of {total} nodes ({}%) out of \
+                 service ({counted}), over the blast-radius budget maxPercent={max}; fail a zone \
+                 back in, raise maxPercent or set overrideBlastRadius: true to proceed",
+                out_after * 100 / total
             ));
         }
     }
     let mut need = Resources::default();
     let mut moving: Vec<Resources> = Vec::new();
     let mut used: BTreeMap<&str, Resources> = BTreeMap::new();
+    // Nodes elsewhere that ripcord cordoned (a fail-out or drain of another run, maybe still
+    // draining): their evictable pods are on their way to the same healthy nodes.
+    let draining: BTreeSet<&str> = all_nodes
+        .iter()
+        .filter(|n| {
+            !in_zone(n)
+                && nodes::is_unschedulable(n)
+                && nodes::label(n, CORDONED_BY_LABEL).is_some()
+        })
+        .map(nodes::name)
+        .collect();
+    let mut in_flight = 0usize;
     for pod in all_pods {
         let Some(node) = pods::node_name(pod) else {
             continue;
@@ -140,15 +191,22 @@ pub(crate) fn check_guards(
         if pods::is_terminating(pod) {
             continue;
         }
-        if zone_nodes.contains(node) {
-            if pods::drain_skip_reason(
+        let evictable = || {
+            pods::drain_skip_reason(
                 pod,
                 settings.ignore_daemon_sets,
                 settings.delete_emptydir_data,
             )
             .is_none()
-            {
+        };
+        if zone_nodes.contains(node) {
+            if evictable() {
                 need = need.plus(pods::requests(pod));
+                moving.push(pods::requests(pod));
+            }
+        } else if draining.contains(node) {
+            if evictable() {
+                in_flight += 1;
                 moving.push(pods::requests(pod));
             }
         } else {
@@ -168,11 +226,19 @@ pub(crate) fn check_guards(
         .fold(Resources::default(), |acc, r| acc.plus(*r));
     let unplaced = place_first_fit(&mut room, moving);
     if unplaced > 0 {
+        let also = if in_flight == 0 {
+            String::new()
+        } else {
+            format!(
+                " (counting {in_flight} pod(s) still to leave nodes another run cordoned: {})",
+                draining.iter().copied().collect::<Vec<_>>().join(", ")
+            )
+        };
         problems.push(format!(
             "the other zones lack the capacity for zone {zone}'s pods: they request {need}, the \
              Ready schedulable nodes elsewhere have {free} free, and {unplaced} pod(s) would fit \
-             on no node; add nodes to the other zones or scale workloads down, then run again \
-             (the capacity guard cannot be overridden)"
+             on no node{also}; add nodes to the other zones or scale workloads down, then run \
+             again (the capacity guard cannot be overridden)"
         ));
     }
     if problems.is_empty() {
@@ -554,6 +620,14 @@ impl Action for ZoneFailout {
         PARALLEL_MUTATIONS
     }
 
+    /// The cordons: they take the zone's capacity out of the fleet, behind guards that count
+    /// what every other run already took out.
+    fn fleet_guarded(&self, diff: &Diff) -> bool {
+        diff.mutations
+            .iter()
+            .any(|m| m.id.starts_with(CORDON_PREFIX))
+    }
+
     fn diff<'a>(&'a self, ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>> {
         Box::pin(self.compute(ctx))
     }
@@ -679,6 +753,80 @@ mod tests {
             settings(),
         );
         assert!(allowed.is_ok());
+    }
+
+    #[test]
+    fn issue12_blast_radius_is_cumulative() {
+        // zone b is out already (cordoned); failing out a would put 2 of 3 nodes out.
+        let nodes = vec![
+            node("a1", "a", true, false),
+            node("b1", "b", true, true),
+            node("c1", "c", true, false),
+        ];
+        let refusal = check_guards(
+            &args(json!({"zone": "a", "maxPercent": 50})),
+            &nodes,
+            &[],
+            settings(),
+        );
+        assert!(
+            matches!(&refusal, Err(r) if r.contains("2 of 3 nodes") && r.contains("b: 1")),
+            "{refusal:?}"
+        );
+        let refusal = check_guards(
+            &args(json!({"zone": "a", "maxNodes": 1})),
+            &nodes,
+            &[],
+            settings(),
+        );
+        assert!(
+            matches!(&refusal, Err(r) if r.contains("maxNodes=1")),
+            "{refusal:?}"
+        );
+        // A node that is not Ready counts as out too; the override still passes (c is healthy).
+        let mut not_ready = nodes.clone();
+        not_ready[1] = node("b1", "b", false, false);
+        assert!(
+            check_guards(
+                &args(json!({"zone": "a", "maxPercent": 50})),
+                &not_ready,
+                &[],
+                settings()
+            )
+            .is_err()
+        );
+        assert!(
+            check_guards(
+                &args(json!({"zone": "a", "maxPercent": 50, "overrideBlastRadius": true})),
+                &nodes,
+                &[],
+                settings()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn issue12_capacity_counts_pods_still_draining_from_another_runs_zone() {
+        let mut b1 = node("b1", "b", true, true);
+        b1.metadata
+            .labels
+            .get_or_insert_default()
+            .insert(CORDONED_BY_LABEL.into(), "r-other".into());
+        let nodes = vec![
+            node("a1", "a", true, false),
+            b1,
+            node("c1", "c", true, false),
+        ];
+        // c1 has 2 CPUs: a's 1200m fits alone, not with b's 1200m still to move.
+        let pods = vec![pod("p1", "a1", "1200m"), pod("p2", "b1", "1200m")];
+        let args = args(json!({"zone": "a", "overrideBlastRadius": true}));
+        let refusal = check_guards(&args, &nodes, &pods, settings());
+        assert!(
+            matches!(&refusal, Err(r) if r.contains("still to leave") && r.contains("b1")),
+            "{refusal:?}"
+        );
+        assert!(check_guards(&args, &nodes, &pods[..1], settings()).is_ok());
     }
 
     #[test]

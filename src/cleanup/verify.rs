@@ -10,7 +10,11 @@
 //!   Leases (`ripcord-lock-*`) still held, Deployments with fewer ready replicas than desired,
 //!   approvals still pending and runs that never journaled their finish (a crash).
 //! - **convergence**: the rollout of every touched Deployment (every Deployment, for
-//!   `--cluster`) is complete by `kubectl rollout status` rules.
+//!   `--cluster`) is complete by `kubectl rollout status` rules; and (`--cluster`) the fleet
+//!   is not lopsided: no Deployment with at least as many Ready pods as there are zones with
+//!   Ready, schedulable nodes (and at least two of each) runs all its Ready pods in one zone —
+//!   what is left after zones were failed out and back in and the pods never returned
+//!   (`lopsided-workload`).
 //!
 //! The result is clean when there is no finding.
 
@@ -146,6 +150,9 @@ pub async fn verify(
     }
     check_runs(runs, &mut report);
     check_nodes(objects, &mut report).await?;
+    if cluster_mode {
+        check_balance(objects, &mut report).await?;
+    }
     let touched_deployments: Vec<ObjectRef> = runs
         .iter()
         .filter(|r| !r.is_cleanup())
@@ -512,6 +519,131 @@ async fn check_nodes(objects: &Objects, report: &mut VerifyReport) -> Result<(),
     Ok(())
 }
 
+/// The node label that carries the zone (as `zone.failout`'s default).
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+async fn check_balance(objects: &Objects, report: &mut VerifyReport) -> Result<(), CleanupError> {
+    let node_kind = objects
+        .resolve("v1", "Node")
+        .await
+        .map_err(cluster_err("the Node kind"))?;
+    let pod_kind = objects
+        .resolve("v1", "Pod")
+        .await
+        .map_err(cluster_err("the Pod kind"))?;
+    let nodes = objects
+        .list(&node_kind, None, &ListParams::default())
+        .await
+        .map_err(cluster_err("nodes"))?;
+    let mut pods = Vec::new();
+    for namespace in super::source::namespaces(objects).await? {
+        pods.extend(
+            objects
+                .list(&pod_kind, Some(&namespace), &ListParams::default())
+                .await
+                .map_err(cluster_err(format!("pods in {namespace}")))?,
+        );
+    }
+    report.findings.extend(lopsided(&nodes, &pods));
+    Ok(())
+}
+
+/// The `lopsided-workload` findings (see the module docs): Deployments whose Ready pods all
+/// run in one zone while other zones have Ready, schedulable nodes.
+fn lopsided(nodes: &[Value], pods: &[Value]) -> Vec<Finding> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let str_at = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
+    let condition_true = |v: &Value, kind: &str| {
+        v.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+    };
+    let mut zone_of: HashMap<String, String> = HashMap::new();
+    let mut healthy_zones: BTreeSet<String> = BTreeSet::new();
+    for node in nodes {
+        let (Some(name), Some(zone)) = (
+            str_at(node, "/metadata/name"),
+            node.pointer("/metadata/labels")
+                .and_then(|l| l.get(ZONE_LABEL))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        ) else {
+            continue;
+        };
+        let schedulable =
+            node.pointer("/spec/unschedulable").and_then(Value::as_bool) != Some(true);
+        if schedulable && condition_true(node, "Ready") {
+            healthy_zones.insert(zone.clone());
+        }
+        zone_of.insert(name, zone);
+    }
+    if healthy_zones.len() < 2 {
+        return Vec::new();
+    }
+    // (NS, NAME) of a Deployment -> zone -> Ready pods (pods of ReplicaSets named NAME-<hash>).
+    let mut spread: BTreeMap<(String, String), BTreeMap<String, usize>> = BTreeMap::new();
+    for pod in pods {
+        if pod.pointer("/metadata/deletionTimestamp").is_some() || !condition_true(pod, "Ready") {
+            continue;
+        }
+        let Some(owner) = pod
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .and_then(|o| o.iter().find(|o| o["controller"] == true))
+        else {
+            continue;
+        };
+        if owner["kind"] != "ReplicaSet" {
+            continue;
+        }
+        let (Some(rs), Some(hash), Some(ns), Some(node)) = (
+            owner["name"].as_str(),
+            pod.pointer("/metadata/labels/pod-template-hash")
+                .and_then(Value::as_str),
+            str_at(pod, "/metadata/namespace"),
+            str_at(pod, "/spec/nodeName"),
+        ) else {
+            continue;
+        };
+        let Some(deployment) = rs.strip_suffix(&format!("-{hash}")) else {
+            continue;
+        };
+        let Some(zone) = zone_of.get(&node) else {
+            continue;
+        };
+        *spread
+            .entry((ns, deployment.to_string()))
+            .or_default()
+            .entry(zone.clone())
+            .or_default() += 1;
+    }
+    spread
+        .into_iter()
+        .filter_map(|((ns, name), zones)| {
+            let ready: usize = zones.values().sum();
+            let (only, _) = zones.iter().next()?;
+            (zones.len() == 1 && ready >= healthy_zones.len()).then(|| {
+                let others: Vec<&str> = healthy_zones
+                    .iter()
+                    .filter(|z| *z != only)
+                    .map(String::as_str)
+                    .collect();
+                finding(
+                    "convergence",
+                    "lopsided-workload",
+                    format!("deployment/{ns}/{name}"),
+                    format!(
+                        "all {ready} Ready pods run in zone {only} while zone(s) {} have Ready, \
+                         schedulable nodes: the pods did not return after a fail-back; restart \
+                         it (ripcord restart deployment/{name} -n {ns}) to spread it again",
+                        others.join(", "),
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
 async fn check_deployments(
     objects: &Objects,
     kind: &ResolvedKind,
@@ -764,6 +896,51 @@ mod tests {
     use super::*;
     use crate::journal::Entry;
     use serde_json::json;
+
+    #[test]
+    fn issue12_a_workload_left_in_one_zone_is_lopsided() {
+        let node = |name: &str, zone: &str, cordoned: bool| {
+            serde_json::json!({"metadata": {"name": name, "labels": {ZONE_LABEL: zone}},
+                "spec": {"unschedulable": cordoned},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+        };
+        let pod = |name: &str, node: &str| {
+            serde_json::json!({"metadata": {"name": name, "namespace": "shop",
+                "labels": {"pod-template-hash": "abc"},
+                "ownerReferences": [{"kind": "ReplicaSet", "name": "web-abc", "controller": true}]},
+                "spec": {"nodeName": node},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+        };
+        let nodes = vec![
+            node("a1", "zone-a", false),
+            node("b1", "zone-b", false),
+            node("c1", "zone-c", false),
+        ];
+        let all_in_c: Vec<Value> = (0..6).map(|i| pod(&format!("web-{i}"), "c1")).collect();
+        let found = lopsided(&nodes, &all_in_c);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].kind, "lopsided-workload");
+        assert_eq!(found[0].object, "deployment/shop/web");
+        assert!(
+            found[0].detail.contains("zone zone-c") && found[0].detail.contains("zone-a, zone-b"),
+            "{found:?}"
+        );
+        // Spread, or the other zones still failed out: not lopsided.
+        let spread: Vec<Value> = ["a1", "b1", "c1"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| pod(&format!("web-{i}"), n))
+            .collect();
+        assert!(lopsided(&nodes, &spread).is_empty());
+        let out = vec![
+            node("a1", "zone-a", true),
+            node("b1", "zone-b", true),
+            node("c1", "zone-c", false),
+        ];
+        assert!(lopsided(&out, &all_in_c).is_empty());
+        // Fewer Ready pods than healthy zones: cannot spread anyway.
+        assert!(lopsided(&nodes, &all_in_c[..2]).is_empty());
+    }
 
     #[test]
     fn node_marks_are_found_in_labels_and_annotations() {

@@ -23,7 +23,7 @@ const RUN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `ripcord approve`.
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
-    /// The run id (`r-YYYYMMDD-HHMMSS-xxxx`).
+    /// The run id (`r-YYYYMMDD-HHMMSS-xxxxxxxxxxxx`).
     #[arg(value_name = "RUN")]
     pub run: String,
 

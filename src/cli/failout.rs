@@ -27,11 +27,13 @@ pub struct FailoutArgs {
     )]
     pub zone_label: String,
 
-    /// Refuse when the zone has more nodes than this (default: no limit).
+    /// Refuse when more nodes than this would be out of service (the zone's plus those
+    /// already cordoned or not Ready elsewhere; default: no limit).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_nodes: Option<u32>,
 
-    /// Refuse when the zone holds more than this percentage of the cluster's nodes.
+    /// Refuse when more than this percentage of the cluster's nodes would be out of service
+    /// (the zone's plus those already cordoned or not Ready elsewhere).
     #[arg(long, value_name = "P", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_percent: u32,
 

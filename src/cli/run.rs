@@ -33,6 +33,17 @@ pub struct ConfigArgs {
     /// Who the run is attributed to (default: the config's defaults.who, then $USER).
     #[arg(long, env = "RIPCORD_WHO", value_name = "NAME")]
     pub who: Option<String>,
+
+    /// Wait up to DURATION (`30s`, `2m`) for a lock another run holds — it may be released,
+    /// or expire when its holder died — instead of refusing at once.
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait_lock)]
+    pub wait_lock: Option<Duration>,
+}
+
+fn parse_wait_lock(text: &str) -> Result<Duration, String> {
+    crate::playbook::Duration::parse(text)
+        .map(|d| d.get())
+        .map_err(|e| e.to_string())
 }
 
 /// `ripcord run`.
@@ -69,6 +80,26 @@ pub struct RunArgs {
 /// Runs `ripcord run`.
 pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let settings = Settings::load(&args.config, &global)?;
+    // Resuming a run that already succeeded is a no-op, not an error: say so and exit 0.
+    if let Some(run_id) = &args.resume
+        && let Some(at) = succeeded_at(&settings.state_dir, run_id)
+    {
+        let line = format!("run {run_id} already succeeded (finished {at}); nothing to resume");
+        match global.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({
+                    "runId": run_id,
+                    "outcome": "succeeded",
+                    "resumed": false,
+                    "finishedAt": at.to_string(),
+                    "message": line,
+                })
+            ),
+            Output::Text => println!("{line}"),
+        }
+        return Ok(Exit::Ok);
+    }
     let plan = match &args.resume {
         Some(run_id) => {
             let plan = engine::load_plan(&settings.state_dir, run_id)
@@ -135,6 +166,17 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     Ok(exit_for(outcome.outcome))
 }
 
+/// When the journal of `run_id` ends with a successful `RunFinished`: its time.
+fn succeeded_at(state_dir: &std::path::Path, run_id: &str) -> Option<jiff::Timestamp> {
+    journal::validate_run_id(run_id).ok()?;
+    let (entries, _torn) = journal::read(&journal::journal_path(state_dir, run_id)).ok()?;
+    let last = entries.iter().rev().find_map(|e| match &e.record {
+        journal::Record::RunFinished { outcome, .. } => Some((*outcome, e.at)),
+        _ => None,
+    })?;
+    (last.0 == Outcome::Succeeded).then_some(last.1)
+}
+
 /// A live plan (`ripcord plan FILE` without `--offline`): the engine's dry run against the
 /// cluster — each step's diff and inverse, nothing written. For `src/cli/plan.rs` to call.
 pub async fn live_plan(
@@ -173,6 +215,8 @@ pub struct Settings {
     pub call_timeout: Duration,
     /// Outbound HTTP client.
     pub http: reqwest::Client,
+    /// How long to wait for a lock another run holds (`--wait-lock`; zero: refuse at once).
+    pub wait_lock: Duration,
 }
 
 impl Settings {
@@ -218,6 +262,7 @@ impl Settings {
                 .map(|d| d.0)
                 .unwrap_or(Duration::from_secs(10)),
             http,
+            wait_lock: args.wait_lock.unwrap_or(Duration::ZERO),
         })
     }
 
@@ -237,6 +282,7 @@ impl Settings {
         opts.prometheus_url = self.prometheus_url.clone();
         opts.namespace = Some(namespace.to_string());
         opts.call_timeout = self.call_timeout;
+        opts.wait_lock = self.wait_lock;
         opts
     }
 }
@@ -359,8 +405,14 @@ pub async fn run_builtin(
 
     opts.handle_signals = true;
     let outcome = run_with_progress(&engine, plan, opts).await?;
+    // A lock's refusal carries its own way out (--wait-lock); the command's hint is about
+    // its guards.
     if outcome.outcome == Outcome::Refused
         && let Some(hint) = &run.refusal_hint
+        && !outcome
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("is locked by run"))
     {
         eprintln!("hint: {hint}");
     }

@@ -19,7 +19,7 @@ pub enum RunsCommand {
     List,
     /// Show one run's timeline.
     Show {
-        /// The run id (`r-YYYYMMDD-HHMMSS-xxxx`).
+        /// The run id (`r-YYYYMMDD-HHMMSS-xxxxxxxxxxxx`).
         run: String,
     },
 }

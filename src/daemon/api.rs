@@ -96,7 +96,9 @@ impl From<RunError> for ApiError {
             RunError::InvalidPlaybook { .. } | RunError::Plan { .. } => StatusCode::BAD_REQUEST,
             RunError::NoSuchApproval { .. } => StatusCode::NOT_FOUND,
             RunError::NotAnApprover { .. } => StatusCode::FORBIDDEN,
-            RunError::AlreadyFinished { .. } => StatusCode::CONFLICT,
+            RunError::AlreadyFinished { .. } | RunError::DuplicateRunId { .. } => {
+                StatusCode::CONFLICT
+            }
             RunError::Io { .. } | RunError::Resume { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, err.category(), error_chain(&err))

@@ -134,6 +134,13 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The run id is taken: a run of this daemon (not finished, or being resumed) or a
+    /// journal in its state directory has it. Never queued a second time.
+    #[error("run id {run_id} is already in use")]
+    DuplicateRunId {
+        /// The id.
+        run_id: String,
+    },
     /// Resuming a run from its journal failed.
     #[error("cannot resume run {run_id}")]
     Resume {
@@ -158,6 +165,7 @@ impl RunError {
             RunError::AlreadyFinished { .. } => "already-finished",
             RunError::Io { .. } => "io",
             RunError::Resume { .. } => "resume",
+            RunError::DuplicateRunId { .. } => "duplicate-run-id",
         }
     }
 }
@@ -468,13 +476,27 @@ impl RunManager {
     /// Plans a run and queues it; returns its view (state `queued`).
     pub fn submit(&self, req: RunRequest) -> Result<RunView, RunError> {
         let playbook = self.inner.playbooks.load(&req.playbook)?;
-        let run_id = req.run_id.clone().unwrap_or_else(journal::new_run_id);
+        let run_id = match &req.run_id {
+            Some(id) => id.clone(),
+            // A fresh id that no run of this daemon and no journal has (48 random bits make
+            // a clash rare; it is never silent).
+            None => {
+                let mut id = journal::new_run_id();
+                for _ in 0..3 {
+                    if !self.knows(&id) {
+                        break;
+                    }
+                    id = journal::new_run_id();
+                }
+                id
+            }
+        };
         let plan =
             plan::plan(&playbook, &req.params, &run_id).map_err(|source| RunError::Plan {
                 playbook: playbook.name().to_string(),
                 source,
             })?;
-        Ok(self.enqueue(plan, req.trigger, req.who, req.incident, None))
+        self.enqueue(plan, req.trigger, req.who, req.incident, None)
     }
 
     /// Queues the resumption of a run whose journal is in this daemon's state directory.
@@ -498,13 +520,19 @@ impl RunManager {
                 .unwrap_or((Trigger::Api, None)),
             Err(_) => (Trigger::Api, None),
         };
-        Ok(self.enqueue(
+        self.enqueue(
             plan,
             trigger,
             who.to_string(),
             incident,
             Some(run_id.to_string()),
-        ))
+        )
+    }
+
+    /// True when a run of this daemon or a journal in its state directory has `run_id`.
+    fn knows(&self, run_id: &str) -> bool {
+        let runs = self.inner.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.contains_key(run_id) || journal::run_dir(self.state_dir(), run_id).exists()
     }
 
     fn enqueue(
@@ -514,7 +542,7 @@ impl RunManager {
         who: String,
         incident: Option<String>,
         resume: Option<String>,
-    ) -> RunView {
+    ) -> Result<RunView, RunError> {
         let now = self.inner.clock.now();
         let run_id = plan.run_id.clone();
         let steps = plan
@@ -568,6 +596,17 @@ impl RunManager {
         };
         {
             let mut runs = self.inner.runs.lock().unwrap_or_else(|p| p.into_inner());
+            // A run id in use is an error, never a second run under the same id (whose
+            // outcome would be reported as the first one's). A resumption may follow its own
+            // finished run; a new run may not reuse the id of a journal.
+            let taken = match runs.get(&run_id) {
+                Some(existing) => resume.is_none() || !*existing.done.borrow(),
+                None => resume.is_none() && journal::run_dir(self.state_dir(), &run_id).exists(),
+            };
+            if taken {
+                tracing::warn!(run = %run_id, "run id already in use: not queued");
+                return Err(RunError::DuplicateRunId { run_id });
+            }
             runs.insert(run_id.clone(), record);
             prune(&mut runs);
         }
@@ -587,12 +626,13 @@ impl RunManager {
             call_timeout: self.inner.defaults.call_timeout,
             handle_signals: false,
             stop: Some(stop),
+            wait_lock: std::time::Duration::ZERO,
         };
         let task = tokio::spawn(async move { manager.drive(plan, opts, cancel_rx).await });
         let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.retain(|t| !t.is_finished());
         tasks.push(task);
-        view
+        Ok(view)
     }
 
     async fn drive(self, plan: Plan, opts: RunOptions, mut cancel: watch::Receiver<bool>) {

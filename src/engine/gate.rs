@@ -2,6 +2,7 @@
 //! per-target lock, the pre-checks, the "about to …" notification and the snapshot — and the
 //! notifications after it.
 
+use super::guards::{FLEET_LOCK, FLEET_LOCK_NAMESPACE, FleetGate, FleetLock, lock_refusal};
 use super::{EngineError, EngineEvent, Events, SharedJournal, StopHandle, StopReason};
 use crate::actions::{self, Mutation, ObjectRef};
 use crate::engine::resume::Prior;
@@ -56,6 +57,8 @@ pub(crate) struct GateState {
     stop: StopHandle,
     /// The task watching the lock for loss.
     lock_watch: Option<tokio::task::JoinHandle<()>>,
+    /// The cluster-wide fleet lock, held while fleet-guarded writes go out.
+    fleet: FleetLock,
 }
 
 impl GateState {
@@ -100,7 +103,31 @@ impl GateState {
             snapshot_dir: crate::journal::run_dir(&opts.state_dir, &plan.run_id).join("snapshot"),
             stop,
             lock_watch: None,
+            fleet: FleetLock::default(),
         }
+    }
+
+    /// Before applying a diff: takes the fleet lock when its writes are `fleet_guarded` (see
+    /// [`super::guards`]), lets it go when they are not.
+    pub async fn fleet_gate(
+        &mut self,
+        fleet_guarded: bool,
+        plan: &Plan,
+        opts: &RunOptions,
+        journal: &SharedJournal,
+        events: &Events,
+    ) -> Result<FleetGate, GateError> {
+        self.fleet
+            .gate(
+                fleet_guarded,
+                &self.client,
+                &plan.run_id,
+                self.lock_ttl,
+                opts,
+                journal,
+                events,
+            )
+            .await
     }
 
     /// Stops the run at its next safe point if the lock is lost: writing on without it could
@@ -138,13 +165,14 @@ impl GateState {
 
         // 1. The per-target lock.
         if let Some(lock) = &plan.lock {
-            match leases::acquire(
+            match leases::acquire_waiting(
                 &self.client,
                 namespace,
                 lock,
                 &plan.run_id,
                 self.lock_ttl,
                 opts.call_timeout,
+                opts.wait_lock,
             )
             .await
             {
@@ -162,7 +190,7 @@ impl GateState {
                     });
                 }
                 Err(err) => {
-                    let reason = super::step::error_chain(&err);
+                    let reason = lock_refusal(&err, opts.wait_lock);
                     journal.append(Record::GuardTripped {
                         guard: format!("lock {lock}"),
                         kind: "lock".into(),
@@ -461,6 +489,19 @@ impl GateState {
         }
         if let Some(watch) = self.lock_watch.take() {
             watch.abort();
+        }
+        self.fleet.release(events).await;
+        if stale_lock
+            && let Err(err) = leases::release_if_held(
+                &self.client,
+                FLEET_LOCK_NAMESPACE,
+                FLEET_LOCK,
+                &plan.run_id,
+                opts.call_timeout,
+            )
+            .await
+        {
+            tracing::warn!(run = %plan.run_id, error = %err, "cannot release a stale fleet lock");
         }
         let released = match (self.lock.take(), &plan.lock) {
             (Some(lock), _) => lock.release().await,

@@ -12,6 +12,10 @@
 //!    notify "about to …", capture the snapshot (the targets awaited, the rest concurrently),
 //!    and create the `Run` mirror in the cluster. (A `gate.approval` step starts the mirror
 //!    before it waits, so an ACK given on the `Run` from another machine has somewhere to go.)
+//!    Writes an action declares fleet-guarded (the cordons of `zone.failout`) also need the
+//!    cluster-wide fleet lock: the engine takes it (waiting up to `RunOptions::wait_lock`),
+//!    diffs again so the guards see every other run's cordons, and lets it go once a diff holds
+//!    no such write (see `guards.rs`).
 //! 4. Per mutation: journal `MutationIntended` (write-ahead, fsync'd), apply (retrying
 //!    retryable API errors with backoff; a 409 conflict re-diffs), journal `MutationApplied`.
 //!    Then `verify` (bounded by the step timeout) and re-diff until the diff is empty.
@@ -184,6 +188,10 @@ pub struct RunOptions {
     pub handle_signals: bool,
     /// A handle the caller keeps to stop the run; `None`: the engine makes its own.
     pub stop: Option<StopHandle>,
+    /// How long to wait for a lock (the per-target lock, the fleet lock) that another run
+    /// holds before refusing: it may be released, or expire when its holder died. Zero (the
+    /// default): refuse at once, naming the holder and how long its Lease has left.
+    pub wait_lock: Duration,
 }
 
 impl RunOptions {
@@ -202,6 +210,7 @@ impl RunOptions {
             call_timeout: Duration::from_secs(10),
             handle_signals: false,
             stop: None,
+            wait_lock: Duration::ZERO,
         }
     }
 }

@@ -477,6 +477,32 @@ impl<'a> RunState<'a> {
                 });
             }
 
+            // Fleet-guarded writes (zone cordons) go out only under the fleet lock, from a
+            // diff computed after taking it; let go once a diff holds none (engine/guards.rs).
+            match self
+                .gate
+                .fleet_gate(
+                    action.fleet_guarded(&diff),
+                    self.plan,
+                    self.opts,
+                    &self.journal,
+                    &self.events,
+                )
+                .await
+            {
+                Ok(super::guards::FleetGate::Proceed) => {}
+                Ok(super::guards::FleetGate::Taken) => continue,
+                Ok(super::guards::FleetGate::Refused(reason)) => {
+                    return Ok(Ok(StepEnd::Refused(reason)));
+                }
+                Err(GateError::Engine(err)) => return Err(err),
+                Err(err @ GateError::LockUnavailable { category, .. }) => {
+                    return Ok(Err(StepFailure::new(
+                        &format!("lock-{category}"),
+                        err.to_string(),
+                    )));
+                }
+            }
             if diff.is_satisfied() {
                 // Writes an earlier process sent but never journaled as applied: the observed
                 // state shows they took effect.

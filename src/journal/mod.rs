@@ -88,7 +88,7 @@ pub enum JournalError {
         source: serde_json::Error,
     },
     /// The run id is not a valid run id (it is used as a directory name).
-    #[error("invalid run id {run_id:?}: expected r-YYYYMMDD-HHMMSS-xxxx")]
+    #[error("invalid run id {run_id:?}: expected r-YYYYMMDD-HHMMSS-xxxxxxxxxxxx")]
     InvalidRunId {
         /// The offending id.
         run_id: String,
@@ -535,15 +535,24 @@ pub fn list_runs(state_dir: &Path) -> Result<Vec<RunSummary>, JournalError> {
     Ok(out)
 }
 
-/// A new run id: `r-YYYYMMDD-HHMMSS-xxxx` (UTC, random hexadecimal suffix).
+/// A new run id: `r-YYYYMMDD-HHMMSS-xxxxxxxxxxxx` (UTC, then 48 random bits in hexadecimal).
+///
+/// The suffix mixes the clock, the process id and a per-process counter through a randomly
+/// keyed SipHash, so ids drawn in the same second — in one process or many — differ unless 48
+/// random bits collide (about one in 10^8 for a thousand ids in one second). A collision is
+/// still never silent: [`Journal::create`] refuses a run id that has a journal, and the daemon
+/// refuses a run id it already knows.
 pub fn new_run_id() -> String {
     use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let now = jiff::Timestamp::now();
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(now.as_nanosecond() as u128);
     hasher.write_u32(std::process::id());
-    let suffix = hasher.finish() & 0xffff;
-    format!("r-{}-{suffix:04x}", now.strftime("%Y%m%d-%H%M%S"))
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let suffix = hasher.finish() & 0xffff_ffff_ffff;
+    format!("r-{}-{suffix:012x}", now.strftime("%Y%m%d-%H%M%S"))
 }
 
 /// Checks that a run id is safe to use as a directory and resource name.
@@ -722,6 +731,24 @@ mod tests {
     }
 
     #[test]
+    fn issue12_run_ids_do_not_collide_in_a_burst() {
+        // 2,000 ids in a burst produced 15 duplicates with a 16-bit suffix.
+        let ids: Vec<String> = (0..20_000).map(|_| new_run_id()).collect();
+        let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        // Many threads at once (the daemon's API handlers).
+        let handles: Vec<_> = (0..8)
+            .map(|_| std::thread::spawn(|| (0..2_000).map(|_| new_run_id()).collect::<Vec<_>>()))
+            .collect();
+        let mut all = std::collections::BTreeSet::new();
+        for h in handles {
+            for id in h.join().unwrap() {
+                assert!(all.insert(id.clone()), "duplicate {id}");
+            }
+        }
+    }
+
+    #[test]
     fn create_refuses_an_existing_run() {
         let dir = tempfile::tempdir().unwrap();
         Journal::create(dir.path(), "r-20261125-113000-abcd").unwrap();
@@ -808,7 +835,7 @@ mod tests {
     fn run_ids_have_the_documented_shape() {
         let id = new_run_id();
         assert!(validate_run_id(&id).is_ok(), "{id}");
-        assert_eq!(id.len(), "r-20261125-113000-abcd".len(), "{id}");
+        assert_eq!(id.len(), "r-20261125-113000-0123456789ab".len(), "{id}");
         assert!(validate_run_id("../etc").is_err());
         assert!(validate_run_id("R-UPPER").is_err());
     }

@@ -86,7 +86,7 @@ pub enum Record {
     /// The run began. `params` has secret-looking values redacted; `plan` is the full
     /// [`crate::plan::Plan`] (as JSON) that `--resume` reloads.
     RunStarted {
-        /// The run id (`r-YYYYMMDD-HHMMSS-xxxx`).
+        /// The run id (`r-YYYYMMDD-HHMMSS-xxxxxxxxxxxx`).
         run_id: String,
         /// The playbook's name.
         playbook: String,

@@ -630,9 +630,111 @@ pub fn rollback_marker(deployment: &Deployment) -> Option<RollbackMarker> {
     serde_json::from_str(raw).ok()
 }
 
+/// The revision a rollback restores, and why when that is not kubectl's choice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevisionSelection<'a> {
+    /// The revision to restore.
+    pub revision: &'a Revision,
+    /// Newer revisions passed over, each with the reason (`Previous` only).
+    pub skipped: Vec<(i64, String)>,
+}
+
+impl RevisionSelection<'_> {
+    /// One clause for people when revisions were skipped ("skipped revision 6: …"), else
+    /// `None`.
+    pub fn explanation(&self) -> Option<String> {
+        if self.skipped.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "revision {} is the newest earlier revision that was fully available; skipped {}",
+            self.revision.revision,
+            self.skipped
+                .iter()
+                .map(|(n, why)| format!("revision {n} ({why})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+/// True when ripcord has evidence that `r` was fully available once: it is marked known-good
+/// on the Deployment or verified healthy by a run, or all its current pods are Ready.
+fn known_available(deployment: &Deployment, r: &Revision) -> bool {
+    let annotations = deployment.metadata.annotations.clone().unwrap_or_default();
+    let known_good = annotations
+        .get(KNOWN_GOOD_HASH)
+        .is_some_and(|h| r.template_hash.as_ref() == Some(h))
+        || annotations
+            .get(KNOWN_GOOD_REVISION)
+            .is_some_and(|n| n.trim() == r.revision.to_string());
+    known_good || r.verified_healthy.is_some() || (r.replicas > 0 && r.ready_replicas >= r.replicas)
+}
+
 /// Chooses the revision to restore, like `kubectl rollout undo` (`deploymentRevision`):
 /// `Previous` is the second-newest revision, `Number(n)` that revision, `KnownGood` the
 /// revision named by the Deployment's known-good annotations (hash first, then number).
+///
+/// `Previous` skips a revision that never became fully available (two bad releases in a row):
+/// one that ripcord has no evidence of availability for (a known-good or verified-healthy
+/// mark, or all its current pods Ready) while an older revision still runs Ready pods — the
+/// Deployment controller scales the older ReplicaSets to zero only once a newer one is
+/// available, so that rollout never completed.
+/// It takes the newest earlier revision without such evidence against it; the skipped ones
+/// and why are in [`RevisionSelection::skipped`].
+pub fn select_revision_explained<'a>(
+    deployment: &Deployment,
+    history: &'a [Revision],
+    choice: RevisionChoice,
+) -> Result<RevisionSelection<'a>, K8sError> {
+    let plain = select_revision(deployment, history, choice)?;
+    if choice != RevisionChoice::Previous {
+        return Ok(RevisionSelection {
+            revision: plain,
+            skipped: Vec::new(),
+        });
+    }
+    let mut older: Vec<&Revision> = history.iter().collect();
+    older.sort_by_key(|r| std::cmp::Reverse(r.revision));
+    let mut skipped = Vec::new();
+    for (i, candidate) in older.iter().enumerate().skip(1) {
+        if known_available(deployment, candidate) {
+            return Ok(RevisionSelection {
+                revision: candidate,
+                skipped,
+            });
+        }
+        let serving = older[i + 1..].iter().find(|o| o.ready_replicas > 0);
+        match serving {
+            Some(o) => skipped.push((
+                candidate.revision,
+                format!(
+                    "it never became available: the older revision {} still runs {} Ready \
+                     pod(s), so the rollout to {} never completed",
+                    o.revision, o.ready_replicas, candidate.revision
+                ),
+            )),
+            None => {
+                return Ok(RevisionSelection {
+                    revision: candidate,
+                    skipped,
+                });
+            }
+        }
+    }
+    // Every candidate was passed over (cannot happen: the oldest has nothing older); keep
+    // kubectl's choice.
+    Ok(RevisionSelection {
+        revision: plain,
+        skipped: Vec::new(),
+    })
+}
+
+/// Chooses the revision to restore, like `kubectl rollout undo` (`deploymentRevision`):
+/// `Previous` is the second-newest revision, `Number(n)` that revision, `KnownGood` the
+/// revision named by the Deployment's known-good annotations (hash first, then number).
+/// (Rollbacks use [`select_revision_explained`], which skips revisions that never became
+/// available.)
 pub fn select_revision<'a>(
     deployment: &Deployment,
     history: &'a [Revision],
@@ -926,6 +1028,39 @@ mod tests {
         assert!(err.to_string().contains("5, 6, 7"), "{err}");
         let err = select_revision(&d, &history[..1], RevisionChoice::Previous).unwrap_err();
         assert!(err.to_string().contains("no rollout history"), "{err}");
+    }
+
+    #[test]
+    fn issue12_previous_skips_a_revision_that_never_became_available() {
+        let d = web(json!({}), 1, json!({}));
+        let with = |n: i64, hash: &str, replicas: i32, ready: i32| {
+            let mut r = revision(n, hash, &format!("web:{n}"));
+            r.replicas = replicas;
+            r.ready_replicas = ready;
+            r
+        };
+        // 5 good and still serving, 6 bad (scaled away), 7 bad (rolling out, nothing Ready).
+        let history = vec![with(5, "a", 3, 3), with(6, "b", 0, 0), with(7, "c", 1, 0)];
+        let chosen = select_revision_explained(&d, &history, RevisionChoice::Previous).unwrap();
+        assert_eq!(chosen.revision.revision, 5);
+        let why = chosen.explanation().unwrap_or_default();
+        assert!(
+            why.contains("skipped revision 6") && why.contains("never became available"),
+            "{why}"
+        );
+        // A normal history (6 fully replaced 5): kubectl's choice, nothing skipped.
+        let history = vec![with(5, "a", 0, 0), with(6, "b", 3, 3), with(7, "c", 1, 0)];
+        let chosen = select_revision_explained(&d, &history, RevisionChoice::Previous).unwrap();
+        assert_eq!((chosen.revision.revision, chosen.skipped.len()), (6, 0));
+        // No evidence either way (all scaled down): kubectl's choice.
+        let history = vec![with(5, "a", 0, 0), with(6, "b", 0, 0), with(7, "c", 3, 3)];
+        let chosen = select_revision_explained(&d, &history, RevisionChoice::Previous).unwrap();
+        assert_eq!(chosen.revision.revision, 6);
+        // A revision verified healthy is taken even while an older one still serves.
+        let mut verified = vec![with(5, "a", 1, 1), with(6, "b", 0, 0), with(7, "c", 1, 0)];
+        verified[1].verified_healthy = Some("r-1".into());
+        let chosen = select_revision_explained(&d, &verified, RevisionChoice::Previous).unwrap();
+        assert_eq!(chosen.revision.revision, 6);
     }
 
     #[test]

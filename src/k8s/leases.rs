@@ -4,7 +4,9 @@
 //! `ripcord-lock-<hash>` in the target namespace, held by the run id. Two runs on the same
 //! target cannot mutate at once: the second is refused with the holder's run id. The holder
 //! renews the Lease while it runs; a crashed holder's Lease expires after its duration, and a
-//! resumed run (same run id) takes its own Lease back at once.
+//! resumed run (same run id) takes its own Lease back at once. [`acquire_waiting`] waits a
+//! bounded time for a held lock (`--wait-lock`). The engine's cluster-wide fleet lock is one
+//! such lock (lock string `fleet`, namespace `default`; see `engine/guards.rs`).
 
 use crate::actions::FIELD_MANAGER;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -437,6 +439,44 @@ pub async fn acquire(
 
 /// How many times [`acquire`] tries before giving up on transient errors and races.
 const ACQUIRE_ATTEMPTS: u32 = 6;
+
+/// How often [`acquire_waiting`] looks at a held Lease again (its holder may release it before
+/// it expires).
+const WAIT_POLL: Duration = Duration::from_millis(200);
+
+/// As [`acquire`], but while another run holds the lock, waits up to `wait` for it to be
+/// released or to expire (a holder that was SIGKILLed stops renewing), looking again every
+/// 200 ms. `wait` zero: refuses at once, like [`acquire`]. Refuses with [`LeaseError::Held`]
+/// (the holder and how long its Lease has left) when the wait is over.
+pub async fn acquire_waiting(
+    client: &kube::Client,
+    namespace: &str,
+    lock: &str,
+    holder: &str,
+    ttl: Duration,
+    call_timeout: Duration,
+    wait: Duration,
+) -> Result<LockGuard, LeaseError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut reported = false;
+    loop {
+        match acquire(client, namespace, lock, holder, ttl, call_timeout).await {
+            Err(LeaseError::Held {
+                holder: current,
+                expires_in_s,
+                ..
+            }) if tokio::time::Instant::now() < deadline => {
+                if !reported {
+                    reported = true;
+                    tracing::info!(lock = %lock, holder = %current, expires_in_s, wait_s = wait.as_secs(), "lock held: waiting");
+                }
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                tokio::time::sleep(WAIT_POLL.min(left)).await;
+            }
+            other => return other,
+        }
+    }
+}
 
 // === leader election ===
 

@@ -490,10 +490,12 @@ pub struct ZoneFailout {
     /// The node label that carries the zone (default `topology.kubernetes.io/zone`).
     #[serde(default = "default_zone_label")]
     pub zone_label: String,
-    /// Refuse when the zone has more nodes than this.
+    /// Refuse when more nodes than this would be out of service: the zone's plus those
+    /// already cordoned or not Ready elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_nodes: Option<u32>,
-    /// Refuse when the zone holds more than this percentage of the cluster's nodes.
+    /// Refuse when more than this percentage of the cluster's nodes would be out of service:
+    /// the zone's plus those already cordoned or not Ready elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_percent: Option<u32>,
     /// Proceed even beyond the blast-radius budget (never beyond the last healthy zone).

@@ -644,18 +644,21 @@ pub fn normalize(value: Value) -> Value {
     }
 }
 
+/// The length of a run id (`r-20261125-113000-0123456789ab`).
+const RUN_ID_LEN: usize = 30;
+
 fn normalize_str(s: &str) -> String {
     if s.parse::<jiff::Timestamp>().is_ok() {
         return "<time>".into();
     }
-    // r-YYYYMMDD-HHMMSS-xxxx
+    // r-YYYYMMDD-HHMMSS-xxxxxxxxxxxx
     let bytes = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     while i < bytes.len() {
-        if s.get(i..i + 22).is_some_and(is_run_id) {
+        if s.get(i..i + RUN_ID_LEN).is_some_and(is_run_id) {
             out.push_str("<run>");
-            i += 22;
+            i += RUN_ID_LEN;
         } else {
             let ch = s[i..].chars().next().unwrap_or(' ');
             out.push(ch);

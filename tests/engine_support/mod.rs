@@ -182,7 +182,7 @@ pub fn run_id_from(out: &Output) -> String {
     );
     text.split_whitespace()
         .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-'))
-        .find(|w| w.starts_with("r-") && journal::validate_run_id(w).is_ok() && w.len() == 22)
+        .find(|w| w.starts_with("r-") && journal::validate_run_id(w).is_ok() && w.len() == 30)
         .unwrap_or_else(|| panic!("no run id in output:\n{text}"))
         .to_string()
 }
