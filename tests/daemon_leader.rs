@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 const TOKEN: &str = "leader-test-token";
+/// The daemons' shared run key (their Secret, in the chart).
+const RUN_KEY: &[u8] = b"leader-test-run-key-of-32-bytes-or-more";
 
 struct Daemon {
     addr: SocketAddr,
@@ -42,6 +44,12 @@ async fn start_daemon(sim: &SimCluster, identity: &str, state_dir: &Path) -> Dae
         drills: Vec::new(),
         public_status_page: false,
         step_kubeconfig: None,
+        trust: server::TrustSettings {
+            run_key: Some(std::sync::Arc::new(ripcord::k8s::runs::RunSeal::new(
+                RUN_KEY,
+            ))),
+            ..Default::default()
+        },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -138,6 +138,7 @@ impl GateState {
 
         // 1. The per-target lock.
         if let Some(lock) = &plan.lock {
+            let namespace = leases::lock_namespace(opts.lock_namespace.as_deref(), namespace);
             match leases::acquire(
                 &self.client,
                 namespace,
@@ -467,7 +468,7 @@ impl GateState {
             (None, Some(lock)) if stale_lock => {
                 leases::release_if_held(
                     &self.client,
-                    namespace,
+                    leases::lock_namespace(opts.lock_namespace.as_deref(), namespace),
                     lock,
                     &plan.run_id,
                     opts.call_timeout,
