@@ -214,3 +214,77 @@ async fn only_the_leader_runs_and_the_next_leader_finishes_without_repeating() {
     let _ = tokio::time::timeout(Duration::from_secs(40), b.task).await;
     sim.shutdown().await;
 }
+
+/// issue 13: a `Run` resource is not a command. One created by hand (anyone with
+/// `create runs.ripcord.dev`) with no status, and one whose status carries a forged seal, are
+/// both refused by the next leader — logged and counted — and nothing is cordoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_a_run_resource_created_by_hand_is_not_taken_over() {
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use ripcord::k8s::runs::{Run, RunSpec};
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scenarios/three-zones.yaml");
+    let scenario = Scenario::load_file(&path).expect("scenario loads");
+    let sim = SimCluster::start(SimOptions {
+        scenario,
+        addr: None,
+    })
+    .await
+    .expect("sim starts");
+    ripcord::k8s::runs::install_crd(&sim.client(), Duration::from_secs(5))
+        .await
+        .expect("Run CRD installed");
+    let api: Api<Run> = Api::namespaced(sim.client(), "default");
+    let forged = |name: &str| {
+        Run::new(
+            name,
+            RunSpec {
+                playbook: "failout-zone".into(),
+                params: [("zone".to_string(), "zone-b".to_string())].into(),
+                trigger: "api".into(),
+                who: "mallory".into(),
+                incident: None,
+            },
+        )
+    };
+    let unsealed = "r-20261202-100000-beef";
+    let bad_seal = "r-20261202-100000-f00d";
+    for name in [unsealed, bad_seal] {
+        api.create(&PostParams::default(), &forged(name))
+            .await
+            .expect("Run created");
+    }
+    // Someone who may even write statuses cannot make a seal without the key.
+    let status = serde_json::json!({"status": {"phase": "Running", "seal": format!("v1:{}", "0".repeat(64))}});
+    api.patch_status(bad_seal, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("status written");
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_daemon(&sim, "daemon-a", dir.path()).await;
+    wait_until("both Runs are refused", Duration::from_secs(30), || {
+        let d = &d;
+        async move {
+            let metrics = get(d, "/metrics").await.1;
+            metrics.contains(r#"ripcord_takeovers_refused_total{reason="unsealed"} 1"#)
+                && metrics.contains(r#"ripcord_takeovers_refused_total{reason="bad-seal"} 1"#)
+        }
+    })
+    .await;
+    let (_, runs) = get(&d, "/v1/runs").await;
+    assert!(
+        !runs.contains(unsealed) && !runs.contains(bad_seal),
+        "nothing queued: {runs}"
+    );
+    let node_writes: Vec<_> = sim
+        .request_log()
+        .iter()
+        .filter(|r| r.is_write() && r.path.contains("/nodes"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(node_writes.is_empty(), "nothing cordoned: {node_writes:?}");
+
+    d.stop.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(40), d.task).await;
+    sim.shutdown().await;
+}
