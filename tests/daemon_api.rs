@@ -964,3 +964,128 @@ async fn issue13_an_over_limit_content_length_is_refused_before_the_body_is_read
         Some("close")
     );
 }
+
+/// Reads until the server closes the connection (bounded); returns what it sent.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, bound: Duration) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => panic!(
+                "the server kept the connection open for {bound:?}; got {:?}",
+                String::from_utf8_lossy(&out)
+            ),
+            Ok(Ok(0)) | Ok(Err(_)) => return String::from_utf8_lossy(&out).into_owned(),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_idle_partial_and_slow_clients_are_cut_off_and_healthz_survives() {
+    use ripcord::daemon::http::{HttpLimits, serve};
+    use tokio::io::AsyncWriteExt as _;
+    use tokio::net::TcpStream;
+    let mut h = harness(
+        FakeExecutor::default(),
+        AlertmanagerConfig::default(),
+        Clock::System,
+    );
+    let limits = HttpLimits {
+        header_read_timeout: Duration::from_millis(500),
+        body_read_timeout: Duration::from_millis(500),
+        max_connections: 8,
+    };
+    h.state.body_read_timeout = limits.body_read_timeout;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(serve(
+        listener,
+        ripcord::daemon::router(h.state.clone()),
+        limits,
+        h.state.metrics.clone(),
+        stop_rx,
+    ));
+    let bound = Duration::from_secs(10);
+
+    // Idle sockets, more than the limit: every one is closed (the extra ones at once, the
+    // others when the header timeout passes); none stays open.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    for stream in &mut idle {
+        read_until_closed(stream, bound).await;
+    }
+    drop(idle);
+
+    // A partial request head.
+    let mut partial = TcpStream::connect(addr).await.unwrap();
+    partial
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut partial, bound).await;
+    assert!(!got.contains("200 OK"), "{got}");
+
+    // A keep-alive connection that goes idle after its request.
+    let mut keep = TcpStream::connect(addr).await.unwrap();
+    keep.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut keep, bound).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+
+    // A body that trickles: 408 and closed.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(
+        format!(
+            "POST /v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let got = read_until_closed(&mut slow, bound).await;
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+
+    // An over-limit Content-Length: 413 without sending the body.
+    let mut big = TcpStream::connect(addr).await.unwrap();
+    big.write_all(
+        format!(
+            "POST /v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let got = read_until_closed(&mut big, bound).await;
+    assert!(got.starts_with("HTTP/1.1 413"), "{got}");
+
+    // Still healthy, and the refused connections were counted.
+    let response = reqwest::Client::new()
+        .get(format!("http://{addr}/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("/healthz answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let metrics = h.state.metrics.render();
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ripcord_http_connections_refused_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(refused > 0, "{metrics}");
+    assert!(h.executor.executed().is_empty());
+
+    stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
+}
