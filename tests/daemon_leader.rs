@@ -116,7 +116,7 @@ fn checkout_writes(sim: &SimCluster) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_leader_runs_and_the_next_leader_finishes_without_repeating() {
+async fn only_the_leader_runs_and_the_next_leader_finishes_without_repeating_issue13_locks_in_own_namespace() {
     // The demo, with slow pod readiness so the rollback's rollout takes a while.
     let text = include_str!("data/scenarios/demo.yaml")
         .replace("podReadyDelaySeconds: 5", "podReadyDelaySeconds: 40");
@@ -209,6 +209,26 @@ async fn only_the_leader_runs_and_the_next_leader_finishes_without_repeating() {
         "no write to the Deployment after the takeover"
     );
     assert!(image(&sim).ends_with(":1.4.2"));
+    // issue 13: the run's lock Lease lives in the daemon's namespace (`default` here), not in
+    // the target's (`shop`): the daemon needs Lease writes nowhere else.
+    let lease_writes: Vec<String> = sim
+        .request_log()
+        .iter()
+        .filter(|r| r.is_write() && r.path.contains("/leases"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(
+        lease_writes
+            .iter()
+            .any(|p| p.contains("/namespaces/default/leases/ripcord-lock-")),
+        "{lease_writes:?}"
+    );
+    assert!(
+        lease_writes
+            .iter()
+            .all(|p| p.contains("/namespaces/default/")),
+        "Lease writes outside the daemon's namespace: {lease_writes:?}"
+    );
 
     b.stop.send_replace(true);
     let _ = tokio::time::timeout(Duration::from_secs(40), b.task).await;

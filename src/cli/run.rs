@@ -33,6 +33,11 @@ pub struct ConfigArgs {
     /// Who the run is attributed to (default: the config's defaults.who, then $USER).
     #[arg(long, env = "RIPCORD_WHO", value_name = "NAME")]
     pub who: Option<String>,
+
+    /// The namespace of the run's lock Lease (default: the target's namespace). Set it to the
+    /// daemon's namespace to be kept apart from the daemon's runs on the same target.
+    #[arg(long, env = "RIPCORD_LOCK_NAMESPACE", value_name = "NS")]
+    pub lock_namespace: Option<String>,
 }
 
 /// `ripcord run`.
@@ -155,6 +160,8 @@ pub struct Settings {
     pub call_timeout: Duration,
     /// Outbound HTTP client.
     pub http: reqwest::Client,
+    /// The namespace of lock Leases (`None`: the target's).
+    pub lock_namespace: Option<String>,
 }
 
 impl Settings {
@@ -200,6 +207,7 @@ impl Settings {
                 .map(|d| d.0)
                 .unwrap_or(Duration::from_secs(10)),
             http,
+            lock_namespace: args.lock_namespace.clone(),
         })
     }
 
@@ -218,6 +226,7 @@ impl Settings {
         let mut opts = RunOptions::new(self.who.clone(), self.state_dir.clone());
         opts.prometheus_url = self.prometheus_url.clone();
         opts.namespace = Some(namespace.to_string());
+        opts.lock_namespace = self.lock_namespace.clone();
         opts.call_timeout = self.call_timeout;
         opts
     }
