@@ -527,7 +527,8 @@ fn issue13_alertmanager_and_service_monitor_get_narrow_tokens_and_runs_are_seale
         .unwrap();
     assert!(
         env.iter()
-            .any(|e| e["name"] == "RIPCORD_RUN_KEY_FILE" && e["value"] == "/etc/ripcord/tokens/run-key"),
+            .any(|e| e["name"] == "RIPCORD_RUN_KEY_FILE"
+                && e["value"] == "/etc/ripcord/tokens/run-key"),
         "{env:?}"
     );
 }

@@ -871,8 +871,19 @@ async fn issue13_tokens_are_scoped_inline_playbooks_and_object_patch_targets() {
     assert_eq!(status, StatusCode::OK, "{json}");
     let (status, _) = call(&h.state, "GET", "/metrics", Some("scraper-token"), None).await;
     assert_eq!(status, StatusCode::OK);
-    for (method, path) in [("GET", "/v1/runs"), ("GET", "/"), ("POST", "/v1/alertmanager")] {
-        let (status, _) = call(&h.state, method, path, Some("scraper-token"), Some("{}".into())).await;
+    for (method, path) in [
+        ("GET", "/v1/runs"),
+        ("GET", "/"),
+        ("POST", "/v1/alertmanager"),
+    ] {
+        let (status, _) = call(
+            &h.state,
+            method,
+            path,
+            Some("scraper-token"),
+            Some("{}".into()),
+        )
+        .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
     }
 }
@@ -892,13 +903,22 @@ async fn issue13_a_run_too_large_to_journal_is_refused() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{json}");
     assert_eq!(json["category"], "run-too-large", "{json}");
     assert!(
-        json["error"].as_str().unwrap_or_default().contains("too large to journal"),
+        json["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too large to journal"),
         "{json}"
     );
-    assert!(h.state.runs.list().is_empty(), "nothing queued or journaled");
+    assert!(
+        h.state.runs.list().is_empty(),
+        "nothing queued or journaled"
+    );
     assert!(
         !h.dir.path().join("runs").exists()
-            || std::fs::read_dir(h.dir.path().join("runs")).unwrap().next().is_none(),
+            || std::fs::read_dir(h.dir.path().join("runs"))
+                .unwrap()
+                .next()
+                .is_none(),
         "no run directory"
     );
 }
@@ -906,7 +926,13 @@ async fn issue13_a_run_too_large_to_journal_is_refused() {
 #[tokio::test]
 async fn issue13_incident_ids_are_validated_from_bodies_and_alert_labels() {
     let h = harness(FakeExecutor::default(), rules(600, 10), Clock::System);
-    for incident in ["../../etc/cron.d/x", "INC 1", ".hidden", "a/b", &"x".repeat(65)] {
+    for incident in [
+        "../../etc/cron.d/x",
+        "INC 1",
+        ".hidden",
+        "a/b",
+        &"x".repeat(65),
+    ] {
         let body = json!({"playbook": "rollback", "params": {"namespace": "shop", "name": "checkout"}, "incident": incident})
             .to_string();
         let (status, json) = call(&h.state, "POST", "/v1/runs", Some(TOKEN), Some(body)).await;
@@ -923,7 +949,14 @@ async fn issue13_incident_ids_are_validated_from_bodies_and_alert_labels() {
             ("incident", "../../../tmp/evil"),
         ],
     );
-    let (status, json) = call(&h.state, "POST", "/v1/alertmanager", Some(TOKEN), Some(payload)).await;
+    let (status, json) = call(
+        &h.state,
+        "POST",
+        "/v1/alertmanager",
+        Some(TOKEN),
+        Some(payload),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(json["decisions"][0]["decision"], "ran", "{json}");
     let id = json["decisions"][0]["runId"].as_str().unwrap().to_string();
@@ -960,7 +993,10 @@ async fn issue13_an_over_limit_content_length_is_refused_before_the_body_is_read
     .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(
-        response.headers().get("connection").and_then(|v| v.to_str().ok()),
+        response
+            .headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
         Some("close")
     );
 }

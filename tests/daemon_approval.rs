@@ -150,10 +150,7 @@ async fn an_api_ack_shows_in_the_run_timeline_step_and_status_page_issue13_as_th
         assert_eq!(status, 403, "{body} → {answer}");
     }
     let (_, still) = get_json(&http, addr, &format!("/v1/runs/{id}")).await;
-    assert_eq!(
-        still["run"]["steps"][0]["state"], "awaiting-ack",
-        "{still}"
-    );
+    assert_eq!(still["run"]["steps"][0]["state"], "awaiting-ack", "{still}");
 
     // ACK through the API.
     let response = http

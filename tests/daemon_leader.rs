@@ -116,7 +116,8 @@ fn checkout_writes(sim: &SimCluster) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_leader_runs_and_the_next_leader_finishes_without_repeating_issue13_locks_in_own_namespace() {
+async fn only_the_leader_runs_and_the_next_leader_finishes_without_repeating_issue13_locks_in_own_namespace()
+ {
     // The demo, with slow pod readiness so the rollback's rollout takes a while.
     let text = include_str!("data/scenarios/demo.yaml")
         .replace("podReadyDelaySeconds: 5", "podReadyDelaySeconds: 40");
@@ -242,8 +243,8 @@ async fn only_the_leader_runs_and_the_next_leader_finishes_without_repeating_iss
 async fn issue13_a_run_resource_created_by_hand_is_not_taken_over() {
     use kube::api::{Api, Patch, PatchParams, PostParams};
     use ripcord::k8s::runs::{Run, RunSpec};
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scenarios/three-zones.yaml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/scenarios/three-zones.yaml");
     let scenario = Scenario::load_file(&path).expect("scenario loads");
     let sim = SimCluster::start(SimOptions {
         scenario,

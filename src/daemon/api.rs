@@ -21,8 +21,8 @@
 //! a JSON error body, and every error answer is counted in `ripcord_api_errors_total`.
 
 use crate::daemon::alerts::WebhookPayload;
-use crate::daemon::runs::{PlaybookSource, RunError, RunRequest};
 use crate::daemon::auth::{Endpoint, Identity};
+use crate::daemon::runs::{PlaybookSource, RunError, RunRequest};
 use crate::daemon::{DaemonState, auth, status};
 use crate::engine::Trigger;
 use axum::Router;
@@ -101,9 +101,7 @@ impl From<RunError> for ApiError {
             RunError::UnknownPlaybook { .. } | RunError::NotFound { .. } => StatusCode::NOT_FOUND,
             RunError::InvalidPlaybook { .. } | RunError::Plan { .. } => StatusCode::BAD_REQUEST,
             RunError::NoSuchApproval { .. } => StatusCode::NOT_FOUND,
-            RunError::NotAnApprover { .. } | RunError::NotPermitted { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            RunError::NotAnApprover { .. } | RunError::NotPermitted { .. } => StatusCode::FORBIDDEN,
             RunError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RunError::InvalidIncident { .. } => StatusCode::BAD_REQUEST,
             RunError::AlreadyFinished { .. } => StatusCode::CONFLICT,
@@ -202,7 +200,12 @@ async fn bound_body(State(state): State<DaemonState>, request: Request, next: Ne
     if let Some(len) = declared.filter(|len| *len > state.body_limit as u64) {
         let route = route_of(request.uri().path());
         state.metrics.api_error(route, 413);
-        tracing::info!(route, declared = len, limit = state.body_limit, "request body over the limit refused unread");
+        tracing::info!(
+            route,
+            declared = len,
+            limit = state.body_limit,
+            "request body over the limit refused unread"
+        );
         let mut response = ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too-large",
@@ -229,7 +232,12 @@ async fn bound_body(State(state): State<DaemonState>, request: Request, next: Ne
     .await;
     let refuse = |status: StatusCode, category: &'static str, message: String| {
         state.metrics.api_error(route, status.as_u16());
-        tracing::info!(route, status = status.as_u16(), category, "request body refused");
+        tracing::info!(
+            route,
+            status = status.as_u16(),
+            category,
+            "request body refused"
+        );
         let mut response = ApiError::new(status, category, message).into_response();
         response.headers_mut().insert(
             header::CONNECTION,
@@ -246,7 +254,11 @@ async fn bound_body(State(state): State<DaemonState>, request: Request, next: Ne
                 state.body_read_timeout.as_secs_f64()
             ),
         ),
-        Ok(Err(err)) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Ok(Err(err))
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-large",
@@ -480,9 +492,7 @@ async fn approve(
                 ),
             ));
         }
-        let path = state
-            .runs
-            .approve(&id, &step, by, req.comment.as_deref())?;
+        let path = state.runs.approve(&id, &step, by, req.comment.as_deref())?;
         Ok(axum::Json(
             json!({"runId": id, "step": step, "approvedBy": by, "recorded": path}),
         ))

@@ -148,7 +148,8 @@ fn star() -> Vec<String> {
 
 fn allowed(list: &[String], value: &str, protected: &[&str]) -> bool {
     list.iter().any(|v| v == value)
-        || (list.iter().any(|v| v == "*") && !protected.iter().any(|p| p.eq_ignore_ascii_case(value)))
+        || (list.iter().any(|v| v == "*")
+            && !protected.iter().any(|p| p.eq_ignore_ascii_case(value)))
 }
 
 // === impl ObjectPatchScope ===
@@ -525,12 +526,11 @@ mod tests {
 
     #[test]
     fn named_tokens_and_scopes() {
-        let tokens = Tokens::fixed(["legacy", "am am-token", "# comment"]).with_scopes([
-            TokenScope {
+        let tokens =
+            Tokens::fixed(["legacy", "am am-token", "# comment"]).with_scopes([TokenScope {
                 endpoints: vec![Endpoint::Alertmanager],
                 ..TokenScope::named("am")
-            },
-        ]);
+            }]);
         let legacy = tokens.authenticate("legacy").unwrap();
         assert_eq!(legacy.name, UNNAMED);
         assert!(legacy.scope.may_call(Endpoint::Runs));

@@ -1107,7 +1107,9 @@ pub fn validate_incident(id: &str) -> Result<(), RunError> {
 }
 
 fn check_plan_size(plan: &Plan) -> Result<(), RunError> {
-    let bytes = serde_json::to_vec(plan).map(|v| v.len()).unwrap_or(usize::MAX);
+    let bytes = serde_json::to_vec(plan)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if bytes > MAX_PLAN_BYTES {
         tracing::warn!(run = %plan.run_id, playbook = %plan.playbook, bytes, limit = MAX_PLAN_BYTES, "run refused: too large to journal");
         return Err(RunError::TooLarge {

@@ -8,10 +8,10 @@
 
 use crate::daemon::alerts::AlertRouter;
 use crate::daemon::auth::{AuthError, TokenScope, Tokens};
-use crate::daemon::http::HttpLimits;
 use crate::daemon::clock::Clock;
 use crate::daemon::config::{AlertmanagerConfig, DrillConfig};
 use crate::daemon::drills::{ConditionGate, DrillScheduler};
+use crate::daemon::http::HttpLimits;
 use crate::daemon::leader::{self, ElectionConfig};
 use crate::daemon::metrics::DaemonMetrics;
 use crate::daemon::runs::{EngineExecutor, Executor, Playbooks, RunDefaults, RunManager};

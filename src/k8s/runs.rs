@@ -284,11 +284,7 @@ impl RunSeal {
     /// The seal of the run `namespace/name` with `spec`: `v1:` + hex HMAC-SHA256.
     pub fn seal(&self, namespace: &str, name: &str, spec: &RunSpec) -> String {
         let tag = ring::hmac::sign(&self.key, &RunSeal::message(namespace, name, spec));
-        let hex: String = tag
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         format!("v1:{hex}")
     }
 
