@@ -259,9 +259,11 @@ pub struct Tokens {
     state: Mutex<TokenState>,
 }
 
+/// (name, token) pairs.
+type NamedTokens = Vec<(String, Vec<u8>)>;
+
 struct TokenState {
-    /// (name, token).
-    tokens: Vec<(String, Vec<u8>)>,
+    tokens: NamedTokens,
     stamp: Option<FileStamp>,
 }
 
@@ -409,7 +411,7 @@ fn parse_line(line: &str) -> Result<Option<(String, Vec<u8>)>, ()> {
     }
 }
 
-fn read_tokens(path: &Path) -> Result<(Vec<(String, Vec<u8>)>, Option<FileStamp>), AuthError> {
+fn read_tokens(path: &Path) -> Result<(NamedTokens, Option<FileStamp>), AuthError> {
     let before = stamp(path);
     let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
         path: path.to_path_buf(),
