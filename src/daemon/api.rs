@@ -421,6 +421,9 @@ async fn create_run(
             };
             params.insert(k, raw);
         }
+        if let Some(id) = &req.incident {
+            crate::daemon::runs::validate_incident(id)?;
+        }
         let view = state.runs.submit_checked(
             RunRequest {
                 playbook,

@@ -509,16 +509,14 @@ impl RunManager {
     }
 
     /// [`RunManager::submit`], refusing the run when `check` refuses its plan (a token's
-    /// scope). Every run is also refused when its incident id is not valid or its plan is
-    /// over [`MAX_PLAN_BYTES`].
+    /// scope). Every run is also refused when its plan is over [`MAX_PLAN_BYTES`]. (Incident
+    /// ids from outside — API bodies, alert labels — are checked with [`validate_incident`]
+    /// where they enter.)
     pub fn submit_checked(
         &self,
         req: RunRequest,
         check: impl FnOnce(&Plan) -> Result<(), RunError>,
     ) -> Result<RunView, RunError> {
-        if let Some(id) = &req.incident {
-            validate_incident(id)?;
-        }
         let playbook = self.inner.playbooks.load(&req.playbook)?;
         let run_id = req.run_id.clone().unwrap_or_else(journal::new_run_id);
         let plan =
