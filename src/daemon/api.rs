@@ -57,13 +57,17 @@ pub fn router(state: DaemonState) -> Router {
         status_page.route_layer(middleware::from_fn_with_state(state.clone(), require_token))
     };
     Router::new()
-        .merge(protected.route_layer(middleware::from_fn_with_state(state.clone(), require_token)))
+        // The body is read (bounded in size and time) only after the token was checked.
+        .merge(
+            protected
+                .route_layer(middleware::from_fn_with_state(state.clone(), bound_body))
+                .route_layer(middleware::from_fn_with_state(state.clone(), require_token)),
+        )
         .merge(status_page)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), bound_body))
         .with_state(state)
 }
 
