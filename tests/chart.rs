@@ -198,11 +198,6 @@ fn rendered_rbac_grants_exactly_the_verbs_the_actions_need() {
         "gateway.networking.k8s.io/httproutes:get",
         "gateway.networking.k8s.io/httproutes:list",
         "gateway.networking.k8s.io/httproutes:patch",
-        "coordination.k8s.io/leases:get",
-        "coordination.k8s.io/leases:create",
-        "coordination.k8s.io/leases:update",
-        "coordination.k8s.io/leases:patch",
-        "coordination.k8s.io/leases:delete",
         "ripcord.dev/runs:get",
         "ripcord.dev/runs:list",
         "ripcord.dev/runs:create",
@@ -400,4 +395,142 @@ fn step_contexts_kubeconfig_secret_is_optional_and_mounted_read_only() {
             "no secret reads: {role}"
         );
     }
+}
+
+/// Every (group/resource:verb) a rule list grants.
+fn grants(rules: &Value) -> BTreeSet<String> {
+    let mut granted = BTreeSet::new();
+    for rule in rules.as_array().unwrap() {
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    granted.insert(format!(
+                        "{}/{}:{}",
+                        group.as_str().unwrap(),
+                        resource.as_str().unwrap(),
+                        verb.as_str().unwrap()
+                    ));
+                }
+            }
+        }
+    }
+    granted
+}
+
+#[test]
+fn issue13_leases_only_in_the_release_namespace_and_no_escalation() {
+    let docs = render(&["-f", values_file().path().to_str().unwrap()]);
+    // No role anywhere may escalate, bind or impersonate, or use a wildcard.
+    for kind in ["ClusterRole", "Role"] {
+        for role in of_kind(&docs, kind) {
+            for grant in grants(&role["rules"]) {
+                for bad in [":escalate", ":bind", ":impersonate", "*"] {
+                    assert!(!grant.contains(bad), "{kind} grants {grant}");
+                }
+            }
+        }
+    }
+    // Cluster-wide: no Lease at all.
+    let cluster = grants(&of_kind(&docs, "ClusterRole")[0]["rules"]);
+    assert!(
+        !cluster.iter().any(|g| g.contains("leases")),
+        "cluster-wide Lease grants: {cluster:?}"
+    );
+    // Leases: a Role in the release's namespace, bound to the ServiceAccount.
+    let roles = of_kind(&docs, "Role");
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0]["metadata"]["namespace"], "ops");
+    let leases: BTreeSet<String> = [
+        "coordination.k8s.io/leases:get",
+        "coordination.k8s.io/leases:create",
+        "coordination.k8s.io/leases:update",
+        "coordination.k8s.io/leases:delete",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(grants(&roles[0]["rules"]), leases);
+    let binding = of_kind(&docs, "RoleBinding")[0];
+    assert_eq!(binding["metadata"]["namespace"], "ops");
+    assert_eq!(binding["roleRef"]["name"], roles[0]["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["name"], "rc-ripcord");
+    // The daemon's namespace (the lock namespace) is the release's.
+    let deployment = of_kind(&docs, "Deployment")[0];
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    let namespace = env
+        .iter()
+        .find(|e| e["name"] == "RIPCORD_NAMESPACE")
+        .unwrap();
+    assert_eq!(
+        namespace["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+}
+
+#[test]
+fn issue13_alertmanager_and_service_monitor_get_narrow_tokens_and_runs_are_sealed() {
+    let docs = render(&["-f", values_file().path().to_str().unwrap()]);
+    let secret = of_kind(&docs, "Secret")[0];
+    let decode = |key: &str| {
+        let b64 = secret["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("Secret key {key}"));
+        let out = Command::new("base64")
+            .arg("-d")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write as _;
+                child.stdin.take().unwrap().write_all(b64.as_bytes())?;
+                child.wait_with_output()
+            })
+            .expect("base64 -d runs");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let file = decode("tokens");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens");
+    std::fs::write(&path, &file).unwrap();
+    let config_map = of_kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "rc-ripcord-config")
+        .expect("config ConfigMap");
+    let config = ripcord::daemon::config::parse(
+        "config.yaml",
+        config_map["data"]["config.yaml"].as_str().unwrap(),
+    )
+    .unwrap();
+    let tokens = ripcord::daemon::auth::Tokens::from_file(&path)
+        .unwrap()
+        .with_scopes(config.tokens.clone());
+    use ripcord::daemon::auth::Endpoint;
+    let am = tokens.authenticate(&decode("alertmanager-token")).unwrap();
+    assert_eq!(am.name, "alertmanager");
+    assert_eq!(am.scope.endpoints, vec![Endpoint::Alertmanager]);
+    let metrics = tokens.authenticate(&decode("metrics-token")).unwrap();
+    assert_eq!(metrics.scope.endpoints, vec![Endpoint::Metrics]);
+    let oncall = tokens.authenticate(&decode("oncall-token")).unwrap();
+    assert_eq!(oncall.name, "oncall");
+    assert!(!oncall.scope.inline_playbooks, "inline playbooks are off");
+    // The ServiceMonitor scrapes with the metrics token.
+    let monitor = of_kind(&docs, "ServiceMonitor")[0];
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["authorization"]["credentials"]["key"],
+        "metrics-token"
+    );
+    // The run key is mounted and named to the daemon.
+    assert!(decode("run-key").len() >= ripcord::k8s::runs::MIN_SEAL_KEY_BYTES);
+    let deployment = of_kind(&docs, "Deployment")[0];
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "RIPCORD_RUN_KEY_FILE"
+                && e["value"] == "/etc/ripcord/tokens/run-key"),
+        "{env:?}"
+    );
 }

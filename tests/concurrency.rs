@@ -248,6 +248,8 @@ async fn failout_race(starter: Starter, wait_lock: Option<&str>) -> FleetTrial {
                     prometheus_url: None,
                     notify: Vec::new(),
                     call_timeout: Duration::from_secs(5),
+                    lock_namespace: None,
+                    seal: None,
                 },
                 std::sync::Arc::new(ripcord::daemon::metrics::DaemonMetrics::new()),
                 ripcord::daemon::clock::Clock::default(),

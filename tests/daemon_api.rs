@@ -392,7 +392,7 @@ async fn cancel_dequeues_a_queued_run_and_stops_a_running_one() {
 }
 
 #[tokio::test]
-async fn approvals_are_recorded_for_the_named_approver_only() {
+async fn issue13_approvals_are_recorded_for_the_authenticated_approver_only() {
     let (executor, gate) = FakeExecutor::gated();
     let h = harness(executor, AlertmanagerConfig::default(), Clock::System);
     let body = json!({"body": APPROVAL_PLAYBOOK, "params": {"name": "checkout"}}).to_string();
@@ -411,21 +411,28 @@ async fn approvals_are_recorded_for_the_named_approver_only() {
     );
 
     let path = format!("/v1/runs/{id}/approvals/ack");
-    let (status, json) = call(
-        &h.state,
-        "POST",
-        &path,
-        Some(TOKEN),
-        Some(r#"{"by": "mallory"}"#.into()),
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+    // issue 13: the approver is the token's name, not a name in the body. Mallory's token
+    // claiming alice is refused; so is mallory as herself (not an approver), and the shared
+    // ops token (named ops) claiming alice.
+    for (token, body, expected) in [
+        ("mallory-token", r#"{"by": "alice"}"#, StatusCode::FORBIDDEN),
+        ("mallory-token", r#"{}"#, StatusCode::FORBIDDEN),
+        (TOKEN, r#"{"by": "alice"}"#, StatusCode::FORBIDDEN),
+        ("alice-token", r#"{"by": "mallory"}"#, StatusCode::FORBIDDEN),
+    ] {
+        let (status, json) = call(&h.state, "POST", &path, Some(token), Some(body.into())).await;
+        assert_eq!(status, expected, "{token} {body}: {json}");
+    }
+    assert!(
+        !h.state.runs.pending_approvals().is_empty(),
+        "still waiting for alice"
+    );
     let (status, _) = call(
         &h.state,
         "POST",
         &format!("/v1/runs/{id}/approvals/scale"),
-        Some(TOKEN),
-        Some(r#"{"by": "alice"}"#.into()),
+        Some("alice-token"),
+        Some(r#"{}"#.into()),
     )
     .await;
     assert_eq!(
@@ -433,24 +440,16 @@ async fn approvals_are_recorded_for_the_named_approver_only() {
         StatusCode::NOT_FOUND,
         "scale is not an approval step"
     );
-    let (status, _) = call(
-        &h.state,
-        "POST",
-        &path,
-        Some(TOKEN),
-        Some(r#"{"by": ""}"#.into()),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, json) = call(
         &h.state,
         "POST",
         &path,
-        Some(TOKEN),
-        Some(r#"{"by": "alice", "comment": "go"}"#.into()),
+        Some("alice-token"),
+        Some(r#"{"comment": "go"}"#.into()),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["approvedBy"], "alice", "{json}");
     let file = h
         .dir
         .path()
@@ -696,7 +695,12 @@ async fn status_page_shows_runs_escaped_and_refreshes() {
         AlertmanagerConfig::default(),
         Clock::System,
     );
+    // Markup never reaches the page as an incident id: it is not a valid one (issue 13).
     let body = json!({"playbook": "rollback", "params": {"name": "checkout"}, "incident": "<script>alert(1)</script>"}).to_string();
+    let (status, _) = call(&h.state, "POST", "/v1/runs", Some(TOKEN), Some(body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let body = json!({"playbook": "rollback", "params": {"name": "checkout"}, "incident": "INC-1"})
+        .to_string();
     let (_, json) = call(&h.state, "POST", "/v1/runs", Some(TOKEN), Some(body)).await;
     let id = json["runId"].as_str().unwrap().to_string();
     let runs = h.state.runs.clone();
@@ -706,7 +710,7 @@ async fn status_page_shows_runs_escaped_and_refreshes() {
     assert!(page.contains(r#"<meta http-equiv="refresh""#));
     assert!(page.contains(r#"name="viewport""#));
     assert!(page.contains(&id));
-    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(page.contains("INC-1"));
     assert!(!page.contains("<script>"), "unescaped markup");
 }
 
@@ -765,4 +769,360 @@ async fn no_input_panics_or_answers_500() {
             "{path} {body:?} → {status}"
         );
     }
+}
+
+/// An inline playbook that patches `kind` `namespace/name` (`object.patch`).
+fn patch_playbook(kind: &str, namespace: &str) -> String {
+    let api_version = match kind {
+        "Deployment" => "apps/v1",
+        "Lease" => "coordination.k8s.io/v1",
+        _ => "v1",
+    };
+    format!(
+        "apiVersion: ripcord.dev/v1alpha1\nkind: Playbook\nmetadata:\n  name: patch-it\nspec:\n  steps:\n    - name: patch\n      action: object.patch\n      with:\n        apiVersion: {api_version}\n        kind: {kind}\n        namespace: {namespace}\n        name: target\n        patch: {{metadata: {{labels: {{x: y}}}}}}\n"
+    )
+}
+
+#[tokio::test]
+async fn issue13_tokens_are_scoped_inline_playbooks_and_object_patch_targets() {
+    use ripcord::daemon::auth::{Endpoint, ObjectPatchScope, TokenScope, Tokens};
+    let mut h = harness(
+        FakeExecutor::default(),
+        AlertmanagerConfig::default(),
+        Clock::System,
+    );
+    h.state.tokens = std::sync::Arc::new(
+        Tokens::fixed([
+            "plain plain-token",
+            "rollbacks rollbacks-token",
+            "patcher patcher-token",
+            "am am-token",
+            "scraper scraper-token",
+        ])
+        .with_scopes([
+            TokenScope {
+                playbooks: vec!["rollback".into()],
+                ..TokenScope::named("rollbacks")
+            },
+            TokenScope {
+                inline_playbooks: true,
+                object_patch: ObjectPatchScope {
+                    namespaces: vec!["shop".into()],
+                    kinds: vec!["*".into()],
+                },
+                ..TokenScope::named("patcher")
+            },
+            TokenScope {
+                endpoints: vec![Endpoint::Alertmanager],
+                ..TokenScope::named("am")
+            },
+            TokenScope {
+                endpoints: vec![Endpoint::Metrics],
+                ..TokenScope::named("scraper")
+            },
+        ]),
+    );
+    let post = |token: &'static str, body: String| {
+        let state = h.state.clone();
+        async move { call(&state, "POST", "/v1/runs", Some(token), Some(body)).await }
+    };
+    // Inline playbooks are off by default: the sim's privileged-kube-system patch is refused
+    // for a token that was never allowed inline playbooks.
+    let inline = json!({"body": patch_playbook("Deployment", "kube-system")}).to_string();
+    let (status, json) = post("plain-token", inline.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+    assert_eq!(json["category"], "forbidden", "{json}");
+    // With inline playbooks allowed, object.patch stays inside its allowlist.
+    for (kind, namespace) in [
+        ("Deployment", "kube-system"),
+        ("Deployment", "other"),
+        ("Secret", "shop"),
+        ("Lease", "shop"),
+    ] {
+        let body = json!({"body": patch_playbook(kind, namespace)}).to_string();
+        let (status, json) = post("patcher-token", body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{kind} {namespace}: {json}");
+    }
+    let body = json!({"body": patch_playbook("ConfigMap", "shop")}).to_string();
+    let (status, json) = post("patcher-token", body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+    // Named playbooks: only the listed ones.
+    let (status, json) = post(
+        "rollbacks-token",
+        json!({"playbook": "failout-zone", "params": {"zone": "zone-b"}}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+    let (status, json) = post("rollbacks-token", rollback_body("checkout")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+    assert_eq!(json["who"], "api/rollbacks", "{json}");
+    // The Alertmanager and scrape tokens reach their endpoint only.
+    let (status, _) = post("am-token", rollback_body("cart")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(&h.state, "GET", "/metrics", Some("am-token"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, json) = call(
+        &h.state,
+        "POST",
+        "/v1/alertmanager",
+        Some("am-token"),
+        Some(alert_payload("resolved", &[("alertname", "X")])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let (status, _) = call(&h.state, "GET", "/metrics", Some("scraper-token"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    for (method, path) in [
+        ("GET", "/v1/runs"),
+        ("GET", "/"),
+        ("POST", "/v1/alertmanager"),
+    ] {
+        let (status, _) = call(
+            &h.state,
+            method,
+            path,
+            Some("scraper-token"),
+            Some("{}".into()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn issue13_a_run_too_large_to_journal_is_refused() {
+    let mut h = harness(
+        FakeExecutor::default(),
+        AlertmanagerConfig::default(),
+        Clock::System,
+    );
+    h.state.body_limit = 2 * 1024 * 1024;
+    // A 1 MiB parameter fits the body limit but not the journal bound.
+    let body = json!({"playbook": "rollback", "params": {"namespace": "shop", "name": "x".repeat(1024 * 1024)}})
+        .to_string();
+    let (status, json) = call(&h.state, "POST", "/v1/runs", Some(TOKEN), Some(body)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{json}");
+    assert_eq!(json["category"], "run-too-large", "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too large to journal"),
+        "{json}"
+    );
+    assert!(
+        h.state.runs.list().is_empty(),
+        "nothing queued or journaled"
+    );
+    assert!(
+        !h.dir.path().join("runs").exists()
+            || std::fs::read_dir(h.dir.path().join("runs"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "no run directory"
+    );
+}
+
+#[tokio::test]
+async fn issue13_incident_ids_are_validated_from_bodies_and_alert_labels() {
+    let h = harness(FakeExecutor::default(), rules(600, 10), Clock::System);
+    for incident in [
+        "../../etc/cron.d/x",
+        "INC 1",
+        ".hidden",
+        "a/b",
+        &"x".repeat(65),
+    ] {
+        let body = json!({"playbook": "rollback", "params": {"namespace": "shop", "name": "checkout"}, "incident": incident})
+            .to_string();
+        let (status, json) = call(&h.state, "POST", "/v1/runs", Some(TOKEN), Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{incident}: {json}");
+        assert_eq!(json["category"], "invalid-incident", "{json}");
+    }
+    // An alert's label: the mitigation still runs, without the bad incident id.
+    let payload = alert_payload(
+        "firing",
+        &[
+            ("alertname", "HighErrorRate"),
+            ("namespace", "shop"),
+            ("deployment", "checkout"),
+            ("incident", "../../../tmp/evil"),
+        ],
+    );
+    let (status, json) = call(
+        &h.state,
+        "POST",
+        "/v1/alertmanager",
+        Some(TOKEN),
+        Some(payload),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["decisions"][0]["decision"], "ran", "{json}");
+    let id = json["decisions"][0]["runId"].as_str().unwrap().to_string();
+    let view = h.state.runs.get(&id).unwrap();
+    assert_eq!(view.incident, None, "{view:?}");
+}
+
+#[tokio::test]
+async fn issue13_an_over_limit_content_length_is_refused_before_the_body_is_read() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+    let h = harness(
+        FakeExecutor::default(),
+        AlertmanagerConfig::default(),
+        Clock::System,
+    );
+    // A body that never arrives: reading it would hang.
+    let never = futures::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    let request = Request::builder()
+        .method("POST")
+        .uri("/v1/runs")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .header("content-length", (100 * 1024 * 1024).to_string())
+        .body(Body::from_stream(never))
+        .unwrap();
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        ripcord::daemon::router(h.state.clone()).oneshot(request),
+    )
+    .await
+    .expect("answered without reading the body")
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        response
+            .headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
+}
+
+/// Reads until the server closes the connection (bounded); returns what it sent.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, bound: Duration) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => panic!(
+                "the server kept the connection open for {bound:?}; got {:?}",
+                String::from_utf8_lossy(&out)
+            ),
+            Ok(Ok(0)) | Ok(Err(_)) => return String::from_utf8_lossy(&out).into_owned(),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_idle_partial_and_slow_clients_are_cut_off_and_healthz_survives() {
+    use ripcord::daemon::http::{HttpLimits, serve};
+    use tokio::io::AsyncWriteExt as _;
+    use tokio::net::TcpStream;
+    let mut h = harness(
+        FakeExecutor::default(),
+        AlertmanagerConfig::default(),
+        Clock::System,
+    );
+    let limits = HttpLimits {
+        header_read_timeout: Duration::from_millis(500),
+        body_read_timeout: Duration::from_millis(500),
+        max_connections: 8,
+    };
+    h.state.body_read_timeout = limits.body_read_timeout;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(serve(
+        listener,
+        ripcord::daemon::router(h.state.clone()),
+        limits,
+        h.state.metrics.clone(),
+        stop_rx,
+    ));
+    let bound = Duration::from_secs(10);
+
+    // Idle sockets, more than the limit: every one is closed (the extra ones at once, the
+    // others when the header timeout passes); none stays open.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    for stream in &mut idle {
+        read_until_closed(stream, bound).await;
+    }
+    drop(idle);
+
+    // A partial request head.
+    let mut partial = TcpStream::connect(addr).await.unwrap();
+    partial
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut partial, bound).await;
+    assert!(!got.contains("200 OK"), "{got}");
+
+    // A keep-alive connection that goes idle after its request.
+    let mut keep = TcpStream::connect(addr).await.unwrap();
+    keep.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut keep, bound).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+
+    // A body that trickles: 408 and closed.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(
+        format!(
+            "POST /v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let got = read_until_closed(&mut slow, bound).await;
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+
+    // An over-limit Content-Length: 413 without sending the body.
+    let mut big = TcpStream::connect(addr).await.unwrap();
+    big.write_all(
+        format!(
+            "POST /v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let got = read_until_closed(&mut big, bound).await;
+    assert!(got.starts_with("HTTP/1.1 413"), "{got}");
+
+    // Still healthy, and the refused connections were counted.
+    let response = reqwest::Client::new()
+        .get(format!("http://{addr}/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("/healthz answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let metrics = h.state.metrics.render();
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ripcord_http_connections_refused_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(refused > 0, "{metrics}");
+    assert!(h.executor.executed().is_empty());
+
+    stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
 }

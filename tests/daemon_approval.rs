@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 const TOKEN: &str = "approval-test-token";
+/// Another person's token: may approve nothing as ann.
+const MALLORY_TOKEN: &str = "mallory-test-token";
 
 const PLAYBOOK: &str = "apiVersion: ripcord.dev/v1alpha1\nkind: Playbook\nmetadata:\n  \
     name: hand-off\nspec:\n  steps:\n    - name: ack\n      action: gate.approval\n      \
@@ -70,7 +72,7 @@ async fn wait_for_run(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_api_ack_shows_in_the_run_timeline_step_and_status_page() {
+async fn an_api_ack_shows_in_the_run_timeline_step_and_status_page_issue13_as_the_token_name() {
     let sim = start_sim().await;
     ripcord::k8s::runs::install_crd(&sim.client(), Duration::from_secs(5))
         .await
@@ -78,7 +80,10 @@ async fn an_api_ack_shows_in_the_run_timeline_step_and_status_page() {
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = Settings {
         state_dir: dir.path().join("state"),
-        tokens: TokenSource::Fixed(vec![TOKEN.to_string()]),
+        tokens: TokenSource::Fixed(vec![
+            format!("ann {TOKEN}"),
+            format!("mallory {MALLORY_TOKEN}"),
+        ]),
         namespace: "shop".into(),
         playbooks_dir: None,
         body_limit: 1024 * 1024,
@@ -91,6 +96,10 @@ async fn an_api_ack_shows_in_the_run_timeline_step_and_status_page() {
         drills: Vec::new(),
         public_status_page: false,
         step_kubeconfig: None,
+        trust: server::TrustSettings {
+            token_scopes: vec![ripcord::daemon::auth::TokenScope::unrestricted("ann")],
+            ..Default::default()
+        },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -122,6 +131,27 @@ async fn an_api_ack_shows_in_the_run_timeline_step_and_status_page() {
         waiting["steps"][0].get("approval").is_none(),
         "no approval before the ACK: {waiting}"
     );
+
+    // issue 13: mallory's token claiming to be ann is refused, and so is mallory herself (not
+    // an approver); the step still waits.
+    for body in [
+        serde_json::json!({"by": "ann", "comment": "trust me"}),
+        serde_json::json!({}),
+    ] {
+        let response = http
+            .post(format!("http://{addr}/v1/runs/{id}/approvals/ack"))
+            .bearer_auth(MALLORY_TOKEN)
+            .timeout(Duration::from_secs(5))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST approval");
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.expect("JSON answer");
+        assert_eq!(status, 403, "{body} → {answer}");
+    }
+    let (_, still) = get_json(&http, addr, &format!("/v1/runs/{id}")).await;
+    assert_eq!(still["run"]["steps"][0]["state"], "awaiting-ack", "{still}");
 
     // ACK through the API.
     let response = http

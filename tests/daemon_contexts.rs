@@ -58,6 +58,10 @@ async fn start_daemon(
         drills: Vec::new(),
         public_status_page: false,
         step_kubeconfig,
+        trust: server::TrustSettings {
+            token_scopes: vec![ripcord::daemon::auth::TokenScope::unrestricted("api")],
+            ..Default::default()
+        },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

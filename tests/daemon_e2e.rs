@@ -172,6 +172,7 @@ async fn bad_release_alert_rolls_back_and_resolved_alert_triggers_nothing() {
         drills: Vec::new(),
         public_status_page: false,
         step_kubeconfig: None,
+        trust: Default::default(),
     };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let daemon = tokio::spawn(server::serve(settings, sim.client(), listener, stop_rx));

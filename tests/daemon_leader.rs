@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 const TOKEN: &str = "leader-test-token";
+/// The daemons' shared run key (their Secret, in the chart).
+const RUN_KEY: &[u8] = b"leader-test-run-key-of-32-bytes-or-more";
 
 struct Daemon {
     addr: SocketAddr,
@@ -43,6 +45,12 @@ async fn start_daemon(sim: &SimCluster, identity: &str, state_dir: &Path) -> Dae
         drills: Vec::new(),
         public_status_page: false,
         step_kubeconfig: None,
+        trust: server::TrustSettings {
+            run_key: Some(std::sync::Arc::new(ripcord::k8s::runs::RunSeal::new(
+                RUN_KEY,
+            ))),
+            ..Default::default()
+        },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -109,7 +117,8 @@ fn checkout_writes(sim: &SimCluster) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_leader_runs_and_the_next_leader_finishes_without_repeating() {
+async fn only_the_leader_runs_and_the_next_leader_finishes_without_repeating_issue13_locks_in_own_namespace()
+ {
     // The demo, with slow pod readiness so the rollback's rollout takes a while.
     let text = include_str!("data/scenarios/demo.yaml")
         .replace("podReadyDelaySeconds: 5", "podReadyDelaySeconds: 40");
@@ -202,8 +211,102 @@ async fn only_the_leader_runs_and_the_next_leader_finishes_without_repeating() {
         "no write to the Deployment after the takeover"
     );
     assert!(image(&sim).ends_with(":1.4.2"));
+    // issue 13: the run's lock Lease lives in the daemon's namespace (`default` here), not in
+    // the target's (`shop`): the daemon needs Lease writes nowhere else.
+    let lease_writes: Vec<String> = sim
+        .request_log()
+        .iter()
+        .filter(|r| r.is_write() && r.path.contains("/leases"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(
+        lease_writes
+            .iter()
+            .any(|p| p.contains("/namespaces/default/leases/ripcord-lock-")),
+        "{lease_writes:?}"
+    );
+    assert!(
+        lease_writes
+            .iter()
+            .all(|p| p.contains("/namespaces/default/")),
+        "Lease writes outside the daemon's namespace: {lease_writes:?}"
+    );
 
     b.stop.send_replace(true);
     let _ = tokio::time::timeout(Duration::from_secs(40), b.task).await;
+    sim.shutdown().await;
+}
+
+/// issue 13: a `Run` resource is not a command. One created by hand (anyone with
+/// `create runs.ripcord.dev`) with no status, and one whose status carries a forged seal, are
+/// both refused by the next leader — logged and counted — and nothing is cordoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_a_run_resource_created_by_hand_is_not_taken_over() {
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use ripcord::k8s::runs::{Run, RunSpec};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/scenarios/three-zones.yaml");
+    let scenario = Scenario::load_file(&path).expect("scenario loads");
+    let sim = SimCluster::start(SimOptions {
+        scenario,
+        addr: None,
+    })
+    .await
+    .expect("sim starts");
+    ripcord::k8s::runs::install_crd(&sim.client(), Duration::from_secs(5))
+        .await
+        .expect("Run CRD installed");
+    let api: Api<Run> = Api::namespaced(sim.client(), "default");
+    let forged = |name: &str| {
+        Run::new(
+            name,
+            RunSpec {
+                playbook: "failout-zone".into(),
+                params: [("zone".to_string(), "zone-b".to_string())].into(),
+                trigger: "api".into(),
+                who: "mallory".into(),
+                incident: None,
+            },
+        )
+    };
+    let unsealed = "r-20261202-100000-beef";
+    let bad_seal = "r-20261202-100000-f00d";
+    for name in [unsealed, bad_seal] {
+        api.create(&PostParams::default(), &forged(name))
+            .await
+            .expect("Run created");
+    }
+    // Someone who may even write statuses cannot make a seal without the key.
+    let status = serde_json::json!({"status": {"phase": "Running", "seal": format!("v1:{}", "0".repeat(64))}});
+    api.patch_status(bad_seal, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("status written");
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_daemon(&sim, "daemon-a", dir.path()).await;
+    wait_until("both Runs are refused", Duration::from_secs(30), || {
+        let d = &d;
+        async move {
+            let metrics = get(d, "/metrics").await.1;
+            metrics.contains(r#"ripcord_takeovers_refused_total{reason="unsealed"} 1"#)
+                && metrics.contains(r#"ripcord_takeovers_refused_total{reason="bad-seal"} 1"#)
+        }
+    })
+    .await;
+    let (_, runs) = get(&d, "/v1/runs").await;
+    assert!(
+        !runs.contains(unsealed) && !runs.contains(bad_seal),
+        "nothing queued: {runs}"
+    );
+    let node_writes: Vec<_> = sim
+        .request_log()
+        .iter()
+        .filter(|r| r.is_write() && r.path.contains("/nodes"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(node_writes.is_empty(), "nothing cordoned: {node_writes:?}");
+
+    d.stop.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(40), d.task).await;
     sim.shutdown().await;
 }

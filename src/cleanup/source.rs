@@ -839,6 +839,7 @@ mod tests {
             started_at: Some("2026-11-25T11:00:00Z".into()),
             finished_at: Some("2026-11-25T11:05:00Z".into()),
             journal: Some("laptop-7:/home/carol/.local/state/ripcord/runs/x/journal.jsonl".into()),
+            seal: None,
         });
         let (view, details) = from_typed_run(&run).unwrap();
         assert_eq!(view.run_id, "r-20261125-110000-cccc");

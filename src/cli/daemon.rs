@@ -21,7 +21,7 @@ pub struct DaemonArgs {
     #[arg(long, env = "RIPCORD_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
 
-    /// Bearer tokens file (one token per line; re-read when it changes).
+    /// Bearer tokens file (`NAME TOKEN` per line; re-read when it changes).
     #[arg(long, env = "RIPCORD_TOKENS_FILE", value_name = "FILE")]
     pub tokens_file: Option<PathBuf>,
 
@@ -54,6 +54,11 @@ pub struct DaemonArgs {
     /// `--kubeconfig` given; neither: such steps are refused).
     #[arg(long, env = "RIPCORD_STEP_KUBECONFIG", value_name = "FILE")]
     pub step_kubeconfig: Option<PathBuf>,
+
+    /// The key sealing the daemon's `Run` resources (at least 32 bytes; from the daemon's
+    /// Secret). Without it no unfinished run is taken over from the cluster.
+    #[arg(long, env = "RIPCORD_RUN_KEY_FILE", value_name = "FILE")]
+    pub run_key_file: Option<PathBuf>,
 }
 
 /// Resolves flags over the config file.
@@ -124,6 +129,16 @@ pub fn settings(
             .clone()
             .or(file.step_kubeconfig.clone())
             .or(global.kubeconfig.clone()),
+        trust: server::TrustSettings {
+            token_scopes: file.tokens.clone(),
+            run_key: args
+                .run_key_file
+                .clone()
+                .or(file.run_key_file.clone())
+                .map(|path| crate::k8s::runs::RunSeal::from_file(&path).map(std::sync::Arc::new))
+                .transpose()?,
+            http: file.http.limits(),
+        },
     };
     Ok((settings, listen))
 }

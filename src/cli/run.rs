@@ -34,6 +34,11 @@ pub struct ConfigArgs {
     #[arg(long, env = "RIPCORD_WHO", value_name = "NAME")]
     pub who: Option<String>,
 
+    /// The namespace of the run's lock Lease (default: the target's namespace). Set it to the
+    /// daemon's namespace to be kept apart from the daemon's runs on the same target.
+    #[arg(long, env = "RIPCORD_LOCK_NAMESPACE", value_name = "NS")]
+    pub lock_namespace: Option<String>,
+
     /// Wait up to DURATION (`30s`, `2m`) for a lock another run holds — it may be released,
     /// or expire when its holder died — instead of refusing at once.
     #[arg(long, value_name = "DURATION", value_parser = parse_wait_lock)]
@@ -217,6 +222,8 @@ pub struct Settings {
     pub http: reqwest::Client,
     /// How long to wait for a lock another run holds (`--wait-lock`; zero: refuse at once).
     pub wait_lock: Duration,
+    /// The namespace of lock Leases (`None`: the target's).
+    pub lock_namespace: Option<String>,
 }
 
 impl Settings {
@@ -263,6 +270,7 @@ impl Settings {
                 .unwrap_or(Duration::from_secs(10)),
             http,
             wait_lock: args.wait_lock.unwrap_or(Duration::ZERO),
+            lock_namespace: args.lock_namespace.clone(),
         })
     }
 
@@ -281,6 +289,7 @@ impl Settings {
         let mut opts = RunOptions::new(self.who.clone(), self.state_dir.clone());
         opts.prometheus_url = self.prometheus_url.clone();
         opts.namespace = Some(namespace.to_string());
+        opts.lock_namespace = self.lock_namespace.clone();
         opts.call_timeout = self.call_timeout;
         opts.wait_lock = self.wait_lock;
         opts

@@ -207,14 +207,24 @@ impl AlertRouter {
             );
             return decision;
         }
+        // An incident id from a label is validated like a run id; a bad one is dropped (the
+        // mitigation still runs) and logged.
+        let incident = alert
+            .labels
+            .get("incident")
+            .or_else(|| alert.annotations.get("incident"))
+            .filter(|id| match crate::daemon::runs::validate_incident(id) {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::warn!(rule = %rule.name, error = %err, "ignoring the alert's invalid incident id");
+                    false
+                }
+            })
+            .cloned();
         let request = RunRequest {
             playbook: PlaybookSource::Name(rule.playbook.clone()),
             params,
-            incident: alert
-                .labels
-                .get("incident")
-                .or_else(|| alert.annotations.get("incident"))
-                .cloned(),
+            incident,
             trigger: Trigger::Alertmanager,
             who: format!("alertmanager/{}", rule.name),
             run_id: None,

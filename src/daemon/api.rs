@@ -13,18 +13,22 @@
 //! | `GET /healthz`, `GET /readyz` | probes (no authentication) |
 //!
 //! Everything but the probes needs `Authorization: Bearer <token>` (401 otherwise; the status
-//! page can be made public with `publicStatusPage`). Bodies are limited (413), malformed JSON
-//! is a 400 with a JSON error body, and every error answer is counted in
-//! `ripcord_api_errors_total`.
+//! page can be made public with `publicStatusPage`). The token's name is who the request is
+//! and its scope ([`auth::TokenScope`]) what it may do: which endpoints (403 otherwise), which
+//! playbooks by name, whether inline playbooks, which objects `object.patch` steps may write.
+//! An ACK is recorded under the token's name, never a name from the body. Bodies are limited
+//! (413, before the body is read when `Content-Length` says so), malformed JSON is a 400 with
+//! a JSON error body, and every error answer is counted in `ripcord_api_errors_total`.
 
 use crate::daemon::alerts::WebhookPayload;
+use crate::daemon::auth::{Endpoint, Identity};
 use crate::daemon::runs::{PlaybookSource, RunError, RunRequest};
 use crate::daemon::{DaemonState, auth, status};
 use crate::engine::Trigger;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -33,7 +37,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-/// The header naming the person behind an API call (audit; tokens are shared secrets).
+/// The header naming the person behind a shared token (recorded as a claim next to the
+/// token's name, never used for authorization).
 pub const USER_HEADER: &str = "x-ripcord-user";
 
 /// Builds the daemon's router.
@@ -52,7 +57,12 @@ pub fn router(state: DaemonState) -> Router {
         status_page.route_layer(middleware::from_fn_with_state(state.clone(), require_token))
     };
     Router::new()
-        .merge(protected.route_layer(middleware::from_fn_with_state(state.clone(), require_token)))
+        // The body is read (bounded in size and time) only after the token was checked.
+        .merge(
+            protected
+                .route_layer(middleware::from_fn_with_state(state.clone(), bound_body))
+                .route_layer(middleware::from_fn_with_state(state.clone(), require_token)),
+        )
         .merge(status_page)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -95,7 +105,9 @@ impl From<RunError> for ApiError {
             RunError::UnknownPlaybook { .. } | RunError::NotFound { .. } => StatusCode::NOT_FOUND,
             RunError::InvalidPlaybook { .. } | RunError::Plan { .. } => StatusCode::BAD_REQUEST,
             RunError::NoSuchApproval { .. } => StatusCode::NOT_FOUND,
-            RunError::NotAnApprover { .. } => StatusCode::FORBIDDEN,
+            RunError::NotAnApprover { .. } | RunError::NotPermitted { .. } => StatusCode::FORBIDDEN,
+            RunError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RunError::InvalidIncident { .. } => StatusCode::BAD_REQUEST,
             RunError::AlreadyFinished { .. } | RunError::DuplicateRunId { .. } => {
                 StatusCode::CONFLICT
             }
@@ -116,22 +128,157 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-async fn require_token(State(state): State<DaemonState>, request: Request, next: Next) -> Response {
+async fn require_token(
+    State(state): State<DaemonState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(auth::bearer);
-    match presented {
-        Some(token) if state.tokens.accepts(token) => next.run(request).await,
-        Some(_) => {
+    let identity = presented.and_then(|token| state.tokens.authenticate(token));
+    match (presented, identity) {
+        (_, Some(identity)) => {
+            let path = request.uri().path().to_string();
+            let endpoint = endpoint_of(request.method(), &path);
+            if let Some(endpoint) = endpoint.filter(|e| !identity.scope.may_call(*e)) {
+                let route = route_of(&path);
+                state.metrics.api_error(route, 403);
+                tracing::warn!(token = %identity.name, endpoint = endpoint.as_str(), path = %path, "token not allowed to call this endpoint");
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "token {} may not call {} (its endpoints: {})",
+                        identity.name,
+                        endpoint.as_str(),
+                        identity
+                            .scope
+                            .endpoints
+                            .iter()
+                            .map(|e| e.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .into_response();
+            }
+            request.extensions_mut().insert(identity);
+            next.run(request).await
+        }
+        (Some(_), None) => {
             state.metrics.api_error(route_of(request.uri().path()), 401);
             tracing::warn!(path = %request.uri().path(), "request with a wrong bearer token");
             unauthorized("the bearer token is not valid")
         }
-        None => {
+        (None, None) => {
             state.metrics.api_error(route_of(request.uri().path()), 401);
             unauthorized("an Authorization: Bearer <token> header is required")
+        }
+    }
+}
+
+/// The endpoint (scope) a request calls; `None`: not a protected route (404 follows).
+fn endpoint_of(method: &axum::http::Method, path: &str) -> Option<Endpoint> {
+    let post = method == axum::http::Method::POST;
+    match route_of(path) {
+        "status" => Some(Endpoint::Status),
+        "metrics" => Some(Endpoint::Metrics),
+        "alertmanager" => Some(Endpoint::Alertmanager),
+        "runs" if post => Some(Endpoint::Runs),
+        "runs" | "run" => Some(Endpoint::Read),
+        "approve" => Some(Endpoint::Approve),
+        "cancel" => Some(Endpoint::Cancel),
+        _ => None,
+    }
+}
+
+/// Refuses a body whose `Content-Length` exceeds the limit (413) before reading a byte of
+/// it, and bounds the time reading the body may take (408).
+async fn bound_body(State(state): State<DaemonState>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(len) = declared.filter(|len| *len > state.body_limit as u64) {
+        let route = route_of(request.uri().path());
+        state.metrics.api_error(route, 413);
+        tracing::info!(
+            route,
+            declared = len,
+            limit = state.body_limit,
+            "request body over the limit refused unread"
+        );
+        let mut response = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!(
+                "the body ({len} bytes) is over the limit of {} bytes",
+                state.body_limit
+            ),
+        )
+        .into_response();
+        // The unread body stays on the connection: close it.
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
+    let (parts, body) = request.into_parts();
+    let route = route_of(parts.uri.path());
+    let limited = http_body_util::Limited::new(body, state.body_limit);
+    let read = tokio::time::timeout(
+        state.body_read_timeout,
+        http_body_util::BodyExt::collect(limited),
+    )
+    .await;
+    let refuse = |status: StatusCode, category: &'static str, message: String| {
+        state.metrics.api_error(route, status.as_u16());
+        tracing::info!(
+            route,
+            status = status.as_u16(),
+            category,
+            "request body refused"
+        );
+        let mut response = ApiError::new(status, category, message).into_response();
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        response
+    };
+    match read {
+        Err(_) => refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            "body-timeout",
+            format!(
+                "the body did not arrive within {}s",
+                state.body_read_timeout.as_secs_f64()
+            ),
+        ),
+        Ok(Err(err))
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!("the body is over the limit of {} bytes", state.body_limit),
+            )
+        }
+        Ok(Err(err)) => refuse(
+            StatusCode::BAD_REQUEST,
+            "bad-body",
+            format!("cannot read the body: {err}"),
+        ),
+        Ok(Ok(collected)) => {
+            let body = axum::body::Body::from(collected.to_bytes());
+            next.run(Request::from_parts(parts, body)).await
         }
     }
 }
@@ -197,14 +344,23 @@ fn counted<T: IntoResponse>(
     }
 }
 
-fn user(headers: &HeaderMap) -> String {
-    headers
+/// Who a request is, for the journal: `api/<token name>`, with the claim of the
+/// `x-ripcord-user` header (a person behind a shared token) in parentheses.
+fn user(identity: &Identity, headers: &HeaderMap) -> String {
+    let claim = headers
         .get(USER_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(|v| format!("api/{v}"))
-        .unwrap_or_else(|| "api".to_string())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+        });
+    match claim {
+        Some(claim) if claim != identity.name => format!("api/{} (for {claim})", identity.name),
+        _ => format!("api/{}", identity.name),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,12 +378,29 @@ struct CreateRun {
 
 async fn create_run(
     State(state): State<DaemonState>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = (|| {
         let req: CreateRun = json_body(body)?;
+        let scope = &identity.scope;
         let playbook = match (req.playbook, req.body) {
+            (Some(name), None) if !scope.may_run(&name) => {
+                return Err(forbidden(
+                    &identity,
+                    format!("token {} may not run playbook {name:?}", identity.name),
+                ));
+            }
+            (None, Some(_)) if !scope.inline_playbooks => {
+                return Err(forbidden(
+                    &identity,
+                    format!(
+                        "token {} may not submit inline playbooks (inlinePlaybooks is off)",
+                        identity.name
+                    ),
+                ));
+            }
             (Some(name), None) => PlaybookSource::Name(name),
             (None, Some(body)) => PlaybookSource::Body(body),
             _ => {
@@ -254,14 +427,20 @@ async fn create_run(
             };
             params.insert(k, raw);
         }
-        let view = state.runs.submit(RunRequest {
-            playbook,
-            params,
-            incident: req.incident,
-            trigger: Trigger::Api,
-            who: user(&headers),
-            run_id: None,
-        })?;
+        if let Some(id) = &req.incident {
+            crate::daemon::runs::validate_incident(id)?;
+        }
+        let view = state.runs.submit_checked(
+            RunRequest {
+                playbook,
+                params,
+                incident: req.incident,
+                trigger: Trigger::Api,
+                who: user(&identity, &headers),
+                run_id: None,
+            },
+            |plan| crate::daemon::runs::check_object_patches(plan, &identity.scope.object_patch),
+        )?;
         Ok((StatusCode::ACCEPTED, axum::Json(view)))
     })();
     counted(&state, "runs", result)
@@ -287,33 +466,44 @@ async fn get_run(State(state): State<DaemonState>, Path(id): Path<String>) -> Re
     counted(&state, "run", result)
 }
 
+fn forbidden(identity: &Identity, message: String) -> ApiError {
+    tracing::warn!(token = %identity.name, error = %message, "request outside the token's scope");
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Approve {
-    by: String,
+    /// Optional: when given it must be the token's name (the approver is who authenticated).
+    #[serde(default)]
+    by: Option<String>,
     #[serde(default)]
     comment: Option<String>,
 }
 
 async fn approve(
     State(state): State<DaemonState>,
+    Extension(identity): Extension<Identity>,
     Path((id, step)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = (|| {
         let req: Approve = json_body(body)?;
-        if req.by.trim().is_empty() {
+        let by = identity.name.as_str();
+        if let Some(claimed) = req.by.as_deref().map(str::trim)
+            && claimed != by
+        {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "`by` must name the approver",
+                StatusCode::FORBIDDEN,
+                "approver-mismatch",
+                format!(
+                    "this token is {by}: it cannot approve as {claimed:?} (the approver is the token's name; omit `by`)"
+                ),
             ));
         }
-        let path = state
-            .runs
-            .approve(&id, &step, req.by.trim(), req.comment.as_deref())?;
+        let path = state.runs.approve(&id, &step, by, req.comment.as_deref())?;
         Ok(axum::Json(
-            json!({"runId": id, "step": step, "approvedBy": req.by.trim(), "recorded": path}),
+            json!({"runId": id, "step": step, "approvedBy": by, "recorded": path}),
         ))
     })();
     counted(&state, "approve", result)
@@ -321,12 +511,13 @@ async fn approve(
 
 async fn cancel(
     State(state): State<DaemonState>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
     let result = state
         .runs
-        .cancel(&id, &user(&headers))
+        .cancel(&id, &user(&identity, &headers))
         .map(|view| (StatusCode::ACCEPTED, axum::Json(view)))
         .map_err(ApiError::from);
     counted(&state, "cancel", result)

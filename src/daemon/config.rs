@@ -6,7 +6,18 @@
 //! ```yaml
 //! listen: 0.0.0.0:8080
 //! stateDir: /var/lib/ripcord
-//! tokensFile: /etc/ripcord/tokens/tokens     # one bearer token per line
+//! tokensFile: /etc/ripcord/tokens/tokens     # one `NAME TOKEN` per line
+//! runKeyFile: /etc/ripcord/run-key/key       # seals the daemon's Run resources (>= 32 bytes)
+//! tokens:                                    # what each named token may do
+//!   - name: oncall
+//!     playbooks: ["*"]                       # named playbooks (default: all)
+//!     inlinePlaybooks: true                  # default false
+//!     objectPatch: {namespaces: [shop], kinds: [ConfigMap, Deployment]}
+//!   - name: alertmanager
+//!     endpoints: [alertmanager]
+//!   - name: metrics
+//!     endpoints: [metrics]
+//! http: {headerReadTimeout: 10s, bodyReadTimeout: 30s, maxConnections: 64}
 //! namespace: ripcord                         # leader Lease; default namespace of runs
 //! playbooksDir: /etc/ripcord/playbooks       # extra playbooks (*.yaml), e.g. a ConfigMap
 //! bodyLimitBytes: 1048576
@@ -54,9 +65,21 @@ pub struct DaemonConfig {
     /// Where journals, snapshots, approvals and drill reports go.
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
-    /// The bearer tokens file (one token per line; `#` comments and blank lines ignored).
+    /// The bearer tokens file (`NAME TOKEN` per line, or a bare `TOKEN` named `api`; `#`
+    /// comments and blank lines ignored).
     #[serde(default)]
     pub tokens_file: Option<PathBuf>,
+    /// What each named token may do (unlisted names: every endpoint and named playbook, no
+    /// inline playbooks, `object.patch` outside the protected namespaces and kinds).
+    #[serde(default)]
+    pub tokens: Vec<crate::daemon::auth::TokenScope>,
+    /// The key sealing the daemon's `Run` resources (a file of at least 32 bytes, from the
+    /// daemon's Secret). Unset: runs are not sealed and none is taken over from the cluster.
+    #[serde(default)]
+    pub run_key_file: Option<PathBuf>,
+    /// Connection bounds.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// The namespace of the leader Lease and the default namespace of runs.
     #[serde(default)]
     pub namespace: Option<String>,
@@ -95,6 +118,41 @@ pub struct DaemonConfig {
     /// Scheduled drills.
     #[serde(default)]
     pub drills: Vec<DrillConfig>,
+}
+
+/// `http:`: bounds on client connections.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Time for a request head and for the idle time between requests (default 10s).
+    #[serde(default)]
+    pub header_read_timeout: Option<Duration>,
+    /// Time for a whole request body (default 30s).
+    #[serde(default)]
+    pub body_read_timeout: Option<Duration>,
+    /// Connections open at once (default 64).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+}
+
+// === impl HttpConfig ===
+
+impl HttpConfig {
+    /// The bounds, defaults filled in.
+    pub fn limits(&self) -> crate::daemon::http::HttpLimits {
+        let default = crate::daemon::http::HttpLimits::default();
+        crate::daemon::http::HttpLimits {
+            header_read_timeout: self
+                .header_read_timeout
+                .map(|d| d.0)
+                .unwrap_or(default.header_read_timeout),
+            body_read_timeout: self
+                .body_read_timeout
+                .map(|d| d.0)
+                .unwrap_or(default.body_read_timeout),
+            max_connections: self.max_connections.unwrap_or(default.max_connections),
+        }
+    }
 }
 
 /// `leaderElection:`.
@@ -334,6 +392,13 @@ mod tests {
         );
         assert_eq!(config.drills[0].failout.playbook, "failout-zone");
         assert_eq!(config.leader_election.lease_name, "ripcord-leader");
+        assert_eq!(config.tokens.len(), 3);
+        assert!(config.tokens[0].inline_playbooks);
+        assert_eq!(
+            config.tokens[1].endpoints,
+            vec![crate::daemon::auth::Endpoint::Alertmanager]
+        );
+        assert_eq!(config.http.limits().max_connections, 64);
         assert_eq!(
             config.step_kubeconfig.as_deref(),
             Some(Path::new("/etc/ripcord/step-contexts/kubeconfig"))

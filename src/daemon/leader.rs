@@ -10,11 +10,14 @@
 //!
 //! Takeover ([`resume_unfinished`]): the new leader lists `Run` resources (through
 //! [`runs::list_runs`], bounded per call) whose phase is not
-//! `Finished` and runs them again *with the same run id* (from the local journal when this
+//! `Finished`, keeps only those whose status carries a seal it can verify
+//! ([`runs::RunSeal`]: a `Run` someone created by hand is not a command, and is logged and
+//! counted in `ripcord_takeovers_refused_total`), and runs them again *with the same run id* (from the local journal when this
 //! replica has it — the engine's resume — else re-planned from the `Run`'s playbook and
 //! parameters). Actions mark their changes with the run id and step, so the repeated run
 //! recognises what the previous leader already did and applies nothing twice.
 
+use crate::daemon::metrics::DaemonMetrics;
 use crate::daemon::runs::{PlaybookSource, RunManager, RunRequest};
 use crate::engine::Trigger;
 use crate::k8s::leases::{self, LeaseError};
@@ -181,12 +184,15 @@ async fn release(client: &kube::Client, config: &ElectionConfig) -> Result<(), L
 }
 
 /// Queues every unfinished daemon run (trigger not `cli`) recorded in `Run` resources that
-/// is not already active in this process. Returns the run ids queued.
+/// is not already active in this process and whose seal verifies with `seal` (no key: none
+/// is taken over). Returns the run ids queued.
 pub async fn resume_unfinished(
     client: &kube::Client,
     runs: &RunManager,
     who: &str,
     call_timeout: Duration,
+    seal: Option<&runs::RunSeal>,
+    metrics: &DaemonMetrics,
 ) -> Result<Vec<String>, LeaderError> {
     let list = match runs::list_runs(client, None, call_timeout).await {
         Ok(list) => list,
@@ -212,6 +218,27 @@ pub async fn resume_unfinished(
         });
         // A person's CLI run may still be running on a laptop: never take those over.
         if finished || run.spec.trigger == "cli" || runs.is_active(&run_id) {
+            continue;
+        }
+        // Only runs a daemon holding the key started (and sealed through the status
+        // subresource) are commands; anything else is someone's `kubectl create`.
+        let check = seal.map(|s| s.check(&run));
+        if check != Some(runs::SealCheck::Valid) {
+            let reason = check.map(runs::SealCheck::as_str).unwrap_or("no-key");
+            metrics.takeover_refused(reason);
+            tracing::warn!(
+                run = %run_id,
+                namespace = run.metadata.namespace.as_deref().unwrap_or_default(),
+                playbook = %run.spec.playbook,
+                who = %run.spec.who,
+                reason,
+                "not taking over an unfinished Run resource: it does not carry this daemon's seal"
+            );
+            continue;
+        }
+        if crate::journal::validate_run_id(&run_id).is_err() {
+            metrics.takeover_refused("bad-run-id");
+            tracing::warn!(run = %run_id, "not taking over a Run resource whose name is not a run id");
             continue;
         }
         let local = crate::journal::journal_path(runs.state_dir(), &run_id);

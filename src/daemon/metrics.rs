@@ -23,6 +23,8 @@ pub struct DaemonMetrics {
     active_runs: Gauge,
     alert_decisions: Family<Labels, Counter>,
     leader: Gauge,
+    connections_refused: Counter,
+    takeovers_refused: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for DaemonMetrics {
@@ -57,6 +59,18 @@ impl DaemonMetrics {
         let active_runs = Gauge::default();
         let alert_decisions = Family::<Labels, Counter>::default();
         let leader = Gauge::default();
+        let connections_refused = Counter::default();
+        let takeovers_refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "http_connections_refused",
+            "Connections closed at once because the connection limit was reached",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "takeovers_refused",
+            "Unfinished Run resources a new leader refused to take over, by reason (unsealed, bad-seal, no-key)",
+            takeovers_refused.clone(),
+        );
         registry.register(
             "runs",
             "Runs finished, by playbook, trigger and outcome",
@@ -103,7 +117,21 @@ impl DaemonMetrics {
             active_runs,
             alert_decisions,
             leader,
+            connections_refused,
+            takeovers_refused,
         }
+    }
+
+    /// Counts a connection closed because of the connection limit.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// Counts a `Run` resource a new leader did not take over.
+    pub fn takeover_refused(&self, reason: &'static str) {
+        self.takeovers_refused
+            .get_or_create(&vec![("reason", reason.to_string())])
+            .inc();
     }
 
     /// Counts a finished run.

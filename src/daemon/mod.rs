@@ -11,6 +11,7 @@
 //! - [`leader`]: leader election through the `ripcord-leader` Lease.
 //! - [`status`]: the status page at `/`.
 //! - [`metrics`]: `/metrics` (prefix `ripcord_`).
+//! - [`http`]: the accept loop with connection, header and body bounds.
 //! - [`server`]: wiring and graceful shutdown ([`server::serve`]).
 
 pub mod alerts;
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod drills;
+pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod runs;
@@ -43,6 +45,8 @@ pub struct DaemonState {
     pub tokens: Arc<auth::Tokens>,
     /// Request body limit in bytes.
     pub body_limit: usize,
+    /// Time allowed for reading a whole request body (408 after it).
+    pub body_read_timeout: std::time::Duration,
     /// Serve `/` without a token (it shows no secrets, but does show incidents).
     pub public_status_page: bool,
     /// Leadership (true while this process leads).
@@ -71,6 +75,7 @@ impl DaemonState {
             metrics,
             tokens: Arc::new(tokens),
             body_limit: 1024 * 1024,
+            body_read_timeout: http::HttpLimits::default().body_read_timeout,
             public_status_page: false,
             leader,
             drills: drills::DrillLog::default(),

@@ -30,6 +30,10 @@ use tokio::sync::{mpsc, watch};
 const KEEP_FINISHED: usize = 200;
 /// How many timeline entries a run keeps.
 const MAX_TIMELINE: usize = 500;
+/// Most bytes a run's plan (with its parameters, as journaled in `RunStarted` and mirrored)
+/// may take. A bigger run is refused before anything is written: the journal copies the plan
+/// and parameters into several records, so a 1 MiB request used to become a 7 MB journal.
+pub const MAX_PLAN_BYTES: usize = 128 * 1024;
 
 /// Executes a plan. The daemon's is [`EngineExecutor`]; tests substitute their own.
 pub trait Executor: Send + Sync + 'static {
@@ -150,6 +154,31 @@ pub enum RunError {
         #[source]
         source: EngineError,
     },
+    /// The requester's token may not do this (playbook, inline playbook, `object.patch`
+    /// target).
+    #[error("{message}")]
+    NotPermitted {
+        /// What was refused, for people.
+        message: String,
+    },
+    /// The run would journal more than [`MAX_PLAN_BYTES`].
+    #[error(
+        "the run is too large to journal: its plan and parameters take {bytes} bytes, the limit is {limit} (pass big data by reference, not inline)"
+    )]
+    TooLarge {
+        /// The plan's size as JSON.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The incident id is not usable as a file or resource name.
+    #[error(
+        "incident id {id:?} is not valid: letters, digits, `.`, `_`, `-`, at most 64, not starting with `.`"
+    )]
+    InvalidIncident {
+        /// The id.
+        id: String,
+    },
 }
 
 impl RunError {
@@ -166,6 +195,9 @@ impl RunError {
             RunError::Io { .. } => "io",
             RunError::Resume { .. } => "resume",
             RunError::DuplicateRunId { .. } => "duplicate-run-id",
+            RunError::NotPermitted { .. } => "forbidden",
+            RunError::TooLarge { .. } => "run-too-large",
+            RunError::InvalidIncident { .. } => "invalid-incident",
         }
     }
 }
@@ -416,6 +448,12 @@ pub struct RunDefaults {
     pub notify: Vec<crate::notify::ChannelConfig>,
     /// Per-call timeout.
     pub call_timeout: std::time::Duration,
+    /// The namespace of the runs' lock Leases (`None`: each run's target namespace). The
+    /// daemon uses its own namespace, so it needs Lease writes nowhere else.
+    pub lock_namespace: Option<String>,
+    /// The key that seals the daemon's `Run` resources (see [`crate::k8s::runs::RunSeal`]);
+    /// `None`: runs are not sealed and no other replica takes them over.
+    pub seal: Option<Arc<crate::k8s::runs::RunSeal>>,
 }
 
 struct Inner {
@@ -475,6 +513,18 @@ impl RunManager {
 
     /// Plans a run and queues it; returns its view (state `queued`).
     pub fn submit(&self, req: RunRequest) -> Result<RunView, RunError> {
+        self.submit_checked(req, |_| Ok(()))
+    }
+
+    /// [`RunManager::submit`], refusing the run when `check` refuses its plan (a token's
+    /// scope). Every run is also refused when its plan is over [`MAX_PLAN_BYTES`]. (Incident
+    /// ids from outside — API bodies, alert labels — are checked with [`validate_incident`]
+    /// where they enter.)
+    pub fn submit_checked(
+        &self,
+        req: RunRequest,
+        check: impl FnOnce(&Plan) -> Result<(), RunError>,
+    ) -> Result<RunView, RunError> {
         let playbook = self.inner.playbooks.load(&req.playbook)?;
         let run_id = match &req.run_id {
             Some(id) => id.clone(),
@@ -496,6 +546,8 @@ impl RunManager {
                 playbook: playbook.name().to_string(),
                 source,
             })?;
+        check(&plan)?;
+        check_plan_size(&plan)?;
         self.enqueue(plan, req.trigger, req.who, req.incident, None)
     }
 
@@ -623,6 +675,8 @@ impl RunManager {
             prometheus_url: self.inner.defaults.prometheus_url.clone(),
             notify: self.inner.defaults.notify.clone(),
             namespace: None,
+            lock_namespace: self.inner.defaults.lock_namespace.clone(),
+            seal: self.inner.defaults.seal.clone(),
             call_timeout: self.inner.defaults.call_timeout,
             handle_signals: false,
             stop: Some(stop),
@@ -1081,6 +1135,79 @@ impl RunManager {
         };
         self.inner.metrics.set_queue(queued, running);
     }
+}
+
+/// Checks an incident id before it reaches a journal, a `Run` resource or a file name.
+pub fn validate_incident(id: &str) -> Result<(), RunError> {
+    crate::cleanup::incident::validate_id(id).map_err(|_| RunError::InvalidIncident {
+        id: id.chars().take(80).collect(),
+    })
+}
+
+fn check_plan_size(plan: &Plan) -> Result<(), RunError> {
+    let bytes = serde_json::to_vec(plan)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if bytes > MAX_PLAN_BYTES {
+        tracing::warn!(run = %plan.run_id, playbook = %plan.playbook, bytes, limit = MAX_PLAN_BYTES, "run refused: too large to journal");
+        return Err(RunError::TooLarge {
+            bytes,
+            limit: MAX_PLAN_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a plan whose `object.patch` steps write outside `scope` (the namespace of a step
+/// without one is the run's: the `namespace` parameter, else `default`, as the engine does).
+pub fn check_object_patches(
+    plan: &Plan,
+    scope: &crate::daemon::auth::ObjectPatchScope,
+) -> Result<(), RunError> {
+    let run_namespace = plan
+        .params
+        .get("namespace")
+        .and_then(|v| v.as_str())
+        .unwrap_or("default");
+    for step in &plan.steps {
+        if let Action::ObjectPatch(patch) = &step.action {
+            let namespace = if is_cluster_scoped(&patch.kind) {
+                None
+            } else {
+                Some(patch.namespace.as_deref().unwrap_or(run_namespace))
+            };
+            if !scope.allows(namespace, &patch.kind) {
+                return Err(RunError::NotPermitted {
+                    message: format!(
+                        "step {} may not patch {} {}{} with this token (objectPatch allows namespaces [{}], kinds [{}]; kube-system, Secrets and Leases only when listed)",
+                        step.name,
+                        patch.kind,
+                        namespace.map(|ns| format!("{ns}/")).unwrap_or_default(),
+                        patch.name,
+                        scope.namespaces.join(", "),
+                        scope.kinds.join(", "),
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_cluster_scoped(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Node"
+            | "Namespace"
+            | "ClusterRole"
+            | "ClusterRoleBinding"
+            | "CustomResourceDefinition"
+            | "PersistentVolume"
+            | "StorageClass"
+            | "PriorityClass"
+            | "MutatingWebhookConfiguration"
+            | "ValidatingWebhookConfiguration"
+    )
 }
 
 /// `<state-dir>/runs/<id>/approvals/<step>.json`.

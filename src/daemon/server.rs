@@ -7,10 +7,11 @@
 //! once. The runs' per-target Leases are released by the engine.
 
 use crate::daemon::alerts::AlertRouter;
-use crate::daemon::auth::{AuthError, Tokens};
+use crate::daemon::auth::{AuthError, TokenScope, Tokens};
 use crate::daemon::clock::Clock;
 use crate::daemon::config::{AlertmanagerConfig, DrillConfig};
 use crate::daemon::drills::{ConditionGate, DrillScheduler};
+use crate::daemon::http::HttpLimits;
 use crate::daemon::leader::{self, ElectionConfig};
 use crate::daemon::metrics::DaemonMetrics;
 use crate::daemon::runs::{EngineExecutor, Executor, Playbooks, RunDefaults, RunManager};
@@ -112,6 +113,21 @@ pub struct Settings {
     /// The kubeconfig whose contexts steps with `context:` may name (`None`: such steps are
     /// refused).
     pub step_kubeconfig: Option<PathBuf>,
+    /// Token scopes, the run key, connection bounds.
+    pub trust: TrustSettings,
+}
+
+/// The daemon's trust boundaries (see `docs/security.md`).
+#[derive(Debug, Clone, Default)]
+pub struct TrustSettings {
+    /// What each named token may do (`tokens:` in the config; unlisted names get
+    /// [`TokenScope::named`]).
+    pub token_scopes: Vec<TokenScope>,
+    /// The key sealing this daemon's `Run` resources (`None`: runs are not sealed and no
+    /// unfinished run is taken over from the cluster).
+    pub run_key: Option<Arc<crate::k8s::runs::RunSeal>>,
+    /// Connection, header and body bounds.
+    pub http: HttpLimits,
 }
 
 /// Leader election settings.
@@ -150,7 +166,7 @@ pub async fn serve_with(
     http: reqwest::Client,
     executor: Arc<dyn Executor>,
     listener: tokio::net::TcpListener,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&settings.state_dir).map_err(|source| DaemonError::StateDir {
         path: settings.state_dir.clone(),
@@ -162,7 +178,13 @@ pub async fn serve_with(
             Tokens::fixed(list)
         }
         TokenSource::Fixed(_) => return Err(DaemonError::NoTokens),
-    };
+    }
+    .with_scopes(settings.trust.token_scopes.clone());
+    if settings.trust.run_key.is_none() {
+        tracing::warn!(
+            "no run key (runKeyFile): this daemon's Run resources are not sealed and unfinished runs are not taken over by another replica"
+        );
+    }
     let notify = settings
         .notify
         .iter()
@@ -204,6 +226,8 @@ pub async fn serve_with(
             prometheus_url: settings.prometheus_url.clone(),
             notify,
             call_timeout: settings.call_timeout,
+            lock_namespace: Some(settings.namespace.clone()),
+            seal: settings.trust.run_key.clone(),
         },
         metrics.clone(),
         Clock::System,
@@ -217,6 +241,7 @@ pub async fn serve_with(
         leader_rx.clone(),
     );
     state.body_limit = settings.body_limit;
+    state.body_read_timeout = settings.trust.http.body_read_timeout;
     state.prometheus = settings
         .prometheus_url
         .as_ref()
@@ -231,13 +256,23 @@ pub async fn serve_with(
         let who = settings.who.clone();
         let call_timeout = settings.call_timeout;
         let metrics = metrics.clone();
+        let seal = settings.trust.run_key.clone();
         tokio::spawn(async move {
             let mut was = false;
             loop {
                 let now = *leader_rx.borrow_and_update();
                 metrics.set_leader(now);
                 if now && !was {
-                    match leader::resume_unfinished(&client, &runs, &who, call_timeout).await {
+                    match leader::resume_unfinished(
+                        &client,
+                        &runs,
+                        &who,
+                        call_timeout,
+                        seal.as_deref(),
+                        &metrics,
+                    )
+                    .await
+                    {
                         Ok(ids) if !ids.is_empty() => {
                             tracing::info!(runs = ?ids, "took over unfinished runs")
                         }
@@ -273,11 +308,14 @@ pub async fn serve_with(
     let app = router(state.clone());
     state.set_ready(true);
     tracing::info!(addr = ?listener.local_addr().ok(), "ripcord daemon serving");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await;
+    let served = crate::daemon::http::serve(
+        listener,
+        app,
+        settings.trust.http,
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await;
     state.set_ready(false);
     tracing::info!("shutting down: stopping runs at a safe point");
     for d in drills {

@@ -2,7 +2,7 @@
 //! per-target lock, the pre-checks, the "about to …" notification and the snapshot — and the
 //! notifications after it.
 
-use super::guards::{FLEET_LOCK, FLEET_LOCK_NAMESPACE, FleetGate, FleetLock, lock_refusal};
+use super::guards::{FLEET_LOCK, FleetGate, FleetLock, lock_refusal};
 use super::{EngineError, EngineEvent, Events, SharedJournal, StopHandle, StopReason};
 use crate::actions::{self, Mutation, ObjectRef};
 use crate::engine::resume::Prior;
@@ -165,6 +165,7 @@ impl GateState {
 
         // 1. The per-target lock.
         if let Some(lock) = &plan.lock {
+            let namespace = leases::lock_namespace(opts.lock_namespace.as_deref(), namespace);
             match leases::acquire_waiting(
                 &self.client,
                 namespace,
@@ -494,7 +495,7 @@ impl GateState {
         if stale_lock
             && let Err(err) = leases::release_if_held(
                 &self.client,
-                FLEET_LOCK_NAMESPACE,
+                super::guards::fleet_lock_namespace(opts),
                 FLEET_LOCK,
                 &plan.run_id,
                 opts.call_timeout,
@@ -508,7 +509,7 @@ impl GateState {
             (None, Some(lock)) if stale_lock => {
                 leases::release_if_held(
                     &self.client,
-                    namespace,
+                    leases::lock_namespace(opts.lock_namespace.as_deref(), namespace),
                     lock,
                     &plan.run_id,
                     opts.call_timeout,

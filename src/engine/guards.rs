@@ -24,9 +24,19 @@ use std::time::Duration;
 /// The lock string of the fleet lock (its Lease is `leases::lease_name(FLEET_LOCK)`).
 pub const FLEET_LOCK: &str = "fleet";
 
-/// The namespace of the fleet lock's Lease: one that every cluster has, so that every run —
-/// from any CLI, any namespace, or the daemon — meets the same Lease.
+/// The namespace of the fleet lock's Lease when no lock namespace is configured: one that every
+/// cluster has, so that every CLI run, whatever namespace it targets, meets the same Lease.
 pub const FLEET_LOCK_NAMESPACE: &str = "default";
+
+/// The namespace of the fleet Lease: the configured lock namespace (`--lock-namespace`, the
+/// daemon's own namespace), else [`FLEET_LOCK_NAMESPACE`]. Runs exclude each other on the
+/// fleet only when they agree on it, as for per-target locks.
+pub fn fleet_lock_namespace(opts: &RunOptions) -> &str {
+    opts.lock_namespace
+        .as_deref()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or(FLEET_LOCK_NAMESPACE)
+}
 
 /// What the step loop does after asking the fleet lock.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,9 +86,10 @@ impl FleetLock {
         }
         // A lock lost to another holder is not ours any more: never delete it.
         self.guard = None;
+        let namespace = fleet_lock_namespace(opts);
         match leases::acquire_waiting(
             client,
-            FLEET_LOCK_NAMESPACE,
+            namespace,
             FLEET_LOCK,
             run_id,
             ttl,
@@ -91,8 +102,7 @@ impl FleetLock {
                 tracing::info!(run = %run_id, lease = %guard.lease(), "fleet lock taken");
                 events.send(EngineEvent::Prepared {
                     notes: vec![format!(
-                        "fleet lock (lease {FLEET_LOCK_NAMESPACE}/{}): guards checked again \
-                         under it",
+                        "fleet lock (lease {namespace}/{}): guards checked again under it",
                         guard.lease()
                     )],
                 });

@@ -65,6 +65,11 @@ impl Mirror {
             .into(),
         );
         let timeout = opts.call_timeout;
+        // The daemon seals its runs so that only it takes them over (see `RunSeal`).
+        let seal = opts
+            .seal
+            .as_ref()
+            .map(|key| key.seal(&namespace, &plan.run_id, &run.spec));
         let (tx, mut rx) = watch::channel(status);
         let name = plan.run_id.clone();
         let task = tokio::spawn(async move {
@@ -83,7 +88,8 @@ impl Mirror {
                 return;
             }
             loop {
-                let status = rx.borrow_and_update().clone();
+                let mut status = rx.borrow_and_update().clone();
+                status.seal = seal.clone();
                 if let Err(err) =
                     runs::write_status(&client, &namespace, &name, &status, timeout).await
                 {

@@ -181,6 +181,12 @@ pub struct RunOptions {
     /// The namespace used when an action names none and for the lock Lease and `Run`
     /// mirror (default: the plan's `namespace` parameter, else `default`).
     pub namespace: Option<String>,
+    /// The namespace of the lock Lease (default: the run's namespace, as above). The daemon
+    /// sets its own namespace.
+    pub lock_namespace: Option<String>,
+    /// Seals the `Run` mirror's status with this key (the daemon; see
+    /// [`crate::k8s::runs::RunSeal`]).
+    pub seal: Option<std::sync::Arc<crate::k8s::runs::RunSeal>>,
     /// Timeout of each single API call.
     pub call_timeout: Duration,
     /// Stop the run at a safe point on Ctrl-C / SIGTERM (the CLI sets this; the daemon uses
@@ -207,6 +213,8 @@ impl RunOptions {
             prometheus_url: None,
             notify: Vec::new(),
             namespace: None,
+            lock_namespace: None,
+            seal: None,
             call_timeout: Duration::from_secs(10),
             handle_signals: false,
             stop: None,

@@ -1,7 +1,9 @@
 //! Leases: per-target locks through coordination.k8s.io Leases.
 //!
 //! A playbook's `lock` string (e.g. `deployment/shop/checkout`) maps to the Lease
-//! `ripcord-lock-<hash>` in the target namespace, held by the run id. Two runs on the same
+//! `ripcord-lock-<hash>` in the lock namespace ([`lock_namespace`]: the configured one — the
+//! daemon's own namespace for the daemon, `--lock-namespace` for the CLI — else the target
+//! namespace), held by the run id. Two runs on the same
 //! target cannot mutate at once: the second is refused with the holder's run id. The holder
 //! renews the Lease while it runs; a crashed holder's Lease expires after its duration, and a
 //! resumed run (same run id) takes its own Lease back at once. [`acquire_waiting`] waits a
@@ -17,6 +19,12 @@ use tokio::sync::watch;
 
 /// The annotation holding the lock string the Lease stands for (names are hashed).
 pub const LOCK_ANNOTATION: &str = "ripcord.dev/lock";
+
+/// The namespace of a lock Lease: `configured` (the daemon's namespace, or the CLI's
+/// `--lock-namespace`), else the run's target namespace.
+pub fn lock_namespace<'a>(configured: Option<&'a str>, target: &'a str) -> &'a str {
+    configured.filter(|ns| !ns.is_empty()).unwrap_or(target)
+}
 
 /// Why taking or keeping a lock failed.
 #[derive(Debug, thiserror::Error)]

@@ -86,6 +86,11 @@ pub struct RunStatus {
     /// Where the local journal lives (`host:path`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<String>,
+    /// The daemon's seal over the run's identity (`v1:` + HMAC-SHA256 of namespace, name and
+    /// spec, keyed with the daemon's run key; see docs/security.md). Written only through the
+    /// status subresource; a daemon takes over only runs whose seal verifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -159,6 +164,160 @@ pub fn cut(s: &str) -> String {
         out.push('…');
         out
     }
+}
+
+/// The daemon's key for sealing its `Run` resources.
+///
+/// Anyone allowed to `create runs.ripcord.dev` can write a `Run`'s spec, so a spec is not a
+/// command: a new leader takes over only a `Run` whose status carries a seal it can verify —
+/// an HMAC-SHA256, keyed with a secret only the daemon holds (its Secret), over the run's
+/// namespace, name, playbook, parameters, trigger, who and incident. The status is written
+/// through the status subresource, which the chart grants to the daemon alone; the key makes
+/// a seal unforgeable even for someone who can write statuses, and binds it to this exact
+/// run (a seal copied onto another spec or name does not verify).
+pub struct RunSeal {
+    key: ring::hmac::Key,
+}
+
+impl std::fmt::Debug for RunSeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("RunSeal").finish_non_exhaustive()
+    }
+}
+
+/// Shortest accepted run key, in bytes.
+pub const MIN_SEAL_KEY_BYTES: usize = 32;
+
+/// What a seal check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealCheck {
+    /// The seal verifies.
+    Valid,
+    /// No status or no seal (not written by a daemon holding the key).
+    Missing,
+    /// A seal that does not verify (forged, copied, or another key).
+    Invalid,
+}
+
+impl SealCheck {
+    /// A stable reason for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SealCheck::Valid => "valid",
+            SealCheck::Missing => "unsealed",
+            SealCheck::Invalid => "bad-seal",
+        }
+    }
+}
+
+/// Why the run key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RunSealError {
+    /// The key file could not be read.
+    #[error("cannot read the run key file {path}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key is too short.
+    #[error("the run key in {path} is {len} bytes; at least {MIN_SEAL_KEY_BYTES} are needed")]
+    TooShort {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its length.
+        len: usize,
+    },
+}
+
+impl RunSealError {
+    /// A stable category.
+    pub fn category(&self) -> &'static str {
+        match self {
+            RunSealError::Read { .. } => "run-key-read",
+            RunSealError::TooShort { .. } => "run-key-short",
+        }
+    }
+}
+
+// === impl RunSeal ===
+
+impl RunSeal {
+    /// A seal keyed with `secret`.
+    pub fn new(secret: &[u8]) -> RunSeal {
+        RunSeal {
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
+        }
+    }
+
+    /// The key from a file (surrounding whitespace ignored; at least
+    /// [`MIN_SEAL_KEY_BYTES`]).
+    pub fn from_file(path: &std::path::Path) -> Result<RunSeal, RunSealError> {
+        let text = std::fs::read(path).map_err(|source| RunSealError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let key = text.trim_ascii();
+        if key.len() < MIN_SEAL_KEY_BYTES {
+            return Err(RunSealError::TooShort {
+                path: path.to_path_buf(),
+                len: key.len(),
+            });
+        }
+        Ok(RunSeal::new(key))
+    }
+
+    fn message(namespace: &str, name: &str, spec: &RunSpec) -> Vec<u8> {
+        // serde_json writes struct fields in order and BTreeMap keys sorted: canonical.
+        serde_json::to_vec(&serde_json::json!({
+            "v": 1,
+            "namespace": namespace,
+            "name": name,
+            "spec": spec,
+        }))
+        .unwrap_or_default()
+    }
+
+    /// The seal of the run `namespace/name` with `spec`: `v1:` + hex HMAC-SHA256.
+    pub fn seal(&self, namespace: &str, name: &str, spec: &RunSpec) -> String {
+        let tag = ring::hmac::sign(&self.key, &RunSeal::message(namespace, name, spec));
+        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("v1:{hex}")
+    }
+
+    /// Checks the seal in `run`'s status against its namespace, name and spec (in constant
+    /// time).
+    pub fn check(&self, run: &Run) -> SealCheck {
+        let Some(seal) = run.status.as_ref().and_then(|s| s.seal.as_deref()) else {
+            return SealCheck::Missing;
+        };
+        let Some(tag) = seal.strip_prefix("v1:").and_then(decode_hex) else {
+            return SealCheck::Invalid;
+        };
+        let namespace = run.metadata.namespace.as_deref().unwrap_or_default();
+        let name = run.metadata.name.as_deref().unwrap_or_default();
+        match ring::hmac::verify(
+            &self.key,
+            &RunSeal::message(namespace, name, &run.spec),
+            &tag,
+        ) {
+            Ok(()) => SealCheck::Valid,
+            Err(_) => SealCheck::Invalid,
+        }
+    }
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect()
 }
 
 /// Why writing the mirror failed.
@@ -467,6 +626,54 @@ mod tests {
             status.steps[0].mutations[0].inverse.chars().count(),
             MAX_FIELD_CHARS
         );
+    }
+
+    fn run(namespace: &str, name: &str, zone: &str) -> Run {
+        let mut run = Run::new(
+            name,
+            RunSpec {
+                playbook: "failout-zone".into(),
+                params: [("zone".to_string(), zone.to_string())].into(),
+                trigger: "api".into(),
+                who: "api/oncall".into(),
+                incident: None,
+            },
+        );
+        run.metadata.namespace = Some(namespace.into());
+        run
+    }
+
+    #[test]
+    fn issue13_seal_binds_the_run_identity() {
+        let key = RunSeal::new(&[7u8; 32]);
+        let mut sealed = run("shop", "r-20261202-100000-abcd", "zone-a");
+        sealed.status = Some(RunStatus {
+            phase: "Running".into(),
+            seal: Some(key.seal("shop", "r-20261202-100000-abcd", &sealed.spec)),
+            ..RunStatus::default()
+        });
+        assert_eq!(key.check(&sealed), SealCheck::Valid);
+        // No status, no seal.
+        assert_eq!(
+            key.check(&run("shop", "r-20261202-100000-abcd", "zone-a")),
+            SealCheck::Missing
+        );
+        // The seal copied onto other parameters, another name or namespace.
+        let mut other = sealed.clone();
+        other.spec.params.insert("zone".into(), "zone-b".into());
+        assert_eq!(key.check(&other), SealCheck::Invalid);
+        let mut other = sealed.clone();
+        other.metadata.name = Some("r-20261202-100000-ffff".into());
+        assert_eq!(key.check(&other), SealCheck::Invalid);
+        let mut other = sealed.clone();
+        other.metadata.namespace = Some("kube-system".into());
+        assert_eq!(key.check(&other), SealCheck::Invalid);
+        // Another key.
+        assert_eq!(RunSeal::new(&[8u8; 32]).check(&sealed), SealCheck::Invalid);
+        // Garbage.
+        let mut other = sealed.clone();
+        other.status.as_mut().unwrap().seal = Some("v1:zz".into());
+        assert_eq!(key.check(&other), SealCheck::Invalid);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use axum::http::{Request, StatusCode};
 use futures::future::BoxFuture;
 use ripcord::daemon::DaemonState;
 use ripcord::daemon::alerts::AlertRouter;
-use ripcord::daemon::auth::Tokens;
+use ripcord::daemon::auth::{TokenScope, Tokens};
 use ripcord::daemon::clock::Clock;
 use ripcord::daemon::config::AlertmanagerConfig;
 use ripcord::daemon::metrics::DaemonMetrics;
@@ -181,6 +181,8 @@ pub fn harness(executor: FakeExecutor, alerts: AlertmanagerConfig, clock: Clock)
             prometheus_url: None,
             notify: Vec::new(),
             call_timeout: Duration::from_secs(5),
+            lock_namespace: None,
+            seal: None,
         },
         metrics.clone(),
         clock,
@@ -190,7 +192,13 @@ pub fn harness(executor: FakeExecutor, alerts: AlertmanagerConfig, clock: Clock)
         runs,
         AlertRouter::new(alerts),
         metrics,
-        Tokens::fixed([TOKEN, "second-token"]),
+        Tokens::fixed([
+            format!("ops {TOKEN}"),
+            "second-token".to_string(),
+            "alice alice-token".to_string(),
+            "mallory mallory-token".to_string(),
+        ])
+        .with_scopes([TokenScope::unrestricted("ops")]),
         leader_rx,
     );
     state.body_limit = 64 * 1024;
