@@ -7,6 +7,7 @@ use ripcord::cli::{self, Cli, Exit};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -15,7 +16,9 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            cli::write_stderr(format_args!(
+                "error: cannot start the async runtime: {err}\n"
+            ));
             return Exit::Failed.into();
         }
     };
@@ -26,13 +29,34 @@ fn main() -> ExitCode {
     match result {
         Ok(exit) => exit.into(),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            cli::write_stderr(format_args!("error: {err:#}\n"));
             cli::exit::classify(&err).into()
         }
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the `-v` level.
+/// `println!` panics when stdout is a closed pipe (`ripcord … | head`); the CLI writes through
+/// `cli::write_stdout`, which exits quietly instead. This hook does the same for any write that
+/// does not (a library's `println!`): exit 0, no panic message. Other panics keep the default
+/// report.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if cli::is_broken_stdout_panic(message) {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the `-v` level. Colours only on a terminal, and
+/// never with `NO_COLOR` set.
 fn init_tracing(verbose: u8) {
     let level = match verbose {
         0 => "warn",
@@ -46,8 +70,12 @@ fn init_tracing(verbose: u8) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("ripcord={level},{others}"))
     });
+    use std::io::IsTerminal as _;
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
 }

@@ -98,7 +98,7 @@ pub async fn run(args: ApproveArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
     }
     match record_on_run(&global, namespace, &ack).await {
         Ok(at) => wrote.push(format!("Run {at}")),
-        Err(err) if local => eprintln!("warning: the Run resource was not annotated: {err:#}"),
+        Err(err) if local => errln!("warning: the Run resource was not annotated: {err:#}"),
         Err(err) => {
             return Err(with_exit(
                 Exit::Unreachable,
@@ -111,7 +111,7 @@ pub async fn run(args: ApproveArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
         }
     }
     tracing::info!(run = %args.run, step = %args.step, by = %by, "approval given");
-    println!(
+    outln!(
         "approved step {} of run {} as {by} ({})",
         args.step,
         args.run,

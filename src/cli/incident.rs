@@ -96,10 +96,10 @@ pub async fn run(args: IncidentArgs, global: GlobalArgs) -> anyhow::Result<Exit>
         IncidentCommand::List => {
             let all = incident::list(dir)?;
             match global.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&all)?),
+                Output::Json => outln!("{}", serde_json::to_string_pretty(&all)?),
                 Output::Text => {
                     for i in &all {
-                        println!(
+                        outln!(
                             "{}  {}  {}  {}  {}",
                             i.id,
                             if i.is_open() { "open  " } else { "closed" },
@@ -120,9 +120,9 @@ pub async fn run(args: IncidentArgs, global: GlobalArgs) -> anyhow::Result<Exit>
     match global.output {
         Output::Json => {
             let value = serde_json::json!({ "incident": shown, "runs": runs });
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            outln!("{}", serde_json::to_string_pretty(&value)?);
         }
-        Output::Text => print!("{}", render(&shown, &runs)),
+        Output::Text => out!("{}", render(&shown, &runs)),
     }
     Ok(Exit::Ok)
 }

@@ -8,7 +8,6 @@ use crate::engine::{
     self, Engine, EngineEvent, MutationPreview, RunOptions, RunOutcome, StepResult,
 };
 use crate::journal::{self, Outcome};
-use crate::notify::ChannelConfig;
 use crate::plan::{NotifyChannel, Plan};
 use anyhow::Context as _;
 use clap::Args;
@@ -30,7 +29,8 @@ pub struct ConfigArgs {
     #[arg(long, env = "RIPCORD_PROMETHEUS_URL", value_name = "URL")]
     pub prometheus_url: Option<String>,
 
-    /// Who the run is attributed to (default: the config's defaults.who, then $USER).
+    /// Who the run is attributed to (default: the config's defaults.who, then the kubeconfig
+    /// user, then $USER, then the OS user).
     #[arg(long, env = "RIPCORD_WHO", value_name = "NAME")]
     pub who: Option<String>,
 }
@@ -96,7 +96,7 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
         opts.dry_run = true;
         let outcome = engine.run(plan, opts, None).await?;
         print_dry_run(&outcome, global.output)?;
-        return Ok(exit_for(outcome.outcome));
+        return Ok(outcome_exit(&outcome));
     }
     if !args.yes && args.resume.is_none() {
         let mut preview = opts.clone();
@@ -109,12 +109,15 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     }
     opts.handle_signals = true;
     let outcome = run_with_progress(&engine, plan, opts).await?;
+    if let Some(line) = notification_summary(&outcome, &settings) {
+        errln!("{line}");
+    }
     print_outcome(
         &outcome,
         global.output,
         &outcome_line(&outcome, &plan_label(&outcome)),
     )?;
-    Ok(exit_for(outcome.outcome))
+    Ok(outcome_exit(&outcome))
 }
 
 /// A live plan (`ripcord plan FILE` without `--offline`): the engine's dry run against the
@@ -138,7 +141,7 @@ pub async fn live_plan(
         .run(plan, opts, None)
         .await?;
     print_dry_run(&outcome, global.output)?;
-    Ok(exit_for(outcome.outcome))
+    Ok(outcome_exit(&outcome))
 }
 
 /// Everything a run-like command needs from the configuration file and flags.
@@ -151,6 +154,10 @@ pub struct Settings {
     pub prometheus_url: Option<String>,
     /// Notification channels from the configuration file.
     pub notify: Vec<NotifyChannel>,
+    /// `notify.required` of the configuration file.
+    pub notify_required: bool,
+    /// The configuration file in use (for messages), if any.
+    pub config_path: Option<PathBuf>,
     /// Per-call timeout.
     pub call_timeout: Duration,
     /// Outbound HTTP client.
@@ -163,15 +170,8 @@ impl Settings {
         let config =
             crate::config::load(args.config.as_deref()).map_err(|e| with_exit(Exit::Usage, e))?;
         // Configured channels join the plan's (see `with_config_channels`); one that cannot
-        // be resolved is warned about here and journaled by the engine, never fatal.
-        for channel in &config.notify.channels {
-            if let Err(err) = ChannelConfig::resolve(channel) {
-                eprintln!(
-                    "warning: notification channel {} is unusable: {err}",
-                    channel.name
-                );
-            }
-        }
+        // be resolved is journaled by the engine as a failed delivery and shown once in the
+        // run's notification summary — never fatal unless `notify.required`.
         let state_dir = match (&global.state_dir, &config.defaults.state_dir) {
             (None, Some(dir)) => dir.clone(),
             _ => global.state_dir(),
@@ -179,9 +179,14 @@ impl Settings {
         let who = args
             .who
             .clone()
+            .filter(|w| !w.trim().is_empty())
             .or(config.defaults.who.clone())
-            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
-            .unwrap_or_else(|| "unknown".to_string());
+            .unwrap_or_else(|| default_operator(global));
+        let config_path = args
+            .config
+            .clone()
+            .or_else(crate::config::default_path)
+            .filter(|p| p.is_file());
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -194,6 +199,8 @@ impl Settings {
                 .clone()
                 .or(config.prometheus.map(|p| p.url)),
             notify: config.notify.channels.clone(),
+            notify_required: config.notify.required,
+            config_path,
             call_timeout: config
                 .defaults
                 .call_timeout
@@ -205,12 +212,33 @@ impl Settings {
 
     /// The plan with the configured channels joined to its own (a configured channel
     /// replaces a plan channel of the same name, so a resumed plan does not get them twice).
+    /// With `notify.required`, every `notify` step of the plan is required too.
     pub fn with_config_channels(&self, mut plan: Plan) -> Plan {
         for channel in &self.notify {
             plan.notify.retain(|c| c.name != channel.name);
             plan.notify.push(channel.clone());
         }
+        if self.notify_required {
+            for step in &mut plan.steps {
+                if let crate::playbook::catalog::Action::Notify(message) = &mut step.action {
+                    message.required = true;
+                }
+            }
+        }
         plan
+    }
+
+    /// Where notification channels are configured, for "none configured" messages.
+    pub fn config_hint(&self) -> String {
+        match &self.config_path {
+            Some(path) => format!("add notify.channels to {}", path.display()),
+            None => {
+                let path = crate::config::default_path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "the config file".into());
+                format!("add notify.channels to {path} (or --config FILE); see docs/cli.md")
+            }
+        }
     }
 
     /// Engine options for a CLI run in `namespace`.
@@ -219,8 +247,98 @@ impl Settings {
         opts.prometheus_url = self.prometheus_url.clone();
         opts.namespace = Some(namespace.to_string());
         opts.call_timeout = self.call_timeout;
+        opts.notify_required = self.notify_required;
         opts
     }
+}
+
+/// Who a run is attributed to when neither `--who` nor the config says: the kubeconfig
+/// context's user (what `kubectl` authenticates as), then `$USER`, then `$LOGNAME`, then the OS
+/// user (`id -un`). Never `unknown` while any of them is known.
+pub fn default_operator(global: &GlobalArgs) -> String {
+    kubeconfig_user(global)
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .filter(|u| !u.trim().is_empty())
+        .or_else(os_user)
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The user of the kubeconfig's selected context (`--context`, else `current-context`).
+fn kubeconfig_user(global: &GlobalArgs) -> Option<String> {
+    let kubeconfig = match &global.kubeconfig {
+        Some(path) => kube::config::Kubeconfig::read_from(path).ok()?,
+        None => kube::config::Kubeconfig::read().ok()?,
+    };
+    let context = global
+        .context
+        .clone()
+        .or_else(|| kubeconfig.current_context.clone())?;
+    kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .user
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// The OS user name, from `id -un` (no libc call: the crate forbids unsafe code).
+fn os_user() -> Option<String> {
+    let out = std::process::Command::new("id").arg("-un").output().ok()?;
+    let name = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !name.is_empty()).then_some(name)
+}
+
+/// The run's notifications summed up from its journal, for the lines after the outcome:
+/// `notifications: 3 sent, 1 failed (ops: HTTP 500)`, a warning when nobody was told, or a
+/// plain statement that no channel is configured. `None` for a dry run or a run that wrote
+/// nothing and sent nothing.
+pub fn notification_summary(outcome: &RunOutcome, settings: &Settings) -> Option<String> {
+    let path = outcome.journal.as_ref()?;
+    let (entries, _) = journal::read(path).ok()?;
+    let mut sent = 0usize;
+    let mut failed: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    let mut any = false;
+    for entry in &entries {
+        if let journal::Record::Notified { deliveries, .. } = &entry.record {
+            any = true;
+            for d in deliveries {
+                if d.ok {
+                    sent += 1;
+                } else {
+                    let slot = failed
+                        .entry(d.channel.clone())
+                        .or_insert_with(|| (0, d.error.clone().unwrap_or_default()));
+                    slot.0 += 1;
+                }
+            }
+        }
+    }
+    if !any {
+        if outcome.mutations_applied == 0 {
+            return None;
+        }
+        return Some(format!(
+            "notifications: none configured, nobody was told ({})",
+            settings.config_hint()
+        ));
+    }
+    let failures: usize = failed.values().map(|(n, _)| n).sum();
+    let detail = failed
+        .iter()
+        .map(|(channel, (n, error))| format!("{channel}: {n}× {error}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(if sent == 0 {
+        format!("warning: nobody was notified: all {failures} deliveries failed ({detail})")
+    } else if failures > 0 {
+        format!("notifications: {sent} sent, {failures} failed ({detail})")
+    } else {
+        format!("notifications: {sent} sent")
+    })
 }
 
 /// A one-command mitigation through a built-in playbook (`failout`, `failback`, `restart`).
@@ -240,12 +358,32 @@ pub struct BuiltinRun {
     pub dry_run: bool,
     /// `--incident`.
     pub incident: Option<String>,
-    /// Printed on stderr when the run is refused (how to override with this command's flags).
-    pub refusal_hint: Option<String>,
+    /// Printed on stderr when the run is refused for a reason it applies to (how to override
+    /// with this command's flags).
+    pub refusal_hint: Option<RefusalHint>,
     /// Action arguments the playbook has no parameter for (an HTTPRoute to shift, a ramp, a
     /// warm-up request), merged into every step's `with` after planning; the journaled plan
     /// carries them, so a resumed run keeps them.
     pub extra_args: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A hint for one kind of refusal: printed only when the refusal's reason contains `when`
+/// (the blast-radius hint is noise under a last-healthy-zone refusal, which nothing overrides).
+#[derive(Debug, Clone)]
+pub struct RefusalHint {
+    /// A phrase of the refusals the hint applies to.
+    pub when: &'static str,
+    /// What to do, in this command's flags.
+    pub hint: String,
+}
+
+impl RefusalHint {
+    /// The hint line for `reason`, if it applies.
+    pub fn for_reason(&self, reason: &str) -> Option<String> {
+        reason
+            .contains(self.when)
+            .then(|| format!("hint: {}", self.hint))
+    }
 }
 
 /// Merges `extra` into the `with` of every step of `plan` (typed again, so a bad value is a
@@ -304,17 +442,17 @@ pub async fn run_builtin(
         let dry = engine.run(plan.clone(), preview, None).await?;
         if run.dry_run {
             print_dry_run(&dry, global.output)?;
-            return Ok(exit_for(dry.outcome));
+            return Ok(outcome_exit(&dry));
         }
         if let Some(failed) = dry.reason.as_deref() {
-            let exit = match exit_for(dry.outcome) {
+            let exit = match outcome_exit(&dry) {
                 Exit::Ok => Exit::Failed,
                 other => other,
             };
             if exit == Exit::Refused
-                && let Some(hint) = &run.refusal_hint
+                && let Some(hint) = run.refusal_hint.as_ref().and_then(|h| h.for_reason(failed))
             {
-                eprintln!("hint: {hint}");
+                errln!("{hint}");
             }
             return Err(with_exit(exit, anyhow::anyhow!("{what}: {failed}")));
         }
@@ -325,15 +463,22 @@ pub async fn run_builtin(
                 .first()
                 .map(|s| s.summary.clone())
                 .unwrap_or_default();
-            eprintln!("{what}: nothing to change ({summary})");
+            errln!("{what}: nothing to change ({summary})");
         } else {
             for step in &dry.steps {
                 if !step.summary.is_empty() {
-                    eprintln!("{}: {}", step.name, step.summary);
+                    errln!(
+                        "{}: {}",
+                        step.name,
+                        indent_continuation(&step.summary, "  ")
+                    );
                 }
-            }
-            for m in &mutations {
-                eprintln!("{}", render_mutation(m, ""));
+                if !step.mutations.is_empty() {
+                    errln!("  {} write(s) now:", step.mutations.len());
+                }
+                for m in &step.mutations {
+                    errln!("{}", render_mutation(m, "    "));
+                }
             }
             confirm(&run.question)?;
         }
@@ -342,12 +487,19 @@ pub async fn run_builtin(
     opts.handle_signals = true;
     let outcome = run_with_progress(&engine, plan, opts).await?;
     if outcome.outcome == Outcome::Refused
-        && let Some(hint) = &run.refusal_hint
+        && let Some(hint) = run
+            .refusal_hint
+            .as_ref()
+            .zip(outcome.reason.as_deref())
+            .and_then(|(h, reason)| h.for_reason(reason))
     {
-        eprintln!("hint: {hint}");
+        errln!("{hint}");
+    }
+    if let Some(line) = notification_summary(&outcome, &settings) {
+        errln!("{line}");
     }
     print_outcome(&outcome, global.output, &outcome_line(&outcome, what))?;
-    Ok(exit_for(outcome.outcome))
+    Ok(outcome_exit(&outcome))
 }
 
 /// Parses `-p key=value` flags.
@@ -453,7 +605,7 @@ pub fn confirm(question: &str) -> anyhow::Result<()> {
             anyhow::anyhow!("not confirmed: no terminal to ask on; pass --yes to proceed"),
         ));
     }
-    eprint!("{question} [y/N] ");
+    err!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin()
@@ -478,6 +630,27 @@ pub fn exit_for(outcome: Outcome) -> Exit {
         Outcome::Refused => Exit::Refused,
         Outcome::Interrupted => Exit::Interrupted,
     }
+}
+
+/// The exit code of a run: [`exit_for`] its outcome, except that a run which failed before
+/// writing anything because its input named nothing real (an unknown zone, a Deployment that is
+/// not there: the `invalid` category) is a usage error, exit 2.
+pub fn outcome_exit(outcome: &RunOutcome) -> Exit {
+    let invalid_input = outcome.outcome == Outcome::Failed
+        && outcome.mutations_applied == 0
+        && outcome.steps.iter().any(
+            |s| matches!(&s.result, StepResult::Failed { category, .. } if category == "invalid"),
+        );
+    if invalid_input {
+        Exit::Usage
+    } else {
+        exit_for(outcome.outcome)
+    }
+}
+
+/// Indents every line after the first by `indent` (multi-line step summaries).
+pub fn indent_continuation(text: &str, indent: &str) -> String {
+    text.replace('\n', &format!("\n{indent}"))
 }
 
 /// Runs the engine while drawing progress on stderr (spinners on a terminal, plain lines
@@ -505,7 +678,7 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     let line = |bar: &Option<ProgressBar>, text: String| match bar {
         Some(b) => b.println(text),
-        None => eprintln!("{text}"),
+        None => errln!("{text}"),
     };
     while let Some(event) = rx.recv().await {
         match event {
@@ -538,7 +711,7 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
                     b.set_message(text);
                     bar = Some(b);
                 } else {
-                    eprintln!("{text}");
+                    errln!("{text}");
                 }
             }
             EngineEvent::StepDiff {
@@ -546,7 +719,7 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
             } => {
                 let repeated = mutations.len() == 1 && mutations[0].description == summary;
                 if !repeated {
-                    line(&bar, format!("  {summary}"));
+                    line(&bar, format!("  {}", indent_continuation(&summary, "  ")));
                 }
                 for m in &mutations {
                     line(&bar, render_mutation(m, "    "));
@@ -589,7 +762,7 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
                     b.set_message(what);
                     bar = Some(b);
                 } else {
-                    eprintln!("{}", progress_line(&step, &what, done, total));
+                    errln!("{}", progress_line(&step, &what, done, total));
                 }
             }
             EngineEvent::Approved {
@@ -599,14 +772,14 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
                 let text = format!("  {step}: verifying (up to {}s)", timeout.as_secs());
                 match &bar {
                     Some(b) => b.set_message(text),
-                    None => eprintln!("{text}"),
+                    None => errln!("{text}"),
                 }
             }
             EngineEvent::StepFinished { step, result } => {
                 if let Some(b) = bar.take() {
                     b.finish_and_clear();
                 }
-                eprintln!("  {step}: {}", describe_result(&result));
+                errln!("  {step}: {}", describe_result(&result));
             }
             EngineEvent::Warning { message } => line(&bar, format!("  warning: {message}")),
             EngineEvent::Finished { .. } => {
@@ -661,12 +834,12 @@ pub fn render_mutation(m: &MutationPreview, indent: &str) -> String {
 /// Prints a dry run's report.
 pub fn print_dry_run(outcome: &RunOutcome, output: Output) -> anyhow::Result<()> {
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(outcome)?);
+        outln!("{}", serde_json::to_string_pretty(outcome)?);
         return Ok(());
     }
-    println!("dry run of {} (nothing will be written):", outcome.run_id);
+    outln!("dry run of {} (nothing will be written):", outcome.run_id);
     for (i, step) in outcome.steps.iter().enumerate() {
-        println!(
+        outln!(
             "{}. {} ({}): {}",
             i + 1,
             step.name,
@@ -676,10 +849,13 @@ pub fn print_dry_run(outcome: &RunOutcome, output: Output) -> anyhow::Result<()>
         // A one-mutation step's summary usually says what its mutation says: print it once.
         let repeated = step.mutations.iter().any(|m| m.description == step.summary);
         if !step.summary.is_empty() && !repeated {
-            println!("   {}", step.summary);
+            outln!("   {}", indent_continuation(&step.summary, "   "));
+        }
+        if step.mutations.len() > 1 {
+            outln!("   {} write(s) now:", step.mutations.len());
         }
         for m in &step.mutations {
-            println!("{}", render_mutation(m, "   "));
+            outln!("{}", render_mutation(m, "   "));
         }
     }
     Ok(())
@@ -712,8 +888,8 @@ pub fn outcome_line(outcome: &RunOutcome, what: &str) -> String {
 /// Prints the outcome (the one line, or JSON).
 pub fn print_outcome(outcome: &RunOutcome, output: Output, line: &str) -> anyhow::Result<()> {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(outcome)?),
-        Output::Text => println!("{line}"),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(outcome)?),
+        Output::Text => outln!("{line}"),
     }
     Ok(())
 }

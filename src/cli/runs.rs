@@ -31,16 +31,20 @@ pub async fn run(args: RunsArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
         RunsCommand::List => {
             let runs = journal::list_runs(&state_dir)?;
             if global.output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
+                outln!("{}", serde_json::to_string_pretty(&runs)?);
                 return Ok(Exit::Ok);
             }
             if runs.is_empty() {
-                println!("no runs in {}", state_dir.display());
+                outln!("no runs in {}", state_dir.display());
                 return Ok(Exit::Ok);
             }
-            println!(
+            outln!(
                 "{:<24} {:<18} {:<12} {:<10} {:>9}  STARTED",
-                "RUN", "PLAYBOOK", "OUTCOME", "WHO", "MUTATIONS"
+                "RUN",
+                "PLAYBOOK",
+                "OUTCOME",
+                "WHO",
+                "MUTATIONS"
             );
             for r in runs {
                 let outcome = r
@@ -48,7 +52,7 @@ pub async fn run(args: RunsArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
                     .map(|o| o.to_string())
                     .unwrap_or_else(|| "unfinished".into());
                 let started = r.started_at.map(|t| t.to_string()).unwrap_or_default();
-                println!(
+                outln!(
                     "{:<24} {:<18} {:<12} {:<10} {:>9}  {started}{}",
                     r.run_id,
                     r.playbook,
@@ -71,14 +75,14 @@ pub async fn run(args: RunsArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
             }
             let (entries, torn) = journal::read(&path)?;
             if global.output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&entries)?);
+                outln!("{}", serde_json::to_string_pretty(&entries)?);
                 return Ok(Exit::Ok);
             }
-            print!("{}", timeline(&entries));
+            out!("{}", timeline(&entries));
             if let Some(torn) = torn {
-                println!("(journal: {torn})");
+                outln!("(journal: {torn})");
             }
-            println!("journal: {}", path.display());
+            outln!("journal: {}", path.display());
             Ok(Exit::Ok)
         }
     }
@@ -103,6 +107,6 @@ pub fn timeline(entries: &[Entry]) -> String {
 
 /// Runs `ripcord crd`: prints the `runs.ripcord.dev` CRD as YAML.
 pub fn print_crd() -> anyhow::Result<Exit> {
-    print!("{}", crate::k8s::runs::crd_yaml()?);
+    out!("{}", crate::k8s::runs::crd_yaml()?);
     Ok(Exit::Ok)
 }

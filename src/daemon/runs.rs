@@ -583,6 +583,7 @@ impl RunManager {
             state_dir: self.inner.defaults.state_dir.clone(),
             prometheus_url: self.inner.defaults.prometheus_url.clone(),
             notify: self.inner.defaults.notify.clone(),
+            notify_required: false,
             namespace: None,
             call_timeout: self.inner.defaults.call_timeout,
             handle_signals: false,

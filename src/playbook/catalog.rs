@@ -446,6 +446,10 @@ pub struct GateApproval {
 pub struct NotifyMessage {
     /// The text (templated).
     pub message: String,
+    /// Fail the step when no channel received the message (none configured, or every
+    /// delivery failed). Default: a failed delivery is reported, never fatal.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
 }
 
 /// Nodes by name and/or label selector (at least one of the two).
