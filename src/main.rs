@@ -9,7 +9,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
     let cli = Cli::parse();
-    init_tracing(cli.global.verbose);
+    // The daemon and the simulated cluster log warnings; a command run by a person reports
+    // what went wrong itself, so its log speaks only for errors (each warning once) until -v.
+    let service = matches!(cli.command, cli::Command::Daemon(_) | cli::Command::Sim(_));
+    init_tracing(cli.global.verbose, service);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,11 +58,13 @@ fn quiet_on_closed_stdout() {
     }));
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the `-v` level. Colours only on a terminal, and
+/// Logs go to stderr; `RUST_LOG` overrides the `-v` level (default: warnings for `daemon` and
+/// `sim`, errors for the rest). Colours only on a terminal, and
 /// never with `NO_COLOR` set.
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, service: bool) {
     let level = match verbose {
-        0 => "warn",
+        0 if service => "warn",
+        0 => "error",
         1 => "info",
         2 => "debug",
         _ => "trace",

@@ -649,3 +649,224 @@ async fn issue5_a_step_with_a_kubeconfig_context_acts_on_that_cluster() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("nowhere"), "{}", text(&out));
 }
+
+/// Issue 16: `ripcord` with a configuration file (instead of `/dev/null`) and an environment
+/// without `RIPCORD_WHO`/`USER`/`LOGNAME`.
+fn command_with(env: &Env, args: &[&str], config: &Path) -> tokio::process::Command {
+    let mut cmd = env.command(args, &env.state_dir());
+    cmd.env("RIPCORD_CONFIG", config);
+    cmd
+}
+
+async fn ripcord_with(env: &Env, args: &[&str], config: &Path) -> Output {
+    let child = command_with(env, args, config)
+        .spawn()
+        .expect("ripcord runs");
+    finish(args, child).await
+}
+
+fn occurrences(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_failout_says_what_it_does_and_exits_as_documented() {
+    let env = Env::start("three-zones.yaml").await;
+    wait_until("web ready", || all_ready(&env.sim, "shop", "web", 6)).await;
+
+    // An unknown zone is invalid input: exit 2, nothing journaled as a failed run.
+    let out = env
+        .ripcord(&["failout", "zone/nope", "-n", "shop", "--yes"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "unknown zone: {}", text(&out));
+    assert!(text(&out).contains("zones seen: zone-a, zone-b, zone-c"));
+
+    // The dry run lists every phase in the order it runs, with counts: the cordons, the
+    // traffic shift (route, backend, from -> to) and the drain's waves.
+    let out = env
+        .ripcord(&[
+            "failout",
+            "zone/zone-a",
+            "-n",
+            "shop",
+            "--route",
+            "shop/web",
+            "--backend",
+            "web-zone-a",
+            "--dry-run",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let at = |needle: &str| {
+        stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} in the dry run: {stdout}"))
+    };
+    let cordon = at("1. cordon 2 of 2 node(s): zone-a-node-1, zone-a-node-2");
+    let shift = at("2. shift traffic: httproute shop/web backend web-zone-a weight 100 -> 0");
+    let drain = at("3. drain: evict 3 pod(s) in 1 wave(s)");
+    let wave = at("wave 1: 3 pod(s) from zone-a-node-1 (2), zone-a-node-2 (1)");
+    assert!(cordon < shift && shift < drain && drain < wave, "{stdout}");
+
+    // A refusal is said once, with the hint that applies, without log noise or colour codes;
+    // `--incident` for an incident never opened opens it.
+    let out = env
+        .ripcord(&[
+            "failout",
+            "zone/zone-a",
+            "-n",
+            "shop",
+            "--max-percent",
+            "10",
+            "--incident",
+            "INC-16",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(4));
+    let all = text(&out);
+    assert_eq!(
+        occurrences(&all, "over the blast-radius budget"),
+        1,
+        "{all}"
+    );
+    assert_eq!(occurrences(&all, "hint: "), 1, "{all}");
+    assert_eq!(occurrences(&all, "refused: refused"), 0, "{all}");
+    assert!(!all.contains(" WARN ") && !all.contains('\u{1b}'), "{all}");
+    assert!(all.contains("opened incident INC-16"), "{all}");
+    assert!(
+        env.state_dir().join("incidents/INC-16.json").is_file(),
+        "the incident was opened"
+    );
+    assert!(
+        zone_nodes(&env.sim, "zone-a").iter().all(|n| !cordoned(n)),
+        "nothing was cordoned"
+    );
+
+    // `approve` of a run that exists nowhere: a sentence and exit 2, not a debug struct.
+    let out = env
+        .ripcord(&[
+            "approve",
+            "r-20261202-230242-aaaa",
+            "gate",
+            "--as",
+            "alice",
+            "-n",
+            "shop",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("there is no run r-20261202-230242-aaaa"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("Status {") && !all.contains("ApiError"),
+        "{all}"
+    );
+
+    // The operator defaults to the kubeconfig user, never `unknown`.
+    let mut cmd = env.command(&["incident", "open", "INC-17"], &env.state_dir());
+    cmd.env_remove("RIPCORD_WHO")
+        .env_remove("USER")
+        .env_remove("LOGNAME");
+    let out = finish(&["incident", "open"], cmd.spawn().expect("runs")).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("by ripcord-sim"),
+        "the kubeconfig user"
+    );
+
+    // A reader that goes away (`| head`) ends the command quietly, without a panic.
+    let mut child = env
+        .command(&["schema"], &env.state_dir())
+        .spawn()
+        .expect("runs");
+    drop(child.stdout.take());
+    let out = finish(&["schema"], child).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains("panicked"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_notifications_report_each_channel_and_can_be_required() {
+    let env = Env::start("three-zones.yaml").await;
+    wait_until("web ready", || all_ready(&env.sim, "shop", "web", 6)).await;
+    // A channel nobody listens on (port 1 refuses connections).
+    let failing = env.dir.path().join("failing.yaml");
+    std::fs::write(
+        &failing,
+        "notify:\n  channels:\n    - name: ops\n      type: webhook\n      url: http://127.0.0.1:1/hook\n",
+    )
+    .expect("config written");
+    let required = env.dir.path().join("required.yaml");
+    std::fs::write(
+        &required,
+        "notify:\n  required: true\n  channels:\n    - name: ops\n      type: webhook\n      url: http://127.0.0.1:1/hook\n",
+    )
+    .expect("config written");
+
+    // notify.required: nobody could be told, so nothing is changed (exit 4).
+    let out = ripcord_with(
+        &env,
+        &["failout", "zone/zone-b", "-n", "shop", "--yes"],
+        &required,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("nobody was notified"), "{}", text(&out));
+    assert!(
+        zone_nodes(&env.sim, "zone-b").iter().all(|n| !cordoned(n)),
+        "nothing was cordoned"
+    );
+
+    // Without `required`, the run goes on, but says plainly that nobody was told (and not
+    // "notified 1 channel(s)"); the journal has each delivery's outcome.
+    let out = ripcord_with(
+        &env,
+        &["failout", "zone/zone-a", "-n", "shop", "--yes"],
+        &failing,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("notifications: ops failed ("), "{all}");
+    assert!(all.contains("warning: nobody was notified"), "{all}");
+    assert!(!all.contains("notified 1 channel(s)"), "{all}");
+    let runs = journal::list_runs(&env.state_dir()).expect("runs listed");
+    let run = runs
+        .iter()
+        .find(|r| r.outcome == Some(journal::Outcome::Succeeded))
+        .expect("the fail-out's run");
+    let (entries, _) =
+        journal::read(&journal::journal_path(&env.state_dir(), &run.run_id)).expect("journal");
+    let deliveries: Vec<&journal::DeliveryRecord> = entries
+        .iter()
+        .filter_map(|e| match &e.record {
+            journal::Record::Notified { deliveries, .. } => Some(deliveries),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(deliveries.len() >= 2, "start and end notifications");
+    assert!(deliveries.iter().all(|d| !d.ok && d.error.is_some()));
+
+    // A `notify` step with `required: true` fails when nobody got the message.
+    let playbook = env.dir.path().join("tell.yaml");
+    std::fs::write(
+        &playbook,
+        "apiVersion: ripcord.dev/v1alpha1\nkind: Playbook\nmetadata:\n  name: tell\nspec:\n  steps:\n    - name: tell\n      action: notify\n      with:\n        message: hello\n        required: true\n",
+    )
+    .expect("playbook written");
+    let out = env
+        .ripcord(&["run", playbook.to_str().expect("utf-8"), "--yes"])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no notification channel is configured"),
+        "{}",
+        text(&out)
+    );
+}

@@ -12,7 +12,6 @@ use super::{Exit, GlobalArgs};
 use crate::journal::{self, approval};
 use crate::k8s::runs::Run;
 use crate::playbook::catalog::Action;
-use anyhow::Context as _;
 use clap::Args;
 use kube::api::{Api, Patch, PatchParams};
 use std::time::Duration;
@@ -31,7 +30,7 @@ pub struct ApproveArgs {
     #[arg(value_name = "STEP")]
     pub step: String,
 
-    /// Who acknowledges (default: $RIPCORD_WHO, then $USER).
+    /// Who acknowledges (default: $RIPCORD_WHO, then the kubeconfig user, $USER, the OS user).
     #[arg(long = "as", value_name = "NAME")]
     pub approver: Option<String>,
 
@@ -48,9 +47,8 @@ pub async fn run(args: ApproveArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
         .approver
         .clone()
         .or_else(|| std::env::var("RIPCORD_WHO").ok())
-        .or_else(|| std::env::var("USER").ok())
         .filter(|w| !w.trim().is_empty())
-        .ok_or_else(|| usage(anyhow::anyhow!("who approves? pass --as NAME")))?;
+        .unwrap_or_else(|| super::run::default_operator(&global));
     let state_dir = global.state_dir();
     let local = journal::journal_path(&state_dir, &args.run).is_file();
     let mut namespace = global.namespace.clone();
@@ -99,6 +97,7 @@ pub async fn run(args: ApproveArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
     match record_on_run(&global, namespace, &ack).await {
         Ok(at) => wrote.push(format!("Run {at}")),
         Err(err) if local => errln!("warning: the Run resource was not annotated: {err:#}"),
+        Err(err) if super::exit::classify(&err) == Exit::Usage => return Err(err),
         Err(err) => {
             return Err(with_exit(
                 Exit::Unreachable,
@@ -138,12 +137,28 @@ async fn record_on_run(
         field_manager: Some(crate::actions::FIELD_MANAGER.to_string()),
         ..PatchParams::default()
     };
-    tokio::time::timeout(
+    let answer = tokio::time::timeout(
         RUN_WRITE_TIMEOUT,
         api.patch(&ack.run_id, &params, &Patch::Merge(&patch)),
     )
     .await
-    .map_err(|_| anyhow::anyhow!("no answer within {}s", RUN_WRITE_TIMEOUT.as_secs()))?
-    .with_context(|| format!("cannot annotate Run {namespace}/{}", ack.run_id))?;
-    Ok(format!("{namespace}/{}", ack.run_id))
+    .map_err(|_| anyhow::anyhow!("no answer within {}s", RUN_WRITE_TIMEOUT.as_secs()))?;
+    match answer {
+        Ok(_) => Ok(format!("{namespace}/{}", ack.run_id)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Err(with_exit(
+            Exit::Usage,
+            anyhow::anyhow!(
+                "there is no run {} here: no journal in this state directory and no Run \
+                 resource {namespace}/{} in the cluster (check the run id with `ripcord runs \
+                 list`, or pass -n NAMESPACE)",
+                ack.run_id,
+                ack.run_id
+            ),
+        )),
+        Err(err) => Err(anyhow::anyhow!(
+            "cannot annotate Run {namespace}/{}: {}",
+            ack.run_id,
+            super::exit::kube_sentence(&err)
+        )),
+    }
 }

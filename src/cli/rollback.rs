@@ -89,6 +89,7 @@ pub async fn run(args: RollbackArgs, global: GlobalArgs) -> anyhow::Result<Exit>
         &params,
         &journal::new_run_id(),
     )?);
+    super::run::ensure_incident(&settings, args.incident.as_deref(), args.dry_run)?;
     let mut opts = settings.run_options(&namespace);
     opts.incident = args.incident.clone();
     let engine = Engine::new(client, settings.http.clone());

@@ -86,6 +86,7 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
         .clone()
         .or_else(|| plan_namespace(&plan))
         .unwrap_or_else(|| client.default_namespace().to_string());
+    ensure_incident(&settings, args.incident.as_deref(), args.dry_run)?;
     let mut opts = settings.run_options(&namespace);
     opts.incident = args.incident.clone();
     opts.resume = args.resume.clone();
@@ -249,6 +250,38 @@ impl Settings {
         opts.call_timeout = self.call_timeout;
         opts.notify_required = self.notify_required;
         opts
+    }
+}
+
+/// `--incident ID` for an incident never opened: a run opens it (mitigation does not wait for
+/// book-keeping; the incident is filled in later with `ripcord incident update`), a dry run
+/// only says that the real run will. A malformed id is a usage error (exit 2).
+pub fn ensure_incident(settings: &Settings, id: Option<&str>, dry_run: bool) -> anyhow::Result<()> {
+    use crate::cleanup::{CleanupError, incident};
+    let Some(id) = id else {
+        return Ok(());
+    };
+    match incident::load(&settings.state_dir, id) {
+        Ok(_) => Ok(()),
+        Err(CleanupError::IncidentNotFound { .. }) if dry_run => {
+            errln!("note: incident {id} is not open yet; the run will open it");
+            Ok(())
+        }
+        Err(CleanupError::IncidentNotFound { .. }) => {
+            incident::open(
+                &settings.state_dir,
+                id,
+                &settings.who,
+                incident::IncidentChanges::default(),
+            )?;
+            errln!(
+                "opened incident {id} (it was not open); add details with `ripcord incident \
+                 update {id} --severity S --service X --impact TEXT`"
+            );
+            Ok(())
+        }
+        Err(err @ CleanupError::InvalidIncidentId { .. }) => Err(with_exit(Exit::Usage, err)),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -430,6 +463,7 @@ pub async fn run_builtin(
         .clone()
         .or_else(|| plan_namespace(&plan))
         .unwrap_or_else(|| client.default_namespace().to_string());
+    ensure_incident(&settings, run.incident.as_deref(), run.dry_run)?;
     let mut opts = settings.run_options(&namespace);
     opts.incident = run.incident.clone();
     let engine =
@@ -805,7 +839,13 @@ pub fn describe_result(result: &StepResult) -> String {
         StepResult::Verified => "verified".into(),
         StepResult::AlreadySatisfied => "already satisfied (nothing to do)".into(),
         StepResult::DoneEarlier => "done earlier in this run".into(),
-        StepResult::Failed { error, category } => format!("FAILED ({category}): {error}"),
+        StepResult::Failed { error, category } => {
+            // `refused: refused: …` says it twice.
+            let error = error
+                .strip_prefix(&format!("{category}: "))
+                .unwrap_or(error);
+            format!("FAILED ({category}): {error}")
+        }
         StepResult::WouldApply => "would apply".into(),
         StepResult::NotRun => "not run".into(),
     }
@@ -866,10 +906,19 @@ fn plan_label(outcome: &RunOutcome) -> String {
 }
 
 /// The final one-line summary: outcome, duration, run id, journal path.
+///
+/// A reason that a failed step's line already printed (the progress display shows every
+/// step's result) is not repeated: a refusal is printed once.
 pub fn outcome_line(outcome: &RunOutcome, what: &str) -> String {
+    let said = |reason: &str| {
+        outcome.steps.iter().any(|s| {
+            matches!(&s.result, StepResult::Failed { error, .. } if reason.contains(error.as_str()))
+        })
+    };
     let reason = outcome
         .reason
         .as_deref()
+        .filter(|r| outcome.dry_run || !said(r))
         .map(|r| format!(" ({r})"))
         .unwrap_or_default();
     let journal = outcome
