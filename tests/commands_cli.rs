@@ -870,3 +870,102 @@ async fn issue16_notifications_report_each_channel_and_can_be_required() {
         text(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_restart_warms_up_through_the_api_server_and_runs_are_listed() {
+    let env = Env::start("restart-12.yaml").await;
+    wait_until("frontend ready", || {
+        all_ready(&env.sim, "shop", "frontend", 12)
+    })
+    .await;
+
+    // The sim's pod IPs are not reachable from here (as from a laptop): the warm-up goes
+    // through the API server's pod proxy, and each call's result is recorded.
+    let out = env
+        .ripcord(&[
+            "restart",
+            "deployment/frontend",
+            "-n",
+            "shop",
+            "--batch",
+            "6",
+            "--warmup",
+            "0s",
+            "--warmup-port",
+            "8080",
+            "--warmup-path",
+            "/warm",
+            "--warmup-via",
+            "proxy",
+            "--incident",
+            "INC-20",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let proxied: Vec<_> = env
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.path.contains(":8080/proxy/warm"))
+        .collect();
+    assert_eq!(proxied.len(), 12, "one warm-up per new pod: {proxied:?}");
+    assert!(proxied.iter().all(|r| r.status == 200), "{proxied:?}");
+    // Without -v the progress is a summary: no per-write lines, no inverses.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("applied: ") && !stderr.contains("inverse: "),
+        "{stderr}"
+    );
+
+    // `runs list` has target, incident, trigger, duration and outcome; filters; JSON.
+    let out = env.ripcord(&["runs", "list"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let header = stdout.lines().next().unwrap_or_default();
+    for column in ["TARGET", "INCIDENT", "TRIGGER", "DURATION", "OUTCOME"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(stdout.contains("deployment/shop/frontend") && stdout.contains("INC-20"));
+    let out = env
+        .ripcord(&["runs", "list", "--failed", "--since", "1h", "-o", "json"])
+        .await;
+    let failed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(failed, json!([]), "no failed runs");
+    let out = env
+        .ripcord(&["runs", "list", "--incident", "INC-20", "-o", "json"])
+        .await;
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let run_id = listed[0]["runId"].as_str().expect("one run").to_string();
+    assert_eq!(listed[0]["trigger"], "cli");
+    assert_eq!(listed[0]["outcome"], "succeeded");
+
+    // `last` and a unique prefix name the run; `runs show` says where the evidence is,
+    // including each warm-up's result.
+    for name in ["last", &run_id[..run_id.len() - 2]] {
+        let out = env.ripcord(&["runs", "show", name]).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("snapshot: "), "{stdout}");
+        assert!(stdout.contains("warm-ups: "), "{stdout}");
+        assert!(
+            stdout.contains(&format!("ripcord report {run_id}")),
+            "{stdout}"
+        );
+    }
+    let warmups =
+        std::fs::read_to_string(journal::run_dir(&env.state_dir(), &run_id).join("warmup.jsonl"))
+            .expect("warm-up results recorded");
+    let results: Vec<Value> = warmups
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(results.len(), 12);
+    assert!(
+        results
+            .iter()
+            .all(|r| r["ok"] == true && r["via"] == "proxy" && r["status"] == 200),
+        "{results:?}"
+    );
+    let out = env.ripcord(&["runs", "show", "r-1999"]).await;
+    assert_eq!(out.status.code(), Some(2), "unknown run: {}", text(&out));
+}

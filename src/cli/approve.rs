@@ -22,7 +22,8 @@ const RUN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `ripcord approve`.
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
-    /// The run id (`r-YYYYMMDD-HHMMSS-xxxx`).
+    /// The run: its id (`r-YYYYMMDD-HHMMSS-xxxx`), a unique prefix of a local run's id, or
+    /// `last`.
     #[arg(value_name = "RUN")]
     pub run: String,
 
@@ -40,8 +41,13 @@ pub struct ApproveArgs {
 }
 
 /// Runs `ripcord approve`.
-pub async fn run(args: ApproveArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
+pub async fn run(mut args: ApproveArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let usage = |e: anyhow::Error| with_exit(Exit::Usage, e);
+    // A local run may be named by a unique prefix or `last`; any other id may be a run on
+    // another machine, found through its `Run` resource.
+    if let Ok(local) = super::runs::resolve_run_id(&global.state_dir(), &args.run) {
+        args.run = local;
+    }
     journal::validate_run_id(&args.run).map_err(|e| usage(e.into()))?;
     let by = args
         .approver

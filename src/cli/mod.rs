@@ -221,7 +221,7 @@ pub fn is_broken_stdout_panic(message: &str) -> bool {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let Cli { global, command } = cli;
-    let _ = &global;
+    run::set_detailed_progress(global.verbose > 0);
     match command {
         Command::Run(args) => run::run(args, global).await,
         Command::Runs(args) => runs::run(args, global).await,

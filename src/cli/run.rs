@@ -58,7 +58,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "ID")]
     pub incident: Option<String>,
 
-    /// Resume an interrupted run from its journal (skips what is verifiably done).
+    /// Resume an interrupted run from its journal (skips what is verifiably done): its id, a
+    /// unique prefix, or `last`.
     #[arg(long, value_name = "RUN", conflicts_with_all = ["playbook", "params", "dry_run"])]
     pub resume: Option<String>,
 
@@ -71,7 +72,9 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let settings = Settings::load(&args.config, &global)?;
     let plan = match &args.resume {
         Some(run_id) => {
-            engine::load_plan(&settings.state_dir, run_id).map_err(|e| with_exit(Exit::Usage, e))?
+            let run_id = super::runs::resolve_run_id(&settings.state_dir, run_id)?;
+            engine::load_plan(&settings.state_dir, &run_id)
+                .map_err(|e| with_exit(Exit::Usage, e))?
         }
         None => {
             let source = args.playbook.as_deref().unwrap_or_default();
@@ -89,7 +92,7 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     ensure_incident(&settings, args.incident.as_deref(), args.dry_run)?;
     let mut opts = settings.run_options(&namespace);
     opts.incident = args.incident.clone();
-    opts.resume = args.resume.clone();
+    opts.resume = args.resume.is_some().then(|| plan.run_id.clone());
     let engine =
         Engine::new(client, settings.http.clone()).with_step_contexts(global.kubeconfig.clone());
 
@@ -701,8 +704,22 @@ pub async fn run_with_progress(
     Ok(result?)
 }
 
+/// Whether progress shows every mutation (`-v`) or a summary: a 33-node fail-out is a bar
+/// with counts and the current wave, not a thousand lines. Set once by [`super::run`].
+static DETAIL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Chooses detailed progress (every mutation, its inverse and diff; each applied write).
+pub fn set_detailed_progress(detailed: bool) {
+    DETAIL.store(detailed, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn detailed_progress() -> bool {
+    DETAIL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
     let fancy = std::io::stderr().is_terminal();
+    let detail = detailed_progress();
     let mut bar: Option<ProgressBar> = None;
     let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner());
@@ -714,6 +731,10 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
         Some(b) => b.println(text),
         None => errln!("{text}"),
     };
+    // Without a terminal and without -v: the last count printed per step (a line per tenth
+    // of the total, not per pod), and the writes applied per step.
+    let mut last_count: Option<(String, u64)> = None;
+    let mut applied: BTreeMap<String, usize> = BTreeMap::new();
     while let Some(event) = rx.recv().await {
         match event {
             EngineEvent::RunStarted {
@@ -755,8 +776,17 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
                 if !repeated {
                     line(&bar, format!("  {}", indent_continuation(&summary, "  ")));
                 }
-                for m in &mutations {
-                    line(&bar, render_mutation(m, "    "));
+                if detail {
+                    for m in &mutations {
+                        line(&bar, render_mutation(m, "    "));
+                    }
+                } else if mutations.len() > 1 {
+                    line(
+                        &bar,
+                        format!("    {} write(s) (-v lists them)", mutations.len()),
+                    );
+                } else if let Some(m) = mutations.first().filter(|_| repeated) {
+                    line(&bar, format!("  {} ({})", m.description, m.target));
                 }
             }
             EngineEvent::Prepared { notes } => {
@@ -764,8 +794,11 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
                     line(&bar, format!("  {note}"));
                 }
             }
-            EngineEvent::MutationApplied { description, .. } => {
-                line(&bar, format!("  applied: {description}"));
+            EngineEvent::MutationApplied { step, description } => {
+                *applied.entry(step).or_default() += 1;
+                if detail {
+                    line(&bar, format!("  applied: {description}"));
+                }
             }
             EngineEvent::Progress {
                 step,
@@ -796,7 +829,17 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
                     b.set_message(what);
                     bar = Some(b);
                 } else {
-                    errln!("{}", progress_line(&step, &what, done, total));
+                    let printed = match &last_count {
+                        Some((s, last)) if *s == step => Some(*last),
+                        _ => None,
+                    };
+                    let due = detail
+                        || done >= total
+                        || printed.is_none_or(|last| done.saturating_sub(last) * 10 >= total);
+                    if due && printed != Some(done) {
+                        errln!("{}", progress_line(&step, &what, done, total));
+                        last_count = Some((step, done));
+                    }
                 }
             }
             EngineEvent::Approved {
@@ -806,14 +849,19 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
                 let text = format!("  {step}: verifying (up to {}s)", timeout.as_secs());
                 match &bar {
                     Some(b) => b.set_message(text),
-                    None => errln!("{text}"),
+                    None if detail => errln!("{text}"),
+                    None => {}
                 }
             }
             EngineEvent::StepFinished { step, result } => {
                 if let Some(b) = bar.take() {
                     b.finish_and_clear();
                 }
-                errln!("  {step}: {}", describe_result(&result));
+                let writes = applied
+                    .get(&step)
+                    .map(|n| format!(" ({n} write(s) applied)"))
+                    .unwrap_or_default();
+                errln!("  {step}: {}{writes}", describe_result(&result));
             }
             EngineEvent::Warning { message } => line(&bar, format!("  warning: {message}")),
             EngineEvent::Finished { .. } => {
