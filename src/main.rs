@@ -2,13 +2,19 @@
 //! exit code. Everything else lives in the library.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+use clap::FromArgMatches as _;
 use ripcord::cli::{self, Cli, Exit};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
-    let cli = Cli::parse();
+    // Installed as `kubectl-ripcord`, kubectl runs it as `kubectl ripcord …`: usage and help
+    // say so.
+    let matches = cli::completion::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     // The daemon and the simulated cluster log warnings; a command run by a person reports
     // what went wrong itself, so its log speaks only for errors (each warning once) until -v.
     let service = matches!(cli.command, cli::Command::Daemon(_) | cli::Command::Sim(_));

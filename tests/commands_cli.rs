@@ -969,3 +969,90 @@ async fn issue16_restart_warms_up_through_the_api_server_and_runs_are_listed() {
     let out = env.ripcord(&["runs", "show", "r-1999"]).await;
     assert_eq!(out.status.code(), Some(2), "unknown run: {}", text(&out));
 }
+
+/// kubectl binaries to try the plugin with: the one on PATH and kubectl 1.34 from `.tools`.
+fn kubectls() -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("kubectl"))
+        .filter(|p| p.is_file())
+        .take(1)
+        .collect();
+    let v34 = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/kubectl-v34/kubectl");
+    if v34.is_file() {
+        found.push(v34);
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_kubectl_plugin_completions_and_man_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("kubectl-ripcord");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ripcord"), &plugin).expect("symlink");
+    let path = std::env::join_paths(
+        std::iter::once(dir.path().to_path_buf()).chain(
+            std::env::var_os("PATH")
+                .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        ),
+    )
+    .expect("PATH");
+    let kubectls = kubectls();
+    assert!(!kubectls.is_empty(), "no kubectl found");
+    for kubectl in kubectls {
+        let run = |args: &[&str]| {
+            std::process::Command::new(&kubectl)
+                .args(args)
+                .env("PATH", &path)
+                .env("KUBECONFIG", dir.path().join("none"))
+                .output()
+                .expect("kubectl runs")
+        };
+        let listed = run(&["plugin", "list"]);
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        assert!(
+            listed.contains("kubectl-ripcord"),
+            "{kubectl:?} plugin list: {listed}"
+        );
+        let version = run(&["ripcord", "--version"]);
+        assert!(version.status.success(), "{kubectl:?}: {version:?}");
+        assert!(
+            String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")),
+            "{version:?}"
+        );
+        let help = run(&["ripcord", "rollback", "--help"]);
+        let help = String::from_utf8_lossy(&help.stdout);
+        assert!(
+            help.contains("Usage: kubectl ripcord rollback"),
+            "{kubectl:?}: usage names the plugin: {help}"
+        );
+    }
+
+    // Completions and the man page come from the clap definitions.
+    for (shell, marker) in [
+        ("bash", "_ripcord()"),
+        ("zsh", "#compdef ripcord"),
+        ("fish", "complete -c ripcord"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
+            .args(["completion", shell])
+            .output()
+            .expect("runs");
+        assert!(out.status.success());
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("failout"), "{shell} knows the subcommands");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
+        .arg("man")
+        .output()
+        .expect("runs");
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH ripcord"),
+        "{page}"
+    );
+    assert!(page.contains("failout"), "{page}");
+}

@@ -44,6 +44,7 @@ macro_rules! err {
 
 pub mod approve;
 pub mod cleanup;
+pub mod completion;
 pub mod daemon;
 pub mod demo;
 pub mod exit;
@@ -186,6 +187,10 @@ pub enum Command {
     Incident(incident::IncidentArgs),
     /// The run or incident report (Markdown or self-contained HTML).
     Report(report::ReportArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completion(completion::CompletionArgs),
+    /// Print the manual page (roff), or write one page per subcommand with --dir.
+    Man(completion::ManArgs),
 }
 
 /// Writes to stdout. A closed pipe (the reader, e.g. `head`, has gone) ends the process
@@ -243,6 +248,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Verify(args) => verify::run(args, global).await,
         Command::Incident(args) => incident::run(args, global).await,
         Command::Report(args) => report::run(args, global).await,
+        Command::Completion(args) => completion::completion(args, global),
+        Command::Man(args) => completion::man(args, global),
     }
 }
 
