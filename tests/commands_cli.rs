@@ -1056,3 +1056,85 @@ async fn issue16_kubectl_plugin_completions_and_man_page() {
     );
     assert!(page.contains("failout"), "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_incident_times_handoffs_notes_and_actions_reach_the_report() {
+    let env = Env::start("three-zones.yaml").await;
+    wait_until("web ready", || all_ready(&env.sim, "shop", "web", 6)).await;
+    let ok = |out: &Output| assert_eq!(out.status.code(), Some(0), "{}", text(out));
+
+    ok(&env
+        .ripcord(&[
+            "incident",
+            "open",
+            "INC-30",
+            "--severity",
+            "SEV2",
+            "--impact-start",
+            "30m",
+            "--detected",
+            "20m",
+        ])
+        .await);
+    ok(&env
+        .ripcord(&[
+            "failout",
+            "zone/zone-a",
+            "-n",
+            "shop",
+            "--incident",
+            "INC-30",
+            "--yes",
+        ])
+        .await);
+    ok(&env
+        .ripcord(&["incident", "note", "INC-30", "error rate back to normal"])
+        .await);
+    ok(&env
+        .ripcord(&[
+            "incident",
+            "action",
+            "add",
+            "INC-30",
+            "alert on zone health",
+            "--owner",
+            "dan",
+        ])
+        .await);
+    ok(&env
+        .ripcord(&["incident", "handoff", "INC-30", "--to", "bob"])
+        .await);
+    let out = env
+        .ripcord(&["incident", "ack", "INC-30", "--as", "carol"])
+        .await;
+    assert_eq!(out.status.code(), Some(4), "not addressed to carol");
+    ok(&env
+        .ripcord(&["incident", "ack", "INC-30", "--as", "bob"])
+        .await);
+
+    let out = env.ripcord(&["incident", "show", "INC-30"]).await;
+    ok(&out);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("owner:       bob"), "{shown}");
+    assert!(shown.contains("time to detect: 600s"), "{shown}");
+
+    let out = env.ripcord(&["report", "--incident", "INC-30"]).await;
+    ok(&out);
+    let report = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "time to detect",
+        "10m",
+        "time to mitigate",
+        "end of the first successful run",
+        "from impact start",
+        "error rate back to normal",
+        "alert on zone health",
+        "acknowledged (took over)",
+        "bob",
+    ] {
+        assert!(
+            report.contains(needle),
+            "{needle:?} in the report: {report}"
+        );
+    }
+}

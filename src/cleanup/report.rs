@@ -669,6 +669,154 @@ fn render_cluster_runs(doc: &mut Doc, input: &ReportInput) {
     }
 }
 
+/// The end of the incident's first successful mitigation run (cleanup runs excluded).
+pub fn first_mitigation(runs: &[RunView]) -> Option<jiff::Timestamp> {
+    runs.iter()
+        .filter(|r| r.outcome == Some(crate::journal::Outcome::Succeeded))
+        .filter(|r| !r.params.contains_key("cleanupOf"))
+        .filter_map(|r| r.finished_at)
+        .min()
+}
+
+/// Times, time to detect/mitigate/resolve, owner and hand-offs, notes and action items.
+fn render_postmortem_times(doc: &mut Doc, incident: &Incident, runs: &[RunView]) {
+    let d = incident.durations(first_mitigation(runs));
+    let time = |t: Option<jiff::Timestamp>| {
+        t.as_ref()
+            .map(format_time)
+            .unwrap_or_else(|| "not recorded".into())
+    };
+    let took = |d: Option<std::time::Duration>, missing: &str| {
+        d.map(format_duration)
+            .unwrap_or_else(|| missing.to_string())
+    };
+    let from = if incident.impact_started_at.is_some() {
+        "from impact start"
+    } else {
+        "from detection (impact start not recorded)"
+    };
+    doc.heading(3, "Times");
+    doc.fields(vec![
+        ("impact started", time(incident.impact_started_at)),
+        (
+            "detected",
+            format!(
+                "{}{}",
+                format_time(&d.detected_at),
+                if incident.detected_at.is_none() {
+                    " (incident opened)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        (
+            "mitigated",
+            format!(
+                "{}{}",
+                time(d.mitigated_at),
+                if d.mitigated_by_run {
+                    " (end of the first successful run)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        ("resolved", time(incident.resolved_at)),
+        (
+            "time to detect",
+            took(
+                d.time_to_detect,
+                "unknown (record the impact start: `ripcord incident update ID --impact-start TIME`)",
+            ),
+        ),
+        (
+            "time to mitigate",
+            format!("{} {from}", took(d.time_to_mitigate, "not mitigated yet")),
+        ),
+        (
+            "time to resolve",
+            format!("{} {from}", took(d.time_to_resolve, "not resolved yet")),
+        ),
+    ]);
+    doc.heading(3, "Ownership");
+    let mut owner = vec![("owner", incident.current_owner().to_string())];
+    if let Some(h) = incident.pending_handoff() {
+        owner.push((
+            "pending hand-off",
+            format!("to {} since {}", h.to, format_time(&h.at)),
+        ));
+    }
+    doc.fields(owner);
+    if !incident.handoffs.is_empty() {
+        let rows = incident
+            .handoffs
+            .iter()
+            .map(|h| {
+                vec![
+                    doc.esc(&h.from),
+                    doc.esc(&h.to),
+                    doc.esc(&format_time(&h.at)),
+                    doc.esc(
+                        &h.acked_at
+                            .as_ref()
+                            .map(format_time)
+                            .unwrap_or_else(|| "not acknowledged".into()),
+                    ),
+                ]
+            })
+            .collect();
+        doc.table(Table {
+            header: vec!["from", "to", "asked", "acknowledged (took over)"],
+            rows,
+        });
+    }
+    if !incident.notes.is_empty() {
+        doc.heading(3, "Notes");
+        let rows = incident
+            .notes
+            .iter()
+            .map(|n| {
+                vec![
+                    doc.esc(&format_time(&n.at)),
+                    doc.esc(&n.by),
+                    doc.esc(&n.text),
+                ]
+            })
+            .collect();
+        doc.table(Table {
+            header: vec!["at", "by", "note"],
+            rows,
+        });
+    }
+    doc.heading(3, "Action items");
+    if incident.action_items.is_empty() {
+        doc.para("None recorded yet (`ripcord incident action add ID TEXT`).");
+    } else {
+        let rows = incident
+            .action_items
+            .iter()
+            .map(|a| {
+                vec![
+                    a.number.to_string(),
+                    doc.esc(&a.text),
+                    doc.esc(a.owner.as_deref().unwrap_or("—")),
+                    doc.esc(
+                        &a.done_at
+                            .as_ref()
+                            .map(|t| format!("done {}", format_time(t)))
+                            .unwrap_or_else(|| "open".into()),
+                    ),
+                ]
+            })
+            .collect();
+        doc.table(Table {
+            header: vec!["#", "action", "owner", "status"],
+            rows,
+        });
+    }
+}
+
 /// Renders the report.
 pub fn render(input: &ReportInput, format: Format) -> String {
     let mut doc = Doc {
@@ -725,6 +873,7 @@ pub fn render(input: &ReportInput, format: Format) -> String {
                 },
             ),
         ]);
+        render_postmortem_times(&mut doc, incident, &input.runs);
     }
 
     for note in &input.notes {

@@ -183,7 +183,7 @@ pub enum Command {
     Cleanup(cleanup::CleanupArgs),
     /// Check that the cluster is clean: touched objects restored, no residue, converged.
     Verify(verify::VerifyArgs),
-    /// Incident book-keeping: open, update, close, show, list.
+    /// Incident book-keeping: open, update, close, show, list, note, action, handoff, ack.
     Incident(incident::IncidentArgs),
     /// The run or incident report (Markdown or self-contained HTML).
     Report(report::ReportArgs),
