@@ -1138,3 +1138,48 @@ async fn issue16_incident_times_handoffs_notes_and_actions_reach_the_report() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_verify_shows_changed_fields_in_full_and_stops_waiting_when_nothing_can_settle() {
+    let env = Env::start("three-zones.yaml").await;
+    wait_until("web ready", || all_ready(&env.sim, "shop", "web", 6)).await;
+    let out = env
+        .ripcord(&[
+            "failout",
+            "zone/zone-a",
+            "-n",
+            "shop",
+            "--route",
+            "shop/web",
+            "--backend",
+            "web-zone-a",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // The zone stays cordoned and its weight 0 until someone fails it back: waiting cannot
+    // help, so `--wait 10m` returns long before its bound.
+    let started = std::time::Instant::now();
+    let out = env
+        .ripcord(&["verify", "--run", "last", "-n", "shop", "--wait", "10m"])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "dirty: {}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "stopped early, not after 10m"
+    );
+    let all = text(&out);
+    assert!(all.contains("cannot clear by itself"), "{all}");
+    // The route's rules in full: "before" and "now" differ where they differ.
+    let rules = all
+        .lines()
+        .find(|l| l.contains("not-restored") && l.contains("rules"))
+        .unwrap_or_else(|| panic!("a not-restored rules finding: {all}"));
+    assert!(
+        rules.contains(r#""name":"web-zone-a","port":80,"weight":0"#)
+            && rules.contains(r#""name":"web-zone-a","port":80,"weight":100"#),
+        "{rules}"
+    );
+    assert!(!rules.contains('…'), "{rules}");
+}
