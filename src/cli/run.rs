@@ -733,7 +733,7 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
     };
     // Without a terminal and without -v: the last count printed per step (a line per tenth
     // of the total, not per pod), and the writes applied per step.
-    let mut last_count: Option<(String, u64)> = None;
+    let mut last_count: Option<(String, String, u64)> = None;
     let mut applied: BTreeMap<String, usize> = BTreeMap::new();
     while let Some(event) = rx.recv().await {
         match event {
@@ -829,8 +829,10 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
                     b.set_message(what);
                     bar = Some(b);
                 } else {
+                    // A new phase (`batch 2 of 4`, another wave) always gets its line; within
+                    // one, a line per tenth of the total and the last.
                     let printed = match &last_count {
-                        Some((s, last)) if *s == step => Some(*last),
+                        Some((s, w, last)) if *s == step && *w == what => Some(*last),
                         _ => None,
                     };
                     let due = detail
@@ -838,7 +840,7 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
                         || printed.is_none_or(|last| done.saturating_sub(last) * 10 >= total);
                     if due && printed != Some(done) {
                         errln!("{}", progress_line(&step, &what, done, total));
-                        last_count = Some((step, done));
+                        last_count = Some((step, what, done));
                     }
                 }
             }
