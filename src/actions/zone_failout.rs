@@ -556,9 +556,13 @@ impl ZoneFailout {
         self.owners.remember(&wave);
         let summary = if wave.mutations.is_empty() {
             format!(
-                "zone {zone} is failed out: {} node(s) cordoned, traffic away, no evictable pod \
-                 left{}",
+                "zone {zone} is failed out: {} node(s) cordoned, {}no evictable pod left{}",
                 drained.len(),
+                if self.args.traffic.is_some() {
+                    "traffic away, "
+                } else {
+                    ""
+                },
                 if wave.skipped.is_empty() {
                     String::new()
                 } else {

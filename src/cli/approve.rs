@@ -103,7 +103,17 @@ pub async fn run(mut args: ApproveArgs, global: GlobalArgs) -> anyhow::Result<Ex
     match record_on_run(&global, namespace, &ack).await {
         Ok(at) => wrote.push(format!("Run {at}")),
         Err(err) if local => errln!("warning: the Run resource was not annotated: {err:#}"),
-        Err(err) if super::exit::classify(&err) == Exit::Usage => return Err(err),
+        Err(err) if super::exit::classify(&err) == Exit::Usage => {
+            return Err(with_exit(
+                Exit::Usage,
+                anyhow::anyhow!(
+                    "there is no run {} here: not in {}, and {err:#} (check the run id with \
+                     `ripcord runs list`, or pass -n NAMESPACE)",
+                    args.run,
+                    state_dir.display()
+                ),
+            ));
+        }
         Err(err) => {
             return Err(with_exit(
                 Exit::Unreachable,
@@ -153,13 +163,7 @@ async fn record_on_run(
         Ok(_) => Ok(format!("{namespace}/{}", ack.run_id)),
         Err(kube::Error::Api(status)) if status.code == 404 => Err(with_exit(
             Exit::Usage,
-            anyhow::anyhow!(
-                "there is no run {} here: no journal in this state directory and no Run \
-                 resource {namespace}/{} in the cluster (check the run id with `ripcord runs \
-                 list`, or pass -n NAMESPACE)",
-                ack.run_id,
-                ack.run_id
-            ),
+            anyhow::anyhow!("the cluster has no Run resource {namespace}/{}", ack.run_id),
         )),
         Err(err) => Err(anyhow::anyhow!(
             "cannot annotate Run {namespace}/{}: {}",

@@ -240,7 +240,7 @@ impl Settings {
                 let path = crate::config::default_path()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "the config file".into());
-                format!("add notify.channels to {path} (or --config FILE); see docs/cli.md")
+                format!("add notify.channels to {path} or pass --config FILE; see docs/cli.md")
             }
         }
     }
