@@ -947,6 +947,7 @@ async fn issue16_restart_warms_up_through_the_api_server_and_runs_are_listed() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("snapshot: "), "{stdout}");
         assert!(stdout.contains("warm-ups: "), "{stdout}");
+        assert_eq!(stdout.matches(" via proxy: 200 (").count(), 12, "{stdout}");
         assert!(
             stdout.contains(&format!("ripcord report {run_id}")),
             "{stdout}"

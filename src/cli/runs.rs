@@ -194,6 +194,30 @@ fn evidence(state_dir: &Path, run_id: &str, entries: &[Entry]) -> String {
     let warmups = dir.join(crate::actions::deployment_restart::WARMUP_LOG);
     if warmups.is_file() {
         out.push_str(&format!("warm-ups: {}\n", warmups.display()));
+        let text = std::fs::read_to_string(&warmups).unwrap_or_default();
+        for call in text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        {
+            let s = |k: &str| call[k].as_str().unwrap_or("?").to_string();
+            let result = match (call["status"].as_u64(), call["error"].as_str()) {
+                (Some(status), _) => status.to_string(),
+                (None, Some(error)) => error.to_string(),
+                (None, None) => "no answer".into(),
+            };
+            out.push_str(&format!(
+                "  {} {} via {}: {result}{} ({} ms)\n",
+                s("at"),
+                s("pod"),
+                s("via"),
+                if call["ok"] == serde_json::Value::Bool(true) {
+                    ""
+                } else {
+                    " FAILED"
+                },
+                call["ms"].as_u64().unwrap_or(0)
+            ));
+        }
     }
     let mut reports: Vec<PathBuf> = std::fs::read_dir(&dir)
         .into_iter()
