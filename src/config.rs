@@ -3,9 +3,11 @@
 //! Looked up at `--config FILE` / `$RIPCORD_CONFIG`, else `$XDG_CONFIG_HOME/ripcord/config.yaml`,
 //! else `~/.config/ripcord/config.yaml`. A missing default file means an empty configuration;
 //! a missing explicit file is an error. Unknown fields are rejected with their line and column.
+//! `docs/cli.md` documents the file for people.
 //!
 //! ```yaml
 //! notify:
+//!   required: false          # true: refuse a run when nobody could be told
 //!   channels:
 //!     - name: incidents
 //!       type: slack
@@ -44,6 +46,11 @@ pub struct NotifyConfig {
     /// Channels, in the playbook's channel syntax.
     #[serde(default)]
     pub channels: Vec<NotifyChannel>,
+    /// Require delivery: a run is refused before its first mutation when its "about to …"
+    /// notification reached nobody, and every `notify` step fails when nobody got its message.
+    /// Default `false`: failed deliveries are reported and journaled, never fatal.
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// `prometheus:` section.

@@ -2,20 +2,32 @@
 //! exit code. Everything else lives in the library.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+use clap::FromArgMatches as _;
 use ripcord::cli::{self, Cli, Exit};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing(cli.global.verbose);
+    quiet_on_closed_stdout();
+    // Installed as `kubectl-ripcord`, kubectl runs it as `kubectl ripcord …`: usage and help
+    // say so.
+    let matches = cli::completion::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    // The daemon and the simulated cluster log warnings; a command run by a person reports
+    // what went wrong itself, so its log speaks only for errors (each warning once) until -v.
+    let service = matches!(cli.command, cli::Command::Daemon(_) | cli::Command::Sim(_));
+    init_tracing(cli.global.verbose, service);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            cli::write_stderr(format_args!(
+                "error: cannot start the async runtime: {err}\n"
+            ));
             return Exit::Failed.into();
         }
     };
@@ -26,16 +38,39 @@ fn main() -> ExitCode {
     match result {
         Ok(exit) => exit.into(),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            cli::write_stderr(format_args!("error: {err:#}\n"));
             cli::exit::classify(&err).into()
         }
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the `-v` level.
-fn init_tracing(verbose: u8) {
+/// `println!` panics when stdout is a closed pipe (`ripcord … | head`); the CLI writes through
+/// `cli::write_stdout`, which exits quietly instead. This hook does the same for any write that
+/// does not (a library's `println!`): exit 0, no panic message. Other panics keep the default
+/// report.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if cli::is_broken_stdout_panic(message) {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the `-v` level (default: warnings for `daemon` and
+/// `sim`, errors for the rest). Colours only on a terminal, and
+/// never with `NO_COLOR` set.
+fn init_tracing(verbose: u8, service: bool) {
     let level = match verbose {
-        0 => "warn",
+        0 if service => "warn",
+        0 => "error",
         1 => "info",
         2 => "debug",
         _ => "trace",
@@ -46,8 +81,12 @@ fn init_tracing(verbose: u8) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("ripcord={level},{others}"))
     });
+    use std::io::IsTerminal as _;
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
 }

@@ -92,6 +92,7 @@ async fn notify_step_reaches_the_receiver_and_a_failing_channel_does_not_fail() 
     );
     let action = actions::build(&Action::Notify(catalog::NotifyMessage {
         message: "rolled back shop/web".into(),
+        required: false,
     }))
     .expect("builds");
     let ctx = offline_context(None, Some(Arc::new(notifier)));

@@ -650,3 +650,538 @@ async fn issue5_a_step_with_a_kubeconfig_context_acts_on_that_cluster() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("nowhere"), "{}", text(&out));
 }
+
+/// Issue 16: `ripcord` with a configuration file (instead of `/dev/null`) and an environment
+/// without `RIPCORD_WHO`/`USER`/`LOGNAME`.
+fn command_with(env: &Env, args: &[&str], config: &Path) -> tokio::process::Command {
+    let mut cmd = env.command(args, &env.state_dir());
+    cmd.env("RIPCORD_CONFIG", config);
+    cmd
+}
+
+async fn ripcord_with(env: &Env, args: &[&str], config: &Path) -> Output {
+    let child = command_with(env, args, config)
+        .spawn()
+        .expect("ripcord runs");
+    finish(args, child).await
+}
+
+fn occurrences(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_failout_says_what_it_does_and_exits_as_documented() {
+    let env = Env::start("three-zones.yaml").await;
+    wait_until("web ready", || all_ready(&env.sim, "shop", "web", 6)).await;
+
+    // An unknown zone is invalid input: exit 2, nothing journaled as a failed run.
+    let out = env
+        .ripcord(&["failout", "zone/nope", "-n", "shop", "--yes"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "unknown zone: {}", text(&out));
+    assert!(text(&out).contains("zones seen: zone-a, zone-b, zone-c"));
+
+    // The dry run lists every phase in the order it runs, with counts: the cordons, the
+    // traffic shift (route, backend, from -> to) and the drain's waves.
+    let out = env
+        .ripcord(&[
+            "failout",
+            "zone/zone-a",
+            "-n",
+            "shop",
+            "--route",
+            "shop/web",
+            "--backend",
+            "web-zone-a",
+            "--dry-run",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let at = |needle: &str| {
+        stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} in the dry run: {stdout}"))
+    };
+    let cordon = at("1. cordon 2 of 2 node(s): zone-a-node-1, zone-a-node-2");
+    let shift = at("2. shift traffic: httproute shop/web backend web-zone-a weight 100 -> 0");
+    let drain = at("3. drain: evict 3 pod(s) in 1 wave(s)");
+    let wave = at("wave 1: 3 pod(s) from zone-a-node-1 (2), zone-a-node-2 (1)");
+    assert!(cordon < shift && shift < drain && drain < wave, "{stdout}");
+
+    // A refusal is said once, with the hint that applies, without log noise or colour codes;
+    // `--incident` for an incident never opened opens it.
+    let out = env
+        .ripcord(&[
+            "failout",
+            "zone/zone-a",
+            "-n",
+            "shop",
+            "--max-percent",
+            "10",
+            "--incident",
+            "INC-16",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(4));
+    let all = text(&out);
+    assert_eq!(
+        occurrences(&all, "over the blast-radius budget"),
+        1,
+        "{all}"
+    );
+    assert_eq!(occurrences(&all, "hint: "), 1, "{all}");
+    assert_eq!(occurrences(&all, "refused: refused"), 0, "{all}");
+    assert!(!all.contains(" WARN ") && !all.contains('\u{1b}'), "{all}");
+    assert!(all.contains("opened incident INC-16"), "{all}");
+    assert!(
+        env.state_dir().join("incidents/INC-16.json").is_file(),
+        "the incident was opened"
+    );
+    assert!(
+        zone_nodes(&env.sim, "zone-a").iter().all(|n| !cordoned(n)),
+        "nothing was cordoned"
+    );
+
+    // `approve` of a run that exists nowhere: a sentence and exit 2, not a debug struct.
+    let out = env
+        .ripcord(&[
+            "approve",
+            "r-20261202-230242-aaaa",
+            "gate",
+            "--as",
+            "alice",
+            "-n",
+            "shop",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("there is no run r-20261202-230242-aaaa"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("Status {") && !all.contains("ApiError"),
+        "{all}"
+    );
+
+    // The operator defaults to the kubeconfig user, never `unknown`.
+    let mut cmd = env.command(&["incident", "open", "INC-17"], &env.state_dir());
+    cmd.env_remove("RIPCORD_WHO")
+        .env_remove("USER")
+        .env_remove("LOGNAME");
+    let out = finish(&["incident", "open"], cmd.spawn().expect("runs")).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("by ripcord-sim"),
+        "the kubeconfig user"
+    );
+
+    // A reader that goes away (`| head`) ends the command quietly, without a panic.
+    let mut child = env
+        .command(&["schema"], &env.state_dir())
+        .spawn()
+        .expect("runs");
+    drop(child.stdout.take());
+    let out = finish(&["schema"], child).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains("panicked"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_notifications_report_each_channel_and_can_be_required() {
+    let env = Env::start("three-zones.yaml").await;
+    wait_until("web ready", || all_ready(&env.sim, "shop", "web", 6)).await;
+    // A channel nobody listens on (port 1 refuses connections).
+    let failing = env.dir.path().join("failing.yaml");
+    std::fs::write(
+        &failing,
+        "notify:\n  channels:\n    - name: ops\n      type: webhook\n      url: http://127.0.0.1:1/hook\n",
+    )
+    .expect("config written");
+    let required = env.dir.path().join("required.yaml");
+    std::fs::write(
+        &required,
+        "notify:\n  required: true\n  channels:\n    - name: ops\n      type: webhook\n      url: http://127.0.0.1:1/hook\n",
+    )
+    .expect("config written");
+
+    // notify.required: nobody could be told, so nothing is changed (exit 4).
+    let out = ripcord_with(
+        &env,
+        &["failout", "zone/zone-b", "-n", "shop", "--yes"],
+        &required,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("nobody was notified"), "{}", text(&out));
+    assert!(
+        zone_nodes(&env.sim, "zone-b").iter().all(|n| !cordoned(n)),
+        "nothing was cordoned"
+    );
+
+    // Without `required`, the run goes on, but says plainly that nobody was told (and not
+    // "notified 1 channel(s)"); the journal has each delivery's outcome.
+    let out = ripcord_with(
+        &env,
+        &["failout", "zone/zone-a", "-n", "shop", "--yes"],
+        &failing,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("notifications: ops failed ("), "{all}");
+    assert!(all.contains("warning: nobody was notified"), "{all}");
+    assert!(!all.contains("notified 1 channel(s)"), "{all}");
+    let runs = journal::list_runs(&env.state_dir()).expect("runs listed");
+    let run = runs
+        .iter()
+        .find(|r| r.outcome == Some(journal::Outcome::Succeeded))
+        .expect("the fail-out's run");
+    let (entries, _) =
+        journal::read(&journal::journal_path(&env.state_dir(), &run.run_id)).expect("journal");
+    let deliveries: Vec<&journal::DeliveryRecord> = entries
+        .iter()
+        .filter_map(|e| match &e.record {
+            journal::Record::Notified { deliveries, .. } => Some(deliveries),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(deliveries.len() >= 2, "start and end notifications");
+    assert!(deliveries.iter().all(|d| !d.ok && d.error.is_some()));
+
+    // A `notify` step with `required: true` fails when nobody got the message.
+    let playbook = env.dir.path().join("tell.yaml");
+    std::fs::write(
+        &playbook,
+        "apiVersion: ripcord.dev/v1alpha1\nkind: Playbook\nmetadata:\n  name: tell\nspec:\n  steps:\n    - name: tell\n      action: notify\n      with:\n        message: hello\n        required: true\n",
+    )
+    .expect("playbook written");
+    let out = env
+        .ripcord(&["run", playbook.to_str().expect("utf-8"), "--yes"])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no notification channel is configured"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_restart_warms_up_through_the_api_server_and_runs_are_listed() {
+    let env = Env::start("restart-12.yaml").await;
+    wait_until("frontend ready", || {
+        all_ready(&env.sim, "shop", "frontend", 12)
+    })
+    .await;
+
+    // The sim's pod IPs are not reachable from here (as from a laptop): the warm-up goes
+    // through the API server's pod proxy, and each call's result is recorded.
+    let out = env
+        .ripcord(&[
+            "restart",
+            "deployment/frontend",
+            "-n",
+            "shop",
+            "--batch",
+            "6",
+            "--warmup",
+            "0s",
+            "--warmup-port",
+            "8080",
+            "--warmup-path",
+            "/warm",
+            "--warmup-via",
+            "proxy",
+            "--incident",
+            "INC-20",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let proxied: Vec<_> = env
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.path.contains(":8080/proxy/warm"))
+        .collect();
+    assert_eq!(proxied.len(), 12, "one warm-up per new pod: {proxied:?}");
+    assert!(proxied.iter().all(|r| r.status == 200), "{proxied:?}");
+    // Without -v the progress is a summary: no per-write lines, no inverses.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("applied: ") && !stderr.contains("inverse: "),
+        "{stderr}"
+    );
+
+    // `runs list` has target, incident, trigger, duration and outcome; filters; JSON.
+    let out = env.ripcord(&["runs", "list"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let header = stdout.lines().next().unwrap_or_default();
+    for column in ["TARGET", "INCIDENT", "TRIGGER", "DURATION", "OUTCOME"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(stdout.contains("deployment/shop/frontend") && stdout.contains("INC-20"));
+    let out = env
+        .ripcord(&["runs", "list", "--failed", "--since", "1h", "-o", "json"])
+        .await;
+    let failed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(failed, json!([]), "no failed runs");
+    let out = env
+        .ripcord(&["runs", "list", "--incident", "INC-20", "-o", "json"])
+        .await;
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let run_id = listed[0]["runId"].as_str().expect("one run").to_string();
+    assert_eq!(listed[0]["trigger"], "cli");
+    assert_eq!(listed[0]["outcome"], "succeeded");
+
+    // `last` and a unique prefix name the run; `runs show` says where the evidence is,
+    // including each warm-up's result.
+    for name in ["last", &run_id[..run_id.len() - 2]] {
+        let out = env.ripcord(&["runs", "show", name]).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("snapshot: "), "{stdout}");
+        assert!(stdout.contains("warm-ups: "), "{stdout}");
+        assert_eq!(stdout.matches(" via proxy: 200 (").count(), 12, "{stdout}");
+        assert!(
+            stdout.contains(&format!("ripcord report {run_id}")),
+            "{stdout}"
+        );
+    }
+    let warmups =
+        std::fs::read_to_string(journal::run_dir(&env.state_dir(), &run_id).join("warmup.jsonl"))
+            .expect("warm-up results recorded");
+    let results: Vec<Value> = warmups
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(results.len(), 12);
+    assert!(
+        results
+            .iter()
+            .all(|r| r["ok"] == true && r["via"] == "proxy" && r["status"] == 200),
+        "{results:?}"
+    );
+    let out = env.ripcord(&["runs", "show", "r-1999"]).await;
+    assert_eq!(out.status.code(), Some(2), "unknown run: {}", text(&out));
+}
+
+/// kubectl binaries to try the plugin with: the one on PATH and kubectl 1.34 from `.tools`.
+fn kubectls() -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("kubectl"))
+        .filter(|p| p.is_file())
+        .take(1)
+        .collect();
+    let v34 = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/kubectl-v34/kubectl");
+    if v34.is_file() {
+        found.push(v34);
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_kubectl_plugin_completions_and_man_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("kubectl-ripcord");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ripcord"), &plugin).expect("symlink");
+    let path = std::env::join_paths(
+        std::iter::once(dir.path().to_path_buf()).chain(
+            std::env::var_os("PATH")
+                .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        ),
+    )
+    .expect("PATH");
+    let kubectls = kubectls();
+    assert!(!kubectls.is_empty(), "no kubectl found");
+    for kubectl in kubectls {
+        let run = |args: &[&str]| {
+            std::process::Command::new(&kubectl)
+                .args(args)
+                .env("PATH", &path)
+                .env("KUBECONFIG", dir.path().join("none"))
+                .output()
+                .expect("kubectl runs")
+        };
+        let listed = run(&["plugin", "list"]);
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        assert!(
+            listed.contains("kubectl-ripcord"),
+            "{kubectl:?} plugin list: {listed}"
+        );
+        let version = run(&["ripcord", "--version"]);
+        assert!(version.status.success(), "{kubectl:?}: {version:?}");
+        assert!(
+            String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")),
+            "{version:?}"
+        );
+        let help = run(&["ripcord", "rollback", "--help"]);
+        let help = String::from_utf8_lossy(&help.stdout);
+        assert!(
+            help.contains("Usage: kubectl ripcord rollback"),
+            "{kubectl:?}: usage names the plugin: {help}"
+        );
+    }
+
+    // Completions and the man page come from the clap definitions.
+    for (shell, marker) in [
+        ("bash", "_ripcord()"),
+        ("zsh", "#compdef ripcord"),
+        ("fish", "complete -c ripcord"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
+            .args(["completion", shell])
+            .output()
+            .expect("runs");
+        assert!(out.status.success());
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("failout"), "{shell} knows the subcommands");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
+        .arg("man")
+        .output()
+        .expect("runs");
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH ripcord"),
+        "{page}"
+    );
+    assert!(page.contains("failout"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_incident_times_handoffs_notes_and_actions_reach_the_report() {
+    let env = Env::start("three-zones.yaml").await;
+    wait_until("web ready", || all_ready(&env.sim, "shop", "web", 6)).await;
+    let ok = |out: &Output| assert_eq!(out.status.code(), Some(0), "{}", text(out));
+
+    ok(&env
+        .ripcord(&[
+            "incident",
+            "open",
+            "INC-30",
+            "--severity",
+            "SEV2",
+            "--impact-start",
+            "30m",
+            "--detected",
+            "20m",
+        ])
+        .await);
+    ok(&env
+        .ripcord(&[
+            "failout",
+            "zone/zone-a",
+            "-n",
+            "shop",
+            "--incident",
+            "INC-30",
+            "--yes",
+        ])
+        .await);
+    ok(&env
+        .ripcord(&["incident", "note", "INC-30", "error rate back to normal"])
+        .await);
+    ok(&env
+        .ripcord(&[
+            "incident",
+            "action",
+            "add",
+            "INC-30",
+            "alert on zone health",
+            "--owner",
+            "dan",
+        ])
+        .await);
+    ok(&env
+        .ripcord(&["incident", "handoff", "INC-30", "--to", "bob"])
+        .await);
+    let out = env
+        .ripcord(&["incident", "ack", "INC-30", "--as", "carol"])
+        .await;
+    assert_eq!(out.status.code(), Some(4), "not addressed to carol");
+    ok(&env
+        .ripcord(&["incident", "ack", "INC-30", "--as", "bob"])
+        .await);
+
+    let out = env.ripcord(&["incident", "show", "INC-30"]).await;
+    ok(&out);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("owner:       bob"), "{shown}");
+    assert!(shown.contains("time to detect: 600s"), "{shown}");
+
+    let out = env.ripcord(&["report", "--incident", "INC-30"]).await;
+    ok(&out);
+    let report = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "time to detect",
+        "10m",
+        "time to mitigate",
+        "end of the first successful run",
+        "from impact start",
+        "error rate back to normal",
+        "alert on zone health",
+        "acknowledged (took over)",
+        "bob",
+    ] {
+        assert!(
+            report.contains(needle),
+            "{needle:?} in the report: {report}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_verify_shows_changed_fields_in_full_and_stops_waiting_when_nothing_can_settle() {
+    let env = Env::start("three-zones.yaml").await;
+    wait_until("web ready", || all_ready(&env.sim, "shop", "web", 6)).await;
+    let out = env
+        .ripcord(&[
+            "failout",
+            "zone/zone-a",
+            "-n",
+            "shop",
+            "--route",
+            "shop/web",
+            "--backend",
+            "web-zone-a",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // The zone stays cordoned and its weight 0 until someone fails it back: waiting cannot
+    // help, so `--wait 10m` returns long before its bound.
+    let started = std::time::Instant::now();
+    let out = env
+        .ripcord(&["verify", "--run", "last", "-n", "shop", "--wait", "10m"])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "dirty: {}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "stopped early, not after 10m"
+    );
+    let all = text(&out);
+    assert!(all.contains("cannot clear by itself"), "{all}");
+    // The route's rules in full: "before" and "now" differ where they differ.
+    let rules = all
+        .lines()
+        .find(|l| l.contains("not-restored") && l.contains("rules"))
+        .unwrap_or_else(|| panic!("a not-restored rules finding: {all}"));
+    assert!(
+        rules.contains(r#""name":"web-zone-a","port":80,"weight":0"#)
+            && rules.contains(r#""name":"web-zone-a","port":80,"weight":100"#),
+        "{rules}"
+    );
+    assert!(!rules.contains('…'), "{rules}");
+}

@@ -19,11 +19,16 @@
 //!    are ever unready because of the restart. Inverse `None`.
 //! 3. `verify` waits (bounded) until the evicted pods are gone and every pod of the Deployment
 //!    is Ready again, then waits `warmup`, then calls `warmupRequest` on every new pod
-//!    (`http://<podIP>:<port><path>`, header `X-Ripcord-Pod: <ns>/<name>`), then evaluates the
-//!    `healthGate`; only then does the next diff start the next batch.
+//!    (header `X-Ripcord-Pod: <ns>/<name>`), then evaluates the `healthGate`; only then does
+//!    the next diff start the next batch.
 //!
-//! The environment variable `RIPCORD_WARMUP_BASE_URL` (e.g. `http://127.0.0.1:8080`, for
-//! tests and for a port-forward from a laptop) replaces `http://<podIP>:<port>` in warm-up URLs.
+//! A warm-up call goes where `warmupRequest.via` says: `direct` to `http://<podIP>:<port><path>`,
+//! `proxy` through the API server's pod proxy (`pods/NAME:PORT/proxy/PATH`, which works from a
+//! laptop outside the pod network), `auto` (the default) directly when a TCP connection to the
+//! pod opens within a second, else through the proxy. Each call's result (pod, route, status,
+//! duration) is appended to `warmup.jsonl` in the run directory. The environment variable
+//! `RIPCORD_WARMUP_BASE_URL` (e.g. `http://127.0.0.1:8080`, for tests and a port-forward)
+//! replaces `http://<podIP>:<port>` for direct calls, and makes `auto` direct.
 //! After a crash, pods of batches finished before it may be warmed a second time (warm-up
 //! endpoints must be idempotent).
 //!
@@ -424,15 +429,9 @@ impl DeploymentRestart {
 /// The warm-up URL of a pod: `http://<podIP>:<port><path>`, or `<base><path>` when
 /// `RIPCORD_WARMUP_BASE_URL` is set.
 fn warmup_url(request: &catalog::WarmupRequest, pod: &Pod) -> Option<String> {
-    let path = if request.path.starts_with('/') {
-        request.path.clone()
-    } else {
-        format!("/{}", request.path)
-    };
-    if let Ok(base) = std::env::var(WARMUP_BASE_URL_ENV)
-        && !base.trim().is_empty()
-    {
-        return Some(format!("{}{path}", base.trim().trim_end_matches('/')));
+    let path = warmup_path(request);
+    if let Some(base) = warmup_base_url() {
+        return Some(format!("{base}{path}"));
     }
     let ip = pods::pod_ip(pod)?;
     let host = if ip.contains(':') {
@@ -443,44 +442,180 @@ fn warmup_url(request: &catalog::WarmupRequest, pod: &Pod) -> Option<String> {
     Some(format!("http://{host}:{}{path}", request.port))
 }
 
+/// `RIPCORD_WARMUP_BASE_URL`, trimmed, if set.
+fn warmup_base_url() -> Option<String> {
+    std::env::var(WARMUP_BASE_URL_ENV)
+        .ok()
+        .map(|b| b.trim().trim_end_matches('/').to_string())
+        .filter(|b| !b.is_empty())
+}
+
+fn warmup_path(request: &catalog::WarmupRequest) -> String {
+    if request.path.starts_with('/') {
+        request.path.clone()
+    } else {
+        format!("/{}", request.path)
+    }
+}
+
+/// How long `via: auto` waits for a TCP connection to the pod before using the API server's
+/// pod proxy instead.
+const DIRECT_PROBE: Duration = Duration::from_secs(1);
+
+/// The file in the run directory where every warm-up call's result is appended (one JSON
+/// line each; `ripcord runs show` lists them).
+pub const WARMUP_LOG: &str = "warmup.jsonl";
+
+/// The route `via` chooses for `pod`: `auto` is the pod IP (or the base URL override) when a
+/// TCP connection opens within [`DIRECT_PROBE`], else the proxy.
+async fn warmup_route(request: &catalog::WarmupRequest, pod: &Pod) -> catalog::WarmupVia {
+    use catalog::WarmupVia;
+    match request.via {
+        WarmupVia::Proxy | WarmupVia::Direct => request.via,
+        WarmupVia::Auto if warmup_base_url().is_some() => WarmupVia::Direct,
+        WarmupVia::Auto => {
+            let Some(ip) = pods::pod_ip(pod) else {
+                return WarmupVia::Proxy;
+            };
+            let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+                return WarmupVia::Proxy;
+            };
+            let addr = std::net::SocketAddr::new(ip, request.port);
+            match tokio::time::timeout(DIRECT_PROBE, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(_)) => WarmupVia::Direct,
+                _ => WarmupVia::Proxy,
+            }
+        }
+    }
+}
+
+/// Appends one warm-up result to the run's [`WARMUP_LOG`] (best effort: the result is also
+/// logged; a full disk must not fail a restart that warmed its pods).
+fn record_warmup(ctx: &ActionContext, entry: &serde_json::Value) {
+    use std::io::Write as _;
+    let Some(state_dir) = &ctx.state_dir else {
+        return;
+    };
+    let dir = crate::journal::run_dir(state_dir, &ctx.run_id);
+    if !dir.is_dir() {
+        return;
+    }
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(WARMUP_LOG))
+        .and_then(|mut f| {
+            writeln!(f, "{entry}")?;
+            f.sync_data()
+        });
+    if let Err(err) = appended {
+        tracing::warn!(run = %ctx.run_id, step = %ctx.step, error = %err, "cannot record the warm-up result");
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 async fn warm_up(
     ctx: &ActionContext,
     request: &catalog::WarmupRequest,
     pod: &Pod,
 ) -> Result<(), ActionError> {
     let who = format!("{}/{}", pods::namespace(pod), pods::name(pod));
-    let url = warmup_url(request, pod).ok_or_else(|| ActionError::Invalid {
-        object: format!("pod/{who}"),
-        reason: "the pod has no IP to warm up".into(),
-    })?;
     let method = reqwest::Method::from_bytes(request.method.trim().to_ascii_uppercase().as_bytes())
         .map_err(|_| ActionError::Invalid {
             object: "warmupRequest".into(),
             reason: format!("{:?} is not an HTTP method", request.method),
         })?;
-    let response = ctx
-        .http
-        .request(method, &url)
-        .header(WARMUP_POD_HEADER, &who)
-        .timeout(request.timeout.0)
-        .send()
-        .await
-        .map_err(|err| ActionError::Http {
-            url: url.clone(),
-            reason: err.without_url().to_string(),
-        })?;
-    let status = response.status().as_u16();
-    tracing::info!(run = %ctx.run_id, step = %ctx.step, pod = %who, status, "pod warmed up");
-    if status != request.expected_status {
-        return Err(ActionError::Http {
-            url,
+    let via = warmup_route(request, pod).await;
+    let started = Instant::now();
+    let (target, answer) = match via {
+        catalog::WarmupVia::Proxy => {
+            let path = warmup_path(request);
+            let target = format!(
+                "pods/{}:{}/proxy{path} (API server)",
+                pods::name(pod),
+                request.port
+            );
+            let headers = [(WARMUP_POD_HEADER, who.clone())];
+            let proxied = Pods::new(ctx.client.clone(), ctx.call_timeout)
+                .proxy(
+                    pods::namespace(pod),
+                    pods::name(pod),
+                    request.port,
+                    &pods::ProxyRequest {
+                        method,
+                        path: &path,
+                        headers: &headers,
+                    },
+                    request.timeout.0,
+                )
+                .await
+                .map_err(|err| error_chain(&err));
+            (target, proxied)
+        }
+        _ => {
+            let url = warmup_url(request, pod).ok_or_else(|| ActionError::Invalid {
+                object: format!("pod/{who}"),
+                reason: "the pod has no IP to warm up (use warmupRequest.via: proxy)".into(),
+            })?;
+            let sent = ctx
+                .http
+                .request(method, &url)
+                .header(WARMUP_POD_HEADER, &who)
+                .timeout(request.timeout.0)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .map_err(|err| err.without_url().to_string());
+            (url, sent)
+        }
+    };
+    let via_name = match via {
+        catalog::WarmupVia::Proxy => "proxy",
+        _ => "direct",
+    };
+    let ok = matches!(&answer, Ok(status) if *status == request.expected_status);
+    record_warmup(
+        ctx,
+        &json!({
+            "at": jiff::Timestamp::now().to_string(),
+            "step": ctx.step,
+            "pod": who,
+            "via": via_name,
+            "target": target,
+            "status": answer.as_ref().ok(),
+            "ok": ok,
+            "error": answer.as_ref().err(),
+            "ms": started.elapsed().as_millis() as u64,
+        }),
+    );
+    match answer {
+        Ok(status) if status == request.expected_status => {
+            tracing::info!(run = %ctx.run_id, step = %ctx.step, pod = %who, via = via_name, status, "pod warmed up");
+            Ok(())
+        }
+        Ok(status) => Err(ActionError::Http {
+            url: target,
             reason: format!(
                 "warm-up of pod {who} answered {status}, expected {}",
                 request.expected_status
             ),
-        });
+        }),
+        Err(reason) => Err(ActionError::Http {
+            url: target,
+            reason: format!("warm-up of pod {who} ({via_name}): {reason}"),
+        }),
     }
-    Ok(())
 }
 
 impl Action for DeploymentRestart {
@@ -546,6 +681,7 @@ mod tests {
             method: "GET".into(),
             expected_status: 200,
             timeout: crate::playbook::Duration::from_secs(1),
+            via: catalog::WarmupVia::Auto,
         };
         // The env override is exercised by the integration tests; here it must be unset.
         if std::env::var(WARMUP_BASE_URL_ENV).is_err() {

@@ -469,7 +469,9 @@ pub fn build(action: &catalog::Action) -> Result<Box<dyn Action>, ActionError> {
             Box::new(gate_prometheus::GatePrometheus::new(condition.clone()))
         }
         A::GateApproval(args) => Box::new(gate_approval::GateApproval::new(args.clone())?),
-        A::Notify(args) => Box::new(notify::Notify::new(args.message.clone())),
+        A::Notify(args) => {
+            Box::new(notify::Notify::new(args.message.clone()).required(args.required))
+        }
         A::NodeCordon(args) => Box::new(node_cordon::NodeCordon::cordon(args.clone())?),
         A::NodeUncordon(args) => Box::new(node_cordon::NodeCordon::uncordon(args.clone())?),
         A::NodeDrain(args) => Box::new(node_drain::NodeDrain::new(args.clone())?),

@@ -503,7 +503,11 @@ pub(crate) async fn next_wave(
 pub(crate) fn wave_summary(wave: &Wave) -> String {
     let mut text = format!(
         "evict {} pod(s) now, {} evictable left in total",
-        wave.mutations.len(),
+        // One mutation per node: count its pods, not the mutations.
+        wave.mutations
+            .iter()
+            .map(|m| pods_of(m).len())
+            .sum::<usize>(),
         wave.remaining
     );
     if wave.blocked > 0 {

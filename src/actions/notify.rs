@@ -1,11 +1,13 @@
 //! `notify`: send a message to the run's notification channels.
 //!
 //! No cluster mutation; the message is sent in `verify` (with no journaled mutation, so a
-//! resumed run may send it again: notifications are at-least-once). A failing channel never
-//! fails the step: deliveries are logged by channel name (never by URL).
+//! resumed run may send it again: notifications are at-least-once). Each channel's outcome
+//! (sent, or failed with the reason) is logged by channel name (never by URL) and shown in the
+//! step's result. A failing channel fails the step only with `required: true`, and then only
+//! when nobody was told: no channel configured, or every delivery failed.
 
 use super::{Action, ActionContext, ActionError, Applied, Diff, Mutation, ObjectRef};
-use crate::notify::{Notification, Phase};
+use crate::notify::{Delivery, Notification, Phase};
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 
@@ -13,19 +15,36 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone)]
 pub struct Notify {
     message: String,
+    required: bool,
 }
 
 // === impl Notify ===
 
 impl Notify {
-    /// Sends `message`.
+    /// Sends `message`; a failed delivery is reported, not fatal.
     pub fn new(message: String) -> Notify {
-        Notify { message }
+        Notify {
+            message,
+            required: false,
+        }
+    }
+
+    /// With `required`, the step fails when no channel received the message.
+    pub fn required(mut self, required: bool) -> Notify {
+        self.required = required;
+        self
     }
 
     async fn send(&self, ctx: &ActionContext) -> Result<(), ActionError> {
         let Some(notifier) = ctx.notifier.as_ref().filter(|n| !n.is_empty()) else {
-            tracing::info!(run = %ctx.run_id, step = %ctx.step, "notify: no channels configured");
+            tracing::warn!(run = %ctx.run_id, step = %ctx.step, "notify: no channels configured");
+            if self.required {
+                return Err(ActionError::VerifyFailed {
+                    reason: "nobody was notified: no notification channel is configured (add \
+                             notify.channels to the config file or the playbook)"
+                        .into(),
+                });
+            }
             return Ok(());
         };
         let notification = Notification {
@@ -36,7 +55,8 @@ impl Notify {
             text: String::new(),
             fields: BTreeMap::from([("step".to_string(), ctx.step.clone())]),
         };
-        for delivery in notifier.send(&notification).await {
+        let deliveries = notifier.send(&notification).await;
+        for delivery in &deliveries {
             if delivery.ok {
                 tracing::info!(run = %ctx.run_id, step = %ctx.step, channel = %delivery.channel, "message sent");
             } else {
@@ -46,8 +66,32 @@ impl Notify {
                 );
             }
         }
+        if self.required && !deliveries.iter().any(|d| d.ok) {
+            return Err(ActionError::VerifyFailed {
+                reason: format!("nobody was notified: {}", describe_deliveries(&deliveries)),
+            });
+        }
         Ok(())
     }
+}
+
+/// Each channel's outcome on one line: `incidents sent, ops failed (HTTP 500)`.
+pub fn describe_deliveries(deliveries: &[Delivery]) -> String {
+    deliveries
+        .iter()
+        .map(|d| {
+            if d.ok {
+                format!("{} sent", d.channel)
+            } else {
+                format!(
+                    "{} failed ({})",
+                    d.channel,
+                    d.error.as_deref().unwrap_or("no reason given")
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Action for Notify {
@@ -66,7 +110,11 @@ impl Action for Notify {
     fn diff<'a>(&'a self, _ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>> {
         Box::pin(async move {
             Ok(Diff {
-                summary: format!("notify: {}", self.message),
+                summary: format!(
+                    "notify{}: {}",
+                    if self.required { " (required)" } else { "" },
+                    self.message
+                ),
                 mutations: Vec::new(),
                 progress: None,
             })

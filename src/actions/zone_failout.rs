@@ -72,6 +72,57 @@ pub struct ZoneFailout {
     in_flight: InFlight,
 }
 
+/// The drain as planned on today's pods, for the plan shown before the first mutation:
+/// `drain: evict N pod(s) in W wave(s) of at most C node(s)`, then one line per wave
+/// (`wave 1: 5 pod(s) from node-1 (3), node-2 (2)`).
+/// DaemonSet and mirror pods stay and are counted apart.
+pub(crate) fn drain_outlook(
+    drained: &BTreeSet<String>,
+    all_pods: &[Pod],
+    nodes_per_wave: usize,
+) -> String {
+    let mut per_node: BTreeMap<&str, usize> = drained.iter().map(|n| (n.as_str(), 0)).collect();
+    let mut staying = 0;
+    for pod in all_pods {
+        let Some(node) = pods::node_name(pod) else {
+            continue;
+        };
+        let Some(count) = per_node.get_mut(node) else {
+            continue;
+        };
+        match pods::drain_skip_reason(pod, true, true) {
+            None => *count += 1,
+            Some("already terminating") => {}
+            Some(_) => staying += 1,
+        }
+    }
+    let busy: Vec<(&str, usize)> = per_node.into_iter().filter(|(_, n)| *n > 0).collect();
+    let total: usize = busy.iter().map(|(_, n)| n).sum();
+    let waves: Vec<String> = busy
+        .chunks(nodes_per_wave.max(1))
+        .enumerate()
+        .map(|(i, wave)| {
+            let pods: usize = wave.iter().map(|(_, n)| n).sum();
+            let nodes: Vec<String> = wave.iter().map(|(n, c)| format!("{n} ({c})")).collect();
+            format!("wave {}: {pods} pod(s) from {}", i + 1, nodes.join(", "))
+        })
+        .collect();
+    let mut text = format!(
+        "drain: evict {total} pod(s) in {} wave(s) of at most {} node(s), respecting \
+         PodDisruptionBudgets",
+        waves.len(),
+        nodes_per_wave.max(1)
+    );
+    if staying > 0 {
+        text.push_str(&format!(" ({staying} DaemonSet/mirror pod(s) stay)"));
+    }
+    for wave in waves {
+        text.push_str("\n   ");
+        text.push_str(&wave);
+    }
+    text
+}
+
 /// What the guards found (for the diff summary).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct GuardReport {
@@ -464,17 +515,38 @@ impl ZoneFailout {
         if !cordons.is_empty() {
             let all_pods = pod_api.list_all().await?;
             let report = self.guard(&all_nodes, &all_pods)?;
+            // The dry run and the confirmation show this phase's mutations; the later phases
+            // (planned on today's state) are listed in the summary, in the order they run.
+            let mut summary = format!(
+                "fail out zone {zone}, in this order:\n1. cordon {} of {} node(s): {} ({} of {} \
+                 cluster nodes; pods to move request {}, {} free elsewhere)",
+                cordons.len(),
+                report.zone_nodes,
+                cordons
+                    .iter()
+                    .map(|m| m.target.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                report.zone_nodes,
+                report.all_nodes,
+                report.need,
+                report.free
+            );
+            let mut phase = 2;
+            for line in self.traffic_outlook(ctx, &zone_nodes).await? {
+                summary.push_str(&format!("\n{phase}. {line}"));
+                phase += 1;
+            }
+            let drained: BTreeSet<String> = zone_nodes
+                .iter()
+                .map(|n| nodes::name(n).to_string())
+                .collect();
+            summary.push_str(&format!(
+                "\n{phase}. {}",
+                drain_outlook(&drained, &all_pods, self.args.drain_concurrency as usize)
+            ));
             return Ok(Diff {
-                summary: format!(
-                    "fail out zone {zone}: cordon {} of {} node(s) ({} of {} cluster nodes; pods \
-                     to move request {}, {} free elsewhere)",
-                    cordons.len(),
-                    report.zone_nodes,
-                    report.zone_nodes,
-                    report.all_nodes,
-                    report.need,
-                    report.free
-                ),
+                summary,
                 mutations: cordons,
                 progress: None,
             });
@@ -500,6 +572,7 @@ impl ZoneFailout {
                 let before = http_routes::annotation(&route, &key)
                     .map(str::to_string)
                     .or_else(|| current.map(|w| w.to_string()));
+                let from = current.map(|w| w.to_string()).unwrap_or_else(|| "?".into());
                 let mutation = route_mutation(
                     &route,
                     &namespace,
@@ -516,7 +589,7 @@ impl ZoneFailout {
                     TRAFFIC_ROUTE_ID.to_string(),
                     format!(
                         "shift zone {zone}'s traffic away: httproute/{namespace}/{} backend {} \
-                         weight to 0",
+                         weight {from} -> 0",
                         backend.name, backend.backend
                     ),
                 )?;
@@ -556,9 +629,13 @@ impl ZoneFailout {
         self.owners.remember(&wave);
         let summary = if wave.mutations.is_empty() {
             format!(
-                "zone {zone} is failed out: {} node(s) cordoned, traffic away, no evictable pod \
-                 left{}",
+                "zone {zone} is failed out: {} node(s) cordoned, {}no evictable pod left{}",
                 drained.len(),
+                if self.args.traffic.is_some() {
+                    "traffic away, "
+                } else {
+                    ""
+                },
                 if wave.skipped.is_empty() {
                     String::new()
                 } else {
@@ -577,6 +654,41 @@ impl ZoneFailout {
             mutations: wave.mutations,
             progress,
         })
+    }
+
+    /// The traffic shifts the later phase will make, one line each (for the plan shown
+    /// before the first mutation): `shift traffic: httproute NS/NAME backend B weight W -> 0`.
+    async fn traffic_outlook(
+        &self,
+        ctx: &ActionContext,
+        zone_nodes: &[&Node],
+    ) -> Result<Vec<String>, ActionError> {
+        let mut lines = Vec::new();
+        let Some(shift) = &self.args.traffic else {
+            lines.push("shift traffic: no route or webhook given, traffic is not shifted".into());
+            return Ok(lines);
+        };
+        if let Some(backend) = &shift.http_route {
+            let namespace = ctx.namespace(backend.namespace.as_deref());
+            let routes = HttpRoutes::new(ctx.client.clone(), ctx.call_timeout);
+            let route = routes.get(&namespace, &backend.name).await?;
+            let from = http_routes::backend_weights(&route)
+                .get(&backend.backend)
+                .map(|w| w.to_string())
+                .unwrap_or_else(|| "(no such backend)".into());
+            lines.push(format!(
+                "shift traffic: httproute {namespace}/{} backend {} weight {from} -> 0",
+                backend.name, backend.backend
+            ));
+        }
+        if shift.webhook.is_some() {
+            lines.push(format!(
+                "shift traffic: tell the traffic webhook zone {} gets 0% ({} node(s) marked)",
+                self.args.zone,
+                zone_nodes.len()
+            ));
+        }
+        Ok(lines)
     }
 
     async fn apply_one(

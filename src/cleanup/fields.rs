@@ -185,20 +185,13 @@ pub fn display_path(path: &[String]) -> String {
     out
 }
 
-/// A value for people: compact JSON, `(absent)` for null.
+/// A value for people: compact JSON in full (a cut would hide where two long values, such as
+/// route rules, differ), `(absent)` for null.
 pub fn display_value(value: &Value) -> String {
     match value {
         Value::Null => "(absent)".to_string(),
         Value::String(s) => s.clone(),
-        other => {
-            let text = other.to_string();
-            if text.chars().count() > 80 {
-                let cut: String = text.chars().take(77).collect();
-                format!("{cut}…")
-            } else {
-                text
-            }
-        }
+        other => other.to_string(),
     }
 }
 

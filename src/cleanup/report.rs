@@ -268,93 +268,140 @@ const COLORS: &[&str] = &[
     "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
 ];
 
-/// The impact graph: one line per metric, the mitigation window shaded (from the first run's
-/// start to the last run's finish).
-pub fn svg_graph(series: &[MetricSeries], window: Option<(f64, f64)>) -> String {
-    let (w, h) = (640.0_f64, 220.0_f64);
-    let (left, right, top, bottom) = (56.0_f64, 16.0_f64, 16.0_f64, 40.0_f64);
+/// A moment marked on the impact graph: a mitigation run starting or finishing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphMark {
+    /// Unix seconds.
+    pub at: f64,
+    /// The label (`r-… started`).
+    pub label: String,
+}
+
+/// The unit of a metric, guessed from its name and query (Prometheus naming conventions):
+/// `_seconds`/latency/duration → `s`, `percent` → `%`, `ratio` → `ratio`, `_bytes` → `B`, a
+/// `rate(`/`irate(` query → `/s`; else none (a count).
+pub fn metric_unit(name: &str, query: &str) -> &'static str {
+    let text = format!("{name} {query}").to_ascii_lowercase();
+    // Durations first: "duration" contains "ratio".
+    if text.contains("_seconds") || text.contains("latency") || text.contains("duration") {
+        "s"
+    } else if text.contains("percent") {
+        "%"
+    } else if text.contains("ratio") {
+        "ratio"
+    } else if text.contains("_bytes") {
+        "B"
+    } else if text.contains("rate(") {
+        "/s"
+    } else {
+        ""
+    }
+}
+
+/// The impact graph: one panel per metric, each with its own value axis labelled with the
+/// metric's unit, on a shared time axis; the mitigation window shaded and every mark (a run's
+/// start and finish) drawn as a labelled vertical line in every panel.
+pub fn svg_graph(
+    series: &[MetricSeries],
+    window: Option<(f64, f64)>,
+    marks: &[GraphMark],
+) -> String {
+    let w = 720.0_f64;
+    let panel_h = 140.0_f64;
+    let (left, right, top, gap, bottom) = (72.0_f64, 16.0_f64, 18.0_f64, 30.0_f64, 28.0_f64);
     let mut t_min = f64::INFINITY;
     let mut t_max = f64::NEG_INFINITY;
-    let mut v_max = 0.0_f64;
-    let mut v_min = 0.0_f64;
     for s in series {
-        for (t, v) in &s.points {
+        for (t, _) in &s.points {
             t_min = t_min.min(*t);
             t_max = t_max.max(*t);
-            v_max = v_max.max(*v);
-            v_min = v_min.min(*v);
         }
     }
     if let Some((a, b)) = window {
         t_min = t_min.min(a);
         t_max = t_max.max(b);
     }
-    if !t_min.is_finite() || !t_max.is_finite() {
+    for m in marks {
+        t_min = t_min.min(m.at);
+        t_max = t_max.max(m.at);
+    }
+    if !t_min.is_finite() || !t_max.is_finite() || series.is_empty() {
         return String::new();
     }
     if t_max <= t_min {
         t_max = t_min + 1.0;
     }
-    if v_max <= v_min {
-        v_max = v_min + 1.0;
-    }
-    v_max *= 1.1;
+    let h = top + series.len() as f64 * (panel_h + gap) + bottom;
     let x = |t: f64| left + (t - t_min) / (t_max - t_min) * (w - left - right);
-    let y = |v: f64| top + (1.0 - (v - v_min) / (v_max - v_min)) * (h - top - bottom);
     let mut out = String::new();
     let _ = write!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="impact metrics">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="impact metrics, one panel per metric">"#
     );
     let _ = write!(
         out,
         r##"<rect x="0" y="0" width="{w}" height="{h}" fill="#ffffff"/>"##
     );
-    if let Some((a, b)) = window {
-        let _ = write!(
-            out,
-            r##"<rect x="{:.1}" y="{top}" width="{:.1}" height="{:.1}" fill="#fff3cd"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="{}" fill="#8a6d3b">mitigation</text>"##,
-            x(a),
-            (x(b) - x(a)).max(1.0),
-            h - top - bottom,
-            if x(a) > w - 90.0 {
-                x(a) - 2.0
-            } else {
-                x(a) + 2.0
-            },
-            top + 10.0,
-            if x(a) > w - 90.0 { "end" } else { "start" }
-        );
-    }
-    // Axes and labels.
-    let _ = write!(
-        out,
-        r##"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#444"/><line x1="{left}" y1="{top}" x2="{left}" y2="{:.1}" stroke="#444"/>"##,
-        h - bottom,
-        w - right,
-        h - bottom,
-        h - bottom
-    );
-    for (value, label_y) in [(v_min, y(v_min)), (v_max / 1.1, y(v_max / 1.1))] {
-        let _ = write!(
-            out,
-            r##"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end" fill="#444">{}</text>"##,
-            left - 4.0,
-            label_y + 3.0,
-            escape_html(&format_value(value))
-        );
-    }
-    for (t, anchor) in [(t_min, "start"), (t_max, "end")] {
-        let _ = write!(
-            out,
-            r##"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="{anchor}" fill="#444">{}</text>"##,
-            x(t),
-            h - bottom + 14.0,
-            escape_html(&format_unix(t))
-        );
-    }
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
+        let unit = metric_unit(&s.name, &s.query);
+        let p_top = top + i as f64 * (panel_h + gap) + 14.0;
+        let p_bottom = p_top + panel_h - 14.0;
+        let mut v_min = 0.0_f64;
+        let mut v_max = 0.0_f64;
+        for (_, v) in &s.points {
+            v_min = v_min.min(*v);
+            v_max = v_max.max(*v);
+        }
+        if v_max <= v_min {
+            v_max = v_min + 1.0;
+        }
+        let v_top = v_max * 1.1;
+        let y = |v: f64| p_top + (1.0 - (v - v_min) / (v_top - v_min)) * (p_bottom - p_top);
+        // Title with the unit.
+        let title = if unit.is_empty() {
+            s.name.clone()
+        } else {
+            format!("{} ({unit})", s.name)
+        };
+        let _ = write!(
+            out,
+            r#"<text x="{left}" y="{:.1}" font-size="12" font-weight="bold" fill="{color}">{}</text>"#,
+            p_top - 4.0,
+            escape_html(&title)
+        );
+        if let Some((a, b)) = window {
+            let _ = write!(
+                out,
+                r##"<rect x="{:.1}" y="{p_top:.1}" width="{:.1}" height="{:.1}" fill="#fff3cd"/>"##,
+                x(a),
+                (x(b) - x(a)).max(1.0),
+                p_bottom - p_top
+            );
+        }
+        // Axes.
+        let _ = write!(
+            out,
+            r##"<line x1="{left}" y1="{p_bottom:.1}" x2="{:.1}" y2="{p_bottom:.1}" stroke="#444"/><line x1="{left}" y1="{p_top:.1}" x2="{left}" y2="{p_bottom:.1}" stroke="#444"/>"##,
+            w - right
+        );
+        for value in [v_min, v_max] {
+            let _ = write!(
+                out,
+                r##"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end" fill="#444">{} {}</text>"##,
+                left - 4.0,
+                y(value) + 3.0,
+                escape_html(&format_value(value)),
+                escape_html(unit)
+            );
+        }
+        for m in marks {
+            let _ = write!(
+                out,
+                r##"<line x1="{0:.1}" y1="{p_top:.1}" x2="{0:.1}" y2="{p_bottom:.1}" stroke="#8a6d3b" stroke-dasharray="3,2"/>"##,
+                x(m.at)
+            );
+        }
         let points: Vec<String> = s
             .points
             .iter()
@@ -365,16 +412,57 @@ pub fn svg_graph(series: &[MetricSeries], window: Option<(f64, f64)>) -> String 
             r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
             points.join(" ")
         );
+    }
+    // The shared time axis, and the marks' labels under it (staggered so they do not overlap).
+    let axis_y = h - bottom;
+    for (t, anchor) in [(t_min, "start"), (t_max, "end")] {
         let _ = write!(
             out,
-            r#"<text x="{:.1}" y="{:.1}" font-size="11" fill="{color}">{}</text>"#,
-            left + 8.0 + 150.0 * (i as f64),
-            h - 6.0,
-            escape_html(&s.name)
+            r##"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="{anchor}" fill="#444">{}</text>"##,
+            x(t),
+            axis_y + 12.0,
+            escape_html(&format_unix(t))
+        );
+    }
+    for (i, m) in marks.iter().enumerate() {
+        let anchor = if x(m.at) > w - 160.0 { "end" } else { "start" };
+        let _ = write!(
+            out,
+            r##"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="{anchor}" fill="#8a6d3b">{}</text>"##,
+            x(m.at),
+            top + 8.0 + (i % 2) as f64 * 9.0,
+            escape_html(&m.label)
         );
     }
     out.push_str("</svg>");
     out
+}
+
+/// The marks of the impact graph: when each run started and finished.
+pub fn run_marks(runs: &[RunView]) -> Vec<GraphMark> {
+    let secs = |t: jiff::Timestamp| t.as_millisecond() as f64 / 1000.0;
+    let mut marks = Vec::new();
+    for run in runs {
+        let kind = if run.params.contains_key("cleanupOf") {
+            "cleanup"
+        } else {
+            "mitigation"
+        };
+        if let Some(at) = run.started_at {
+            marks.push(GraphMark {
+                at: secs(at),
+                label: format!("{kind} {} started", run.playbook),
+            });
+        }
+        if let Some(at) = run.finished_at {
+            marks.push(GraphMark {
+                at: secs(at),
+                label: format!("{kind} {} finished", run.playbook),
+            });
+        }
+    }
+    marks.sort_by(|a, b| a.at.total_cmp(&b.at));
+    marks
 }
 
 fn format_value(v: f64) -> String {
@@ -669,6 +757,154 @@ fn render_cluster_runs(doc: &mut Doc, input: &ReportInput) {
     }
 }
 
+/// The end of the incident's first successful mitigation run (cleanup runs excluded).
+pub fn first_mitigation(runs: &[RunView]) -> Option<jiff::Timestamp> {
+    runs.iter()
+        .filter(|r| r.outcome == Some(crate::journal::Outcome::Succeeded))
+        .filter(|r| !r.params.contains_key("cleanupOf"))
+        .filter_map(|r| r.finished_at)
+        .min()
+}
+
+/// Times, time to detect/mitigate/resolve, owner and hand-offs, notes and action items.
+fn render_postmortem_times(doc: &mut Doc, incident: &Incident, runs: &[RunView]) {
+    let d = incident.durations(first_mitigation(runs));
+    let time = |t: Option<jiff::Timestamp>| {
+        t.as_ref()
+            .map(format_time)
+            .unwrap_or_else(|| "not recorded".into())
+    };
+    let took = |d: Option<std::time::Duration>, missing: &str| {
+        d.map(format_duration)
+            .unwrap_or_else(|| missing.to_string())
+    };
+    let from = if incident.impact_started_at.is_some() {
+        "from impact start"
+    } else {
+        "from detection (impact start not recorded)"
+    };
+    doc.heading(3, "Times");
+    doc.fields(vec![
+        ("impact started", time(incident.impact_started_at)),
+        (
+            "detected",
+            format!(
+                "{}{}",
+                format_time(&d.detected_at),
+                if incident.detected_at.is_none() {
+                    " (incident opened)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        (
+            "mitigated",
+            format!(
+                "{}{}",
+                time(d.mitigated_at),
+                if d.mitigated_by_run {
+                    " (end of the first successful run)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        ("resolved", time(incident.resolved_at)),
+        (
+            "time to detect",
+            took(
+                d.time_to_detect,
+                "unknown (record the impact start: `ripcord incident update ID --impact-start TIME`)",
+            ),
+        ),
+        (
+            "time to mitigate",
+            format!("{} {from}", took(d.time_to_mitigate, "not mitigated yet")),
+        ),
+        (
+            "time to resolve",
+            format!("{} {from}", took(d.time_to_resolve, "not resolved yet")),
+        ),
+    ]);
+    doc.heading(3, "Ownership");
+    let mut owner = vec![("owner", incident.current_owner().to_string())];
+    if let Some(h) = incident.pending_handoff() {
+        owner.push((
+            "pending hand-off",
+            format!("to {} since {}", h.to, format_time(&h.at)),
+        ));
+    }
+    doc.fields(owner);
+    if !incident.handoffs.is_empty() {
+        let rows = incident
+            .handoffs
+            .iter()
+            .map(|h| {
+                vec![
+                    doc.esc(&h.from),
+                    doc.esc(&h.to),
+                    doc.esc(&format_time(&h.at)),
+                    doc.esc(
+                        &h.acked_at
+                            .as_ref()
+                            .map(format_time)
+                            .unwrap_or_else(|| "not acknowledged".into()),
+                    ),
+                ]
+            })
+            .collect();
+        doc.table(Table {
+            header: vec!["from", "to", "asked", "acknowledged (took over)"],
+            rows,
+        });
+    }
+    if !incident.notes.is_empty() {
+        doc.heading(3, "Notes");
+        let rows = incident
+            .notes
+            .iter()
+            .map(|n| {
+                vec![
+                    doc.esc(&format_time(&n.at)),
+                    doc.esc(&n.by),
+                    doc.esc(&n.text),
+                ]
+            })
+            .collect();
+        doc.table(Table {
+            header: vec!["at", "by", "note"],
+            rows,
+        });
+    }
+    doc.heading(3, "Action items");
+    if incident.action_items.is_empty() {
+        doc.para("None recorded yet (`ripcord incident action add ID TEXT`).");
+    } else {
+        let rows = incident
+            .action_items
+            .iter()
+            .map(|a| {
+                vec![
+                    a.number.to_string(),
+                    doc.esc(&a.text),
+                    doc.esc(a.owner.as_deref().unwrap_or("—")),
+                    doc.esc(
+                        &a.done_at
+                            .as_ref()
+                            .map(|t| format!("done {}", format_time(t)))
+                            .unwrap_or_else(|| "open".into()),
+                    ),
+                ]
+            })
+            .collect();
+        doc.table(Table {
+            header: vec!["#", "action", "owner", "status"],
+            rows,
+        });
+    }
+}
+
 /// Renders the report.
 pub fn render(input: &ReportInput, format: Format) -> String {
     let mut doc = Doc {
@@ -725,6 +961,7 @@ pub fn render(input: &ReportInput, format: Format) -> String {
                 },
             ),
         ]);
+        render_postmortem_times(&mut doc, incident, &input.runs);
     }
 
     for note in &input.notes {
@@ -817,7 +1054,11 @@ pub fn render(input: &ReportInput, format: Format) -> String {
             "No impact metrics recorded (configure snapshot.prometheus queries in the playbook).",
         );
     } else {
-        doc.raw(&svg_graph(&input.metrics, mitigation_window(&input.runs)));
+        doc.raw(&svg_graph(
+            &input.metrics,
+            mitigation_window(&input.runs),
+            &run_marks(&input.runs),
+        ));
         let rows = input
             .metrics
             .iter()
@@ -831,6 +1072,7 @@ pub fn render(input: &ReportInput, format: Format) -> String {
                     .fold(f64::NEG_INFINITY, f64::max);
                 vec![
                     doc.esc(&s.name),
+                    doc.esc(metric_unit(&s.name, &s.query)),
                     doc.esc(&s.query),
                     format_value(first),
                     format_value(peak),
@@ -839,7 +1081,7 @@ pub fn render(input: &ReportInput, format: Format) -> String {
             })
             .collect();
         doc.table(Table {
-            header: vec!["metric", "query", "first", "peak", "last"],
+            header: vec!["metric", "unit", "query", "first", "peak", "last"],
             rows,
         });
     }
@@ -1271,6 +1513,45 @@ mod tests {
             md.contains("Note: the cluster's Run resources could not be read"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn issue16_impact_graph_has_a_panel_per_metric_with_units_and_run_marks() {
+        let series = vec![
+            MetricSeries {
+                name: "error_ratio".into(),
+                query: "sum(rate(errors[5m])) / sum(rate(requests[5m]))".into(),
+                points: vec![(100.0, 0.5), (200.0, 0.01)],
+            },
+            MetricSeries {
+                name: "latency_p99".into(),
+                query: "histogram_quantile(0.99, rate(http_request_duration_seconds_bucket[5m]))"
+                    .into(),
+                points: vec![(100.0, 2.0), (200.0, 0.2)],
+            },
+        ];
+        let marks = vec![
+            GraphMark {
+                at: 120.0,
+                label: "mitigation rollback started".into(),
+            },
+            GraphMark {
+                at: 150.0,
+                label: "mitigation rollback finished".into(),
+            },
+        ];
+        let svg = svg_graph(&series, Some((120.0, 150.0)), &marks);
+        assert_eq!(svg.matches("<polyline").count(), 2, "one line per panel");
+        assert!(svg.contains("error_ratio (ratio)") && svg.contains("latency_p99 (s)"));
+        assert!(svg.contains("mitigation rollback started"));
+        assert!(svg.contains("mitigation rollback finished"));
+        // Each panel's axis is its own: both maxima are labelled.
+        assert!(
+            svg.contains("0.500 ratio") && svg.contains("2.000 s"),
+            "{svg}"
+        );
+        assert_eq!(metric_unit("requests", "sum(rate(x[1m]))"), "/s");
+        assert_eq!(metric_unit("pods", "count(kube_pod_info)"), "");
     }
 
     #[test]

@@ -197,8 +197,8 @@ pub async fn verify(
     Ok(report)
 }
 
-/// Verifies until clean or until `wait` has passed (polling every `interval`); returns the
-/// last report.
+/// Verifies until clean, until `wait` has passed, or until nothing left can clear by itself
+/// ([`can_settle`]), polling every `interval`; returns the last report.
 pub async fn verify_until(
     objects: &Objects,
     selection: &Selection,
@@ -209,11 +209,25 @@ pub async fn verify_until(
     let started = Instant::now();
     loop {
         let report = verify(objects, selection, runs).await?;
-        if report.clean || started.elapsed() >= wait {
+        // Waiting only helps while something may still settle by itself.
+        if report.clean || started.elapsed() >= wait || !can_settle(&report) {
             return Ok(report);
         }
         tokio::time::sleep(interval.min(wait.saturating_sub(started.elapsed()))).await;
     }
+}
+
+/// True when some finding may clear by itself with time (a rollout in progress, pods not
+/// Ready yet, a lock lease that will expire, a check that could not be made this time). A
+/// cordoned node, a zero weight, a paused Deployment or a field not restored stays until
+/// someone acts: `verify --wait` stops early on those.
+pub fn can_settle(report: &VerifyReport) -> bool {
+    report.findings.iter().any(|f| {
+        matches!(
+            f.kind.as_str(),
+            "unready-workload" | "rollout-incomplete" | "lock-held" | "unverifiable"
+        )
+    })
 }
 
 /// A touched field, its value before ripcord and the run that first touched it.

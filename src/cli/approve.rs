@@ -12,7 +12,6 @@ use super::{Exit, GlobalArgs};
 use crate::journal::{self, approval};
 use crate::k8s::runs::Run;
 use crate::playbook::catalog::Action;
-use anyhow::Context as _;
 use clap::Args;
 use kube::api::{Api, Patch, PatchParams};
 use std::time::Duration;
@@ -23,7 +22,8 @@ const RUN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `ripcord approve`.
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
-    /// The run id (`r-YYYYMMDD-HHMMSS-xxxxxxxxxxxx`).
+    /// The run: its id (`r-YYYYMMDD-HHMMSS-xxxxxxxxxxxx`), a unique prefix of a local run's id, or
+    /// `last`.
     #[arg(value_name = "RUN")]
     pub run: String,
 
@@ -31,7 +31,7 @@ pub struct ApproveArgs {
     #[arg(value_name = "STEP")]
     pub step: String,
 
-    /// Who acknowledges (default: $RIPCORD_WHO, then $USER).
+    /// Who acknowledges (default: $RIPCORD_WHO, then the kubeconfig user, $USER, the OS user).
     #[arg(long = "as", value_name = "NAME")]
     pub approver: Option<String>,
 
@@ -41,16 +41,20 @@ pub struct ApproveArgs {
 }
 
 /// Runs `ripcord approve`.
-pub async fn run(args: ApproveArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
+pub async fn run(mut args: ApproveArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let usage = |e: anyhow::Error| with_exit(Exit::Usage, e);
+    // A local run may be named by a unique prefix or `last`; any other id may be a run on
+    // another machine, found through its `Run` resource.
+    if let Ok(local) = super::runs::resolve_run_id(&global.state_dir(), &args.run) {
+        args.run = local;
+    }
     journal::validate_run_id(&args.run).map_err(|e| usage(e.into()))?;
     let by = args
         .approver
         .clone()
         .or_else(|| std::env::var("RIPCORD_WHO").ok())
-        .or_else(|| std::env::var("USER").ok())
         .filter(|w| !w.trim().is_empty())
-        .ok_or_else(|| usage(anyhow::anyhow!("who approves? pass --as NAME")))?;
+        .unwrap_or_else(|| super::run::default_operator(&global));
     let state_dir = global.state_dir();
     let local = journal::journal_path(&state_dir, &args.run).is_file();
     let mut namespace = global.namespace.clone();
@@ -98,7 +102,18 @@ pub async fn run(args: ApproveArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
     }
     match record_on_run(&global, namespace, &ack).await {
         Ok(at) => wrote.push(format!("Run {at}")),
-        Err(err) if local => eprintln!("warning: the Run resource was not annotated: {err:#}"),
+        Err(err) if local => errln!("warning: the Run resource was not annotated: {err:#}"),
+        Err(err) if super::exit::classify(&err) == Exit::Usage => {
+            return Err(with_exit(
+                Exit::Usage,
+                anyhow::anyhow!(
+                    "there is no run {} here: not in {}, and {err:#} (check the run id with \
+                     `ripcord runs list`, or pass -n NAMESPACE)",
+                    args.run,
+                    state_dir.display()
+                ),
+            ));
+        }
         Err(err) => {
             return Err(with_exit(
                 Exit::Unreachable,
@@ -111,7 +126,7 @@ pub async fn run(args: ApproveArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
         }
     }
     tracing::info!(run = %args.run, step = %args.step, by = %by, "approval given");
-    println!(
+    outln!(
         "approved step {} of run {} as {by} ({})",
         args.step,
         args.run,
@@ -138,12 +153,22 @@ async fn record_on_run(
         field_manager: Some(crate::actions::FIELD_MANAGER.to_string()),
         ..PatchParams::default()
     };
-    tokio::time::timeout(
+    let answer = tokio::time::timeout(
         RUN_WRITE_TIMEOUT,
         api.patch(&ack.run_id, &params, &Patch::Merge(&patch)),
     )
     .await
-    .map_err(|_| anyhow::anyhow!("no answer within {}s", RUN_WRITE_TIMEOUT.as_secs()))?
-    .with_context(|| format!("cannot annotate Run {namespace}/{}", ack.run_id))?;
-    Ok(format!("{namespace}/{}", ack.run_id))
+    .map_err(|_| anyhow::anyhow!("no answer within {}s", RUN_WRITE_TIMEOUT.as_secs()))?;
+    match answer {
+        Ok(_) => Ok(format!("{namespace}/{}", ack.run_id)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Err(with_exit(
+            Exit::Usage,
+            anyhow::anyhow!("the cluster has no Run resource {namespace}/{}", ack.run_id),
+        )),
+        Err(err) => Err(anyhow::anyhow!(
+            "cannot annotate Run {namespace}/{}: {}",
+            ack.run_id,
+            super::exit::kube_sentence(&err)
+        )),
+    }
 }

@@ -105,19 +105,19 @@ pub async fn run(args: CleanupArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
     }
     if args.dry_run || plan.is_noop() {
         if global.output == Output::Json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "run": null }))?
             );
         } else if plan.is_noop() && damaged > 0 {
-            println!(
+            outln!(
                 "nothing reverted: {}; damaged journals could not be judged (see above)",
                 summary_counts(&plan)
             );
         } else if plan.is_noop() {
-            println!("nothing to revert: {}", summary_counts(&plan));
+            outln!("nothing to revert: {}", summary_counts(&plan));
         } else {
-            println!("dry run: nothing was changed");
+            outln!("dry run: nothing was changed");
         }
         return Ok(damaged_exit(
             damaged,
@@ -141,7 +141,7 @@ pub async fn run(args: CleanupArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
     let engine = Engine::new(client, settings.http.clone());
     let outcome = run_with_progress(&engine, engine_plan, opts).await?;
     if global.output == Output::Json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "run": outcome }))?
         );
@@ -151,7 +151,7 @@ pub async fn run(args: CleanupArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
             Selection::Run(id) => format!("ripcord verify --run {id}"),
             Selection::All => "ripcord verify --cluster".to_string(),
         };
-        println!(
+        outln!(
             "cleanup {}: {} in {:.1}s, run {} ({}); {}; check with `{verify_hint}`",
             outcome.outcome,
             selection,
@@ -181,12 +181,12 @@ fn report_damaged(runs: &[source::RunView]) -> usize {
         };
         count += 1;
         match &run.origin {
-            source::RunOrigin::Cluster { namespace } => eprintln!(
+            source::RunOrigin::Cluster { namespace } => errln!(
                 "error: run {}: {damaged}; its mutations are taken from its Run resource \
                  ({namespace}/{}) instead",
                 run.run_id, run.run_id
             ),
-            source::RunOrigin::Journal { .. } => eprintln!(
+            source::RunOrigin::Journal { .. } => errln!(
                 "error: run {}: {damaged}; the cluster has no Run resource for it, so cleanup \
                  could not judge what it changed: {} mutation(s) recorded before the damage \
                  are listed as UNAVAILABLE, anything after it is unknown",
@@ -223,7 +223,7 @@ fn unavailable_exit(plan: &CleanupPlan, selection: &Selection, exit: Exit) -> Ex
         Selection::Run(id) => format!("ripcord cleanup --run {id}"),
         Selection::All => "ripcord cleanup".to_string(),
     };
-    eprintln!(
+    errln!(
         "cleanup incomplete: {unavailable} mutation(s) could not be checked (UNAVAILABLE above); \
          run `{again}` again once the cause is fixed"
     );

@@ -49,15 +49,15 @@ pub async fn run(args: DemoArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     })
     .await
     .context("cannot start the simulated cluster")?;
-    println!("simulated cluster at {} (scenario: demo)", sim.url());
+    outln!("simulated cluster at {} (scenario: demo)", sim.url());
     if let Err(err) = crate::k8s::runs::install_crd(&sim.client(), Duration::from_secs(5)).await {
-        println!("note: Run mirror unavailable in the sim: {err}");
+        outln!("note: Run mirror unavailable in the sim: {err}");
     }
 
-    println!("\n== 1. a bad release of {NAMESPACE}/{DEPLOYMENT} is rolling out");
+    outln!("\n== 1. a bad release of {NAMESPACE}/{DEPLOYMENT} is rolling out");
     watch_bad_release(&sim, args.quick).await;
 
-    println!("\n== 2. ripcord rollback deployment/{DEPLOYMENT} -n {NAMESPACE} --yes");
+    outln!("\n== 2. ripcord rollback deployment/{DEPLOYMENT} -n {NAMESPACE} --yes");
     let mut params = BTreeMap::new();
     params.insert("name".to_string(), DEPLOYMENT.to_string());
     params.insert("namespace".to_string(), NAMESPACE.to_string());
@@ -70,30 +70,30 @@ pub async fn run(args: DemoArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     opts.handle_signals = true;
     let engine = Engine::new(sim.client(), settings.http.clone());
     let outcome = run_with_progress(&engine, plan, opts).await?;
-    println!(
+    outln!(
         "{}",
         outcome_line(
             &outcome,
             &format!("rollback of deployment {NAMESPACE}/{DEPLOYMENT}")
         )
     );
-    println!("now: {}", deployment_line(&sim));
+    outln!("now: {}", deployment_line(&sim));
 
-    println!("\n== 3. the journal (ripcord runs show {})", outcome.run_id);
+    outln!("\n== 3. the journal (ripcord runs show {})", outcome.run_id);
     if let Some(path) = &outcome.journal {
         let (entries, _) = journal::read(path)?;
-        print!("{}", super::runs::timeline(&entries));
+        out!("{}", super::runs::timeline(&entries));
     }
-    println!("{}", run_resource_line(&sim, &outcome.run_id));
+    outln!("{}", run_resource_line(&sim, &outcome.run_id));
 
-    println!("\n== 4. the snapshot taken before the first mutation");
+    outln!("\n== 4. the snapshot taken before the first mutation");
     let manifest_path = outcome.dir.join("snapshot").join("manifest.json");
     match std::fs::read_to_string(&manifest_path) {
         Ok(text) => print_manifest(&text),
-        Err(err) => println!("no snapshot manifest at {}: {err}", manifest_path.display()),
+        Err(err) => outln!("no snapshot manifest at {}: {err}", manifest_path.display()),
     }
-    println!("\nstate directory: {}", settings.state_dir.display());
-    println!("demo finished in {:.1}s", started.elapsed().as_secs_f64());
+    outln!("\nstate directory: {}", settings.state_dir.display());
+    outln!("demo finished in {:.1}s", started.elapsed().as_secs_f64());
     sim.shutdown().await;
     Ok(super::run::exit_for(outcome.outcome))
 }
@@ -107,7 +107,7 @@ async fn watch_bad_release(sim: &SimCluster, quick: bool) {
     while Instant::now() < deadline {
         let line = deployment_line(sim);
         if line != last {
-            println!("  {line}");
+            outln!("  {line}");
             last = line;
         }
         let deployment = sim
@@ -115,7 +115,7 @@ async fn watch_bad_release(sim: &SimCluster, quick: bool) {
             .get(&kinds::deployments(), Some(NAMESPACE), DEPLOYMENT);
         if let Some(d) = &deployment {
             if progress_deadline_exceeded(d) {
-                println!("  => the rollout is stuck: ProgressDeadlineExceeded");
+                outln!("  => the rollout is stuck: ProgressDeadlineExceeded");
                 break;
             }
             let (_, unready) = pod_counts(sim);
@@ -123,14 +123,14 @@ async fn watch_bad_release(sim: &SimCluster, quick: bool) {
                 unready_seen += 1;
             }
             if quick && unready_seen >= 3 {
-                println!("  => new pods never become ready");
+                outln!("  => new pods never become ready");
                 break;
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let (ready, unready) = pod_counts(sim);
-    println!("  pods: {ready} ready, {unready} not ready");
+    outln!("  pods: {ready} ready, {unready} not ready");
 }
 
 fn progress_deadline_exceeded(d: &Value) -> bool {
@@ -199,7 +199,7 @@ fn pod_counts(sim: &SimCluster) -> (usize, usize) {
 
 fn print_manifest(text: &str) {
     let Ok(manifest) = serde_json::from_str::<Value>(text) else {
-        println!("{text}");
+        outln!("{text}");
         return;
     };
     let captured = manifest
@@ -212,7 +212,7 @@ fn print_manifest(text: &str) {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    println!("{} captured, {} failed", captured.len(), failed.len());
+    outln!("{} captured, {} failed", captured.len(), failed.len());
     for entry in captured.iter().take(40) {
         let field = |k: &str| {
             entry
@@ -221,7 +221,7 @@ fn print_manifest(text: &str) {
                 .unwrap_or("")
                 .to_string()
         };
-        println!(
+        outln!(
             "  {:<22} {:<40} {}",
             field("kind"),
             field("name"),
@@ -229,11 +229,11 @@ fn print_manifest(text: &str) {
         );
     }
     if captured.len() > 40 {
-        println!("  … and {} more", captured.len() - 40);
+        outln!("  … and {} more", captured.len() - 40);
     }
     for f in &failed {
         let field = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        println!("  failed: {}: {}", field("what"), field("error"));
+        outln!("  failed: {}: {}", field("what"), field("error"));
     }
 }
 

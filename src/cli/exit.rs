@@ -91,3 +91,23 @@ pub fn classify(err: &anyhow::Error) -> Exit {
     }
     Exit::Failed
 }
+
+/// A Kubernetes client error as a sentence for people. kube's own `Display` of an API error
+/// appends the Rust debug form of the `Status` (`ApiError: … (Status { … })`); this says what
+/// the API server answered instead.
+pub fn kube_sentence(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) => {
+            let reason = if status.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", status.reason)
+            };
+            format!(
+                "the API server answered {}{reason}: {}",
+                status.code, status.message
+            )
+        }
+        other => other.to_string(),
+    }
+}

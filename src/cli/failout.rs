@@ -2,12 +2,13 @@
 //! [--override-blast-radius] [--drain-concurrency N] [--route NS/NAME --backend B] [--yes]
 //! [--dry-run] [--incident ID]`: the built-in `failout-zone`
 //! playbook through the engine — cordon and mark the zone's nodes behind the guards (last
-//! healthy zone, capacity, blast radius), then drain them respecting PodDisruptionBudgets —
+//! healthy zone, capacity, blast radius), shift the zone's traffic away (with `--route`), then
+//! drain them in waves respecting PodDisruptionBudgets —
 //! with the plan shown first, a confirmation (unless `--yes`), progress with eviction counts,
 //! and one final line.
 
 use super::exit::with_exit;
-use super::run::{BuiltinRun, ConfigArgs, run_builtin};
+use super::run::{BuiltinRun, ConfigArgs, RefusalHint, run_builtin};
 use super::{Exit, GlobalArgs};
 use clap::Args;
 use std::collections::BTreeMap;
@@ -41,7 +42,8 @@ pub struct FailoutArgs {
     #[arg(long)]
     pub override_blast_radius: bool,
 
-    /// Shift the zone's traffic away first: the Gateway API HTTPRoute (`NS/NAME` or `NAME`).
+    /// Shift the zone's traffic away (after the cordons, before the drain): the Gateway API
+    /// HTTPRoute (`NS/NAME` or `NAME`).
     #[arg(long, value_name = "NS/NAME", requires = "backend")]
     pub route: Option<String>,
 
@@ -144,11 +146,12 @@ pub async fn run(args: FailoutArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
         dry_run: args.dry_run,
         incident: args.incident.clone(),
         extra_args,
-        refusal_hint: Some(
-            "to go beyond the blast-radius budget, pass --override-blast-radius (or a higher \
-             --max-percent); the last-healthy-zone and capacity guards cannot be overridden"
+        refusal_hint: Some(RefusalHint {
+            when: "blast-radius budget",
+            hint: "to go beyond the blast-radius budget, pass --override-blast-radius (or a \
+                   higher --max-percent / --max-nodes)"
                 .into(),
-        ),
+        }),
     };
     run_builtin(run, &args.config, &global).await
 }

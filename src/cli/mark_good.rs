@@ -77,7 +77,7 @@ pub async fn run(args: MarkGoodArgs, global: GlobalArgs) -> anyhow::Result<Exit>
         Err(err) => return Err(err).with_context(|| format!("cannot mark {object} known-good")),
     };
     match global.output {
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::json!({
                 "deployment": name,
@@ -93,12 +93,12 @@ pub async fn run(args: MarkGoodArgs, global: GlobalArgs) -> anyhow::Result<Exit>
                 .map(|h| format!(" (template {h})"))
                 .unwrap_or_default();
             if mark.changed {
-                println!(
+                outln!(
                     "marked {object} revision {}{hash} known-good",
                     mark.revision
                 );
             } else {
-                println!(
+                outln!(
                     "{object} revision {}{hash} was already marked known-good",
                     mark.revision
                 );

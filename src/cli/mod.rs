@@ -2,9 +2,49 @@
 //!
 //! Each subcommand lives in its own file with an `Args` struct and an async `run` function;
 //! this file only wires them together. No remediation logic lives here.
+//!
+//! Output goes through [`outln!`]/[`out!`] (stdout) and [`errln!`]/[`err!`] (stderr) rather
+//! than `println!`: `ripcord runs list | head -1` closes stdout early, and `println!` panics on
+//! the broken pipe. A closed stdout ends the process quietly (exit 0, like `grep` and `rg`); a
+//! closed stderr is ignored.
+
+/// `println!` for stdout that exits quietly on a closed pipe.
+macro_rules! outln {
+    () => {
+        $crate::cli::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for stdout that exits quietly on a closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that ignores a closed stderr.
+macro_rules! errln {
+    () => {
+        $crate::cli::write_stderr(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_stderr(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `eprint!` that ignores a closed stderr.
+macro_rules! err {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stderr(format_args!($($arg)*))
+    };
+}
 
 pub mod approve;
 pub mod cleanup;
+pub mod completion;
 pub mod daemon;
 #[cfg(feature = "sim")]
 pub mod demo;
@@ -163,16 +203,50 @@ pub enum Command {
     Cleanup(cleanup::CleanupArgs),
     /// Check that the cluster is clean: touched objects restored, no residue, converged.
     Verify(verify::VerifyArgs),
-    /// Incident book-keeping: open, update, close, show, list.
+    /// Incident book-keeping: open, update, close, show, list, note, action, handoff, ack.
     Incident(incident::IncidentArgs),
     /// The run or incident report (Markdown or self-contained HTML).
     Report(report::ReportArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completion(completion::CompletionArgs),
+    /// Print the manual page (roff), or write one page per subcommand with --dir.
+    Man(completion::ManArgs),
+}
+
+/// Writes to stdout. A closed pipe (the reader, e.g. `head`, has gone) ends the process
+/// quietly with exit code 0; any other write error ends it with exit code 1 and one line on
+/// stderr. Either way nothing panics.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout.write_fmt(args).and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            write_stderr(format_args!("error: cannot write to stdout: {e}\n"));
+            std::process::exit(i32::from(Exit::Failed.code()));
+        }
+    }
+}
+
+/// Writes to stderr, ignoring errors (a closed stderr must not stop a mitigation).
+pub fn write_stderr(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
+/// True when a panic message is `println!`'s "failed printing to stdout" on a closed pipe: the
+/// binary's panic hook turns that into a quiet exit, for output that does not go through
+/// [`write_stdout`].
+pub fn is_broken_stdout_panic(message: &str) -> bool {
+    message.contains("failed printing to stdout") && message.contains("Broken pipe")
 }
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let Cli { global, command } = cli;
-    let _ = &global;
+    run::set_detailed_progress(global.verbose > 0);
     match command {
         Command::Run(args) => run::run(args, global).await,
         Command::Runs(args) => runs::run(args, global).await,
@@ -196,6 +270,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Verify(args) => verify::run(args, global).await,
         Command::Incident(args) => incident::run(args, global).await,
         Command::Report(args) => report::run(args, global).await,
+        Command::Completion(args) => completion::completion(args, global),
+        Command::Man(args) => completion::man(args, global),
     }
 }
 

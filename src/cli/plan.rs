@@ -72,7 +72,7 @@ pub async fn run(args: PlanArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let valid = match playbook::load_file(&args.file) {
         Ok(valid) => valid,
         Err(diagnostics) => {
-            eprintln!("{diagnostics}\n");
+            errln!("{diagnostics}\n");
             return Err(with_exit(
                 Exit::Usage,
                 anyhow!("{} is not a valid playbook", args.file),
@@ -95,8 +95,8 @@ pub async fn run(args: PlanArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
         return super::run::live_plan(plan, &global, &args.config).await;
     }
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
-        Output::Text => print!("{}", plan.render_text()),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&plan)?),
+        Output::Text => out!("{}", plan.render_text()),
     }
     Ok(Exit::Ok)
 }

@@ -157,7 +157,7 @@ pub async fn run(args: ReportArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
             Ok(remote) => remote,
             Err(err) => {
                 tracing::warn!(error = %format!("{err:#}"), "cannot read the cluster's Run resources; reporting local journals only");
-                eprintln!("warning: {err:#}; the report covers this machine's journals only");
+                errln!("warning: {err:#}; the report covers this machine's journals only");
                 notes.push(format!(
                     "the cluster's Run resources could not be read ({err:#}); runs of this \
                      incident made on other machines are missing from this report"
@@ -196,9 +196,9 @@ pub async fn run(args: ReportArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
                     source,
                 }
             })?;
-            eprintln!("report written to {}", path.display());
+            errln!("report written to {}", path.display());
         }
-        None => print!("{text}"),
+        None => out!("{text}"),
     }
     Ok(Exit::Ok)
 }

@@ -35,6 +35,12 @@ pub struct RestartArgs {
     #[arg(long, value_name = "PATH", requires = "warmup_port")]
     pub warmup_path: Option<String>,
 
+    /// How warm-up requests reach the pods: `auto` (the pod IP if reachable within 1s, else
+    /// the API server's pod proxy), `proxy` (always the API server: works from a laptop) or
+    /// `direct` (always the pod IP).
+    #[arg(long, value_name = "HOW", default_value = "auto", value_parser = ["auto", "proxy", "direct"], requires = "warmup_port")]
+    pub warmup_via: String,
+
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -80,7 +86,7 @@ pub async fn run(args: RestartArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
         }
         extra_args.insert(
             "warmupRequest".to_string(),
-            serde_json::json!({ "port": port, "path": path }),
+            serde_json::json!({ "port": port, "path": path, "via": args.warmup_via }),
         );
     }
     let mut params = BTreeMap::from([

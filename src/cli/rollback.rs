@@ -5,8 +5,8 @@
 
 use super::exit::with_exit;
 use super::run::{
-    ConfigArgs, Settings, confirm, connected_client, exit_for, outcome_line, plan_playbook,
-    print_dry_run, print_outcome, render_mutation, run_with_progress,
+    ConfigArgs, Settings, confirm, connected_client, outcome_line, plan_playbook, print_dry_run,
+    print_outcome, render_mutation, run_with_progress,
 };
 use super::{Exit, GlobalArgs};
 use crate::engine::Engine;
@@ -89,6 +89,7 @@ pub async fn run(args: RollbackArgs, global: GlobalArgs) -> anyhow::Result<Exit>
         &params,
         &journal::new_run_id(),
     )?);
+    super::run::ensure_incident(&settings, args.incident.as_deref(), args.dry_run)?;
     let mut opts = settings.run_options(&namespace);
     opts.incident = args.incident.clone();
     let engine = Engine::new(client, settings.http.clone());
@@ -100,17 +101,17 @@ pub async fn run(args: RollbackArgs, global: GlobalArgs) -> anyhow::Result<Exit>
         let dry = engine.run(plan.clone(), preview, None).await?;
         if args.dry_run {
             print_dry_run(&dry, global.output)?;
-            return Ok(exit_for(dry.outcome));
+            return Ok(super::run::outcome_exit(&dry));
         }
         if let Some(failed) = dry.reason.as_deref() {
             return Err(with_exit(Exit::Failed, anyhow::anyhow!("{what}: {failed}")));
         }
         let mutations: Vec<_> = dry.steps.iter().flat_map(|s| s.mutations.iter()).collect();
         if mutations.is_empty() {
-            eprintln!("{what}: nothing to change ({})", first_summary(&dry));
+            errln!("{what}: nothing to change ({})", first_summary(&dry));
         } else {
             for m in &mutations {
-                eprintln!("{}", render_mutation(m, ""));
+                errln!("{}", render_mutation(m, ""));
             }
             confirm(&format!("Roll back deployment {namespace}/{name}?"))?;
         }
@@ -118,8 +119,11 @@ pub async fn run(args: RollbackArgs, global: GlobalArgs) -> anyhow::Result<Exit>
 
     opts.handle_signals = true;
     let outcome = run_with_progress(&engine, plan, opts).await?;
+    if let Some(line) = super::run::notification_summary(&outcome, &settings) {
+        errln!("{line}");
+    }
     print_outcome(&outcome, global.output, &outcome_line(&outcome, &what))?;
-    Ok(exit_for(outcome.outcome))
+    Ok(super::run::outcome_exit(&outcome))
 }
 
 fn first_summary(outcome: &crate::engine::RunOutcome) -> String {

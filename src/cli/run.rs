@@ -8,7 +8,6 @@ use crate::engine::{
     self, Engine, EngineEvent, MutationPreview, RunOptions, RunOutcome, StepResult,
 };
 use crate::journal::{self, Outcome};
-use crate::notify::ChannelConfig;
 use crate::plan::{NotifyChannel, Plan};
 use anyhow::Context as _;
 use clap::Args;
@@ -30,7 +29,8 @@ pub struct ConfigArgs {
     #[arg(long, env = "RIPCORD_PROMETHEUS_URL", value_name = "URL")]
     pub prometheus_url: Option<String>,
 
-    /// Who the run is attributed to (default: the config's defaults.who, then $USER).
+    /// Who the run is attributed to (default: the config's defaults.who, then the kubeconfig
+    /// user, then $USER, then the OS user).
     #[arg(long, env = "RIPCORD_WHO", value_name = "NAME")]
     pub who: Option<String>,
 
@@ -74,7 +74,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "ID", value_parser = super::incident_id)]
     pub incident: Option<String>,
 
-    /// Resume an interrupted run from its journal (skips what is verifiably done).
+    /// Resume an interrupted run from its journal (skips what is verifiably done): its id, a
+    /// unique prefix, or `last`.
     #[arg(long, value_name = "RUN", value_parser = super::run_id, conflicts_with_all = ["playbook", "params", "dry_run"])]
     pub resume: Option<String>,
 
@@ -85,13 +86,18 @@ pub struct RunArgs {
 /// Runs `ripcord run`.
 pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let settings = Settings::load(&args.config, &global)?;
+    // `--resume` takes an id, a unique prefix or `last`: resolved once, here.
+    let resume = match &args.resume {
+        Some(name) => Some(super::runs::resolve_run_id(&settings.state_dir, name)?),
+        None => None,
+    };
     // Resuming a run that already succeeded is a no-op, not an error: say so and exit 0.
-    if let Some(run_id) = &args.resume
+    if let Some(run_id) = &resume
         && let Some(at) = succeeded_at(&settings.state_dir, run_id)
     {
         let line = format!("run {run_id} already succeeded (finished {at}); nothing to resume");
         match global.output {
-            Output::Json => println!(
+            Output::Json => outln!(
                 "{}",
                 serde_json::json!({
                     "runId": run_id,
@@ -101,11 +107,11 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
                     "message": line,
                 })
             ),
-            Output::Text => println!("{line}"),
+            Output::Text => outln!("{line}"),
         }
         return Ok(Exit::Ok);
     }
-    let plan = match &args.resume {
+    let plan = match &resume {
         Some(run_id) => {
             let plan = engine::load_plan(&settings.state_dir, run_id)
                 .map_err(|e| with_exit(Exit::Usage, e))?;
@@ -140,9 +146,10 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
         .clone()
         .or_else(|| plan_namespace(&plan))
         .unwrap_or_else(|| client.default_namespace().to_string());
+    ensure_incident(&settings, args.incident.as_deref(), args.dry_run)?;
     let mut opts = settings.run_options(&namespace);
     opts.incident = args.incident.clone();
-    opts.resume = args.resume.clone();
+    opts.resume = args.resume.is_some().then(|| plan.run_id.clone());
     let engine =
         Engine::new(client, settings.http.clone()).with_step_contexts(global.kubeconfig.clone());
 
@@ -150,7 +157,7 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
         opts.dry_run = true;
         let outcome = engine.run(plan, opts, None).await?;
         print_dry_run(&outcome, global.output)?;
-        return Ok(exit_for(outcome.outcome));
+        return Ok(outcome_exit(&outcome));
     }
     if !args.yes && args.resume.is_none() {
         let mut preview = opts.clone();
@@ -163,12 +170,15 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     }
     opts.handle_signals = true;
     let outcome = run_with_progress(&engine, plan, opts).await?;
+    if let Some(line) = notification_summary(&outcome, &settings) {
+        errln!("{line}");
+    }
     print_outcome(
         &outcome,
         global.output,
         &outcome_line(&outcome, &plan_label(&outcome)),
     )?;
-    Ok(exit_for(outcome.outcome))
+    Ok(outcome_exit(&outcome))
 }
 
 /// When the journal of `run_id` ends with a successful `RunFinished`: its time.
@@ -203,7 +213,7 @@ pub async fn live_plan(
         .run(plan, opts, None)
         .await?;
     print_dry_run(&outcome, global.output)?;
-    Ok(exit_for(outcome.outcome))
+    Ok(outcome_exit(&outcome))
 }
 
 /// Everything a run-like command needs from the configuration file and flags.
@@ -216,6 +226,10 @@ pub struct Settings {
     pub prometheus_url: Option<String>,
     /// Notification channels from the configuration file.
     pub notify: Vec<NotifyChannel>,
+    /// `notify.required` of the configuration file.
+    pub notify_required: bool,
+    /// The configuration file in use (for messages), if any.
+    pub config_path: Option<PathBuf>,
     /// Per-call timeout.
     pub call_timeout: Duration,
     /// Outbound HTTP client.
@@ -232,15 +246,8 @@ impl Settings {
         let config =
             crate::config::load(args.config.as_deref()).map_err(|e| with_exit(Exit::Usage, e))?;
         // Configured channels join the plan's (see `with_config_channels`); one that cannot
-        // be resolved is warned about here and journaled by the engine, never fatal.
-        for channel in &config.notify.channels {
-            if let Err(err) = ChannelConfig::resolve(channel) {
-                eprintln!(
-                    "warning: notification channel {} is unusable: {err}",
-                    channel.name
-                );
-            }
-        }
+        // be resolved is journaled by the engine as a failed delivery and shown once in the
+        // run's notification summary — never fatal unless `notify.required`.
         let state_dir = match (&global.state_dir, &config.defaults.state_dir) {
             (None, Some(dir)) => dir.clone(),
             _ => global.state_dir(),
@@ -248,9 +255,14 @@ impl Settings {
         let who = args
             .who
             .clone()
+            .filter(|w| !w.trim().is_empty())
             .or(config.defaults.who.clone())
-            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
-            .unwrap_or_else(|| "unknown".to_string());
+            .unwrap_or_else(|| default_operator(global));
+        let config_path = args
+            .config
+            .clone()
+            .or_else(crate::config::default_path)
+            .filter(|p| p.is_file());
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -263,6 +275,8 @@ impl Settings {
                 .clone()
                 .or(config.prometheus.map(|p| p.url)),
             notify: config.notify.channels.clone(),
+            notify_required: config.notify.required,
+            config_path,
             call_timeout: config
                 .defaults
                 .call_timeout
@@ -276,12 +290,33 @@ impl Settings {
 
     /// The plan with the configured channels joined to its own (a configured channel
     /// replaces a plan channel of the same name, so a resumed plan does not get them twice).
+    /// With `notify.required`, every `notify` step of the plan is required too.
     pub fn with_config_channels(&self, mut plan: Plan) -> Plan {
         for channel in &self.notify {
             plan.notify.retain(|c| c.name != channel.name);
             plan.notify.push(channel.clone());
         }
+        if self.notify_required {
+            for step in &mut plan.steps {
+                if let crate::playbook::catalog::Action::Notify(message) = &mut step.action {
+                    message.required = true;
+                }
+            }
+        }
         plan
+    }
+
+    /// Where notification channels are configured, for "none configured" messages.
+    pub fn config_hint(&self) -> String {
+        match &self.config_path {
+            Some(path) => format!("add notify.channels to {}", path.display()),
+            None => {
+                let path = crate::config::default_path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "the config file".into());
+                format!("add notify.channels to {path} or pass --config FILE; see docs/cli.md")
+            }
+        }
     }
 
     /// Engine options for a CLI run in `namespace`.
@@ -292,8 +327,130 @@ impl Settings {
         opts.lock_namespace = self.lock_namespace.clone();
         opts.call_timeout = self.call_timeout;
         opts.wait_lock = self.wait_lock;
+        opts.notify_required = self.notify_required;
         opts
     }
+}
+
+/// `--incident ID` for an incident never opened: a run opens it (mitigation does not wait for
+/// book-keeping; the incident is filled in later with `ripcord incident update`), a dry run
+/// only says that the real run will. A malformed id is a usage error (exit 2).
+pub fn ensure_incident(settings: &Settings, id: Option<&str>, dry_run: bool) -> anyhow::Result<()> {
+    use crate::cleanup::{CleanupError, incident};
+    let Some(id) = id else {
+        return Ok(());
+    };
+    match incident::load(&settings.state_dir, id) {
+        Ok(_) => Ok(()),
+        Err(CleanupError::IncidentNotFound { .. }) if dry_run => {
+            errln!("note: incident {id} is not open yet; the run will open it");
+            Ok(())
+        }
+        Err(CleanupError::IncidentNotFound { .. }) => {
+            incident::open(
+                &settings.state_dir,
+                id,
+                &settings.who,
+                incident::IncidentChanges::default(),
+            )?;
+            errln!(
+                "opened incident {id} (it was not open); add details with `ripcord incident \
+                 update {id} --severity S --service X --impact TEXT`"
+            );
+            Ok(())
+        }
+        Err(err @ CleanupError::InvalidIncidentId { .. }) => Err(with_exit(Exit::Usage, err)),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Who a run is attributed to when neither `--who` nor the config says: the kubeconfig
+/// context's user (what `kubectl` authenticates as), then `$USER`, then `$LOGNAME`, then the OS
+/// user (`id -un`). Never `unknown` while any of them is known.
+pub fn default_operator(global: &GlobalArgs) -> String {
+    kubeconfig_user(global)
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .filter(|u| !u.trim().is_empty())
+        .or_else(os_user)
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The user of the kubeconfig's selected context (`--context`, else `current-context`).
+fn kubeconfig_user(global: &GlobalArgs) -> Option<String> {
+    let kubeconfig = match &global.kubeconfig {
+        Some(path) => kube::config::Kubeconfig::read_from(path).ok()?,
+        None => kube::config::Kubeconfig::read().ok()?,
+    };
+    let context = global
+        .context
+        .clone()
+        .or_else(|| kubeconfig.current_context.clone())?;
+    kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .user
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// The OS user name, from `id -un` (no libc call: the crate forbids unsafe code).
+fn os_user() -> Option<String> {
+    let out = std::process::Command::new("id").arg("-un").output().ok()?;
+    let name = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !name.is_empty()).then_some(name)
+}
+
+/// The run's notifications summed up from its journal, for the lines after the outcome:
+/// `notifications: 3 sent, 1 failed (ops: HTTP 500)`, a warning when nobody was told, or a
+/// plain statement that no channel is configured. `None` for a dry run or a run that wrote
+/// nothing and sent nothing.
+pub fn notification_summary(outcome: &RunOutcome, settings: &Settings) -> Option<String> {
+    let path = outcome.journal.as_ref()?;
+    let (entries, _) = journal::read(path).ok()?;
+    let mut sent = 0usize;
+    let mut failed: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    let mut any = false;
+    for entry in &entries {
+        if let journal::Record::Notified { deliveries, .. } = &entry.record {
+            any = true;
+            for d in deliveries {
+                if d.ok {
+                    sent += 1;
+                } else {
+                    let slot = failed
+                        .entry(d.channel.clone())
+                        .or_insert_with(|| (0, d.error.clone().unwrap_or_default()));
+                    slot.0 += 1;
+                }
+            }
+        }
+    }
+    if !any {
+        if outcome.mutations_applied == 0 {
+            return None;
+        }
+        return Some(format!(
+            "notifications: none configured, nobody was told ({})",
+            settings.config_hint()
+        ));
+    }
+    let failures: usize = failed.values().map(|(n, _)| n).sum();
+    let detail = failed
+        .iter()
+        .map(|(channel, (n, error))| format!("{channel}: {n}× {error}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(if sent == 0 {
+        format!("warning: nobody was notified: all {failures} deliveries failed ({detail})")
+    } else if failures > 0 {
+        format!("notifications: {sent} sent, {failures} failed ({detail})")
+    } else {
+        format!("notifications: {sent} sent")
+    })
 }
 
 /// A one-command mitigation through a built-in playbook (`failout`, `failback`, `restart`).
@@ -313,12 +470,32 @@ pub struct BuiltinRun {
     pub dry_run: bool,
     /// `--incident`.
     pub incident: Option<String>,
-    /// Printed on stderr when the run is refused (how to override with this command's flags).
-    pub refusal_hint: Option<String>,
+    /// Printed on stderr when the run is refused for a reason it applies to (how to override
+    /// with this command's flags).
+    pub refusal_hint: Option<RefusalHint>,
     /// Action arguments the playbook has no parameter for (an HTTPRoute to shift, a ramp, a
     /// warm-up request), merged into every step's `with` after planning; the journaled plan
     /// carries them, so a resumed run keeps them.
     pub extra_args: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A hint for one kind of refusal: printed only when the refusal's reason contains `when`
+/// (the blast-radius hint is noise under a last-healthy-zone refusal, which nothing overrides).
+#[derive(Debug, Clone)]
+pub struct RefusalHint {
+    /// A phrase of the refusals the hint applies to.
+    pub when: &'static str,
+    /// What to do, in this command's flags.
+    pub hint: String,
+}
+
+impl RefusalHint {
+    /// The hint line for `reason`, if it applies.
+    pub fn for_reason(&self, reason: &str) -> Option<String> {
+        reason
+            .contains(self.when)
+            .then(|| format!("hint: {}", self.hint))
+    }
 }
 
 /// Merges `extra` into the `with` of every step of `plan` (typed again, so a bad value is a
@@ -365,6 +542,7 @@ pub async fn run_builtin(
         .clone()
         .or_else(|| plan_namespace(&plan))
         .unwrap_or_else(|| client.default_namespace().to_string());
+    ensure_incident(&settings, run.incident.as_deref(), run.dry_run)?;
     let mut opts = settings.run_options(&namespace);
     opts.incident = run.incident.clone();
     let engine =
@@ -377,17 +555,17 @@ pub async fn run_builtin(
         let dry = engine.run(plan.clone(), preview, None).await?;
         if run.dry_run {
             print_dry_run(&dry, global.output)?;
-            return Ok(exit_for(dry.outcome));
+            return Ok(outcome_exit(&dry));
         }
         if let Some(failed) = dry.reason.as_deref() {
-            let exit = match exit_for(dry.outcome) {
+            let exit = match outcome_exit(&dry) {
                 Exit::Ok => Exit::Failed,
                 other => other,
             };
             if exit == Exit::Refused
-                && let Some(hint) = &run.refusal_hint
+                && let Some(hint) = run.refusal_hint.as_ref().and_then(|h| h.for_reason(failed))
             {
-                eprintln!("hint: {hint}");
+                errln!("{hint}");
             }
             return Err(with_exit(exit, anyhow::anyhow!("{what}: {failed}")));
         }
@@ -398,15 +576,22 @@ pub async fn run_builtin(
                 .first()
                 .map(|s| s.summary.clone())
                 .unwrap_or_default();
-            eprintln!("{what}: nothing to change ({summary})");
+            errln!("{what}: nothing to change ({summary})");
         } else {
             for step in &dry.steps {
                 if !step.summary.is_empty() {
-                    eprintln!("{}: {}", step.name, step.summary);
+                    errln!(
+                        "{}: {}",
+                        step.name,
+                        indent_continuation(&step.summary, "  ")
+                    );
                 }
-            }
-            for m in &mutations {
-                eprintln!("{}", render_mutation(m, ""));
+                if !step.mutations.is_empty() {
+                    errln!("  {} write(s) now:", step.mutations.len());
+                }
+                for m in &step.mutations {
+                    errln!("{}", render_mutation(m, "    "));
+                }
             }
             confirm(&run.question)?;
         }
@@ -417,16 +602,20 @@ pub async fn run_builtin(
     // A lock's refusal carries its own way out (--wait-lock); the command's hint is about
     // its guards.
     if outcome.outcome == Outcome::Refused
-        && let Some(hint) = &run.refusal_hint
-        && !outcome
-            .reason
-            .as_deref()
-            .is_some_and(|r| r.contains("is locked by run"))
+        && let Some(hint) = run
+            .refusal_hint
+            .as_ref()
+            .zip(outcome.reason.as_deref())
+            .filter(|(_, reason)| !reason.contains("is locked by run"))
+            .and_then(|(h, reason)| h.for_reason(reason))
     {
-        eprintln!("hint: {hint}");
+        errln!("{hint}");
+    }
+    if let Some(line) = notification_summary(&outcome, &settings) {
+        errln!("{line}");
     }
     print_outcome(&outcome, global.output, &outcome_line(&outcome, what))?;
-    Ok(exit_for(outcome.outcome))
+    Ok(outcome_exit(&outcome))
 }
 
 /// Parses `-p key=value` flags.
@@ -532,7 +721,7 @@ pub fn confirm(question: &str) -> anyhow::Result<()> {
             anyhow::anyhow!("not confirmed: no terminal to ask on; pass --yes to proceed"),
         ));
     }
-    eprint!("{question} [y/N] ");
+    err!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin()
@@ -559,6 +748,27 @@ pub fn exit_for(outcome: Outcome) -> Exit {
     }
 }
 
+/// The exit code of a run: [`exit_for`] its outcome, except that a run which failed before
+/// writing anything because its input named nothing real (an unknown zone, a Deployment that is
+/// not there: the `invalid` category) is a usage error, exit 2.
+pub fn outcome_exit(outcome: &RunOutcome) -> Exit {
+    let invalid_input = outcome.outcome == Outcome::Failed
+        && outcome.mutations_applied == 0
+        && outcome.steps.iter().any(
+            |s| matches!(&s.result, StepResult::Failed { category, .. } if category == "invalid"),
+        );
+    if invalid_input {
+        Exit::Usage
+    } else {
+        exit_for(outcome.outcome)
+    }
+}
+
+/// Indents every line after the first by `indent` (multi-line step summaries).
+pub fn indent_continuation(text: &str, indent: &str) -> String {
+    text.replace('\n', &format!("\n{indent}"))
+}
+
 /// Runs the engine while drawing progress on stderr (spinners on a terminal, plain lines
 /// otherwise).
 pub async fn run_with_progress(
@@ -573,8 +783,22 @@ pub async fn run_with_progress(
     Ok(result?)
 }
 
+/// Whether progress shows every mutation (`-v`) or a summary: a 33-node fail-out is a bar
+/// with counts and the current wave, not a thousand lines. Set once by [`super::run`].
+static DETAIL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Chooses detailed progress (every mutation, its inverse and diff; each applied write).
+pub fn set_detailed_progress(detailed: bool) {
+    DETAIL.store(detailed, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn detailed_progress() -> bool {
+    DETAIL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
     let fancy = std::io::stderr().is_terminal();
+    let detail = detailed_progress();
     let mut bar: Option<ProgressBar> = None;
     let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner());
@@ -584,8 +808,12 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     let line = |bar: &Option<ProgressBar>, text: String| match bar {
         Some(b) => b.println(text),
-        None => eprintln!("{text}"),
+        None => errln!("{text}"),
     };
+    // Without a terminal and without -v: the last count printed per step (a line per tenth
+    // of the total, not per pod), and the writes applied per step.
+    let mut last_count: Option<(String, String, u64)> = None;
+    let mut applied: BTreeMap<String, usize> = BTreeMap::new();
     while let Some(event) = rx.recv().await {
         match event {
             EngineEvent::RunStarted {
@@ -617,7 +845,7 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
                     b.set_message(text);
                     bar = Some(b);
                 } else {
-                    eprintln!("{text}");
+                    errln!("{text}");
                 }
             }
             EngineEvent::StepDiff {
@@ -625,10 +853,19 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
             } => {
                 let repeated = mutations.len() == 1 && mutations[0].description == summary;
                 if !repeated {
-                    line(&bar, format!("  {summary}"));
+                    line(&bar, format!("  {}", indent_continuation(&summary, "  ")));
                 }
-                for m in &mutations {
-                    line(&bar, render_mutation(m, "    "));
+                if detail {
+                    for m in &mutations {
+                        line(&bar, render_mutation(m, "    "));
+                    }
+                } else if mutations.len() > 1 {
+                    line(
+                        &bar,
+                        format!("    {} write(s) (-v lists them)", mutations.len()),
+                    );
+                } else if let Some(m) = mutations.first().filter(|_| repeated) {
+                    line(&bar, format!("  {} ({})", m.description, m.target));
                 }
             }
             EngineEvent::Prepared { notes } => {
@@ -636,8 +873,11 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
                     line(&bar, format!("  {note}"));
                 }
             }
-            EngineEvent::MutationApplied { description, .. } => {
-                line(&bar, format!("  applied: {description}"));
+            EngineEvent::MutationApplied { step, description } => {
+                *applied.entry(step).or_default() += 1;
+                if detail {
+                    line(&bar, format!("  applied: {description}"));
+                }
             }
             EngineEvent::Progress {
                 step,
@@ -668,7 +908,19 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
                     b.set_message(what);
                     bar = Some(b);
                 } else {
-                    eprintln!("{}", progress_line(&step, &what, done, total));
+                    // A new phase (`batch 2 of 4`, another wave) always gets its line; within
+                    // one, a line per tenth of the total and the last.
+                    let printed = match &last_count {
+                        Some((s, w, last)) if *s == step && *w == what => Some(*last),
+                        _ => None,
+                    };
+                    let due = detail
+                        || done >= total
+                        || printed.is_none_or(|last| done.saturating_sub(last) * 10 >= total);
+                    if due && printed != Some(done) {
+                        errln!("{}", progress_line(&step, &what, done, total));
+                        last_count = Some((step, what, done));
+                    }
                 }
             }
             EngineEvent::Approved {
@@ -678,14 +930,19 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
                 let text = format!("  {step}: verifying (up to {}s)", timeout.as_secs());
                 match &bar {
                     Some(b) => b.set_message(text),
-                    None => eprintln!("{text}"),
+                    None if detail => errln!("{text}"),
+                    None => {}
                 }
             }
             EngineEvent::StepFinished { step, result } => {
                 if let Some(b) = bar.take() {
                     b.finish_and_clear();
                 }
-                eprintln!("  {step}: {}", describe_result(&result));
+                let writes = applied
+                    .get(&step)
+                    .map(|n| format!(" ({n} write(s) applied)"))
+                    .unwrap_or_default();
+                errln!("  {step}: {}{writes}", describe_result(&result));
             }
             EngineEvent::Warning { message } => line(&bar, format!("  warning: {message}")),
             EngineEvent::Finished { .. } => {
@@ -711,7 +968,13 @@ pub fn describe_result(result: &StepResult) -> String {
         StepResult::Verified => "verified".into(),
         StepResult::AlreadySatisfied => "already satisfied (nothing to do)".into(),
         StepResult::DoneEarlier => "done earlier in this run".into(),
-        StepResult::Failed { error, category } => format!("FAILED ({category}): {error}"),
+        StepResult::Failed { error, category } => {
+            // `refused: refused: …` says it twice.
+            let error = error
+                .strip_prefix(&format!("{category}: "))
+                .unwrap_or(error);
+            format!("FAILED ({category}): {error}")
+        }
         StepResult::WouldApply => "would apply".into(),
         StepResult::NotRun => "not run".into(),
     }
@@ -740,12 +1003,12 @@ pub fn render_mutation(m: &MutationPreview, indent: &str) -> String {
 /// Prints a dry run's report.
 pub fn print_dry_run(outcome: &RunOutcome, output: Output) -> anyhow::Result<()> {
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(outcome)?);
+        outln!("{}", serde_json::to_string_pretty(outcome)?);
         return Ok(());
     }
-    println!("dry run of {} (nothing will be written):", outcome.run_id);
+    outln!("dry run of {} (nothing will be written):", outcome.run_id);
     for (i, step) in outcome.steps.iter().enumerate() {
-        println!(
+        outln!(
             "{}. {} ({}): {}",
             i + 1,
             step.name,
@@ -755,10 +1018,13 @@ pub fn print_dry_run(outcome: &RunOutcome, output: Output) -> anyhow::Result<()>
         // A one-mutation step's summary usually says what its mutation says: print it once.
         let repeated = step.mutations.iter().any(|m| m.description == step.summary);
         if !step.summary.is_empty() && !repeated {
-            println!("   {}", step.summary);
+            outln!("   {}", indent_continuation(&step.summary, "   "));
+        }
+        if step.mutations.len() > 1 {
+            outln!("   {} write(s) now:", step.mutations.len());
         }
         for m in &step.mutations {
-            println!("{}", render_mutation(m, "   "));
+            outln!("{}", render_mutation(m, "   "));
         }
     }
     Ok(())
@@ -769,10 +1035,19 @@ fn plan_label(outcome: &RunOutcome) -> String {
 }
 
 /// The final one-line summary: outcome, duration, run id, journal path.
+///
+/// A reason that a failed step's line already printed (the progress display shows every
+/// step's result) is not repeated: a refusal is printed once.
 pub fn outcome_line(outcome: &RunOutcome, what: &str) -> String {
+    let said = |reason: &str| {
+        outcome.steps.iter().any(|s| {
+            matches!(&s.result, StepResult::Failed { error, .. } if reason.contains(error.as_str()))
+        })
+    };
     let reason = outcome
         .reason
         .as_deref()
+        .filter(|r| outcome.dry_run || !said(r))
         .map(|r| format!(" ({r})"))
         .unwrap_or_default();
     let journal = outcome
@@ -791,8 +1066,8 @@ pub fn outcome_line(outcome: &RunOutcome, what: &str) -> String {
 /// Prints the outcome (the one line, or JSON).
 pub fn print_outcome(outcome: &RunOutcome, output: Output, line: &str) -> anyhow::Result<()> {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(outcome)?),
-        Output::Text => println!("{line}"),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(outcome)?),
+        Output::Text => outln!("{line}"),
     }
     Ok(())
 }

@@ -13,6 +13,6 @@ pub struct SchemaArgs {}
 
 /// Prints the schema on stdout.
 pub async fn run(_args: SchemaArgs, _global: GlobalArgs) -> anyhow::Result<Exit> {
-    print!("{}", crate::playbook::schema::playbook_schema_text());
+    out!("{}", crate::playbook::schema::playbook_schema_text());
     Ok(Exit::Ok)
 }

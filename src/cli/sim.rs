@@ -71,28 +71,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let early = futures::poll!(&mut ctrl_c);
-    println!("simulated cluster serving at {}", sim.url());
-    println!("point kubectl at it with:");
-    println!("  export KUBECONFIG={}", kubeconfig.display());
-    println!("  kubectl get nodes,deployments,pods -A");
-    println!(
+    outln!("simulated cluster serving at {}", sim.url());
+    outln!("point kubectl at it with:");
+    outln!("  export KUBECONFIG={}", kubeconfig.display());
+    outln!("  kubectl get nodes,deployments,pods -A");
+    outln!(
         "fault injection: GET/PUT {}/sim/faults; Prometheus metrics: {}/metrics",
         sim.url(),
         sim.url()
     );
-    println!("press Ctrl-C to stop");
+    outln!("press Ctrl-C to stop");
     let stopped = match early {
         std::task::Poll::Ready(result) => result,
         std::task::Poll::Pending => ctrl_c.await,
     };
-    println!("stopping the simulated cluster");
+    outln!("stopping the simulated cluster");
     let violations = sim.invariants().violations();
     sim.shutdown().await;
     stopped.context("cannot listen for Ctrl-C")?;
     if !violations.is_empty() {
-        println!("{} invariant violation(s) were recorded:", violations.len());
+        outln!("{} invariant violation(s) were recorded:", violations.len());
         for v in &violations {
-            println!("  {:?} {}/{}: {}", v.kind, v.namespace, v.name, v.message);
+            outln!("  {:?} {}/{}: {}", v.kind, v.namespace, v.name, v.message);
         }
     }
     Ok(Exit::Ok)

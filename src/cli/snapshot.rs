@@ -150,15 +150,15 @@ pub async fn run(args: SnapshotArgs, global: GlobalArgs) -> anyhow::Result<Exit>
     let rest = snapshot::capture_rest(&client, &request, &dir, prometheus).await?;
     manifest.merge(&rest);
     match global.output {
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::json!({ "dir": dir.display().to_string(), "manifest": manifest })
         ),
         Output::Text => {
             for failure in &manifest.failed {
-                eprintln!("warning: not captured: {}: {}", failure.what, failure.error);
+                errln!("warning: not captured: {}: {}", failure.what, failure.error);
             }
-            println!(
+            outln!(
                 "captured {} item(s), {} not captured; manifest: {}",
                 manifest.captured.len(),
                 manifest.failed.len(),

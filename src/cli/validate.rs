@@ -39,7 +39,7 @@ pub async fn run(args: ValidateArgs, global: GlobalArgs) -> anyhow::Result<Exit>
             Ok(valid) => {
                 tracing::debug!(file = %file, playbook = %valid.name(), "playbook valid");
                 if global.output == Output::Text {
-                    println!(
+                    outln!(
                         "ok: {file} (playbook `{}`, {} step{})",
                         valid.name(),
                         valid.playbook().spec.steps.len(),
@@ -60,7 +60,7 @@ pub async fn run(args: ValidateArgs, global: GlobalArgs) -> anyhow::Result<Exit>
             }
             Err(diagnostics) => {
                 if global.output == Output::Text {
-                    eprintln!("{diagnostics}\n");
+                    errln!("{diagnostics}\n");
                 }
                 FileReport {
                     file: file.clone(),
@@ -77,10 +77,10 @@ pub async fn run(args: ValidateArgs, global: GlobalArgs) -> anyhow::Result<Exit>
     match global.output {
         Output::Json => {
             let document = serde_json::json!({ "valid": invalid == 0, "files": reports });
-            println!("{}", serde_json::to_string_pretty(&document)?);
+            outln!("{}", serde_json::to_string_pretty(&document)?);
         }
         Output::Text if invalid > 0 => {
-            eprintln!(
+            errln!(
                 "{invalid} of {} playbook file{} invalid",
                 reports.len(),
                 if reports.len() == 1 { "" } else { "s" }

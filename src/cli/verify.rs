@@ -37,7 +37,10 @@ pub struct VerifyArgs {
 /// Runs `ripcord verify`.
 pub async fn run(args: VerifyArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let selection = match (&args.run, &args.incident, args.cluster) {
-        (Some(run), None, false) => Selection::Run(run.clone()),
+        // A local run by unique prefix or `last`; any other id may be a run in the cluster.
+        (Some(run), None, false) => Selection::Run(
+            super::runs::resolve_run_id(&global.state_dir(), run).unwrap_or_else(|_| run.clone()),
+        ),
         (None, Some(id), false) => Selection::Incident(id.clone()),
         (None, None, true) => Selection::All,
         _ => {
@@ -77,8 +80,14 @@ pub async fn run(args: VerifyArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     .await
     .map_err(unreadable)?;
     verify::save(&settings.state_dir, &selection, &report)?;
+    if !report.clean && !args.wait.0.is_zero() && !verify::can_settle(&report) {
+        errln!(
+            "stopped waiting: what is left cannot clear by itself (run `ripcord cleanup`, or fix \
+             it by hand)"
+        );
+    }
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
         Output::Text => print!("{}", render(&report)),
     }
     Ok(if report.clean { Exit::Ok } else { Exit::Failed })

@@ -77,6 +77,11 @@ impl DaemonMetrics {
             runs.clone(),
         );
         registry.register(
+            "notifications",
+            "Notification deliveries, by channel and outcome (sent, failed)",
+            crate::notify::delivery_counter().clone(),
+        );
+        registry.register(
             "step_duration_seconds",
             "Duration of run steps, by playbook, action and result",
             step_duration.clone(),

@@ -674,6 +674,7 @@ impl RunManager {
             state_dir: self.inner.defaults.state_dir.clone(),
             prometheus_url: self.inner.defaults.prometheus_url.clone(),
             notify: self.inner.defaults.notify.clone(),
+            notify_required: false,
             namespace: None,
             lock_namespace: self.inner.defaults.lock_namespace.clone(),
             seal: self.inner.defaults.seal.clone(),

@@ -268,7 +268,7 @@ impl GateState {
             "about to {what}, run {}, by {}{incident}",
             plan.run_id, opts.who
         );
-        if let Some(record) = self
+        let record = self
             .notify(
                 plan,
                 &opts.who,
@@ -277,21 +277,34 @@ impl GateState {
                 text,
                 Some(&first.target),
             )
-            .await
-        {
+            .await;
+        let told = matches!(&record, Some(Record::Notified { deliveries, .. })
+            if deliveries.iter().any(|d| d.ok));
+        if record.is_none() {
+            notes.push("notifications: no channel configured, nobody was told".into());
+        }
+        if let Some(record) = record {
             if let Record::Notified { deliveries, .. } = &record {
-                notes.push(format!("notified {} channel(s)", deliveries.len()));
-                for d in deliveries.iter().filter(|d| !d.ok) {
-                    events.send(EngineEvent::Warning {
-                        message: format!(
-                            "notification to {} failed: {}",
-                            d.channel,
-                            d.error.as_deref().unwrap_or("unknown error")
-                        ),
-                    });
-                }
+                // One line per run start with each channel's outcome (a failed channel is not
+                // repeated as a warning: the CLI sums up every delivery at the end).
+                notes.push(format!(
+                    "notifications: {}",
+                    describe_deliveries(deliveries)
+                ));
             }
             journal.append(record)?;
+        }
+        if opts.notify_required && !told {
+            let reason = "notify.required is set and nobody was notified (no channel configured, \
+                          or every delivery failed); nothing was changed"
+                .to_string();
+            journal.append(Record::GuardTripped {
+                guard: "notify.required".into(),
+                kind: "notify".into(),
+                value: None,
+                reason: reason.clone(),
+            })?;
+            return Ok(Some(reason));
         }
 
         // 4. The snapshot: the targets now, the rest concurrently.
@@ -536,6 +549,19 @@ fn phase_name(phase: &Phase) -> &'static str {
         Phase::Finished => "finished",
         Phase::Approval => "approval",
     }
+}
+
+/// Each channel's outcome: `incidents sent, ops failed (HTTP 500)`.
+fn describe_deliveries(deliveries: &[DeliveryRecord]) -> String {
+    deliveries
+        .iter()
+        .map(|d| match (&d.ok, &d.error) {
+            (true, _) => format!("{} sent", d.channel),
+            (false, Some(error)) => format!("{} failed ({error})", d.channel),
+            (false, None) => format!("{} failed", d.channel),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn delivery_record(d: Delivery) -> DeliveryRecord {

@@ -178,6 +178,9 @@ pub struct RunOptions {
     pub prometheus_url: Option<String>,
     /// Notification channels from the configuration (the plan's own are added).
     pub notify: Vec<ChannelConfig>,
+    /// Refuse the run before its first mutation when the "about to …" notification reached
+    /// nobody (config `notify.required: true`).
+    pub notify_required: bool,
     /// The namespace used when an action names none and for the lock Lease and `Run`
     /// mirror (default: the plan's `namespace` parameter, else `default`).
     pub namespace: Option<String>,
@@ -212,6 +215,7 @@ impl RunOptions {
             state_dir: state_dir.into(),
             prometheus_url: None,
             notify: Vec::new(),
+            notify_required: false,
             namespace: None,
             lock_namespace: None,
             seal: None,

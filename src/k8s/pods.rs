@@ -1,7 +1,8 @@
 //! Pods for node drains and restarts: listing (one namespace or the whole cluster), the
 //! Eviction API (`pods/eviction`, which honours PodDisruptionBudgets), PodDisruptionBudgets and
 //! ReplicaSets, plus pure helpers (readiness, controllers, resource requests, which pods a drain
-//! may evict, PDB disruption budgets computed from live pods).
+//! may evict, PDB disruption budgets computed from live pods), and requests to a pod's port
+//! through the API server's pod proxy (warm-up calls from outside the pod network).
 
 use super::nodes::{Resources, parse_bytes, parse_cpu_millis};
 use super::{K8sError, call, describe};
@@ -119,6 +120,68 @@ impl Pods {
             Err(other) => Err(other),
         }
     }
+}
+
+// === the API server's pod proxy ===
+
+impl Pods {
+    /// One HTTP request to a pod's port through the API server's pod proxy
+    /// (`METHOD /api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH`): reaches the pod from
+    /// wherever the API server is reachable (a laptop outside the pod network), with the
+    /// caller's Kubernetes credentials (RBAC: `pods/proxy`). Returns the pod's HTTP status (an
+    /// API-server error such as "cannot connect" comes back as its status, 502/503); bounded
+    /// by `timeout`.
+    pub async fn proxy(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: u16,
+        request: &ProxyRequest<'_>,
+        timeout: Duration,
+    ) -> Result<u16, K8sError> {
+        let object = describe("Pod", Some(namespace), name);
+        let path = request.path.trim_start_matches('/');
+        let mut http = kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/pods"))
+            .get_subresource(&format!("proxy/{path}"), &format!("{name}:{port}"))
+            .map_err(|e| K8sError::Invalid {
+                object: object.clone(),
+                reason: format!("cannot build the proxy request: {e}"),
+            })?;
+        *http.method_mut() = request.method.clone();
+        for (header, value) in request.headers {
+            let value =
+                reqwest::header::HeaderValue::from_str(value).map_err(|_| K8sError::Invalid {
+                    object: object.clone(),
+                    reason: format!("header {header} has a value HTTP cannot carry"),
+                })?;
+            http.headers_mut().insert(*header, value);
+        }
+        let send = self.client.send(http.map(kube::client::Body::from));
+        match tokio::time::timeout(timeout, send).await {
+            Ok(Ok(response)) => Ok(response.status().as_u16()),
+            Ok(Err(source)) => Err(K8sError::Api {
+                operation: "proxy to",
+                object,
+                source,
+            }),
+            Err(_) => Err(K8sError::Timeout {
+                operation: "proxy to",
+                object,
+                after: timeout,
+            }),
+        }
+    }
+}
+
+/// A request [`Pods::proxy`] sends to a pod.
+#[derive(Debug, Clone)]
+pub struct ProxyRequest<'a> {
+    /// The HTTP method.
+    pub method: reqwest::Method,
+    /// The path on the pod (`/warm`, with any query string).
+    pub path: &'a str,
+    /// Extra headers (name, value).
+    pub headers: &'a [(&'static str, String)],
 }
 
 /// The pod's name (empty when missing).

@@ -9,6 +9,8 @@
 //! logs name the channel only.
 
 use crate::playbook::{ChannelType, NotifyChannel};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -16,6 +18,18 @@ use std::time::Duration;
 
 /// The bound on one delivery.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The labels of [`delivery_counter`]: `channel` and `outcome` (`sent` or `failed`).
+pub type DeliveryLabels = Vec<(&'static str, String)>;
+
+/// Deliveries since the process started, by channel name and outcome (`sent`, `failed`).
+/// Process-wide so that every run counts; the daemon serves it as
+/// `ripcord_notifications_total`.
+pub fn delivery_counter() -> &'static Family<DeliveryLabels, Counter> {
+    static COUNTER: std::sync::LazyLock<Family<DeliveryLabels, Counter>> =
+        std::sync::LazyLock::new(Family::default);
+    &COUNTER
+}
 
 /// The payload format of a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,6 +293,13 @@ impl Notifier {
                 }
             }
         };
+        let outcome = if delivery.ok { "sent" } else { "failed" };
+        delivery_counter()
+            .get_or_create(&vec![
+                ("channel", delivery.channel.clone()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
         if delivery.ok {
             tracing::debug!(channel = %delivery.channel, run = %notification.run_id, "notification delivered");
         } else {

@@ -386,7 +386,8 @@ impl BatchSize {
     }
 }
 
-/// A warm-up request made to each restarted pod directly (pod IP and port).
+/// A warm-up request made to each restarted pod (directly or through the API server's pod
+/// proxy, see [`WarmupVia`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WarmupRequest {
@@ -403,6 +404,30 @@ pub struct WarmupRequest {
     /// Timeout per request (default `10s`).
     #[serde(default = "default_http_timeout")]
     pub timeout: Duration,
+    /// How the request reaches the pod (default `auto`).
+    #[serde(default, skip_serializing_if = "WarmupVia::is_auto")]
+    pub via: WarmupVia,
+}
+
+/// How a warm-up request reaches a pod.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum WarmupVia {
+    /// The pod IP when a TCP connection to it opens within a second, else the API server's
+    /// pod proxy (a laptop outside the pod network).
+    #[default]
+    Auto,
+    /// Always the API server's pod proxy (`pods/NAME:PORT/proxy/PATH`; RBAC `pods/proxy`).
+    Proxy,
+    /// Always the pod IP (`http://<podIP>:<port><path>`).
+    Direct,
+}
+
+impl WarmupVia {
+    /// True for the default.
+    pub fn is_auto(&self) -> bool {
+        *self == WarmupVia::Auto
+    }
 }
 
 /// Arguments of `object.patch`.
@@ -446,6 +471,10 @@ pub struct GateApproval {
 pub struct NotifyMessage {
     /// The text (templated).
     pub message: String,
+    /// Fail the step when no channel received the message (none configured, or every
+    /// delivery failed). Default: a failed delivery is reported, never fatal.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
 }
 
 /// Nodes by name and/or label selector (at least one of the two).

@@ -98,6 +98,13 @@ pub fn resource_info(store: &Store, rt: &ResourceType) -> ResourceInfo {
                         kind: "Pod".into(),
                         verbs: vec!["get"],
                     },
+                    Subresource {
+                        name: "proxy",
+                        group: String::new(),
+                        version: "v1".into(),
+                        kind: "PodProxyOptions".into(),
+                        verbs: vec!["create", "delete", "get", "patch", "update"],
+                    },
                     status_sub(rt),
                 ],
             ),

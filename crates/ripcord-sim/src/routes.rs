@@ -1,5 +1,5 @@
 //! The resource verbs: get, list, watch, create, update, patch, delete, deletecollection and
-//! the `status`, `scale`, `eviction` and `log` subresources, plus CRD registration.
+//! the `status`, `scale`, `eviction`, `log` and `proxy` subresources, plus CRD registration.
 
 use std::time::Duration;
 
@@ -91,6 +91,11 @@ pub async fn handle_resource(state: &AppState, req: ResourceRequest) -> Result<R
         (&Method::PATCH, true, Some("scale")) if has_scale(&req.rt) => patch_scale(store, &req),
         (&Method::DELETE, true, None) => delete(store, &req),
         (&Method::DELETE, false, None) => delete_collection(store, &req),
+        (_, true, Some(sub))
+            if req.rt == kinds::pods() && (sub == "proxy" || sub.starts_with("proxy/")) =>
+        {
+            pod_proxy(store, &req)
+        }
         (_, _, Some(_)) if req.method == Method::GET => Err(ApiError::UnknownPath),
         _ => Err(method_not_allowed(&req)),
     }
@@ -811,6 +816,46 @@ fn pod_log(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError
     };
     let text = (state.hooks.pod_log)(&state.store, &log_req)?;
     let mut resp = (StatusCode::OK, text).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(resp)
+}
+
+/// `pods/NAME[:PORT]/proxy/PATH`: the API server's proxy to a pod. The simulated pods run no
+/// containers, so the sim answers for them: a Ready pod with an IP answers `200 warm: /PATH`
+/// (any method), a pod that is not Ready `503` (the real proxy cannot connect either), a
+/// missing pod `404`. The request log records every call (path and status).
+fn pod_proxy(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let (pod_name, _port) = req.name().split_once(':').unwrap_or((req.name(), ""));
+    let pod = store
+        .get(&req.rt, req.namespace.as_deref(), pod_name)
+        .ok_or_else(|| not_found(&req.rt, pod_name))?;
+    let ready = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+    let has_ip = pod
+        .pointer("/status/podIP")
+        .and_then(Value::as_str)
+        .is_some_and(|ip| !ip.is_empty());
+    let path = req.sub.as_deref().unwrap_or("proxy");
+    let path = path.strip_prefix("proxy").unwrap_or(path);
+    let (status, text) = if ready && has_ip {
+        (
+            StatusCode::OK,
+            format!("warm: /{}", path.trim_start_matches('/')),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("error trying to reach service: pod {pod_name} is not ready"),
+        )
+    };
+    let mut resp = (status, text).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(resp)

@@ -268,6 +268,13 @@ fn parse_path(path: &str) -> Target {
             res(Some(ns), plural, None, None)
         }
         ["namespaces", ns, plural, name] => res(Some(ns), plural, Some(name), None),
+        // `pods/NAME[:PORT]/proxy/PATH…`: the subresource carries the proxied path.
+        ["namespaces", ns, plural, name, "proxy", path @ ..] => res(
+            Some(ns),
+            plural,
+            Some(name),
+            Some(&format!("proxy/{}", path.join("/"))),
+        ),
         ["namespaces", ns, plural, name, sub] => res(Some(ns), plural, Some(name), Some(sub)),
         [plural] => res(None, plural, None, None),
         [plural, name] => res(None, plural, Some(name), None),
@@ -580,6 +587,17 @@ mod tests {
         assert_eq!(
             parse_path("/apis/apps/v1"),
             Target::ResourceList("apps".into(), "v1".into())
+        );
+        assert_eq!(
+            parse_path("/api/v1/namespaces/shop/pods/web-1:8080/proxy/warm/up"),
+            Target::Resource {
+                group: String::new(),
+                version: "v1".into(),
+                namespace: Some("shop".into()),
+                plural: "pods".into(),
+                name: Some("web-1:8080".into()),
+                sub: Some("proxy/warm/up".into()),
+            }
         );
         assert_eq!(parse_path("/nope"), Target::Unknown);
     }
