@@ -54,6 +54,20 @@ pub struct DaemonArgs {
     /// `--kubeconfig` given; neither: such steps are refused).
     #[arg(long, env = "RIPCORD_STEP_KUBECONFIG", value_name = "FILE")]
     pub step_kubeconfig: Option<PathBuf>,
+
+    /// Log format on stderr: `text`, or `json` (one object per line, for log collectors).
+    /// The daemon logs at info by default (`-v` debug, `RUST_LOG` overrides).
+    #[arg(long, env = "RIPCORD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Resolves flags over the config file.
