@@ -334,10 +334,16 @@ async fn alertmanager(
     State(state): State<DaemonState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let result = json_body::<WebhookPayload>(body).map(|payload| {
-        let decisions = state.alerts.handle(&payload, &state.runs, &state.metrics);
-        axum::Json(json!({"decisions": decisions}))
-    });
+    let result = match json_body::<WebhookPayload>(body) {
+        Ok(payload) => {
+            let decisions = state
+                .alerts
+                .handle(&payload, &state.runs, &state.metrics)
+                .await;
+            Ok(axum::Json(json!({"decisions": decisions})))
+        }
+        Err(err) => Err(err),
+    };
     counted(&state, "alertmanager", result)
 }
 

@@ -211,7 +211,11 @@ pub async fn serve_with(
     );
     let mut state = DaemonState::new(
         runs.clone(),
-        AlertRouter::new(settings.alertmanager.clone()),
+        AlertRouter::new(settings.alertmanager.clone()).with_cluster(
+            client.clone(),
+            settings.namespace.clone(),
+            settings.call_timeout,
+        ),
         metrics.clone(),
         tokens,
         leader_rx.clone(),
