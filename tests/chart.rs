@@ -1,7 +1,8 @@
 //! The Helm chart `charts/ripcord`: `helm lint` and `helm template` pass (helm from `.tools/`,
 //! installed by `scripts/install-kubectl.sh`), the rendered RBAC grants exactly the expected
 //! verbs, the Deployment is locked down, the playbooks ConfigMap matches `playbooks/`, and the
-//! rendered daemon configuration parses.
+//! rendered daemon configuration parses; the chart installs from values alone (playbooks, a stable
+//! token, zone spread) and carries a `helm test`; `scripts/image` builds a daemonless OCI image.
 
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -592,4 +593,40 @@ fn issue17_helm_test_checks_health_and_exactly_the_rbac_it_needs() {
         checks += 1;
     }
     assert!(checks >= 15, "{checks} checks");
+}
+
+/// `scripts/image` packages the test build's binary (the release static build is the slow
+/// part and stays out of the suite) when umoci and skopeo are installed.
+#[test]
+fn issue17_image_is_a_non_root_oci_layout_that_runs_ripcord_version() {
+    let have = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("umoci") || !have("skopeo") {
+        eprintln!("skipped: umoci and skopeo are not installed (apt-get install umoci skopeo)");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("oci");
+    let output = Command::new(Path::new(ROOT).join("scripts/image"))
+        .arg(&layout)
+        .arg("test")
+        .env("RIPCORD_IMAGE_BINARY", env!("CARGO_BIN_EXE_ripcord"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("ripcord {}", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
+    assert!(stdout.contains("user=65532:65532"), "{stdout}");
+    assert!(layout.join("index.json").is_file());
 }
