@@ -19,7 +19,7 @@
 
 use crate::daemon::alerts::WebhookPayload;
 use crate::daemon::runs::{PlaybookSource, RunError, RunRequest};
-use crate::daemon::{DaemonState, auth, status};
+use crate::daemon::{DaemonState, auth};
 use crate::engine::Trigger;
 use axum::Router;
 use axum::body::Bytes;
@@ -27,7 +27,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -45,12 +45,8 @@ pub fn router(state: DaemonState) -> Router {
         .route("/v1/runs/{id}/cancel", post(cancel))
         .route("/v1/alertmanager", post(alertmanager))
         .route("/metrics", get(metrics));
-    let status_page = Router::new().route("/", get(status_page));
-    let status_page = if state.public_status_page {
-        status_page
-    } else {
-        status_page.route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-    };
+    // The status page, its login and live feed (a browser session or the bearer token).
+    let status_page = crate::daemon::session::routes(&state);
     Router::new()
         .merge(protected.route_layer(middleware::from_fn_with_state(state.clone(), require_token)))
         .merge(status_page)
@@ -356,11 +352,6 @@ async fn metrics(State(state): State<DaemonState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-async fn status_page(State(state): State<DaemonState>) -> Html<String> {
-    let graphs = status::impact_graphs(&state).await;
-    Html(status::render(&state, &graphs))
 }
 
 async fn healthz() -> &'static str {

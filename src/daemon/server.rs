@@ -274,6 +274,11 @@ pub async fn serve_with(
     }
     .spawn();
 
+    let status_refresh = crate::daemon::status::spawn_cluster_refresh(
+        state.feed.clone(),
+        client.clone(),
+        settings.call_timeout,
+    );
     let app = router(state.clone());
     state.set_ready(true);
     tracing::info!(addr = ?listener.local_addr().ok(), "ripcord daemon serving");
@@ -292,6 +297,7 @@ pub async fn serve_with(
         tracing::warn!(bound = ?DRAIN_BOUND, "runs did not stop in time");
     }
     takeover.abort();
+    status_refresh.abort();
     election_stop_tx.send_replace(true);
     if let Some(election) = election {
         let _ = election.await;
