@@ -312,6 +312,16 @@ async fn issue17_drill_holds_the_zone_out_and_checks_the_hypothesis_before_durin
         md.contains("outcome: **succeeded**") && md.contains("| hold |"),
         "{md}"
     );
+    // The drill is a run of its own too: journaled, listed with the runs, finished.
+    let drill_run = report.run_id.clone().expect("the drill's run");
+    let view = h.state.runs.get(&drill_run).expect("listed");
+    assert_eq!(view.playbook, "drill/zone-b");
+    assert_eq!(
+        view.outcome.map(|o| o.as_str()),
+        Some("succeeded"),
+        "{view:?}"
+    );
+    assert!(h.state.runs.list().iter().any(|r| r.run_id == drill_run));
     let metrics = h.state.metrics.render();
     assert!(
         metrics.contains(r#"ripcord_drill_last_timestamp_seconds{drill="zone-b"}"#)
@@ -355,6 +365,9 @@ async fn issue17_a_failed_hypothesis_ends_the_hold_fails_back_and_opens_an_incid
         "{evidence}"
     );
     assert!(report.held_seconds.unwrap() < 600.0, "{report:?}");
+    let drill_run = h.state.runs.get(report.run_id.as_deref().unwrap()).unwrap();
+    assert_eq!(drill_run.outcome.map(|o| o.as_str()), Some("failed"));
+    assert_eq!(drill_run.incident.as_deref(), report.incident.as_deref());
     assert_eq!(phases(&report, "hold"), 3, "{:?}", report.events);
     // Failed back all the same, under the incident that was opened with the evidence.
     let failback = report.failback.clone().unwrap();

@@ -186,6 +186,7 @@ async fn status_page_renders_in_headless_chromium_with_a_screenshot() {
         hypothesis_failed: None,
         incident: None,
         events: Vec::new(),
+        run_id: None,
         file: None,
     });
     // A CLI run another engineer started, known from its Run resource only.
@@ -435,6 +436,7 @@ async fn issue17_one_record_per_drill_and_cluster_runs_with_their_own_page() {
         hypothesis_failed: None,
         incident: None,
         events: Vec::new(),
+        run_id: None,
         file: None,
     };
     for at in [

@@ -272,6 +272,10 @@ pub struct DrillReport {
     /// Every check and phase, in order.
     #[serde(default)]
     pub events: Vec<DrillEvent>,
+    /// The drill's own run (a journal in `<state-dir>/runs/<id>/`, listed with the other runs
+    /// and readable by `ripcord report`), for occurrences that failed a zone out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     /// Where the report was written (JSON; the Markdown report and the JSON-lines journal
     /// sit beside it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -459,6 +463,7 @@ fn skipped(
         hypothesis_failed: None,
         incident: None,
         events: Vec::new(),
+        run_id: None,
         file: None,
     }
 }
@@ -898,6 +903,7 @@ async fn occurrence(
         hypothesis_failed,
         incident,
         events: journal.events,
+        run_id: None,
         file: None,
     }
 }
@@ -1028,6 +1034,9 @@ pub fn markdown(report: &DrillReport) -> String {
     if let Some(incident) = &report.incident {
         let _ = writeln!(md, "- incident: {incident}");
     }
+    if let Some(run) = &report.run_id {
+        let _ = writeln!(md, "- journal: run {run} (`ripcord report {run}`)");
+    }
     for (label, run) in [
         ("fail-out", &report.failout),
         ("fail-back", &report.failback),
@@ -1070,7 +1079,84 @@ pub fn markdown(report: &DrillReport) -> String {
     md
 }
 
+/// Journals an occurrence that failed a zone out as a run of its own (`drill/<name>`): each
+/// phase and check a step record, each failed check a tripped guard, the end a `RunFinished`.
+fn journal_as_run(
+    state_dir: &std::path::Path,
+    report: &DrillReport,
+) -> Result<String, crate::journal::JournalError> {
+    use crate::journal::{Journal, Record};
+    let run_id = crate::journal::new_run_id();
+    let mut journal = Journal::create(state_dir, &run_id)?;
+    let mut params = std::collections::BTreeMap::new();
+    params.insert(
+        "scheduledFor".to_string(),
+        serde_json::Value::String(report.scheduled_for.to_string()),
+    );
+    for (key, run) in [
+        ("failoutRun", &report.failout),
+        ("failbackRun", &report.failback),
+    ] {
+        if let Some(id) = run.as_ref().and_then(|r| r.run_id.clone()) {
+            params.insert(key.to_string(), serde_json::Value::String(id));
+        }
+    }
+    let mut records = vec![Record::RunStarted {
+        run_id: run_id.clone(),
+        playbook: format!("drill/{}", report.drill),
+        trigger: "schedule".to_string(),
+        who: format!("drill/{}", report.drill),
+        incident: report.incident.clone(),
+        params,
+        plan: serde_json::json!({"drill": report.drill}),
+    }];
+    for (i, e) in report.events.iter().enumerate() {
+        let step = format!("{:02}-{}-{}", i + 1, e.phase, e.what);
+        records.push(Record::StepPlanned {
+            step: step.clone(),
+            action: format!("drill.{}", e.phase),
+            summary: e.detail.clone(),
+            diff: String::new(),
+        });
+        if e.holds == Some(false) {
+            records.push(Record::GuardTripped {
+                guard: e.what.clone(),
+                kind: format!("hypothesis/{}", e.phase),
+                value: e.value,
+                reason: e.detail.clone(),
+            });
+        } else {
+            records.push(Record::StepVerified { step });
+        }
+    }
+    let duration = report.finished_at.duration_since(report.scheduled_for);
+    records.push(Record::RunFinished {
+        outcome: if report.outcome == "succeeded" {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        },
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(0),
+        reason: Some(report.reason.clone()),
+    });
+    journal.append_all(records)?;
+    Ok(run_id)
+}
+
 async fn finish(shared: &Shared, drill: &DrillConfig, mut report: DrillReport) {
+    if report.failout.as_ref().is_some_and(|r| r.run_id.is_some()) {
+        let state_dir = shared.runs.state_dir().to_path_buf();
+        let copy = report.clone();
+        match tokio::task::spawn_blocking(move || journal_as_run(&state_dir, &copy)).await {
+            Ok(Ok(run_id)) => report.run_id = Some(run_id),
+            Ok(Err(err)) => {
+                tracing::warn!(drill = %drill.name, error = %err, "cannot journal the drill as a run")
+            }
+            Err(err) => {
+                tracing::warn!(drill = %drill.name, error = %err, "cannot journal the drill as a run")
+            }
+        }
+    }
     let base = report_base(shared.runs.state_dir(), &drill.name, report.scheduled_for);
     let file = base.with_extension("json");
     report.file = Some(file.clone());
