@@ -322,6 +322,18 @@ async fn issue17_drill_holds_the_zone_out_and_checks_the_hypothesis_before_durin
         "{view:?}"
     );
     assert!(h.state.runs.list().iter().any(|r| r.run_id == drill_run));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
+        .arg("--state-dir")
+        .arg(h.dir.path())
+        .args(["report", &drill_run])
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && md.contains("drill/zone-b") && md.contains("error-ratio"),
+        "ripcord report {drill_run}: {md}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let metrics = h.state.metrics.render();
     assert!(
         metrics.contains(r#"ripcord_drill_last_timestamp_seconds{drill="zone-b"}"#)
