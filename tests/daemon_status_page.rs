@@ -479,3 +479,31 @@ async fn issue17_one_record_per_drill_and_cluster_runs_with_their_own_page() {
     let r = send(&h.state, get_with("/runs/r-nope", None)).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn issue17_the_live_feed_ends_when_the_daemon_shuts_down() {
+    let h = harness(
+        FakeExecutor::default(),
+        AlertmanagerConfig::default(),
+        Clock::System,
+    );
+    let r = send(
+        &h.state,
+        Request::get("/events")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let mut stream = r.into_body().into_data_stream();
+    assert!(next_chunk(&mut stream).await.contains("connected"));
+    // Graceful shutdown marks the daemon not ready: the feed ends instead of holding the
+    // server open.
+    h.state.set_ready(false);
+    let end = tokio::time::timeout(Duration::from_secs(30), async {
+        use futures::StreamExt as _;
+        while stream.next().await.is_some() {}
+    })
+    .await;
+    assert!(end.is_ok(), "the feed ended within 30 s");
+}

@@ -282,9 +282,13 @@ pub async fn serve_with(
     let app = router(state.clone());
     state.set_ready(true);
     tracing::info!(addr = ?listener.local_addr().ok(), "ripcord daemon serving");
+    let draining = state.clone();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;
+            // Not ready any more: /readyz says so and the status page's live feeds end, so
+            // the graceful shutdown does not wait for them.
+            draining.set_ready(false);
         })
         .await;
     state.set_ready(false);

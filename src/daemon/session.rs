@@ -283,12 +283,17 @@ async fn run_page(State(state): State<DaemonState>, Path(id): Path<String>) -> R
 }
 
 /// Server-sent events: `event: changed` whenever what the status page shows changed (polled
-/// from the shared cache, so many open pages cost no more journal reads than one).
+/// from the shared cache, so many open pages cost no more journal reads than one). The feed
+/// ends when the daemon stops being ready, so a graceful shutdown does not wait for it.
 async fn events(State(state): State<DaemonState>) -> Response {
     let stream = futures::stream::unfold(
         (state, None::<u64>, Instant::now()),
         |(state, last, mut quiet_since)| async move {
             loop {
+                if !state.is_ready() {
+                    // Shutting down (or not serving yet): end the feed, the browser reconnects.
+                    return None;
+                }
                 let now = status::fingerprint(&state);
                 if last.is_some_and(|l| l != now) {
                     let chunk = Bytes::from_static(b"event: changed\ndata: changed\n\n");
