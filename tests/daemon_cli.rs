@@ -29,7 +29,7 @@ async fn daemon_process_serves_and_stops_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
         .arg("daemon")
         .arg("--config")
         .arg(dir.path().join("daemon.yaml"))
