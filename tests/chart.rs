@@ -507,6 +507,11 @@ fn issue17_two_replicas_survive_failing_out_their_own_zone() {
             .any(|v| v["name"] == "state" && v.get("emptyDir").is_some())
     );
     assert!(of_kind(&docs, "PersistentVolumeClaim").is_empty());
+    assert_eq!(
+        of_kind(&docs, "Service")[0]["spec"]["sessionAffinity"],
+        "ClientIP",
+        "status page sessions live in one replica"
+    );
     let pdb = of_kind(&docs, "PodDisruptionBudget");
     assert_eq!(pdb.len(), 1);
     assert_eq!(pdb[0]["spec"]["maxUnavailable"], 1);
