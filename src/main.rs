@@ -15,10 +15,19 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
-    // The daemon and the simulated cluster log warnings; a command run by a person reports
-    // what went wrong itself, so its log speaks only for errors (each warning once) until -v.
-    let service = matches!(cli.command, cli::Command::Daemon(_) | cli::Command::Sim(_));
-    init_tracing(cli.global.verbose, service);
+    // The daemon runs unattended: it logs at info by default, in JSON when asked. The simulated
+    // cluster logs warnings; a command run by a person reports what went wrong itself, so its
+    // log speaks only for errors (each warning once) until -v.
+    let (verbose, service, json) = match &cli.command {
+        cli::Command::Daemon(args) => (
+            cli.global.verbose.saturating_add(1),
+            true,
+            args.log_format == cli::daemon::LogFormat::Json,
+        ),
+        cli::Command::Sim(_) => (cli.global.verbose, true, false),
+        _ => (cli.global.verbose, false, false),
+    };
+    init_tracing(verbose, service, json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -65,9 +74,9 @@ fn quiet_on_closed_stdout() {
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the `-v` level (default: warnings for `daemon` and
-/// `sim`, errors for the rest). Colours only on a terminal, and
-/// never with `NO_COLOR` set.
-fn init_tracing(verbose: u8, service: bool) {
+/// `sim`, errors for the rest). Colours only on a terminal, and never with `NO_COLOR` set;
+/// `json`: one JSON object per line, for log collectors.
+fn init_tracing(verbose: u8, service: bool, json: bool) {
     let level = match verbose {
         0 if service => "warn",
         0 => "error",
@@ -84,9 +93,12 @@ fn init_tracing(verbose: u8, service: bool) {
     use std::io::IsTerminal as _;
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.with_ansi(colour).init();
+    }
 }

@@ -1,7 +1,8 @@
 //! The Helm chart `charts/ripcord`: `helm lint` and `helm template` pass (helm from `.tools/`,
 //! installed by `scripts/install-kubectl.sh`), the rendered RBAC grants exactly the expected
 //! verbs, the Deployment is locked down, the playbooks ConfigMap matches `playbooks/`, and the
-//! rendered daemon configuration parses.
+//! rendered daemon configuration parses; the chart installs from values alone (playbooks, a stable
+//! token, zone spread) and carries a `helm test`; `scripts/image` builds a daemonless OCI image.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use serde_json::Value;
@@ -533,4 +534,267 @@ fn issue13_alertmanager_and_service_monitor_get_narrow_tokens_and_runs_are_seale
                 && e["value"] == "/etc/ripcord/tokens/run-key"),
         "{env:?}"
     );
+}
+
+// === issue 17: an installable chart ===
+
+/// What the ClusterRole grants everywhere, and with `namespaced`, what the Roles grant in
+/// their namespace too.
+fn granted_rules(docs: &[Value], namespaced: bool) -> BTreeSet<String> {
+    let mut granted = BTreeSet::new();
+    let mut roles = of_kind(docs, "ClusterRole");
+    if namespaced {
+        roles.extend(of_kind(docs, "Role"));
+    }
+    for role in roles {
+        for rule in role["rules"].as_array().unwrap() {
+            for group in rule["apiGroups"].as_array().unwrap() {
+                for resource in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        granted.insert(format!(
+                            "{}/{}:{}",
+                            group.as_str().unwrap(),
+                            resource.as_str().unwrap(),
+                            verb.as_str().unwrap()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    granted
+}
+
+#[test]
+fn issue17_an_existing_token_secret_renders_identically_every_time() {
+    let chart = chart_dir();
+    let args = [
+        "template",
+        "rc",
+        chart.to_str().unwrap(),
+        "--namespace",
+        "ops",
+        "--set",
+        "tokens.existingSecret=ripcord-api",
+    ];
+    let first = run_helm(&args);
+    assert_eq!(first, run_helm(&args), "GitOps needs a stable render");
+    let docs = render(&["--set", "tokens.existingSecret=ripcord-api"]);
+    assert!(of_kind(&docs, "Secret").is_empty(), "no generated token");
+    let pod = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"];
+    let tokens = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tokens")
+        .unwrap();
+    assert_eq!(tokens["secret"]["secretName"], "ripcord-api");
+}
+
+#[test]
+fn issue17_playbooks_from_values_and_an_existing_config_map() {
+    let docs = render(&[
+        "--set-string",
+        "playbooks.inline.rollback=kind: Playbook # ours",
+        "--set-string",
+        "playbooks.inline.drain-canary=kind: Playbook # new",
+        "--set",
+        "playbooks.existingConfigMap=team-playbooks",
+    ]);
+    let config_map = of_kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "rc-ripcord-playbooks")
+        .unwrap();
+    let data = config_map["data"].as_object().unwrap();
+    assert_eq!(data["rollback.yaml"], "kind: Playbook # ours\n");
+    assert_eq!(data["drain-canary.yaml"], "kind: Playbook # new\n");
+    assert!(data.contains_key("failout-zone.yaml"), "built-ins stay");
+    let pod = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"];
+    let playbooks = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "playbooks")
+        .unwrap();
+    let sources: Vec<&Value> = playbooks["projected"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["configMap"]["name"])
+        .collect();
+    assert_eq!(sources, ["rc-ripcord-playbooks", "team-playbooks"]);
+}
+
+#[test]
+fn issue17_two_replicas_survive_failing_out_their_own_zone() {
+    let docs = render(&[
+        "--set",
+        "replicaCount=2",
+        "--set",
+        "persistence.enabled=false",
+    ]);
+    let deployment = of_kind(&docs, "Deployment")[0];
+    assert!(deployment["spec"].get("strategy").is_none(), "not Recreate");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["topologyKey"],
+        "topology.kubernetes.io/zone"
+    );
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "state" && v.get("emptyDir").is_some())
+    );
+    assert!(of_kind(&docs, "PersistentVolumeClaim").is_empty());
+    assert_eq!(
+        of_kind(&docs, "Service")[0]["spec"]["sessionAffinity"],
+        "ClientIP",
+        "status page sessions live in one replica"
+    );
+    let pdb = of_kind(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb.len(), 1);
+    assert_eq!(pdb[0]["spec"]["maxUnavailable"], 1);
+    // One replica: no PDB that would block every drain of its node.
+    assert!(of_kind(&render(&[]), "PodDisruptionBudget").is_empty());
+    // A zonal ReadWriteOnce volume with two replicas is refused with a reason.
+    let output = Command::new(helm())
+        .args([
+            "template",
+            "rc",
+            chart_dir().to_str().unwrap(),
+            "--set",
+            "replicaCount=2",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ReadWriteMany"));
+}
+
+#[test]
+fn issue17_network_policy_allows_warmup_and_webhook_egress() {
+    let docs = render(&["--set", "networkPolicy.webhookPorts[0]=8443"]);
+    let policy = of_kind(&docs, "NetworkPolicy")[0];
+    let egress = policy["spec"]["egress"].as_array().unwrap();
+    let warmup = egress
+        .iter()
+        .find(|e| e["ports"][0]["port"] == 8080)
+        .expect("warm-up egress to pods");
+    assert!(warmup["to"][0]["namespaceSelector"].is_object());
+    assert!(
+        egress.iter().any(|e| e["ports"][0]["port"] == 8443),
+        "webhook port"
+    );
+    let container = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.windows(2).any(|w| w == ["--log-format", "json"]),
+        "{args:?}"
+    );
+}
+
+#[test]
+fn issue17_helm_test_checks_health_and_exactly_the_rbac_it_needs() {
+    let docs = render(&[]);
+    let cluster_wide = granted_rules(&docs, false);
+    let in_release_namespace = granted_rules(&docs, true);
+    let namespace = of_kind(&docs, "Role")[0]["metadata"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pod = of_kind(&docs, "Pod")
+        .into_iter()
+        .find(|p| p["metadata"]["annotations"]["helm.sh/hook"] == "test")
+        .expect("a helm test pod");
+    assert_eq!(pod["spec"]["serviceAccountName"], "rc-ripcord");
+    let health = pod["spec"]["containers"][0]["command"].to_string();
+    assert!(
+        health.contains("http://rc-ripcord:8080/healthz"),
+        "{health}"
+    );
+    let script = pod["spec"]["containers"][1]["args"][0].as_str().unwrap();
+    let mut checks = 0;
+    for line in script.lines().map(str::trim) {
+        let Some(rest) = line.strip_prefix("check ") else {
+            continue;
+        };
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let (want, verb, resource) = (words[0], words[1], words[2]);
+        // `deployments.apps/scale` → group `apps`, resource `deployments/scale`.
+        let (name, sub) = resource.split_once('/').unwrap_or((resource, ""));
+        let (plural, group) = name.split_once('.').unwrap_or((name, ""));
+        let key = if sub.is_empty() {
+            format!("{group}/{plural}:{verb}")
+        } else {
+            format!("{group}/{plural}/{sub}:{verb}")
+        };
+        // `-n RELEASE_NAMESPACE`: the ClusterRole and the Role there; anywhere else: the
+        // ClusterRole alone.
+        let here = words.windows(2).any(|w| w == ["-n", namespace.as_str()]);
+        let granted = if here {
+            &in_release_namespace
+        } else {
+            &cluster_wide
+        };
+        let is_granted = granted.contains(&key);
+        assert_eq!(
+            is_granted,
+            want == "yes",
+            "helm test expects can-i {verb} {resource} = {want}, the ClusterRole says {is_granted} ({key})"
+        );
+        checks += 1;
+    }
+    assert!(checks >= 15, "{checks} checks");
+}
+
+/// `scripts/image` packages the test build's binary (the release static build is the slow
+/// part and stays out of the suite) when umoci and skopeo are installed.
+#[test]
+fn issue17_image_is_a_non_root_oci_layout_that_runs_ripcord_version() {
+    let have = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("umoci") || !have("skopeo") {
+        eprintln!("skipped: umoci and skopeo are not installed (apt-get install umoci skopeo)");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("oci");
+    let output = Command::new(Path::new(ROOT).join("scripts/image"))
+        .arg(&layout)
+        .arg("test")
+        .env("RIPCORD_IMAGE_BINARY", env!("CARGO_BIN_EXE_ripcord"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("ripcord {}", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
+    assert!(stdout.contains("user=65532:65532"), "{stdout}");
+    assert!(layout.join("index.json").is_file());
+}
+
+/// The pod proxy (warm-up calls from outside the pod network) is granted only when asked for.
+#[test]
+fn pod_proxy_is_granted_only_with_rbac_pod_proxy() {
+    assert!(!granted_rules(&render(&[]), true).contains("/pods/proxy:get"));
+    let granted = granted_rules(&render(&["--set", "rbac.podProxy=true"]), false);
+    assert!(granted.contains("/pods/proxy:get"), "{granted:?}");
+    assert!(granted.contains("/pods/proxy:create"), "{granted:?}");
 }

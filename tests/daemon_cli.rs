@@ -1,6 +1,6 @@
 //! `ripcord daemon` as a process against the simulated cluster: it serves, refuses requests
 //! without a token, shuts down cleanly on SIGTERM (exit 0, leader Lease cleared), and a bad
-//! config file is a usage error naming the line.
+//! config file is a usage error naming the line. It logs at info, in JSON when asked.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use ripcord::sim::scenario::Scenario;
@@ -30,7 +30,7 @@ async fn daemon_process_serves_and_stops_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
         .arg("daemon")
         .arg("--config")
         .arg(dir.path().join("daemon.yaml"))
@@ -42,7 +42,10 @@ async fn daemon_process_serves_and_stops_on_sigterm() {
         .env("RIPCORD_LISTEN", format!("127.0.0.1:{port}"))
         .env("RIPCORD_IDENTITY", "cli-test")
         .env("RIPCORD_NAMESPACE", "default")
+        .env("RIPCORD_LOG_FORMAT", "json")
+        .env_remove("RUST_LOG")
         .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -91,11 +94,23 @@ async fn daemon_process_serves_and_stops_on_sigterm() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
+    let output = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
         .await
         .expect("the daemon exits after SIGTERM")
         .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(output.status.code(), Some(0));
+    // Issue 17: info by default, one JSON object per line with `--log-format json`.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "INFO" && l["message"] == "ripcord daemon serving"),
+        "{stderr}"
+    );
     assert_eq!(
         lease_holder(),
         None,

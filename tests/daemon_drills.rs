@@ -66,6 +66,11 @@ fn drill(window: Option<(&str, &str)>) -> DrillConfig {
             op: CompareOp::Ge,
             threshold: 3.0,
         }),
+        hypothesis: None,
+        hold: None,
+        hold_interval: None,
+        returned: None,
+        budget_burn: None,
     }
 }
 
@@ -233,4 +238,255 @@ async fn only_the_leader_runs_drills() {
     for t in tasks {
         t.abort();
     }
+}
+
+// === issue 17: drills as experiments ===
+
+use ripcord::daemon::config::{HttpProbe, Hypothesis, PromProbe, ReturnCheck};
+use ripcord::playbook::duration::Duration as PDuration;
+
+fn experiment() -> DrillConfig {
+    let mut d = drill(None);
+    d.verify = None;
+    d.hypothesis = Some(Hypothesis {
+        probes: vec![PromProbe {
+            name: "error-ratio".into(),
+            query: "slo:error_ratio".into(),
+            op: CompareOp::Lt,
+            threshold: 0.01,
+        }],
+        http: Vec::new(),
+    });
+    d.hold = Some(PDuration(Duration::from_secs(600)));
+    d.hold_interval = Some(PDuration(Duration::from_secs(60)));
+    d.returned = Some(ReturnCheck {
+        probes: vec![PromProbe {
+            name: "zone-b-pods".into(),
+            query: "zone_b_ready_pods".into(),
+            op: CompareOp::Ge,
+            threshold: 3.0,
+        }],
+        within: Some(PDuration(Duration::from_secs(120))),
+    });
+    d.budget_burn = Some(0.05);
+    d
+}
+
+fn phases(report: &ripcord::daemon::drills::DrillReport, phase: &str) -> usize {
+    report.events.iter().filter(|e| e.phase == phase).count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue17_drill_holds_the_zone_out_and_checks_the_hypothesis_before_during_and_after() {
+    let (h, gate) = setup(FakeExecutor::default(), 0.5);
+    gate.values.lock().unwrap().extend([
+        ("slo:error_ratio".to_string(), 0.001),
+        ("zone_b_ready_pods".to_string(), 3.0),
+    ]);
+    let tasks = start(&h, experiment(), gate.clone());
+    tokio::time::sleep(Duration::from_secs(7 * 60 + 1)).await; // 10:10:01
+    let log = h.state.drills.clone();
+    assert!(log.recent().is_empty(), "the hold has only begun");
+    tokio::time::sleep(Duration::from_secs(11 * 60)).await; // past the 10 min hold
+    support::eventually("drill report", || !log.recent().is_empty()).await;
+    let report = h.state.drills.recent()[0].clone();
+    assert_eq!(report.outcome, "succeeded", "{report:?}");
+    assert_eq!(report.held_seconds.map(|s| s.round()), Some(600.0));
+    assert_eq!(phases(&report, "before"), 1, "{:?}", report.events);
+    assert_eq!(phases(&report, "hold"), 10, "{:?}", report.events);
+    assert_eq!(phases(&report, "after"), 1);
+    assert_eq!(phases(&report, "returned"), 1);
+    // The fail-back came only after the hold.
+    let at = |phase: &str| report.events.iter().find(|e| e.phase == phase).unwrap().at;
+    assert!(at("failback").duration_since(at("failout")).as_secs() >= 600);
+    assert!(report.incident.is_none() && report.hypothesis_failed.is_none());
+    // A drill is not an incident: its runs name none.
+    for e in h.executor.executed() {
+        assert_eq!(h.state.runs.get(&e.run_id).unwrap().incident, None);
+    }
+    // The journal (every check as it happened) and a report for people beside the JSON.
+    let file = report.file.clone().unwrap();
+    let journal = std::fs::read_to_string(file.with_extension("jsonl")).unwrap();
+    assert_eq!(journal.lines().count(), report.events.len());
+    let md = std::fs::read_to_string(file.with_extension("md")).unwrap();
+    assert!(
+        md.contains("outcome: **succeeded**") && md.contains("| hold |"),
+        "{md}"
+    );
+    // The drill is a run of its own too: journaled, listed with the runs, finished.
+    let drill_run = report.run_id.clone().expect("the drill's run");
+    let view = h.state.runs.get(&drill_run).expect("listed");
+    assert_eq!(view.playbook, "drill/zone-b");
+    assert_eq!(
+        view.outcome.map(|o| o.as_str()),
+        Some("succeeded"),
+        "{view:?}"
+    );
+    assert!(h.state.runs.list().iter().any(|r| r.run_id == drill_run));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
+        .arg("--state-dir")
+        .arg(h.dir.path())
+        .args(["report", &drill_run])
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && md.contains("drill/zone-b") && md.contains("error-ratio"),
+        "ripcord report {drill_run}: {md}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metrics = h.state.metrics.render();
+    assert!(
+        metrics.contains(r#"ripcord_drill_last_timestamp_seconds{drill="zone-b"}"#)
+            && metrics.contains(r#"ripcord_drill_next_timestamp_seconds{drill="zone-b"}"#),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("drill_error_budget_burn_total{"),
+        "{metrics}"
+    );
+    for t in tasks {
+        t.abort();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue17_a_failed_hypothesis_ends_the_hold_fails_back_and_opens_an_incident() {
+    let (h, gate) = setup(FakeExecutor::default(), 0.5);
+    gate.values.lock().unwrap().extend([
+        ("slo:error_ratio".to_string(), 0.001),
+        ("zone_b_ready_pods".to_string(), 3.0),
+    ]);
+    let tasks = start(&h, experiment(), gate.clone());
+    let executor = h.executor.clone();
+    tokio::time::sleep(Duration::from_secs(7 * 60)).await;
+    support::eventually("fail-out ran", || !executor.executed().is_empty()).await;
+    // Three minutes into the hold the business suffers.
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    gate.values
+        .lock()
+        .unwrap()
+        .insert("slo:error_ratio".to_string(), 0.2);
+    tokio::time::sleep(Duration::from_secs(60)).await; // the next check
+    let log = h.state.drills.clone();
+    support::eventually("drill report", || !log.recent().is_empty()).await;
+    let report = h.state.drills.recent()[0].clone();
+    assert_eq!(report.outcome, "failed", "{report:?}");
+    let evidence = report.hypothesis_failed.clone().unwrap();
+    assert!(
+        evidence.contains("during the hold") && evidence.contains("slo:error_ratio = 0.2"),
+        "{evidence}"
+    );
+    assert!(report.held_seconds.unwrap() < 600.0, "{report:?}");
+    let drill_run = h.state.runs.get(report.run_id.as_deref().unwrap()).unwrap();
+    assert_eq!(drill_run.outcome.map(|o| o.as_str()), Some("failed"));
+    assert_eq!(drill_run.incident.as_deref(), report.incident.as_deref());
+    assert_eq!(phases(&report, "hold"), 3, "{:?}", report.events);
+    // Failed back all the same, under the incident that was opened with the evidence.
+    let failback = report.failback.clone().unwrap();
+    assert_eq!(failback.outcome, "succeeded");
+    let incident = report.incident.clone().unwrap();
+    assert_eq!(incident, "drill-zone-b-20261125T1010Z");
+    let run = h
+        .state
+        .runs
+        .get(failback.run_id.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(run.incident.as_deref(), Some(incident.as_str()));
+    let opened = ripcord::cleanup::incident::load(h.dir.path(), &incident).unwrap();
+    assert!(
+        opened.impact.unwrap().contains("slo:error_ratio = 0.2"),
+        "the incident carries the evidence"
+    );
+    assert!(
+        h.state
+            .metrics
+            .render()
+            .contains(r#"ripcord_drill_error_budget_burn_total{drill="zone-b"} 0.05"#)
+    );
+    let order: Vec<String> = h
+        .executor
+        .executed()
+        .iter()
+        .map(|e| e.playbook.clone())
+        .collect();
+    assert_eq!(order, ["failout-zone", "failback-zone"]);
+    for t in tasks {
+        t.abort();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue17_a_drill_outside_steady_state_does_nothing() {
+    let (h, gate) = setup(FakeExecutor::default(), 0.5);
+    gate.values
+        .lock()
+        .unwrap()
+        .insert("slo:error_ratio".to_string(), 0.5);
+    let tasks = start(&h, experiment(), gate);
+    tokio::time::sleep(Duration::from_secs(7 * 60 + 1)).await;
+    let log = h.state.drills.clone();
+    support::eventually("drill report", || !log.recent().is_empty()).await;
+    let report = h.state.drills.recent()[0].clone();
+    assert_eq!(report.outcome, "skipped-hypothesis", "{report:?}");
+    assert!(report.reason.contains("error-ratio"), "{}", report.reason);
+    assert!(h.executor.executed().is_empty());
+    assert!(report.incident.is_none());
+    for t in tasks {
+        t.abort();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue17_a_zone_that_does_not_get_its_pods_back_fails_the_drill() {
+    let (h, gate) = setup(FakeExecutor::default(), 0.5);
+    gate.values.lock().unwrap().extend([
+        ("slo:error_ratio".to_string(), 0.001),
+        ("zone_b_ready_pods".to_string(), 1.0),
+    ]);
+    let tasks = start(&h, experiment(), gate);
+    // Fires at 10:10, holds 10 min, then waits up to 2 min for the zone to return.
+    tokio::time::sleep(Duration::from_secs(20 * 60)).await;
+    let log = h.state.drills.clone();
+    support::eventually("drill report", || !log.recent().is_empty()).await;
+    let report = h.state.drills.recent()[0].clone();
+    assert_eq!(report.outcome, "failed", "{report:?}");
+    assert!(
+        report.reason.contains("did not return") && report.reason.contains("zone-b-pods"),
+        "{}",
+        report.reason
+    );
+    assert!(report.incident.is_none(), "not a hypothesis failure");
+    for t in tasks {
+        t.abort();
+    }
+}
+
+#[tokio::test]
+async fn issue17_http_probes_check_the_status() {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/ok", get(|| async { "ok" }))
+        .route(
+            "/down",
+            get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let probe = |path: &str, expect: Option<u16>| HttpProbe {
+        name: "shop".into(),
+        url: format!("http://{addr}{path}"),
+        expect_status: expect,
+        timeout: Some(PDuration(Duration::from_secs(5))),
+    };
+    let http = ripcord::daemon::drills::http_probe;
+    assert_eq!(http(&probe("/ok", None)).await.unwrap(), (true, 200));
+    assert_eq!(http(&probe("/down", None)).await.unwrap(), (false, 503));
+    assert_eq!(http(&probe("/down", Some(503))).await.unwrap(), (true, 503));
+    let closed = HttpProbe {
+        url: "http://127.0.0.1:9/".into(),
+        ..probe("/", None)
+    };
+    assert!(http(&closed).await.is_err());
 }

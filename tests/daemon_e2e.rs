@@ -4,7 +4,12 @@
 //! daemon, the daemon rolls the Deployment back, the error rate drops, the alert resolves, and
 //! the resolved notification triggers nothing.
 //!
-//! `RIPCORD_SKIP_ALERTING=1` skips the test where the packages cannot be installed.
+//! Issue 17: drills as experiments against the same real Prometheus: one whose steady-state
+//! hypothesis (PromQL on the scraped service metrics, an HTTP probe) holds through the hold and
+//! passes, one whose HTTP probe fails once its zone is out — it fails back early and opens an
+//! incident.
+//!
+//! `RIPCORD_SKIP_ALERTING=1` skips the tests where the packages cannot be installed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use ripcord::daemon::config::{AlertRule, AlertmanagerConfig};
@@ -292,4 +297,261 @@ async fn bad_release_alert_rolls_back_and_resolved_alert_triggers_nothing() {
     let _ = prom.kill().await;
     let _ = am.kill().await;
     sim.shutdown().await;
+}
+
+// === issue 17: drills against real Prometheus ===
+
+/// A shop frontend pinned to zone-c: it answers 503 while any zone-c node is cordoned.
+async fn zone_pinned_frontend(sim: &SimCluster) -> String {
+    let store = sim.store().clone();
+    let app = axum::Router::new()
+        .route("/ok", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/pinned",
+            axum::routing::get(move || {
+                let store = store.clone();
+                async move {
+                    let cordoned = store.list(&kinds::nodes(), None).0.iter().any(|n| {
+                        n.pointer("/metadata/labels/topology.kubernetes.io~1zone")
+                            .and_then(Value::as_str)
+                            == Some("zone-c")
+                            && n.pointer("/spec/unschedulable").and_then(Value::as_bool)
+                                == Some(true)
+                    });
+                    if cordoned {
+                        (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "zone-c is gone",
+                        )
+                    } else {
+                        (axum::http::StatusCode::OK, "ok")
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+fn experiment(
+    name: &str,
+    schedule: &str,
+    zone: &str,
+    http: &str,
+) -> ripcord::daemon::config::DrillConfig {
+    use ripcord::daemon::config::{
+        DrillConfig, DrillRun, HttpProbe, Hypothesis, PromProbe, ReturnCheck,
+    };
+    use ripcord::playbook::model::CompareOp;
+    let zone_params = BTreeMap::from([("zone".to_string(), zone.to_string())]);
+    DrillConfig {
+        name: name.into(),
+        schedule: schedule.into(),
+        timezone: None,
+        window: None,
+        error_budget: None,
+        failout: DrillRun {
+            playbook: "failout-zone".into(),
+            params: zone_params.clone(),
+        },
+        failback: DrillRun {
+            playbook: "failback-zone".into(),
+            params: zone_params,
+        },
+        verify: None,
+        hypothesis: Some(Hypothesis {
+            probes: vec![
+                PromProbe {
+                    name: "web-error-ratio".into(),
+                    query: "sum(rate(sim_http_errors_total{deployment=\"web\"}[10s])) / sum(rate(sim_http_requests_total{deployment=\"web\"}[10s]))".into(),
+                    op: CompareOp::Lt,
+                    threshold: 0.1,
+                },
+                PromProbe {
+                    name: "web-serving".into(),
+                    query: "sum(sim_deployment_serving_pods{deployment=\"web\"})".into(),
+                    op: CompareOp::Ge,
+                    threshold: 4.0,
+                },
+            ],
+            http: vec![HttpProbe {
+                name: "shop-frontend".into(),
+                url: http.into(),
+                expect_status: Some(200),
+                timeout: Some(PbDuration(Duration::from_secs(2))),
+            }],
+        }),
+        hold: Some(PbDuration(Duration::from_secs(4))),
+        hold_interval: Some(PbDuration(Duration::from_secs(1))),
+        returned: Some(ReturnCheck {
+            probes: vec![PromProbe {
+                name: "web-serving-again".into(),
+                query: "sum(sim_deployment_serving_pods{deployment=\"web\"})".into(),
+                op: CompareOp::Ge,
+                threshold: 4.0,
+            }],
+            within: Some(PbDuration(Duration::from_secs(30))),
+        }),
+        budget_burn: Some(0.01),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue17_drills_with_a_passing_and_a_failing_hypothesis() {
+    let Some(prometheus) = find(&["prometheus"]) else {
+        if std::env::var("RIPCORD_SKIP_ALERTING").is_ok_and(|v| v == "1") {
+            eprintln!("prometheus missing; skipped because RIPCORD_SKIP_ALERTING=1");
+            return;
+        }
+        panic!("this test needs real Prometheus: `sudo apt-get install -y prometheus`");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scenarios/three-zones.yaml"),
+    )
+    .unwrap();
+    let sim = SimCluster::start(SimOptions {
+        scenario: Scenario::from_yaml("three-zones", &text).expect("scenario"),
+        addr: None,
+    })
+    .await
+    .expect("sim starts");
+    ripcord::k8s::runs::install_crd(&sim.client(), Duration::from_secs(5))
+        .await
+        .expect("Run CRD installed");
+    let sim_addr = sim.url().trim_start_matches("http://").to_string();
+    let frontend = zone_pinned_frontend(&sim).await;
+
+    let prom_port = free_port();
+    let prom_config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: sim\n    static_configs: [{{targets: ['{sim_addr}']}}]\n"
+        ),
+    )
+    .unwrap();
+    let prom_log = dir.path().join("prometheus.log");
+    let mut prom = spawn(
+        &prometheus,
+        &[
+            format!("--config.file={}", prom_config.display()),
+            format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("prom-data").display()
+            ),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+        ],
+        &prom_log,
+    );
+    let logs = [prom_log.as_path()];
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let daemon_port = listener.local_addr().unwrap().port();
+    let state_dir = dir.path().join("state");
+    let settings = Settings {
+        state_dir: state_dir.clone(),
+        tokens: TokenSource::Fixed(vec![TOKEN.to_string()]),
+        namespace: "default".into(),
+        playbooks_dir: None,
+        body_limit: 1024 * 1024,
+        who: "ripcord-daemon".into(),
+        call_timeout: Duration::from_secs(5),
+        prometheus_url: Some(format!("http://127.0.0.1:{prom_port}")),
+        notify: Vec::new(),
+        election: None,
+        alertmanager: AlertmanagerConfig::default(),
+        // Offset by 15 s so that the two zones are not out at once.
+        drills: vec![
+            experiment(
+                "zone-a-ok",
+                "0,30 * * * * *",
+                "zone-a",
+                &format!("{frontend}/ok"),
+            ),
+            experiment(
+                "zone-c-pinned",
+                "15,45 * * * * *",
+                "zone-c",
+                &format!("{frontend}/pinned"),
+            ),
+        ],
+        public_status_page: false,
+        step_kubeconfig: None,
+        trust: Default::default(),
+    };
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let daemon = tokio::spawn(server::serve(settings, sim.client(), listener, stop_rx));
+
+    let passed = r#"ripcord_drills_total{drill="zone-a-ok",outcome="succeeded"} "#;
+    let failed = r#"ripcord_drills_total{drill="zone-c-pinned",outcome="failed"} "#;
+    wait_until(
+        "a drill passes and a drill fails its hypothesis",
+        Duration::from_secs(180),
+        &logs,
+        || async move {
+            metric(daemon_port, passed).await >= 1.0 && metric(daemon_port, failed).await >= 1.0
+        },
+    )
+    .await;
+    let burned = metric(
+        daemon_port,
+        r#"ripcord_drill_error_budget_burn_total{drill="zone-c-pinned"} "#,
+    )
+    .await;
+    assert!(burned >= 0.01, "{burned}");
+
+    // The failed one opened an incident with the probe's evidence and failed back early.
+    let incidents: Vec<PathBuf> = std::fs::read_dir(state_dir.join("incidents"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let incident = incidents
+        .iter()
+        .find(|p| p.to_string_lossy().contains("drill-zone-c-pinned-"))
+        .unwrap_or_else(|| panic!("no incident in {incidents:?}"));
+    let incident: Value = serde_json::from_slice(&std::fs::read(incident).unwrap()).unwrap();
+    assert!(
+        incident["impact"]
+            .as_str()
+            .unwrap()
+            .contains("shop-frontend: GET"),
+        "{incident}"
+    );
+    assert!(
+        incidents
+            .iter()
+            .all(|p| !p.to_string_lossy().contains("zone-a-ok")),
+        "a passing drill opens no incident"
+    );
+    // Each drill left a journal and a report for people.
+    for drill in ["zone-a-ok", "zone-c-pinned"] {
+        let files: Vec<String> = std::fs::read_dir(state_dir.join("drills").join(drill))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        for ext in [".json", ".jsonl", ".md"] {
+            assert!(files.iter().any(|f| f.ends_with(ext)), "{drill}: {files:?}");
+        }
+    }
+    // Every node is schedulable again.
+    let cordoned: Vec<Value> = sim
+        .store()
+        .list(&kinds::nodes(), None)
+        .0
+        .into_iter()
+        .filter(|n| n.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true))
+        .collect();
+    stop.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(40), daemon).await;
+    let _ = prom.kill().await;
+    sim.shutdown().await;
+    assert!(
+        cordoned.is_empty() || cordoned.len() <= 2,
+        "at most the zone of a drill still in progress at the end is out: {cordoned:?}"
+    );
 }

@@ -59,6 +59,20 @@ pub struct DaemonArgs {
     /// Secret). Without it no unfinished run is taken over from the cluster.
     #[arg(long, env = "RIPCORD_RUN_KEY_FILE", value_name = "FILE")]
     pub run_key_file: Option<PathBuf>,
+
+    /// Log format on stderr: `text`, or `json` (one object per line, for log collectors).
+    /// The daemon logs at info by default (`-v` debug, `RUST_LOG` overrides).
+    #[arg(long, env = "RIPCORD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Resolves flags over the config file.

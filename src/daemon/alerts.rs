@@ -9,11 +9,25 @@
 //!   or ended less than the cooldown ago;
 //! - `rate-limited`: more than `maxRunsPerMinute` alert-triggered runs in the last minute;
 //! - `ran`: a run was queued.
+//!
+//! De-duplication and cooldowns live in the cluster, not only in this process's memory: with
+//! a client ([`AlertRouter::with_cluster`]) each target is claimed through a Lease
+//! `ripcord-alert-<hash>` in the daemon's namespace, held by the triggered run's id for the
+//! cooldown and renewed while the run is active and once more when it ends (so the cooldown
+//! counts from the end). Every write is conditional, so a restarted daemon, a new leader or a
+//! second replica receiving the same notification sees the claim and de-duplicates. When the
+//! API server cannot be reached the in-memory state decides (logged). The rate limit stays per
+//! process.
+//!
+//! Every alert-triggered run attaches to an incident: the alert's `incident` label or
+//! annotation, else one opened automatically per alert group (`am-<alertname>-<hash of the
+//! group key>-<start>`), with the alert's labels and start time.
 
 use crate::daemon::config::{AlertRule, AlertmanagerConfig};
 use crate::daemon::metrics::DaemonMetrics;
 use crate::daemon::runs::{PlaybookSource, RunManager, RunRequest};
 use crate::engine::Trigger;
+use crate::k8s::leases;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -51,6 +65,9 @@ pub struct Alert {
     /// Alertmanager's fingerprint.
     #[serde(default)]
     pub fingerprint: String,
+    /// When the alert started firing (RFC 3339).
+    #[serde(default)]
+    pub starts_at: Option<String>,
 }
 
 /// What was decided for one alert.
@@ -82,10 +99,19 @@ struct RouterState {
     recent: VecDeque<Timestamp>,
 }
 
+/// Where the claims of alert targets live in the cluster.
+#[derive(Clone)]
+struct ClusterClaims {
+    client: kube::Client,
+    namespace: String,
+    call_timeout: std::time::Duration,
+}
+
 /// Applies the alert rules.
 pub struct AlertRouter {
     config: AlertmanagerConfig,
     state: Mutex<RouterState>,
+    cluster: Option<ClusterClaims>,
 }
 
 impl std::fmt::Debug for AlertRouter {
@@ -104,21 +130,38 @@ impl AlertRouter {
         AlertRouter {
             config,
             state: Mutex::new(RouterState::default()),
+            cluster: None,
         }
     }
 
+    /// Keeps de-duplication and cooldowns in Leases of `namespace` (the daemon's), so they
+    /// survive a restart or a change of leader.
+    pub fn with_cluster(
+        mut self,
+        client: kube::Client,
+        namespace: String,
+        call_timeout: std::time::Duration,
+    ) -> AlertRouter {
+        self.cluster = Some(ClusterClaims {
+            client,
+            namespace,
+            call_timeout,
+        });
+        self
+    }
+
     /// Decides (and acts) for every alert of a payload.
-    pub fn handle(
+    pub async fn handle(
         &self,
         payload: &WebhookPayload,
         runs: &RunManager,
         metrics: &DaemonMetrics,
     ) -> Vec<AlertDecision> {
-        payload
-            .alerts
-            .iter()
-            .map(|alert| {
-                let decision = self.decide(alert, runs);
+        let group = GroupIncident::of(payload);
+        let mut decisions = Vec::with_capacity(payload.alerts.len());
+        for alert in &payload.alerts {
+            let decision = self.decide(alert, &group, runs).await;
+            {
                 let rule = decision.rule.as_deref().unwrap_or("none");
                 metrics.alert_decision(rule, decision.decision);
                 tracing::info!(
@@ -131,12 +174,18 @@ impl AlertRouter {
                     receiver = %payload.receiver,
                     "alert decision"
                 );
-                decision
-            })
-            .collect()
+            }
+            decisions.push(decision);
+        }
+        decisions
     }
 
-    fn decide(&self, alert: &Alert, runs: &RunManager) -> AlertDecision {
+    async fn decide(
+        &self,
+        alert: &Alert,
+        group: &GroupIncident,
+        runs: &RunManager,
+    ) -> AlertDecision {
         let mut decision = AlertDecision {
             alert: alert.labels.get("alertname").cloned().unwrap_or_default(),
             fingerprint: alert.fingerprint.clone(),
@@ -166,47 +215,82 @@ impl AlertRouter {
         let cooldown = rule.cooldown.unwrap_or(self.config.cooldown).0;
         let now = runs.clock().now();
 
-        // Hold the state lock across the check and the submit: two concurrent webhooks for the
-        // same target must not both run.
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((last_run, triggered)) = state.last.get(&target).cloned() {
-            if runs.is_active(&last_run) {
+        let run_id = crate::journal::new_run_id();
+        // Reserve the target in memory before anything is awaited: two concurrent webhooks
+        // for the same target in this process must not both run.
+        {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(reason) = in_cooldown(&state, &target, cooldown, now, runs) {
                 decision.decision = "deduplicated";
-                decision.reason = format!("run {last_run} for {target} is still active");
-                decision.run_id = Some(last_run);
+                decision.run_id = Some(reason.0);
+                decision.reason = reason.1;
                 return decision;
             }
-            let ended = runs
-                .get(&last_run)
-                .and_then(|v| v.finished_at)
-                .unwrap_or(triggered)
-                .max(triggered);
-            let until = ended
-                .checked_add(SignedDuration::try_from(cooldown).unwrap_or(SignedDuration::MAX))
-                .unwrap_or(Timestamp::MAX);
-            if now < until {
-                decision.decision = "deduplicated";
-                decision.reason =
-                    format!("run {last_run} for {target} ended at {ended}; cooldown until {until}");
-                decision.run_id = Some(last_run);
+            let minute_ago = now
+                .checked_sub(SignedDuration::from_secs(60))
+                .unwrap_or(Timestamp::MIN);
+            while state.recent.front().is_some_and(|t| *t <= minute_ago) {
+                state.recent.pop_front();
+            }
+            if state.recent.len() >= self.config.max_runs_per_minute as usize {
+                decision.decision = "rate-limited";
+                decision.reason = format!(
+                    "{} alert-triggered runs in the last minute (limit {})",
+                    state.recent.len(),
+                    self.config.max_runs_per_minute
+                );
                 return decision;
             }
+            state.last.insert(target.clone(), (run_id.clone(), now));
+            state.recent.push_back(now);
         }
-        let minute_ago = now
-            .checked_sub(SignedDuration::from_secs(60))
-            .unwrap_or(Timestamp::MIN);
-        while state.recent.front().is_some_and(|t| *t <= minute_ago) {
-            state.recent.pop_front();
+
+        // Claim the target in the cluster: a restarted daemon or another replica sees it.
+        let lease = alert_lease_name(&target);
+        if let Some(cluster) = &self.cluster {
+            match leases::try_acquire_or_renew(
+                &cluster.client,
+                &cluster.namespace,
+                &lease,
+                &run_id,
+                cooldown,
+                cluster.call_timeout,
+            )
+            .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.unreserve(&target, &run_id, now);
+                    let holder = leases::current_holder(
+                        &cluster.client,
+                        &cluster.namespace,
+                        &lease,
+                        cluster.call_timeout,
+                    )
+                    .await
+                    .ok()
+                    .flatten();
+                    decision.decision = "deduplicated";
+                    decision.reason = format!(
+                        "run {} for {target} was triggered less than the cooldown ({cooldown:?}) ago or is still active (lease {}/{lease})",
+                        holder.as_deref().unwrap_or("(unknown)"),
+                        cluster.namespace
+                    );
+                    decision.run_id = holder;
+                    return decision;
+                }
+                Err(err) => {
+                    tracing::warn!(
+                        target = %target,
+                        lease = %lease,
+                        error = %err,
+                        category = err.category(),
+                        "cannot claim the alert target in the cluster: de-duplicating in memory only"
+                    );
+                }
+            }
         }
-        if state.recent.len() >= self.config.max_runs_per_minute as usize {
-            decision.decision = "rate-limited";
-            decision.reason = format!(
-                "{} alert-triggered runs in the last minute (limit {})",
-                state.recent.len(),
-                self.config.max_runs_per_minute
-            );
-            return decision;
-        }
+
         // An incident id from a label is validated like a run id; a bad one is dropped (the
         // mitigation still runs) and logged.
         let incident = alert
@@ -220,31 +304,246 @@ impl AlertRouter {
                     false
                 }
             })
-            .cloned();
+            .cloned()
+            .or_else(|| group.open(alert, runs.state_dir()));
         let request = RunRequest {
             playbook: PlaybookSource::Name(rule.playbook.clone()),
             params,
             incident,
             trigger: Trigger::Alertmanager,
             who: format!("alertmanager/{}", rule.name),
-            run_id: None,
+            run_id: Some(run_id.clone()),
         };
         match runs.submit(request) {
             Ok(view) => {
-                state
-                    .last
-                    .insert(target.clone(), (view.run_id.clone(), now));
-                state.recent.push_back(now);
                 decision.decision = "ran";
                 decision.reason = format!("{} for {target}", rule.playbook);
                 decision.run_id = Some(view.run_id);
+                if let Some(cluster) = self.cluster.clone() {
+                    tokio::spawn(hold_claim(cluster, lease, run_id, cooldown, runs.clone()));
+                }
             }
             Err(err) => {
+                self.unreserve(&target, &run_id, now);
+                if let Some(cluster) = &self.cluster {
+                    let _ = leases::clear_holder(
+                        &cluster.client,
+                        &cluster.namespace,
+                        &lease,
+                        &run_id,
+                        cluster.call_timeout,
+                    )
+                    .await;
+                }
                 decision.reason = format!("cannot start {}: {err}", rule.playbook);
             }
         }
         decision
     }
+
+    /// Undoes the in-memory reservation of a run that did not start.
+    fn unreserve(&self, target: &str, run_id: &str, at: Timestamp) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.last.get(target).is_some_and(|(id, _)| id == run_id) {
+            state.last.remove(target);
+        }
+        if let Some(i) = state.recent.iter().rposition(|t| *t == at) {
+            state.recent.remove(i);
+        }
+    }
+}
+
+/// `Some((run, reason))` while the last run for `target` is active or ended less than the
+/// cooldown ago.
+fn in_cooldown(
+    state: &RouterState,
+    target: &str,
+    cooldown: std::time::Duration,
+    now: Timestamp,
+    runs: &RunManager,
+) -> Option<(String, String)> {
+    let (last_run, triggered) = state.last.get(target).cloned()?;
+    if runs.is_active(&last_run) {
+        let reason = format!("run {last_run} for {target} is still active");
+        return Some((last_run, reason));
+    }
+    let ended = runs
+        .get(&last_run)
+        .and_then(|v| v.finished_at)
+        .unwrap_or(triggered)
+        .max(triggered);
+    let until = ended
+        .checked_add(SignedDuration::try_from(cooldown).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX);
+    (now < until).then(|| {
+        let reason =
+            format!("run {last_run} for {target} ended at {ended}; cooldown until {until}");
+        (last_run, reason)
+    })
+}
+
+/// Keeps the claim of an alert target while its run is active (renewing every third of the
+/// cooldown) and renews it once more when the run ended, so the cooldown counts from the end.
+async fn hold_claim(
+    cluster: ClusterClaims,
+    lease: String,
+    run_id: String,
+    cooldown: std::time::Duration,
+    runs: RunManager,
+) {
+    let every = (cooldown / 3).max(std::time::Duration::from_secs(1));
+    loop {
+        let ended = tokio::time::timeout(every, runs.wait(&run_id))
+            .await
+            .is_ok();
+        let renewed = leases::try_acquire_or_renew(
+            &cluster.client,
+            &cluster.namespace,
+            &lease,
+            &run_id,
+            cooldown,
+            cluster.call_timeout,
+        )
+        .await;
+        match renewed {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(lease = %lease, run = %run_id, "the alert claim moved on");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(lease = %lease, run = %run_id, error = %err, "cannot renew the alert claim");
+            }
+        }
+        if ended {
+            return;
+        }
+    }
+}
+
+/// `ripcord-alert-<FNV-1a 64 of the target>`.
+pub fn alert_lease_name(target: &str) -> String {
+    format!("ripcord-alert-{:016x}", fnv1a(target))
+}
+
+fn fnv1a(text: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// The incident of an alert group: one per group key and start.
+struct GroupIncident {
+    id: Option<String>,
+    receiver: String,
+    started: Option<Timestamp>,
+}
+
+// === impl GroupIncident ===
+
+impl GroupIncident {
+    fn of(payload: &WebhookPayload) -> GroupIncident {
+        let firing: Vec<&Alert> = payload
+            .alerts
+            .iter()
+            .filter(|a| a.status == "firing")
+            .collect();
+        let started = firing
+            .iter()
+            .filter_map(|a| a.starts_at.as_deref()?.parse::<Timestamp>().ok())
+            .min();
+        let alertname = firing
+            .first()
+            .and_then(|a| a.labels.get("alertname"))
+            .map(String::as_str)
+            .unwrap_or("alert");
+        let id =
+            (!firing.is_empty()).then(|| group_incident_id(alertname, &payload.group_key, started));
+        GroupIncident {
+            id,
+            receiver: payload.receiver.clone(),
+            started,
+        }
+    }
+
+    /// Opens the group's incident unless it exists; returns its id (`None`: it could not be
+    /// written, logged).
+    fn open(&self, alert: &Alert, state_dir: &std::path::Path) -> Option<String> {
+        use crate::cleanup::incident;
+        let id = self.id.clone()?;
+        if incident::load(state_dir, &id).is_ok() {
+            return Some(id);
+        }
+        let labels: Vec<String> = alert
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let summary = alert
+            .annotations
+            .get("summary")
+            .or_else(|| alert.annotations.get("description"))
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        let record = incident::Incident {
+            id: id.clone(),
+            opened_at: self.started.unwrap_or_else(Timestamp::now),
+            opened_by: format!("alertmanager/{}", self.receiver),
+            closed_at: None,
+            severity: alert.labels.get("severity").cloned(),
+            services: alert
+                .labels
+                .get("service")
+                .or_else(|| alert.labels.get("deployment"))
+                .cloned()
+                .into_iter()
+                .collect(),
+            impact: Some(format!("alert {{{}}}{summary}", labels.join(", "))),
+            root_causes: Vec::new(),
+            // Alertmanager's `startsAt`: when the condition began, before anyone noticed.
+            impact_started_at: self.started,
+            detected_at: Some(Timestamp::now()),
+            mitigated_at: None,
+            resolved_at: None,
+            owner: None,
+            handoffs: Vec::new(),
+            notes: Vec::new(),
+            action_items: Vec::new(),
+        };
+        match incident::save(state_dir, &record) {
+            Ok(_) => {
+                tracing::info!(incident = %id, "incident opened for the alert group");
+                Some(id)
+            }
+            Err(err) => {
+                tracing::warn!(incident = %id, error = %err, "cannot open the alert group's incident");
+                None
+            }
+        }
+    }
+}
+
+/// `am-<alertname>-<hash of the group key>-<start>`: a valid incident id (letters, digits,
+/// `.`, `_`, `-`; at most 64).
+pub fn group_incident_id(alertname: &str, group_key: &str, started: Option<Timestamp>) -> String {
+    let name: String = alertname
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(24)
+        .collect();
+    let start = started
+        .map(|t| t.strftime("%Y%m%dT%H%MZ").to_string())
+        .unwrap_or_else(|| "unknown".to_string());
+    format!("am-{name}-{:08x}-{start}", fnv1a(group_key) as u32)
 }
 
 fn matches(rule: &AlertRule, labels: &BTreeMap<String, String>) -> bool {

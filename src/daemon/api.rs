@@ -23,7 +23,7 @@
 use crate::daemon::alerts::WebhookPayload;
 use crate::daemon::auth::{Endpoint, Identity};
 use crate::daemon::runs::{PlaybookSource, RunError, RunRequest};
-use crate::daemon::{DaemonState, auth, status};
+use crate::daemon::{DaemonState, auth};
 use crate::engine::Trigger;
 use axum::Router;
 use axum::body::Bytes;
@@ -31,7 +31,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -50,12 +50,8 @@ pub fn router(state: DaemonState) -> Router {
         .route("/v1/runs/{id}/cancel", post(cancel))
         .route("/v1/alertmanager", post(alertmanager))
         .route("/metrics", get(metrics));
-    let status_page = Router::new().route("/", get(status_page));
-    let status_page = if state.public_status_page {
-        status_page
-    } else {
-        status_page.route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-    };
+    // The status page, its login and live feed (a browser session or the bearer token).
+    let status_page = crate::daemon::session::routes(&state);
     Router::new()
         // The body is read (bounded in size and time) only after the token was checked.
         .merge(
@@ -527,10 +523,16 @@ async fn alertmanager(
     State(state): State<DaemonState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let result = json_body::<WebhookPayload>(body).map(|payload| {
-        let decisions = state.alerts.handle(&payload, &state.runs, &state.metrics);
-        axum::Json(json!({"decisions": decisions}))
-    });
+    let result = match json_body::<WebhookPayload>(body) {
+        Ok(payload) => {
+            let decisions = state
+                .alerts
+                .handle(&payload, &state.runs, &state.metrics)
+                .await;
+            Ok(axum::Json(json!({"decisions": decisions})))
+        }
+        Err(err) => Err(err),
+    };
     counted(&state, "alertmanager", result)
 }
 
@@ -543,11 +545,6 @@ async fn metrics(State(state): State<DaemonState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-async fn status_page(State(state): State<DaemonState>) -> Html<String> {
-    let graphs = status::impact_graphs(&state).await;
-    Html(status::render(&state, &graphs))
 }
 
 async fn healthz() -> &'static str {

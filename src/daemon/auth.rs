@@ -352,6 +352,13 @@ impl Tokens {
         self.authenticate(presented).is_some()
     }
 
+    /// True when `presented` is one of the tokens and its scope may call `endpoint` (the
+    /// status page's login takes only tokens that may see the status page).
+    pub fn accepts_for(&self, presented: &str, endpoint: Endpoint) -> bool {
+        self.authenticate(presented)
+            .is_some_and(|identity| identity.scope.may_call(endpoint))
+    }
+
     /// The identity behind `presented`, if it is one of the tokens. Re-reads the file when it
     /// changed; an empty, malformed or unreadable file accepts nothing.
     pub fn authenticate(&self, presented: &str) -> Option<Identity> {

@@ -47,6 +47,15 @@
 //!     errorBudget: {query: "slo:error_budget_remaining", op: gt, threshold: 0.2}
 //!     failout: {playbook: failout-zone, params: {zone: zone-a}}
 //!     failback: {playbook: failback-zone, params: {zone: zone-a}}
+//!     hypothesis:
+//!       probes: [{name: errors, query: "slo:error_ratio:rate5m", op: lt, threshold: 0.01}]
+//!       http: [{name: shop, url: "http://shop.example/healthz", expectStatus: 200}]
+//!     hold: 10m
+//!     holdInterval: 30s
+//!     returned:
+//!       probes: [{name: pods, query: "sum(kube_pod_info{zone=\"zone-a\"})", op: ge, threshold: 3}]
+//!       within: 5m
+//!     budgetBurn: 0.02
 //! ```
 
 use crate::playbook::duration::Duration;
@@ -269,6 +278,90 @@ pub struct DrillConfig {
     /// Checked after the fail-back (in addition to both runs succeeding).
     #[serde(default)]
     pub verify: Option<PromCondition>,
+    /// The steady-state hypothesis: checked before the fail-out (not holding: the drill is
+    /// skipped), every `holdInterval` during the hold (not holding: the drill ends early,
+    /// fails back and opens an incident) and after the fail-back.
+    #[serde(default)]
+    pub hypothesis: Option<Hypothesis>,
+    /// How long the zone stays failed out while the hypothesis is watched (default 0).
+    #[serde(default)]
+    pub hold: Option<Duration>,
+    /// How often the hypothesis is checked during the hold (default 30s).
+    #[serde(default)]
+    pub hold_interval: Option<Duration>,
+    /// After the fail-back: the zone got its pods and its traffic share back (checked until
+    /// they hold, at most `within`).
+    #[serde(default)]
+    pub returned: Option<ReturnCheck>,
+    /// Error budget (a ratio) a failed hypothesis burns: added to
+    /// `ripcord_drill_error_budget_burn_total{drill}`, which the budget rule can subtract.
+    #[serde(default)]
+    pub budget_burn: Option<f64>,
+}
+
+/// A drill's steady-state hypothesis: every probe must hold.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Hypothesis {
+    /// PromQL probes.
+    #[serde(default)]
+    pub probes: Vec<PromProbe>,
+    /// HTTP probes (a user-facing endpoint answers).
+    #[serde(default)]
+    pub http: Vec<HttpProbe>,
+}
+
+/// A named PromQL condition.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PromProbe {
+    /// The probe's name (reports).
+    pub name: String,
+    /// The PromQL expression; must return one value.
+    pub query: String,
+    /// The comparison.
+    pub op: crate::playbook::model::CompareOp,
+    /// The right-hand side.
+    pub threshold: f64,
+}
+
+impl PromProbe {
+    /// As a condition.
+    pub fn condition(&self) -> PromCondition {
+        PromCondition {
+            query: self.query.clone(),
+            op: self.op,
+            threshold: self.threshold,
+        }
+    }
+}
+
+/// An HTTP probe: `GET url` answers with the expected status within the timeout.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpProbe {
+    /// The probe's name (reports).
+    pub name: String,
+    /// The URL.
+    pub url: String,
+    /// The expected status (default: any 2xx).
+    #[serde(default)]
+    pub expect_status: Option<u16>,
+    /// Bound of the request (default 5s).
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+}
+
+/// `returned:` — after the fail-back, the zone is whole again.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReturnCheck {
+    /// Every probe must hold (e.g. ready pods in the zone, the zone's traffic weight).
+    #[serde(default)]
+    pub probes: Vec<PromProbe>,
+    /// Checked until they hold, at most this long (default 5m).
+    #[serde(default)]
+    pub within: Option<Duration>,
 }
 
 /// A playbook and its parameters.

@@ -10,14 +10,21 @@
 //!    (concurrency policy: forbid);
 //! 2. skip (`skipped-window`) outside the window, (`skipped-budget`) when the gate does not
 //!    hold or cannot be evaluated;
-//! 3. run the fail-out playbook and wait; then *always* run the fail-back playbook (a partial
-//!    fail-out must be reverted too) and wait;
-//! 4. verify: both runs succeeded and the optional `verify` condition holds;
-//! 5. write the drill report `<state-dir>/drills/<drill>/<time>.json`, count
-//!    `ripcord_drills_total{drill,outcome}`, keep it for the status page.
+//! 3. an experiment, as Chaos Toolkit runs one: check the steady-state hypothesis (PromQL
+//!    and HTTP probes) — not holding: `skipped-hypothesis`, nothing done;
+//! 4. run the fail-out playbook and wait; hold the zone out for `hold`, checking the
+//!    hypothesis every `holdInterval` — the first failure ends the hold early and opens an
+//!    incident with the evidence (and burns `budgetBurn`);
+//! 5. *always* run the fail-back playbook (a partial fail-out must be reverted too) and wait;
+//! 6. check that the zone got its pods and traffic back (`returned`, retried for a bound),
+//!    the hypothesis again, and the optional `verify` condition;
+//! 7. write the drill's journal (`<state-dir>/drills/<drill>/<time>.jsonl`, every check as
+//!    it happens) and report (`<time>.json` and `<time>.md`), count
+//!    `ripcord_drills_total{drill,outcome}`, keep it for the status page. Drill runs carry no
+//!    incident unless the hypothesis failed: a drill is not an incident.
 
 use crate::daemon::clock::Clock;
-use crate::daemon::config::{DaemonConfigError, DrillConfig, DrillRun};
+use crate::daemon::config::{DaemonConfigError, DrillConfig, DrillRun, HttpProbe, Hypothesis};
 use crate::daemon::metrics::DaemonMetrics;
 use crate::daemon::runs::{PlaybookSource, RunManager, RunRequest, RunView};
 use crate::engine::Trigger;
@@ -30,6 +37,7 @@ use jiff::tz::{Offset, TimeZone};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +46,14 @@ use tokio::sync::watch;
 
 /// How many drill reports the status page keeps.
 const KEEP_REPORTS: usize = 50;
+/// How often the hypothesis is checked during the hold, unless configured.
+const DEFAULT_HOLD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long the `returned` checks may take to hold, unless configured.
+const DEFAULT_RETURN_WITHIN: std::time::Duration = std::time::Duration::from_secs(300);
+/// How often the `returned` checks are retried.
+const RETURN_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Bound of an HTTP probe, unless configured.
+const HTTP_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A drill's parsed schedule, timezone and window.
 #[derive(Debug, Clone)]
@@ -120,13 +136,21 @@ pub fn parse_timezone(spec: &str) -> Result<TimeZone, String> {
     })
 }
 
-/// Evaluates a drill's error-budget and verify conditions. [`Prometheus`] is the real one.
+/// Evaluates a drill's error-budget, hypothesis and verify conditions. [`Prometheus`] is the
+/// real one.
 pub trait ConditionGate: Send + Sync + 'static {
     /// `(holds, observed value)`.
     fn evaluate(
         &self,
         condition: &PromCondition,
     ) -> BoxFuture<'static, Result<(bool, f64), String>>;
+
+    /// An HTTP probe: `(holds, status)`. The default sends the request (bounded by the
+    /// probe's timeout).
+    fn probe_http(&self, probe: &HttpProbe) -> BoxFuture<'static, Result<(bool, u16), String>> {
+        let probe = probe.clone();
+        Box::pin(async move { http_probe(&probe).await })
+    }
 }
 
 impl ConditionGate for Prometheus {
@@ -139,17 +163,74 @@ impl ConditionGate for Prometheus {
         Box::pin(async move {
             Prometheus::evaluate(&prometheus, &condition)
                 .await
-                .map_err(|e| {
-                    let mut msg = e.to_string();
-                    let mut source = std::error::Error::source(&e);
-                    while let Some(s) = source {
-                        msg.push_str(&format!(": {s}"));
-                        source = s.source();
-                    }
-                    msg
-                })
+                .map_err(|e| error_chain(&e))
         })
     }
+}
+
+/// The gate without Prometheus: PromQL probes cannot be evaluated, HTTP probes can.
+struct NoPrometheus;
+
+impl ConditionGate for NoPrometheus {
+    fn evaluate(
+        &self,
+        _condition: &PromCondition,
+    ) -> BoxFuture<'static, Result<(bool, f64), String>> {
+        Box::pin(async { Err("no Prometheus is configured".to_string()) })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    msg
+}
+
+/// Sends `GET url` once, bounded by the probe's timeout (default 5 s): `(holds, status)`.
+pub async fn http_probe(probe: &HttpProbe) -> Result<(bool, u16), String> {
+    let timeout = probe
+        .timeout
+        .map(|d| d.0)
+        .unwrap_or(HTTP_PROBE_TIMEOUT)
+        .max(std::time::Duration::from_millis(1));
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| error_chain(&e))?;
+    let response = tokio::time::timeout(timeout, client.get(&probe.url).send())
+        .await
+        .map_err(|_| format!("no answer within {timeout:?}"))?
+        .map_err(|e| error_chain(&e))?;
+    let status = response.status().as_u16();
+    let holds = match probe.expect_status {
+        Some(expected) => status == expected,
+        None => response.status().is_success(),
+    };
+    Ok((holds, status))
+}
+
+/// One check or phase change of a drill, in the order they happened (the drill's journal).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillEvent {
+    /// When.
+    pub at: Timestamp,
+    /// `before`, `failout`, `hold`, `failback`, `after`, `returned`, `verify`, `end`.
+    pub phase: String,
+    /// The probe or run it is about.
+    pub what: String,
+    /// For a check: whether it held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holds: Option<bool>,
+    /// For a check: the observed value (PromQL value, HTTP status).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// For people.
+    pub detail: String,
 }
 
 /// One drill occurrence's report.
@@ -162,7 +243,8 @@ pub struct DrillReport {
     pub scheduled_for: Timestamp,
     /// When it ended (or was skipped).
     pub finished_at: Timestamp,
-    /// `succeeded`, `failed`, `skipped-overlap`, `skipped-window`, `skipped-budget`.
+    /// `succeeded`, `failed`, `skipped-overlap`, `skipped-window`, `skipped-budget`,
+    /// `skipped-hypothesis` (not in steady state before the fail-out).
     pub outcome: String,
     /// Why, for people.
     pub reason: String,
@@ -178,7 +260,24 @@ pub struct DrillReport {
     /// The verify condition's value, when evaluated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify_value: Option<f64>,
-    /// Where the report was written.
+    /// How long the zone was held failed out while the hypothesis was watched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_seconds: Option<f64>,
+    /// The evidence when the steady-state hypothesis failed during or after the drill.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hypothesis_failed: Option<String>,
+    /// The incident opened because the hypothesis failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+    /// Every check and phase, in order.
+    #[serde(default)]
+    pub events: Vec<DrillEvent>,
+    /// The drill's own run (a journal in `<state-dir>/runs/<id>/`, listed with the other runs
+    /// and readable by `ripcord report`), for occurrences that failed a zone out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Where the report was written (JSON; the Markdown report and the JSON-lines journal
+    /// sit beside it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
 }
@@ -223,6 +322,18 @@ impl DrillLog {
     pub fn recent(&self) -> Vec<DrillReport> {
         let log = self.0.lock().unwrap_or_else(|p| p.into_inner());
         log.iter().rev().cloned().collect()
+    }
+
+    /// One record per drill: its newest report and how many occurrences are kept, by name.
+    pub fn per_drill(&self) -> Vec<(DrillReport, usize)> {
+        let mut out: Vec<(DrillReport, usize)> = Vec::new();
+        for report in self.recent() {
+            match out.iter_mut().find(|(r, _)| r.drill == report.drill) {
+                Some((_, count)) => *count += 1,
+                None => out.push((report, 1)),
+            }
+        }
+        out
     }
 }
 
@@ -289,6 +400,7 @@ async fn drill_loop(shared: Arc<Shared>, drill: DrillConfig, schedule: Schedule)
             tracing::warn!(drill = %drill.name, "the schedule has no further occurrence");
             return;
         };
+        shared.metrics.drill_next(&drill.name, next.as_second());
         let wait = next.duration_since(now).max(SignedDuration::ZERO);
         let wait = std::time::Duration::try_from(wait).unwrap_or(std::time::Duration::ZERO);
         tracing::debug!(drill = %drill.name, next = %next, "drill scheduled");
@@ -347,7 +459,160 @@ fn skipped(
         failout: None,
         failback: None,
         verify_value: None,
+        held_seconds: None,
+        hypothesis_failed: None,
+        incident: None,
+        events: Vec::new(),
+        run_id: None,
         file: None,
+    }
+}
+
+/// The events of one occurrence, appended to its JSON-lines journal as they happen (the
+/// journal is best effort: a write failure is logged once and the drill goes on).
+struct DrillJournal {
+    path: PathBuf,
+    events: Vec<DrillEvent>,
+    broken: bool,
+}
+
+// === impl DrillJournal ===
+
+impl DrillJournal {
+    fn new(state_dir: &std::path::Path, drill: &str, at: Timestamp) -> DrillJournal {
+        DrillJournal {
+            path: report_base(state_dir, drill, at).with_extension("jsonl"),
+            events: Vec::new(),
+            broken: false,
+        }
+    }
+
+    async fn record(
+        &mut self,
+        clock: &Clock,
+        phase: &str,
+        what: &str,
+        check: Option<(bool, Option<f64>)>,
+        detail: String,
+    ) {
+        let event = DrillEvent {
+            at: clock.now(),
+            phase: phase.to_string(),
+            what: what.to_string(),
+            holds: check.map(|c| c.0),
+            value: check.and_then(|c| c.1),
+            detail,
+        };
+        if !self.broken {
+            let line = serde_json::to_string(&event).unwrap_or_default() + "\n";
+            let write = async {
+                if let Some(dir) = self.path.parent() {
+                    tokio::fs::create_dir_all(dir).await?;
+                }
+                let mut file = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+                    .await?;
+                tokio::io::AsyncWriteExt::write_all(&mut file, line.as_bytes()).await?;
+                file.sync_data().await
+            };
+            if let Err(err) = write.await {
+                tracing::warn!(file = %self.path.display(), error = %err, "cannot write the drill journal");
+                self.broken = true;
+            }
+        }
+        self.events.push(event);
+    }
+}
+
+/// `<state-dir>/drills/<drill>/<time>` (the report's `.json`, `.md` and `.jsonl`).
+fn report_base(state_dir: &std::path::Path, drill: &str, at: Timestamp) -> PathBuf {
+    state_dir
+        .join("drills")
+        .join(drill)
+        .join(at.strftime("%Y%m%dT%H%M%SZ").to_string())
+}
+
+/// Checks every probe of the hypothesis; `Err(evidence)` names each probe that did not hold.
+async fn check_hypothesis(
+    gate: &dyn ConditionGate,
+    hypothesis: &Hypothesis,
+    phase: &str,
+    journal: &mut DrillJournal,
+    clock: &Clock,
+) -> Result<(), String> {
+    let mut failed = Vec::new();
+    let prom = hypothesis.probes.iter().map(|p| {
+        let check = gate.evaluate(&p.condition());
+        async move { (p, check.await) }
+    });
+    let http = hypothesis.http.iter().map(|p| {
+        let check = gate.probe_http(p);
+        async move { (p, check.await) }
+    });
+    let (prom, http) = futures::future::join(
+        futures::future::join_all(prom),
+        futures::future::join_all(http),
+    )
+    .await;
+    for (probe, result) in prom {
+        let needs = format!("{} {}", probe.op.symbol(), probe.threshold);
+        match result {
+            Ok((holds, value)) => {
+                let detail = format!("{} = {value} (needs {needs})", probe.query);
+                if !holds {
+                    failed.push(format!("{}: {detail}", probe.name));
+                }
+                journal
+                    .record(
+                        clock,
+                        phase,
+                        &probe.name,
+                        Some((holds, Some(value))),
+                        detail,
+                    )
+                    .await;
+            }
+            Err(err) => {
+                let detail = format!("{} could not be evaluated: {err}", probe.query);
+                failed.push(format!("{}: {detail}", probe.name));
+                journal
+                    .record(clock, phase, &probe.name, Some((false, None)), detail)
+                    .await;
+            }
+        }
+    }
+    for (probe, result) in http {
+        match result {
+            Ok((holds, status)) => {
+                let detail = format!("GET {} answered {status}", probe.url);
+                if !holds {
+                    failed.push(format!("{}: {detail}", probe.name));
+                }
+                journal
+                    .record(
+                        clock,
+                        phase,
+                        &probe.name,
+                        Some((holds, Some(f64::from(status)))),
+                        detail,
+                    )
+                    .await;
+            }
+            Err(err) => {
+                let detail = format!("GET {} failed: {err}", probe.url);
+                failed.push(format!("{}: {detail}", probe.name));
+                journal
+                    .record(clock, phase, &probe.name, Some((false, None)), detail)
+                    .await;
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
     }
 }
 
@@ -407,11 +672,87 @@ async fn occurrence(
             }
         }
     }
+    let gate: Arc<dyn ConditionGate> = shared
+        .gate
+        .clone()
+        .unwrap_or_else(|| Arc::new(NoPrometheus));
+    let mut journal = DrillJournal::new(shared.runs.state_dir(), &drill.name, at);
+
+    // 1. Steady state before: a system that is not in it proves nothing by losing a zone.
+    if let Some(hypothesis) = &drill.hypothesis
+        && let Err(evidence) =
+            check_hypothesis(gate.as_ref(), hypothesis, "before", &mut journal, clock).await
+    {
+        let mut r = skipped(
+            drill,
+            at,
+            clock,
+            "skipped-hypothesis",
+            &format!("not in steady state before the fail-out, nothing done: {evidence}"),
+        );
+        r.budget_value = budget_value;
+        r.events = journal.events;
+        return r;
+    }
+
+    // 2. Fail out.
     tracing::info!(drill = %drill.name, "drill starting: fail-out");
-    let failout = run_and_wait(&shared.runs, drill, &drill.failout).await;
+    let failout = run_and_wait(&shared.runs, drill, &drill.failout, None).await;
+    journal
+        .record(
+            clock,
+            "failout",
+            failout.run_id.as_deref().unwrap_or(&failout.playbook),
+            None,
+            format!("{} {}", failout.playbook, failout.outcome),
+        )
+        .await;
+
+    // 3. Hold, watching the hypothesis; the first failure ends the hold.
+    let mut hypothesis_failed: Option<String> = None;
+    let mut held_seconds = None;
+    let hold = drill.hold.map(|d| d.0).unwrap_or_default();
+    if failout.succeeded() && !hold.is_zero() {
+        let interval = drill
+            .hold_interval
+            .map(|d| d.0)
+            .unwrap_or(DEFAULT_HOLD_INTERVAL)
+            .max(std::time::Duration::from_millis(10));
+        let started = tokio::time::Instant::now();
+        let deadline = started + hold;
+        tracing::info!(drill = %drill.name, hold = ?hold, "drill: holding the zone out");
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::time::sleep(interval.min(deadline - now)).await;
+            if let Some(hypothesis) = &drill.hypothesis
+                && let Err(evidence) =
+                    check_hypothesis(gate.as_ref(), hypothesis, "hold", &mut journal, clock).await
+            {
+                tracing::warn!(drill = %drill.name, evidence = %evidence, "drill: hypothesis failed during the hold, failing back early");
+                hypothesis_failed = Some(format!(
+                    "during the hold (after {:.0}s of {:.0}s): {evidence}",
+                    started.elapsed().as_secs_f64(),
+                    hold.as_secs_f64()
+                ));
+                break;
+            }
+        }
+        held_seconds = Some(started.elapsed().as_secs_f64());
+    }
+
+    // 4. A failed hypothesis opens an incident before the fail-back, which runs under it.
+    let mut incident = None;
+    if let Some(evidence) = &hypothesis_failed {
+        incident = open_incident(shared, drill, at, clock, evidence, &failout).await;
+    }
+
+    // 5. Fail back (always, once the fail-out started: a partial fail-out must be reverted).
     tracing::info!(drill = %drill.name, outcome = %failout.outcome, "drill: fail-back");
     let failback = if failout.run_id.is_some() {
-        run_and_wait(&shared.runs, drill, &drill.failback).await
+        run_and_wait(&shared.runs, drill, &drill.failback, incident.clone()).await
     } else {
         DrillRunReport {
             playbook: drill.failback.playbook.clone(),
@@ -420,7 +761,16 @@ async fn occurrence(
             reason: Some("the fail-out never started, nothing to fail back".to_string()),
         }
     };
-    let mut verify_value = None;
+    journal
+        .record(
+            clock,
+            "failback",
+            failback.run_id.as_deref().unwrap_or(&failback.playbook),
+            None,
+            format!("{} {}", failback.playbook, failback.outcome),
+        )
+        .await;
+
     let mut problems = Vec::new();
     if !failout.succeeded() {
         problems.push(format!("fail-out {}", failout.outcome));
@@ -428,11 +778,79 @@ async fn occurrence(
     if !failback.succeeded() {
         problems.push(format!("fail-back {}", failback.outcome));
     }
+
+    // 6. The zone came back: its pods and its share of the traffic (bounded retry).
+    if let Some(returned) = &drill.returned
+        && failback.succeeded()
+    {
+        let within = returned
+            .within
+            .map(|d| d.0)
+            .unwrap_or(DEFAULT_RETURN_WITHIN);
+        let deadline = tokio::time::Instant::now() + within;
+        let check = Hypothesis {
+            probes: returned.probes.clone(),
+            http: Vec::new(),
+        };
+        loop {
+            let mut scratch = DrillJournal {
+                path: journal.path.clone(),
+                events: Vec::new(),
+                broken: true,
+            };
+            let result =
+                check_hypothesis(gate.as_ref(), &check, "returned", &mut scratch, clock).await;
+            let last = result.is_ok() || tokio::time::Instant::now() >= deadline;
+            if last {
+                // Journal the final attempt only: the retries say nothing new.
+                for e in scratch.events {
+                    journal
+                        .record(
+                            clock,
+                            &e.phase,
+                            &e.what,
+                            e.holds.map(|h| (h, e.value)),
+                            e.detail,
+                        )
+                        .await;
+                }
+                if let Err(evidence) = result {
+                    problems.push(format!(
+                        "the zone did not return within {within:?}: {evidence}"
+                    ));
+                }
+                break;
+            }
+            tokio::time::sleep(RETURN_POLL.min(within)).await;
+        }
+    }
+
+    // 7. Steady state after.
+    if let Some(hypothesis) = &drill.hypothesis
+        && hypothesis_failed.is_none()
+        && let Err(evidence) =
+            check_hypothesis(gate.as_ref(), hypothesis, "after", &mut journal, clock).await
+    {
+        let evidence = format!("after the fail-back: {evidence}");
+        incident = open_incident(shared, drill, at, clock, &evidence, &failout).await;
+        hypothesis_failed = Some(evidence);
+    }
+
+    let mut verify_value = None;
     if let Some(condition) = &drill.verify {
         match &shared.gate {
             Some(gate) => match gate.evaluate(condition).await {
                 Ok((holds, value)) => {
                     verify_value = Some(value);
+                    journal
+                        .record(
+                            clock,
+                            "verify",
+                            &condition.query,
+                            Some((holds, Some(value))),
+                            format!("needs {} {}", condition.op.symbol(), condition.threshold),
+                        )
+                        .await;
                     if !holds {
                         problems.push(format!(
                             "verify: {} = {value} (needs {} {})",
@@ -447,14 +865,30 @@ async fn occurrence(
             None => problems.push("verify needs Prometheus, none is configured".to_string()),
         }
     }
+    if let Some(evidence) = &hypothesis_failed {
+        problems.insert(0, format!("hypothesis failed {evidence}"));
+        if let Some(burn) = drill.budget_burn.filter(|b| b.is_finite() && *b > 0.0) {
+            shared.metrics.drill_budget_burn(&drill.name, burn);
+        }
+    }
     let (outcome, reason) = if problems.is_empty() {
         (
             "succeeded",
-            "fail-out, fail-back and verify succeeded".to_string(),
+            if drill.hypothesis.is_some() {
+                format!(
+                    "the hypothesis held before, during {:.0}s out and after; fail-out and fail-back succeeded",
+                    held_seconds.unwrap_or(0.0)
+                )
+            } else {
+                "fail-out, fail-back and verify succeeded".to_string()
+            },
         )
     } else {
         ("failed", problems.join("; "))
     };
+    journal
+        .record(clock, "end", outcome, None, reason.clone())
+        .await;
     DrillReport {
         drill: drill.name.clone(),
         scheduled_for: at,
@@ -465,15 +899,97 @@ async fn occurrence(
         failout: Some(failout),
         failback: Some(failback),
         verify_value,
+        held_seconds,
+        hypothesis_failed,
+        incident,
+        events: journal.events,
+        run_id: None,
         file: None,
     }
 }
 
-async fn run_and_wait(runs: &RunManager, drill: &DrillConfig, run: &DrillRun) -> DrillRunReport {
+/// The incident id of a failed drill occurrence: `drill-<name>-<time>` (valid as an incident
+/// id: letters, digits, `.`, `_`, `-`, at most 64).
+pub fn incident_id(drill: &str, at: Timestamp) -> String {
+    let name: String = drill
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    format!("drill-{name}-{}", at.strftime("%Y%m%dT%H%MZ"))
+}
+
+/// Opens (writes) the incident of a failed hypothesis with the evidence; `None` when it
+/// cannot be written (logged).
+async fn open_incident(
+    shared: &Shared,
+    drill: &DrillConfig,
+    at: Timestamp,
+    clock: &Clock,
+    evidence: &str,
+    failout: &DrillRunReport,
+) -> Option<String> {
+    let id = incident_id(&drill.name, at);
+    let incident = crate::cleanup::incident::Incident {
+        id: id.clone(),
+        opened_at: clock.now(),
+        opened_by: format!("drill/{}", drill.name),
+        closed_at: None,
+        severity: Some("drill".to_string()),
+        services: Vec::new(),
+        impact: Some(format!(
+            "drill {}: the steady-state hypothesis failed {evidence} (fail-out run {}, {})",
+            drill.name,
+            failout.run_id.as_deref().unwrap_or("none"),
+            failout.playbook
+        )),
+        root_causes: Vec::new(),
+        impact_started_at: Some(at),
+        detected_at: Some(clock.now()),
+        mitigated_at: None,
+        resolved_at: None,
+        owner: None,
+        handoffs: Vec::new(),
+        notes: Vec::new(),
+        action_items: Vec::new(),
+    };
+    let state_dir = shared.runs.state_dir().to_path_buf();
+    let saved =
+        tokio::task::spawn_blocking(move || crate::cleanup::incident::save(&state_dir, &incident))
+            .await;
+    match saved {
+        Ok(Ok(path)) => {
+            tracing::warn!(drill = %drill.name, incident = %id, file = %path.display(), "drill hypothesis failed: incident opened");
+            Some(id)
+        }
+        Ok(Err(err)) => {
+            tracing::error!(drill = %drill.name, incident = %id, error = %err, "cannot open the drill's incident");
+            None
+        }
+        Err(err) => {
+            tracing::error!(drill = %drill.name, incident = %id, error = %err, "cannot open the drill's incident");
+            None
+        }
+    }
+}
+
+async fn run_and_wait(
+    runs: &RunManager,
+    drill: &DrillConfig,
+    run: &DrillRun,
+    incident: Option<String>,
+) -> DrillRunReport {
     let request = RunRequest {
         playbook: PlaybookSource::Name(run.playbook.clone()),
         params: run.params.clone(),
-        incident: Some(format!("drill/{}", drill.name)),
+        // A drill is not an incident: only a failed hypothesis opens one.
+        incident,
         trigger: Trigger::Schedule,
         who: format!("drill/{}", drill.name),
         run_id: None,
@@ -507,24 +1023,170 @@ async fn run_and_wait(runs: &RunManager, drill: &DrillConfig, run: &DrillRun) ->
     }
 }
 
+/// The report as Markdown, for people (beside the JSON).
+pub fn markdown(report: &DrillReport) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Drill {} — {}\n\n- scheduled for: {}\n- finished at: {}\n- outcome: **{}**\n- why: {}",
+        report.drill,
+        report.scheduled_for,
+        report.scheduled_for,
+        report.finished_at,
+        report.outcome,
+        report.reason
+    );
+    if let Some(held) = report.held_seconds {
+        let _ = writeln!(md, "- held out: {held:.0}s");
+    }
+    if let Some(incident) = &report.incident {
+        let _ = writeln!(md, "- incident: {incident}");
+    }
+    if let Some(run) = &report.run_id {
+        let _ = writeln!(md, "- journal: run {run} (`ripcord report {run}`)");
+    }
+    for (label, run) in [
+        ("fail-out", &report.failout),
+        ("fail-back", &report.failback),
+    ] {
+        if let Some(run) = run {
+            let _ = writeln!(
+                md,
+                "- {label}: {} run {} → {}{}",
+                run.playbook,
+                run.run_id.as_deref().unwrap_or("(not started)"),
+                run.outcome,
+                run.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    if !report.events.is_empty() {
+        md.push_str(
+            "\n| time | phase | what | holds | value | detail |\n|---|---|---|---|---|---|\n",
+        );
+        for e in &report.events {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                e.at.strftime("%H:%M:%S"),
+                e.phase,
+                e.what.replace('|', "\\|"),
+                match e.holds {
+                    Some(true) => "yes",
+                    Some(false) => "**no**",
+                    None => "",
+                },
+                e.value.map(|v| v.to_string()).unwrap_or_default(),
+                e.detail.replace('|', "\\|")
+            );
+        }
+    }
+    md
+}
+
+/// Journals an occurrence that failed a zone out as a run of its own (`drill/<name>`): each
+/// phase and check a step record, each failed check a tripped guard, the end a `RunFinished`.
+fn journal_as_run(
+    state_dir: &std::path::Path,
+    report: &DrillReport,
+) -> Result<String, crate::journal::JournalError> {
+    use crate::journal::{Journal, Record};
+    let run_id = crate::journal::new_run_id();
+    let mut journal = Journal::create(state_dir, &run_id)?;
+    let mut params = std::collections::BTreeMap::new();
+    params.insert(
+        "scheduledFor".to_string(),
+        serde_json::Value::String(report.scheduled_for.to_string()),
+    );
+    for (key, run) in [
+        ("failoutRun", &report.failout),
+        ("failbackRun", &report.failback),
+    ] {
+        if let Some(id) = run.as_ref().and_then(|r| r.run_id.clone()) {
+            params.insert(key.to_string(), serde_json::Value::String(id));
+        }
+    }
+    let mut records = vec![Record::RunStarted {
+        run_id: run_id.clone(),
+        playbook: format!("drill/{}", report.drill),
+        trigger: "schedule".to_string(),
+        who: format!("drill/{}", report.drill),
+        incident: report.incident.clone(),
+        params,
+        plan: serde_json::json!({"drill": report.drill}),
+    }];
+    for (i, e) in report.events.iter().enumerate() {
+        let step = format!("{:02}-{}-{}", i + 1, e.phase, e.what);
+        records.push(Record::StepPlanned {
+            step: step.clone(),
+            action: format!("drill.{}", e.phase),
+            summary: e.detail.clone(),
+            diff: String::new(),
+        });
+        if e.holds == Some(false) {
+            records.push(Record::GuardTripped {
+                guard: e.what.clone(),
+                kind: format!("hypothesis/{}", e.phase),
+                value: e.value,
+                reason: e.detail.clone(),
+            });
+        } else {
+            records.push(Record::StepVerified { step });
+        }
+    }
+    let duration = report.finished_at.duration_since(report.scheduled_for);
+    records.push(Record::RunFinished {
+        outcome: if report.outcome == "succeeded" {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        },
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(0),
+        reason: Some(report.reason.clone()),
+    });
+    journal.append_all(records)?;
+    Ok(run_id)
+}
+
 async fn finish(shared: &Shared, drill: &DrillConfig, mut report: DrillReport) {
-    let dir = shared.runs.state_dir().join("drills").join(&drill.name);
-    let file = dir.join(format!(
-        "{}.json",
-        report.scheduled_for.strftime("%Y%m%dT%H%M%SZ")
-    ));
+    if report.failout.as_ref().is_some_and(|r| r.run_id.is_some()) {
+        let state_dir = shared.runs.state_dir().to_path_buf();
+        let copy = report.clone();
+        match tokio::task::spawn_blocking(move || journal_as_run(&state_dir, &copy)).await {
+            Ok(Ok(run_id)) => report.run_id = Some(run_id),
+            Ok(Err(err)) => {
+                tracing::warn!(drill = %drill.name, error = %err, "cannot journal the drill as a run")
+            }
+            Err(err) => {
+                tracing::warn!(drill = %drill.name, error = %err, "cannot journal the drill as a run")
+            }
+        }
+    }
+    let base = report_base(shared.runs.state_dir(), &drill.name, report.scheduled_for);
+    let file = base.with_extension("json");
     report.file = Some(file.clone());
     let write = async {
-        tokio::fs::create_dir_all(&dir).await?;
+        if let Some(dir) = file.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
         let body = serde_json::to_vec_pretty(&report).unwrap_or_default();
-        tokio::fs::write(&file, body).await
+        tokio::fs::write(&file, body).await?;
+        tokio::fs::write(base.with_extension("md"), markdown(&report)).await
     };
     if let Err(err) = write.await {
         tracing::warn!(drill = %drill.name, file = %file.display(), error = %err, "cannot write the drill report");
         report.file = None;
     }
     shared.metrics.drill(&drill.name, &report.outcome);
-    tracing::info!(drill = %drill.name, outcome = %report.outcome, reason = %report.reason, "drill finished");
+    if !report.outcome.starts_with("skipped-") {
+        shared
+            .metrics
+            .drill_last(&drill.name, report.finished_at.as_second());
+    }
+    tracing::info!(drill = %drill.name, outcome = %report.outcome, reason = %report.reason, incident = report.incident.as_deref().unwrap_or(""), "drill finished");
     shared.log.push(report);
 }
 
@@ -552,6 +1214,11 @@ mod tests {
                 params: Default::default(),
             },
             verify: None,
+            hypothesis: None,
+            hold: None,
+            hold_interval: None,
+            returned: None,
+            budget_burn: None,
         }
     }
 
@@ -582,6 +1249,15 @@ mod tests {
         // 03:30 UTC is 22:30 at -05:00.
         assert!(s.in_window("2026-11-25T03:30:00Z".parse().unwrap()));
         assert!(!s.in_window("2026-11-25T12:00:00Z".parse().unwrap()));
+    }
+
+    #[test]
+    fn issue17_drill_incident_ids_are_valid_incident_ids() {
+        let at: Timestamp = "2026-11-25T10:10:00Z".parse().unwrap();
+        let id = incident_id("zone b/weekly", at);
+        assert_eq!(id, "drill-zone-b-weekly-20261125T1010Z");
+        crate::cleanup::incident::validate_id(&id).unwrap();
+        crate::cleanup::incident::validate_id(&incident_id(&"x".repeat(200), at)).unwrap();
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The daemon's own metrics, served at `/metrics` in the Prometheus text format.
 //!
 //! Every metric has the `ripcord_` prefix: runs by playbook and outcome, step durations, API
-//! errors, drills by outcome, the run queue's depth and Alertmanager decisions.
+//! errors, drills by outcome (and their last and next time, the error budget failed drills
+//! burned), notification failures, the run queue's depth and Alertmanager decisions.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -9,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -25,6 +27,10 @@ pub struct DaemonMetrics {
     leader: Gauge,
     connections_refused: Counter,
     takeovers_refused: Family<Labels, Counter>,
+    drill_last: Family<Labels, Gauge>,
+    drill_next: Family<Labels, Gauge>,
+    drill_budget_burn: Family<Labels, Counter<f64, AtomicU64>>,
+    notification_failures: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for DaemonMetrics {
@@ -70,6 +76,30 @@ impl DaemonMetrics {
             "takeovers_refused",
             "Unfinished Run resources a new leader refused to take over, by reason (unsealed, bad-seal, no-key)",
             takeovers_refused.clone(),
+        );
+        let drill_last = Family::<Labels, Gauge>::default();
+        let drill_next = Family::<Labels, Gauge>::default();
+        let drill_budget_burn = Family::<Labels, Counter<f64, AtomicU64>>::default();
+        let notification_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "drill_last_timestamp_seconds",
+            "When each drill last ran (fail-out to report), unix seconds",
+            drill_last.clone(),
+        );
+        registry.register(
+            "drill_next_timestamp_seconds",
+            "When each drill fires next, unix seconds",
+            drill_next.clone(),
+        );
+        registry.register(
+            "drill_error_budget_burn",
+            "Error budget (ratio) burned by drills whose steady-state hypothesis failed",
+            drill_budget_burn.clone(),
+        );
+        registry.register(
+            "notification_failures",
+            "Notifications that could not be delivered, by channel",
+            notification_failures.clone(),
         );
         registry.register(
             "runs",
@@ -124,6 +154,10 @@ impl DaemonMetrics {
             leader,
             connections_refused,
             takeovers_refused,
+            drill_last,
+            drill_next,
+            drill_budget_burn,
+            notification_failures,
         }
     }
 
@@ -181,6 +215,34 @@ impl DaemonMetrics {
             .inc();
     }
 
+    /// Records when a drill last ran.
+    pub fn drill_last(&self, drill: &str, unix_seconds: i64) {
+        self.drill_last
+            .get_or_create(&vec![("drill", drill.to_string())])
+            .set(unix_seconds);
+    }
+
+    /// Records when a drill fires next.
+    pub fn drill_next(&self, drill: &str, unix_seconds: i64) {
+        self.drill_next
+            .get_or_create(&vec![("drill", drill.to_string())])
+            .set(unix_seconds);
+    }
+
+    /// Adds the error budget a failed drill burned.
+    pub fn drill_budget_burn(&self, drill: &str, ratio: f64) {
+        self.drill_budget_burn
+            .get_or_create(&vec![("drill", drill.to_string())])
+            .inc_by(ratio);
+    }
+
+    /// Counts a notification that could not be delivered.
+    pub fn notification_failed(&self, channel: &str) {
+        self.notification_failures
+            .get_or_create(&vec![("channel", channel.to_string())])
+            .inc();
+    }
+
     /// Counts an Alertmanager decision.
     pub fn alert_decision(&self, rule: &str, decision: &str) {
         self.alert_decisions
@@ -225,7 +287,19 @@ mod tests {
         m.alert_decision("high-error-rate", "deduplicated");
         m.step_finished("rollback", "deployment.rollback", "verified", 0.3);
         m.set_queue(2, 1);
+        m.drill_next("zone-b", 1_800_000_000);
+        m.drill_last("zone-b", 1_700_000_000);
+        m.drill_budget_burn("zone-b", 0.02);
+        m.notification_failed("incidents");
         let text = m.render();
+        for line in [
+            r#"ripcord_drill_next_timestamp_seconds{drill="zone-b"} 1800000000"#,
+            r#"ripcord_drill_last_timestamp_seconds{drill="zone-b"} 1700000000"#,
+            r#"ripcord_drill_error_budget_burn_total{drill="zone-b"} 0.02"#,
+            r#"ripcord_notification_failures_total{channel="incidents"} 1"#,
+        ] {
+            assert!(text.contains(line), "issue17: {line} missing in {text}");
+        }
         assert!(
             text.contains(
                 r#"ripcord_runs_total{playbook="rollback",trigger="api",outcome="succeeded"} 1"#

@@ -9,7 +9,7 @@
 //! - [`drills`]: scheduled drills (cron, window, timezone, error-budget gate, fail-out →
 //!   fail-back → verify, drill report).
 //! - [`leader`]: leader election through the `ripcord-leader` Lease.
-//! - [`status`]: the status page at `/`.
+//! - [`status`]: the status page at `/`, [`session`]: its login, session cookie and live feed.
 //! - [`metrics`]: `/metrics` (prefix `ripcord_`).
 //! - [`http`]: the accept loop with connection, header and body bounds.
 //! - [`server`]: wiring and graceful shutdown ([`server::serve`]).
@@ -25,6 +25,7 @@ pub mod leader;
 pub mod metrics;
 pub mod runs;
 pub mod server;
+pub mod session;
 pub mod status;
 
 pub use api::router;
@@ -55,6 +56,10 @@ pub struct DaemonState {
     pub drills: drills::DrillLog,
     /// Prometheus for the status page's impact graphs (none: no graphs).
     pub prometheus: Option<crate::metrics::prometheus::Prometheus>,
+    /// Status page sessions (browser logins).
+    pub sessions: Arc<session::Sessions>,
+    /// What the status page shows, cached for every viewer.
+    pub feed: status::StatusFeed,
     ready: Arc<AtomicBool>,
 }
 
@@ -80,6 +85,8 @@ impl DaemonState {
             leader,
             drills: drills::DrillLog::default(),
             prometheus: None,
+            sessions: Arc::new(session::Sessions::default()),
+            feed: status::StatusFeed::default(),
             ready: Arc::new(AtomicBool::new(false)),
         }
     }

@@ -235,7 +235,11 @@ pub async fn serve_with(
     );
     let mut state = DaemonState::new(
         runs.clone(),
-        AlertRouter::new(settings.alertmanager.clone()),
+        AlertRouter::new(settings.alertmanager.clone()).with_cluster(
+            client.clone(),
+            settings.namespace.clone(),
+            settings.call_timeout,
+        ),
         metrics.clone(),
         tokens,
         leader_rx.clone(),
@@ -305,9 +309,22 @@ pub async fn serve_with(
     }
     .spawn();
 
+    let status_refresh = crate::daemon::status::spawn_cluster_refresh(
+        state.feed.clone(),
+        client.clone(),
+        settings.call_timeout,
+    );
     let app = router(state.clone());
     state.set_ready(true);
     tracing::info!(addr = ?listener.local_addr().ok(), "ripcord daemon serving");
+    let draining = state.clone();
+    let mut shutting_down = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = shutting_down.wait_for(|s| *s).await;
+        // Not ready any more: /readyz says so and the status page's live feeds end, so the
+        // graceful shutdown does not wait for them.
+        draining.set_ready(false);
+    });
     let served = crate::daemon::http::serve(
         listener,
         app,
@@ -326,6 +343,7 @@ pub async fn serve_with(
         tracing::warn!(bound = ?DRAIN_BOUND, "runs did not stop in time");
     }
     takeover.abort();
+    status_refresh.abort();
     election_stop_tx.send_replace(true);
     if let Some(election) = election {
         let _ = election.await;

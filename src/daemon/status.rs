@@ -1,14 +1,175 @@
 //! The status page at `/`: the one place to look during an incident.
 //!
-//! Server-rendered HTML without scripts, refreshing itself every 5 seconds, laid out for a
-//! phone first: leadership, pending approvals (with who must ACK and the command to do it),
-//! active runs with their step timeline, incidents, recent runs and recent drills. Every value
-//! from runs, alerts or playbooks is HTML-escaped.
+//! Server-rendered HTML laid out for a phone first: leadership, pending approvals (with who
+//! must ACK and the command to do it), who holds which lock, active runs with their step
+//! timeline, incidents, one record per drill, recent runs, and every other run in the cluster
+//! (CLI runs and other replicas' runs, from their `Run` resources). Each run links to its own
+//! page with the whole timeline (`/runs/{id}`). The page refreshes live: a few lines of script
+//! listen to `/events` (server-sent events, see [`crate::daemon::session`]) and reload when
+//! something changed; without scripts it reloads every 30 s.
+//!
+//! What the page shows comes from [`StatusFeed`], a cache shared by every viewer: the local
+//! runs (which read journals from the state directory) at most every [`RUNS_TTL`], the `Run`
+//! resources from a background task every [`CLUSTER_REFRESH`]. Every value from runs, alerts
+//! or playbooks is HTML-escaped.
 
 use crate::daemon::DaemonState;
 use crate::daemon::runs::RunView;
+use crate::k8s::runs::Run;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The local runs are re-read (journals included) at most this often, whoever is looking.
+pub const RUNS_TTL: Duration = Duration::from_secs(2);
+/// How often the `Run` resources of the cluster are listed.
+pub const CLUSTER_REFRESH: Duration = Duration::from_secs(10);
+
+/// A run known from its `Run` resource only (a CLI run, another replica's run).
+#[derive(Debug, Clone, PartialEq, Hash)]
+pub struct ClusterRun {
+    /// The run id (the resource's name).
+    pub run_id: String,
+    /// The resource's namespace.
+    pub namespace: String,
+    /// The playbook.
+    pub playbook: String,
+    /// `cli`, `api`, …
+    pub trigger: String,
+    /// Who started it.
+    pub who: String,
+    /// The incident.
+    pub incident: Option<String>,
+    /// `Running`, `Finished`.
+    pub phase: String,
+    /// The outcome, once finished.
+    pub outcome: Option<String>,
+    /// Why.
+    pub message: Option<String>,
+    /// RFC 3339 start.
+    pub started_at: Option<String>,
+    /// Its steps: `(name, phase)`.
+    pub steps: Vec<(String, String)>,
+}
+
+impl ClusterRun {
+    /// From a `Run` resource.
+    pub fn from_resource(run: &Run) -> ClusterRun {
+        let status = run.status.clone().unwrap_or_default();
+        ClusterRun {
+            run_id: run.metadata.name.clone().unwrap_or_default(),
+            namespace: run.metadata.namespace.clone().unwrap_or_default(),
+            playbook: run.spec.playbook.clone(),
+            trigger: run.spec.trigger.clone(),
+            who: run.spec.who.clone(),
+            incident: run.spec.incident.clone(),
+            phase: status.phase,
+            outcome: status.outcome,
+            message: status.message,
+            started_at: status.started_at,
+            steps: status
+                .steps
+                .into_iter()
+                .map(|s| (s.name, s.phase))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct FeedInner {
+    runs: Mutex<Option<(Instant, Arc<Vec<RunView>>)>>,
+    cluster: Mutex<Arc<Vec<ClusterRun>>>,
+}
+
+/// What the status page shows, cached and shared by every viewer. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct StatusFeed(Arc<FeedInner>);
+
+impl std::fmt::Debug for StatusFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusFeed").finish_non_exhaustive()
+    }
+}
+
+// === impl StatusFeed ===
+
+impl StatusFeed {
+    /// The local runs (newest first), re-read at most every [`RUNS_TTL`].
+    pub fn runs(&self, state: &DaemonState) -> Arc<Vec<RunView>> {
+        let mut cached = self.0.runs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, runs)) = cached.as_ref()
+            && at.elapsed() < RUNS_TTL
+        {
+            return runs.clone();
+        }
+        let runs = Arc::new(state.runs.list());
+        *cached = Some((Instant::now(), runs.clone()));
+        runs
+    }
+
+    /// The `Run` resources of the cluster, as last listed.
+    pub fn cluster_runs(&self) -> Arc<Vec<ClusterRun>> {
+        self.0
+            .cluster
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the cluster's runs.
+    pub fn set_cluster_runs(&self, runs: Vec<ClusterRun>) {
+        *self.0.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(runs);
+    }
+}
+
+/// Lists the `Run` resources of every namespace every [`CLUSTER_REFRESH`] (each list bounded
+/// by `call_timeout`) into the feed. Failures keep the last list and are logged at debug.
+pub fn spawn_cluster_refresh(
+    feed: StatusFeed,
+    client: kube::Client,
+    call_timeout: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match crate::k8s::runs::list_runs(&client, None, call_timeout).await {
+                Ok(runs) => {
+                    feed.set_cluster_runs(runs.iter().map(ClusterRun::from_resource).collect())
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot list Run resources for the status page")
+                }
+            }
+            tokio::time::sleep(CLUSTER_REFRESH).await;
+        }
+    })
+}
+
+/// A hash of everything the page shows that changes: the live feed sends `changed` when it
+/// moves.
+pub fn fingerprint(state: &DaemonState) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for run in state.feed.runs(state).iter() {
+        run.run_id.hash(&mut h);
+        run.state.as_str().hash(&mut h);
+        run.outcome.map(|o| o.as_str()).hash(&mut h);
+        run.timeline.len().hash(&mut h);
+        run.pending_approvals.len().hash(&mut h);
+        for step in &run.steps {
+            step.state.hash(&mut h);
+        }
+    }
+    state.feed.cluster_runs().hash(&mut h);
+    for d in state.drills.recent().iter().take(1) {
+        d.drill.hash(&mut h);
+        d.finished_at.as_nanosecond().hash(&mut h);
+    }
+    state.drills.recent().len().hash(&mut h);
+    state.is_leader().hash(&mut h);
+    h.finish()
+}
 
 /// How many recent (finished) runs the page shows.
 const RECENT: usize = 20;
@@ -40,9 +201,10 @@ pub async fn impact_graphs(state: &DaemonState) -> BTreeMap<String, ImpactGraph>
     };
     let now = state.runs.clock().now();
     let candidates: Vec<(RunView, crate::plan::NamedQuery)> = state
-        .runs
-        .list()
-        .into_iter()
+        .feed
+        .runs(state)
+        .iter()
+        .cloned()
         .filter_map(|run| {
             let query = state.runs.impact_queries(&run.run_id).into_iter().next()?;
             Some((run, query))
@@ -173,7 +335,8 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,sans-serif;margin:0;background:#f4f5f7;color:#1b1f24}\
+/// The page's stylesheet (shared with the login page).
+pub const STYLE: &str = "body{font-family:system-ui,-apple-system,sans-serif;margin:0;background:#f4f5f7;color:#1b1f24}\
 header{background:#1b1f24;color:#fff;padding:12px 16px}header h1{margin:0;font-size:1.2rem}\
 header p{margin:4px 0 0;font-size:.85rem;color:#c9d1d9}main{padding:8px 12px;max-width:60rem;margin:auto}\
 section{background:#fff;border-radius:8px;padding:10px 14px;margin:10px 0;box-shadow:0 1px 2px #0002}\
@@ -184,7 +347,18 @@ h2{font-size:1rem;margin:4px 0 8px}.run{border-top:1px solid #e1e4e8;padding:8px
 .skipped-overlap,.skipped-window,.skipped-budget{background:#6a737d}\
 ol{margin:6px 0;padding-left:20px}li{margin:2px 0;font-size:.9rem}.muted{color:#57606a;font-size:.8rem}\
 .approval{border-left:4px solid #bf8700;padding-left:8px}.approved{color:#1a7f37;font-size:.8rem}code{font-size:.8rem;word-break:break-all}\
-table{border-collapse:collapse;width:100%;font-size:.85rem}td,th{text-align:left;padding:4px 6px;border-top:1px solid #e1e4e8}";
+table{border-collapse:collapse;width:100%;font-size:.85rem}td,th{text-align:left;padding:4px 6px;border-top:1px solid #e1e4e8}\
+a{color:#0969da}header a,header button{color:#c9d1d9;background:none;border:0;font:inherit;text-decoration:underline;cursor:pointer;padding:0}\
+.error{color:#cf222e;font-weight:600}.skipped-hypothesis{background:#6a737d}";
+
+/// Refreshes the page when the live feed says something changed; reloads every 30 s without.
+const LIVE: &str = "<script>(function(){if(!window.EventSource){return;}\
+var es=new EventSource('/events');es.addEventListener('changed',function(){location.reload();});})();</script>\
+<noscript><meta http-equiv=\"refresh\" content=\"30\"></noscript>";
+
+fn run_link(run_id: &str) -> String {
+    format!("<a href=\"/runs/{0}\">{0}</a>", escape(run_id))
+}
 
 fn badge(text: &str) -> String {
     format!("<span class=\"badge {0}\">{0}</span>", escape(text))
@@ -198,17 +372,22 @@ fn run_status(run: &RunView) -> String {
 
 /// Renders the page.
 pub fn render(state: &DaemonState, graphs: &BTreeMap<String, ImpactGraph>) -> String {
-    let runs = state.runs.list();
-    let approvals = state.runs.pending_approvals();
-    let drills = state.drills.recent();
+    let runs = state.feed.runs(state);
+    let approvals: Vec<_> = runs
+        .iter()
+        .filter(|r| r.state.is_active())
+        .flat_map(|r| r.pending_approvals.iter().cloned())
+        .collect();
+    let cluster = state.feed.cluster_runs();
     let now = state.runs.clock().now();
     let mut html = String::new();
     let _ = write!(
         html,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<meta http-equiv=\"refresh\" content=\"5\"><title>ripcord status</title><style>{STYLE}</style></head><body>\
-<header><h1>ripcord</h1><p>{} · {} · updated {}</p></header><main>",
+<title>ripcord status</title><style>{STYLE}</style>{LIVE}</head><body>\
+<header><form method=\"post\" action=\"/logout\" style=\"float:right\"><button>log out</button></form>\
+<h1>ripcord</h1><p>{} · {} · updated {}</p></header><main>",
         if state.is_leader() {
             "leader"
         } else {
@@ -233,7 +412,7 @@ pub fn render(state: &DaemonState, graphs: &BTreeMap<String, ImpactGraph>) -> St
             html,
             "<div class=\"approval\"><p><b>{}</b> · step <b>{}</b><br>{}</p>\
 <p class=\"muted\">Must ACK: {}<br><code>curl -X POST -H 'Authorization: Bearer …' -d '{{\"by\":\"NAME\"}}' /v1/runs/{}/approvals/{}</code></p></div>",
-            escape(&a.run_id),
+            run_link(&a.run_id),
             escape(&a.step),
             escape(&a.message),
             if a.approvers.is_empty() {
@@ -247,20 +426,68 @@ pub fn render(state: &DaemonState, graphs: &BTreeMap<String, ImpactGraph>) -> St
     }
     html.push_str("</section>");
 
+    // Who holds which lock: the active runs' lock targets.
+    html.push_str("<section><h2>Locks</h2>");
+    let locks: Vec<&RunView> = runs
+        .iter()
+        .filter(|r| r.state.is_active() && r.lock.is_some())
+        .collect();
+    if locks.is_empty() {
+        html.push_str("<p class=\"muted\">No run of this daemon holds a lock.</p>");
+    } else {
+        html.push_str("<table><tr><th>Target</th><th>Held by</th></tr>");
+        for r in locks {
+            let _ = write!(
+                html,
+                "<tr><td><code>{}</code></td><td>{} {} <span class=\"muted\">{} · by {}</span></td></tr>",
+                escape(r.lock.as_deref().unwrap_or("")),
+                run_link(&r.run_id),
+                badge(&run_status(r)),
+                escape(&r.playbook),
+                escape(&r.who)
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("</section>");
+
     html.push_str("<section><h2>Active runs</h2>");
     let active: Vec<&RunView> = runs.iter().filter(|r| r.state.is_active()).collect();
-    if active.is_empty() {
+    let cluster_active: Vec<&ClusterRun> = cluster
+        .iter()
+        .filter(|c| c.phase == "Running" && !runs.iter().any(|r| r.run_id == c.run_id))
+        .collect();
+    if active.is_empty() && cluster_active.is_empty() {
         html.push_str("<p class=\"muted\">Nothing running.</p>");
     }
     for run in active {
         render_run(&mut html, run, true, graphs.get(&run.run_id));
     }
+    for run in cluster_active {
+        render_cluster_run(&mut html, run);
+    }
     html.push_str("</section>");
 
-    let mut incidents: BTreeMap<&str, Vec<&RunView>> = BTreeMap::new();
-    for run in &runs {
+    // Incidents: runs naming one (drills name none unless their hypothesis failed).
+    let mut incidents: BTreeMap<&str, Vec<(String, String, String)>> = BTreeMap::new();
+    for run in runs.iter() {
         if let Some(incident) = run.incident.as_deref() {
-            incidents.entry(incident).or_default().push(run);
+            incidents.entry(incident).or_default().push((
+                run.playbook.clone(),
+                run.run_id.clone(),
+                run_status(run),
+            ));
+        }
+    }
+    for run in cluster.iter() {
+        if let Some(incident) = run.incident.as_deref()
+            && !runs.iter().any(|r| r.run_id == run.run_id)
+        {
+            incidents.entry(incident).or_default().push((
+                run.playbook.clone(),
+                run.run_id.clone(),
+                cluster_status(run),
+            ));
         }
     }
     html.push_str("<section><h2>Incidents</h2>");
@@ -271,13 +498,8 @@ pub fn render(state: &DaemonState, graphs: &BTreeMap<String, ImpactGraph>) -> St
         for (incident, runs) in &incidents {
             let list: Vec<String> = runs
                 .iter()
-                .map(|r| {
-                    format!(
-                        "{} {} {}",
-                        escape(&r.playbook),
-                        escape(&r.run_id),
-                        badge(&run_status(r))
-                    )
+                .map(|(playbook, id, status)| {
+                    format!("{} {} {}", escape(playbook), run_link(id), badge(status))
                 })
                 .collect();
             let _ = write!(
@@ -285,6 +507,43 @@ pub fn render(state: &DaemonState, graphs: &BTreeMap<String, ImpactGraph>) -> St
                 "<tr><td>{}</td><td>{}</td></tr>",
                 escape(incident),
                 list.join("<br>")
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("</section>");
+
+    // One record per drill: its latest occurrence.
+    html.push_str("<section><h2>Drills</h2>");
+    let drills = state.drills.per_drill();
+    if drills.is_empty() {
+        html.push_str("<p class=\"muted\">No drill has fired yet.</p>");
+    } else {
+        html.push_str("<table><tr><th>Drill</th><th>Last</th><th>Outcome</th></tr>");
+        for (d, count) in &drills {
+            let runs: Vec<String> = [&d.failout, &d.failback]
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.run_id.as_deref().map(run_link))
+                .collect();
+            let _ = write!(
+                html,
+                "<tr><td>{}<br><span class=\"muted\">{} occurrence{} kept</span></td><td>{}{}</td><td>{}{}<br><span class=\"muted\">{}</span></td></tr>",
+                escape(&d.drill),
+                count,
+                if *count == 1 { "" } else { "s" },
+                escape(&d.scheduled_for.to_string()),
+                if runs.is_empty() {
+                    String::new()
+                } else {
+                    format!("<br><span class=\"muted\">runs {}</span>", runs.join(", "))
+                },
+                badge(&d.outcome),
+                d.incident
+                    .as_deref()
+                    .map(|i| format!(" incident <b>{}</b>", escape(i)))
+                    .unwrap_or_default(),
+                escape(&d.reason)
             );
         }
         html.push_str("</table>");
@@ -305,25 +564,105 @@ pub fn render(state: &DaemonState, graphs: &BTreeMap<String, ImpactGraph>) -> St
     }
     html.push_str("</section>");
 
-    html.push_str("<section><h2>Drills</h2>");
-    if drills.is_empty() {
-        html.push_str("<p class=\"muted\">No drill has fired yet.</p>");
-    } else {
-        html.push_str("<table><tr><th>Drill</th><th>Scheduled</th><th>Outcome</th></tr>");
-        for d in drills.iter().take(RECENT) {
-            let _ = write!(
-                html,
-                "<tr><td>{}</td><td>{}</td><td>{}<br><span class=\"muted\">{}</span></td></tr>",
-                escape(&d.drill),
-                escape(&d.scheduled_for.to_string()),
-                badge(&d.outcome),
-                escape(&d.reason)
-            );
-        }
-        html.push_str("</table>");
+    // Everything else the cluster knows: CLI runs, other replicas' runs.
+    html.push_str("<section><h2>Other runs in the cluster</h2>");
+    let others: Vec<&ClusterRun> = cluster
+        .iter()
+        .filter(|c| c.phase != "Running" && !runs.iter().any(|r| r.run_id == c.run_id))
+        .take(RECENT)
+        .collect();
+    if others.is_empty() {
+        html.push_str("<p class=\"muted\">None (or the Run resources cannot be listed).</p>");
+    }
+    for run in others {
+        render_cluster_run(&mut html, run);
     }
     html.push_str("</section></main></body></html>");
     html
+}
+
+fn cluster_status(run: &ClusterRun) -> String {
+    run.outcome
+        .clone()
+        .unwrap_or_else(|| run.phase.to_ascii_lowercase())
+}
+
+fn render_cluster_run(html: &mut String, run: &ClusterRun) {
+    let _ = write!(
+        html,
+        "<div class=\"run\"><b>{}</b> {} <span class=\"muted\">{} · {} · by {} · {}{}</span>",
+        escape(&run.playbook),
+        badge(&cluster_status(run)),
+        run_link(&run.run_id),
+        escape(&run.trigger),
+        escape(&run.who),
+        escape(&run.namespace),
+        run.started_at
+            .as_deref()
+            .map(|s| format!(" · started {}", escape(s)))
+            .unwrap_or_default()
+    );
+    if let Some(message) = &run.message {
+        let _ = write!(html, "<br><span class=\"muted\">{}</span>", escape(message));
+    }
+    html.push_str("</div>");
+}
+
+/// The page of one run: its steps and whole timeline (a local run), or its `Run` resource's
+/// summary. `None`: unknown.
+pub fn render_run_page(state: &DaemonState, run_id: &str) -> Option<String> {
+    let mut body = String::new();
+    if let Some(run) = state.runs.get(run_id) {
+        render_run(&mut body, &run, false, None);
+        body.push_str("<h2>Timeline</h2><ol>");
+        for entry in &run.timeline {
+            let _ = write!(
+                body,
+                "<li><span class=\"muted\">{}</span> {}</li>",
+                escape(&entry.at.strftime("%H:%M:%S").to_string()),
+                escape(&entry.text)
+            );
+        }
+        if run.timeline.is_empty() {
+            body.push_str(
+                "<li class=\"muted\">Not recorded by this process: see the journal.</li>",
+            );
+        }
+        body.push_str("</ol>");
+        if let Some(journal) = &run.journal {
+            let _ = write!(
+                body,
+                "<p class=\"muted\">Journal: <code>{}</code></p>",
+                escape(&journal.display().to_string())
+            );
+        }
+    } else if let Some(run) = state
+        .feed
+        .cluster_runs()
+        .iter()
+        .find(|c| c.run_id == run_id)
+    {
+        render_cluster_run(&mut body, run);
+        body.push_str("<h2>Steps</h2><ol>");
+        for (name, phase) in &run.steps {
+            let _ = write!(
+                body,
+                "<li>{} {}</li>",
+                escape(name),
+                badge(&phase.to_ascii_lowercase())
+            );
+        }
+        body.push_str("</ol>");
+    } else {
+        return None;
+    }
+    Some(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>ripcord · {0}</title><style>{STYLE}</style>{LIVE}</head><body>\
+<header><h1><a href=\"/\">ripcord</a> · run {0}</h1></header><main><section>{body}</section></main></body></html>",
+        escape(run_id)
+    ))
 }
 
 fn render_run(html: &mut String, run: &RunView, timeline: bool, graph: Option<&ImpactGraph>) {
@@ -332,7 +671,7 @@ fn render_run(html: &mut String, run: &RunView, timeline: bool, graph: Option<&I
         "<div class=\"run\"><b>{}</b> {} <span class=\"muted\">{} · {} · by {}{}</span>",
         escape(&run.playbook),
         badge(&run_status(run)),
-        escape(&run.run_id),
+        run_link(&run.run_id),
         escape(&run.trigger),
         escape(&run.who),
         run.lock

@@ -1,0 +1,218 @@
+//! Issue 17: Alertmanager de-duplication and cooldowns survive a daemon restart (they are
+//! claims on Leases in the cluster, not only memory), and alert-triggered runs attach to an
+//! incident opened per alert group. The simulated cluster over loopback with the real
+//! `kube::Client`; the daemon's runs go through the fake executor.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
+
+#[path = "daemon_support/mod.rs"]
+mod support;
+
+use axum::http::StatusCode;
+use ripcord::daemon::alerts::{AlertRouter, alert_lease_name};
+use ripcord::daemon::clock::Clock;
+use ripcord::daemon::config::{AlertRule, AlertmanagerConfig};
+use ripcord::playbook::Duration as PbDuration;
+use ripcord::sim::scenario::Scenario;
+use ripcord::sim::{SimCluster, SimOptions};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use support::{FakeExecutor, Harness, TOKEN, alert_payload, call, eventually, harness};
+
+fn rules() -> AlertmanagerConfig {
+    AlertmanagerConfig {
+        cooldown: PbDuration(Duration::from_secs(600)),
+        max_runs_per_minute: 10,
+        rules: vec![AlertRule {
+            name: "high-error-rate".into(),
+            matchers: BTreeMap::from([("alertname".to_string(), "HighErrorRate".to_string())]),
+            playbook: "rollback".into(),
+            params: BTreeMap::from([
+                ("namespace".to_string(), "$(labels.namespace)".to_string()),
+                ("name".to_string(), "$(labels.deployment)".to_string()),
+            ]),
+            cooldown: None,
+        }],
+    }
+}
+
+/// A daemon (fresh memory) whose alert claims live in the simulated cluster.
+fn daemon(sim: &SimCluster) -> Harness {
+    let mut h = harness(FakeExecutor::default(), rules(), Clock::System);
+    h.state.alerts = Arc::new(AlertRouter::new(rules()).with_cluster(
+        sim.client(),
+        "default".into(),
+        Duration::from_secs(5),
+    ));
+    h
+}
+
+async fn fire(h: &Harness, deployment: &str) -> serde_json::Value {
+    let payload = alert_payload(
+        "firing",
+        &[
+            ("alertname", "HighErrorRate"),
+            ("deployment", deployment),
+            ("namespace", "shop"),
+            ("severity", "page"),
+        ],
+    );
+    let (status, json) = call(
+        &h.state,
+        "POST",
+        "/v1/alertmanager",
+        Some(TOKEN),
+        Some(payload),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    json["decisions"][0].clone()
+}
+
+async fn sim() -> SimCluster {
+    SimCluster::start(SimOptions {
+        scenario: Scenario::empty(),
+        addr: None,
+    })
+    .await
+    .expect("sim starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue17_alert_cooldown_survives_a_daemon_restart() {
+    let sim = sim().await;
+    let first = daemon(&sim);
+    let decision = fire(&first, "checkout").await;
+    assert_eq!(decision["decision"], "ran", "{decision}");
+    let run = decision["runId"].as_str().unwrap().to_string();
+    let runs = first.state.runs.clone();
+    eventually("the run finished", || {
+        runs.get(&run).is_some_and(|v| !v.state.is_active())
+    })
+    .await;
+    // The claim is in the cluster, held by the run.
+    let lease = alert_lease_name("rollback(name=checkout,namespace=shop)");
+    let holder = ripcord::k8s::leases::current_holder(
+        &sim.client(),
+        "default",
+        &lease,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(holder.as_deref(), Some(run.as_str()));
+
+    // The daemon restarts (or another replica leads): its memory is empty, the cluster is not.
+    drop(first);
+    let second = daemon(&sim);
+    let decision = fire(&second, "checkout").await;
+    assert_eq!(decision["decision"], "deduplicated", "{decision}");
+    assert_eq!(decision["runId"], run.as_str(), "{decision}");
+    assert!(
+        second.executor.executed().is_empty(),
+        "nothing re-ran inside the cooldown"
+    );
+    // Another target is not held back.
+    let decision = fire(&second, "cart").await;
+    assert_eq!(decision["decision"], "ran", "{decision}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue17_alert_runs_attach_to_one_incident_per_alert_group() {
+    let sim = sim().await;
+    let h = daemon(&sim);
+    let a = fire(&h, "checkout").await;
+    let b = fire(&h, "cart").await;
+    let incident_of = |d: &serde_json::Value| {
+        h.state
+            .runs
+            .get(d["runId"].as_str().unwrap())
+            .and_then(|v| v.incident)
+            .expect("an incident")
+    };
+    let id = incident_of(&a);
+    assert_eq!(id, incident_of(&b), "one incident per alert group");
+    assert!(id.starts_with("am-HighErrorRate-"), "{id}");
+    assert!(id.ends_with("-20261125T1000Z"), "{id}");
+    let incident = ripcord::cleanup::incident::load(h.dir.path(), &id).unwrap();
+    assert_eq!(incident.opened_at.to_string(), "2026-11-25T10:00:00Z");
+    assert_eq!(incident.severity.as_deref(), Some("page"));
+    let impact = incident.impact.unwrap();
+    assert!(
+        impact.contains("alertname=HighErrorRate") && impact.contains("deployment=checkout"),
+        "{impact}"
+    );
+}
+
+/// An engine whose notification to `incidents` fails.
+struct FailingNotify;
+
+impl ripcord::daemon::runs::Executor for FailingNotify {
+    fn execute(
+        &self,
+        plan: ripcord::plan::Plan,
+        _opts: ripcord::engine::RunOptions,
+        events: tokio::sync::mpsc::Sender<ripcord::engine::EngineEvent>,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<ripcord::engine::RunOutcome, ripcord::engine::EngineError>,
+    > {
+        Box::pin(async move {
+            let _ = events
+                .send(ripcord::engine::EngineEvent::Warning {
+                    message: "notification to incidents failed: HTTP 500".into(),
+                })
+                .await;
+            Ok(ripcord::engine::RunOutcome {
+                run_id: plan.run_id.clone(),
+                outcome: ripcord::journal::Outcome::Succeeded,
+                reason: None,
+                dry_run: false,
+                duration: Duration::from_millis(1),
+                dir: std::path::PathBuf::new(),
+                journal: None,
+                mutations_applied: 0,
+                steps: Vec::new(),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn issue17_notification_failures_are_counted_per_channel() {
+    let h = harness(FakeExecutor::default(), rules(), Clock::System);
+    let runs = ripcord::daemon::runs::RunManager::new(
+        Arc::new(FailingNotify),
+        Default::default(),
+        ripcord::daemon::runs::RunDefaults {
+            state_dir: h.dir.path().to_path_buf(),
+            prometheus_url: None,
+            notify: Vec::new(),
+            call_timeout: Duration::from_secs(5),
+            lock_namespace: None,
+            seal: None,
+        },
+        h.state.metrics.clone(),
+        Clock::System,
+        h.state.leader.clone(),
+    );
+    let view = runs
+        .submit(ripcord::daemon::runs::RunRequest {
+            playbook: ripcord::daemon::runs::PlaybookSource::Name("rollback".into()),
+            params: BTreeMap::from([
+                ("name".to_string(), "checkout".to_string()),
+                ("namespace".to_string(), "shop".to_string()),
+            ]),
+            incident: None,
+            trigger: ripcord::engine::Trigger::Api,
+            who: "test".into(),
+            run_id: None,
+        })
+        .unwrap();
+    runs.wait(&view.run_id).await;
+    let text = h.state.metrics.render();
+    assert!(
+        text.contains(r#"ripcord_notification_failures_total{channel="incidents"} 1"#),
+        "{text}"
+    );
+}
