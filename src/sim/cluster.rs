@@ -12,7 +12,7 @@ use crate::sim::faults::{Faults, RequestLog, RequestRecord};
 use crate::sim::invariants::InvariantMonitor;
 use crate::sim::pod_logs;
 use crate::sim::scenario::{Scenario, ScenarioError};
-use crate::sim::server::{LogRequest, ServerError, SimHooks, SimServer};
+use crate::sim::server::{EvictOptions, LogRequest, ServerError, SimHooks, SimServer};
 use crate::sim::service_metrics;
 use crate::sim::status::ApiError;
 use crate::sim::store::{Store, StoreError};
@@ -122,9 +122,11 @@ impl SimCluster {
         let log = RequestLog::default();
         let evict_monitor = monitor.clone();
         let hooks = SimHooks {
-            evict: Arc::new(move |store: &Store, ns: &str, pod: &str| {
-                eviction::evict(store, &evict_monitor, ns, pod).map_err(eviction_error)
-            }),
+            evict: Arc::new(
+                move |store: &Store, ns: &str, pod: &str, options: &EvictOptions| {
+                    eviction::evict(store, &evict_monitor, ns, pod, options).map_err(eviction_error)
+                },
+            ),
             pod_log: Arc::new(|store: &Store, req: &LogRequest| {
                 pod_logs::pod_log(
                     store,

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::sim::controllers::{disruption, util};
 use crate::sim::invariants::InvariantMonitor;
+use crate::sim::server::EvictOptions;
 use crate::sim::store::{Store, StoreError, kinds};
 
 /// Serializes evictions: the budget check and the deletion must be one step, or two
@@ -95,12 +96,15 @@ impl EvictionError {
     }
 }
 
-/// Evicts `ns/pod` if its disruption budget allows it (the pod is deleted immediately).
+/// Evicts `ns/pod` if its disruption budget allows it: the pod is deleted gracefully (it stays
+/// Terminating for its grace period, as on a real cluster). A dry run checks the budget and
+/// deletes nothing. A pod that is already terminating is evicted at once (200), as upstream.
 pub fn evict(
     store: &Store,
     monitor: &InvariantMonitor,
     ns: &str,
     pod: &str,
+    options: &EvictOptions,
 ) -> Result<(), EvictionError> {
     let _serialized = EVICTIONS.lock().unwrap_or_else(|e| e.into_inner());
     let not_found = || EvictionError::NotFound {
@@ -150,8 +154,17 @@ pub fn evict(
             }
         }
     }
+    if options.dry_run {
+        return Ok(());
+    }
     monitor.note_eviction(util::uid(&target));
-    match store.delete(&kinds::pods(), Some(ns), pod) {
+    match store.delete_gracefully(
+        &kinds::pods(),
+        Some(ns),
+        pod,
+        options.grace_period_seconds,
+        &[],
+    ) {
         Ok(_) => Ok(()),
         Err(StoreError::NotFound { .. }) => Err(not_found()),
         Err(source) => Err(EvictionError::Delete {
@@ -189,23 +202,26 @@ mod tests {
             )
             .expect("create pdb");
         // 2 healthy, 1 required: one eviction allowed.
-        evict(&store, &monitor, "shop", "a").expect("first eviction allowed");
-        let err = evict(&store, &monitor, "shop", "b").expect_err("budget exhausted");
+        evict(&store, &monitor, "shop", "a", &EvictOptions::default())
+            .expect("first eviction allowed");
+        let err = evict(&store, &monitor, "shop", "b", &EvictOptions::default())
+            .expect_err("budget exhausted");
         assert_eq!(err.code(), 429);
         assert_eq!(
             err.to_string(),
             "Cannot evict pod as it would violate the pod's disruption budget."
         );
         // The unhealthy pod may go while the budget is met (1 healthy >= 1).
-        evict(&store, &monitor, "shop", "c").expect("unhealthy pod evictable");
+        evict(&store, &monitor, "shop", "c", &EvictOptions::default())
+            .expect("unhealthy pod evictable");
         assert!(matches!(
-            evict(&store, &monitor, "shop", "zzz"),
+            evict(&store, &monitor, "shop", "zzz", &EvictOptions::default()),
             Err(EvictionError::NotFound { .. })
         ));
         let mut other = pod("x", true);
         other["metadata"]["labels"] = json!({"app": "other"});
         store.create(&kinds::pods(), other).expect("create");
-        evict(&store, &monitor, "shop", "x").expect("no PDB matches");
+        evict(&store, &monitor, "shop", "x", &EvictOptions::default()).expect("no PDB matches");
     }
 
     #[tokio::test]
@@ -229,7 +245,9 @@ mod tests {
             .into_iter()
             .map(|n| {
                 let (store, monitor) = (store.clone(), monitor.clone());
-                std::thread::spawn(move || evict(&store, &monitor, "shop", &n).is_ok())
+                std::thread::spawn(move || {
+                    evict(&store, &monitor, "shop", &n, &EvictOptions::default()).is_ok()
+                })
             })
             .collect();
         let allowed = handles

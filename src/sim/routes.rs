@@ -12,9 +12,9 @@ use crate::sim::defaults;
 use crate::sim::discovery;
 use crate::sim::patch::{self, PatchError, PatchKind};
 use crate::sim::selectors::{FieldSelector, LabelSelector};
-use crate::sim::server::{AppState, LogRequest, Query};
+use crate::sim::server::{AppState, EvictOptions, LogRequest, Query};
 use crate::sim::status::{ApiError, json_response, success_status};
-use crate::sim::store::{ResourceType, Store, StoreError, kinds};
+use crate::sim::store::{Deletion, ResourceType, Store, StoreError, kinds};
 use crate::sim::table::{self, IncludeObject};
 use crate::sim::watch::{self, WatchRequest};
 
@@ -414,7 +414,7 @@ fn create(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
         }
     }
     if req.dry_run() {
-        return Ok(created(&obj));
+        return Ok(created(&store.preview_create(&req.rt, obj)?));
     }
     let created_obj = store.create(&req.rt, obj)?;
     let created_obj = after_write(store, &req.rt, created_obj);
@@ -689,7 +689,7 @@ fn apply_create(store: &Store, req: &ResourceRequest, body: &Value) -> Result<Re
     }
     prepare(store, &req.rt, &mut obj)?;
     if req.dry_run() {
-        return Ok(created(&obj));
+        return Ok(created(&store.preview_create(&req.rt, obj)?));
     }
     let stored = store.create(&req.rt, obj)?;
     let stored = after_write(store, &req.rt, stored);
@@ -788,11 +788,13 @@ fn evict(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError> 
         });
     }
     let ns = req.namespace.as_deref().unwrap_or("default");
-    if req.dry_run() {
-        get_object(&state.store, req)?;
-    } else {
-        (state.hooks.evict)(&state.store, ns, req.name())?;
-    }
+    let options = EvictOptions {
+        dry_run: req.dry_run() || dry_run_in(body.get("deleteOptions")),
+        grace_period_seconds: body
+            .pointer("/deleteOptions/gracePeriodSeconds")
+            .and_then(Value::as_i64),
+    };
+    (state.hooks.evict)(&state.store, ns, req.name(), &options)?;
     let mut status = success_status(None);
     status["code"] = json!(201);
     Ok(json_response(StatusCode::CREATED, &status))
@@ -821,12 +823,29 @@ struct DeleteOptions {
     propagation: Option<String>,
     uid: Option<String>,
     resource_version: Option<String>,
+    grace_period_seconds: Option<i64>,
+    dry_run: bool,
+}
+
+/// Whether a DeleteOptions-shaped value (a DELETE body, an Eviction's `deleteOptions`) asks
+/// for a dry run: `dryRun: ["All"]`.
+fn dry_run_in(options: Option<&Value>) -> bool {
+    options
+        .and_then(|o| o.get("dryRun"))
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|v| v.as_str() == Some("All")))
 }
 
 fn delete_options(req: &ResourceRequest) -> Result<DeleteOptions, ApiError> {
     let body = decode_body(req)?;
     let s = |p: &str| body.pointer(p).and_then(Value::as_str).map(str::to_string);
     Ok(DeleteOptions {
+        grace_period_seconds: req
+            .query
+            .get("gracePeriodSeconds")
+            .and_then(|g| g.parse::<i64>().ok())
+            .or_else(|| body.get("gracePeriodSeconds").and_then(Value::as_i64)),
+        dry_run: req.dry_run() || dry_run_in(Some(&body)),
         propagation: req
             .query
             .get("propagationPolicy")
@@ -877,15 +896,43 @@ fn delete(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
             });
         }
     }
-    if req.dry_run() {
+    if opts.dry_run {
         return Ok(json_response(StatusCode::OK, &obj));
     }
-    if opts.propagation.as_deref() == Some("Orphan") {
-        orphan_dependents(store, &uid);
+    let deletion = delete_one(
+        store,
+        &req.rt,
+        req.namespace.as_deref(),
+        req.name(),
+        &uid,
+        &opts,
+    )?;
+    Ok(json_response(StatusCode::OK, deletion.object()))
+}
+
+/// Deletes one object as the API server does: orphaning first for `Orphan`, the
+/// `foregroundDeletion` finalizer for `Foreground`, graceful for pods.
+fn delete_one(
+    store: &Store,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    uid: &str,
+    opts: &DeleteOptions,
+) -> Result<Deletion, ApiError> {
+    let finalizers: &[&str] = match opts.propagation.as_deref() {
+        Some("Orphan") => {
+            orphan_dependents(store, uid);
+            &[]
+        }
+        Some("Foreground") => &["foregroundDeletion"],
+        _ => &[],
+    };
+    let deletion = store.delete_gracefully(rt, ns, name, opts.grace_period_seconds, finalizers)?;
+    if deletion.is_removed() {
+        after_delete(store, rt, deletion.object());
     }
-    let deleted = store.delete(&req.rt, req.namespace.as_deref(), req.name())?;
-    after_delete(store, &req.rt, &deleted);
-    Ok(json_response(StatusCode::OK, &deleted))
+    Ok(deletion)
 }
 
 /// Removes owner references to `uid` from every object (`propagationPolicy=Orphan`).
@@ -927,20 +974,10 @@ fn orphan_dependents(store: &Store, uid: &str) {
     }
 }
 
-/// Side effects of deletions: a namespace takes its objects with it; a CRD its resources.
+/// Side effects of deletions: a CRD takes its resources with it. (A namespace goes
+/// `Terminating`; the namespace controller empties it.)
 fn after_delete(store: &Store, rt: &ResourceType, deleted: &Value) {
-    if *rt == kinds::namespaces() {
-        let Some(ns) = deleted.pointer("/metadata/name").and_then(Value::as_str) else {
-            return;
-        };
-        for t in store.resource_types().into_iter().filter(|t| t.namespaced) {
-            for obj in store.list(&t, Some(ns)).0 {
-                if let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) {
-                    let _ = store.delete(&t, Some(ns), name);
-                }
-            }
-        }
-    } else if *rt == kinds::crds() {
+    if *rt == kinds::crds() {
         for t in crd_types(deleted) {
             store.unregister(&t);
         }
@@ -949,6 +986,7 @@ fn after_delete(store: &Store, rt: &ResourceType, deleted: &Value) {
 
 fn delete_collection(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(req)?;
+    let opts = delete_options(req)?;
     let (items, _) = store.list(&req.rt, req.namespace.as_deref());
     let mut deleted = Vec::new();
     for obj in items
@@ -962,13 +1000,16 @@ fn delete_collection(store: &Store, req: &ResourceRequest) -> Result<Response, A
         let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) else {
             continue;
         };
-        if req.dry_run() {
+        if opts.dry_run {
             deleted.push(obj.clone());
             continue;
         }
-        if let Ok(d) = store.delete(&req.rt, ns.as_deref(), name) {
-            after_delete(store, &req.rt, &d);
-            deleted.push(d);
+        let uid = obj
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if let Ok(d) = delete_one(store, &req.rt, ns.as_deref(), name, uid, &opts) {
+            deleted.push(d.object().clone());
         }
     }
     let body = json!({
