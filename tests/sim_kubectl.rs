@@ -611,3 +611,200 @@ async fn logs_wait_and_delete() {
         env.sim.shutdown().await;
     }
 }
+
+/// Issue 15: deletion like a real API server. Server dry-runs (`delete`, `drain`, `create` of
+/// an existing name) change nothing; a deleted pod stays Terminating for its grace period and
+/// `kubectl wait --for=delete` sees it go; `--cascade=orphan` keeps the dependents and
+/// `--cascade=foreground` takes them first; a Terminating namespace refuses new content (403)
+/// and goes once a finalizer holding its last object is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue15_graceful_deletion_dry_run_cascades_and_terminating_namespaces() {
+    for kubectl in kubectls() {
+        let env = Env::start(&kubectl).await;
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=web"])
+            .await;
+        let first = &pods["items"][0];
+        let pod = first["metadata"]["name"].as_str().unwrap().to_string();
+        let uid = first["metadata"]["uid"].clone();
+        let node = first["spec"]["nodeName"].as_str().unwrap().to_string();
+
+        // Server-side dry runs delete nothing.
+        env.ok(&["delete", "pod", "-n", "shop", &pod, "--dry-run=server"])
+            .await;
+        env.ok(&[
+            "drain",
+            &node,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--dry-run=server",
+        ])
+        .await;
+        let still = env.json(&["get", "pod", "-n", "shop", &pod]).await;
+        assert_eq!(still["metadata"]["uid"], uid);
+        assert!(still["metadata"].get("deletionTimestamp").is_none());
+        let evictions = env
+            .sim
+            .request_log()
+            .iter()
+            .filter(|r| r.path.ends_with("/eviction"))
+            .count();
+        assert!(evictions > 0, "the dry-run drain sends dry-run evictions");
+        let web = env.dir.path().join("web.yaml");
+        let yaml = env
+            .ok(&["get", "deploy", "web", "-n", "shop", "-o", "yaml"])
+            .await;
+        std::fs::write(&web, yaml).unwrap();
+        let dup = env
+            .run(&["create", "-f", web.to_str().unwrap(), "--dry-run=server"])
+            .await;
+        assert!(
+            !dup.ok && dup.stderr.contains("AlreadyExists"),
+            "{}",
+            dup.stderr
+        );
+
+        // Graceful deletion: Terminating for the grace period, then gone.
+        env.ok(&[
+            "delete",
+            "pod",
+            "-n",
+            "shop",
+            &pod,
+            "--grace-period=60",
+            "--wait=false",
+        ])
+        .await;
+        let terminating = env.json(&["get", "pod", "-n", "shop", &pod]).await;
+        assert!(
+            terminating["metadata"]["deletionTimestamp"].is_string(),
+            "{terminating}"
+        );
+        assert_eq!(terminating["metadata"]["deletionGracePeriodSeconds"], 60);
+        let table = env.ok(&["get", "pod", "-n", "shop", &pod]).await;
+        assert!(table.contains("Terminating"), "{table}");
+        let waited = env
+            .ok(&[
+                "wait",
+                "--for=delete",
+                &format!("pod/{pod}"),
+                "-n",
+                "shop",
+                "--timeout=60s",
+            ])
+            .await;
+        assert!(
+            waited.contains("condition met") || waited.contains("deleted"),
+            "{waited}"
+        );
+        env.wait_ready("web", 4).await;
+
+        // --cascade=orphan keeps the ReplicaSets and pods, without owner references.
+        env.ok(&[
+            "delete",
+            "deployment",
+            "web",
+            "-n",
+            "shop",
+            "--cascade=orphan",
+        ])
+        .await;
+        let sets = env
+            .json(&["get", "replicasets", "-n", "shop", "-l", "app=web"])
+            .await;
+        let sets = sets["items"].as_array().unwrap();
+        assert!(!sets.is_empty());
+        for rs in sets {
+            assert!(
+                rs["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty),
+                "{rs}"
+            );
+        }
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=web"])
+            .await;
+        assert_eq!(pods["items"].as_array().unwrap().len(), 4);
+
+        // --cascade=foreground: kubectl waits until the pods went first.
+        env.ok(&[
+            "delete",
+            "replicasets",
+            "-n",
+            "shop",
+            "-l",
+            "app=web",
+            "--cascade=foreground",
+            "--timeout=60s",
+        ])
+        .await;
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=web"])
+            .await;
+        assert_eq!(pods["items"], json!([]), "{pods}");
+
+        // A Terminating namespace: 403 for new content; a finalizer holds it.
+        // (`-f` files: kubectl's typed `create` subcommands send protobuf.)
+        let file = |name: &str, text: &str| {
+            let path = env.dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_string()
+        };
+        let ns_file = file(
+            "ns.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: scratch\n",
+        );
+        let held_file = file(
+            "held.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: scratch\n",
+        );
+        let new_file = file(
+            "new.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: new\n  namespace: scratch\n",
+        );
+        env.ok(&["create", "-f", &ns_file]).await;
+        env.ok(&["create", "-f", &held_file]).await;
+        env.ok(&[
+            "patch",
+            "configmap",
+            "held",
+            "-n",
+            "scratch",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+        ])
+        .await;
+        env.ok(&["delete", "namespace", "scratch", "--wait=false"])
+            .await;
+        let ns = env.json(&["get", "namespace", "scratch"]).await;
+        assert_eq!(ns["status"]["phase"], "Terminating", "{ns}");
+        let refused = env.run(&["create", "-f", &new_file]).await;
+        assert!(
+            !refused.ok
+                && refused.stderr.contains("Forbidden")
+                && refused.stderr.contains("because it is being terminated"),
+            "{}",
+            refused.stderr
+        );
+        let held = env
+            .json(&["get", "configmap", "held", "-n", "scratch"])
+            .await;
+        assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
+        env.ok(&[
+            "patch",
+            "configmap",
+            "held",
+            "-n",
+            "scratch",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ])
+        .await;
+        env.ok(&["wait", "--for=delete", "namespace/scratch", "--timeout=60s"])
+            .await;
+        env.sim.shutdown().await;
+    }
+}
