@@ -124,7 +124,8 @@ impl SimCluster {
         let hooks = SimHooks {
             evict: Arc::new(
                 move |store: &Store, ns: &str, pod: &str, options: &EvictOptions| {
-                    eviction::evict(store, &evict_monitor, ns, pod, options).map_err(eviction_error)
+                    eviction::evict_with(store, &evict_monitor, ns, pod, options)
+                        .map_err(eviction_error)
                 },
             ),
             pod_log: Arc::new(|store: &Store, req: &LogRequest| {

@@ -97,9 +97,20 @@ impl EvictionError {
 }
 
 /// Evicts `ns/pod` if its disruption budget allows it: the pod is deleted gracefully (it stays
-/// Terminating for its grace period, as on a real cluster). A dry run checks the budget and
-/// deletes nothing. A pod that is already terminating is evicted at once (200), as upstream.
+/// Terminating for its grace period, as on a real cluster). A pod that is already terminating
+/// is evicted at once (success), as upstream.
 pub fn evict(
+    store: &Store,
+    monitor: &InvariantMonitor,
+    ns: &str,
+    pod: &str,
+) -> Result<(), EvictionError> {
+    evict_with(store, monitor, ns, pod, &EvictOptions::default())
+}
+
+/// [`evict`] with the Eviction's `deleteOptions`: a dry run checks the budget and deletes
+/// nothing; `gracePeriodSeconds` overrides the pod's.
+pub fn evict_with(
     store: &Store,
     monitor: &InvariantMonitor,
     ns: &str,
@@ -202,26 +213,23 @@ mod tests {
             )
             .expect("create pdb");
         // 2 healthy, 1 required: one eviction allowed.
-        evict(&store, &monitor, "shop", "a", &EvictOptions::default())
-            .expect("first eviction allowed");
-        let err = evict(&store, &monitor, "shop", "b", &EvictOptions::default())
-            .expect_err("budget exhausted");
+        evict(&store, &monitor, "shop", "a").expect("first eviction allowed");
+        let err = evict(&store, &monitor, "shop", "b").expect_err("budget exhausted");
         assert_eq!(err.code(), 429);
         assert_eq!(
             err.to_string(),
             "Cannot evict pod as it would violate the pod's disruption budget."
         );
         // The unhealthy pod may go while the budget is met (1 healthy >= 1).
-        evict(&store, &monitor, "shop", "c", &EvictOptions::default())
-            .expect("unhealthy pod evictable");
+        evict(&store, &monitor, "shop", "c").expect("unhealthy pod evictable");
         assert!(matches!(
-            evict(&store, &monitor, "shop", "zzz", &EvictOptions::default()),
+            evict(&store, &monitor, "shop", "zzz"),
             Err(EvictionError::NotFound { .. })
         ));
         let mut other = pod("x", true);
         other["metadata"]["labels"] = json!({"app": "other"});
         store.create(&kinds::pods(), other).expect("create");
-        evict(&store, &monitor, "shop", "x", &EvictOptions::default()).expect("no PDB matches");
+        evict(&store, &monitor, "shop", "x").expect("no PDB matches");
     }
 
     #[tokio::test]
@@ -245,9 +253,7 @@ mod tests {
             .into_iter()
             .map(|n| {
                 let (store, monitor) = (store.clone(), monitor.clone());
-                std::thread::spawn(move || {
-                    evict(&store, &monitor, "shop", &n, &EvictOptions::default()).is_ok()
-                })
+                std::thread::spawn(move || evict(&store, &monitor, "shop", &n).is_ok())
             })
             .collect();
         let allowed = handles

@@ -398,19 +398,25 @@ fn create(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
         m.remove("status");
     }
     // Owned fields are what the request set, not what defaulting added.
-    let fields = patch::fields_v1(&obj_without_status(&obj));
+    let mut requested = obj_without_status(&obj);
+    if let Some(meta) = requested.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    patch::record_update(
+        None,
+        &mut requested,
+        &field_manager(req),
+        &req.rt.api_version(),
+        None,
+        &store.clock().rfc3339(),
+    );
     prepare(store, &req.rt, &mut obj)?;
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
-        if let Some(manager) = req.query.get("fieldManager").filter(|m| !m.is_empty())
-            && !meta.contains_key("managedFields")
+        if !meta.contains_key("managedFields")
+            && let Some(mf) = requested.pointer("/metadata/managedFields")
         {
-            meta.insert(
-                "managedFields".into(),
-                json!([{"manager": manager, "operation": "Update", "apiVersion": req.rt.api_version(),
-                        "time": store.clock().rfc3339(), "fieldsType": "FieldsV1",
-                        "fieldsV1": fields}]),
-            );
+            meta.insert("managedFields".into(), mf.clone());
         }
     }
     if req.dry_run() {
@@ -419,6 +425,21 @@ fn create(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
     let created_obj = store.create(&req.rt, obj)?;
     let created_obj = after_write(store, &req.rt, created_obj);
     Ok(created(&created_obj))
+}
+
+/// The field manager of a write: `fieldManager`, else the user agent up to its first `/`
+/// (`kubectl`, `ripcord`), as the API server defaults it.
+fn field_manager(req: &ResourceRequest) -> String {
+    if let Some(m) = req.query.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.to_string();
+    }
+    let ua = req.header(header::USER_AGENT);
+    let prefix = ua.split('/').next().unwrap_or("").trim();
+    if prefix.is_empty() {
+        "unknown".to_string()
+    } else {
+        prefix.to_string()
+    }
 }
 
 fn obj_without_status(obj: &Value) -> Value {
@@ -544,6 +565,18 @@ fn write_object(
 ) -> Result<Response, ApiError> {
     if !status {
         prepare(store, &req.rt, &mut obj)?;
+        let is_apply =
+            req.method == Method::PATCH && req.header(header::CONTENT_TYPE).contains("apply-patch");
+        if !is_apply {
+            patch::record_update(
+                Some(old),
+                &mut obj,
+                &field_manager(req),
+                &req.rt.api_version(),
+                None,
+                &store.clock().rfc3339(),
+            );
+        }
     }
     if req.dry_run() {
         let mut preview = obj;
@@ -753,6 +786,14 @@ fn write_scale(
     {
         meta.insert("resourceVersion".into(), json!(rv));
     }
+    patch::record_update(
+        Some(current),
+        &mut obj,
+        &field_manager(req),
+        &req.rt.api_version(),
+        Some("scale"),
+        &store.clock().rfc3339(),
+    );
     if req.dry_run() {
         return Ok(json_response(StatusCode::OK, &scale_of(&obj)));
     }
