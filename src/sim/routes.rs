@@ -684,6 +684,20 @@ fn patch_object(store: &Store, req: &ResourceRequest, status: bool) -> Result<Re
         let mut patched = apply_patch_body(kind, &current, &body, req, &now)?;
         check_name(req, &mut patched)?;
         set_namespace(req, &mut patched)?;
+        // A patch that sets metadata.resourceVersion (a JSON patch `replace`, say) makes it a
+        // precondition, as on a real server: a stale one is a 409.
+        let patched_rv = patched
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|rv| !rv.is_empty());
+        if let Some(rv) = patched_rv
+            && rv != current_rv
+        {
+            return Err(ApiError::Store(StoreError::Conflict {
+                resource: req.rt.qualified_plural(),
+                name: req.name().to_string(),
+            }));
+        }
         if let Some(meta) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), json!(current_rv));
         }
