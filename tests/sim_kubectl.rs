@@ -808,3 +808,87 @@ async fn issue15_graceful_deletion_dry_run_cascades_and_terminating_namespaces()
         env.sim.shutdown().await;
     }
 }
+
+/// Issue 15: kubectl's writes (`set image`, `rollout restart`, `taint`) record their field
+/// managers, so `apply --server-side` of a different image conflicts with `kubectl-set` until
+/// forced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue15_kubectl_writes_own_fields_and_server_side_apply_conflicts() {
+    for kubectl in kubectls() {
+        let env = Env::start(&kubectl).await;
+        env.ok(&[
+            "set",
+            "image",
+            "deploy/web",
+            "-n",
+            "shop",
+            "web=registry.local/web:2.0.0",
+        ])
+        .await;
+        env.ok(&["rollout", "restart", "deploy/web", "-n", "shop"])
+            .await;
+        env.ok(&[
+            "taint",
+            "nodes",
+            "zone-a-node-1",
+            "dedicated=ops:NoSchedule",
+        ])
+        .await;
+        let d = env
+            .json(&[
+                "get",
+                "deploy",
+                "web",
+                "-n",
+                "shop",
+                "--show-managed-fields",
+            ])
+            .await;
+        let managers: Vec<&str> = d["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["manager"].as_str())
+            .collect();
+        assert!(
+            managers.contains(&"kubectl-set") && managers.contains(&"kubectl-rollout"),
+            "{managers:?}"
+        );
+        let node = env
+            .json(&["get", "node", "zone-a-node-1", "--show-managed-fields"])
+            .await;
+        assert!(
+            node["metadata"]["managedFields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["manager"] == "kubectl-taint"),
+            "{node}"
+        );
+        let applied = env.dir.path().join("web-apply.yaml");
+        std::fs::write(
+            &applied,
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          image: registry.local/web:3.0.0\n",
+        )
+        .unwrap();
+        let out = env
+            .run(&["apply", "--server-side", "-f", applied.to_str().unwrap()])
+            .await;
+        assert!(!out.ok, "the apply must conflict");
+        assert!(
+            out.stderr.contains("conflict with \"kubectl-set\""),
+            "{}",
+            out.stderr
+        );
+        env.ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            applied.to_str().unwrap(),
+        ])
+        .await;
+        assert_eq!(env.template_image(), "registry.local/web:3.0.0");
+        env.sim.shutdown().await;
+    }
+}
