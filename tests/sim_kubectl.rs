@@ -892,3 +892,149 @@ async fn issue15_kubectl_writes_own_fields_and_server_side_apply_conflicts() {
         env.sim.shutdown().await;
     }
 }
+
+/// The revision numbers `kubectl rollout history` lists.
+fn history_revisions(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Issue 15: DaemonSets keep ControllerRevisions, and StatefulSets create ordered pods and
+/// report `observedGeneration` and revisions, so `kubectl rollout status/history/undo/restart`
+/// work on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue15_daemonset_and_statefulset_rollouts() {
+    for kubectl in kubectls() {
+        let env = Env::start(&kubectl).await;
+        let ds = ["-n", "kube-system"];
+        let image_of = |v: &Value| {
+            v["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        };
+        env.ok(&[
+            "set",
+            "image",
+            "ds/log-agent",
+            ds[0],
+            ds[1],
+            "log-agent=registry.local/log-agent:2.2.0",
+        ])
+        .await;
+        env.ok(&[
+            "rollout",
+            "status",
+            "ds/log-agent",
+            ds[0],
+            ds[1],
+            "--timeout=60s",
+        ])
+        .await;
+        let history = env
+            .ok(&["rollout", "history", "ds/log-agent", ds[0], ds[1]])
+            .await;
+        assert_eq!(history_revisions(&history), ["1", "2"], "{history}");
+        let undo = env
+            .ok(&["rollout", "undo", "ds/log-agent", ds[0], ds[1]])
+            .await;
+        assert!(undo.contains("rolled back"), "{undo}");
+        env.ok(&[
+            "rollout",
+            "status",
+            "ds/log-agent",
+            ds[0],
+            ds[1],
+            "--timeout=60s",
+        ])
+        .await;
+        let got = env.json(&["get", "ds", "log-agent", ds[0], ds[1]]).await;
+        assert_eq!(image_of(&got), "registry.local/log-agent:2.1.0");
+        let history = env
+            .ok(&["rollout", "history", "ds/log-agent", ds[0], ds[1]])
+            .await;
+        assert_eq!(history_revisions(&history), ["2", "3"], "{history}");
+
+        // A StatefulSet: ordered pods, status, history, undo, restart.
+        let file = env.dir.path().join("db.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\n  namespace: shop\nspec:\n  serviceName: db\n  replicas: 3\n  selector:\n    matchLabels: {app: db}\n  template:\n    metadata:\n      labels: {app: db}\n    spec:\n      terminationGracePeriodSeconds: 2\n      containers:\n        - name: db\n          image: registry.local/db:1\n",
+        )
+        .unwrap();
+        env.ok(&["create", "-f", file.to_str().unwrap()]).await;
+        let status = env
+            .ok(&["rollout", "status", "sts/db", "-n", "shop", "--timeout=60s"])
+            .await;
+        assert!(status.contains("complete"), "{status}");
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=db"])
+            .await;
+        let mut names: Vec<&str> = pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["metadata"]["name"].as_str())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["db-0", "db-1", "db-2"]);
+        let sts = env.json(&["get", "sts", "db", "-n", "shop"]).await;
+        assert_eq!(
+            sts["status"]["observedGeneration"],
+            sts["metadata"]["generation"]
+        );
+        assert_eq!(sts["status"]["readyReplicas"], 3);
+
+        env.ok(&[
+            "set",
+            "image",
+            "sts/db",
+            "-n",
+            "shop",
+            "db=registry.local/db:2",
+        ])
+        .await;
+        env.ok(&["rollout", "status", "sts/db", "-n", "shop", "--timeout=60s"])
+            .await;
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=db"])
+            .await;
+        for p in pods["items"].as_array().unwrap() {
+            assert_eq!(
+                p["spec"]["containers"][0]["image"], "registry.local/db:2",
+                "{p}"
+            );
+        }
+        let history = env
+            .ok(&["rollout", "history", "sts/db", "-n", "shop"])
+            .await;
+        assert_eq!(history_revisions(&history), ["1", "2"], "{history}");
+        env.ok(&["rollout", "undo", "sts/db", "-n", "shop"]).await;
+        env.ok(&["rollout", "status", "sts/db", "-n", "shop", "--timeout=60s"])
+            .await;
+        let got = env.json(&["get", "sts", "db", "-n", "shop"]).await;
+        assert_eq!(image_of(&got), "registry.local/db:1");
+        env.ok(&["rollout", "restart", "sts/db", "-n", "shop"])
+            .await;
+        env.ok(&["rollout", "status", "sts/db", "-n", "shop", "--timeout=60s"])
+            .await;
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=db"])
+            .await;
+        assert_eq!(pods["items"].as_array().unwrap().len(), 3);
+        for p in pods["items"].as_array().unwrap() {
+            assert_eq!(
+                p["spec"]["containers"][0]["image"], "registry.local/db:1",
+                "{p}"
+            );
+            assert!(
+                p["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(),
+                "{p}"
+            );
+        }
+        env.sim.shutdown().await;
+    }
+}

@@ -1,5 +1,6 @@
 //! Simulated controllers: Deployment, ReplicaSet, pod lifecycle and scheduling, DaemonSet,
-//! garbage collection, nodes, PodDisruptionBudget status and endpoints.
+//! StatefulSet (both with ControllerRevisions), garbage collection, nodes,
+//! PodDisruptionBudget status and endpoints.
 //!
 //! One tokio task runs them all. It reacts to every store change (`Store::subscribe`) and to
 //! timers in simulated time (pod start and readiness, crash-loop back-off, progress
@@ -19,7 +20,9 @@ pub mod gc;
 pub mod nodes;
 pub mod pods;
 pub mod replicaset;
+pub mod revisions;
 pub mod scheduler;
+pub mod statefulset;
 pub mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -135,6 +138,7 @@ fn cached_kinds() -> Vec<ResourceType> {
         kinds::replicasets(),
         kinds::deployments(),
         kinds::daemonsets(),
+        kinds::statefulsets(),
         kinds::services(),
         kinds::endpoints(),
         kinds::pod_disruption_budgets(),
@@ -251,6 +255,9 @@ pub(crate) struct State {
     /// Objects being deleted (deletionTimestamp set, not yet gone): (type, namespace, name).
     /// The namespace controller, foreground deletion and the kubelet work from this set.
     pub deleting: BTreeSet<(ResourceType, String, String)>,
+    /// DaemonSets and StatefulSets (`Kind/uid`) whose ControllerRevisions are in step with
+    /// this template hash.
+    pub revisions_synced: BTreeMap<String, String>,
     /// Pods deleted through the API since the last pass (the kubelet reports `Killing`).
     pub killed: Vec<Value>,
     /// When events were last pruned.
@@ -321,6 +328,9 @@ impl Controllers {
         }
         if self.is_dirty(&["daemonsets", "nodes", "pods"]) {
             daemonset::reconcile(self);
+        }
+        if self.is_dirty(&["statefulsets", "pods"]) {
+            statefulset::reconcile(self);
         }
         pods::reconcile(self);
         if self.is_dirty(&["poddisruptionbudgets", "pods", "deployments", "replicasets"]) {
