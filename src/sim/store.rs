@@ -1483,6 +1483,114 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn issue15_graceful_deletion_grace_periods_and_finalizers() {
+        let s = store();
+        let pods = kinds::pods();
+        let bound = |name: &str| {
+            json!({"metadata": {"name": name, "namespace": "a"},
+                   "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 30}})
+        };
+        s.create(&pods, bound("p")).unwrap();
+        let pending = s
+            .delete_gracefully(&pods, Some("a"), "p", None, &[])
+            .unwrap();
+        assert!(!pending.is_removed());
+        assert_eq!(
+            pending.object()["metadata"]["deletionGracePeriodSeconds"],
+            30
+        );
+        let first = pending.object()["metadata"]["deletionTimestamp"].clone();
+        // Writes cannot clear the deletion; a second deletion only shortens it.
+        s.modify(&pods, Some("a"), "p", |o| {
+            o["metadata"]
+                .as_object_mut()
+                .map(|m| m.remove("deletionTimestamp"));
+            o["metadata"]["labels"] = json!({"x": "y"});
+            Ok(())
+        })
+        .unwrap();
+        let kept = s.get(&pods, Some("a"), "p").unwrap();
+        assert_eq!(kept["metadata"]["deletionTimestamp"], first);
+        let longer = s
+            .delete_gracefully(&pods, Some("a"), "p", Some(90), &[])
+            .unwrap();
+        assert_eq!(
+            longer.object()["metadata"]["deletionGracePeriodSeconds"],
+            30
+        );
+        // Grace 0 (the kubelet) removes it.
+        assert!(
+            s.delete_gracefully(&pods, Some("a"), "p", Some(0), &[])
+                .unwrap()
+                .is_removed()
+        );
+        assert!(s.get(&pods, Some("a"), "p").is_none());
+        // An unbound pod goes at once.
+        s.create(&pods, json!({"metadata": {"name": "u", "namespace": "a"}}))
+            .unwrap();
+        assert!(
+            s.delete_gracefully(&pods, Some("a"), "u", None, &[])
+                .unwrap()
+                .is_removed()
+        );
+        // A finalizer holds any object until an update removes it.
+        let cms = kinds::configmaps();
+        s.create(
+            &cms,
+            json!({"metadata": {"name": "c", "namespace": "a", "finalizers": ["x/y"]}}),
+        )
+        .unwrap();
+        let held = s
+            .delete_gracefully(&cms, Some("a"), "c", None, &[])
+            .unwrap();
+        assert!(!held.is_removed());
+        assert!(held.object()["metadata"]["deletionTimestamp"].is_string());
+        let mut rx = s.subscribe();
+        s.modify(&cms, Some("a"), "c", |o| {
+            o["metadata"]["finalizers"] = json!([]);
+            Ok(())
+        })
+        .unwrap();
+        assert!(s.get(&cms, Some("a"), "c").is_none());
+        assert_eq!(rx.try_recv().unwrap().kind, EventKind::Deleted);
+    }
+
+    #[tokio::test]
+    async fn issue15_terminating_namespace_refuses_new_content_and_dry_run_create_conflicts() {
+        let s = store();
+        let ns = kinds::namespaces();
+        s.create(&ns, json!({"metadata": {"name": "a"}})).unwrap();
+        let cms = kinds::configmaps();
+        s.create(&cms, json!({"metadata": {"name": "c", "namespace": "a"}}))
+            .unwrap();
+        let dup = s
+            .preview_create(&cms, json!({"metadata": {"name": "c", "namespace": "a"}}))
+            .unwrap_err();
+        assert_eq!(dup.code(), 409);
+        let preview = s
+            .preview_create(&cms, json!({"metadata": {"name": "d", "namespace": "a"}}))
+            .unwrap();
+        assert_eq!(preview["metadata"]["uid"].as_str().unwrap().len(), 36);
+        assert!(s.get(&cms, Some("a"), "d").is_none());
+        let terminating = s.delete_gracefully(&ns, None, "a", None, &[]).unwrap();
+        assert_eq!(terminating.object()["status"]["phase"], "Terminating");
+        let err = s
+            .create(&cms, json!({"metadata": {"name": "e", "namespace": "a"}}))
+            .unwrap_err();
+        assert_eq!(err.code(), 403);
+        assert_eq!(
+            err.to_string(),
+            "configmaps \"e\" is forbidden: unable to create new content in namespace a because it is being terminated"
+        );
+        s.modify(&ns, None, "a", |n| {
+            n["spec"]["finalizers"] = json!([]);
+            Ok(())
+        })
+        .unwrap();
+        assert!(s.get(&ns, None, "a").is_none());
+    }
+
+    #[tokio::test]
     async fn register_adds_crd_types() {
         let s = store();
         let rt = ResourceType::new("example.com", "v1", "widgets", "Widget", true);
