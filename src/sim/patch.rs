@@ -600,7 +600,7 @@ pub fn record_update(
     }
     let mut own = managed
         .iter()
-        .position(|e| is_own(e))
+        .position(is_own)
         .map(|i| managed.remove(i))
         .and_then(|e| e.get("fieldsV1").cloned())
         .unwrap_or_else(|| json!({}));
