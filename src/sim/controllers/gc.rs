@@ -101,7 +101,13 @@ fn finish_foreground_deletions(c: &mut Controllers) {
         .collect();
     for (rt, ns, name) in owners {
         let ns_opt = rt.namespaced.then_some(ns.as_str());
-        let Some(owner) = c.store.get(&rt, ns_opt, &name) else {
+        // Cached kinds (pods above all: many may be terminating) are read from the cache.
+        let owner: Option<Arc<Value>> = if c.cache.caches(&rt) {
+            c.cache.get(&rt, ns_opt, &name)
+        } else {
+            c.store.get(&rt, ns_opt, &name).map(Arc::new)
+        };
+        let Some(owner) = owner else {
             continue;
         };
         let foreground = at(&owner, &["metadata", "finalizers"])
