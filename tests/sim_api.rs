@@ -1040,4 +1040,24 @@ async fn issue15_field_ownership_and_dry_run_bodies() {
     let pod = h.store.get(&kinds::pods(), Some("default"), "p").unwrap();
     assert!(pod["metadata"]["deletionTimestamp"].is_string(), "{pod}");
     assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 30);
+    // The Eviction's gracePeriodSeconds overrides the pod's.
+    h.store
+        .create(
+            &kinds::pods(),
+            json!({"metadata": {"name": "q", "namespace": "default"},
+                   "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}}),
+        )
+        .unwrap();
+    let resp = h
+        .http
+        .post(h.url("/api/v1/namespaces/default/pods/q/eviction"))
+        .json(&json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                      "metadata": {"name": "q", "namespace": "default"},
+                      "deleteOptions": {"gracePeriodSeconds": 5}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let pod = h.store.get(&kinds::pods(), Some("default"), "q").unwrap();
+    assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 5);
 }
