@@ -447,3 +447,74 @@ async fn issue12_a_tripped_stop_condition_stops_a_restart_waiting_for_readiness(
     assert!(outcome.outcome.is_resumable());
     sim.shutdown().await;
 }
+
+/// Issue 15: the restart counts Terminating pods. With batch 1 and a grace period longer than
+/// a replacement takes to become Ready, the next pod is evicted only once the previous one is
+/// gone: never two of the Deployment's pods terminating at once.
+#[tokio::test]
+async fn issue15_restart_never_has_more_than_a_batch_terminating() {
+    let sim = start_yaml(
+        "name: slow-stop
+settings: {timeFactor: 20, podReadyDelaySeconds: 2, podStartDelaySeconds: 1}
+zones:
+  - {name: zone-a, nodes: 2}
+namespaces: [shop]
+deployments:
+  - namespace: shop
+    name: slow
+    replicas: 3
+    terminationGracePeriodSeconds: 20
+    releases:
+      - image: registry.local/slow:1
+",
+    )
+    .await;
+    wait_until("slow ready", || all_ready(&sim, "shop", "slow", 3)).await;
+    // Follow every pod change and keep the most Terminating pods seen at once.
+    let mut events = sim.store().subscribe();
+    let max_terminating = Arc::new(Mutex::new(0usize));
+    let seen = max_terminating.clone();
+    let watcher = tokio::spawn(async move {
+        let mut terminating: BTreeSet<String> = BTreeSet::new();
+        while let Ok(event) = events.recv().await {
+            if event.resource.plural != "pods" {
+                continue;
+            }
+            let name = str_at(&event.object, "/metadata/name")
+                .unwrap_or_default()
+                .to_string();
+            let deleting = event
+                .object
+                .pointer("/metadata/deletionTimestamp")
+                .is_some();
+            if deleting && event.kind != ripcord::sim::store::EventKind::Deleted {
+                terminating.insert(name);
+            } else {
+                terminating.remove(&name);
+            }
+            let mut max = seen.lock().unwrap_or_else(|e| e.into_inner());
+            *max = (*max).max(terminating.len());
+        }
+    });
+    let parsed: catalog::Action = serde_json::from_value(json!({
+        "action": "deployment.restart",
+        "with": {"namespace": "shop", "name": "slow", "batch": 1}
+    }))
+    .expect("catalog action parses");
+    let restart = actions::build(&parsed).expect("action builds");
+    let ctx = context(&sim, "r-20261202-230000-slow", "restart");
+    let driven = drive(restart.as_ref(), &ctx, Vec::new(), None, |_| {})
+        .await
+        .expect("restart finishes");
+    assert!(
+        driven
+            .last_summary
+            .contains("all 3 listed pod(s) restarted"),
+        "{}",
+        driven.last_summary
+    );
+    watcher.abort();
+    let max = *max_terminating.lock().unwrap_or_else(|e| e.into_inner());
+    assert_eq!(max, 1, "pods terminating at once during a batch-1 restart");
+    sim.shutdown().await;
+}

@@ -836,3 +836,48 @@ spec:
     );
     sim.shutdown().await;
 }
+
+/// Issue 15: a pod in the zone that is already Terminating (deleted by someone else with a
+/// long grace period) is not evicted again, but the fail-out is not done until it is gone,
+/// as `kubectl drain` waits for it.
+#[tokio::test]
+async fn issue15_failout_waits_for_pods_already_terminating_in_the_zone() {
+    let sim = ready_three_zones().await;
+    let zone_a: Vec<String> = zone_nodes(&sim, "zone-a")
+        .iter()
+        .filter_map(|n| str_at(n, "/metadata/name").map(str::to_string))
+        .collect();
+    let victim = app_pods(&sim, "shop", "web")
+        .into_iter()
+        .find(|p| str_at(p, "/spec/nodeName").is_some_and(|n| zone_a.iter().any(|z| z == n)))
+        .expect("a web pod in zone-a");
+    let victim = str_at(&victim, "/metadata/name").expect("name").to_string();
+    // 60 simulated seconds: 3 s of real time at the scenario's factor 20.
+    let deletion = sim
+        .store()
+        .delete_gracefully(&kinds::pods(), Some("shop"), &victim, Some(60), &[])
+        .expect("graceful delete");
+    assert!(!deletion.is_removed());
+
+    let failout = action(json!({"action": "zone.failout", "with": {
+        "zone": "zone-a",
+        "traffic": {"httpRoute": {"namespace": "shop", "name": "web", "backend": "web-zone-a"}},
+        "drainConcurrency": 10
+    }}));
+    let ctx = context(&sim, RUN, "failout");
+    drive(failout.as_ref(), &ctx, Vec::new(), None, |_| {})
+        .await
+        .expect("fail-out succeeds");
+    assert!(
+        sim.store()
+            .get(&kinds::pods(), Some("shop"), &victim)
+            .is_none(),
+        "the fail-out finished while {victim} was still terminating in the zone"
+    );
+    let evicted_victim = sim
+        .request_log()
+        .iter()
+        .any(|r| r.path.ends_with(&format!("/pods/{victim}/eviction")));
+    assert!(!evicted_victim, "a terminating pod is not evicted again");
+    sim.shutdown().await;
+}

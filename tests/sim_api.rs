@@ -855,3 +855,210 @@ async fn sim_cluster_serves_controller_metrics() {
     assert!(sim.request_log().iter().any(|r| r.path == "/metrics"));
     sim.shutdown().await;
 }
+
+/// Issue 15: every write records its field manager; server-side apply conflicts with the
+/// manager that last set a field (409 naming it) unless forced; a JSON patch that sets a stale
+/// `metadata.resourceVersion` is a 409; `dryRun` in a DELETE body or an Eviction's
+/// `deleteOptions` deletes nothing.
+#[tokio::test]
+async fn issue15_field_ownership_and_dry_run_bodies() {
+    let h = Harness::start().await;
+    let api: Api<Deployment> = Api::namespaced(h.client.clone(), "default");
+    let created = api
+        .create(
+            &PostParams {
+                field_manager: Some("creator".into()),
+                ..PostParams::default()
+            },
+            &deployment("web", 2),
+        )
+        .await
+        .unwrap();
+    let managers = |d: &Deployment| -> Vec<String> {
+        d.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|m| m.manager.clone())
+            .collect()
+    };
+    assert_eq!(managers(&created), ["creator"]);
+    let ops = json!([{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "app:2"}]);
+    let patched = api
+        .patch(
+            "web",
+            &PatchParams {
+                field_manager: Some("ripcord".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Json::<()>(serde_json::from_value(ops).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(managers(&patched), ["creator", "ripcord"]);
+    let raw = serde_json::to_value(&patched).unwrap();
+    let ripcord = raw["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["manager"] == "ripcord")
+        .unwrap()
+        .clone();
+    assert_eq!(ripcord["operation"], "Update");
+    assert!(
+        ripcord["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+            ["k:{\"name\":\"app\"}"]["f:image"]
+            .is_object(),
+        "{ripcord}"
+    );
+
+    // Another manager applying a different image conflicts with ripcord, the last writer.
+    let applied = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "app", "image": "app:9"}]}}}});
+    let err = api
+        .patch(
+            "web",
+            &PatchParams::apply("deployer"),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(status) => {
+            assert_eq!(status.code, 409);
+            assert!(
+                status.message.contains("conflict with \"ripcord\""),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("expected a 409, got {other:?}"),
+    }
+    let forced = api
+        .patch(
+            "web",
+            &PatchParams::apply("deployer").force(),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .unwrap();
+    let forced_raw = serde_json::to_value(&forced).unwrap();
+    assert_eq!(
+        forced_raw["spec"]["template"]["spec"]["containers"][0]["image"],
+        "app:9"
+    );
+    let image_owners: Vec<&str> = forced_raw["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"app\"}"]
+                ["f:image"]
+                .is_object()
+        })
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert_eq!(image_owners, ["deployer"]);
+
+    // A stale resourceVersion set by a JSON patch is a precondition.
+    let stale = json!([
+        {"op": "replace", "path": "/spec/replicas", "value": 5},
+        {"op": "replace", "path": "/metadata/resourceVersion",
+         "value": created.metadata.resource_version.clone().unwrap()},
+    ]);
+    let err = api
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Json::<()>(serde_json::from_value(stale).unwrap()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409),
+        "{err:?}"
+    );
+
+    // dryRun in the DELETE body deletes nothing.
+    let dp = DeleteParams {
+        dry_run: true,
+        ..DeleteParams::default()
+    };
+    let _ = api.delete("web", &dp).await.unwrap();
+    assert!(
+        h.store
+            .get(&kinds::deployments(), Some("default"), "web")
+            .is_some()
+    );
+    let raw = h
+        .http
+        .delete(h.url("/apis/apps/v1/namespaces/default/deployments/web"))
+        .json(&json!({"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(raw.status().is_success());
+    assert!(
+        h.store
+            .get(&kinds::deployments(), Some("default"), "web")
+            .is_some()
+    );
+
+    // dryRun in an Eviction's deleteOptions evicts nothing.
+    h.store
+        .create(
+            &kinds::pods(),
+            json!({"metadata": {"name": "p", "namespace": "default"},
+                   "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}}),
+        )
+        .unwrap();
+    let resp = h
+        .http
+        .post(h.url("/api/v1/namespaces/default/pods/p/eviction"))
+        .json(&json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                      "metadata": {"name": "p", "namespace": "default"},
+                      "deleteOptions": {"dryRun": ["All"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let pod = h.store.get(&kinds::pods(), Some("default"), "p").unwrap();
+    assert!(pod["metadata"].get("deletionTimestamp").is_none());
+    // A real eviction of a bound pod leaves it Terminating for its grace period (no
+    // kubelet runs here to end it).
+    let resp = h
+        .http
+        .post(h.url("/api/v1/namespaces/default/pods/p/eviction"))
+        .json(&json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                      "metadata": {"name": "p", "namespace": "default"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let pod = h.store.get(&kinds::pods(), Some("default"), "p").unwrap();
+    assert!(pod["metadata"]["deletionTimestamp"].is_string(), "{pod}");
+    assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 30);
+    // The Eviction's gracePeriodSeconds overrides the pod's.
+    h.store
+        .create(
+            &kinds::pods(),
+            json!({"metadata": {"name": "q", "namespace": "default"},
+                   "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}}),
+        )
+        .unwrap();
+    let resp = h
+        .http
+        .post(h.url("/api/v1/namespaces/default/pods/q/eviction"))
+        .json(&json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                      "metadata": {"name": "q", "namespace": "default"},
+                      "deleteOptions": {"gracePeriodSeconds": 5}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let pod = h.store.get(&kinds::pods(), Some("default"), "q").unwrap();
+    assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 5);
+}

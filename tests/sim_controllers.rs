@@ -240,8 +240,8 @@ async fn rolling_update_bounds(surge: i64, unavailable: i64) {
         max_total <= (4 + surge) as u32,
         "{max_total} pods at once: {during:?}"
     );
-    // Every pod now runs the new image.
-    for p in sim.pods_of("web") {
+    // Every live pod runs the new image (old ones may still be Terminating).
+    for p in sim.pods_of("web").iter().filter(|p| util::is_pod_active(p)) {
         assert_eq!(p["spec"]["containers"][0]["image"], "registry.local/web:2");
     }
     assert!(sim.monitor.is_clean());
@@ -333,7 +333,7 @@ async fn revisions_follow_update_then_undo_like_kubectl_shows() {
     let mut revisions: Vec<String> = sets.iter().filter_map(revision).collect();
     revisions.sort();
     assert_eq!(revisions, ["2", "3"]);
-    for p in sim.pods_of("web") {
+    for p in sim.pods_of("web").iter().filter(|p| util::is_pod_active(p)) {
         assert_eq!(p["spec"]["containers"][0]["image"], "registry.local/web:1");
     }
 }
@@ -755,5 +755,98 @@ async fn scaling_during_a_stalled_rollout_is_proportional() {
     assert_eq!(
         util::annotation(&d, "deployment.kubernetes.io/revision"),
         Some("2")
+    );
+}
+
+/// Issue 15: an evicted pod stays Terminating (deletionTimestamp, still on its node) for its
+/// `terminationGracePeriodSeconds` in simulated time, while its ReplicaSet already replaces it;
+/// then the kubelet removes it. A graceful API deletion behind a PDB's back is a violation as
+/// soon as the pod starts terminating.
+#[tokio::test(start_paused = true)]
+async fn issue15_evicted_pods_terminate_for_their_grace_period_then_go() {
+    let yaml = "settings: {timeFactor: 10, podReadyDelaySeconds: 5, podStartDelaySeconds: 1}
+zones:
+  - {name: zone-a, nodes: 2}
+namespaces: [shop]
+deployments:
+  - namespace: shop
+    name: web
+    replicas: 3
+    terminationGracePeriodSeconds: 30
+    releases:
+      - image: registry.local/web:1
+podDisruptionBudgets:
+  - {namespace: shop, name: web, selector: {app: web}, minAvailable: 2}
+";
+    let sim = start(yaml);
+    sim.wait_for("pdb status", Duration::from_secs(60), |s| {
+        s.get(&kinds::pod_disruption_budgets(), Some("shop"), "web")
+            .is_some_and(|p| util::i64_at(&p, &["status", "disruptionsAllowed"]) == Some(1))
+    })
+    .await;
+    let pods = sim.pods_of("web");
+    let evicted = util::name(&pods[0]).to_string();
+    let node = util::str_at(&pods[0], &["spec", "nodeName"])
+        .expect("bound")
+        .to_string();
+    let started = sim.store.clock().now();
+    eviction::evict(&sim.store, &sim.monitor, "shop", &evicted).expect("allowed");
+    let terminating = sim
+        .store
+        .get(&kinds::pods(), Some("shop"), &evicted)
+        .expect("still there while terminating");
+    assert!(terminating["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(terminating["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert_eq!(terminating["spec"]["nodeName"], json!(node));
+    // The budget no longer counts the terminating pod: no second eviction.
+    let err = eviction::evict(&sim.store, &sim.monitor, "shop", util::name(&pods[1]))
+        .expect_err("budget used up by the terminating pod");
+    assert_eq!(err.code(), 429);
+    sim.wait_for(
+        "a replacement while the old pod terminates",
+        Duration::from_secs(20),
+        |s| {
+            let (all, _) = s.list(&kinds::pods(), Some("shop"));
+            all.iter().filter(|p| util::is_pod_active(p)).count() == 3
+                && s.get(&kinds::pods(), Some("shop"), &evicted).is_some()
+        },
+    )
+    .await;
+    sim.wait_for("the evicted pod to go", Duration::from_secs(60), |s| {
+        s.get(&kinds::pods(), Some("shop"), &evicted).is_none()
+    })
+    .await;
+    let took = sim.store.clock().now().duration_since(started);
+    assert!(
+        took >= jiff::SignedDuration::from_secs(29),
+        "gone after {took:?}, before its grace period"
+    );
+    assert!(sim.monitor.is_clean(), "{:?}", sim.monitor.violations());
+
+    // A graceful delete through the API (not an eviction) of a healthy pod the budget needs.
+    sim.wait_for("3 ready", Duration::from_secs(60), |s| {
+        s.get(&kinds::pod_disruption_budgets(), Some("shop"), "web")
+            .is_some_and(|p| util::i64_at(&p, &["status", "disruptionsAllowed"]) == Some(1))
+    })
+    .await;
+    let live: Vec<Value> = sim
+        .pods_of("web")
+        .into_iter()
+        .filter(util::is_pod_ready)
+        .collect();
+    for p in &live[..2] {
+        sim.store
+            .delete_gracefully(&kinds::pods(), Some("shop"), util::name(p), None, &[])
+            .expect("delete");
+    }
+    sim.wait_for("violation recorded", Duration::from_secs(5), |_| {
+        !sim.monitor.is_clean()
+    })
+    .await;
+    assert!(
+        sim.store
+            .get(&kinds::pods(), Some("shop"), util::name(&live[1]))
+            .is_some(),
+        "recorded while the pod is still terminating"
     );
 }

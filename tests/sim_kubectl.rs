@@ -612,3 +612,430 @@ async fn logs_wait_and_delete() {
         env.sim.shutdown().await;
     }
 }
+
+/// Issue 15: deletion like a real API server. Server dry-runs (`delete`, `drain`, `create` of
+/// an existing name) change nothing; a deleted pod stays Terminating for its grace period and
+/// `kubectl wait --for=delete` sees it go; `--cascade=orphan` keeps the dependents and
+/// `--cascade=foreground` takes them first; a Terminating namespace refuses new content (403)
+/// and goes once a finalizer holding its last object is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue15_graceful_deletion_dry_run_cascades_and_terminating_namespaces() {
+    for kubectl in kubectls() {
+        let env = Env::start(&kubectl).await;
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=web"])
+            .await;
+        let first = &pods["items"][0];
+        let pod = first["metadata"]["name"].as_str().unwrap().to_string();
+        let uid = first["metadata"]["uid"].clone();
+        let node = first["spec"]["nodeName"].as_str().unwrap().to_string();
+
+        // Server-side dry runs delete nothing.
+        env.ok(&["delete", "pod", "-n", "shop", &pod, "--dry-run=server"])
+            .await;
+        env.ok(&[
+            "drain",
+            &node,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--dry-run=server",
+        ])
+        .await;
+        let still = env.json(&["get", "pod", "-n", "shop", &pod]).await;
+        assert_eq!(still["metadata"]["uid"], uid);
+        assert!(still["metadata"].get("deletionTimestamp").is_none());
+        let evictions = env
+            .sim
+            .request_log()
+            .iter()
+            .filter(|r| r.path.ends_with("/eviction"))
+            .count();
+        assert!(evictions > 0, "the dry-run drain sends dry-run evictions");
+        let web = env.dir.path().join("web.yaml");
+        let yaml = env
+            .ok(&["get", "deploy", "web", "-n", "shop", "-o", "yaml"])
+            .await;
+        std::fs::write(&web, yaml).unwrap();
+        let dup = env
+            .run(&["create", "-f", web.to_str().unwrap(), "--dry-run=server"])
+            .await;
+        assert!(
+            !dup.ok && dup.stderr.contains("AlreadyExists"),
+            "{}",
+            dup.stderr
+        );
+
+        // Graceful deletion: Terminating for the grace period, then gone.
+        env.ok(&[
+            "delete",
+            "pod",
+            "-n",
+            "shop",
+            &pod,
+            "--grace-period=60",
+            "--wait=false",
+        ])
+        .await;
+        let terminating = env.json(&["get", "pod", "-n", "shop", &pod]).await;
+        assert!(
+            terminating["metadata"]["deletionTimestamp"].is_string(),
+            "{terminating}"
+        );
+        assert_eq!(terminating["metadata"]["deletionGracePeriodSeconds"], 60);
+        let table = env.ok(&["get", "pod", "-n", "shop", &pod]).await;
+        assert!(table.contains("Terminating"), "{table}");
+        let waited = env
+            .ok(&[
+                "wait",
+                "--for=delete",
+                &format!("pod/{pod}"),
+                "-n",
+                "shop",
+                "--timeout=60s",
+            ])
+            .await;
+        assert!(
+            waited.contains("condition met") || waited.contains("deleted"),
+            "{waited}"
+        );
+        env.wait_ready("web", 4).await;
+
+        // --cascade=orphan keeps the ReplicaSets and pods, without owner references.
+        env.ok(&[
+            "delete",
+            "deployment",
+            "web",
+            "-n",
+            "shop",
+            "--cascade=orphan",
+        ])
+        .await;
+        let sets = env
+            .json(&["get", "replicasets", "-n", "shop", "-l", "app=web"])
+            .await;
+        let sets = sets["items"].as_array().unwrap();
+        assert!(!sets.is_empty());
+        for rs in sets {
+            assert!(
+                rs["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty),
+                "{rs}"
+            );
+        }
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=web"])
+            .await;
+        assert_eq!(pods["items"].as_array().unwrap().len(), 4);
+
+        // --cascade=foreground: kubectl waits until the pods went first.
+        env.ok(&[
+            "delete",
+            "replicasets",
+            "-n",
+            "shop",
+            "-l",
+            "app=web",
+            "--cascade=foreground",
+            "--timeout=60s",
+        ])
+        .await;
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=web"])
+            .await;
+        assert_eq!(pods["items"], json!([]), "{pods}");
+
+        // A Terminating namespace: 403 for new content; a finalizer holds it.
+        // (`-f` files: kubectl's typed `create` subcommands send protobuf.)
+        let file = |name: &str, text: &str| {
+            let path = env.dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_string()
+        };
+        let ns_file = file(
+            "ns.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: scratch\n",
+        );
+        let held_file = file(
+            "held.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: scratch\n",
+        );
+        let new_file = file(
+            "new.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: new\n  namespace: scratch\n",
+        );
+        env.ok(&["create", "-f", &ns_file]).await;
+        env.ok(&["create", "-f", &held_file]).await;
+        env.ok(&[
+            "patch",
+            "configmap",
+            "held",
+            "-n",
+            "scratch",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+        ])
+        .await;
+        env.ok(&["delete", "namespace", "scratch", "--wait=false"])
+            .await;
+        let ns = env.json(&["get", "namespace", "scratch"]).await;
+        assert_eq!(ns["status"]["phase"], "Terminating", "{ns}");
+        let refused = env.run(&["create", "-f", &new_file]).await;
+        assert!(
+            !refused.ok
+                && refused.stderr.contains("Forbidden")
+                && refused.stderr.contains("because it is being terminated"),
+            "{}",
+            refused.stderr
+        );
+        let held = env
+            .json(&["get", "configmap", "held", "-n", "scratch"])
+            .await;
+        assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
+        env.ok(&[
+            "patch",
+            "configmap",
+            "held",
+            "-n",
+            "scratch",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ])
+        .await;
+        env.ok(&["wait", "--for=delete", "namespace/scratch", "--timeout=60s"])
+            .await;
+        env.sim.shutdown().await;
+    }
+}
+
+/// Issue 15: kubectl's writes (`set image`, `rollout restart`, `taint`) record their field
+/// managers, so `apply --server-side` of a different image conflicts with `kubectl-set` until
+/// forced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue15_kubectl_writes_own_fields_and_server_side_apply_conflicts() {
+    for kubectl in kubectls() {
+        let env = Env::start(&kubectl).await;
+        env.ok(&[
+            "set",
+            "image",
+            "deploy/web",
+            "-n",
+            "shop",
+            "web=registry.local/web:2.0.0",
+        ])
+        .await;
+        env.ok(&["rollout", "restart", "deploy/web", "-n", "shop"])
+            .await;
+        env.ok(&[
+            "taint",
+            "nodes",
+            "zone-a-node-1",
+            "dedicated=ops:NoSchedule",
+        ])
+        .await;
+        let d = env
+            .json(&[
+                "get",
+                "deploy",
+                "web",
+                "-n",
+                "shop",
+                "--show-managed-fields",
+            ])
+            .await;
+        let managers: Vec<&str> = d["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["manager"].as_str())
+            .collect();
+        assert!(
+            managers.contains(&"kubectl-set") && managers.contains(&"kubectl-rollout"),
+            "{managers:?}"
+        );
+        let node = env
+            .json(&["get", "node", "zone-a-node-1", "--show-managed-fields"])
+            .await;
+        assert!(
+            node["metadata"]["managedFields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["manager"] == "kubectl-taint"),
+            "{node}"
+        );
+        let applied = env.dir.path().join("web-apply.yaml");
+        std::fs::write(
+            &applied,
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          image: registry.local/web:3.0.0\n",
+        )
+        .unwrap();
+        let out = env
+            .run(&["apply", "--server-side", "-f", applied.to_str().unwrap()])
+            .await;
+        assert!(!out.ok, "the apply must conflict");
+        assert!(
+            out.stderr.contains("conflict with \"kubectl-set\""),
+            "{}",
+            out.stderr
+        );
+        env.ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            applied.to_str().unwrap(),
+        ])
+        .await;
+        assert_eq!(env.template_image(), "registry.local/web:3.0.0");
+        env.sim.shutdown().await;
+    }
+}
+
+/// The revision numbers `kubectl rollout history` lists.
+fn history_revisions(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Issue 15: DaemonSets keep ControllerRevisions, and StatefulSets create ordered pods and
+/// report `observedGeneration` and revisions, so `kubectl rollout status/history/undo/restart`
+/// work on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue15_daemonset_and_statefulset_rollouts() {
+    for kubectl in kubectls() {
+        let env = Env::start(&kubectl).await;
+        let ds = ["-n", "kube-system"];
+        let image_of = |v: &Value| {
+            v["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        };
+        env.ok(&[
+            "set",
+            "image",
+            "ds/log-agent",
+            ds[0],
+            ds[1],
+            "log-agent=registry.local/log-agent:2.2.0",
+        ])
+        .await;
+        env.ok(&[
+            "rollout",
+            "status",
+            "ds/log-agent",
+            ds[0],
+            ds[1],
+            "--timeout=60s",
+        ])
+        .await;
+        let history = env
+            .ok(&["rollout", "history", "ds/log-agent", ds[0], ds[1]])
+            .await;
+        assert_eq!(history_revisions(&history), ["1", "2"], "{history}");
+        let undo = env
+            .ok(&["rollout", "undo", "ds/log-agent", ds[0], ds[1]])
+            .await;
+        assert!(undo.contains("rolled back"), "{undo}");
+        env.ok(&[
+            "rollout",
+            "status",
+            "ds/log-agent",
+            ds[0],
+            ds[1],
+            "--timeout=60s",
+        ])
+        .await;
+        let got = env.json(&["get", "ds", "log-agent", ds[0], ds[1]]).await;
+        assert_eq!(image_of(&got), "registry.local/log-agent:2.1.0");
+        let history = env
+            .ok(&["rollout", "history", "ds/log-agent", ds[0], ds[1]])
+            .await;
+        assert_eq!(history_revisions(&history), ["2", "3"], "{history}");
+
+        // A StatefulSet: ordered pods, status, history, undo, restart.
+        let file = env.dir.path().join("db.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\n  namespace: shop\nspec:\n  serviceName: db\n  replicas: 3\n  selector:\n    matchLabels: {app: db}\n  template:\n    metadata:\n      labels: {app: db}\n    spec:\n      terminationGracePeriodSeconds: 2\n      containers:\n        - name: db\n          image: registry.local/db:1\n",
+        )
+        .unwrap();
+        env.ok(&["create", "-f", file.to_str().unwrap()]).await;
+        let status = env
+            .ok(&["rollout", "status", "sts/db", "-n", "shop", "--timeout=60s"])
+            .await;
+        assert!(status.contains("complete"), "{status}");
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=db"])
+            .await;
+        let mut names: Vec<&str> = pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["metadata"]["name"].as_str())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["db-0", "db-1", "db-2"]);
+        let sts = env.json(&["get", "sts", "db", "-n", "shop"]).await;
+        assert_eq!(
+            sts["status"]["observedGeneration"],
+            sts["metadata"]["generation"]
+        );
+        assert_eq!(sts["status"]["readyReplicas"], 3);
+
+        env.ok(&[
+            "set",
+            "image",
+            "sts/db",
+            "-n",
+            "shop",
+            "db=registry.local/db:2",
+        ])
+        .await;
+        env.ok(&["rollout", "status", "sts/db", "-n", "shop", "--timeout=60s"])
+            .await;
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=db"])
+            .await;
+        for p in pods["items"].as_array().unwrap() {
+            assert_eq!(
+                p["spec"]["containers"][0]["image"], "registry.local/db:2",
+                "{p}"
+            );
+        }
+        let history = env
+            .ok(&["rollout", "history", "sts/db", "-n", "shop"])
+            .await;
+        assert_eq!(history_revisions(&history), ["1", "2"], "{history}");
+        env.ok(&["rollout", "undo", "sts/db", "-n", "shop"]).await;
+        env.ok(&["rollout", "status", "sts/db", "-n", "shop", "--timeout=60s"])
+            .await;
+        let got = env.json(&["get", "sts", "db", "-n", "shop"]).await;
+        assert_eq!(image_of(&got), "registry.local/db:1");
+        env.ok(&["rollout", "restart", "sts/db", "-n", "shop"])
+            .await;
+        env.ok(&["rollout", "status", "sts/db", "-n", "shop", "--timeout=60s"])
+            .await;
+        let pods = env
+            .json(&["get", "pods", "-n", "shop", "-l", "app=db"])
+            .await;
+        assert_eq!(pods["items"].as_array().unwrap().len(), 3);
+        for p in pods["items"].as_array().unwrap() {
+            assert_eq!(
+                p["spec"]["containers"][0]["image"], "registry.local/db:1",
+                "{p}"
+            );
+            assert!(
+                p["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(),
+                "{p}"
+            );
+        }
+        env.sim.shutdown().await;
+    }
+}

@@ -85,13 +85,19 @@ struct Observed {
     replicas: i64,
     /// Non-terminating pods of the Deployment.
     pods: Vec<Pod>,
+    /// Names of the Deployment's pods that are terminating (deleted or evicted, still in their
+    /// grace period).
+    terminating: Vec<String>,
 }
 
 impl Observed {
+    /// Pods that are unready or terminating, plus replicas with no pod at all: what the
+    /// restart's batch size bounds.
     fn unready(&self) -> i64 {
         let not_ready = self.pods.iter().filter(|p| !pods::is_ready(p)).count() as i64;
-        let missing = (self.replicas - self.pods.len() as i64).max(0);
-        not_ready + missing
+        let terminating = self.terminating.len() as i64;
+        let missing = (self.replicas - self.pods.len() as i64 - terminating).max(0);
+        not_ready + terminating + missing
     }
 
     fn annotation(&self, key: &str) -> Option<&str> {
@@ -170,16 +176,18 @@ impl DeploymentRestart {
         let live = Pods::new(ctx.client.clone(), ctx.call_timeout)
             .list(&namespace, &selector)
             .await?;
-        let mut live: Vec<Pod> = live
-            .into_iter()
-            .filter(|p| !pods::is_terminating(p))
-            .collect();
+        let (terminating, mut live): (Vec<Pod>, Vec<Pod>) =
+            live.into_iter().partition(pods::is_terminating);
         live.sort_by(|a, b| pods::name(a).cmp(pods::name(b)));
         Ok(Observed {
             deployment,
             namespace,
             replicas,
             pods: live,
+            terminating: terminating
+                .iter()
+                .map(|p| pods::name(p).to_string())
+                .collect(),
         })
     }
 
@@ -364,10 +372,13 @@ impl DeploymentRestart {
         let deadline = Instant::now() + ctx.verify_timeout;
         let observed = loop {
             let observed = self.observe(ctx).await?;
+            // An evicted pod is replaced once it is gone, not merely Terminating.
             let left = observed
                 .pods
                 .iter()
-                .filter(|p| evicted.contains(pods::name(p)))
+                .map(pods::name)
+                .chain(observed.terminating.iter().map(String::as_str))
+                .filter(|name| evicted.contains(name))
                 .count();
             let unready = observed.unready();
             if left == 0 && unready == 0 {

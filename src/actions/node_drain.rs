@@ -73,6 +73,9 @@ pub(crate) struct Wave {
     pub blocked: usize,
     /// Pods left alone, with the reason (`ns/pod: reason`).
     pub skipped: Vec<String>,
+    /// Pods on the drained nodes that are already terminating (`ns/pod`): not evicted again,
+    /// but a drain is not done until they are gone, as with `kubectl drain`.
+    pub terminating: Vec<String>,
     /// `ns/pod` → owning ReplicaSet name, for the wave's pods.
     pub owners: BTreeMap<String, String>,
 }
@@ -168,7 +171,10 @@ pub(crate) fn plan_wave(
             settings.ignore_daemon_sets,
             settings.delete_emptydir_data,
         ) {
-            Some("already terminating") => {}
+            Some("already terminating") => {
+                wave.terminating
+                    .push(format!("{}/{}", pods::namespace(pod), pods::name(pod)))
+            }
             Some(reason) => wave.skipped.push(format!(
                 "{}/{}: {reason}",
                 pods::namespace(pod),
@@ -488,15 +494,34 @@ fn preview(items: &[String]) -> String {
     text
 }
 
-/// Observes the cluster and returns the next wave for `drained` nodes.
+/// Observes the cluster and returns the next wave for `drained` nodes. When nothing is left
+/// to evict but pods on the drained nodes are still terminating, waits (bounded by
+/// `ctx.verify_timeout`) until they are gone, so an empty wave means a drained node.
 pub(crate) async fn next_wave(
     ctx: &ActionContext,
     drained: &BTreeSet<String>,
     settings: DrainSettings,
 ) -> Result<Wave, ActionError> {
     let api = Pods::new(ctx.client.clone(), ctx.call_timeout);
-    let (all_pods, pdbs) = tokio::try_join!(api.list_all(), api.pdbs_all())?;
-    Ok(plan_wave(drained, &all_pods, &pdbs, settings))
+    let deadline = Instant::now() + ctx.verify_timeout;
+    loop {
+        let (all_pods, pdbs) = tokio::try_join!(api.list_all(), api.pdbs_all())?;
+        let wave = plan_wave(drained, &all_pods, &pdbs, settings);
+        if !wave.mutations.is_empty() || wave.terminating.is_empty() {
+            return Ok(wave);
+        }
+        if Instant::now() + POLL > deadline {
+            return Err(ActionError::Timeout {
+                what: format!(
+                    "terminating pods on the drained nodes to go away ({} left: {})",
+                    wave.terminating.len(),
+                    preview(&wave.terminating)
+                ),
+                after: ctx.verify_timeout,
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// One line describing a wave.

@@ -38,7 +38,7 @@
 use super::node_cordon::{CORDONED_BY_LABEL, apply_node_patch, cordon_mutation};
 use super::node_drain::{
     DrainSettings, EVICT_PREFIX, EvictionOwners, InFlight, PARALLEL_MUTATIONS, evict_listed,
-    plan_wave, wait_evictions_settled, wave_summary,
+    next_wave, plan_wave, wait_evictions_settled, wave_summary,
 };
 use super::traffic_set_weights::{apply_route_patch, route_mutation};
 use super::{Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef};
@@ -621,8 +621,13 @@ impl ZoneFailout {
             .iter()
             .map(|n| nodes::name(n).to_string())
             .collect();
-        let (all_pods, pdbs) = tokio::try_join!(pod_api.list_all(), pod_api.pdbs_all())?;
-        let wave = plan_wave(&drained, &all_pods, &pdbs, self.settings());
+        let (mut all_pods, pdbs) = tokio::try_join!(pod_api.list_all(), pod_api.pdbs_all())?;
+        let mut wave = plan_wave(&drained, &all_pods, &pdbs, self.settings());
+        if wave.mutations.is_empty() && !wave.terminating.is_empty() {
+            // Nothing left to evict, but not failed out while pods are still terminating.
+            wave = next_wave(ctx, &drained, self.settings()).await?;
+            all_pods = pod_api.list_all().await?;
+        }
         if unguarded && !wave.mutations.is_empty() {
             self.guard(&all_nodes, &all_pods)?;
         }

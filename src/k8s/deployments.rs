@@ -825,7 +825,10 @@ pub fn rollback_annotations(
 /// The JSON patch (RFC 6902 operations) `kubectl rollout undo` sends, with ripcord's marker.
 ///
 /// kubectl replaces `/metadata/annotations`; when the Deployment has none yet, `add` is used
-/// (a `replace` of a missing member fails under RFC 6902).
+/// (a `replace` of a missing member fails under RFC 6902). Unlike kubectl, the patch also sets
+/// the `resourceVersion` the diff observed, which the API server takes as a precondition: if
+/// another field manager changed the Deployment since (an annotation, the template), the write
+/// fails with 409 and the engine diffs again instead of silently replacing their fields.
 pub fn rollback_patch(
     deployment: &Deployment,
     target: &Revision,
@@ -836,11 +839,15 @@ pub fn rollback_patch(
     } else {
         "add"
     };
-    json!([
-        { "op": "replace", "path": "/spec/template", "value": target.template },
-        { "op": annotations_op, "path": "/metadata/annotations",
-          "value": rollback_annotations(deployment, target, marker) },
-    ])
+    let mut ops = vec![
+        json!({ "op": "replace", "path": "/spec/template", "value": target.template }),
+        json!({ "op": annotations_op, "path": "/metadata/annotations",
+          "value": rollback_annotations(deployment, target, marker) }),
+    ];
+    if let Some(rv) = &deployment.metadata.resource_version {
+        ops.push(json!({ "op": "replace", "path": "/metadata/resourceVersion", "value": rv }));
+    }
+    Value::Array(ops)
 }
 
 /// The JSON patch that would restore the Deployment as it is now (template and annotations):
@@ -1090,7 +1097,7 @@ mod tests {
 
     #[test]
     fn rollback_patch_matches_kubectl_undo() {
-        let d = web(
+        let mut d = web(
             json!({}),
             1,
             json!({REVISION_ANNOTATION: "7", "team": "shop", KNOWN_GOOD_HASH: "a",
@@ -1109,7 +1116,13 @@ mod tests {
             to_revision: 6,
             to_hash: Some("b".into()),
         };
+        d.metadata.resource_version = Some("42".into());
         let patch = rollback_patch(&d, &target, &marker);
+        assert_eq!(
+            patch[2],
+            json!({"op": "replace", "path": "/metadata/resourceVersion", "value": "42"}),
+            "issue 15: the observed resourceVersion is a precondition"
+        );
         assert_eq!(patch[0]["path"], "/spec/template");
         assert_eq!(patch[0]["value"]["spec"]["containers"][0]["image"], "web:6");
         let annotations = &patch[1]["value"];

@@ -12,7 +12,7 @@ use crate::faults::{Faults, RequestLog, RequestRecord};
 use crate::invariants::InvariantMonitor;
 use crate::pod_logs;
 use crate::scenario::{Scenario, ScenarioError};
-use crate::server::{LogRequest, ServerError, SimHooks, SimServer};
+use crate::server::{EvictOptions, LogRequest, ServerError, SimHooks, SimServer};
 use crate::service_metrics;
 use crate::status::ApiError;
 use crate::store::{Store, StoreError};
@@ -122,9 +122,12 @@ impl SimCluster {
         let log = RequestLog::default();
         let evict_monitor = monitor.clone();
         let hooks = SimHooks {
-            evict: Arc::new(move |store: &Store, ns: &str, pod: &str| {
-                eviction::evict(store, &evict_monitor, ns, pod).map_err(eviction_error)
-            }),
+            evict: Arc::new(
+                move |store: &Store, ns: &str, pod: &str, options: &EvictOptions| {
+                    eviction::evict_with(store, &evict_monitor, ns, pod, options)
+                        .map_err(eviction_error)
+                },
+            ),
             pod_log: Arc::new(|store: &Store, req: &LogRequest| {
                 pod_logs::pod_log(
                     store,

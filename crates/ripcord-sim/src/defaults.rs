@@ -88,9 +88,22 @@ pub fn apply_defaults(store: &Store, rt: &ResourceType, obj: &mut Value) {
             }
             default_template(obj);
         }
-        ("apps", "replicasets") | ("apps", "statefulsets") => {
+        ("apps", "replicasets") => {
             if let Some(spec) = obj_mut(obj, "spec") {
                 default(spec, "replicas", json!(1));
+            }
+            default_template(obj);
+        }
+        ("apps", "statefulsets") => {
+            if let Some(spec) = obj_mut(obj, "spec") {
+                default(spec, "replicas", json!(1));
+                default(spec, "podManagementPolicy", json!("OrderedReady"));
+                default(spec, "revisionHistoryLimit", json!(10));
+                default(
+                    spec,
+                    "updateStrategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+                );
             }
             default_template(obj);
         }

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::controllers::{disruption, util};
 use crate::invariants::InvariantMonitor;
+use crate::server::EvictOptions;
 use crate::store::{Store, StoreError, kinds};
 
 /// Serializes evictions: the budget check and the deletion must be one step, or two
@@ -95,12 +96,26 @@ impl EvictionError {
     }
 }
 
-/// Evicts `ns/pod` if its disruption budget allows it (the pod is deleted immediately).
+/// Evicts `ns/pod` if its disruption budget allows it: the pod is deleted gracefully (it stays
+/// Terminating for its grace period, as on a real cluster). A pod that is already terminating
+/// is evicted at once (success), as upstream.
 pub fn evict(
     store: &Store,
     monitor: &InvariantMonitor,
     ns: &str,
     pod: &str,
+) -> Result<(), EvictionError> {
+    evict_with(store, monitor, ns, pod, &EvictOptions::default())
+}
+
+/// [`evict`] with the Eviction's `deleteOptions`: a dry run checks the budget and deletes
+/// nothing; `gracePeriodSeconds` overrides the pod's.
+pub fn evict_with(
+    store: &Store,
+    monitor: &InvariantMonitor,
+    ns: &str,
+    pod: &str,
+    options: &EvictOptions,
 ) -> Result<(), EvictionError> {
     let _serialized = EVICTIONS.lock().unwrap_or_else(|e| e.into_inner());
     let not_found = || EvictionError::NotFound {
@@ -150,8 +165,17 @@ pub fn evict(
             }
         }
     }
+    if options.dry_run {
+        return Ok(());
+    }
     monitor.note_eviction(util::uid(&target));
-    match store.delete(&kinds::pods(), Some(ns), pod) {
+    match store.delete_gracefully(
+        &kinds::pods(),
+        Some(ns),
+        pod,
+        options.grace_period_seconds,
+        &[],
+    ) {
         Ok(_) => Ok(()),
         Err(StoreError::NotFound { .. }) => Err(not_found()),
         Err(source) => Err(EvictionError::Delete {

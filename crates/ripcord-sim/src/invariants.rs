@@ -341,10 +341,20 @@ impl InvariantMonitor {
             for d in deployments {
                 sample(&mut s, &key.0, &d, now);
             }
-            if event.kind == EventKind::Deleted {
+            // A deletion disrupts the pod when it starts: at once, or when the pod turns
+            // Terminating (graceful deletion) — not again when a Terminating pod goes.
+            let terminating = util::at(pod, &["metadata", "deletionTimestamp"]).is_some();
+            let deletion_starts = match event.kind {
+                EventKind::Deleted => !terminating,
+                _ => terminating && previous.is_some(),
+            };
+            if deletion_starts {
                 let evicted = s.evicted.remove(util::uid(pod));
-                let was_healthy = util::is_pod_ready(pod) || previous.is_some_and(|p| p.ready);
+                let was_healthy = previous.as_ref().is_some_and(|p| p.ready)
+                    || (event.kind == EventKind::Deleted && util::is_pod_ready(pod));
                 check_pdb = was_healthy && !own_deletion && !evicted;
+            } else if event.kind == EventKind::Deleted {
+                s.evicted.remove(util::uid(pod));
             }
         }
         if check_pdb {

@@ -12,8 +12,9 @@
 //! Server-side apply merges the applied configuration into the live object with the strategic
 //! rules, records one `Apply` entry per field manager in `metadata.managedFields` (FieldsV1),
 //! removes fields the same manager applied before and no longer applies (unless another
-//! manager owns them), and reports conflicts only against other *Apply* managers (updates by
-//! PUT/PATCH are not tracked as owners — a simplification).
+//! manager owns them), and reports conflicts against every other manager. Every other write
+//! (create, PUT, PATCH, `scale`) records its manager too ([`record_update`]): the fields it
+//! changed move to that manager's `Update` entry, as the API server's field manager does.
 
 use serde_json::{Map, Value, json};
 
@@ -338,6 +339,9 @@ fn skip_field(at_root: bool, in_metadata: bool, k: &str) -> bool {
                     | "generation"
                     | "creationTimestamp"
                     | "managedFields"
+                    | "deletionTimestamp"
+                    | "deletionGracePeriodSeconds"
+                    | "selfLink"
             )
 }
 
@@ -508,6 +512,131 @@ fn display_path(path: &[String]) -> String {
     s
 }
 
+/// Adds a leaf path to a FieldsV1 set.
+fn add_field(fields: &mut Value, path: &[String]) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    if !fields.is_object() {
+        *fields = json!({});
+    }
+    let Some(m) = fields.as_object_mut() else {
+        return;
+    };
+    let child = m.entry(first.clone()).or_insert_with(|| json!({}));
+    if first.starts_with("k:")
+        && let Some(cm) = child.as_object_mut()
+    {
+        cm.entry(".").or_insert_with(|| json!({}));
+    }
+    add_field(child, rest);
+}
+
+/// The part of an object a write to `subresource` may own: `.status` for `status`, all but
+/// `.status` otherwise.
+fn owned_part(obj: &Value, subresource: Option<&str>) -> Value {
+    match subresource {
+        Some("status") => json!({"status": obj.get("status").cloned().unwrap_or(Value::Null)}),
+        _ => {
+            let mut o = obj.clone();
+            if let Some(m) = o.as_object_mut() {
+                m.remove("status");
+            }
+            o
+        }
+    }
+}
+
+/// Records a write that is not an apply (create, PUT, PATCH, `scale`, `status`) by `manager`
+/// in `new`'s `metadata.managedFields`, as the API server's field manager does: the fields the
+/// write set or changed (compared with `old`; every field for a create) move to `manager`'s
+/// `Update` entry and are taken from every other manager, so a later server-side apply that
+/// sets them differently conflicts with `manager`; fields the write removed are owned by
+/// nobody. A write that changes nothing leaves `managedFields` alone.
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    subresource: Option<&str>,
+    now: &str,
+) {
+    let new_part = owned_part(new, subresource);
+    let new_leaves = leaves(&fields_v1(&new_part));
+    let (changed, removed): (Vec<Vec<String>>, Vec<Vec<String>>) = match old {
+        None => (new_leaves, Vec::new()),
+        Some(old) => {
+            let old_part = owned_part(old, subresource);
+            let changed = new_leaves
+                .into_iter()
+                .filter(|p| resolve(&old_part, p) != resolve(&new_part, p))
+                .collect();
+            let removed = leaves(&fields_v1(&old_part))
+                .into_iter()
+                .filter(|p| resolve(&new_part, p).is_none())
+                .collect();
+            (changed, removed)
+        }
+    };
+    if changed.is_empty() && removed.is_empty() {
+        return;
+    }
+    let mut managed: Vec<Value> = new
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let is_own = |e: &Value| {
+        e.get("manager").and_then(Value::as_str) == Some(manager)
+            && e.get("operation").and_then(Value::as_str) == Some("Update")
+            && e.get("subresource").and_then(Value::as_str) == subresource
+    };
+    for entry in managed.iter_mut().filter(|e| !is_own(e)) {
+        if let Some(fields) = entry.get_mut("fieldsV1") {
+            for path in changed.iter().chain(&removed) {
+                remove_field(fields, path);
+            }
+        }
+    }
+    let mut own = managed
+        .iter()
+        .position(is_own)
+        .map(|i| managed.remove(i))
+        .and_then(|e| e.get("fieldsV1").cloned())
+        .unwrap_or_else(|| json!({}));
+    for path in &removed {
+        remove_field(&mut own, path);
+    }
+    for path in &changed {
+        add_field(&mut own, path);
+    }
+    managed.retain(|e| {
+        e.get("fieldsV1")
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty())
+    });
+    if own.as_object().is_some_and(|m| !m.is_empty()) {
+        let mut entry = json!({
+            "manager": manager,
+            "operation": "Update",
+            "apiVersion": api_version,
+            "time": now,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": own,
+        });
+        if let (Some(sub), Some(m)) = (subresource, entry.as_object_mut()) {
+            m.insert("subresource".into(), json!(sub));
+        }
+        managed.push(entry);
+    }
+    if let Some(root) = new.as_object_mut() {
+        let meta = root.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert("managedFields".into(), Value::Array(managed));
+        }
+    }
+}
+
 /// Server-side apply of `applied` by `manager` onto `live` (`None` = create). Returns the new
 /// object with `metadata.managedFields` updated. `now` is the entry's timestamp.
 pub fn server_side_apply(
@@ -536,11 +665,11 @@ pub fn server_side_apply(
         .cloned()
         .unwrap_or_default();
 
-    // Conflicts with other Apply managers.
+    // Conflicts with every other manager (appliers and writers by create/PUT/PATCH alike).
     let mut conflicts = Vec::new();
     for entry in &mut managed {
         let other = entry.get("manager").and_then(Value::as_str).unwrap_or("");
-        if other == manager || entry.get("operation").and_then(Value::as_str) != Some("Apply") {
+        if other == manager {
             continue;
         }
         let other = other.to_string();

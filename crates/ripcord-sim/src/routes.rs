@@ -12,9 +12,9 @@ use crate::defaults;
 use crate::discovery;
 use crate::patch::{self, PatchError, PatchKind};
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::server::{AppState, LogRequest, Query};
+use crate::server::{AppState, EvictOptions, LogRequest, Query};
 use crate::status::{ApiError, json_response, success_status};
-use crate::store::{ResourceType, Store, StoreError, kinds};
+use crate::store::{Deletion, ResourceType, Store, StoreError, kinds};
 use crate::table::{self, IncludeObject};
 use crate::watch::{self, WatchRequest};
 
@@ -403,27 +403,48 @@ fn create(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
         m.remove("status");
     }
     // Owned fields are what the request set, not what defaulting added.
-    let fields = patch::fields_v1(&obj_without_status(&obj));
+    let mut requested = obj_without_status(&obj);
+    if let Some(meta) = requested.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    patch::record_update(
+        None,
+        &mut requested,
+        &field_manager(req),
+        &req.rt.api_version(),
+        None,
+        &store.clock().rfc3339(),
+    );
     prepare(store, &req.rt, &mut obj)?;
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
-        if let Some(manager) = req.query.get("fieldManager").filter(|m| !m.is_empty())
-            && !meta.contains_key("managedFields")
+        if !meta.contains_key("managedFields")
+            && let Some(mf) = requested.pointer("/metadata/managedFields")
         {
-            meta.insert(
-                "managedFields".into(),
-                json!([{"manager": manager, "operation": "Update", "apiVersion": req.rt.api_version(),
-                        "time": store.clock().rfc3339(), "fieldsType": "FieldsV1",
-                        "fieldsV1": fields}]),
-            );
+            meta.insert("managedFields".into(), mf.clone());
         }
     }
     if req.dry_run() {
-        return Ok(created(&obj));
+        return Ok(created(&store.preview_create(&req.rt, obj)?));
     }
     let created_obj = store.create(&req.rt, obj)?;
     let created_obj = after_write(store, &req.rt, created_obj);
     Ok(created(&created_obj))
+}
+
+/// The field manager of a write: `fieldManager`, else the user agent up to its first `/`
+/// (`kubectl`, `ripcord`), as the API server defaults it.
+fn field_manager(req: &ResourceRequest) -> String {
+    if let Some(m) = req.query.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.to_string();
+    }
+    let ua = req.header(header::USER_AGENT);
+    let prefix = ua.split('/').next().unwrap_or("").trim();
+    if prefix.is_empty() {
+        "unknown".to_string()
+    } else {
+        prefix.to_string()
+    }
 }
 
 fn obj_without_status(obj: &Value) -> Value {
@@ -549,6 +570,18 @@ fn write_object(
 ) -> Result<Response, ApiError> {
     if !status {
         prepare(store, &req.rt, &mut obj)?;
+        let is_apply =
+            req.method == Method::PATCH && req.header(header::CONTENT_TYPE).contains("apply-patch");
+        if !is_apply {
+            patch::record_update(
+                Some(old),
+                &mut obj,
+                &field_manager(req),
+                &req.rt.api_version(),
+                None,
+                &store.clock().rfc3339(),
+            );
+        }
     }
     if req.dry_run() {
         let mut preview = obj;
@@ -656,6 +689,20 @@ fn patch_object(store: &Store, req: &ResourceRequest, status: bool) -> Result<Re
         let mut patched = apply_patch_body(kind, &current, &body, req, &now)?;
         check_name(req, &mut patched)?;
         set_namespace(req, &mut patched)?;
+        // A patch that sets metadata.resourceVersion (a JSON patch `replace`, say) makes it a
+        // precondition, as on a real server: a stale one is a 409.
+        let patched_rv = patched
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|rv| !rv.is_empty());
+        if let Some(rv) = patched_rv
+            && rv != current_rv
+        {
+            return Err(ApiError::Store(StoreError::Conflict {
+                resource: req.rt.qualified_plural(),
+                name: req.name().to_string(),
+            }));
+        }
         if let Some(meta) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), json!(current_rv));
         }
@@ -694,7 +741,7 @@ fn apply_create(store: &Store, req: &ResourceRequest, body: &Value) -> Result<Re
     }
     prepare(store, &req.rt, &mut obj)?;
     if req.dry_run() {
-        return Ok(created(&obj));
+        return Ok(created(&store.preview_create(&req.rt, obj)?));
     }
     let stored = store.create(&req.rt, obj)?;
     let stored = after_write(store, &req.rt, stored);
@@ -758,6 +805,14 @@ fn write_scale(
     {
         meta.insert("resourceVersion".into(), json!(rv));
     }
+    patch::record_update(
+        Some(current),
+        &mut obj,
+        &field_manager(req),
+        &req.rt.api_version(),
+        Some("scale"),
+        &store.clock().rfc3339(),
+    );
     if req.dry_run() {
         return Ok(json_response(StatusCode::OK, &scale_of(&obj)));
     }
@@ -793,11 +848,13 @@ fn evict(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError> 
         });
     }
     let ns = req.namespace.as_deref().unwrap_or("default");
-    if req.dry_run() {
-        get_object(&state.store, req)?;
-    } else {
-        (state.hooks.evict)(&state.store, ns, req.name())?;
-    }
+    let options = EvictOptions {
+        dry_run: req.dry_run() || dry_run_in(body.get("deleteOptions")),
+        grace_period_seconds: body
+            .pointer("/deleteOptions/gracePeriodSeconds")
+            .and_then(Value::as_i64),
+    };
+    (state.hooks.evict)(&state.store, ns, req.name(), &options)?;
     let mut status = success_status(None);
     status["code"] = json!(201);
     Ok(json_response(StatusCode::CREATED, &status))
@@ -866,12 +923,29 @@ struct DeleteOptions {
     propagation: Option<String>,
     uid: Option<String>,
     resource_version: Option<String>,
+    grace_period_seconds: Option<i64>,
+    dry_run: bool,
+}
+
+/// Whether a DeleteOptions-shaped value (a DELETE body, an Eviction's `deleteOptions`) asks
+/// for a dry run: `dryRun: ["All"]`.
+fn dry_run_in(options: Option<&Value>) -> bool {
+    options
+        .and_then(|o| o.get("dryRun"))
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|v| v.as_str() == Some("All")))
 }
 
 fn delete_options(req: &ResourceRequest) -> Result<DeleteOptions, ApiError> {
     let body = decode_body(req)?;
     let s = |p: &str| body.pointer(p).and_then(Value::as_str).map(str::to_string);
     Ok(DeleteOptions {
+        grace_period_seconds: req
+            .query
+            .get("gracePeriodSeconds")
+            .and_then(|g| g.parse::<i64>().ok())
+            .or_else(|| body.get("gracePeriodSeconds").and_then(Value::as_i64)),
+        dry_run: req.dry_run() || dry_run_in(Some(&body)),
         propagation: req
             .query
             .get("propagationPolicy")
@@ -922,15 +996,43 @@ fn delete(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
             });
         }
     }
-    if req.dry_run() {
+    if opts.dry_run {
         return Ok(json_response(StatusCode::OK, &obj));
     }
-    if opts.propagation.as_deref() == Some("Orphan") {
-        orphan_dependents(store, &uid);
+    let deletion = delete_one(
+        store,
+        &req.rt,
+        req.namespace.as_deref(),
+        req.name(),
+        &uid,
+        &opts,
+    )?;
+    Ok(json_response(StatusCode::OK, deletion.object()))
+}
+
+/// Deletes one object as the API server does: orphaning first for `Orphan`, the
+/// `foregroundDeletion` finalizer for `Foreground`, graceful for pods.
+fn delete_one(
+    store: &Store,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    uid: &str,
+    opts: &DeleteOptions,
+) -> Result<Deletion, ApiError> {
+    let finalizers: &[&str] = match opts.propagation.as_deref() {
+        Some("Orphan") => {
+            orphan_dependents(store, uid);
+            &[]
+        }
+        Some("Foreground") => &["foregroundDeletion"],
+        _ => &[],
+    };
+    let deletion = store.delete_gracefully(rt, ns, name, opts.grace_period_seconds, finalizers)?;
+    if deletion.is_removed() {
+        after_delete(store, rt, deletion.object());
     }
-    let deleted = store.delete(&req.rt, req.namespace.as_deref(), req.name())?;
-    after_delete(store, &req.rt, &deleted);
-    Ok(json_response(StatusCode::OK, &deleted))
+    Ok(deletion)
 }
 
 /// Removes owner references to `uid` from every object (`propagationPolicy=Orphan`).
@@ -972,20 +1074,10 @@ fn orphan_dependents(store: &Store, uid: &str) {
     }
 }
 
-/// Side effects of deletions: a namespace takes its objects with it; a CRD its resources.
+/// Side effects of deletions: a CRD takes its resources with it. (A namespace goes
+/// `Terminating`; the namespace controller empties it.)
 fn after_delete(store: &Store, rt: &ResourceType, deleted: &Value) {
-    if *rt == kinds::namespaces() {
-        let Some(ns) = deleted.pointer("/metadata/name").and_then(Value::as_str) else {
-            return;
-        };
-        for t in store.resource_types().into_iter().filter(|t| t.namespaced) {
-            for obj in store.list(&t, Some(ns)).0 {
-                if let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) {
-                    let _ = store.delete(&t, Some(ns), name);
-                }
-            }
-        }
-    } else if *rt == kinds::crds() {
+    if *rt == kinds::crds() {
         for t in crd_types(deleted) {
             store.unregister(&t);
         }
@@ -994,6 +1086,7 @@ fn after_delete(store: &Store, rt: &ResourceType, deleted: &Value) {
 
 fn delete_collection(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(req)?;
+    let opts = delete_options(req)?;
     let (items, _) = store.list(&req.rt, req.namespace.as_deref());
     let mut deleted = Vec::new();
     for obj in items
@@ -1007,13 +1100,16 @@ fn delete_collection(store: &Store, req: &ResourceRequest) -> Result<Response, A
         let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) else {
             continue;
         };
-        if req.dry_run() {
+        if opts.dry_run {
             deleted.push(obj.clone());
             continue;
         }
-        if let Ok(d) = store.delete(&req.rt, ns.as_deref(), name) {
-            after_delete(store, &req.rt, &d);
-            deleted.push(d);
+        let uid = obj
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if let Ok(d) = delete_one(store, &req.rt, ns.as_deref(), name, uid, &opts) {
+            deleted.push(d.object().clone());
         }
     }
     let body = json!({

@@ -149,6 +149,15 @@ pub struct SettingsSpec {
     /// Region label of every node.
     #[serde(default = "default_region")]
     pub region: String,
+    /// Default `terminationGracePeriodSeconds` of the scenario's workloads (simulated seconds,
+    /// scaled by the time factor like every delay). Small by default so tests stay fast; a
+    /// real cluster's default is 30.
+    #[serde(default = "default_termination_grace")]
+    pub termination_grace_period_seconds: i64,
+}
+
+fn default_termination_grace() -> i64 {
+    2
 }
 
 fn default_time_factor() -> f64 {
@@ -173,6 +182,7 @@ impl Default for SettingsSpec {
             latency_ms: 0,
             error_rates: BTreeMap::new(),
             region: default_region(),
+            termination_grace_period_seconds: default_termination_grace(),
         }
     }
 }
@@ -311,6 +321,10 @@ pub struct DeploymentSpec {
     /// spec.minReadySeconds.
     #[serde(default)]
     pub min_ready_seconds: i64,
+    /// The pods' `terminationGracePeriodSeconds` (simulated seconds a deleted or evicted pod
+    /// stays Terminating); default: the settings' `terminationGracePeriodSeconds`.
+    #[serde(default)]
+    pub termination_grace_period_seconds: Option<i64>,
     /// spec.progressDeadlineSeconds (default 600).
     #[serde(default)]
     pub progress_deadline_seconds: Option<i64>,
@@ -365,6 +379,9 @@ pub struct DaemonSetSpec {
     /// Pod labels; default `app: <name>`.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The pods' `terminationGracePeriodSeconds`; default: the settings' value.
+    #[serde(default)]
+    pub termination_grace_period_seconds: Option<i64>,
 }
 
 /// A ClusterIP Service.
@@ -697,7 +714,11 @@ impl Scenario {
             create(store, &kinds::pod_disruption_budgets(), pdb_object(p))?;
         }
         for ds in &f.daemon_sets {
-            create(store, &kinds::daemonsets(), daemonset_object(ds))?;
+            create(
+                store,
+                &kinds::daemonsets(),
+                daemonset_object(ds, self.file.settings.termination_grace_period_seconds),
+            )?;
         }
         for s in &f.services {
             create(store, &kinds::services(), service_object(s))?;
@@ -716,7 +737,14 @@ impl Scenario {
         infos: &mut [scheduler::NodeInfo],
         ips: &mut pods::IpAllocator,
     ) -> Result<(), ScenarioError> {
-        let templates: Vec<Value> = d.releases.iter().map(|r| pod_template(d, r)).collect();
+        let grace = d
+            .termination_grace_period_seconds
+            .unwrap_or(self.file.settings.termination_grace_period_seconds);
+        let templates: Vec<Value> = d
+            .releases
+            .iter()
+            .map(|r| pod_template(d, r, grace))
+            .collect();
         let Some(current) = templates.last() else {
             return Ok(());
         };
@@ -860,7 +888,7 @@ fn app_labels(labels: &BTreeMap<String, String>, name: &str) -> BTreeMap<String,
     }
 }
 
-fn pod_template(d: &DeploymentSpec, r: &ReleaseSpec) -> Value {
+fn pod_template(d: &DeploymentSpec, r: &ReleaseSpec, grace: i64) -> Value {
     let labels = app_labels(&d.labels, &d.name);
     let mut t = json!({
         "metadata": {"labels": labels},
@@ -877,7 +905,7 @@ fn pod_template(d: &DeploymentSpec, r: &ReleaseSpec) -> Value {
                 "terminationMessagePolicy": "File"
             }],
             "restartPolicy": "Always",
-            "terminationGracePeriodSeconds": 30,
+            "terminationGracePeriodSeconds": grace,
             "dnsPolicy": "ClusterFirst",
             "schedulerName": "default-scheduler",
             "securityContext": {}
@@ -931,8 +959,9 @@ fn pdb_object(p: &PdbSpec) -> Value {
     })
 }
 
-fn daemonset_object(ds: &DaemonSetSpec) -> Value {
+fn daemonset_object(ds: &DaemonSetSpec, default_grace: i64) -> Value {
     let labels = app_labels(&ds.labels, &ds.name);
+    let grace = ds.termination_grace_period_seconds.unwrap_or(default_grace);
     json!({
         "apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": {"name": ds.name, "namespace": ds.namespace, "labels": labels,
@@ -947,7 +976,7 @@ fn daemonset_object(ds: &DaemonSetSpec) -> Value {
                                     "terminationMessagePath": "/dev/termination-log",
                                     "terminationMessagePolicy": "File"}],
                     "restartPolicy": "Always",
-                    "terminationGracePeriodSeconds": 30,
+                    "terminationGracePeriodSeconds": grace,
                     "dnsPolicy": "ClusterFirst",
                     "schedulerName": "default-scheduler",
                     "securityContext": {}

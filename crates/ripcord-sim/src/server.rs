@@ -61,8 +61,17 @@ pub struct LogRequest {
     pub tail_lines: Option<usize>,
 }
 
+/// The `deleteOptions` of an Eviction that the eviction honours.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EvictOptions {
+    /// `dryRun: ["All"]` (or `?dryRun=All`): check the budget, delete nothing.
+    pub dry_run: bool,
+    /// `gracePeriodSeconds`, overriding the pod's `terminationGracePeriodSeconds`.
+    pub grace_period_seconds: Option<i64>,
+}
+
 /// Evicts a pod (namespace, name), checking disruption budgets.
-pub type EvictFn = dyn Fn(&Store, &str, &str) -> Result<(), ApiError> + Send + Sync;
+pub type EvictFn = dyn Fn(&Store, &str, &str, &EvictOptions) -> Result<(), ApiError> + Send + Sync;
 /// Produces a pod's log text.
 pub type PodLogFn = dyn Fn(&Store, &LogRequest) -> Result<String, ApiError> + Send + Sync;
 /// Renders `/metrics`.
@@ -84,12 +93,31 @@ pub struct SimHooks {
 impl Default for SimHooks {
     fn default() -> Self {
         SimHooks {
-            evict: Arc::new(|store: &Store, ns: &str, name: &str| {
-                store
-                    .delete(&kinds::pods(), Some(ns), name)
-                    .map(|_| ())
-                    .map_err(ApiError::from)
-            }),
+            evict: Arc::new(
+                |store: &Store, ns: &str, name: &str, options: &EvictOptions| {
+                    if options.dry_run {
+                        return store
+                            .get(&kinds::pods(), Some(ns), name)
+                            .map(|_| ())
+                            .ok_or_else(|| {
+                                ApiError::Store(StoreError::NotFound {
+                                    resource: "pods".into(),
+                                    name: name.to_string(),
+                                })
+                            });
+                    }
+                    store
+                        .delete_gracefully(
+                            &kinds::pods(),
+                            Some(ns),
+                            name,
+                            options.grace_period_seconds,
+                            &[],
+                        )
+                        .map(|_| ())
+                        .map_err(ApiError::from)
+                },
+            ),
             pod_log: Arc::new(|store: &Store, req: &LogRequest| {
                 store
                     .get(&kinds::pods(), Some(&req.namespace), &req.pod)

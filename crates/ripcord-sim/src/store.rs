@@ -583,7 +583,22 @@ impl Store {
     /// Creates an object. The namespace comes from `metadata.namespace` (required for
     /// namespaced types, dropped for cluster-scoped ones); `metadata.generateName` is honoured.
     /// Sets uid, resourceVersion, creationTimestamp and generation 1.
-    pub fn create(&self, rt: &ResourceType, mut obj: Value) -> Result<Value, StoreError> {
+    pub fn create(&self, rt: &ResourceType, obj: Value) -> Result<Value, StoreError> {
+        self.create_or_preview(rt, obj, true)
+    }
+
+    /// What [`Store::create`] would store, without storing it (a server-side dry run): the
+    /// same errors (an existing name is `AlreadyExists`), a fresh uid and timestamps.
+    pub fn preview_create(&self, rt: &ResourceType, obj: Value) -> Result<Value, StoreError> {
+        self.create_or_preview(rt, obj, false)
+    }
+
+    fn create_or_preview(
+        &self,
+        rt: &ResourceType,
+        mut obj: Value,
+        store: bool,
+    ) -> Result<Value, StoreError> {
         if !obj.is_object() {
             return Err(StoreError::invalid(rt, "", "body", "must be a JSON object"));
         }
@@ -633,6 +648,21 @@ impl Store {
             },
         };
         validate_name(rt, &name)?;
+        if let Some(ns) = ns.as_deref()
+            && rt.plural != "events"
+            && inner
+                .objects
+                .get(&kinds::namespaces())
+                .and_then(|m| m.get(&(String::new(), ns.to_string())))
+                .is_some_and(|n| n.pointer("/metadata/deletionTimestamp").is_some())
+        {
+            return Err(StoreError::Forbidden {
+                message: format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    rt.qualified_plural()
+                ),
+            });
+        }
         let k = key(rt, ns.as_deref(), &name);
         if inner.objects.get(rt).is_some_and(|m| m.contains_key(&k)) {
             return Err(StoreError::AlreadyExists {
@@ -666,6 +696,10 @@ impl Store {
         meta.insert("creationTimestamp".into(), json!(created));
         meta.insert("generation".into(), json!(1));
         meta.remove("deletionTimestamp");
+        meta.remove("deletionGracePeriodSeconds");
+        if !store {
+            return Ok(obj);
+        }
         inner.rv = rv;
         inner
             .objects
@@ -820,6 +854,8 @@ impl Store {
                 "uid",
                 "creationTimestamp",
                 "resourceVersion",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
             ] {
                 match old.pointer(&format!("/metadata/{field}")) {
                     Some(v) => {
@@ -844,6 +880,14 @@ impl Store {
             }
             meta.insert("resourceVersion".into(), json!(rv.to_string()));
         }
+        if new.pointer("/metadata/deletionTimestamp").is_some() && !deletion_blocked(rt, &new) {
+            // The last finalizer went and no grace period is left: the object goes now.
+            if let Some(m) = inner.objects.get_mut(rt) {
+                m.remove(&k);
+            }
+            self.emit(inner, EventKind::Deleted, rt, new.clone(), rv);
+            return new;
+        }
         inner
             .objects
             .entry(rt.clone())
@@ -853,8 +897,98 @@ impl Store {
         new
     }
 
-    /// Removes an object immediately and returns its final state (with the deletion's
-    /// resourceVersion). Owned objects are collected by the sim's GC controller, not here.
+    /// Deletes an object the way the API server's graceful deletion does. A pod bound to a
+    /// node that is not terminal gets `deletionTimestamp` = now + its grace period
+    /// (`grace_period_seconds`, else `spec.terminationGracePeriodSeconds`, else 30) and
+    /// `deletionGracePeriodSeconds`, and stays (Terminating) until the kubelet removes it; any
+    /// object with `metadata.finalizers` (plus `add_finalizers`, e.g. `foregroundDeletion`) stays
+    /// until they are removed; a namespace goes `Terminating` until the namespace controller
+    /// empties it. Everything else is removed at once. A second deletion of an object that is
+    /// already being deleted can only shorten its grace period.
+    pub fn delete_gracefully(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        grace_period_seconds: Option<i64>,
+        add_finalizers: &[&str],
+    ) -> Result<Deletion, StoreError> {
+        let mut inner = self.lock();
+        let k = key(rt, ns, name);
+        let old = inner
+            .objects
+            .get(rt)
+            .and_then(|m| m.get(&k))
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound {
+                resource: rt.qualified_plural(),
+                name: name.to_string(),
+            })?;
+        let grace = deletion_grace(rt, &old, grace_period_seconds);
+        let mut finalizers: Vec<String> = string_list(old.pointer("/metadata/finalizers"));
+        for f in add_finalizers {
+            if !finalizers.iter().any(|have| have == f) {
+                finalizers.push((*f).to_string());
+            }
+        }
+        let is_namespace = *rt == kinds::namespaces();
+        if grace == 0 && finalizers.is_empty() && !is_namespace {
+            drop(inner);
+            return self.delete(rt, ns, name).map(Deletion::Removed);
+        }
+        let mut new = old.clone();
+        let already = old.pointer("/metadata/deletionTimestamp").is_some();
+        let current_grace = old
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if let Some(meta) = metadata_mut(&mut new) {
+            if !already || grace < current_grace {
+                let at = self
+                    .clock
+                    .now()
+                    .checked_add(jiff::SignedDuration::from_secs(grace))
+                    .unwrap_or_else(|_| self.clock.now());
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    json!(crate::clock::format_k8s_time(at)),
+                );
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            }
+            if !finalizers.is_empty() {
+                meta.insert("finalizers".into(), json!(finalizers));
+            }
+        }
+        if is_namespace {
+            if new.pointer("/spec/finalizers").is_none() {
+                new["spec"]["finalizers"] = json!(["kubernetes"]);
+            }
+            new["status"]["phase"] = json!("Terminating");
+        }
+        if !is_namespace && !deletion_blocked(rt, &new) {
+            drop(inner);
+            return self.delete(rt, ns, name).map(Deletion::Removed);
+        }
+        if new == old {
+            return Ok(Deletion::Pending(new));
+        }
+        let rv = inner.rv + 1;
+        inner.rv = rv;
+        if let Some(meta) = metadata_mut(&mut new) {
+            meta.insert("resourceVersion".into(), json!(rv.to_string()));
+        }
+        inner
+            .objects
+            .entry(rt.clone())
+            .or_default()
+            .insert(k, new.clone());
+        self.emit(&mut inner, EventKind::Modified, rt, new.clone(), rv);
+        Ok(Deletion::Pending(new))
+    }
+
+    /// Removes an object immediately, whatever its grace period or finalizers, and returns its
+    /// final state (with the deletion's resourceVersion). Owned objects are collected by the
+    /// sim's GC controller, not here. API deletions go through [`Store::delete_gracefully`].
     pub fn delete(
         &self,
         rt: &ResourceType,
@@ -929,6 +1063,82 @@ impl Store {
         // No receivers is fine: nobody is watching.
         let _ = self.events.send(event);
     }
+}
+
+/// What [`Store::delete_gracefully`] did.
+#[derive(Clone, Debug)]
+pub enum Deletion {
+    /// The object is gone; its final state.
+    Removed(Value),
+    /// The object is being deleted (`deletionTimestamp` set) and waits for its grace period or
+    /// finalizers; its current state.
+    Pending(Value),
+}
+
+impl Deletion {
+    /// The object as the deletion left it.
+    pub fn object(&self) -> &Value {
+        match self {
+            Deletion::Removed(v) | Deletion::Pending(v) => v,
+        }
+    }
+
+    /// Whether the object is gone.
+    pub fn is_removed(&self) -> bool {
+        matches!(self, Deletion::Removed(_))
+    }
+}
+
+/// The grace period a deletion gets: only pods bound to a node and not terminal have one.
+fn deletion_grace(rt: &ResourceType, obj: &Value, requested: Option<i64>) -> i64 {
+    if *rt != kinds::pods() {
+        return 0;
+    }
+    let bound = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let terminal = matches!(
+        obj.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if !bound || terminal {
+        return 0;
+    }
+    requested
+        .or_else(|| {
+            obj.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(30)
+        .max(0)
+}
+
+/// Whether an object being deleted must stay: finalizers, a namespace's `spec.finalizers`, or
+/// a grace period the kubelet has not yet ended.
+fn deletion_blocked(rt: &ResourceType, obj: &Value) -> bool {
+    let has = |p: &str| {
+        obj.pointer(p)
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    };
+    has("/metadata/finalizers")
+        || (*rt == kinds::namespaces() && has("/spec/finalizers"))
+        || obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .is_some_and(|g| g > 0)
+}
+
+fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 enum ReplaceMode {
@@ -1270,6 +1480,114 @@ mod tests {
         assert_eq!(page.len(), 1);
         let keys = s.keys_where(&rt, Some("a"), not_p2);
         assert_eq!(keys, vec![("a".to_string(), "p1".to_string())]);
+    }
+
+    #[tokio::test]
+    async fn issue15_graceful_deletion_grace_periods_and_finalizers() {
+        let s = store();
+        let pods = kinds::pods();
+        let bound = |name: &str| {
+            json!({"metadata": {"name": name, "namespace": "a"},
+                   "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 30}})
+        };
+        s.create(&pods, bound("p")).unwrap();
+        let pending = s
+            .delete_gracefully(&pods, Some("a"), "p", None, &[])
+            .unwrap();
+        assert!(!pending.is_removed());
+        assert_eq!(
+            pending.object()["metadata"]["deletionGracePeriodSeconds"],
+            30
+        );
+        let first = pending.object()["metadata"]["deletionTimestamp"].clone();
+        // Writes cannot clear the deletion; a second deletion only shortens it.
+        s.modify(&pods, Some("a"), "p", |o| {
+            o["metadata"]
+                .as_object_mut()
+                .map(|m| m.remove("deletionTimestamp"));
+            o["metadata"]["labels"] = json!({"x": "y"});
+            Ok(())
+        })
+        .unwrap();
+        let kept = s.get(&pods, Some("a"), "p").unwrap();
+        assert_eq!(kept["metadata"]["deletionTimestamp"], first);
+        let longer = s
+            .delete_gracefully(&pods, Some("a"), "p", Some(90), &[])
+            .unwrap();
+        assert_eq!(
+            longer.object()["metadata"]["deletionGracePeriodSeconds"],
+            30
+        );
+        // Grace 0 (the kubelet) removes it.
+        assert!(
+            s.delete_gracefully(&pods, Some("a"), "p", Some(0), &[])
+                .unwrap()
+                .is_removed()
+        );
+        assert!(s.get(&pods, Some("a"), "p").is_none());
+        // An unbound pod goes at once.
+        s.create(&pods, json!({"metadata": {"name": "u", "namespace": "a"}}))
+            .unwrap();
+        assert!(
+            s.delete_gracefully(&pods, Some("a"), "u", None, &[])
+                .unwrap()
+                .is_removed()
+        );
+        // A finalizer holds any object until an update removes it.
+        let cms = kinds::configmaps();
+        s.create(
+            &cms,
+            json!({"metadata": {"name": "c", "namespace": "a", "finalizers": ["x/y"]}}),
+        )
+        .unwrap();
+        let held = s
+            .delete_gracefully(&cms, Some("a"), "c", None, &[])
+            .unwrap();
+        assert!(!held.is_removed());
+        assert!(held.object()["metadata"]["deletionTimestamp"].is_string());
+        let mut rx = s.subscribe();
+        s.modify(&cms, Some("a"), "c", |o| {
+            o["metadata"]["finalizers"] = json!([]);
+            Ok(())
+        })
+        .unwrap();
+        assert!(s.get(&cms, Some("a"), "c").is_none());
+        assert_eq!(rx.try_recv().unwrap().kind, EventKind::Deleted);
+    }
+
+    #[tokio::test]
+    async fn issue15_terminating_namespace_refuses_new_content_and_dry_run_create_conflicts() {
+        let s = store();
+        let ns = kinds::namespaces();
+        s.create(&ns, json!({"metadata": {"name": "a"}})).unwrap();
+        let cms = kinds::configmaps();
+        s.create(&cms, json!({"metadata": {"name": "c", "namespace": "a"}}))
+            .unwrap();
+        let dup = s
+            .preview_create(&cms, json!({"metadata": {"name": "c", "namespace": "a"}}))
+            .unwrap_err();
+        assert_eq!(dup.code(), 409);
+        let preview = s
+            .preview_create(&cms, json!({"metadata": {"name": "d", "namespace": "a"}}))
+            .unwrap();
+        assert_eq!(preview["metadata"]["uid"].as_str().unwrap().len(), 36);
+        assert!(s.get(&cms, Some("a"), "d").is_none());
+        let terminating = s.delete_gracefully(&ns, None, "a", None, &[]).unwrap();
+        assert_eq!(terminating.object()["status"]["phase"], "Terminating");
+        let err = s
+            .create(&cms, json!({"metadata": {"name": "e", "namespace": "a"}}))
+            .unwrap_err();
+        assert_eq!(err.code(), 403);
+        assert_eq!(
+            err.to_string(),
+            "configmaps \"e\" is forbidden: unable to create new content in namespace a because it is being terminated"
+        );
+        s.modify(&ns, None, "a", |n| {
+            n["spec"]["finalizers"] = json!([]);
+            Ok(())
+        })
+        .unwrap();
+        assert!(s.get(&ns, None, "a").is_none());
     }
 
     #[tokio::test]

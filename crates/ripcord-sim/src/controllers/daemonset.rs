@@ -1,7 +1,8 @@
 //! The DaemonSet controller: one pod per node the pod may run on (DaemonSet pods tolerate
 //! cordoned, not-ready and unreachable nodes, as the real controller adds those
 //! tolerations), bound directly to its node; pods of an outdated template are replaced one
-//! at a time; status counters.
+//! at a time; status counters; ControllerRevisions for `kubectl rollout history/undo`
+//! ([`super::revisions`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,10 +21,7 @@ const CONTROLLER: &str = "daemonset-controller";
 pub const REVISION_HASH: &str = "controller-revision-hash";
 
 fn template_hash(ds: &Value) -> String {
-    util::pod_template_hash(
-        &at(ds, &["spec", "template"]).cloned().unwrap_or(json!({})),
-        None,
-    )
+    super::revisions::template_hash(ds)
 }
 
 /// The pod the controller creates for `node`.
@@ -81,6 +79,7 @@ pub fn reconcile(c: &mut Controllers) {
         if at(&ds, &["metadata", "deletionTimestamp"]).is_some() {
             continue;
         }
+        super::revisions::sync(c, &kinds::daemonsets(), &ds);
         let owned = by_owner.remove(util::uid(&ds)).unwrap_or_default();
         let hash = template_hash(&ds);
         let probe = daemon_pod(&ds, "", &hash);

@@ -2,7 +2,9 @@
 //! deletion by `ownerReferences`: a dependent goes once none of its owners exists any more,
 //! matched by uid), and pods bound to a node that no longer exists are removed (pod GC).
 //! Kinds the controllers cache are swept every pass; other kinds every 10 simulated seconds.
-//! Deleting a namespace deletes everything in it.
+//! Foreground deletion (the `foregroundDeletion` finalizer) deletes the dependents first and
+//! then releases the owner. The namespace controller empties a `Terminating` namespace and
+//! then releases it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use super::util::{self, at, str_at};
 use crate::store::{ResourceType, kinds};
 
 const CONTROLLER: &str = "garbage-collector";
+/// The finalizer of foreground cascading deletion.
+const FOREGROUND: &str = "foregroundDeletion";
 /// Simulated seconds between sweeps of kinds the controllers do not cache.
 const UNCACHED_SWEEP_SECONDS: i64 = 10;
 
@@ -39,13 +43,19 @@ fn uncached_dependents() -> Vec<ResourceType> {
 
 type OwnerKey = (String, String, String, String);
 
-/// Deletes everything in namespaces that were deleted (the namespace controller's job).
-fn delete_namespace_contents(c: &mut Controllers) {
-    for ns in std::mem::take(&mut c.state.deleted_namespaces) {
-        if c.store.get(&kinds::namespaces(), None, &ns).is_some() {
-            // Re-created meanwhile.
-            continue;
-        }
+/// The namespace controller: a `Terminating` namespace has its contents deleted (gracefully:
+/// pods take their grace period) and, once nothing is left in it, loses its `kubernetes`
+/// finalizer, which lets the store remove it.
+fn finish_terminating_namespaces(c: &mut Controllers) {
+    let terminating: Vec<String> = c
+        .state
+        .deleting
+        .iter()
+        .filter(|(rt, _, _)| *rt == kinds::namespaces())
+        .map(|(_, _, name)| name.clone())
+        .collect();
+    for ns in terminating {
+        let mut remaining = 0usize;
         for rt in c
             .store
             .resource_types()
@@ -53,16 +63,112 @@ fn delete_namespace_contents(c: &mut Controllers) {
             .filter(|rt| rt.namespaced)
         {
             let (objects, _) = c.store.list(&rt, Some(&ns));
+            remaining += objects.len();
             for obj in objects {
                 c.delete("namespace-controller", &rt, &obj);
             }
+        }
+        if remaining > 0 {
+            continue;
+        }
+        if let Some(namespace) = c.store.get(&kinds::namespaces(), None, &ns) {
+            c.modify(
+                "namespace-controller",
+                &kinds::namespaces(),
+                &namespace,
+                |n| {
+                    if let Some(f) = n
+                        .pointer_mut("/spec/finalizers")
+                        .and_then(Value::as_array_mut)
+                    {
+                        f.retain(|v| v.as_str() != Some("kubernetes"));
+                    }
+                },
+            );
+        }
+    }
+}
+
+/// Foreground cascading deletion: an owner carrying the `foregroundDeletion` finalizer has
+/// its dependents deleted (in the foreground too) and loses the finalizer once none is left.
+fn finish_foreground_deletions(c: &mut Controllers) {
+    let owners: Vec<(ResourceType, String, String)> = c
+        .state
+        .deleting
+        .iter()
+        .filter(|(rt, _, _)| *rt != kinds::namespaces())
+        .cloned()
+        .collect();
+    for (rt, ns, name) in owners {
+        let ns_opt = rt.namespaced.then_some(ns.as_str());
+        // Cached kinds (pods above all: many may be terminating) are read from the cache.
+        let owner: Option<Arc<Value>> = if c.cache.caches(&rt) {
+            c.cache.get(&rt, ns_opt, &name)
+        } else {
+            c.store.get(&rt, ns_opt, &name).map(Arc::new)
+        };
+        let Some(owner) = owner else {
+            continue;
+        };
+        let foreground = at(&owner, &["metadata", "finalizers"])
+            .and_then(Value::as_array)
+            .is_some_and(|f| f.iter().any(|v| v.as_str() == Some(FOREGROUND)));
+        if !foreground {
+            continue;
+        }
+        let owner_uid = util::uid(&owner).to_string();
+        let mut remaining = 0usize;
+        for dep_rt in c.store.resource_types() {
+            let scope = if rt.namespaced {
+                Some(ns.as_str())
+            } else {
+                None
+            };
+            let (objects, _) = c.store.list(&dep_rt, scope);
+            for obj in objects {
+                if !util::owner_uids(&obj).contains(&owner_uid.as_str()) {
+                    continue;
+                }
+                remaining += 1;
+                if at(&obj, &["metadata", "deletionTimestamp"]).is_some() {
+                    continue;
+                }
+                if dep_rt.plural == "pods" {
+                    c.state.own_deletions.insert(util::uid(&obj).to_string());
+                }
+                match c.store.delete_gracefully(
+                    &dep_rt,
+                    util::namespace(&obj),
+                    util::name(&obj),
+                    None,
+                    &[FOREGROUND],
+                ) {
+                    Ok(_) => c.wrote = true,
+                    Err(error) => {
+                        tracing::debug!(%error, kind = %dep_rt.kind, name = %util::name(&obj), "foreground deletion of a dependent failed");
+                    }
+                }
+            }
+        }
+        if remaining == 0 {
+            c.modify(CONTROLLER, &rt, &owner, |o| {
+                if let Some(f) = o
+                    .pointer_mut("/metadata/finalizers")
+                    .and_then(Value::as_array_mut)
+                {
+                    f.retain(|v| v.as_str() != Some(FOREGROUND));
+                }
+            });
         }
     }
 }
 
 /// Runs one garbage-collection sweep.
 pub fn reconcile(c: &mut Controllers) {
-    delete_namespace_contents(c);
+    if !c.state.deleting.is_empty() {
+        finish_terminating_namespaces(c);
+        finish_foreground_deletions(c);
+    }
     // (apiVersion, kind, namespace, name) -> uid of the live owner, if any.
     let mut owners: BTreeMap<OwnerKey, Option<String>> = BTreeMap::new();
     let nodes = c.cache.list(&kinds::nodes());
@@ -101,7 +207,8 @@ pub fn reconcile(c: &mut Controllers) {
                 && let Some(node) = str_at(&obj, &["spec", "nodeName"]).filter(|n| !n.is_empty())
                 && !node_names.contains(node)
             {
-                c.delete(CONTROLLER, &rt, &obj);
+                // Pod GC: the node is gone, so nobody will end a grace period.
+                c.delete_with_grace(CONTROLLER, &rt, &obj, Some(0));
                 continue;
             }
             let Some(refs) = at(&obj, &["metadata", "ownerReferences"]).and_then(Value::as_array)

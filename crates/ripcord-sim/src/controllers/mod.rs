@@ -1,5 +1,6 @@
 //! Simulated controllers: Deployment, ReplicaSet, pod lifecycle and scheduling, DaemonSet,
-//! garbage collection, nodes, PodDisruptionBudget status and endpoints.
+//! StatefulSet (both with ControllerRevisions), garbage collection, nodes,
+//! PodDisruptionBudget status and endpoints.
 //!
 //! One tokio task runs them all. It reacts to every store change (`Store::subscribe`) and to
 //! timers in simulated time (pod start and readiness, crash-loop back-off, progress
@@ -19,7 +20,9 @@ pub mod gc;
 pub mod nodes;
 pub mod pods;
 pub mod replicaset;
+pub mod revisions;
 pub mod scheduler;
+pub mod statefulset;
 pub mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -135,6 +138,7 @@ fn cached_kinds() -> Vec<ResourceType> {
         kinds::replicasets(),
         kinds::deployments(),
         kinds::daemonsets(),
+        kinds::statefulsets(),
         kinds::services(),
         kinds::endpoints(),
         kinds::pod_disruption_budgets(),
@@ -248,8 +252,12 @@ pub(crate) struct State {
     pub event_seq: u64,
     /// When uncached kinds were last garbage-collected.
     pub last_gc_sweep: Option<jiff::Timestamp>,
-    /// Namespaces deleted since the last pass (their contents go too).
-    pub deleted_namespaces: Vec<String>,
+    /// Objects being deleted (deletionTimestamp set, not yet gone): (type, namespace, name).
+    /// The namespace controller, foreground deletion and the kubelet work from this set.
+    pub deleting: BTreeSet<(ResourceType, String, String)>,
+    /// DaemonSets and StatefulSets (`Kind/uid`) whose ControllerRevisions are in step with
+    /// this template hash.
+    pub revisions_synced: BTreeMap<String, String>,
     /// Pods deleted through the API since the last pass (the kubelet reports `Killing`).
     pub killed: Vec<Value>,
     /// When events were last pruned.
@@ -321,6 +329,9 @@ impl Controllers {
         if self.is_dirty(&["daemonsets", "nodes", "pods"]) {
             daemonset::reconcile(self);
         }
+        if self.is_dirty(&["statefulsets", "pods"]) {
+            statefulset::reconcile(self);
+        }
         pods::reconcile(self);
         if self.is_dirty(&["poddisruptionbudgets", "pods", "deployments", "replicasets"]) {
             disruption::reconcile(self);
@@ -372,11 +383,46 @@ impl Controllers {
     pub(crate) fn resync(&mut self) {
         self.pending_dirty = None;
         self.cache.resync(&self.store);
+        self.state.deleting.clear();
+        for rt in self.store.resource_types() {
+            for key in self.store.keys_where(&rt, None, |o| {
+                util::at(o, &["metadata", "deletionTimestamp"]).is_some()
+            }) {
+                self.state.deleting.insert((rt.clone(), key.0, key.1));
+            }
+        }
         self.monitor.resync(&self.store);
     }
 
     /// Feeds one store event to the cache and the invariant monitor.
     pub(crate) fn observe(&mut self, event: &StoreEvent) {
+        let is_pod = event.resource.plural == "pods" && event.resource.group.is_empty();
+        let deleting = util::at(&event.object, &["metadata", "deletionTimestamp"]).is_some();
+        // A pod starts terminating: the first event that carries its deletionTimestamp.
+        let termination_starts = is_pod
+            && event.kind != EventKind::Deleted
+            && deleting
+            && self
+                .cache
+                .get(
+                    &event.resource,
+                    util::namespace(&event.object),
+                    util::name(&event.object),
+                )
+                .is_some_and(|p| util::at(&p, &["metadata", "deletionTimestamp"]).is_none());
+        if deleting && event.kind != EventKind::Deleted {
+            self.state.deleting.insert((
+                event.resource.clone(),
+                util::namespace(&event.object).unwrap_or("").to_string(),
+                util::name(&event.object).to_string(),
+            ));
+        } else if event.kind == EventKind::Deleted {
+            self.state.deleting.remove(&(
+                event.resource.clone(),
+                util::namespace(&event.object).unwrap_or("").to_string(),
+                util::name(&event.object).to_string(),
+            ));
+        }
         self.cache.apply(event);
         if let Some(dirty) = self.pending_dirty.as_mut() {
             if !dirty.contains(&event.resource.plural) {
@@ -386,14 +432,17 @@ impl Controllers {
                 dirty.insert(DELETIONS.to_string());
             }
         }
-        if event.kind == EventKind::Deleted && event.resource == kinds::namespaces() {
-            self.state
-                .deleted_namespaces
-                .push(util::name(&event.object).to_string());
-        }
-        let pod_deleted = event.kind == EventKind::Deleted && event.resource.plural == "pods";
-        let own = pod_deleted && self.state.own_deletions.remove(util::uid(&event.object));
-        if pod_deleted && !own && util::str_at(&event.object, &["spec", "nodeName"]).is_some() {
+        let pod_deleted = event.kind == EventKind::Deleted && is_pod;
+        let own = if pod_deleted {
+            self.state.pod_times.remove(util::uid(&event.object));
+            self.state.own_deletions.remove(util::uid(&event.object))
+        } else {
+            is_pod && self.state.own_deletions.contains(util::uid(&event.object))
+        };
+        // The kubelet reports `Killing` when an API deletion starts (or, for a pod removed
+        // at once, when it goes).
+        let killed = termination_starts || (pod_deleted && !deleting);
+        if killed && !own && util::str_at(&event.object, &["spec", "nodeName"]).is_some() {
             self.state.killed.push(event.object.clone());
         }
         self.monitor.observe(&self.store, event, own);
@@ -482,19 +531,42 @@ impl Controllers {
         }
     }
 
-    /// `store.delete`, logging failures other than NotFound. Pod deletions are remembered as
-    /// the controllers' own.
+    /// A graceful delete (`Store::delete_gracefully`: pods stay Terminating for their grace
+    /// period, finalizers hold), logging failures other than NotFound. Pod deletions are
+    /// remembered as the controllers' own. Objects already being deleted are left alone.
     pub(crate) fn delete(
         &mut self,
         controller: &'static str,
         rt: &ResourceType,
         obj: &Value,
     ) -> bool {
+        self.delete_with_grace(controller, rt, obj, None)
+    }
+
+    /// [`Controllers::delete`] with an explicit grace period (`Some(0)`: at once, as the pod
+    /// garbage collector and the kubelet's final removal do).
+    pub(crate) fn delete_with_grace(
+        &mut self,
+        controller: &'static str,
+        rt: &ResourceType,
+        obj: &Value,
+        grace_period_seconds: Option<i64>,
+    ) -> bool {
+        if grace_period_seconds.is_none()
+            && util::at(obj, &["metadata", "deletionTimestamp"]).is_some()
+        {
+            return false;
+        }
         if rt.plural == "pods" {
             self.state.own_deletions.insert(util::uid(obj).to_string());
-            self.state.pod_times.remove(util::uid(obj));
         }
-        match self.store.delete(rt, util::namespace(obj), util::name(obj)) {
+        match self.store.delete_gracefully(
+            rt,
+            util::namespace(obj),
+            util::name(obj),
+            grace_period_seconds,
+            &[],
+        ) {
             Ok(_) => {
                 self.wrote = true;
                 true

@@ -238,6 +238,10 @@ pub fn reconcile(c: &mut Controllers) {
     let mut placement = unscheduled.then(|| Placement::new(&pods, &nodes, &node_by_name));
     let mut ips: Option<IpAllocator> = None;
     for pod in &pods {
+        if let Some(deadline) = util::time_at(pod, &["metadata", "deletionTimestamp"]) {
+            finish_termination(c, pod, deadline);
+            continue;
+        }
         if !util::is_pod_active(pod) || settled(c, pod) {
             continue;
         }
@@ -254,6 +258,21 @@ pub fn reconcile(c: &mut Controllers) {
         };
         let ips = ips.get_or_insert_with(|| IpAllocator::from_pods(&pods));
         kubelet(c, pod, &nodes[*i], ips);
+    }
+}
+
+/// The kubelet's side of graceful deletion: once the grace period (the pod's
+/// `deletionTimestamp`) has passed, the containers are stopped and the pod is removed.
+fn finish_termination(c: &mut Controllers, pod: &Value, deadline: jiff::Timestamp) {
+    if deadline > c.now {
+        c.wake_at(deadline);
+        return;
+    }
+    let pending_grace = at(pod, &["metadata", "deletionGracePeriodSeconds"])
+        .and_then(Value::as_i64)
+        .is_some_and(|g| g > 0);
+    if pending_grace {
+        c.delete_with_grace("kubelet", &kinds::pods(), pod, Some(0));
     }
 }
 
@@ -279,11 +298,22 @@ impl Placement {
     ) -> Placement {
         let mut infos: Vec<NodeInfo> = nodes.iter().map(|n| NodeInfo::from_node(n)).collect();
         let mut owner_counts: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-        for p in pods.iter().filter(|p| util::is_pod_active(p)) {
+        // A terminating pod still holds its node's resources until it is gone (as the real
+        // scheduler counts it), but no longer counts for spreading its owner's pods.
+        let not_terminal = |p: &&Arc<Value>| {
+            !matches!(
+                str_at(p, &["status", "phase"]),
+                Some("Succeeded" | "Failed")
+            )
+        };
+        for p in pods.iter().filter(not_terminal) {
             if let Some(node) = str_at(p, &["spec", "nodeName"]).filter(|n| !n.is_empty()) {
                 if let Some(i) = node_by_name.get(node) {
                     let req = PodRequest::from_pod(p);
                     infos[*i].add_pod(req.cpu_millis, req.memory_bytes);
+                }
+                if !util::is_pod_active(p) {
+                    continue;
                 }
                 if let Some((_, _, uid)) = util::controller_ref(p) {
                     *owner_counts
