@@ -153,6 +153,40 @@ pub fn apply_defaults(store: &Store, rt: &ResourceType, obj: &mut Value) {
     }
 }
 
+/// What a real control plane adds to a new namespace: the `default` ServiceAccount (the
+/// serviceaccount controller's work) and, in `default`, the `kubernetes` Service fronting the
+/// API server. Objects that already exist are left alone.
+pub fn namespace_created(store: &Store, namespace: &str) {
+    let sa = json!({
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": namespace},
+    });
+    if let Err(error) = store.create(&kinds::service_accounts(), sa) {
+        tracing::debug!(%error, namespace, "default service account not created");
+    }
+    if namespace == "default" {
+        let svc = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": KUBERNETES_SERVICE_IP,
+                     "clusterIPs": [KUBERNETES_SERVICE_IP], "sessionAffinity": "None",
+                     "internalTrafficPolicy": "Cluster", "ipFamilies": ["IPv4"],
+                     "ipFamilyPolicy": "SingleStack",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
+            "status": {"loadBalancer": {}},
+        });
+        if let Err(error) = store.create(&kinds::services(), svc) {
+            tracing::debug!(%error, "kubernetes service not created");
+        }
+    }
+}
+
+/// The cluster IP of `default/kubernetes` (the first address of the service range).
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+
 fn next_cluster_ip(store: &Store) -> String {
     let n = store.count(&kinds::services()) as u64 + 1;
     format!("10.96.{}.{}", (n / 250) % 250, n % 250 + 1)

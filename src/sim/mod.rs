@@ -15,6 +15,8 @@ pub mod invariants;
 pub mod openapi;
 pub mod patch;
 pub mod pod_logs;
+pub mod protobuf;
+mod protobuf_json;
 pub mod rng;
 pub mod routes;
 pub mod scenario;

@@ -108,6 +108,7 @@ fn has_scale(rt: &ResourceType) -> bool {
             rt.plural.as_str(),
             "deployments" | "replicasets" | "statefulsets"
         )
+        || *rt == kinds::replication_controllers()
 }
 
 fn has_status(store: &Store, rt: &ResourceType) -> bool {
@@ -284,10 +285,16 @@ fn watch_collection(state: &AppState, req: &ResourceRequest) -> Result<Response,
     )
 }
 
-/// Decodes a request body: JSON, or YAML for `application/yaml` and apply patches. Protobuf is
-/// refused with 415 so that clients fall back to JSON.
+/// Decodes a request body: JSON, YAML for `application/yaml` and apply patches, Kubernetes
+/// protobuf for the built-in kinds (`sim::protobuf`). CBOR is refused with 415 so that clients
+/// fall back to JSON.
 fn decode_body(req: &ResourceRequest) -> Result<Value, ApiError> {
     let ct = req.header(header::CONTENT_TYPE);
+    if crate::sim::protobuf::is_protobuf(ct) && !req.body.is_empty() {
+        return crate::sim::protobuf::decode(&req.body).map_err(|e| ApiError::BadRequest {
+            message: e.to_string(),
+        });
+    }
     if ct.contains("protobuf") || ct.contains("cbor") {
         return Err(ApiError::UnsupportedMediaType {
             content_type: ct.to_string(),

@@ -184,6 +184,59 @@ pub mod kinds {
         )
     }
 
+    /// batch/v1 Job (served generically: no job controller).
+    pub fn jobs() -> ResourceType {
+        ResourceType::new("batch", "v1", "jobs", "Job", true)
+    }
+    /// batch/v1 CronJob (served generically: no cronjob controller).
+    pub fn cron_jobs() -> ResourceType {
+        ResourceType::new("batch", "v1", "cronjobs", "CronJob", true)
+    }
+    /// autoscaling/v2 HorizontalPodAutoscaler (served generically: no autoscaler).
+    pub fn horizontal_pod_autoscalers() -> ResourceType {
+        ResourceType::new(
+            "autoscaling",
+            "v2",
+            "horizontalpodautoscalers",
+            "HorizontalPodAutoscaler",
+            true,
+        )
+    }
+    /// core/v1 PersistentVolumeClaim (served generically: never bound).
+    pub fn persistent_volume_claims() -> ResourceType {
+        ResourceType::new(
+            "",
+            "v1",
+            "persistentvolumeclaims",
+            "PersistentVolumeClaim",
+            true,
+        )
+    }
+    /// core/v1 PersistentVolume (served generically).
+    pub fn persistent_volumes() -> ResourceType {
+        ResourceType::new("", "v1", "persistentvolumes", "PersistentVolume", false)
+    }
+    /// core/v1 ReplicationController (served generically: no controller).
+    pub fn replication_controllers() -> ResourceType {
+        ResourceType::new(
+            "",
+            "v1",
+            "replicationcontrollers",
+            "ReplicationController",
+            true,
+        )
+    }
+    /// discovery.k8s.io/v1 EndpointSlice (served generically: not derived from Services).
+    pub fn endpoint_slices() -> ResourceType {
+        ResourceType::new(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            "EndpointSlice",
+            true,
+        )
+    }
+
     /// Every built-in type, in discovery order.
     pub fn builtin() -> Vec<ResourceType> {
         vec![
@@ -196,6 +249,9 @@ pub mod kinds {
             secrets(),
             events(),
             service_accounts(),
+            persistent_volume_claims(),
+            persistent_volumes(),
+            replication_controllers(),
             deployments(),
             replicasets(),
             daemonsets(),
@@ -203,6 +259,10 @@ pub mod kinds {
             controller_revisions(),
             pod_disruption_budgets(),
             leases(),
+            jobs(),
+            cron_jobs(),
+            horizontal_pod_autoscalers(),
+            endpoint_slices(),
             events_v1(),
             http_routes(),
             crds(),
@@ -673,6 +733,10 @@ impl Store {
             .or_default()
             .insert(k, obj.clone());
         self.emit(&mut inner, EventKind::Added, rt, obj.clone(), rv);
+        drop(inner);
+        if *rt == kinds::namespaces() {
+            crate::sim::defaults::namespace_created(self, &name);
+        }
         Ok(obj)
     }
 
