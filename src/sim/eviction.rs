@@ -40,6 +40,8 @@ pub enum EvictionError {
     DisruptionNotAllowed {
         /// The API server's message.
         message: String,
+        /// The `DisruptionBudget` cause: which budget, how many healthy pods it needs and has.
+        cause: String,
     },
     /// More than one PDB matches the pod (500).
     #[error(
@@ -146,6 +148,12 @@ pub fn evict(
                     healthy = budget.current_healthy, desired = budget.desired_healthy, "eviction refused by disruption budget");
                 return Err(EvictionError::DisruptionNotAllowed {
                     message: DISRUPTION_BUDGET_MESSAGE.to_string(),
+                    cause: format!(
+                        "The disruption budget {} needs {} healthy pods and has {} currently",
+                        util::name(pdb),
+                        budget.desired_healthy,
+                        budget.current_healthy
+                    ),
                 });
             }
         }

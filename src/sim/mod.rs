@@ -26,6 +26,7 @@ pub mod service_metrics;
 pub mod status;
 pub mod store;
 pub mod table;
+pub mod validation;
 pub mod watch;
 
 pub use cluster::{SimCluster, SimError, SimOptions};

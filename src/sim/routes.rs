@@ -16,6 +16,7 @@ use crate::sim::server::{AppState, LogRequest, Query};
 use crate::sim::status::{ApiError, json_response, success_status};
 use crate::sim::store::{ResourceType, Store, StoreError, kinds};
 use crate::sim::table::{self, IncludeObject};
+use crate::sim::validation;
 use crate::sim::watch::{self, WatchRequest};
 
 /// How often a patch is retried when the object changed between read and write.
@@ -169,6 +170,11 @@ fn selectors(req: &ResourceRequest) -> Result<(LabelSelector, FieldSelector), Ap
                 message: e.to_string(),
             }
         })?;
+    if let Some(field) = fields.unsupported_field(&req.rt, kinds::builtin().contains(&req.rt)) {
+        return Err(ApiError::BadRequest {
+            message: format!("field label not supported: {field}"),
+        });
+    }
     Ok((labels, fields))
 }
 
@@ -369,10 +375,20 @@ fn set_namespace(req: &ResourceRequest, obj: &mut Value) -> Result<(), ApiError>
     Ok(())
 }
 
-/// Defaulting, status handling and validation shared by every write of the main resource.
-fn prepare(store: &Store, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+/// Type checks, defaulting and validation shared by every write of the main resource; `old`
+/// is the stored object on updates (immutable fields).
+fn prepare(
+    store: &Store,
+    rt: &ResourceType,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    if let Some(message) = validation::type_error(rt, obj) {
+        return Err(ApiError::BadRequest { message });
+    }
     defaults::apply_defaults(store, rt, obj);
-    defaults::validate(rt, obj)
+    defaults::validate(rt, obj)?;
+    validation::validate(rt, obj, old)
 }
 
 /// Kinds whose status is owned by controllers and dropped on create.
@@ -406,7 +422,7 @@ fn create(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
     }
     // Owned fields are what the request set, not what defaulting added.
     let fields = patch::fields_v1(&obj_without_status(&obj));
-    prepare(store, &req.rt, &mut obj)?;
+    prepare(store, &req.rt, &mut obj, None)?;
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
         if let Some(manager) = req.query.get("fieldManager").filter(|m| !m.is_empty())
@@ -550,7 +566,7 @@ fn write_object(
     status: bool,
 ) -> Result<Response, ApiError> {
     if !status {
-        prepare(store, &req.rt, &mut obj)?;
+        prepare(store, &req.rt, &mut obj, Some(old))?;
     }
     if req.dry_run() {
         let mut preview = obj;
@@ -656,6 +672,9 @@ fn patch_object(store: &Store, req: &ResourceRequest, status: bool) -> Result<Re
         }
         let now = store.clock().rfc3339();
         let mut patched = apply_patch_body(kind, &current, &body, req, &now)?;
+        if let Some(message) = validation::type_error(&req.rt, &patched) {
+            return Err(validation::patch_invalid(&body, &message));
+        }
         check_name(req, &mut patched)?;
         set_namespace(req, &mut patched)?;
         if let Some(meta) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -694,7 +713,7 @@ fn apply_create(store: &Store, req: &ResourceRequest, body: &Value) -> Result<Re
     {
         m.remove("status");
     }
-    prepare(store, &req.rt, &mut obj)?;
+    prepare(store, &req.rt, &mut obj, None)?;
     if req.dry_run() {
         return Ok(created(&obj));
     }
@@ -814,6 +833,16 @@ fn pod_log(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError
         tail_lines: req
             .query
             .get("tailLines")
+            .and_then(|t| t.parse::<usize>().ok()),
+        since_seconds: req
+            .query
+            .get("sinceSeconds")
+            .and_then(|t| t.parse::<i64>().ok()),
+        since_time: req.query.get("sinceTime").map(str::to_string),
+        timestamps: req.query.flag("timestamps"),
+        limit_bytes: req
+            .query
+            .get("limitBytes")
             .and_then(|t| t.parse::<usize>().ok()),
     };
     let text = (state.hooks.pod_log)(&state.store, &log_req)?;

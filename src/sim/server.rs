@@ -59,6 +59,14 @@ pub struct LogRequest {
     pub previous: bool,
     /// `tailLines` parameter.
     pub tail_lines: Option<usize>,
+    /// `sinceSeconds` parameter: only lines written in the last N (simulated) seconds.
+    pub since_seconds: Option<i64>,
+    /// `sinceTime` parameter (RFC 3339): only lines written at or after it.
+    pub since_time: Option<String>,
+    /// `timestamps` parameter: prefix each line with the time it was written.
+    pub timestamps: bool,
+    /// `limitBytes` parameter: at most this many bytes of output.
+    pub limit_bytes: Option<usize>,
 }
 
 /// Evicts a pod (namespace, name), checking disruption budgets.

@@ -768,8 +768,9 @@ impl Store {
         } else {
             None
         };
+        // "0" (like "") asks for an unconditional update, as on a real server.
         let precondition = meta_str(&obj, "resourceVersion")
-            .filter(|rv| !rv.is_empty())
+            .filter(|rv| !rv.is_empty() && *rv != "0")
             .map(str::to_string);
         let mut inner = self.lock();
         let k = key(rt, ns.as_deref(), &name);
@@ -967,6 +968,34 @@ impl Store {
             .filter(|e| &e.resource == rt && (ns.is_none() || e.namespace() == ns))
             .cloned()
             .collect())
+    }
+
+    /// For every object of `rt` (in `ns`) whose last change at or before resourceVersion `rv`
+    /// is still in the history: its key and whether it existed then and satisfied `keep`. Lets
+    /// a watch resumed from `rv` know which objects the client holds (objects that left its
+    /// selector since get a `DELETED`).
+    pub fn states_at(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        rv: u64,
+        keep: impl Fn(&Value) -> bool,
+    ) -> BTreeMap<ObjectKey, bool> {
+        let inner = self.lock();
+        let end = inner.history.partition_point(|e| e.rv <= rv);
+        let mut out = BTreeMap::new();
+        for e in inner
+            .history
+            .range(..end)
+            .filter(|e| &e.resource == rt && (ns.is_none() || e.namespace() == ns))
+        {
+            let k = (
+                e.namespace().unwrap_or("").to_string(),
+                meta_str(&e.object, "name").unwrap_or("").to_string(),
+            );
+            out.insert(k, e.kind != EventKind::Deleted && keep(&e.object));
+        }
+        out
     }
 
     /// Drops the whole watch history, so that watching from any resourceVersion older than the
