@@ -35,6 +35,8 @@ ROOTS = [
     ("batch/v1", "CronJob", "api::batch::v1::CronJob"),
     ("autoscaling/v2", "HorizontalPodAutoscaler", "api::autoscaling::v2::HorizontalPodAutoscaler"),
     ("autoscaling/v1", "Scale", "api::autoscaling::v1::Scale"),
+    ("autoscaling/v1", "HorizontalPodAutoscaler", "api::autoscaling::v1::HorizontalPodAutoscaler"),
+    ("networking.k8s.io/v1", "Ingress", "api::networking::v1::Ingress"),
     ("policy/v1", "PodDisruptionBudget", "api::policy::v1::PodDisruptionBudget"),
     ("policy/v1", "Eviction", "api::policy::v1::Eviction"),
     ("discovery.k8s.io/v1", "EndpointSlice", "api::discovery::v1::EndpointSlice"),

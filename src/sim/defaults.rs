@@ -16,8 +16,13 @@ fn obj_mut<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>
     entry.as_object_mut()
 }
 
+/// Sets `key` unless it holds a value: missing, `null`, `""` and `{}` count as unset (Go's
+/// defaulting checks zero values; protobuf clients send them).
 fn default(m: &mut Map<String, Value>, key: &str, value: Value) {
-    if m.get(key).is_none_or(Value::is_null) {
+    let unset = m.get(key).is_none_or(|v| {
+        v.is_null() || v.as_str() == Some("") || v.as_object().is_some_and(Map::is_empty)
+    });
+    if unset {
         m.insert(key.into(), value);
     }
 }
@@ -115,7 +120,10 @@ pub fn apply_defaults(store: &Store, rt: &ResourceType, obj: &mut Value) {
             if let Some(spec) = obj_mut(obj, "spec") {
                 default(spec, "type", json!("ClusterIP"));
                 default(spec, "sessionAffinity", json!("None"));
-                if spec.get("clusterIP").is_none() {
+                if spec
+                    .get("clusterIP")
+                    .is_none_or(|ip| ip.is_null() || ip.as_str() == Some(""))
+                {
                     spec.insert("clusterIP".into(), json!(ip));
                     spec.insert("clusterIPs".into(), json!([ip]));
                 }
@@ -192,47 +200,11 @@ fn next_cluster_ip(store: &Store) -> String {
     format!("10.96.{}.{}", (n / 250) % 250, n % 250 + 1)
 }
 
-/// Validation a real API server would do that clients rely on: workloads need a selector that
-/// matches their template labels.
+/// Validation of a new object of `rt` (see [`crate::sim::validation`], which also checks
+/// updates): workloads need a selector that matches their template labels, names must be
+/// valid, and so on.
 pub fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if rt.group == "apps"
-        && matches!(
-            rt.plural.as_str(),
-            "deployments" | "replicasets" | "daemonsets" | "statefulsets"
-        )
-    {
-        let Some(selector) = obj.pointer("/spec/selector").filter(|s| s.is_object()) else {
-            return Err(ApiError::Invalid {
-                message: format!(
-                    "{}.apps \"{name}\" is invalid: spec.selector: Required value",
-                    rt.kind
-                ),
-            });
-        };
-        let labels = obj
-            .pointer("/spec/template/metadata/labels")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
-        let matches = selector
-            .get("matchLabels")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-            .all(|(k, v)| labels.get(k) == Some(v));
-        if !matches {
-            return Err(ApiError::Invalid {
-                message: format!(
-                    "{}.apps \"{name}\" is invalid: spec.template.metadata.labels: Invalid value: {}: `selector` does not match template `labels`",
-                    rt.kind, labels
-                ),
-            });
-        }
-    }
-    Ok(())
+    crate::sim::validation::validate(rt, obj, None)
 }
 
 #[cfg(test)]

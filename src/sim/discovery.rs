@@ -121,6 +121,7 @@ pub fn resource_info(store: &Store, rt: &ResourceType) -> ResourceInfo {
                 (strs(&["hpa"]), strs(&["all"]), vec![status_sub(rt)])
             }
             ("discovery.k8s.io", "endpointslices") => (vec![], vec![], vec![]),
+            ("networking.k8s.io", "ingresses") => (strs(&["ing"]), vec![], vec![status_sub(rt)]),
             ("apps", "deployments") => (
                 strs(&["deploy"]),
                 strs(&["all"]),

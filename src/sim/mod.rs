@@ -27,6 +27,7 @@ pub mod status;
 pub mod store;
 pub mod table;
 pub mod validation;
+pub mod versions;
 pub mod watch;
 
 pub use cluster::{SimCluster, SimError, SimOptions};

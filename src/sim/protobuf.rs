@@ -139,9 +139,12 @@ pub mod conv {
 
     use super::{ToJson, base64};
 
-    /// An optional scalar.
+    /// An optional scalar. Go encodes its non-pointer string fields even when empty; JSON
+    /// (`omitempty`) leaves them out, so an empty string is unset.
     pub fn scalar<T: Clone + Into<Value>>(v: &Option<T>) -> Option<Value> {
-        v.clone().map(Into::into)
+        v.clone()
+            .map(Into::into)
+            .filter(|v| v.as_str() != Some(""))
     }
     /// A repeated scalar; empty is unset.
     pub fn scalars<T: Clone + Into<Value>>(v: &[T]) -> Option<Value> {
@@ -244,7 +247,11 @@ fn timestamp(seconds: Option<i64>, nanos: Option<i32>, fraction_digits: usize) -
 // === well-known types ===
 
 impl ToJson for k8s_pb::apimachinery::pkg::apis::meta::v1::Time {
+    /// The zero time (Go encodes non-pointer times even when unset) is `null`.
     fn to_json(&self) -> Option<Value> {
+        if self.seconds.unwrap_or(0) == 0 && self.nanos.unwrap_or(0) == 0 {
+            return None;
+        }
         timestamp(self.seconds, self.nanos, 0)
     }
 }
@@ -385,10 +392,15 @@ mod tests {
         };
         assert_eq!(s.to_json(), Some(json!("25%")));
         let t = meta::Time {
-            seconds: Some(0),
+            seconds: Some(86400),
             nanos: None,
         };
-        assert_eq!(t.to_json(), Some(json!("1970-01-01T00:00:00Z")));
+        assert_eq!(t.to_json(), Some(json!("1970-01-02T00:00:00Z")));
+        let zero = meta::Time {
+            seconds: Some(0),
+            nanos: Some(0),
+        };
+        assert_eq!(zero.to_json(), None);
     }
 
     #[test]

@@ -30,6 +30,10 @@ message!(k8s_pb::api::apps::v1::StatefulSetPersistentVolumeClaimRetentionPolicy 
 message!(k8s_pb::api::apps::v1::StatefulSetSpec { replicas: "replicas" scalar, selector: "selector" msg, template: "template" msg, volume_claim_templates: "volumeClaimTemplates" msgs, service_name: "serviceName" scalar, pod_management_policy: "podManagementPolicy" scalar, update_strategy: "updateStrategy" msg, revision_history_limit: "revisionHistoryLimit" scalar, min_ready_seconds: "minReadySeconds" scalar, persistent_volume_claim_retention_policy: "persistentVolumeClaimRetentionPolicy" msg, ordinals: "ordinals" msg });
 message!(k8s_pb::api::apps::v1::StatefulSetStatus { observed_generation: "observedGeneration" scalar, replicas: "replicas" scalar, ready_replicas: "readyReplicas" scalar, current_replicas: "currentReplicas" scalar, updated_replicas: "updatedReplicas" scalar, current_revision: "currentRevision" scalar, update_revision: "updateRevision" scalar, collision_count: "collisionCount" scalar, conditions: "conditions" msgs, available_replicas: "availableReplicas" scalar });
 message!(k8s_pb::api::apps::v1::StatefulSetUpdateStrategy { r#type: "type" scalar, rolling_update: "rollingUpdate" msg });
+message!(k8s_pb::api::autoscaling::v1::CrossVersionObjectReference { kind: "kind" scalar, name: "name" scalar, api_version: "apiVersion" scalar });
+message!(k8s_pb::api::autoscaling::v1::HorizontalPodAutoscaler { metadata: "metadata" msg, spec: "spec" msg, status: "status" msg });
+message!(k8s_pb::api::autoscaling::v1::HorizontalPodAutoscalerSpec { scale_target_ref: "scaleTargetRef" msg, min_replicas: "minReplicas" scalar, max_replicas: "maxReplicas" scalar, target_cpu_utilization_percentage: "targetCpuUtilizationPercentage" scalar });
+message!(k8s_pb::api::autoscaling::v1::HorizontalPodAutoscalerStatus { observed_generation: "observedGeneration" scalar, last_scale_time: "lastScaleTime" msg, current_replicas: "currentReplicas" scalar, desired_replicas: "desiredReplicas" scalar, current_cpu_utilization_percentage: "currentCpuUtilizationPercentage" scalar });
 message!(k8s_pb::api::autoscaling::v1::Scale { metadata: "metadata" msg, spec: "spec" msg, status: "status" msg });
 message!(k8s_pb::api::autoscaling::v1::ScaleSpec { replicas: "replicas" scalar });
 message!(k8s_pb::api::autoscaling::v1::ScaleStatus { replicas: "replicas" scalar, selector: "selector" scalar });
@@ -275,6 +279,20 @@ message!(k8s_pb::api::discovery::v1::ForNode { name: "name" scalar });
 message!(k8s_pb::api::discovery::v1::ForZone { name: "name" scalar });
 message!(k8s_pb::api::events::v1::Event { metadata: "metadata" msg, event_time: "eventTime" msg, series: "series" msg, reporting_controller: "reportingController" scalar, reporting_instance: "reportingInstance" scalar, action: "action" scalar, reason: "reason" scalar, regarding: "regarding" msg, related: "related" msg, note: "note" scalar, r#type: "type" scalar, deprecated_source: "deprecatedSource" msg, deprecated_first_timestamp: "deprecatedFirstTimestamp" msg, deprecated_last_timestamp: "deprecatedLastTimestamp" msg, deprecated_count: "deprecatedCount" scalar });
 message!(k8s_pb::api::events::v1::EventSeries { count: "count" scalar, last_observed_time: "lastObservedTime" msg });
+message!(k8s_pb::api::networking::v1::HttpIngressPath { path: "path" scalar, path_type: "pathType" scalar, backend: "backend" msg });
+message!(k8s_pb::api::networking::v1::HttpIngressRuleValue { paths: "paths" msgs });
+message!(k8s_pb::api::networking::v1::Ingress { metadata: "metadata" msg, spec: "spec" msg, status: "status" msg });
+message!(k8s_pb::api::networking::v1::IngressBackend { service: "service" msg, resource: "resource" msg });
+message!(k8s_pb::api::networking::v1::IngressLoadBalancerIngress { ip: "ip" scalar, hostname: "hostname" scalar, ports: "ports" msgs });
+message!(k8s_pb::api::networking::v1::IngressLoadBalancerStatus { ingress: "ingress" msgs });
+message!(k8s_pb::api::networking::v1::IngressPortStatus { port: "port" scalar, protocol: "protocol" scalar, error: "error" scalar });
+message!(k8s_pb::api::networking::v1::IngressRule { host: "host" scalar, ingress_rule_value: "ingressRuleValue" msg });
+message!(k8s_pb::api::networking::v1::IngressRuleValue { http: "http" msg });
+message!(k8s_pb::api::networking::v1::IngressServiceBackend { name: "name" scalar, port: "port" msg });
+message!(k8s_pb::api::networking::v1::IngressSpec { ingress_class_name: "ingressClassName" scalar, default_backend: "defaultBackend" msg, tls: "tls" msgs, rules: "rules" msgs });
+message!(k8s_pb::api::networking::v1::IngressStatus { load_balancer: "loadBalancer" msg });
+message!(k8s_pb::api::networking::v1::IngressTls { hosts: "hosts" scalars, secret_name: "secretName" scalar });
+message!(k8s_pb::api::networking::v1::ServiceBackendPort { name: "name" scalar, number: "number" scalar });
 message!(k8s_pb::api::policy::v1::Eviction { metadata: "metadata" msg, delete_options: "deleteOptions" msg });
 message!(k8s_pb::api::policy::v1::PodDisruptionBudget { metadata: "metadata" msg, spec: "spec" msg, status: "status" msg });
 message!(k8s_pb::api::policy::v1::PodDisruptionBudgetSpec { min_available: "minAvailable" msg, selector: "selector" msg, max_unavailable: "maxUnavailable" msg, unhealthy_pod_eviction_policy: "unhealthyPodEvictionPolicy" scalar });
@@ -290,91 +308,39 @@ message!(k8s_pb::apimachinery::pkg::apis::meta::v1::Preconditions { uid: "uid" s
 
 /// Decodes `raw` as the protobuf encoding of `api_version`/`kind` into its JSON form;
 /// `None` when the kind is not one the sim decodes.
-pub fn decode_kind(
-    api_version: &str,
-    kind: &str,
-    raw: &[u8],
-) -> Option<Result<Value, prost::DecodeError>> {
+pub fn decode_kind(api_version: &str, kind: &str, raw: &[u8]) -> Option<Result<Value, prost::DecodeError>> {
     use prost::Message;
     Some(match (api_version, kind) {
-        ("v1", "Namespace") => k8s_pb::api::core::v1::Namespace::decode(raw)
-            .map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "ConfigMap") => k8s_pb::api::core::v1::ConfigMap::decode(raw)
-            .map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "Secret") => {
-            k8s_pb::api::core::v1::Secret::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
-        }
-        ("v1", "ServiceAccount") => k8s_pb::api::core::v1::ServiceAccount::decode(raw)
-            .map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "Service") => {
-            k8s_pb::api::core::v1::Service::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
-        }
-        ("v1", "Pod") => {
-            k8s_pb::api::core::v1::Pod::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
-        }
-        ("v1", "Node") => {
-            k8s_pb::api::core::v1::Node::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
-        }
-        ("v1", "Endpoints") => k8s_pb::api::core::v1::Endpoints::decode(raw)
-            .map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "Event") => {
-            k8s_pb::api::core::v1::Event::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
-        }
-        ("v1", "PersistentVolumeClaim") => {
-            k8s_pb::api::core::v1::PersistentVolumeClaim::decode(raw)
-                .map(|m| m.to_json().unwrap_or(Value::Null))
-        }
-        ("v1", "PersistentVolume") => k8s_pb::api::core::v1::PersistentVolume::decode(raw)
-            .map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "ReplicationController") => {
-            k8s_pb::api::core::v1::ReplicationController::decode(raw)
-                .map(|m| m.to_json().unwrap_or(Value::Null))
-        }
-        ("apps/v1", "Deployment") => k8s_pb::api::apps::v1::Deployment::decode(raw)
-            .map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("apps/v1", "ReplicaSet") => k8s_pb::api::apps::v1::ReplicaSet::decode(raw)
-            .map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("apps/v1", "DaemonSet") => k8s_pb::api::apps::v1::DaemonSet::decode(raw)
-            .map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("apps/v1", "StatefulSet") => k8s_pb::api::apps::v1::StatefulSet::decode(raw)
-            .map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("apps/v1", "ControllerRevision") => k8s_pb::api::apps::v1::ControllerRevision::decode(raw)
-            .map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("batch/v1", "Job") => {
-            k8s_pb::api::batch::v1::Job::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
-        }
-        ("batch/v1", "CronJob") => {
-            k8s_pb::api::batch::v1::CronJob::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
-        }
-        ("autoscaling/v2", "HorizontalPodAutoscaler") => {
-            k8s_pb::api::autoscaling::v2::HorizontalPodAutoscaler::decode(raw)
-                .map(|m| m.to_json().unwrap_or(Value::Null))
-        }
-        ("autoscaling/v1", "Scale") => k8s_pb::api::autoscaling::v1::Scale::decode(raw)
-            .map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("policy/v1", "PodDisruptionBudget") => {
-            k8s_pb::api::policy::v1::PodDisruptionBudget::decode(raw)
-                .map(|m| m.to_json().unwrap_or(Value::Null))
-        }
-        ("policy/v1", "Eviction") => k8s_pb::api::policy::v1::Eviction::decode(raw)
-            .map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("discovery.k8s.io/v1", "EndpointSlice") => {
-            k8s_pb::api::discovery::v1::EndpointSlice::decode(raw)
-                .map(|m| m.to_json().unwrap_or(Value::Null))
-        }
-        ("coordination.k8s.io/v1", "Lease") => k8s_pb::api::coordination::v1::Lease::decode(raw)
-            .map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("events.k8s.io/v1", "Event") => {
-            k8s_pb::api::events::v1::Event::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
-        }
-        ("meta.k8s.io/v1", "DeleteOptions") => {
-            k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions::decode(raw)
-                .map(|m| m.to_json().unwrap_or(Value::Null))
-        }
-        ("v1", "DeleteOptions") => {
-            k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions::decode(raw)
-                .map(|m| m.to_json().unwrap_or(Value::Null))
-        }
+        ("v1", "Namespace") => k8s_pb::api::core::v1::Namespace::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "ConfigMap") => k8s_pb::api::core::v1::ConfigMap::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "Secret") => k8s_pb::api::core::v1::Secret::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "ServiceAccount") => k8s_pb::api::core::v1::ServiceAccount::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "Service") => k8s_pb::api::core::v1::Service::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "Pod") => k8s_pb::api::core::v1::Pod::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "Node") => k8s_pb::api::core::v1::Node::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "Endpoints") => k8s_pb::api::core::v1::Endpoints::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "Event") => k8s_pb::api::core::v1::Event::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "PersistentVolumeClaim") => k8s_pb::api::core::v1::PersistentVolumeClaim::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "PersistentVolume") => k8s_pb::api::core::v1::PersistentVolume::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "ReplicationController") => k8s_pb::api::core::v1::ReplicationController::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("apps/v1", "Deployment") => k8s_pb::api::apps::v1::Deployment::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("apps/v1", "ReplicaSet") => k8s_pb::api::apps::v1::ReplicaSet::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("apps/v1", "DaemonSet") => k8s_pb::api::apps::v1::DaemonSet::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("apps/v1", "StatefulSet") => k8s_pb::api::apps::v1::StatefulSet::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("apps/v1", "ControllerRevision") => k8s_pb::api::apps::v1::ControllerRevision::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("batch/v1", "Job") => k8s_pb::api::batch::v1::Job::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("batch/v1", "CronJob") => k8s_pb::api::batch::v1::CronJob::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("autoscaling/v2", "HorizontalPodAutoscaler") => k8s_pb::api::autoscaling::v2::HorizontalPodAutoscaler::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("autoscaling/v1", "Scale") => k8s_pb::api::autoscaling::v1::Scale::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("autoscaling/v1", "HorizontalPodAutoscaler") => k8s_pb::api::autoscaling::v1::HorizontalPodAutoscaler::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("networking.k8s.io/v1", "Ingress") => k8s_pb::api::networking::v1::Ingress::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("policy/v1", "PodDisruptionBudget") => k8s_pb::api::policy::v1::PodDisruptionBudget::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("policy/v1", "Eviction") => k8s_pb::api::policy::v1::Eviction::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("discovery.k8s.io/v1", "EndpointSlice") => k8s_pb::api::discovery::v1::EndpointSlice::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("coordination.k8s.io/v1", "Lease") => k8s_pb::api::coordination::v1::Lease::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("events.k8s.io/v1", "Event") => k8s_pb::api::events::v1::Event::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("meta.k8s.io/v1", "DeleteOptions") => k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "DeleteOptions") => k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
         _ => return None,
     })
 }

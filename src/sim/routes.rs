@@ -297,8 +297,17 @@ fn watch_collection(state: &AppState, req: &ResourceRequest) -> Result<Response,
 fn decode_body(req: &ResourceRequest) -> Result<Value, ApiError> {
     let ct = req.header(header::CONTENT_TYPE);
     if crate::sim::protobuf::is_protobuf(ct) && !req.body.is_empty() {
-        return crate::sim::protobuf::decode(&req.body).map_err(|e| ApiError::BadRequest {
-            message: e.to_string(),
+        return crate::sim::protobuf::decode(&req.body).map_err(|e| match e {
+            // No protobuf type for this kind: JSON still works.
+            crate::sim::protobuf::ProtobufError::UnknownKind { .. } => {
+                ApiError::UnsupportedMediaType {
+                    content_type: ct.to_string(),
+                    accepted: "application/json, application/yaml".into(),
+                }
+            }
+            other => ApiError::BadRequest {
+                message: other.to_string(),
+            },
         });
     }
     if ct.contains("protobuf") || ct.contains("cbor") {
@@ -383,11 +392,12 @@ fn prepare(
     obj: &mut Value,
     old: Option<&Value>,
 ) -> Result<(), ApiError> {
-    if let Some(message) = validation::type_error(rt, obj) {
-        return Err(ApiError::BadRequest { message });
+    if let Some(e) = validation::type_error(rt, obj) {
+        return Err(ApiError::BadRequest {
+            message: e.json_message(),
+        });
     }
     defaults::apply_defaults(store, rt, obj);
-    defaults::validate(rt, obj)?;
     validation::validate(rt, obj, old)
 }
 
@@ -672,7 +682,11 @@ fn patch_object(store: &Store, req: &ResourceRequest, status: bool) -> Result<Re
         }
         let now = store.clock().rfc3339();
         let mut patched = apply_patch_body(kind, &current, &body, req, &now)?;
-        if let Some(message) = validation::type_error(&req.rt, &patched) {
+        if let Some(e) = validation::type_error(&req.rt, &patched) {
+            let message = match kind {
+                PatchKind::Strategic | PatchKind::Apply => e.converter_message(),
+                PatchKind::Merge | PatchKind::Json => e.json_message(),
+            };
             return Err(validation::patch_invalid(&body, &message));
         }
         check_name(req, &mut patched)?;

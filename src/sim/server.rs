@@ -480,7 +480,13 @@ async fn dispatch(
                 headers,
                 body,
             };
-            match routes::handle_resource(state, req).await {
+            let handled = match crate::sim::versions::storage_of(&rt) {
+                Some(storage) => {
+                    crate::sim::versions::serve_converted(state, req, storage).await
+                }
+                None => routes::handle_resource(state, req).await,
+            };
+            match handled {
                 Ok(resp) => resp,
                 Err(err) => err.into_response_for(Some(&rt), name.as_deref()),
             }

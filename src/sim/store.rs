@@ -202,6 +202,21 @@ pub mod kinds {
             true,
         )
     }
+    /// autoscaling/v1 HorizontalPodAutoscaler: served by conversion from the v2 storage
+    /// (`sim::versions`); holds no objects of its own.
+    pub fn horizontal_pod_autoscalers_v1() -> ResourceType {
+        ResourceType::new(
+            "autoscaling",
+            "v1",
+            "horizontalpodautoscalers",
+            "HorizontalPodAutoscaler",
+            true,
+        )
+    }
+    /// networking.k8s.io/v1 Ingress (served generically: no ingress controller).
+    pub fn ingresses() -> ResourceType {
+        ResourceType::new("networking.k8s.io", "v1", "ingresses", "Ingress", true)
+    }
     /// core/v1 PersistentVolumeClaim (served generically: never bound).
     pub fn persistent_volume_claims() -> ResourceType {
         ResourceType::new(
@@ -262,7 +277,9 @@ pub mod kinds {
             jobs(),
             cron_jobs(),
             horizontal_pod_autoscalers(),
+            horizontal_pod_autoscalers_v1(),
             endpoint_slices(),
+            ingresses(),
             events_v1(),
             http_routes(),
             crds(),

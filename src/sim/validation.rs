@@ -325,17 +325,48 @@ const POD_SPEC_TYPES: &[(&str, &str, Ty)] = &[
     ("/hostNetwork", "hostNetwork", Ty::Bool),
 ];
 
-/// The first wrongly typed field: (Go struct, field path, JSON type, Go type).
-pub fn type_error(rt: &ResourceType, obj: &Value) -> Option<String> {
+/// A field whose JSON type does not fit the kind's Go type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeError {
+    go_struct: String,
+    field: String,
+    json_type: &'static str,
+    ty: Ty,
+}
+
+impl TypeError {
+    /// encoding/json's message (JSON bodies, merge and JSON patches).
+    pub fn json_message(&self) -> String {
+        format!(
+            "json: cannot unmarshal {} into Go struct field {}.{} of type {}",
+            self.json_type,
+            self.go_struct,
+            self.field,
+            self.ty.go()
+        )
+    }
+
+    /// apimachinery's unstructured converter's message (strategic merge patches).
+    pub fn converter_message(&self) -> String {
+        match self.ty {
+            Ty::StrMap => format!("cannot restore map from {}", self.json_type),
+            Ty::Array => format!("cannot restore slice from {}", self.json_type),
+            Ty::Object => format!("cannot restore struct from {}", self.json_type),
+            other => format!("unrecognized type: {}", other.go()),
+        }
+    }
+}
+
+/// The first wrongly typed field of `obj`, if any.
+pub fn type_error(rt: &ResourceType, obj: &Value) -> Option<TypeError> {
     let check = |base: &str, path_prefix: &str, go_struct: &str, table: &[(&str, &str, Ty)]| {
         table.iter().find_map(|(pointer, field, ty)| {
             let v = obj.pointer(&format!("{base}{pointer}"))?;
-            (!ty.accepts(v)).then(|| {
-                format!(
-                    "json: cannot unmarshal {} into Go struct field {go_struct}.{path_prefix}{field} of type {}",
-                    json_type(v),
-                    ty.go()
-                )
+            (!ty.accepts(v)).then(|| TypeError {
+                go_struct: go_struct.to_string(),
+                field: format!("{path_prefix}{field}"),
+                json_type: json_type(v),
+                ty: *ty,
             })
         })
     };
@@ -485,6 +516,7 @@ fn spec_errors(rt: &ResourceType, obj: &Value, errs: &mut Vec<FieldError>) {
                 Some(spec) => containers_errors(spec, "spec.template.spec", errs),
                 None => errs.push(FieldError::required("spec.template.spec.containers")),
             }
+            selector_errors(obj, errs);
         }
         ("", "replicationcontrollers") => {
             non_negative(obj, "/spec/replicas", "spec.replicas", errs);
@@ -536,6 +568,62 @@ fn spec_errors(rt: &ResourceType, obj: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// A workload needs a selector, and it must select its own template's labels.
+fn selector_errors(obj: &Value, errs: &mut Vec<FieldError>) {
+    let Some(selector) = obj.pointer("/spec/selector").filter(|s| s.is_object()) else {
+        errs.push(FieldError::required("spec.selector"));
+        return;
+    };
+    let labels = obj
+        .pointer("/spec/template/metadata/labels")
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    let match_labels = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let match_expressions = selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .all(|e| {
+            let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+            let value = labels.get(key).and_then(Value::as_str);
+            let values: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+                "In" => value.is_some_and(|v| values.contains(&v)),
+                "NotIn" => !value.is_some_and(|v| values.contains(&v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        });
+    let empty = selector.get("matchLabels").and_then(Value::as_object).is_none_or(|m| m.is_empty())
+        && selector.get("matchExpressions").and_then(Value::as_array).is_none_or(|a| a.is_empty());
+    if empty {
+        errs.push(FieldError::invalid(
+            "spec.selector",
+            selector,
+            "empty selector is invalid for deployment",
+        ));
+    } else if !(match_labels && match_expressions) {
+        errs.push(FieldError::invalid(
+            "spec.template.metadata.labels",
+            &labels,
+            "`selector` does not match template `labels`",
+        ));
+    }
+}
+
 // === immutable fields ===
 
 fn immutable(old: &Value, new: &Value, pointer: &str, field: &str, errs: &mut Vec<FieldError>) {
@@ -549,9 +637,32 @@ fn immutable(old: &Value, new: &Value, pointer: &str, field: &str, errs: &mut Ve
     }
 }
 
-/// The pod spec without the fields a pod update may change.
+/// `v` without null and empty values (Go's `omitempty` makes them equal to absent).
+fn without_empty(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), without_empty(x)))
+                .filter(|(_, x)| !is_empty_value(x))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_empty).collect()),
+        other => other.clone(),
+    }
+}
+
+fn is_empty_value(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+/// The pod spec without the fields a pod update may change (and without empty values).
 fn pod_spec_mutable_stripped(spec: Option<&Value>) -> Value {
-    let mut s = spec.cloned().unwrap_or(Value::Null);
+    let mut s = spec.map(without_empty).unwrap_or(Value::Null);
     if let Some(m) = s.as_object_mut() {
         for f in [
             "activeDeadlineSeconds",
@@ -704,9 +815,16 @@ mod tests {
     #[test]
     fn wrong_types_are_named() {
         let d = json!({"spec": {"replicas": "three"}});
+        let e = type_error(&kinds::deployments(), &d).unwrap();
         assert_eq!(
-            type_error(&kinds::deployments(), &d).unwrap(),
+            e.json_message(),
             "json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"
+        );
+        assert_eq!(e.converter_message(), "unrecognized type: int32");
+        let labels = json!({"metadata": {"labels": "invalid"}});
+        assert_eq!(
+            type_error(&kinds::pods(), &labels).unwrap().converter_message(),
+            "cannot restore map from string"
         );
         assert!(type_error(&kinds::deployments(), &json!({"spec": {"replicas": 3}})).is_none());
     }
