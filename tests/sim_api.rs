@@ -1020,7 +1020,10 @@ async fn issue15_unsupported_field_selectors_are_rejected() {
         .unwrap_err();
     let status = api_error(err);
     assert_eq!(status.code, 400);
-    assert_eq!(status.message, "field label not supported: spec.nonexistent");
+    assert_eq!(
+        status.message,
+        "field label not supported: spec.nonexistent"
+    );
     pods.list(&ListParams::default().fields("spec.nodeName=n0,status.phase!=Failed"))
         .await
         .unwrap();
@@ -1036,18 +1039,31 @@ async fn issue15_unsupported_field_selectors_are_rejected() {
 async fn issue15_replace_with_resource_version_zero_is_unconditional() {
     let h = Harness::start().await;
     let api: Api<ConfigMap> = Api::namespaced(h.client.clone(), "default");
-    let mut cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"a": "1"}})).unwrap();
+    let mut cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"a": "1"}})).unwrap();
     api.create(&PostParams::default(), &cm).await.unwrap();
-    api.patch("cm", &PatchParams::default(), &Patch::Merge(&json!({"data": {"a": "2"}})))
-        .await
-        .unwrap();
+    api.patch(
+        "cm",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"data": {"a": "2"}})),
+    )
+    .await
+    .unwrap();
     cm.metadata.resource_version = Some("0".into());
     cm.data = Some([("a".to_string(), "3".to_string())].into());
-    let replaced = api.replace("cm", &PostParams::default(), &cm).await.unwrap();
+    let replaced = api
+        .replace("cm", &PostParams::default(), &cm)
+        .await
+        .unwrap();
     assert_eq!(replaced.data.unwrap()["a"], "3");
     cm.metadata.resource_version = Some("1".into());
     assert_eq!(
-        api_error(api.replace("cm", &PostParams::default(), &cm).await.unwrap_err()).code,
+        api_error(
+            api.replace("cm", &PostParams::default(), &cm)
+                .await
+                .unwrap_err()
+        )
+        .code,
         409
     );
     h.server.shutdown().await;
@@ -1096,7 +1112,10 @@ async fn issue15_resumed_watch_sends_deleted_for_objects_that_left_the_selector(
             let v: Value = serde_json::from_str(l).unwrap();
             (
                 v["type"].as_str().unwrap().to_string(),
-                v["object"]["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                v["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
             )
         })
         .collect();

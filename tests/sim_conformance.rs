@@ -80,16 +80,6 @@ const KNOWN_FAILURES: &[(&str, &str, &str)] = &[
     ),
     (
         "core-pods",
-        r#"has get service/mock '-o=jsonpath={.metadata.managedFields[*].manager}' => kubectl-create"#,
-        "needs sim part A: managedFields for every create of a multi-object file",
-    ),
-    (
-        "core-pods",
-        r#"has get rc/mock '-o=jsonpath={.metadata.managedFields[*].manager}' => kubectl-create"#,
-        "needs sim part A: managedFields for every create of a multi-object file",
-    ),
-    (
-        "core-pods",
         r#"run create -f @multi-resource-list"#,
         "kubectl validates a v1 List client-side against /openapi/v2, which the sim does not serve (the same file with --validate=false passes)",
     ),
@@ -1401,7 +1391,8 @@ async fn run_line(env: &Arc<Env>, section: &'static str, line: &str) -> Vec<Outc
             }
         }
         "save" => {
-            let (Some(var), Some(resource), Some(template)) = (args.first(), args.get(1), args.get(2))
+            let (Some(var), Some(resource), Some(template)) =
+                (args.first(), args.get(1), args.get(2))
             else {
                 return vec![outcome(false, "malformed line".into())];
             };

@@ -65,7 +65,8 @@ pub fn pod_log(
 /// kubelet does.
 pub fn pod_log_for(store: &Store, req: &LogRequest) -> Result<String, StoreError> {
     let (ns, pod) = (req.namespace.as_str(), req.pod.as_str());
-    let (container, previous, tail_lines) = (req.container.as_deref(), req.previous, req.tail_lines);
+    let (container, previous, tail_lines) =
+        (req.container.as_deref(), req.previous, req.tail_lines);
     let obj = store
         .get(&kinds::pods(), Some(ns), pod)
         .ok_or_else(|| StoreError::NotFound {
@@ -284,5 +285,58 @@ mod tests {
             pod_log(&store, "shop", "nope", None, false, None),
             Err(StoreError::NotFound { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn issue15_log_options_since_timestamps_and_limit_bytes() {
+        let store = Store::new(SimClock::new(1.0));
+        let started = store
+            .clock()
+            .now()
+            .checked_sub(jiff::SignedDuration::from_secs(60))
+            .unwrap_or(store.clock().now());
+        let started = crate::sim::clock::format_k8s_time(started);
+        store
+            .create(&kinds::pods(), json!({"metadata": {"name": "web-1", "namespace": "shop"},
+                "spec": {"containers": [{"name": "web", "image": "web:1.2"}]},
+                "status": {"phase": "Running", "containerStatuses": [{"name": "web", "ready": true, "restartCount": 0,
+                    "state": {"running": {"startedAt": started}}}]}}))
+            .expect("create");
+        let req = |f: &dyn Fn(&mut LogRequest)| {
+            let mut r = LogRequest {
+                namespace: "shop".into(),
+                pod: "web-1".into(),
+                container: None,
+                previous: false,
+                tail_lines: None,
+                since_seconds: None,
+                since_time: None,
+                timestamps: false,
+                limit_bytes: None,
+            };
+            f(&mut r);
+            pod_log_for(&store, &r).expect("log")
+        };
+        let all = req(&|_| {});
+        let recent = req(&|r| r.since_seconds = Some(20));
+        assert!(recent.lines().count() < all.lines().count(), "{recent}");
+        assert!(recent.lines().count() >= 3, "{recent}");
+        assert!(
+            !recent.contains("INFO starting"),
+            "lines before sinceSeconds are dropped"
+        );
+        let stamped = req(&|r| r.timestamps = true);
+        let first = stamped.lines().next().expect("a line");
+        let (stamp, rest) = first.split_once(' ').expect("timestamp prefix");
+        assert!(stamp.parse::<jiff::Timestamp>().is_ok(), "{stamp}");
+        assert_eq!(
+            stamp.len(),
+            "2026-01-01T00:00:00.000000000Z".len(),
+            "{stamp}"
+        );
+        assert_eq!(rest, all.lines().next().expect("a line"));
+        let limited = req(&|r| r.limit_bytes = Some(10));
+        assert_eq!(limited.len(), 10);
+        assert!(all.starts_with(&limited));
     }
 }

@@ -142,9 +142,7 @@ pub mod conv {
     /// An optional scalar. Go encodes its non-pointer string fields even when empty; JSON
     /// (`omitempty`) leaves them out, so an empty string is unset.
     pub fn scalar<T: Clone + Into<Value>>(v: &Option<T>) -> Option<Value> {
-        v.clone()
-            .map(Into::into)
-            .filter(|v| v.as_str() != Some(""))
+        v.clone().map(Into::into).filter(|v| v.as_str() != Some(""))
     }
     /// A repeated scalar; empty is unset.
     pub fn scalars<T: Clone + Into<Value>>(v: &[T]) -> Option<Value> {

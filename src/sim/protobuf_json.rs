@@ -308,39 +308,97 @@ message!(k8s_pb::apimachinery::pkg::apis::meta::v1::Preconditions { uid: "uid" s
 
 /// Decodes `raw` as the protobuf encoding of `api_version`/`kind` into its JSON form;
 /// `None` when the kind is not one the sim decodes.
-pub fn decode_kind(api_version: &str, kind: &str, raw: &[u8]) -> Option<Result<Value, prost::DecodeError>> {
+pub fn decode_kind(
+    api_version: &str,
+    kind: &str,
+    raw: &[u8],
+) -> Option<Result<Value, prost::DecodeError>> {
     use prost::Message;
     Some(match (api_version, kind) {
-        ("v1", "Namespace") => k8s_pb::api::core::v1::Namespace::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "ConfigMap") => k8s_pb::api::core::v1::ConfigMap::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "Secret") => k8s_pb::api::core::v1::Secret::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "ServiceAccount") => k8s_pb::api::core::v1::ServiceAccount::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "Service") => k8s_pb::api::core::v1::Service::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "Pod") => k8s_pb::api::core::v1::Pod::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "Node") => k8s_pb::api::core::v1::Node::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "Endpoints") => k8s_pb::api::core::v1::Endpoints::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "Event") => k8s_pb::api::core::v1::Event::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "PersistentVolumeClaim") => k8s_pb::api::core::v1::PersistentVolumeClaim::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "PersistentVolume") => k8s_pb::api::core::v1::PersistentVolume::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "ReplicationController") => k8s_pb::api::core::v1::ReplicationController::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("apps/v1", "Deployment") => k8s_pb::api::apps::v1::Deployment::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("apps/v1", "ReplicaSet") => k8s_pb::api::apps::v1::ReplicaSet::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("apps/v1", "DaemonSet") => k8s_pb::api::apps::v1::DaemonSet::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("apps/v1", "StatefulSet") => k8s_pb::api::apps::v1::StatefulSet::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("apps/v1", "ControllerRevision") => k8s_pb::api::apps::v1::ControllerRevision::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("batch/v1", "Job") => k8s_pb::api::batch::v1::Job::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("batch/v1", "CronJob") => k8s_pb::api::batch::v1::CronJob::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("autoscaling/v2", "HorizontalPodAutoscaler") => k8s_pb::api::autoscaling::v2::HorizontalPodAutoscaler::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("autoscaling/v1", "Scale") => k8s_pb::api::autoscaling::v1::Scale::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("autoscaling/v1", "HorizontalPodAutoscaler") => k8s_pb::api::autoscaling::v1::HorizontalPodAutoscaler::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("networking.k8s.io/v1", "Ingress") => k8s_pb::api::networking::v1::Ingress::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("policy/v1", "PodDisruptionBudget") => k8s_pb::api::policy::v1::PodDisruptionBudget::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("policy/v1", "Eviction") => k8s_pb::api::policy::v1::Eviction::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("discovery.k8s.io/v1", "EndpointSlice") => k8s_pb::api::discovery::v1::EndpointSlice::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("coordination.k8s.io/v1", "Lease") => k8s_pb::api::coordination::v1::Lease::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("events.k8s.io/v1", "Event") => k8s_pb::api::events::v1::Event::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("meta.k8s.io/v1", "DeleteOptions") => k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
-        ("v1", "DeleteOptions") => k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "Namespace") => k8s_pb::api::core::v1::Namespace::decode(raw)
+            .map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "ConfigMap") => k8s_pb::api::core::v1::ConfigMap::decode(raw)
+            .map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "Secret") => {
+            k8s_pb::api::core::v1::Secret::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
+        }
+        ("v1", "ServiceAccount") => k8s_pb::api::core::v1::ServiceAccount::decode(raw)
+            .map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "Service") => {
+            k8s_pb::api::core::v1::Service::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
+        }
+        ("v1", "Pod") => {
+            k8s_pb::api::core::v1::Pod::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
+        }
+        ("v1", "Node") => {
+            k8s_pb::api::core::v1::Node::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
+        }
+        ("v1", "Endpoints") => k8s_pb::api::core::v1::Endpoints::decode(raw)
+            .map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "Event") => {
+            k8s_pb::api::core::v1::Event::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
+        }
+        ("v1", "PersistentVolumeClaim") => {
+            k8s_pb::api::core::v1::PersistentVolumeClaim::decode(raw)
+                .map(|m| m.to_json().unwrap_or(Value::Null))
+        }
+        ("v1", "PersistentVolume") => k8s_pb::api::core::v1::PersistentVolume::decode(raw)
+            .map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("v1", "ReplicationController") => {
+            k8s_pb::api::core::v1::ReplicationController::decode(raw)
+                .map(|m| m.to_json().unwrap_or(Value::Null))
+        }
+        ("apps/v1", "Deployment") => k8s_pb::api::apps::v1::Deployment::decode(raw)
+            .map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("apps/v1", "ReplicaSet") => k8s_pb::api::apps::v1::ReplicaSet::decode(raw)
+            .map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("apps/v1", "DaemonSet") => k8s_pb::api::apps::v1::DaemonSet::decode(raw)
+            .map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("apps/v1", "StatefulSet") => k8s_pb::api::apps::v1::StatefulSet::decode(raw)
+            .map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("apps/v1", "ControllerRevision") => k8s_pb::api::apps::v1::ControllerRevision::decode(raw)
+            .map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("batch/v1", "Job") => {
+            k8s_pb::api::batch::v1::Job::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
+        }
+        ("batch/v1", "CronJob") => {
+            k8s_pb::api::batch::v1::CronJob::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
+        }
+        ("autoscaling/v2", "HorizontalPodAutoscaler") => {
+            k8s_pb::api::autoscaling::v2::HorizontalPodAutoscaler::decode(raw)
+                .map(|m| m.to_json().unwrap_or(Value::Null))
+        }
+        ("autoscaling/v1", "Scale") => k8s_pb::api::autoscaling::v1::Scale::decode(raw)
+            .map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("autoscaling/v1", "HorizontalPodAutoscaler") => {
+            k8s_pb::api::autoscaling::v1::HorizontalPodAutoscaler::decode(raw)
+                .map(|m| m.to_json().unwrap_or(Value::Null))
+        }
+        ("networking.k8s.io/v1", "Ingress") => k8s_pb::api::networking::v1::Ingress::decode(raw)
+            .map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("policy/v1", "PodDisruptionBudget") => {
+            k8s_pb::api::policy::v1::PodDisruptionBudget::decode(raw)
+                .map(|m| m.to_json().unwrap_or(Value::Null))
+        }
+        ("policy/v1", "Eviction") => k8s_pb::api::policy::v1::Eviction::decode(raw)
+            .map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("discovery.k8s.io/v1", "EndpointSlice") => {
+            k8s_pb::api::discovery::v1::EndpointSlice::decode(raw)
+                .map(|m| m.to_json().unwrap_or(Value::Null))
+        }
+        ("coordination.k8s.io/v1", "Lease") => k8s_pb::api::coordination::v1::Lease::decode(raw)
+            .map(|m| m.to_json().unwrap_or(Value::Null)),
+        ("events.k8s.io/v1", "Event") => {
+            k8s_pb::api::events::v1::Event::decode(raw).map(|m| m.to_json().unwrap_or(Value::Null))
+        }
+        ("meta.k8s.io/v1", "DeleteOptions") => {
+            k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions::decode(raw)
+                .map(|m| m.to_json().unwrap_or(Value::Null))
+        }
+        ("v1", "DeleteOptions") => {
+            k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions::decode(raw)
+                .map(|m| m.to_json().unwrap_or(Value::Null))
+        }
         _ => return None,
     })
 }

@@ -307,7 +307,6 @@ impl FieldSelector {
             .find(|field| !field_supported(rt, builtin, field))
     }
 
-
     /// The value required for `field` by an `=` term, if any (used to narrow lookups, e.g.
     /// `metadata.name`).
     pub fn required(&self, field: &str) -> Option<&str> {

@@ -481,9 +481,7 @@ async fn dispatch(
                 body,
             };
             let handled = match crate::sim::versions::storage_of(&rt) {
-                Some(storage) => {
-                    crate::sim::versions::serve_converted(state, req, storage).await
-                }
+                Some(storage) => crate::sim::versions::serve_converted(state, req, storage).await,
                 None => routes::handle_resource(state, req).await,
             };
             match handled {

@@ -170,7 +170,11 @@ fn key_errors(field: &str, key: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(p) = prefix {
         if p.is_empty() {
-            errs.push(FieldError::invalid(field, &v, "prefix part must be non-empty"));
+            errs.push(FieldError::invalid(
+                field,
+                &v,
+                "prefix part must be non-empty",
+            ));
         } else if !is_dns1123_subdomain(p) {
             errs.push(FieldError::invalid(
                 field,
@@ -180,7 +184,11 @@ fn key_errors(field: &str, key: &str) -> Vec<FieldError> {
         }
     }
     if name.is_empty() {
-        errs.push(FieldError::invalid(field, &v, "name part must be non-empty"));
+        errs.push(FieldError::invalid(
+            field,
+            &v,
+            "name part must be non-empty",
+        ));
     } else if name.len() > 63 {
         errs.push(FieldError::invalid(
             field,
@@ -304,7 +312,11 @@ const META_TYPES: &[(&str, &str, Ty)] = &[
     ("/metadata/labels", "metadata.labels", Ty::StrMap),
     ("/metadata/annotations", "metadata.annotations", Ty::StrMap),
     ("/metadata/finalizers", "metadata.finalizers", Ty::Array),
-    ("/metadata/ownerReferences", "metadata.ownerReferences", Ty::Array),
+    (
+        "/metadata/ownerReferences",
+        "metadata.ownerReferences",
+        Ty::Array,
+    ),
 ];
 
 const POD_SPEC_TYPES: &[(&str, &str, Ty)] = &[
@@ -399,8 +411,14 @@ pub fn type_error(rt: &ResourceType, obj: &Value) -> Option<TypeError> {
     ];
     match (rt.group.as_str(), rt.plural.as_str()) {
         ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") => {
-            check("", "", &spec_struct, workload)
-                .or_else(|| check("/spec/template/spec", "spec.template.spec.", "PodSpec", POD_SPEC_TYPES))
+            check("", "", &spec_struct, workload).or_else(|| {
+                check(
+                    "/spec/template/spec",
+                    "spec.template.spec.",
+                    "PodSpec",
+                    POD_SPEC_TYPES,
+                )
+            })
         }
         ("", "pods") => check("/spec", "spec.", "PodSpec", POD_SPEC_TYPES),
         ("", "services") => check(
@@ -607,8 +625,14 @@ fn selector_errors(obj: &Value, errs: &mut Vec<FieldError>) {
                 _ => false,
             }
         });
-    let empty = selector.get("matchLabels").and_then(Value::as_object).is_none_or(|m| m.is_empty())
-        && selector.get("matchExpressions").and_then(Value::as_array).is_none_or(|a| a.is_empty());
+    let empty = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(|m| m.is_empty())
+        && selector
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.is_empty());
     if empty {
         errs.push(FieldError::invalid(
             "spec.selector",
@@ -706,7 +730,11 @@ fn update_errors(rt: &ResourceType, old: &Value, new: &Value, errs: &mut Vec<Fie
             let (o, n) = (pod_spec_mutable_stripped(o), pod_spec_mutable_stripped(n));
             if o != n {
                 // A real server appends a diff of the specs; name the changed fields.
-                let keys = |v: &Value| v.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+                let keys = |v: &Value| {
+                    v.as_object()
+                        .map(|m| m.keys().cloned().collect::<Vec<_>>())
+                        .unwrap_or_default()
+                };
                 let mut changed: Vec<String> = keys(&o)
                     .into_iter()
                     .chain(keys(&n))
@@ -715,7 +743,10 @@ fn update_errors(rt: &ResourceType, old: &Value, new: &Value, errs: &mut Vec<Fie
                 changed.dedup();
                 errs.push(FieldError::forbidden(
                     "spec",
-                    &format!("{POD_UPDATE_MSG}\n  changed: spec.{}", changed.join(", spec.")),
+                    &format!(
+                        "{POD_UPDATE_MSG}\n  changed: spec.{}",
+                        changed.join(", spec.")
+                    ),
                 ));
             }
         }
@@ -747,7 +778,12 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Result<(
         errs.extend(name_errors(rt, name));
     }
     labels_errors(obj, "/metadata/labels", "metadata.labels", &mut errs);
-    annotations_errors(obj, "/metadata/annotations", "metadata.annotations", &mut errs);
+    annotations_errors(
+        obj,
+        "/metadata/annotations",
+        "metadata.annotations",
+        &mut errs,
+    );
     spec_errors(rt, obj, &mut errs);
     if let Some(old) = old {
         update_errors(rt, old, obj, &mut errs);
@@ -771,11 +807,9 @@ mod tests {
         assert!(!is_dns1035_label("1abc"));
         let errs = name_errors(&kinds::configmaps(), "Bad_Name");
         assert_eq!(errs.len(), 1);
-        assert!(
-            errs[0]
-                .text()
-                .starts_with("metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain")
-        );
+        assert!(errs[0].text().starts_with(
+            "metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"
+        ));
     }
 
     #[test]
@@ -801,7 +835,12 @@ mod tests {
         assert_eq!(status["details"]["kind"], "Deployment");
         assert_eq!(status["details"]["group"], "apps");
         assert_eq!(status["details"]["causes"][0]["field"], "spec.selector");
-        assert!(status["message"].as_str().unwrap().contains("field is immutable"));
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap()
+                .contains("field is immutable")
+        );
 
         let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "i"}], "restartPolicy": "Always"}});
         let mut image = pod.clone();
@@ -823,7 +862,9 @@ mod tests {
         assert_eq!(e.converter_message(), "unrecognized type: int32");
         let labels = json!({"metadata": {"labels": "invalid"}});
         assert_eq!(
-            type_error(&kinds::pods(), &labels).unwrap().converter_message(),
+            type_error(&kinds::pods(), &labels)
+                .unwrap()
+                .converter_message(),
             "cannot restore map from string"
         );
         assert!(type_error(&kinds::deployments(), &json!({"spec": {"replicas": 3}})).is_none());

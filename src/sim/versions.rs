@@ -109,9 +109,10 @@ pub async fn serve_converted(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let converted = serde_json::to_vec(&hpa_v1_to_v2(&body)).map_err(|e| ApiError::Internal {
-            message: e.to_string(),
-        })?;
+        let converted =
+            serde_json::to_vec(&hpa_v1_to_v2(&body)).map_err(|e| ApiError::Internal {
+                message: e.to_string(),
+            })?;
         req.body = converted.into();
     }
     let requested = req.rt.clone();
