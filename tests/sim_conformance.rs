@@ -602,6 +602,12 @@ get pods '{{range.items}}{{.metadata.name}}:{{end}}' => 'valid-pod:'
 has get pods --field-selector metadata.name=valid-pod => valid-pod
 wait 'pod valid-pod' '{{ .status.phase }}' => Running
 has get pods --field-selector status.phase=Running => valid-pod
+has logs valid-pod => 'INFO starting kubernetes-serve-hostname' 'INFO listening on :8080'
+has logs valid-pod --timestamps => '000Z 20'
+hasnot logs valid-pod => '000Z 20'
+hasnot logs valid-pod --limit-bytes=10 => listening
+hasnot logs valid-pod --since=1s => 'INFO starting'
+has logs valid-pod --tail=1 => INFO
 fail delete pods
 get pods '{{range.items}}{{.metadata.name}}:{{end}}' => 'valid-pod:'
 fail delete --all pods "-lname in (valid-pod)"

@@ -828,6 +828,7 @@ mod tests {
             "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "a", "image": "i"}]}}}});
         let mut new = old.clone();
         new["spec"]["selector"]["matchLabels"]["app"] = json!("other");
+        new["spec"]["template"]["metadata"]["labels"]["app"] = json!("other");
         let err = validate(&rt, &new, Some(&old)).unwrap_err();
         let status = err.to_status(Some(&rt), Some("web"));
         assert_eq!(status["code"], 422);
