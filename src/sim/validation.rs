@@ -571,16 +571,15 @@ fn spec_errors(rt: &ResourceType, obj: &Value, errs: &mut Vec<FieldError>) {
                 }
             }
         }
-        ("policy", "poddisruptionbudgets") => {
+        ("policy", "poddisruptionbudgets")
             if obj.pointer("/spec/minAvailable").is_some()
-                && obj.pointer("/spec/maxUnavailable").is_some()
-            {
-                errs.push(FieldError::invalid(
-                    "spec",
-                    &Value::String(String::new()),
-                    "minAvailable and maxUnavailable cannot be both set",
-                ));
-            }
+                && obj.pointer("/spec/maxUnavailable").is_some() =>
+        {
+            errs.push(FieldError::invalid(
+                "spec",
+                &Value::String(String::new()),
+                "minAvailable and maxUnavailable cannot be both set",
+            ));
         }
         _ => {}
     }
@@ -750,15 +749,15 @@ fn update_errors(rt: &ResourceType, old: &Value, new: &Value, errs: &mut Vec<Fie
                 ));
             }
         }
-        ("", "configmaps" | "secrets") => {
-            if old.get("immutable").and_then(Value::as_bool) == Some(true) {
-                for f in ["data", "binaryData", "stringData"] {
-                    if old.get(f) != new.get(f) {
-                        errs.push(FieldError::forbidden(
-                            f,
-                            "field is immutable when `immutable` is set",
-                        ));
-                    }
+        ("", "configmaps" | "secrets")
+            if old.get("immutable").and_then(Value::as_bool) == Some(true) =>
+        {
+            for f in ["data", "binaryData", "stringData"] {
+                if old.get(f) != new.get(f) {
+                    errs.push(FieldError::forbidden(
+                        f,
+                        "field is immutable when `immutable` is set",
+                    ));
                 }
             }
         }
