@@ -29,6 +29,12 @@ fn demo_rolls_back_the_bad_release_and_shows_journal_and_snapshot() {
         stdout.contains("objects/shop/deployment/checkout.json"),
         "prints the manifest"
     );
+    // Issue 15: the snapshot captures every kind it lists (HPAs, EndpointSlices, …).
+    let rest = stdout
+        .lines()
+        .find(|l| l.contains("snapshot (rest):"))
+        .expect("the snapshot of the rest is reported");
+    assert!(rest.contains(", 0 failed"), "{rest}");
     assert!(
         stdout.contains("outcome succeeded"),
         "the Run mirror in the cluster"

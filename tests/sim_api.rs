@@ -1062,3 +1062,391 @@ async fn issue15_field_ownership_and_dry_run_bodies() {
     let pod = h.store.get(&kinds::pods(), Some("default"), "q").unwrap();
     assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 5);
 }
+
+/// A Kubernetes protobuf body: `k8s\0` + `runtime.Unknown{typeMeta, raw}`.
+fn protobuf_body(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
+    use prost::Message;
+    let unknown = k8s_pb::apimachinery::pkg::runtime::Unknown {
+        type_meta: Some(k8s_pb::apimachinery::pkg::runtime::TypeMeta {
+            api_version: Some(api_version.into()),
+            kind: Some(kind.into()),
+        }),
+        raw: Some(raw),
+        content_encoding: Some(String::new()),
+        content_type: Some(String::new()),
+    };
+    let mut body = b"k8s\0".to_vec();
+    body.extend(unknown.encode_to_vec());
+    body
+}
+
+#[tokio::test]
+async fn issue15_protobuf_bodies_are_decoded_for_builtin_kinds() {
+    use prost::Message;
+    let h = Harness::start().await;
+    let cm = k8s_pb::api::core::v1::ConfigMap {
+        metadata: Some(k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some("from-protobuf".into()),
+            // Go encodes unset non-pointer strings as "": they must read as unset.
+            generate_name: Some(String::new()),
+            ..Default::default()
+        }),
+        data: [("key".to_string(), "value".to_string())].into(),
+        binary_data: [("bin".to_string(), vec![0u8, 1, 2])].into(),
+        ..Default::default()
+    };
+    let resp = h
+        .http
+        .post(h.url("/api/v1/namespaces/default/configmaps"))
+        .header("Content-Type", "application/vnd.kubernetes.protobuf")
+        .header("Accept", "application/vnd.kubernetes.protobuf, */*")
+        .body(protobuf_body("v1", "ConfigMap", cm.encode_to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let stored = h
+        .store
+        .get(&kinds::configmaps(), Some("default"), "from-protobuf")
+        .unwrap();
+    assert_eq!(stored["data"]["key"], "value");
+    assert_eq!(stored["binaryData"]["bin"], "AAEC");
+    assert!(stored.pointer("/metadata/generateName").is_none());
+
+    // A Service with the empty clusterIP Go sends gets one allocated.
+    let svc = k8s_pb::api::core::v1::Service {
+        metadata: Some(k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some("pb-svc".into()),
+            ..Default::default()
+        }),
+        spec: Some(k8s_pb::api::core::v1::ServiceSpec {
+            cluster_ip: Some(String::new()),
+            ports: vec![k8s_pb::api::core::v1::ServicePort {
+                port: Some(80),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let resp = h
+        .http
+        .post(h.url("/api/v1/namespaces/default/services"))
+        .header("Content-Type", "application/vnd.kubernetes.protobuf")
+        .body(protobuf_body("v1", "Service", svc.encode_to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["spec"]["clusterIP"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.96.")),
+        "{body}"
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn issue15_invalid_objects_answer_422_with_causes() {
+    let h = Harness::start().await;
+    let resp = h
+        .http
+        .post(h.url("/api/v1/namespaces/default/configmaps"))
+        .json(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "Bad_Name", "labels": {"bad key!": "v"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let status: Value = resp.json().await.unwrap();
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(status["details"]["name"], "Bad_Name");
+    assert_eq!(status["details"]["kind"], "ConfigMap");
+    let causes = status["details"]["causes"].as_array().unwrap();
+    assert_eq!(causes.len(), 2, "{status}");
+    assert_eq!(causes[0]["reason"], "FieldValueInvalid");
+    assert_eq!(causes[0]["field"], "metadata.name");
+    assert!(
+        causes[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain")
+    );
+    assert_eq!(causes[1]["field"], "metadata.labels");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("ConfigMap \"Bad_Name\" is invalid: [metadata.name: Invalid value"),
+        "{status}"
+    );
+
+    // Immutable selector, as apimachinery words it.
+    let api: Api<Deployment> = Api::namespaced(h.client.clone(), "default");
+    api.create(&PostParams::default(), &deployment("web", 1))
+        .await
+        .unwrap();
+    let patch = json!({"spec": {"selector": {"matchLabels": {"app": "other"}},
+        "template": {"metadata": {"labels": {"app": "other"}}}}});
+    let err = api
+        .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_err();
+    let status = api_error(err);
+    assert_eq!(status.code, 422);
+    let details = status.details.unwrap();
+    assert_eq!(details.kind, "Deployment");
+    assert_eq!(details.group, "apps");
+    assert_eq!(details.causes[0].field, "spec.selector");
+    assert!(details.causes[0].message.ends_with("field is immutable"));
+
+    // A wrongly typed merge patch: 422 on the field `patch`.
+    let err = api
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"replicas": "three"}})),
+        )
+        .await
+        .unwrap_err();
+    let status = api_error(err);
+    assert_eq!(status.code, 422);
+    assert_eq!(status.details.unwrap().causes[0].field, "patch");
+    assert!(status.message.contains("json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"), "{}", status.message);
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn issue15_unsupported_field_selectors_are_rejected() {
+    let h = Harness::start().await;
+    let pods: Api<Pod> = Api::namespaced(h.client.clone(), "default");
+    let err = pods
+        .list(&ListParams::default().fields("spec.nonexistent=x"))
+        .await
+        .unwrap_err();
+    let status = api_error(err);
+    assert_eq!(status.code, 400);
+    assert_eq!(
+        status.message,
+        "field label not supported: spec.nonexistent"
+    );
+    pods.list(&ListParams::default().fields("spec.nodeName=n0,status.phase!=Failed"))
+        .await
+        .unwrap();
+    let nodes: Api<Node> = Api::all(h.client.clone());
+    nodes
+        .list(&ListParams::default().fields("spec.unschedulable=false"))
+        .await
+        .unwrap();
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn issue15_replace_with_resource_version_zero_is_unconditional() {
+    let h = Harness::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(h.client.clone(), "default");
+    let mut cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"a": "1"}})).unwrap();
+    api.create(&PostParams::default(), &cm).await.unwrap();
+    api.patch(
+        "cm",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"data": {"a": "2"}})),
+    )
+    .await
+    .unwrap();
+    cm.metadata.resource_version = Some("0".into());
+    cm.data = Some([("a".to_string(), "3".to_string())].into());
+    let replaced = api
+        .replace("cm", &PostParams::default(), &cm)
+        .await
+        .unwrap();
+    assert_eq!(replaced.data.unwrap()["a"], "3");
+    cm.metadata.resource_version = Some("1".into());
+    assert_eq!(
+        api_error(
+            api.replace("cm", &PostParams::default(), &cm)
+                .await
+                .unwrap_err()
+        )
+        .code,
+        409
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn issue15_resumed_watch_sends_deleted_for_objects_that_left_the_selector() {
+    let h = Harness::start().await;
+    let rt = kinds::configmaps();
+    h.store
+        .create(
+            &rt,
+            json!({"metadata": {"name": "leaver", "namespace": "default", "labels": {"app": "web"}}}),
+        )
+        .unwrap();
+    let rv = h.store.current_rv();
+    // Created after rv and never selected: the client never held it.
+    h.store
+        .create(
+            &rt,
+            json!({"metadata": {"name": "stranger", "namespace": "default", "labels": {"app": "other"}}}),
+        )
+        .unwrap();
+    for name in ["leaver", "stranger"] {
+        h.store
+            .modify(&rt, Some("default"), name, |o| {
+                o["metadata"]["labels"]["app"] = json!("gone");
+                Ok(())
+            })
+            .unwrap();
+    }
+    let text = h
+        .http
+        .get(h.url(&format!(
+            "/api/v1/namespaces/default/configmaps?watch=1&labelSelector=app%3Dweb&resourceVersion={rv}&timeoutSeconds=1"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events: Vec<(String, String)> = text
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["type"].as_str().unwrap().to_string(),
+                v["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(events, vec![("DELETED".to_string(), "leaver".to_string())]);
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn issue15_namespaces_get_a_default_service_account_and_kubernetes_service() {
+    let h = Harness::start().await;
+    for ns in ["default", "kube-system"] {
+        assert!(
+            h.store
+                .get(&kinds::service_accounts(), Some(ns), "default")
+                .is_some(),
+            "{ns}"
+        );
+    }
+    let svc = h
+        .store
+        .get(&kinds::services(), Some("default"), "kubernetes")
+        .unwrap();
+    assert_eq!(svc["spec"]["clusterIP"], "10.96.0.1");
+    for (group, version, plural) in [
+        ("batch", "v1", "jobs"),
+        ("batch", "v1", "cronjobs"),
+        ("autoscaling", "v2", "horizontalpodautoscalers"),
+        ("autoscaling", "v1", "horizontalpodautoscalers"),
+        ("discovery.k8s.io", "v1", "endpointslices"),
+        ("", "v1", "persistentvolumeclaims"),
+        ("", "v1", "replicationcontrollers"),
+        ("networking.k8s.io", "v1", "ingresses"),
+    ] {
+        let path = if group.is_empty() {
+            format!("/api/{version}/namespaces/default/{plural}")
+        } else {
+            format!("/apis/{group}/{version}/namespaces/default/{plural}")
+        };
+        let resp = h.http.get(h.url(&path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+    // autoscaling/v1 is a view of the v2 storage.
+    let resp = h
+        .http
+        .post(h.url("/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers"))
+        .json(&json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "minReplicas": 1, "maxReplicas": 3, "targetCPUUtilizationPercentage": 70}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let v2 = h
+        .store
+        .get(&kinds::horizontal_pod_autoscalers(), Some("default"), "web")
+        .unwrap();
+    assert_eq!(
+        v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        70
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn issue15_blocked_eviction_names_the_disruption_budget() {
+    let scenario = ripcord::sim::scenario::Scenario::from_yaml(
+        "issue15-pdb",
+        r#"
+name: issue15-pdb
+settings: {timeFactor: 20, podReadyDelaySeconds: 1, podStartDelaySeconds: 1}
+zones: [{name: zone-a, nodes: 1}]
+namespaces: [shop]
+deployments:
+  - {namespace: shop, name: web, replicas: 1, port: 8080, releases: [{image: registry.local/web:1.0.0}]}
+podDisruptionBudgets:
+  - {namespace: shop, name: web, selector: {app: web}, minAvailable: 1}
+"#,
+    )
+    .unwrap();
+    let sim = ripcord::sim::SimCluster::start(ripcord::sim::SimOptions {
+        scenario,
+        addr: None,
+    })
+    .await
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(sim.client(), "shop");
+    let mut ready = None;
+    for _ in 0..200 {
+        let list = pods.list(&ListParams::default()).await.unwrap();
+        ready = list.items.into_iter().find(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        });
+        if ready.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pod = ready.expect("a ready pod within 20 s");
+    let name = pod.metadata.name.unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/namespaces/shop/pods/{name}/eviction",
+            sim.url()
+        ))
+        .json(&json!({"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": name, "namespace": "shop"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let status: Value = resp.json().await.unwrap();
+    assert_eq!(
+        status["message"],
+        "Cannot evict pod as it would violate the pod's disruption budget."
+    );
+    assert_eq!(status["details"]["causes"][0]["reason"], "DisruptionBudget");
+    assert_eq!(
+        status["details"]["causes"][0]["message"],
+        "The disruption budget web needs 1 healthy pods and has 1 currently"
+    );
+    sim.shutdown().await;
+}

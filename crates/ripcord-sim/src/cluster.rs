@@ -87,10 +87,9 @@ pub struct SimCluster {
 /// Maps the controllers' eviction errors onto API errors (429 with the PDB message, 404).
 fn eviction_error(err: EvictionError) -> ApiError {
     match err {
-        EvictionError::DisruptionNotAllowed { message } => ApiError::TooManyRequests {
-            message,
-            retry_after: None,
-        },
+        EvictionError::DisruptionNotAllowed { message, cause } => {
+            ApiError::DisruptionBudget { message, cause }
+        }
         EvictionError::NotFound { name, .. } => ApiError::Store(StoreError::NotFound {
             resource: "pods".into(),
             name,
@@ -129,15 +128,7 @@ impl SimCluster {
                 },
             ),
             pod_log: Arc::new(|store: &Store, req: &LogRequest| {
-                pod_logs::pod_log(
-                    store,
-                    &req.namespace,
-                    &req.pod,
-                    req.container.as_deref(),
-                    req.previous,
-                    req.tail_lines,
-                )
-                .map_err(ApiError::Store)
+                pod_logs::pod_log_for(store, req).map_err(ApiError::Store)
             }),
             metrics: {
                 let monitor = monitor.clone();

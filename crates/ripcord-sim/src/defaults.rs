@@ -16,8 +16,13 @@ fn obj_mut<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>
     entry.as_object_mut()
 }
 
+/// Sets `key` unless it holds a value: missing, `null`, `""` and `{}` count as unset (Go's
+/// defaulting checks zero values; protobuf clients send them).
 fn default(m: &mut Map<String, Value>, key: &str, value: Value) {
-    if m.get(key).is_none_or(Value::is_null) {
+    let unset = m.get(key).is_none_or(|v| {
+        v.is_null() || v.as_str() == Some("") || v.as_object().is_some_and(Map::is_empty)
+    });
+    if unset {
         m.insert(key.into(), value);
     }
 }
@@ -128,7 +133,10 @@ pub fn apply_defaults(store: &Store, rt: &ResourceType, obj: &mut Value) {
             if let Some(spec) = obj_mut(obj, "spec") {
                 default(spec, "type", json!("ClusterIP"));
                 default(spec, "sessionAffinity", json!("None"));
-                if spec.get("clusterIP").is_none() {
+                if spec
+                    .get("clusterIP")
+                    .is_none_or(|ip| ip.is_null() || ip.as_str() == Some(""))
+                {
                     spec.insert("clusterIP".into(), json!(ip));
                     spec.insert("clusterIPs".into(), json!([ip]));
                 }
@@ -166,52 +174,50 @@ pub fn apply_defaults(store: &Store, rt: &ResourceType, obj: &mut Value) {
     }
 }
 
+/// What a real control plane adds to a new namespace: the `default` ServiceAccount (the
+/// serviceaccount controller's work) and, in `default`, the `kubernetes` Service fronting the
+/// API server. Objects that already exist are left alone.
+pub fn namespace_created(store: &Store, namespace: &str) {
+    let sa = json!({
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": namespace},
+    });
+    if let Err(error) = store.create(&kinds::service_accounts(), sa) {
+        tracing::debug!(%error, namespace, "default service account not created");
+    }
+    if namespace == "default" {
+        let svc = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": KUBERNETES_SERVICE_IP,
+                     "clusterIPs": [KUBERNETES_SERVICE_IP], "sessionAffinity": "None",
+                     "internalTrafficPolicy": "Cluster", "ipFamilies": ["IPv4"],
+                     "ipFamilyPolicy": "SingleStack",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
+            "status": {"loadBalancer": {}},
+        });
+        if let Err(error) = store.create(&kinds::services(), svc) {
+            tracing::debug!(%error, "kubernetes service not created");
+        }
+    }
+}
+
+/// The cluster IP of `default/kubernetes` (the first address of the service range).
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+
 fn next_cluster_ip(store: &Store) -> String {
     let n = store.count(&kinds::services()) as u64 + 1;
     format!("10.96.{}.{}", (n / 250) % 250, n % 250 + 1)
 }
 
-/// Validation a real API server would do that clients rely on: workloads need a selector that
-/// matches their template labels.
+/// Validation of a new object of `rt` (see [`crate::validation`], which also checks
+/// updates): workloads need a selector that matches their template labels, names must be
+/// valid, and so on.
 pub fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if rt.group == "apps"
-        && matches!(
-            rt.plural.as_str(),
-            "deployments" | "replicasets" | "daemonsets" | "statefulsets"
-        )
-    {
-        let Some(selector) = obj.pointer("/spec/selector").filter(|s| s.is_object()) else {
-            return Err(ApiError::Invalid {
-                message: format!(
-                    "{}.apps \"{name}\" is invalid: spec.selector: Required value",
-                    rt.kind
-                ),
-            });
-        };
-        let labels = obj
-            .pointer("/spec/template/metadata/labels")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
-        let matches = selector
-            .get("matchLabels")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-            .all(|(k, v)| labels.get(k) == Some(v));
-        if !matches {
-            return Err(ApiError::Invalid {
-                message: format!(
-                    "{}.apps \"{name}\" is invalid: spec.template.metadata.labels: Invalid value: {}: `selector` does not match template `labels`",
-                    rt.kind, labels
-                ),
-            });
-        }
-    }
-    Ok(())
+    crate::validation::validate(rt, obj, None)
 }
 
 #[cfg(test)]

@@ -115,6 +115,20 @@ pub fn resource_info(store: &Store, rt: &ResourceType) -> ResourceInfo {
             ("", "configmaps") => (strs(&["cm"]), vec![], vec![]),
             ("", "events") | ("events.k8s.io", "events") => (strs(&["ev"]), vec![], vec![]),
             ("", "serviceaccounts") => (strs(&["sa"]), vec![], vec![]),
+            ("", "persistentvolumeclaims") => (strs(&["pvc"]), vec![], vec![status_sub(rt)]),
+            ("", "persistentvolumes") => (strs(&["pv"]), vec![], vec![status_sub(rt)]),
+            ("", "replicationcontrollers") => (
+                strs(&["rc"]),
+                strs(&["all"]),
+                vec![scale_sub(), status_sub(rt)],
+            ),
+            ("batch", "jobs") => (vec![], strs(&["all"]), vec![status_sub(rt)]),
+            ("batch", "cronjobs") => (strs(&["cj"]), strs(&["all"]), vec![status_sub(rt)]),
+            ("autoscaling", "horizontalpodautoscalers") => {
+                (strs(&["hpa"]), strs(&["all"]), vec![status_sub(rt)])
+            }
+            ("discovery.k8s.io", "endpointslices") => (vec![], vec![], vec![]),
+            ("networking.k8s.io", "ingresses") => (strs(&["ing"]), vec![], vec![status_sub(rt)]),
             ("apps", "deployments") => (
                 strs(&["deploy"]),
                 strs(&["all"]),

@@ -41,6 +41,8 @@ pub enum EvictionError {
     DisruptionNotAllowed {
         /// The API server's message.
         message: String,
+        /// The `DisruptionBudget` cause: which budget, how many healthy pods it needs and has.
+        cause: String,
     },
     /// More than one PDB matches the pod (500).
     #[error(
@@ -161,6 +163,12 @@ pub fn evict_with(
                     healthy = budget.current_healthy, desired = budget.desired_healthy, "eviction refused by disruption budget");
                 return Err(EvictionError::DisruptionNotAllowed {
                     message: DISRUPTION_BUDGET_MESSAGE.to_string(),
+                    cause: format!(
+                        "The disruption budget {} needs {} healthy pods and has {} currently",
+                        util::name(pdb),
+                        budget.desired_healthy,
+                        budget.current_healthy
+                    ),
                 });
             }
         }

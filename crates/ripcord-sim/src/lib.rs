@@ -15,6 +15,8 @@ pub mod invariants;
 pub mod openapi;
 pub mod patch;
 pub mod pod_logs;
+pub mod protobuf;
+mod protobuf_json;
 pub mod rng;
 pub mod routes;
 pub mod scenario;
@@ -24,6 +26,8 @@ pub mod service_metrics;
 pub mod status;
 pub mod store;
 pub mod table;
+pub mod validation;
+pub mod versions;
 pub mod watch;
 
 pub use cluster::{SimCluster, SimError, SimOptions};

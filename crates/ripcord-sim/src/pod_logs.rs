@@ -9,6 +9,7 @@
 use serde_json::Value;
 
 use crate::controllers::util;
+use crate::server::LogRequest;
 use crate::store::{Store, StoreError, kinds};
 
 /// Lines kept per container instance.
@@ -42,6 +43,30 @@ pub fn pod_log(
     previous: bool,
     tail_lines: Option<usize>,
 ) -> Result<String, StoreError> {
+    pod_log_for(
+        store,
+        &LogRequest {
+            namespace: ns.to_string(),
+            pod: pod.to_string(),
+            container: container.map(str::to_string),
+            previous,
+            tail_lines,
+            since_seconds: None,
+            since_time: None,
+            timestamps: false,
+            limit_bytes: None,
+        },
+    )
+}
+
+/// The log text for a `pods/log` request with all its options: `sinceSeconds`/`sinceTime`
+/// drop older lines, then `tailLines` keeps the last N, `timestamps` prefixes each line with
+/// the (RFC 3339, nanosecond) time it was written, and `limitBytes` cuts the output, as the
+/// kubelet does.
+pub fn pod_log_for(store: &Store, req: &LogRequest) -> Result<String, StoreError> {
+    let (ns, pod) = (req.namespace.as_str(), req.pod.as_str());
+    let (container, previous, tail_lines) =
+        (req.container.as_deref(), req.previous, req.tail_lines);
     let obj = store
         .get(&kinds::pods(), Some(ns), pod)
         .ok_or_else(|| StoreError::NotFound {
@@ -137,11 +162,33 @@ pub fn pod_log(
         };
         (start, now, restarts, false)
     };
-    let lines = render_lines(pod, &name, &image, start, end, instance, crashed, ready);
+    let mut lines = render_lines(pod, &name, &image, start, end, instance, crashed, ready);
+    let since = match (&req.since_time, req.since_seconds) {
+        (Some(t), _) => t.parse::<jiff::Timestamp>().ok(),
+        (None, Some(secs)) => now.checked_sub(jiff::SignedDuration::from_secs(secs)).ok(),
+        (None, None) => None,
+    };
+    if let Some(since) = since {
+        lines.retain(|(t, _)| *t >= since);
+    }
     let skip = tail_lines.map_or(0, |t| lines.len().saturating_sub(t));
-    let mut out = lines[skip..].join("\n");
-    if !out.is_empty() {
+    let mut out = String::new();
+    for (t, line) in &lines[skip..] {
+        if req.timestamps {
+            out.push_str(&t.strftime("%Y-%m-%dT%H:%M:%S%.9fZ").to_string());
+            out.push(' ');
+        }
+        out.push_str(line);
         out.push('\n');
+    }
+    if let Some(limit) = req.limit_bytes
+        && out.len() > limit
+    {
+        let mut cut = limit;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
     }
     Ok(out)
 }
@@ -156,15 +203,18 @@ fn render_lines(
     instance: i64,
     crashed: bool,
     ready: bool,
-) -> Vec<String> {
+) -> Vec<(jiff::Timestamp, String)> {
     let fmt = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
     let version = image.rsplit(':').next().unwrap_or("unknown");
     let mut lines = vec![
-        format!(
-            "{} INFO starting {container} version={version} pod={pod} instance={instance}",
-            fmt(start)
+        (
+            start,
+            format!(
+                "{} INFO starting {container} version={version} pod={pod} instance={instance}",
+                fmt(start)
+            ),
         ),
-        format!("{} INFO listening on :8080", fmt(start)),
+        (start, format!("{} INFO listening on :8080", fmt(start))),
     ];
     let elapsed = end.duration_since(start).as_secs().max(0);
     let count = elapsed / LINE_EVERY_SECONDS;
@@ -177,20 +227,23 @@ fn render_lines(
         let path = PATHS[(h as usize) % PATHS.len()];
         let latency = 2 + h % 40;
         if !ready && !crashed {
-            lines.push(format!(
+            lines.push((t, format!(
                 "{} ERROR GET /healthz 503 {latency}ms: dependency check failed: connection refused (upstream payments:443)",
                 fmt(t)
-            ));
+            )));
         } else {
-            lines.push(format!("{} INFO GET {path} 200 {latency}ms", fmt(t)));
+            lines.push((t, format!("{} INFO GET {path} 200 {latency}ms", fmt(t))));
         }
     }
     if crashed {
-        lines.push(format!(
-            "{} ERROR panic: runtime error: invalid memory address or nil pointer dereference",
-            fmt(end)
+        lines.push((
+            end,
+            format!(
+                "{} ERROR panic: runtime error: invalid memory address or nil pointer dereference",
+                fmt(end)
+            ),
         ));
-        lines.push(format!("{} ERROR exiting with status 1", fmt(end)));
+        lines.push((end, format!("{} ERROR exiting with status 1", fmt(end))));
     }
     lines
 }
@@ -232,5 +285,58 @@ mod tests {
             pod_log(&store, "shop", "nope", None, false, None),
             Err(StoreError::NotFound { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn issue15_log_options_since_timestamps_and_limit_bytes() {
+        let store = Store::new(SimClock::new(1.0));
+        let started = store
+            .clock()
+            .now()
+            .checked_sub(jiff::SignedDuration::from_secs(60))
+            .unwrap_or(store.clock().now());
+        let started = crate::clock::format_k8s_time(started);
+        store
+            .create(&kinds::pods(), json!({"metadata": {"name": "web-1", "namespace": "shop"},
+                "spec": {"containers": [{"name": "web", "image": "web:1.2"}]},
+                "status": {"phase": "Running", "containerStatuses": [{"name": "web", "ready": true, "restartCount": 0,
+                    "state": {"running": {"startedAt": started}}}]}}))
+            .expect("create");
+        let req = |f: &dyn Fn(&mut LogRequest)| {
+            let mut r = LogRequest {
+                namespace: "shop".into(),
+                pod: "web-1".into(),
+                container: None,
+                previous: false,
+                tail_lines: None,
+                since_seconds: None,
+                since_time: None,
+                timestamps: false,
+                limit_bytes: None,
+            };
+            f(&mut r);
+            pod_log_for(&store, &r).expect("log")
+        };
+        let all = req(&|_| {});
+        let recent = req(&|r| r.since_seconds = Some(20));
+        assert!(recent.lines().count() < all.lines().count(), "{recent}");
+        assert!(recent.lines().count() >= 3, "{recent}");
+        assert!(
+            !recent.contains("INFO starting"),
+            "lines before sinceSeconds are dropped"
+        );
+        let stamped = req(&|r| r.timestamps = true);
+        let first = stamped.lines().next().expect("a line");
+        let (stamp, rest) = first.split_once(' ').expect("timestamp prefix");
+        assert!(stamp.parse::<jiff::Timestamp>().is_ok(), "{stamp}");
+        assert_eq!(
+            stamp.len(),
+            "2026-01-01T00:00:00.000000000Z".len(),
+            "{stamp}"
+        );
+        assert_eq!(rest, all.lines().next().expect("a line"));
+        let limited = req(&|r| r.limit_bytes = Some(10));
+        assert_eq!(limited.len(), 10);
+        assert!(all.starts_with(&limited));
     }
 }

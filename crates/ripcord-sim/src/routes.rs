@@ -16,6 +16,7 @@ use crate::server::{AppState, EvictOptions, LogRequest, Query};
 use crate::status::{ApiError, json_response, success_status};
 use crate::store::{Deletion, ResourceType, Store, StoreError, kinds};
 use crate::table::{self, IncludeObject};
+use crate::validation;
 use crate::watch::{self, WatchRequest};
 
 /// How often a patch is retried when the object changed between read and write.
@@ -113,6 +114,7 @@ fn has_scale(rt: &ResourceType) -> bool {
             rt.plural.as_str(),
             "deployments" | "replicasets" | "statefulsets"
         )
+        || *rt == kinds::replication_controllers()
 }
 
 fn has_status(store: &Store, rt: &ResourceType) -> bool {
@@ -173,6 +175,11 @@ fn selectors(req: &ResourceRequest) -> Result<(LabelSelector, FieldSelector), Ap
                 message: e.to_string(),
             }
         })?;
+    if let Some(field) = fields.unsupported_field(&req.rt, kinds::builtin().contains(&req.rt)) {
+        return Err(ApiError::BadRequest {
+            message: format!("field label not supported: {field}"),
+        });
+    }
     Ok((labels, fields))
 }
 
@@ -289,10 +296,25 @@ fn watch_collection(state: &AppState, req: &ResourceRequest) -> Result<Response,
     )
 }
 
-/// Decodes a request body: JSON, or YAML for `application/yaml` and apply patches. Protobuf is
-/// refused with 415 so that clients fall back to JSON.
+/// Decodes a request body: JSON, YAML for `application/yaml` and apply patches, Kubernetes
+/// protobuf for the built-in kinds (`sim::protobuf`). CBOR is refused with 415 so that clients
+/// fall back to JSON.
 fn decode_body(req: &ResourceRequest) -> Result<Value, ApiError> {
     let ct = req.header(header::CONTENT_TYPE);
+    if crate::protobuf::is_protobuf(ct) && !req.body.is_empty() {
+        return crate::protobuf::decode(&req.body).map_err(|e| match e {
+            // No protobuf type for this kind: JSON still works.
+            crate::protobuf::ProtobufError::UnknownKind { .. } => {
+                ApiError::UnsupportedMediaType {
+                    content_type: ct.to_string(),
+                    accepted: "application/json, application/yaml".into(),
+                }
+            }
+            other => ApiError::BadRequest {
+                message: other.to_string(),
+            },
+        });
+    }
     if ct.contains("protobuf") || ct.contains("cbor") {
         return Err(ApiError::UnsupportedMediaType {
             content_type: ct.to_string(),
@@ -367,10 +389,21 @@ fn set_namespace(req: &ResourceRequest, obj: &mut Value) -> Result<(), ApiError>
     Ok(())
 }
 
-/// Defaulting, status handling and validation shared by every write of the main resource.
-fn prepare(store: &Store, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+/// Type checks, defaulting and validation shared by every write of the main resource; `old`
+/// is the stored object on updates (immutable fields).
+fn prepare(
+    store: &Store,
+    rt: &ResourceType,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    if let Some(e) = validation::type_error(rt, obj) {
+        return Err(ApiError::BadRequest {
+            message: e.json_message(),
+        });
+    }
     defaults::apply_defaults(store, rt, obj);
-    defaults::validate(rt, obj)
+    validation::validate(rt, obj, old)
 }
 
 /// Kinds whose status is owned by controllers and dropped on create.
@@ -415,7 +448,7 @@ fn create(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
         None,
         &store.clock().rfc3339(),
     );
-    prepare(store, &req.rt, &mut obj)?;
+    prepare(store, &req.rt, &mut obj, None)?;
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
         if !meta.contains_key("managedFields")
@@ -569,7 +602,7 @@ fn write_object(
     status: bool,
 ) -> Result<Response, ApiError> {
     if !status {
-        prepare(store, &req.rt, &mut obj)?;
+        prepare(store, &req.rt, &mut obj, Some(old))?;
         let is_apply =
             req.method == Method::PATCH && req.header(header::CONTENT_TYPE).contains("apply-patch");
         if !is_apply {
@@ -687,6 +720,13 @@ fn patch_object(store: &Store, req: &ResourceRequest, status: bool) -> Result<Re
         }
         let now = store.clock().rfc3339();
         let mut patched = apply_patch_body(kind, &current, &body, req, &now)?;
+        if let Some(e) = validation::type_error(&req.rt, &patched) {
+            let message = match kind {
+                PatchKind::Strategic | PatchKind::Apply => e.converter_message(),
+                PatchKind::Merge | PatchKind::Json => e.json_message(),
+            };
+            return Err(validation::patch_invalid(&body, &message));
+        }
         check_name(req, &mut patched)?;
         set_namespace(req, &mut patched)?;
         // A patch that sets metadata.resourceVersion (a JSON patch `replace`, say) makes it a
@@ -739,7 +779,7 @@ fn apply_create(store: &Store, req: &ResourceRequest, body: &Value) -> Result<Re
     {
         m.remove("status");
     }
-    prepare(store, &req.rt, &mut obj)?;
+    prepare(store, &req.rt, &mut obj, None)?;
     if req.dry_run() {
         return Ok(created(&store.preview_create(&req.rt, obj)?));
     }
@@ -869,6 +909,16 @@ fn pod_log(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError
         tail_lines: req
             .query
             .get("tailLines")
+            .and_then(|t| t.parse::<usize>().ok()),
+        since_seconds: req
+            .query
+            .get("sinceSeconds")
+            .and_then(|t| t.parse::<i64>().ok()),
+        since_time: req.query.get("sinceTime").map(str::to_string),
+        timestamps: req.query.flag("timestamps"),
+        limit_bytes: req
+            .query
+            .get("limitBytes")
             .and_then(|t| t.parse::<usize>().ok()),
     };
     let text = (state.hooks.pod_log)(&state.store, &log_req)?;

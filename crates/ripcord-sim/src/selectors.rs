@@ -9,6 +9,8 @@
 
 use serde_json::Value;
 
+use crate::store::ResourceType;
+
 /// Selector parse errors.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SelectorError {
@@ -194,6 +196,63 @@ fn parse_label_term(term: &str) -> Result<(String, LabelOp), SelectorError> {
     Ok((term.to_string(), LabelOp::Exists))
 }
 
+/// The field selectors a real API server accepts per kind (its field label conversion
+/// functions); every kind accepts `metadata.name` and `metadata.namespace`.
+fn field_supported(rt: &ResourceType, builtin: bool, field: &str) -> bool {
+    if matches!(field, "metadata.name" | "metadata.namespace") {
+        return true;
+    }
+    if !builtin {
+        return false;
+    }
+    let extra: &[&str] = match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "pods") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ],
+        ("", "nodes") => &["spec.unschedulable"],
+        ("", "namespaces") => &["status.phase"],
+        ("", "secrets") => &["type"],
+        ("", "services") => &["spec.clusterIP", "spec.type"],
+        ("", "replicationcontrollers") | ("apps", "replicasets") => &["status.replicas"],
+        ("batch", "jobs") => &["status.successful"],
+        ("", "events") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("events.k8s.io", "events") => &[
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "regarding.resourceVersion",
+            "regarding.fieldPath",
+            "reason",
+            "reportingController",
+            "type",
+        ],
+        _ => &[],
+    };
+    extra.contains(&field)
+}
+
 /// A parsed field selector (a conjunction of `path=value` / `path!=value` terms).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSelector {
@@ -236,6 +295,16 @@ impl FieldSelector {
     /// Whether the selector selects everything.
     pub fn is_empty(&self) -> bool {
         self.reqs.is_empty()
+    }
+
+    /// The first field the API server does not support selecting `rt` by (a real server
+    /// answers 400 `field label not supported: FIELD`); `None` when every field is supported.
+    /// Custom resources (not in `builtin`) accept `metadata.name` and `metadata.namespace`.
+    pub fn unsupported_field(&self, rt: &ResourceType, builtin: bool) -> Option<&str> {
+        self.reqs
+            .iter()
+            .map(|(k, _, _)| k.as_str())
+            .find(|field| !field_supported(rt, builtin, field))
     }
 
     /// The value required for `field` by an `=` term, if any (used to narrow lookups, e.g.

@@ -59,6 +59,14 @@ pub struct LogRequest {
     pub previous: bool,
     /// `tailLines` parameter.
     pub tail_lines: Option<usize>,
+    /// `sinceSeconds` parameter: only lines written in the last N (simulated) seconds.
+    pub since_seconds: Option<i64>,
+    /// `sinceTime` parameter (RFC 3339): only lines written at or after it.
+    pub since_time: Option<String>,
+    /// `timestamps` parameter: prefix each line with the time it was written.
+    pub timestamps: bool,
+    /// `limitBytes` parameter: at most this many bytes of output.
+    pub limit_bytes: Option<usize>,
 }
 
 /// The `deleteOptions` of an Eviction that the eviction honours.
@@ -507,7 +515,11 @@ async fn dispatch(
                 headers,
                 body,
             };
-            match routes::handle_resource(state, req).await {
+            let handled = match crate::versions::storage_of(&rt) {
+                Some(storage) => crate::versions::serve_converted(state, req, storage).await,
+                None => routes::handle_resource(state, req).await,
+            };
+            match handled {
                 Ok(resp) => resp,
                 Err(err) => err.into_response_for(Some(&rt), name.as_deref()),
             }

@@ -6,6 +6,36 @@ use serde_json::{Value, json};
 
 use crate::store::{ResourceType, StoreError};
 
+/// One `details.causes` entry of a `Status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusCause {
+    /// `reason` (apimachinery's `CauseType`: `FieldValueInvalid`, `DisruptionBudget`, …).
+    pub reason: String,
+    /// `message`.
+    pub message: String,
+    /// `field` (empty when the cause names none).
+    pub field: String,
+}
+
+/// `Kind.group "name" is invalid: …` with apimachinery's aggregate of the causes.
+fn invalid_message(group: &str, kind: &str, name: &str, causes: &[StatusCause]) -> String {
+    let qualified = if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
+    };
+    let texts: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect();
+    let agg = if texts.len() == 1 {
+        texts.concat()
+    } else {
+        format!("[{}]", texts.join(", "))
+    };
+    format!("{qualified} {name:?} is invalid: {agg}")
+}
+
 /// An API request that failed; rendered as a `Status` object.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -26,6 +56,26 @@ pub enum ApiError {
     Invalid {
         /// The full message.
         message: String,
+    },
+    /// The object failed validation: 422 with `details.{group,kind,name,causes}`.
+    #[error("{}", invalid_message(group, kind, name, causes))]
+    InvalidObject {
+        /// API group of the kind.
+        group: String,
+        /// Kind, e.g. `Deployment`.
+        kind: String,
+        /// Object name.
+        name: String,
+        /// One cause per invalid field.
+        causes: Vec<StatusCause>,
+    },
+    /// A PodDisruptionBudget refuses an eviction: 429 with a `DisruptionBudget` cause.
+    #[error("{message}")]
+    DisruptionBudget {
+        /// `Cannot evict pod as it would violate the pod's disruption budget.`
+        message: String,
+        /// `The disruption budget NAME needs N healthy pods and has M currently`.
+        cause: String,
     },
     /// The verb is not supported on this path.
     #[error("the server does not allow this method on the requested resource")]
@@ -74,7 +124,8 @@ impl ApiError {
             ApiError::Store(e) => e.category(),
             ApiError::UnknownPath => "unknown_path",
             ApiError::BadRequest { .. } => "bad_request",
-            ApiError::Invalid { .. } => "invalid",
+            ApiError::Invalid { .. } | ApiError::InvalidObject { .. } => "invalid",
+            ApiError::DisruptionBudget { .. } => "disruption_budget",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::TooManyRequests { .. } => "too_many_requests",
@@ -89,7 +140,8 @@ impl ApiError {
             ApiError::Store(e) => e.code(),
             ApiError::UnknownPath => 404,
             ApiError::BadRequest { .. } => 400,
-            ApiError::Invalid { .. } => 422,
+            ApiError::Invalid { .. } | ApiError::InvalidObject { .. } => 422,
+            ApiError::DisruptionBudget { .. } => 429,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::UnsupportedMediaType { .. } => 415,
             ApiError::TooManyRequests { .. } => 429,
@@ -104,7 +156,8 @@ impl ApiError {
             ApiError::Store(e) => e.reason(),
             ApiError::UnknownPath => "NotFound",
             ApiError::BadRequest { .. } => "BadRequest",
-            ApiError::Invalid { .. } => "Invalid",
+            ApiError::Invalid { .. } | ApiError::InvalidObject { .. } => "Invalid",
+            ApiError::DisruptionBudget { .. } => "TooManyRequests",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
             ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
@@ -131,6 +184,34 @@ impl ApiError {
         } = self
         {
             details.insert("retryAfterSeconds".into(), json!(secs));
+        }
+        match self {
+            ApiError::InvalidObject {
+                group,
+                kind,
+                name,
+                causes,
+            } => {
+                details.clear();
+                for (key, value) in [("name", name), ("group", group), ("kind", kind)] {
+                    if !value.is_empty() {
+                        details.insert(key.into(), json!(value));
+                    }
+                }
+                let causes: Vec<Value> = causes
+                    .iter()
+                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .collect();
+                details.insert("causes".into(), json!(causes));
+            }
+            ApiError::DisruptionBudget { cause, .. } => {
+                details.clear();
+                details.insert(
+                    "causes".into(),
+                    json!([{"reason": "DisruptionBudget", "message": cause}]),
+                );
+            }
+            _ => {}
         }
         let mut status = json!({
             "kind": "Status",

@@ -184,6 +184,74 @@ pub mod kinds {
         )
     }
 
+    /// batch/v1 Job (served generically: no job controller).
+    pub fn jobs() -> ResourceType {
+        ResourceType::new("batch", "v1", "jobs", "Job", true)
+    }
+    /// batch/v1 CronJob (served generically: no cronjob controller).
+    pub fn cron_jobs() -> ResourceType {
+        ResourceType::new("batch", "v1", "cronjobs", "CronJob", true)
+    }
+    /// autoscaling/v2 HorizontalPodAutoscaler (served generically: no autoscaler).
+    pub fn horizontal_pod_autoscalers() -> ResourceType {
+        ResourceType::new(
+            "autoscaling",
+            "v2",
+            "horizontalpodautoscalers",
+            "HorizontalPodAutoscaler",
+            true,
+        )
+    }
+    /// autoscaling/v1 HorizontalPodAutoscaler: served by conversion from the v2 storage
+    /// (`sim::versions`); holds no objects of its own.
+    pub fn horizontal_pod_autoscalers_v1() -> ResourceType {
+        ResourceType::new(
+            "autoscaling",
+            "v1",
+            "horizontalpodautoscalers",
+            "HorizontalPodAutoscaler",
+            true,
+        )
+    }
+    /// networking.k8s.io/v1 Ingress (served generically: no ingress controller).
+    pub fn ingresses() -> ResourceType {
+        ResourceType::new("networking.k8s.io", "v1", "ingresses", "Ingress", true)
+    }
+    /// core/v1 PersistentVolumeClaim (served generically: never bound).
+    pub fn persistent_volume_claims() -> ResourceType {
+        ResourceType::new(
+            "",
+            "v1",
+            "persistentvolumeclaims",
+            "PersistentVolumeClaim",
+            true,
+        )
+    }
+    /// core/v1 PersistentVolume (served generically).
+    pub fn persistent_volumes() -> ResourceType {
+        ResourceType::new("", "v1", "persistentvolumes", "PersistentVolume", false)
+    }
+    /// core/v1 ReplicationController (served generically: no controller).
+    pub fn replication_controllers() -> ResourceType {
+        ResourceType::new(
+            "",
+            "v1",
+            "replicationcontrollers",
+            "ReplicationController",
+            true,
+        )
+    }
+    /// discovery.k8s.io/v1 EndpointSlice (served generically: not derived from Services).
+    pub fn endpoint_slices() -> ResourceType {
+        ResourceType::new(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            "EndpointSlice",
+            true,
+        )
+    }
+
     /// Every built-in type, in discovery order.
     pub fn builtin() -> Vec<ResourceType> {
         vec![
@@ -196,6 +264,9 @@ pub mod kinds {
             secrets(),
             events(),
             service_accounts(),
+            persistent_volume_claims(),
+            persistent_volumes(),
+            replication_controllers(),
             deployments(),
             replicasets(),
             daemonsets(),
@@ -203,6 +274,12 @@ pub mod kinds {
             controller_revisions(),
             pod_disruption_budgets(),
             leases(),
+            jobs(),
+            cron_jobs(),
+            horizontal_pod_autoscalers(),
+            horizontal_pod_autoscalers_v1(),
+            endpoint_slices(),
+            ingresses(),
             events_v1(),
             http_routes(),
             crds(),
@@ -707,6 +784,10 @@ impl Store {
             .or_default()
             .insert(k, obj.clone());
         self.emit(&mut inner, EventKind::Added, rt, obj.clone(), rv);
+        drop(inner);
+        if *rt == kinds::namespaces() {
+            crate::defaults::namespace_created(self, &name);
+        }
         Ok(obj)
     }
 
@@ -738,8 +819,9 @@ impl Store {
         } else {
             None
         };
+        // "0" (like "") asks for an unconditional update, as on a real server.
         let precondition = meta_str(&obj, "resourceVersion")
-            .filter(|rv| !rv.is_empty())
+            .filter(|rv| !rv.is_empty() && *rv != "0")
             .map(str::to_string);
         let mut inner = self.lock();
         let k = key(rt, ns.as_deref(), &name);
@@ -1037,6 +1119,34 @@ impl Store {
             .filter(|e| &e.resource == rt && (ns.is_none() || e.namespace() == ns))
             .cloned()
             .collect())
+    }
+
+    /// For every object of `rt` (in `ns`) whose last change at or before resourceVersion `rv`
+    /// is still in the history: its key and whether it existed then and satisfied `keep`. Lets
+    /// a watch resumed from `rv` know which objects the client holds (objects that left its
+    /// selector since get a `DELETED`).
+    pub fn states_at(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        rv: u64,
+        keep: impl Fn(&Value) -> bool,
+    ) -> BTreeMap<ObjectKey, bool> {
+        let inner = self.lock();
+        let end = inner.history.partition_point(|e| e.rv <= rv);
+        let mut out = BTreeMap::new();
+        for e in inner
+            .history
+            .range(..end)
+            .filter(|e| &e.resource == rt && (ns.is_none() || e.namespace() == ns))
+        {
+            let k = (
+                e.namespace().unwrap_or("").to_string(),
+                meta_str(&e.object, "name").unwrap_or("").to_string(),
+            );
+            out.insert(k, e.kind != EventKind::Deleted && keep(&e.object));
+        }
+        out
     }
 
     /// Drops the whole watch history, so that watching from any resourceVersion older than the

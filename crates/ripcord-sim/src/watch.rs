@@ -235,13 +235,28 @@ pub fn serve_watch(
                     // are what the client is assumed to hold; without, every event passes.
                     if state.selective {
                         let req = state.req.clone();
-                        let matching = store.keys_where(&req.rt, req.namespace.as_deref(), |o| {
-                            req.labels.matches(o) && req.fields.matches(o)
-                        });
-                        state.known.extend(matching);
+                        let selects = |o: &Value| req.labels.matches(o) && req.fields.matches(o);
+                        let ns = req.namespace.as_deref();
+                        // Objects unchanged since rv: as they are now.
+                        state.known.extend(store.keys_where(&req.rt, ns, selects));
+                        // Objects changed since rv: as they were at rv (from the history), so
+                        // that one which left the selector since is sent as DELETED.
+                        let at_rv = store.states_at(&req.rt, ns, rv, selects);
+                        let mut seen = HashSet::new();
                         for ev in &events {
-                            if ev.kind == EventKind::Added {
-                                state.known.remove(&key_of(&ev.object));
+                            let key = key_of(&ev.object);
+                            if !seen.insert(key.clone()) {
+                                continue;
+                            }
+                            let held = match (ev.kind, at_rv.get(&key)) {
+                                (EventKind::Added, _) => false,
+                                (_, Some(matched)) => *matched,
+                                (_, None) => state.known.contains(&key),
+                            };
+                            if held {
+                                state.known.insert(key);
+                            } else {
+                                state.known.remove(&key);
                             }
                         }
                     }

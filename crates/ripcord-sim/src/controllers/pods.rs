@@ -202,8 +202,10 @@ pub fn settle(pod: &mut Value, node: &Value, ip: &str, now: &str, bad: Option<Ba
         "conditions".into(),
         conditions(now, now, true, ready, &unready),
     );
-    if let Some(n) = util::normalize(pod) {
-        *pod = n;
+    // Only the status: the spec keeps its empty defaults (`resources: {}`,
+    // `securityContext: {}`) as a real server stores them.
+    if let Some(n) = pod.get("status").and_then(util::normalize) {
+        pod["status"] = n;
     }
 }
 
@@ -477,8 +479,8 @@ fn kubelet(c: &mut Controllers, pod: &Value, node: &Value, ips: &mut IpAllocator
             s.insert("startTime".into(), json!(now_s));
             s.insert("containerStatuses".into(), json!(statuses));
             s.insert("conditions".into(), conds);
-            if let Some(n) = util::normalize(v) {
-                *v = n;
+            if let Some(n) = v.get("status").and_then(util::normalize) {
+                v["status"] = n;
             }
         });
         times.started_at = Some(now);
