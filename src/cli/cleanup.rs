@@ -184,7 +184,8 @@ fn report_damaged(runs: &[source::RunView]) -> usize {
             source::RunOrigin::Cluster { namespace } => errln!(
                 "error: run {}: {damaged}; its mutations are taken from its Run resource \
                  ({namespace}/{}) instead",
-                run.run_id, run.run_id
+                run.run_id,
+                run.run_id
             ),
             source::RunOrigin::Journal { .. } => errln!(
                 "error: run {}: {damaged}; the cluster has no Run resource for it, so cleanup \

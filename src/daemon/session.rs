@@ -13,8 +13,8 @@
 //! Without a valid token or session, a browser (`Accept: text/html`) is sent to `/login`;
 //! anything else gets a 401. `publicStatusPage: true` opens the pages without either.
 
-use crate::daemon::auth::Endpoint;
 use crate::daemon::DaemonState;
+use crate::daemon::auth::Endpoint;
 use crate::daemon::status;
 use axum::Router;
 use axum::body::{Body, Bytes};

@@ -304,12 +304,10 @@ fn decode_body(req: &ResourceRequest) -> Result<Value, ApiError> {
     if crate::protobuf::is_protobuf(ct) && !req.body.is_empty() {
         return crate::protobuf::decode(&req.body).map_err(|e| match e {
             // No protobuf type for this kind: JSON still works.
-            crate::protobuf::ProtobufError::UnknownKind { .. } => {
-                ApiError::UnsupportedMediaType {
-                    content_type: ct.to_string(),
-                    accepted: "application/json, application/yaml".into(),
-                }
-            }
+            crate::protobuf::ProtobufError::UnknownKind { .. } => ApiError::UnsupportedMediaType {
+                content_type: ct.to_string(),
+                accepted: "application/json, application/yaml".into(),
+            },
             other => ApiError::BadRequest {
                 message: other.to_string(),
             },
