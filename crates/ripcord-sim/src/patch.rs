@@ -637,6 +637,42 @@ pub fn record_update(
     }
 }
 
+/// The field paths `applied` would take from other managers of `managed` by changing their
+/// value.
+fn conflicting_paths(
+    base: &Value,
+    applied: &Value,
+    new_leaves: &[Vec<String>],
+    manager: &str,
+    managed: &mut [Value],
+) -> Vec<Vec<String>> {
+    let mut paths = Vec::new();
+    for entry in managed.iter_mut() {
+        if entry.get("manager").and_then(Value::as_str) == Some(manager) {
+            continue;
+        }
+        let Some(fields) = entry.get_mut("fieldsV1") else {
+            continue;
+        };
+        for path in leaves(fields) {
+            if new_leaves.contains(&path) && resolve(base, &path) != resolve(applied, &path) {
+                paths.push(path);
+            }
+        }
+    }
+    paths
+}
+
+/// The field paths of the object's `kubectl.kubernetes.io/last-applied-configuration`
+/// annotation (what client-side applies set).
+fn last_applied_leaves(base: &Value) -> Vec<Vec<String>> {
+    base.pointer("/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration")
+        .and_then(Value::as_str)
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .map(|config| leaves(&fields_v1(&config)))
+        .unwrap_or_default()
+}
+
 /// Server-side apply of `applied` by `manager` onto `live` (`None` = create). Returns the new
 /// object with `metadata.managedFields` updated. `now` is the entry's timestamp.
 pub fn server_side_apply(
@@ -664,6 +700,19 @@ pub fn server_side_apply(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+
+    // Upgrading from client-side apply, as upstream's `lastAppliedManager`: when the manager
+    // is `kubectl` and every conflicting field is one the object's last-applied-configuration
+    // annotation set (kubectl's earlier client-side applies), the apply is forced.
+    let force = force
+        || manager == "kubectl" && {
+            let mut probe = managed.clone();
+            let conflicting = conflicting_paths(&base, applied, &new_leaves, manager, &mut probe);
+            !conflicting.is_empty() && {
+                let allowed = last_applied_leaves(&base);
+                conflicting.iter().all(|path| allowed.contains(path))
+            }
+        };
 
     // Conflicts with every other manager (appliers and writers by create/PUT/PATCH alike).
     let mut conflicts = Vec::new();
@@ -874,5 +923,33 @@ mod tests {
         let out = server_side_apply(Some(&forced), &cfg2, "alice", false, "t").unwrap();
         assert_eq!(out["metadata"]["labels"], json!({"a": "1"}));
         assert_eq!(out["spec"]["replicas"], 3);
+    }
+
+    #[test]
+    fn kubectl_server_side_apply_takes_over_fields_of_its_client_side_applies() {
+        // A client-side apply set spec.replicas (manager kubectl-client-side-apply, the
+        // annotation records it).
+        let cfg = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web"}, "spec": {"replicas": 2}});
+        let mut live = server_side_apply(None, &cfg, "kubectl-client-side-apply", false, "t")
+            .unwrap();
+        live["metadata"]["annotations"] = json!({
+            "kubectl.kubernetes.io/last-applied-configuration": cfg.to_string()
+        });
+        let changed = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web"}, "spec": {"replicas": 5}});
+        // kubectl upgrading to server-side apply: no conflict.
+        let out = server_side_apply(Some(&live), &changed, "kubectl", false, "t").unwrap();
+        assert_eq!(out["spec"]["replicas"], 5);
+        // Any other manager still conflicts.
+        assert!(server_side_apply(Some(&live), &changed, "deployer", false, "t").is_err());
+        // So does kubectl for a field the last-applied configuration never set.
+        let mut scaled = live.clone();
+        scaled["metadata"]["annotations"] = json!({
+            "kubectl.kubernetes.io/last-applied-configuration":
+                json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                       "metadata": {"name": "web"}}).to_string()
+        });
+        assert!(server_side_apply(Some(&scaled), &changed, "kubectl", false, "t").is_err());
     }
 }
