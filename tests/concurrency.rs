@@ -247,6 +247,7 @@ async fn failout_race(starter: Starter, wait_lock: Option<&str>) -> FleetTrial {
                     state_dir: trial.state_dir(),
                     prometheus_url: None,
                     notify: Vec::new(),
+                    notify_required: false,
                     call_timeout: Duration::from_secs(5),
                     lock_namespace: None,
                     seal: None,

@@ -188,6 +188,7 @@ async fn issue17_notification_failures_are_counted_per_channel() {
             state_dir: h.dir.path().to_path_buf(),
             prometheus_url: None,
             notify: Vec::new(),
+            notify_required: false,
             call_timeout: Duration::from_secs(5),
             lock_namespace: None,
             seal: None,

@@ -91,6 +91,7 @@ async fn an_api_ack_shows_in_the_run_timeline_step_and_status_page_issue13_as_th
         call_timeout: Duration::from_secs(5),
         prometheus_url: None,
         notify: Vec::new(),
+        notify_required: false,
         election: None,
         alertmanager: AlertmanagerConfig::default(),
         drills: Vec::new(),
@@ -209,5 +210,89 @@ async fn an_api_ack_shows_in_the_run_timeline_step_and_status_page_issue13_as_th
 
     stop.send_replace(true);
     let _ = tokio::time::timeout(Duration::from_secs(40), task).await;
+    sim.shutdown().await;
+}
+
+/// Issue 16: `notify.required` in the daemon's config holds for its runs too. The only channel
+/// is a webhook nobody answers: the run is refused before its first mutation, says why, and
+/// the node it would have cordoned stays schedulable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_the_daemon_refuses_a_run_nobody_was_told_about_when_notify_is_required() {
+    let sim = start_sim().await;
+    ripcord::k8s::runs::install_crd(&sim.client(), Duration::from_secs(5))
+        .await
+        .expect("Run CRD installed");
+    // A port that refuses connections: bound, then closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_url = format!("http://{}/hook", closed.local_addr().expect("addr"));
+    drop(closed);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = Settings {
+        state_dir: dir.path().join("state"),
+        tokens: TokenSource::Fixed(vec![format!("ann {TOKEN}")]),
+        namespace: "shop".into(),
+        playbooks_dir: None,
+        body_limit: 1024 * 1024,
+        who: "ripcord-daemon".into(),
+        call_timeout: Duration::from_secs(5),
+        prometheus_url: None,
+        notify: vec![ripcord::playbook::model::NotifyChannel {
+            name: "oncall".into(),
+            channel_type: ripcord::playbook::model::ChannelType::Webhook,
+            url: Some(dead_url),
+            url_from_env: None,
+        }],
+        notify_required: true,
+        election: None,
+        alertmanager: AlertmanagerConfig::default(),
+        drills: Vec::new(),
+        public_status_page: false,
+        step_kubeconfig: None,
+        trust: server::TrustSettings {
+            token_scopes: vec![ripcord::daemon::auth::TokenScope::unrestricted("ann")],
+            ..Default::default()
+        },
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listener");
+    let addr = listener.local_addr().expect("address");
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(server::serve(settings, sim.client(), listener, rx));
+    let http = reqwest::Client::new();
+
+    let playbook = "apiVersion: ripcord.dev/v1alpha1\nkind: Playbook\nmetadata:\n  \
+        name: cordon-one\nspec:\n  steps:\n    - name: cordon\n      action: node.cordon\n      \
+        with: {names: [zone-c-node-1]}\n";
+    let response = http
+        .post(format!("http://{addr}/v1/runs"))
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(5))
+        .json(&serde_json::json!({"body": playbook}))
+        .send()
+        .await
+        .expect("POST /v1/runs");
+    assert_eq!(response.status().as_u16(), 202);
+    let id = response.json::<Value>().await.expect("json")["runId"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    let run = wait_for_run(&http, addr, &id, "finished", |run| {
+        run["state"] == "finished"
+    })
+    .await;
+    assert_eq!(run["outcome"], "refused", "{run}");
+    assert!(
+        run["reason"].as_str().unwrap_or_default().contains("notif"),
+        "the refusal says nobody was told: {run}"
+    );
+    let node = sim
+        .store()
+        .get(&ripcord::sim::store::kinds::nodes(), None, "zone-c-node-1")
+        .expect("node exists");
+    assert_ne!(node["spec"]["unschedulable"], Value::Bool(true), "{node}");
+
+    stop.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
     sim.shutdown().await;
 }

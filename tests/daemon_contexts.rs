@@ -53,6 +53,7 @@ async fn start_daemon(
         call_timeout: Duration::from_secs(5),
         prometheus_url: None,
         notify: Vec::new(),
+        notify_required: false,
         election: None,
         alertmanager: AlertmanagerConfig::default(),
         drills: Vec::new(),

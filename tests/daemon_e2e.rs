@@ -159,6 +159,7 @@ async fn bad_release_alert_rolls_back_and_resolved_alert_triggers_nothing() {
         call_timeout: Duration::from_secs(5),
         prometheus_url: None,
         notify: Vec::new(),
+        notify_required: false,
         election: None,
         alertmanager: AlertmanagerConfig {
             cooldown: PbDuration(Duration::from_secs(600)),
@@ -461,6 +462,7 @@ async fn issue17_drills_with_a_passing_and_a_failing_hypothesis() {
         call_timeout: Duration::from_secs(5),
         prometheus_url: Some(format!("http://127.0.0.1:{prom_port}")),
         notify: Vec::new(),
+        notify_required: false,
         election: None,
         alertmanager: AlertmanagerConfig::default(),
         // Offset by 15 s so that the two zones are not out at once.

@@ -36,6 +36,7 @@ async fn start_daemon(sim: &SimCluster, identity: &str, state_dir: &Path) -> Dae
         call_timeout: Duration::from_secs(5),
         prometheus_url: None,
         notify: Vec::new(),
+        notify_required: false,
         election: Some(ElectionSettings {
             lease_name: "ripcord-leader".into(),
             lease_duration: Duration::from_secs(3),

@@ -130,6 +130,7 @@ pub fn settings(
             .clone()
             .or(file.prometheus.as_ref().map(|p| p.url.clone())),
         notify: file.notify.channels.clone(),
+        notify_required: file.notify.required,
         election: election_enabled.then(|| ElectionSettings {
             lease_name: file.leader_election.lease_name.clone(),
             lease_duration: file.leader_election.lease_duration.0,

@@ -446,6 +446,8 @@ pub struct RunDefaults {
     pub prometheus_url: Option<String>,
     /// Notification channels.
     pub notify: Vec<crate::notify::ChannelConfig>,
+    /// Refuse a run whose first notification reached nobody (config `notify.required`).
+    pub notify_required: bool,
     /// Per-call timeout.
     pub call_timeout: std::time::Duration,
     /// The namespace of the runs' lock Leases (`None`: each run's target namespace). The
@@ -674,7 +676,7 @@ impl RunManager {
             state_dir: self.inner.defaults.state_dir.clone(),
             prometheus_url: self.inner.defaults.prometheus_url.clone(),
             notify: self.inner.defaults.notify.clone(),
-            notify_required: false,
+            notify_required: self.inner.defaults.notify_required,
             namespace: None,
             lock_namespace: self.inner.defaults.lock_namespace.clone(),
             seal: self.inner.defaults.seal.clone(),

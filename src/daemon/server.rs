@@ -102,6 +102,9 @@ pub struct Settings {
     pub prometheus_url: Option<String>,
     /// Notification channels (resolved at start).
     pub notify: Vec<crate::playbook::model::NotifyChannel>,
+    /// Require delivery (config `notify.required`): a run whose "about to …" notification
+    /// reached nobody is refused before its first mutation.
+    pub notify_required: bool,
     /// Leader election (`None`: always lead).
     pub election: Option<ElectionSettings>,
     /// Alert rules.
@@ -225,6 +228,7 @@ pub async fn serve_with(
             state_dir: settings.state_dir.clone(),
             prometheus_url: settings.prometheus_url.clone(),
             notify,
+            notify_required: settings.notify_required,
             call_timeout: settings.call_timeout,
             lock_namespace: Some(settings.namespace.clone()),
             seal: settings.trust.run_key.clone(),

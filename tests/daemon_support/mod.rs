@@ -180,6 +180,7 @@ pub fn harness(executor: FakeExecutor, alerts: AlertmanagerConfig, clock: Clock)
             state_dir: dir.path().to_path_buf(),
             prometheus_url: None,
             notify: Vec::new(),
+            notify_required: false,
             call_timeout: Duration::from_secs(5),
             lock_namespace: None,
             seal: None,
