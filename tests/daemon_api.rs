@@ -210,7 +210,8 @@ async fn bad_playbooks_and_params_are_refused_before_anything_runs() {
             .contains("deployment.rollback"),
         "did-you-mean expected: {json}"
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Refused requests queue nothing: no run exists that could ever execute.
+    assert!(h.state.runs.list().is_empty());
     assert!(h.executor.executed().is_empty());
 }
 
@@ -303,7 +304,18 @@ async fn runs_on_one_target_queue_runs_on_other_targets_do_not() {
     }
     let ex = h.executor.clone();
     eventually("two runs executing", || ex.running().len() == 2).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The second run on checkout reached the per-target wait (an observable event, not a sleep).
+    let runs = h.state.runs.clone();
+    let second = ids[1].clone();
+    eventually("the second checkout run waits for the first", || {
+        runs.get(&second).is_some_and(|v| {
+            v.timeline.iter().any(|t| {
+                t.text
+                    .contains("another run on deployment/shop/checkout goes first")
+            })
+        })
+    })
+    .await;
     let running = h.executor.running();
     assert!(
         running.contains(&ids[0]) && running.contains(&ids[2]),
@@ -312,14 +324,22 @@ async fn runs_on_one_target_queue_runs_on_other_targets_do_not() {
     assert_eq!(h.state.runs.get(&ids[1]).unwrap().state.as_str(), "queued");
     let (_, metrics) = call_text(&h.state, "GET", "/metrics", Some(TOKEN), None).await;
     assert!(metrics.contains("ripcord_queue_depth 1"), "{metrics}");
-    gate.add_permits(1);
+    // Two permits: whichever runs take them (the two running ones, or the queued one once
+    // the first checkout run has ended), the queued run gets to start.
+    gate.add_permits(2);
     let ex = h.executor.clone();
     let second = ids[1].clone();
     eventually("the queued run starts", || ex.running().contains(&second)).await;
-    gate.add_permits(2);
+    gate.add_permits(3);
     let runs = h.state.runs.clone();
     eventually("all finished", || ids.iter().all(|id| !runs.is_active(id))).await;
     assert_eq!(h.executor.executed().len(), 3);
+    // It started only after the first checkout run had finished.
+    let view = |id: &str| h.state.runs.get(id).unwrap();
+    assert!(
+        view(&ids[1]).started_at.unwrap() >= view(&ids[0]).finished_at.unwrap(),
+        "the queued run started before the first one on its target finished"
+    );
 }
 
 #[tokio::test]
@@ -677,8 +697,16 @@ async fn a_follower_queues_but_does_not_run_until_it_leads() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let id = json["runId"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The run reached the leadership wait (observable in its timeline), and did not run.
+    let runs = h.state.runs.clone();
+    let waiting = id.clone();
+    eventually("the run waits for leadership", || {
+        runs.get(&waiting)
+            .is_some_and(|v| v.timeline.iter().any(|t| t.text.contains("on standby")))
+    })
+    .await;
     assert!(h.executor.executed().is_empty());
+    assert!(h.executor.running().is_empty());
     assert_eq!(h.state.runs.get(&id).unwrap().state.as_str(), "queued");
     let (_, page) = call_text(&h.state, "GET", "/", Some(TOKEN), None).await;
     assert!(page.contains("standby"), "{page}");

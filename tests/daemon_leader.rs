@@ -79,6 +79,18 @@ async fn leads(d: &Daemon) -> bool {
         .any(|l| l.trim() == "ripcord_leader 1")
 }
 
+/// How many election rounds of `d` ended with `result` (`standby`, `leading`, `error`).
+async fn election_rounds(d: &Daemon, result: &str) -> u64 {
+    let prefix = format!("ripcord_leader_election_rounds_total{{result=\"{result}\"}} ");
+    get(d, "/metrics")
+        .await
+        .1
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 async fn run_view(d: &Daemon, id: &str) -> Option<Value> {
     let (status, body) = get(d, &format!("/v1/runs/{id}")).await;
     (status == 200).then(|| serde_json::from_str::<Value>(&body).unwrap()["run"].clone())
@@ -144,7 +156,13 @@ async fn only_the_leader_runs_and_the_next_leader_finishes_without_repeating_iss
     let a = start_daemon(&sim, "daemon-a", dir_a.path()).await;
     wait_until("a leads", Duration::from_secs(10), || leads(&a)).await;
     let b = start_daemon(&sim, "daemon-b", dir_b.path()).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // b has tried to take the Lease several times (observable rounds, not a sleep) and stayed
+    // on standby each time while a renews.
+    wait_until("b's election rounds", Duration::from_secs(20), || async {
+        election_rounds(&b, "standby").await >= 3
+    })
+    .await;
+    assert_eq!(election_rounds(&b, "leading").await, 0);
     assert!(
         !leads(&b).await,
         "b must not lead while a renews: {}",

@@ -93,13 +93,15 @@ pub struct ElectionConfig {
     pub call_timeout: Duration,
 }
 
-/// The election loop. Publishes leadership on `tx`; ends (releasing the Lease if held) when
+/// The election loop. Publishes leadership on `tx`, counts each round in `metrics`
+/// (`ripcord_leader_election_rounds_total{result}`); ends (releasing the Lease if held) when
 /// `shutdown` turns true.
 pub async fn run_election(
     client: kube::Client,
     config: ElectionConfig,
     tx: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
+    metrics: std::sync::Arc<crate::daemon::metrics::DaemonMetrics>,
 ) {
     let retry = (config.lease_duration / 3).max(Duration::from_millis(100));
     let mut last_renewed: Option<tokio::time::Instant> = None;
@@ -107,6 +109,7 @@ pub async fn run_election(
         let leading = *tx.borrow();
         match try_acquire_or_renew(&client, &config).await {
             Ok(true) => {
+                metrics.election_round("leading");
                 last_renewed = Some(tokio::time::Instant::now());
                 if !leading {
                     tracing::info!(identity = %config.identity, lease = %config.lease_name, "became the leader");
@@ -114,12 +117,14 @@ pub async fn run_election(
                 }
             }
             Ok(false) => {
+                metrics.election_round("standby");
                 if leading {
                     tracing::warn!(identity = %config.identity, "another process holds the leader lease: stepping down");
                     tx.send_replace(false);
                 }
             }
             Err(err) => {
+                metrics.election_round("error");
                 tracing::warn!(error = %err, category = err.category(), "leader lease call failed");
                 let expired = last_renewed.is_none_or(|t| t.elapsed() >= config.lease_duration);
                 if leading && expired {

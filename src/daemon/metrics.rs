@@ -27,6 +27,7 @@ pub struct DaemonMetrics {
     leader: Gauge,
     connections_refused: Counter,
     takeovers_refused: Family<Labels, Counter>,
+    election_rounds: Family<Labels, Counter>,
     drill_last: Family<Labels, Gauge>,
     drill_next: Family<Labels, Gauge>,
     drill_budget_burn: Family<Labels, Counter<f64, AtomicU64>>,
@@ -67,6 +68,12 @@ impl DaemonMetrics {
         let leader = Gauge::default();
         let connections_refused = Counter::default();
         let takeovers_refused = Family::<Labels, Counter>::default();
+        let election_rounds = Family::<Labels, Counter>::default();
+        registry.register(
+            "leader_election_rounds",
+            "Leader election rounds, by result (leading, standby, error)",
+            election_rounds.clone(),
+        );
         registry.register(
             "http_connections_refused",
             "Connections closed at once because the connection limit was reached",
@@ -154,6 +161,7 @@ impl DaemonMetrics {
             leader,
             connections_refused,
             takeovers_refused,
+            election_rounds,
             drill_last,
             drill_next,
             drill_budget_burn,
@@ -164,6 +172,13 @@ impl DaemonMetrics {
     /// Counts a connection closed because of the connection limit.
     pub fn connection_refused(&self) {
         self.connections_refused.inc();
+    }
+
+    /// Counts a leader election round by its result (`leading`, `standby`, `error`).
+    pub fn election_round(&self, result: &'static str) {
+        self.election_rounds
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
     }
 
     /// Counts a `Run` resource a new leader did not take over.

@@ -694,8 +694,16 @@ impl RunManager {
 
     async fn drive(self, plan: Plan, opts: RunOptions, mut cancel: watch::Receiver<bool>) {
         let run_id = plan.run_id.clone();
-        // 1. Leadership.
+        // 1. Leadership. A replica on standby keeps the run queued, and says so.
         let mut leader = self.inner.leader.clone();
+        if !*leader.borrow() {
+            self.with_run(&run_id, |r, now| {
+                r.push(
+                    now,
+                    "waiting: this daemon is on standby; the run starts when it leads".to_string(),
+                );
+            });
+        }
         let lead = tokio::select! {
             r = leader.wait_for(|l| *l) => r.is_ok(),
             _ = cancel.wait_for(|c| *c) => false,
@@ -710,9 +718,17 @@ impl RunManager {
             let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
             locks.entry(key.clone()).or_default().clone()
         };
-        let guard = tokio::select! {
-            g = lock.clone().lock_owned() => Some(g),
-            _ = cancel.wait_for(|c| *c) => None,
+        let guard = match lock.clone().try_lock_owned() {
+            Ok(guard) => Some(guard),
+            Err(_) => {
+                self.with_run(&run_id, |r, now| {
+                    r.push(now, format!("waiting: another run on {key} goes first"));
+                });
+                tokio::select! {
+                    g = lock.clone().lock_owned() => Some(g),
+                    _ = cancel.wait_for(|c| *c) => None,
+                }
+            }
         };
         let Some(guard) = guard.filter(|_| !*cancel.borrow()) else {
             self.finish_cancelled(&run_id);

@@ -216,6 +216,7 @@ pub async fn serve_with(
             config,
             leader_tx,
             election_stop_rx,
+            metrics.clone(),
         ))
     });
 
