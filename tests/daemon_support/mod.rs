@@ -1,5 +1,5 @@
 //! Shared helpers of the daemon tests, included as `#[path = "daemon_support/mod.rs"] mod
-//! support;` by `tests/daemon_*.rs` and `tests/fuzz_inputs.rs` (a directory module, so cargo
+//! support;` by `tests/daemon_*.rs` and `tests/misc/fuzz_inputs.rs` (a directory module, so cargo
 //! does not build it as a test target of its own).
 #![allow(dead_code)]
 

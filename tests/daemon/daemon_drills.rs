@@ -4,8 +4,7 @@
 //! is still failed back.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-#[path = "daemon_support/mod.rs"]
-mod support;
+use crate::daemon_support as support;
 
 use futures::future::BoxFuture;
 use ripcord::daemon::clock::Clock;

@@ -3,7 +3,7 @@
 //! slow ramp); `verify` then reports clean, and a second `cleanup` does nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-mod cleanup_support;
+use crate::cleanup_support;
 
 use cleanup_support::*;
 use serde_json::Value;

@@ -133,7 +133,7 @@ fn checkout_writes(sim: &SimCluster) -> usize {
 async fn only_the_leader_runs_and_the_next_leader_finishes_without_repeating_issue13_locks_in_own_namespace()
  {
     // The demo, with slow pod readiness so the rollback's rollout takes a while.
-    let text = include_str!("data/scenarios/demo.yaml")
+    let text = include_str!("../data/scenarios/demo.yaml")
         .replace("podReadyDelaySeconds: 5", "podReadyDelaySeconds: 40");
     let scenario = Scenario::from_yaml("demo-slow", &text).expect("scenario");
     let sim = SimCluster::start(SimOptions {

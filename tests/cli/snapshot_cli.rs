@@ -2,7 +2,7 @@
 //! manifest, prints it as JSON with `-o json`, and never captures Secret data.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-mod actions_support;
+use crate::actions_support;
 
 use actions_support::{Sim, ripcord};
 use ripcord::sim::store::kinds;

@@ -3,7 +3,7 @@
 //! `deployment.rollback` with `knownGood` then returns to the marked revision.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-mod actions_support;
+use crate::actions_support;
 
 use actions_support::{Sim, context, ripcord, run_step};
 use ripcord::actions;

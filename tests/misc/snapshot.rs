@@ -4,7 +4,7 @@
 //! appears anywhere in the bundle (names only) and ConfigMaps keep keys only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-mod actions_support;
+use crate::actions_support;
 
 use actions_support::Sim;
 use ripcord::actions::ObjectRef;

@@ -4,7 +4,7 @@
 //! and the refusal exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-mod mitigations_support;
+use crate::mitigations_support;
 
 use mitigations_support::{all_ready, start_file, wait_until, zone_nodes};
 use ripcord::journal;

@@ -10,8 +10,7 @@
 //! `RIPCORD_SKIP_CHROMIUM=1` to skip where no browser can be installed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-#[path = "daemon_support/mod.rs"]
-mod support;
+use crate::daemon_support as support;
 
 use ripcord::daemon::clock::Clock;
 use ripcord::daemon::config::AlertmanagerConfig;

@@ -5,7 +5,7 @@
 //! bounded `k8s::runs::list_runs` the report and the daemon's takeover use.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-mod cleanup_support;
+use crate::cleanup_support;
 
 use cleanup_support::*;
 use ripcord::k8s::runs::{self, Run, RunListError, RunSpec};

@@ -4,8 +4,7 @@
 //! `kube::Client`; the daemon's runs go through the fake executor.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-#[path = "daemon_support/mod.rs"]
-mod support;
+use crate::daemon_support as support;
 
 use axum::http::StatusCode;
 use ripcord::daemon::alerts::{AlertRouter, alert_lease_name};

@@ -15,8 +15,7 @@
 //! (default 1, e.g. `RIPCORD_FUZZ_ITERS=50` for a long run).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-#[path = "daemon_support/mod.rs"]
-mod support;
+use crate::daemon_support as support;
 
 use axum::http::StatusCode;
 use ripcord::daemon::clock::Clock;

@@ -4,7 +4,7 @@
 //! inverses.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-mod actions_support;
+use crate::actions_support;
 
 use actions_support::{Sim, args_ref, context, run_step};
 use ripcord::actions::{self, Inverse};

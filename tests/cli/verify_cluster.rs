@@ -2,7 +2,7 @@
 //! finish (the engine's crash hook kills the process right after its first applied mutation).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-mod cleanup_support;
+use crate::cleanup_support;
 
 use cleanup_support::*;
 use ripcord::sim::store::kinds;

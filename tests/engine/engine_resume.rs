@@ -4,7 +4,7 @@
 //! held lock refuses a second run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-mod engine_support;
+use crate::engine_support;
 
 use engine_support::{Harness, final_outcome, kinds_of, only_run, records};
 use ripcord::journal::{Outcome, Record};

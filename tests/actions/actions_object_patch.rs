@@ -2,7 +2,7 @@
 //! empty, zero writes), and the automatic inverse restoring exactly the touched paths.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-mod actions_support;
+use crate::actions_support;
 
 use actions_support::{Sim, context, run_step};
 use ripcord::actions::{self, Inverse};

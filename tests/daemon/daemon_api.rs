@@ -3,8 +3,7 @@
 //! metrics, the status page, and that no input makes it panic or answer 500.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-#[path = "daemon_support/mod.rs"]
-mod support;
+use crate::daemon_support as support;
 
 use axum::http::StatusCode;
 use ripcord::daemon::clock::Clock;

@@ -3,7 +3,7 @@
 //! changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-mod engine_support;
+use crate::engine_support;
 
 use engine_support::{Harness, Receiver, final_outcome, kinds_of, position, records, run_id_from};
 use ripcord::journal::{Outcome, Record};

@@ -4,7 +4,7 @@
 //! directory, reading the run from its `Run` resource in the cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-mod cleanup_support;
+use crate::cleanup_support;
 
 use cleanup_support::*;
 use ripcord::sim::store::kinds;

@@ -8,7 +8,7 @@
 //! without it this test FAILS, unless `RIPCORD_SKIP_PROMETHEUS=1`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-mod actions_support;
+use crate::actions_support;
 
 use actions_support::{Sim, context, run_step};
 use ripcord::actions::{self, ActionContext};

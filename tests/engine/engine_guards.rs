@@ -3,7 +3,7 @@
 //! reverts the run's merge patches, and the `Run` mirror lands in the cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
-mod engine_support;
+use crate::engine_support;
 
 use axum::Router;
 use axum::extract::State;
