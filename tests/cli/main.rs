@@ -11,11 +11,11 @@ mod cleanup_support;
 #[path = "../mitigations_support/mod.rs"]
 mod mitigations_support;
 
-mod commands_cli;
 mod cli_approval_progress;
 mod cli_playbook;
-mod snapshot_cli;
+mod commands_cli;
 mod demo;
-mod verify_cluster;
 mod report_cluster;
 mod report_html;
+mod snapshot_cli;
+mod verify_cluster;

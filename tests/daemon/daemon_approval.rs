@@ -35,6 +35,39 @@ async fn start_sim() -> SimCluster {
     .expect("sim starts")
 }
 
+/// The daemon's settings for these tests: tokens for ann (may do anything) and mallory (named
+/// only), the given notification channels.
+fn daemon_settings(
+    dir: &Path,
+    notify: Vec<ripcord::playbook::model::NotifyChannel>,
+    notify_required: bool,
+) -> Settings {
+    Settings {
+        state_dir: dir.join("state"),
+        tokens: TokenSource::Fixed(vec![
+            format!("ann {TOKEN}"),
+            format!("mallory {MALLORY_TOKEN}"),
+        ]),
+        namespace: "shop".into(),
+        playbooks_dir: None,
+        body_limit: 1024 * 1024,
+        who: "ripcord-daemon".into(),
+        call_timeout: Duration::from_secs(5),
+        prometheus_url: None,
+        notify,
+        notify_required,
+        election: None,
+        alertmanager: AlertmanagerConfig::default(),
+        drills: Vec::new(),
+        public_status_page: false,
+        step_kubeconfig: None,
+        trust: server::TrustSettings {
+            token_scopes: vec![ripcord::daemon::auth::TokenScope::unrestricted("ann")],
+            ..Default::default()
+        },
+    }
+}
+
 /// GETs `path` from the daemon as JSON, bounded.
 async fn get_json(http: &reqwest::Client, addr: SocketAddr, path: &str) -> (u16, Value) {
     let response = http
@@ -78,30 +111,7 @@ async fn an_api_ack_shows_in_the_run_timeline_step_and_status_page_issue13_as_th
         .await
         .expect("Run CRD installed");
     let dir = tempfile::tempdir().expect("tempdir");
-    let settings = Settings {
-        state_dir: dir.path().join("state"),
-        tokens: TokenSource::Fixed(vec![
-            format!("ann {TOKEN}"),
-            format!("mallory {MALLORY_TOKEN}"),
-        ]),
-        namespace: "shop".into(),
-        playbooks_dir: None,
-        body_limit: 1024 * 1024,
-        who: "ripcord-daemon".into(),
-        call_timeout: Duration::from_secs(5),
-        prometheus_url: None,
-        notify: Vec::new(),
-        notify_required: false,
-        election: None,
-        alertmanager: AlertmanagerConfig::default(),
-        drills: Vec::new(),
-        public_status_page: false,
-        step_kubeconfig: None,
-        trust: server::TrustSettings {
-            token_scopes: vec![ripcord::daemon::auth::TokenScope::unrestricted("ann")],
-            ..Default::default()
-        },
-    };
+    let settings = daemon_settings(dir.path(), Vec::new(), false);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("listener");
@@ -227,32 +237,13 @@ async fn issue16_the_daemon_refuses_a_run_nobody_was_told_about_when_notify_is_r
     let dead_url = format!("http://{}/hook", closed.local_addr().expect("addr"));
     drop(closed);
     let dir = tempfile::tempdir().expect("tempdir");
-    let settings = Settings {
-        state_dir: dir.path().join("state"),
-        tokens: TokenSource::Fixed(vec![format!("ann {TOKEN}")]),
-        namespace: "shop".into(),
-        playbooks_dir: None,
-        body_limit: 1024 * 1024,
-        who: "ripcord-daemon".into(),
-        call_timeout: Duration::from_secs(5),
-        prometheus_url: None,
-        notify: vec![ripcord::playbook::model::NotifyChannel {
-            name: "oncall".into(),
-            channel_type: ripcord::playbook::model::ChannelType::Webhook,
-            url: Some(dead_url),
-            url_from_env: None,
-        }],
-        notify_required: true,
-        election: None,
-        alertmanager: AlertmanagerConfig::default(),
-        drills: Vec::new(),
-        public_status_page: false,
-        step_kubeconfig: None,
-        trust: server::TrustSettings {
-            token_scopes: vec![ripcord::daemon::auth::TokenScope::unrestricted("ann")],
-            ..Default::default()
-        },
+    let channel = ripcord::playbook::model::NotifyChannel {
+        name: "oncall".into(),
+        channel_type: ripcord::playbook::model::ChannelType::Webhook,
+        url: Some(dead_url),
+        url_from_env: None,
     };
+    let settings = daemon_settings(dir.path(), vec![channel], true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("listener");

@@ -10,8 +10,8 @@ mod actions_support;
 mod daemon_support;
 
 mod chart;
+mod fuzz_inputs;
+mod leases;
 mod notify;
 mod prometheus_gate;
-mod fuzz_inputs;
 mod snapshot;
-mod leases;

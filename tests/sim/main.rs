@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 mod sim_api;
+mod sim_conformance;
 mod sim_controllers;
 mod sim_kubectl;
 mod sim_watcher;
-mod sim_conformance;
