@@ -21,6 +21,7 @@ pub mod engine;
 pub mod journal;
 pub mod k8s;
 pub mod metrics;
+pub mod model;
 pub mod notify;
 pub mod plan;
 pub mod playbook;

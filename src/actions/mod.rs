@@ -61,8 +61,10 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::model::{Applied, Inverse, Mutation, ObjectRef, Progress};
+
 /// The field manager ripcord names on every write.
-pub const FIELD_MANAGER: &str = crate::k8s::FIELD_MANAGER;
+pub const FIELD_MANAGER: &str = crate::model::FIELD_MANAGER;
 
 /// Everything an action may use while it runs. Built by the engine per step.
 #[derive(Clone)]
@@ -104,98 +106,6 @@ pub fn namespace_or<'a>(from_args: Option<&'a str>, default: &'a str) -> &'a str
     from_args.filter(|ns| !ns.is_empty()).unwrap_or(default)
 }
 
-/// A reference to one Kubernetes object.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectRef {
-    /// `group/version`, or `v1` for the core group.
-    pub api_version: String,
-    /// The object's kind.
-    pub kind: String,
-    /// The namespace, for namespaced objects.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// The object's name.
-    pub name: String,
-}
-
-impl std::fmt::Display for ObjectRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{}/{}/{}", self.kind.to_lowercase(), ns, self.name),
-            None => write!(f, "{}/{}", self.kind.to_lowercase(), self.name),
-        }
-    }
-}
-
-/// One write an action wants to make. Journaled (write-ahead) before it is applied.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Mutation {
-    /// Stable identity within the step (e.g. `cordon/node-a-1`, `batch-2/pod-x`), derived
-    /// from the target and the phase, never from the clock. A resumed run uses it to recognise
-    /// a mutation it already applied.
-    pub id: String,
-    /// The object written.
-    pub target: ObjectRef,
-    /// One line for people: "cordon node a-1", "roll back to revision 6".
-    pub description: String,
-    /// A readable diff of what changes (for `--dry-run` and `plan`).
-    pub diff: String,
-    /// The object as it was before (secrets never included; may be trimmed to the fields
-    /// the mutation touches).
-    pub pre_image: serde_json::Value,
-    /// resourceVersion observed before the write, for drift detection.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_version: Option<String>,
-    /// Action-specific request payload, enough for `apply` to perform the write.
-    pub request: serde_json::Value,
-    /// How cleanup reverts this mutation.
-    pub inverse: Inverse,
-}
-
-/// How to revert one mutation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
-pub enum Inverse {
-    /// Apply this JSON merge patch to the target (uncordon, resume, restore replicas/weights,
-    /// revert a generic patch). `expected` holds the fields as ripcord left them, so cleanup
-    /// can tell whether someone changed them since.
-    MergePatch {
-        /// The patch that restores the pre-image.
-        patch: serde_json::Value,
-        /// The touched fields as ripcord set them (for drift detection).
-        expected: serde_json::Value,
-    },
-    /// Deliberately not reverted automatically (a rollback: rolling forward to a bad release
-    /// would be wrong). `roll_forward` holds what a roll-forward on request would apply.
-    NotReverted {
-        /// Why.
-        reason: String,
-        /// The patch a roll-forward on explicit request would apply.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        roll_forward: Option<serde_json::Value>,
-    },
-    /// Nothing to revert (an eviction: the controller replaced the pod; a notification).
-    None {
-        /// Why nothing is needed.
-        reason: String,
-    },
-}
-
-/// The result of applying one mutation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Applied {
-    /// The mutation's id.
-    pub id: String,
-    /// The object written.
-    pub target: ObjectRef,
-    /// resourceVersion after the write, if the write returned the object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_version_after: Option<String>,
-}
-
 /// What `diff` found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diff {
@@ -207,17 +117,6 @@ pub struct Diff {
     /// pods, restarts restart them in batches). `None`: nothing to count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
-}
-
-/// Counts of one step's progress, as its action observed them in a diff.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Progress {
-    /// What is counted, for people ("pods evicted", "batch 2 of 4: pods restarted").
-    pub what: String,
-    /// How many are done.
-    pub done: u64,
-    /// How many in all.
-    pub total: u64,
 }
 
 impl Diff {

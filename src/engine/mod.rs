@@ -57,36 +57,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-pub use crate::actions::Progress;
+pub use crate::model::{Progress, Trigger};
 pub use resume::load_plan;
 
 /// The environment variable of the crash test hook (see the module docs).
 pub const CRASH_HOOK_ENV: &str = "RIPCORD_TEST_CRASH_AT";
-
-/// What started a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// The command line.
-    Cli,
-    /// The daemon's HTTP API.
-    Api,
-    /// An Alertmanager webhook.
-    Alertmanager,
-    /// A scheduled drill.
-    Schedule,
-}
-
-impl Trigger {
-    /// The journal spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Cli => "cli",
-            Trigger::Api => "api",
-            Trigger::Alertmanager => "alertmanager",
-            Trigger::Schedule => "schedule",
-        }
-    }
-}
 
 /// Why a run is being stopped at the next safe point.
 #[derive(Debug, Clone, PartialEq)]

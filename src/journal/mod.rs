@@ -593,7 +593,7 @@ pub fn validate_incident_id(id: &str) -> Result<(), JournalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actions::{Applied, Inverse, Mutation, ObjectRef};
+    use crate::model::{Applied, Inverse, Mutation, ObjectRef};
 
     fn target() -> ObjectRef {
         ObjectRef {

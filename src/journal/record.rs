@@ -4,8 +4,9 @@
 //! [`Record`] whose serde tag `type` names the record kind. The journal stores facts only; it
 //! never interprets them (the engine and cleanup do).
 
-use crate::actions::{Applied, Inverse, Mutation};
 use crate::journal::approval::ApprovalSource;
+pub use crate::model::Outcome;
+use crate::model::{Applied, Inverse, Mutation};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -19,52 +20,6 @@ pub struct Entry {
     /// What happened.
     #[serde(flatten)]
     pub record: Record,
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// Every step verified or was already satisfied.
-    Succeeded,
-    /// A step failed (after `onFailure` handling).
-    Failed,
-    /// A step failed and the run's applied mutations were reverted (`onFailure: undo`).
-    Undone,
-    /// A stop condition tripped; the run stopped at a safe point.
-    Stopped,
-    /// A guard, lock or the operator refused before the first mutation.
-    Refused,
-    /// Ctrl-C / SIGTERM: stopped at a safe point; resumable.
-    Interrupted,
-}
-
-impl Outcome {
-    /// The kebab-case name used in journals, the `Run` resource and output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::Undone => "undone",
-            Outcome::Stopped => "stopped",
-            Outcome::Refused => "refused",
-            Outcome::Interrupted => "interrupted",
-        }
-    }
-
-    /// True when `--resume` may continue the run (it stopped before completing).
-    pub fn is_resumable(self) -> bool {
-        matches!(
-            self,
-            Outcome::Interrupted | Outcome::Stopped | Outcome::Failed
-        )
-    }
-}
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// The result of one notification delivery, without the channel's URL (a secret).

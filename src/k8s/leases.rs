@@ -10,7 +10,7 @@
 //! bounded time for a held lock (`--wait-lock`). The engine's cluster-wide fleet lock is one
 //! such lock (lock string `fleet`, namespace `default`; see `engine/guards.rs`).
 
-use crate::actions::FIELD_MANAGER;
+use crate::model::FIELD_MANAGER;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};

@@ -24,8 +24,7 @@ use kube::api::PatchParams;
 use std::future::Future;
 use std::time::Duration;
 
-/// The field manager ripcord names on every write.
-pub const FIELD_MANAGER: &str = "ripcord";
+pub use crate::model::FIELD_MANAGER;
 
 /// The annotation every mutating write of a run step sets in the same patch:
 /// `RUN_ID/STEP`. It is ripcord's proof of its own write: cleanup reverts only objects whose

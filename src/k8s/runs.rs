@@ -7,7 +7,7 @@
 //!
 //! Writing the mirror never blocks mitigation: callers journal a failure and carry on.
 
-use crate::actions::FIELD_MANAGER;
+use crate::model::FIELD_MANAGER;
 use kube::CustomResource;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use schemars::JsonSchema;

@@ -3,7 +3,7 @@
 //!
 //! - [`model`]: the document types (`apiVersion: ripcord.dev/v1alpha1`, `kind: Playbook`).
 //! - [`catalog`]: the closed set of actions and the typed shape of their arguments.
-//! - [`duration`]: `30s`, `5m`, `1h30m`, `250ms`.
+//! - [`duration`]: `30s`, `5m`, `1h30m`, `250ms` (the type lives in [`crate::model`]).
 //! - [`template`]: `$(params.NAME)` and `$(run.id)` references.
 //! - [`yaml`], [`validate`], [`diagnostic`], [`parse`]: located parsing and validation that
 //!   collects every problem ([`Diagnostics`]).
@@ -11,7 +11,10 @@
 
 pub mod catalog;
 pub mod diagnostic;
-pub mod duration;
+/// Durations as people write them; defined in [`crate::model`].
+pub mod duration {
+    pub use crate::model::duration::*;
+}
 pub mod model;
 pub mod parse;
 pub mod schema;
