@@ -5,6 +5,7 @@
 //! - [`catalog`]: the closed set of actions and the typed shape of their arguments.
 //! - [`duration`]: `30s`, `5m`, `1h30m`, `250ms` (the type lives in [`crate::model`]).
 //! - [`template`]: `$(params.NAME)` and `$(run.id)` references.
+//! - [`typing`]: parameter values by their declared type, step arguments into the typed action.
 //! - [`yaml`], [`validate`], [`diagnostic`], [`parse`]: located parsing and validation that
 //!   collects every problem ([`Diagnostics`]).
 //! - [`schema`]: the JSON Schema printed by `ripcord schema`.
@@ -20,6 +21,7 @@ pub mod parse;
 pub mod schema;
 pub mod suggest;
 pub mod template;
+pub mod typing;
 pub mod validate;
 pub mod yaml;
 

@@ -980,7 +980,7 @@ fn check_param_declarations(spec: &Node, problems: &mut Vec<Problem>) {
                     message: format!("required parameter `{}` has a default", key.name),
                     hint: Some("drop `required: true` or the default".to_string()),
                 });
-            } else if let Err(err) = crate::plan::typed_default(&key.name, &spec, default) {
+            } else if let Err(err) = super::typing::typed_default(&key.name, &spec, default) {
                 problems.push(Problem {
                     kind: "invalid-param",
                     needle: None,
@@ -1186,7 +1186,7 @@ fn step_constraints(root: &Node, playbook: &Playbook, problems: &mut Vec<Problem
     for (name, spec) in &playbook.spec.params {
         match &spec.default {
             Some(default) => {
-                if let Ok(v) = crate::plan::typed_default(name, spec, default) {
+                if let Ok(v) = super::typing::typed_default(name, spec, default) {
                     values.insert(name.clone(), v);
                 }
             }
@@ -1211,7 +1211,7 @@ fn step_constraints(root: &Node, playbook: &Playbook, problems: &mut Vec<Problem
         let Ok(with) = template::render_value(&with, &Defaults(&values)) else {
             continue;
         };
-        if let Err(problem) = crate::plan::build_action(&step.action, with) {
+        if let Err(problem) = super::typing::build_action(&step.action, with) {
             let step_node = match steps.map(|s| &s.value) {
                 Some(NodeValue::Seq(items)) => items.get(i),
                 _ => None,
