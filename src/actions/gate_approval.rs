@@ -16,11 +16,9 @@
 
 use super::{Action, ActionContext, ActionError, Applied, Diff, Mutation, ObjectRef};
 use crate::journal::approval::{self, Acknowledgement, Approval, ApprovalSource};
-use crate::k8s::runs::Run;
 use crate::notify::{Notification, Phase};
 use crate::playbook::catalog;
 use futures::future::BoxFuture;
-use kube::api::Api;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -90,21 +88,21 @@ impl GateApproval {
 
     /// The ACK on the `Run` resource, if any (errors: none seen; the file still works).
     async fn ack_on_run_resource(&self, ctx: &ActionContext) -> Option<Approval> {
-        let api: Api<Run> = Api::namespaced(ctx.client.clone(), &ctx.default_namespace);
-        let run = match tokio::time::timeout(ctx.call_timeout, api.get_opt(&ctx.run_id)).await {
-            Ok(Ok(run)) => run?,
-            Ok(Err(err)) => {
+        let read = crate::k8s::run_annotations::read(
+            &ctx.client,
+            &ctx.default_namespace,
+            &ctx.run_id,
+            &approval::run_annotation(&ctx.step),
+            ctx.call_timeout,
+        )
+        .await;
+        let raw = match read {
+            Ok(raw) => raw?,
+            Err(err) => {
                 tracing::debug!(run = %ctx.run_id, step = %ctx.step, error = %err, "cannot read the Run resource");
                 return None;
             }
-            Err(_) => return None,
         };
-        let raw = run
-            .metadata
-            .annotations
-            .as_ref()?
-            .get(&approval::run_annotation(&ctx.step))?
-            .clone();
         match serde_json::from_str::<Approval>(&raw) {
             Ok(a) => Some(a),
             Err(err) => {

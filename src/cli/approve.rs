@@ -10,10 +10,9 @@ use super::exit::with_exit;
 use super::run::{kube_client, plan_namespace};
 use super::{Exit, GlobalArgs};
 use crate::journal::{self, approval};
-use crate::k8s::runs::Run;
+use crate::k8s::K8sError;
 use crate::playbook::catalog::Action;
 use clap::Args;
-use kube::api::{Api, Patch, PatchParams};
 use std::time::Duration;
 
 /// Bound of the `Run` annotation write.
@@ -144,31 +143,30 @@ async fn record_on_run(
 ) -> anyhow::Result<String> {
     let client = kube_client(global).await?;
     let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
-    let api: Api<Run> = Api::namespaced(client, &namespace);
     let value = serde_json::to_string(ack)?;
-    let patch = serde_json::json!({
-        "metadata": { "annotations": { approval::run_annotation(&ack.step): value } }
-    });
-    let params = PatchParams {
-        field_manager: Some(crate::actions::FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    };
-    let answer = tokio::time::timeout(
+    let written = crate::k8s::run_annotations::write(
+        &client,
+        &namespace,
+        &ack.run_id,
+        &approval::run_annotation(&ack.step),
+        &value,
         RUN_WRITE_TIMEOUT,
-        api.patch(&ack.run_id, &params, &Patch::Merge(&patch)),
     )
-    .await
-    .map_err(|_| anyhow::anyhow!("no answer within {}s", RUN_WRITE_TIMEOUT.as_secs()))?;
-    match answer {
-        Ok(_) => Ok(format!("{namespace}/{}", ack.run_id)),
-        Err(kube::Error::Api(status)) if status.code == 404 => Err(with_exit(
+    .await;
+    match written {
+        Ok(()) => Ok(format!("{namespace}/{}", ack.run_id)),
+        Err(K8sError::NotFound { .. }) => Err(with_exit(
             Exit::Usage,
             anyhow::anyhow!("the cluster has no Run resource {namespace}/{}", ack.run_id),
         )),
-        Err(err) => Err(anyhow::anyhow!(
+        Err(K8sError::Api { source, .. }) => Err(anyhow::anyhow!(
             "cannot annotate Run {namespace}/{}: {}",
             ack.run_id,
-            super::exit::kube_sentence(&err)
+            super::exit::kube_sentence(&source)
+        )),
+        Err(err) => Err(anyhow::anyhow!(
+            "cannot annotate Run {namespace}/{}: {err}",
+            ack.run_id
         )),
     }
 }

@@ -17,6 +17,7 @@ pub mod leases;
 pub mod nodes;
 pub mod objects;
 pub mod pods;
+pub mod run_annotations;
 pub mod runs;
 pub mod workloads;
 
