@@ -321,6 +321,83 @@ pub struct TimelineEntry {
     pub text: String,
 }
 
+/// Where a step of a daemon run is, as the API and the status page show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepState {
+    /// Not started.
+    Pending,
+    /// Diffing or applying.
+    Running,
+    /// A `gate.approval` step waiting for its ACK.
+    AwaitingAck,
+    /// Verifying after its writes.
+    Verifying,
+    /// Ended with this result.
+    Ended(StepResultKind),
+}
+
+/// How a step ended (the engine's [`StepResult`] without its payload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepResultKind {
+    /// Verified after its writes.
+    Verified,
+    /// Nothing to do.
+    AlreadySatisfied,
+    /// Done by an earlier attempt of the run (resume).
+    DoneEarlier,
+    /// Failed.
+    Failed,
+    /// Dry run: would write.
+    WouldApply,
+    /// Not run (an earlier step ended the run).
+    NotRun,
+}
+
+impl StepResultKind {
+    /// The kind of an engine result.
+    pub fn of(result: &StepResult) -> StepResultKind {
+        match result {
+            StepResult::Verified => StepResultKind::Verified,
+            StepResult::AlreadySatisfied => StepResultKind::AlreadySatisfied,
+            StepResult::DoneEarlier => StepResultKind::DoneEarlier,
+            StepResult::Failed { .. } => StepResultKind::Failed,
+            StepResult::WouldApply => StepResultKind::WouldApply,
+            StepResult::NotRun => StepResultKind::NotRun,
+        }
+    }
+
+    /// Its spelling in the API, metrics and the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepResultKind::Verified => "verified",
+            StepResultKind::AlreadySatisfied => "already-satisfied",
+            StepResultKind::DoneEarlier => "done-earlier",
+            StepResultKind::Failed => "failed",
+            StepResultKind::WouldApply => "would-apply",
+            StepResultKind::NotRun => "not-run",
+        }
+    }
+}
+
+impl StepState {
+    /// Its spelling in the API and on the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::AwaitingAck => "awaiting-ack",
+            StepState::Verifying => "verifying",
+            StepState::Ended(kind) => kind.as_str(),
+        }
+    }
+}
+
+impl Serialize for StepState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// A step as the API and the status page show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -329,9 +406,9 @@ pub struct StepView {
     pub name: String,
     /// The catalog action.
     pub action: String,
-    /// `pending`, `running`, `awaiting-ack`, `verifying`, or the result (`verified`,
-    /// `already-satisfied`, …).
-    pub state: String,
+    /// Where the step is (serialized as `pending`, `running`, `awaiting-ack`, `verifying`, or
+    /// the result: `verified`, `already-satisfied`, …).
+    pub state: StepState,
     /// The last diff summary or error.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub detail: String,
@@ -605,7 +682,7 @@ impl RunManager {
             .map(|s| StepView {
                 name: s.name.clone(),
                 action: s.action.name().to_string(),
-                state: "pending".to_string(),
+                state: StepState::Pending,
                 detail: String::new(),
                 started_at: None,
                 finished_at: None,
@@ -840,7 +917,7 @@ impl RunManager {
                 r.step_started
                     .insert(step.clone(), tokio::time::Instant::now());
                 if let Some(s) = r.view.steps.iter_mut().find(|s| s.name == step) {
-                    s.state = "running".to_string();
+                    s.state = StepState::Running;
                     s.started_at = Some(now);
                 }
                 let waiting = (action == "gate.approval")
@@ -849,7 +926,7 @@ impl RunManager {
                     .filter(|_| !approval_path(&state_dir, run_id, &step).exists());
                 if let Some((approvers, message)) = waiting {
                     if let Some(s) = r.view.steps.iter_mut().find(|s| s.name == step) {
-                        s.state = "awaiting-ack".to_string();
+                        s.state = StepState::AwaitingAck;
                     }
                     r.view.pending_approvals.push(PendingApproval {
                         run_id: run_id.to_string(),
@@ -880,8 +957,8 @@ impl RunManager {
             } => {
                 r.push(now, format!("step {step}: approved by {by} (via {source})"));
                 if let Some(s) = r.view.steps.iter_mut().find(|s| s.name == step) {
-                    if s.state == "awaiting-ack" {
-                        s.state = "running".to_string();
+                    if s.state == StepState::AwaitingAck {
+                        s.state = StepState::Running;
                     }
                     s.approval = Some(StepApproval { by, at, source });
                 }
@@ -893,9 +970,9 @@ impl RunManager {
                     .view
                     .steps
                     .iter_mut()
-                    .find(|s| s.name == step && s.state != "awaiting-ack")
+                    .find(|s| s.name == step && s.state != StepState::AwaitingAck)
                 {
-                    s.state = "verifying".to_string();
+                    s.state = StepState::Verifying;
                 }
                 r.push(
                     now,
@@ -903,7 +980,8 @@ impl RunManager {
                 );
             }
             EngineEvent::StepFinished { step, result } => {
-                let label = step_result_label(&result);
+                let kind = StepResultKind::of(&result);
+                let label = kind.as_str();
                 let seconds = r
                     .step_started
                     .remove(&step)
@@ -918,7 +996,7 @@ impl RunManager {
                     .unwrap_or_default();
                 metrics.step_finished(playbook, &action, label, seconds);
                 if let Some(s) = r.view.steps.iter_mut().find(|s| s.name == step) {
-                    s.state = label.to_string();
+                    s.state = StepState::Ended(kind);
                     s.finished_at = Some(now);
                     if let StepResult::Failed { error, .. } = &result {
                         s.detail = error.clone();
@@ -1070,9 +1148,9 @@ impl RunManager {
                 .view
                 .steps
                 .iter_mut()
-                .find(|s| s.name == step && s.state == "awaiting-ack")
+                .find(|s| s.name == step && s.state == StepState::AwaitingAck)
             {
-                s.state = "running".to_string();
+                s.state = StepState::Running;
             }
             r.push(
                 now,
@@ -1251,17 +1329,6 @@ fn approval_of(plan: &Plan, step: &str) -> Option<(Vec<String>, String)> {
             Action::GateApproval(g) => Some((g.approvers.clone(), g.message.clone())),
             _ => None,
         })
-}
-
-fn step_result_label(result: &StepResult) -> &'static str {
-    match result {
-        StepResult::Verified => "verified",
-        StepResult::AlreadySatisfied => "already-satisfied",
-        StepResult::DoneEarlier => "done-earlier",
-        StepResult::Failed { .. } => "failed",
-        StepResult::WouldApply => "would-apply",
-        StepResult::NotRun => "not-run",
-    }
 }
 
 fn trigger_from(s: &str) -> Trigger {

@@ -693,7 +693,7 @@ fn render_run(html: &mut String, run: &RunView, timeline: bool, graph: Option<&I
                 "<li>{} <span class=\"muted\">{}</span> {}{}{}</li>",
                 escape(&step.name),
                 escape(&step.action),
-                badge(&step.state),
+                badge(step.state.as_str()),
                 if step.detail.is_empty() {
                     String::new()
                 } else {
@@ -765,12 +765,12 @@ mod tests {
 
     #[test]
     fn a_steps_approval_is_shown_escaped() {
-        use crate::daemon::runs::{RunState, StepApproval, StepView};
+        use crate::daemon::runs::{RunState, StepApproval, StepResultKind, StepState, StepView};
         use crate::journal::approval::ApprovalSource;
         let step = |approval: Option<StepApproval>| StepView {
             name: "ack".into(),
             action: "gate.approval".into(),
-            state: "verified".into(),
+            state: StepState::Ended(StepResultKind::Verified),
             detail: String::new(),
             started_at: None,
             finished_at: None,
