@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod errors;
 pub mod journal;
 pub mod k8s;
 pub mod metrics;

@@ -84,7 +84,12 @@ pub fn step(retries: &crate::playbook::Retries, within: Duration) -> Policy {
 impl Policy {
     /// At most `attempts` calls (at least 1), waits growing from `first` (doubled each time)
     /// up to `max_delay`, all within `total`.
-    pub const fn new(first: Duration, max_delay: Duration, attempts: u32, total: Duration) -> Policy {
+    pub const fn new(
+        first: Duration,
+        max_delay: Duration,
+        attempts: u32,
+        total: Duration,
+    ) -> Policy {
         Policy {
             first,
             max_delay,
@@ -283,7 +288,11 @@ mod tests {
         let caps = [100u64, 200, 400, 700, 700].map(Duration::from_millis);
         for (n, (wait, cap)) in waits.iter().zip(caps).enumerate() {
             assert_eq!(policy.max_wait(n as u32), cap);
-            assert!(*wait >= cap / 2 && *wait < cap, "wait {n}: {wait:?} not in [{:?}, {cap:?})", cap / 2);
+            assert!(
+                *wait >= cap / 2 && *wait < cap,
+                "wait {n}: {wait:?} not in [{:?}, {cap:?})",
+                cap / 2
+            );
         }
     }
 
@@ -305,7 +314,11 @@ mod tests {
             }
             firsts.insert(waits[0]);
         }
-        assert!(firsts.len() > 100, "jitter is random: {} distinct first waits", firsts.len());
+        assert!(
+            firsts.len() > 100,
+            "jitter is random: {} distinct first waits",
+            firsts.len()
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -319,9 +332,19 @@ mod tests {
         let (result, calls) = run(policy, Fault::Transient, 0).await;
         assert_eq!(result, Err(Stopped::Failed(Fault::Transient)));
         let last = calls.last().copied().unwrap_or_default();
-        assert!(last <= Duration::from_secs(1), "no call after the bound: {calls:?}");
-        assert!(calls.len() < 5, "the bound, not the 100 attempts, ended it: {calls:?}");
-        assert_eq!(last, Duration::from_secs(1), "the last wait was cut to the bound");
+        assert!(
+            last <= Duration::from_secs(1),
+            "no call after the bound: {calls:?}"
+        );
+        assert!(
+            calls.len() < 5,
+            "the bound, not the 100 attempts, ended it: {calls:?}"
+        );
+        assert_eq!(
+            last,
+            Duration::from_secs(1),
+            "the last wait was cut to the bound"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -374,7 +397,11 @@ mod tests {
 
     #[test]
     fn issue14_named_policies_are_bounded() {
-        for policy in [api_call(), conflict_reread(), pdb_eviction(Duration::from_secs(60))] {
+        for policy in [
+            api_call(),
+            conflict_reread(),
+            pdb_eviction(Duration::from_secs(60)),
+        ] {
             assert!(policy.attempts() >= 2);
             assert!(policy.total() <= Duration::from_secs(60));
             assert!(policy.max_wait(u32::MAX) <= Duration::from_secs(5));

@@ -9,12 +9,14 @@ use super::{
     SharedJournal, StepReport, StepResult, StopHandle, StopReason, crash_point,
 };
 use crate::actions::{self, Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation};
+/// The one error-chain walker (`engine/gate.rs` calls it by this path).
+pub(crate) use crate::errors::error_chain;
 use crate::journal::{Outcome, Record};
 use crate::k8s::runs::{MutationStatus, RunStatus, StepStatus};
 use crate::plan::{Plan, PlannedStep};
-use crate::retry::{self, Stopped};
 use crate::playbook::OnFailure;
 use crate::playbook::catalog::{self, ObjectPatch};
+use crate::retry::{self, Stopped};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -49,21 +51,6 @@ impl StepFailure {
             category: category.to_string(),
         }
     }
-}
-
-/// An error and its sources, `: `-separated (a message never repeats its cause).
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
 
 /// How a step ended when it did not fail.
@@ -782,7 +769,9 @@ impl<'a> RunState<'a> {
     ) -> Result<Diff, Attempt<DiffHalt>> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(Attempt::Halt(DiffHalt::Failed(timeout_failure(step, "diff"))));
+            return Err(Attempt::Halt(DiffHalt::Failed(timeout_failure(
+                step, "diff",
+            ))));
         }
         let ctx = self.context(step, deadline);
         let mut observe = std::pin::pin!(tokio::time::timeout(remaining, action.diff(&ctx)));
@@ -799,7 +788,9 @@ impl<'a> RunState<'a> {
         };
         match outcome {
             Ok(result) => result.map_err(Attempt::Action),
-            Err(_) => Err(Attempt::Halt(DiffHalt::Failed(timeout_failure(step, "diff")))),
+            Err(_) => Err(Attempt::Halt(DiffHalt::Failed(timeout_failure(
+                step, "diff",
+            )))),
         }
     }
 
@@ -812,16 +803,20 @@ impl<'a> RunState<'a> {
     }
 
     /// The `cancel` signal of [`retry::retry`]: this run's stop request.
-    fn stop_signal(&self) -> impl Fn() -> futures::future::BoxFuture<'static, StopReason> + 'static {
+    fn stop_signal(
+        &self,
+    ) -> impl Fn() -> futures::future::BoxFuture<'static, StopReason> + 'static {
         let rx = self.stop_rx.clone();
         move || Box::pin(stop_requested(rx.clone()))
     }
 
     /// Why the run was asked to stop (called once a stop request cut a wait short).
     fn stop_reason(&self) -> StopReason {
-        self.stop.reason().unwrap_or_else(|| StopReason::Interrupted {
-            by: "a stop request".into(),
-        })
+        self.stop
+            .reason()
+            .unwrap_or_else(|| StopReason::Interrupted {
+                by: "a stop request".into(),
+            })
     }
 
     /// `apply`, retried on retryable errors within the step's time ([`retry::step`]). A stop
@@ -947,7 +942,9 @@ impl<'a> RunState<'a> {
     ) -> Result<(), Attempt<DiffHalt>> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(Attempt::Halt(DiffHalt::Failed(timeout_failure(step, "verify"))));
+            return Err(Attempt::Halt(DiffHalt::Failed(timeout_failure(
+                step, "verify",
+            ))));
         }
         self.events.send(EngineEvent::Verifying {
             step: step.name.clone(),
@@ -971,7 +968,9 @@ impl<'a> RunState<'a> {
         };
         match result {
             Ok(r) => r.map_err(Attempt::Action),
-            Err(_) => Err(Attempt::Halt(DiffHalt::Failed(timeout_failure(step, "verify")))),
+            Err(_) => Err(Attempt::Halt(DiffHalt::Failed(timeout_failure(
+                step, "verify",
+            )))),
         }
     }
 
