@@ -440,7 +440,6 @@ pub async fn acquire(
     Err(last_error)
 }
 
-
 /// How often [`acquire_waiting`] looks at a held Lease again (its holder may release it before
 /// it expires).
 const WAIT_POLL: Duration = Duration::from_millis(200);
