@@ -19,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod errors;
+pub mod html;
 pub mod journal;
 pub mod k8s;
 pub mod metrics;

@@ -9,6 +9,7 @@
 use super::incident::Incident;
 use super::source::{ClusterRunDetails, RunOrigin, RunView};
 use super::verify::VerifyReport;
+use crate::html::escape as escape_html;
 use crate::journal::Record;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -236,22 +237,6 @@ pub fn collect_metrics(runs: &[RunView]) -> Vec<MetricSeries> {
     series.retain(|s| !s.points.is_empty());
     series.sort_by(|a, b| a.name.cmp(&b.name));
     series
-}
-
-/// Escapes text for HTML (and SVG) content and attributes.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Escapes text for a Markdown table cell.

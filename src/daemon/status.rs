@@ -15,6 +15,7 @@
 
 use crate::daemon::DaemonState;
 use crate::daemon::runs::RunView;
+use crate::html::escape;
 use crate::k8s::runs::Run;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -317,22 +318,6 @@ fn short(v: f64) -> String {
     } else {
         format!("{v:.3}")
     }
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The page's stylesheet (shared with the login page).
@@ -810,14 +795,6 @@ mod tests {
                 "approved by <b>ann &lt;oncall&gt;</b> at 2026-11-25T14:00:00Z (via run-resource)"
             ),
             "{html}"
-        );
-    }
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape("<script>\"x\" & 'y'</script>"),
-            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
         );
     }
 }
