@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod playbook;
+pub mod redact;
 pub mod retry;
 #[cfg(feature = "sim")]
 pub use ripcord_sim as sim;
