@@ -737,26 +737,49 @@ impl<'a> RunState<'a> {
         step: &PlannedStep,
         deadline: Instant,
     ) -> Result<Diff, DiffHalt> {
+        self.with_retries(
+            step,
+            deadline,
+            "diff",
+            DiffHalt::Stopped,
+            DiffHalt::Failed,
+            || self.diff_once(action, step, deadline),
+        )
+        .await
+    }
+
+    /// Calls `op` (one diff, apply or verify: `what`) until it succeeds, halts, or fails with
+    /// an error that is not retryable or when the step's [`retry::step`] policy is spent; a
+    /// stop request ends a backoff at once (`stopped`). An action's error becomes `failed`.
+    async fn with_retries<T, H, Fut>(
+        &self,
+        step: &PlannedStep,
+        deadline: Instant,
+        what: &'static str,
+        stopped: impl FnOnce(StopReason) -> H,
+        failed: impl FnOnce(StepFailure) -> H,
+        op: impl FnMut() -> Fut,
+    ) -> Result<T, H>
+    where
+        Fut: std::future::Future<Output = Result<T, Attempt<H>>>,
+    {
         let mut attempt = 0u32;
         let result = retry::retry(
             &self.retry_policy(step, deadline),
-            || self.diff_once(action, step, deadline),
+            op,
             Attempt::is_retryable,
             self.stop_signal(),
             |err, _| {
-                tracing::info!(run = %self.plan.run_id, step = %step.name, attempt, error = %err, "diff failed, retrying");
+                tracing::info!(run = %self.plan.run_id, step = %step.name, attempt, phase = what, error = %err, "step call failed, retrying");
                 attempt += 1;
             },
         )
         .await;
-        match result {
-            Ok(diff) => Ok(diff),
-            Err(Stopped::Cancelled) => Err(DiffHalt::Stopped(self.stop_reason())),
-            Err(Stopped::Failed(Attempt::Halt(halt))) => Err(halt),
-            Err(Stopped::Failed(Attempt::Action(err))) => {
-                Err(DiffHalt::Failed(StepFailure::from_action(&err)))
-            }
-        }
+        result.map_err(|end| match end {
+            Stopped::Cancelled => stopped(self.stop_reason()),
+            Stopped::Failed(Attempt::Halt(halt)) => halt,
+            Stopped::Failed(Attempt::Action(err)) => failed(StepFailure::from_action(&err)),
+        })
     }
 
     /// One `diff` within the step's time: a stop request lets a diff that is only reading
@@ -831,26 +854,15 @@ impl<'a> RunState<'a> {
         mutation: &Mutation,
         deadline: Instant,
     ) -> Result<Applied, ApplyError> {
-        let mut attempt = 0u32;
-        let result = retry::retry(
-            &self.retry_policy(step, deadline),
+        self.with_retries(
+            step,
+            deadline,
+            "apply",
+            ApplyError::Stopped,
+            ApplyError::Failed,
             || self.apply_once(action, step, mutation, deadline),
-            Attempt::is_retryable,
-            self.stop_signal(),
-            |err, _| {
-                tracing::info!(run = %self.plan.run_id, step = %step.name, attempt, error = %err, "apply failed, retrying");
-                attempt += 1;
-            },
         )
-        .await;
-        match result {
-            Ok(applied) => Ok(applied),
-            Err(Stopped::Cancelled) => Err(ApplyError::Stopped(self.stop_reason())),
-            Err(Stopped::Failed(Attempt::Halt(halt))) => Err(halt),
-            Err(Stopped::Failed(Attempt::Action(err))) => {
-                Err(ApplyError::Failed(StepFailure::from_action(&err)))
-            }
-        }
+        .await
     }
 
     /// One `apply` within the step's time (see [`Self::apply_with_retries`]).
@@ -909,26 +921,21 @@ impl<'a> RunState<'a> {
         applied: &[Applied],
         deadline: Instant,
     ) -> Result<Option<StopReason>, StepFailure> {
-        let mut attempt = 0u32;
-        let policy = self.retry_policy(step, deadline);
         let this = &*self;
-        let result = retry::retry(
-            &policy,
-            || this.verify_once(action, step, applied, deadline),
-            Attempt::is_retryable,
-            this.stop_signal(),
-            |err, _| {
-                tracing::info!(run = %this.plan.run_id, step = %step.name, attempt, error = %err, "verify failed, retrying");
-                attempt += 1;
-            },
-        )
-        .await;
-        match result {
+        let verified = this
+            .with_retries(
+                step,
+                deadline,
+                "verify",
+                DiffHalt::Stopped,
+                DiffHalt::Failed,
+                || this.verify_once(action, step, applied, deadline),
+            )
+            .await;
+        match verified {
             Ok(()) => Ok(None),
-            Err(Stopped::Cancelled) => Ok(Some(self.stop_reason())),
-            Err(Stopped::Failed(Attempt::Halt(DiffHalt::Stopped(reason)))) => Ok(Some(reason)),
-            Err(Stopped::Failed(Attempt::Halt(DiffHalt::Failed(failure)))) => Err(failure),
-            Err(Stopped::Failed(Attempt::Action(err))) => Err(StepFailure::from_action(&err)),
+            Err(DiffHalt::Stopped(reason)) => Ok(Some(reason)),
+            Err(DiffHalt::Failed(failure)) => Err(failure),
         }
     }
 
