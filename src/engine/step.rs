@@ -797,23 +797,32 @@ impl<'a> RunState<'a> {
             ))));
         }
         let ctx = self.context(step, deadline);
-        let mut observe = std::pin::pin!(tokio::time::timeout(remaining, action.diff(&ctx)));
-        let outcome = tokio::select! {
-            r = &mut observe => r,
-            // A diff that is only reading still finishes (a step whose change is done
-            // then ends verified); one that waits is cancelled.
-            reason = stop_requested(self.stop_rx.clone()) => {
-                match tokio::time::timeout(STOP_GRACE, &mut observe).await {
-                    Ok(r) => r,
-                    Err(_) => return Err(Attempt::Halt(DiffHalt::Stopped(reason))),
-                }
-            }
-        };
+        // A diff that is only reading still finishes (a step whose change is done then ends
+        // verified); one that waits is cancelled.
+        let outcome = self
+            .unless_stopped(tokio::time::timeout(remaining, action.diff(&ctx)))
+            .await
+            .map_err(|reason| Attempt::Halt(DiffHalt::Stopped(reason)))?;
         match outcome {
             Ok(result) => result.map_err(Attempt::Action),
             Err(_) => Err(Attempt::Halt(DiffHalt::Failed(timeout_failure(
                 step, "diff",
             )))),
+        }
+    }
+
+    /// Awaits `fut`; after a stop request it may still finish for [`STOP_GRACE`], then it is
+    /// dropped and the request's reason returned.
+    async fn unless_stopped<F: std::future::Future>(
+        &self,
+        fut: F,
+    ) -> Result<F::Output, StopReason> {
+        let mut fut = std::pin::pin!(fut);
+        tokio::select! {
+            r = &mut fut => Ok(r),
+            reason = stop_requested(self.stop_rx.clone()) => {
+                tokio::time::timeout(STOP_GRACE, &mut fut).await.map_err(|_| reason)
+            }
         }
     }
 
@@ -888,19 +897,13 @@ impl<'a> RunState<'a> {
             &step.name,
             action.apply(&ctx, mutation),
         );
-        let mut call = std::pin::pin!(tokio::time::timeout(remaining, marked));
-        let outcome = tokio::select! {
-            r = &mut call => r,
-            reason = stop_requested(self.stop_rx.clone()) => {
-                match tokio::time::timeout(STOP_GRACE, &mut call).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        tracing::info!(run = %self.plan.run_id, step = %step.name, mutation = %mutation.id, "write dropped by a stop request; its intent stays journaled");
-                        return Err(Attempt::Halt(ApplyError::Stopped(reason)));
-                    }
-                }
-            }
-        };
+        let outcome = self
+            .unless_stopped(tokio::time::timeout(remaining, marked))
+            .await
+            .map_err(|reason| {
+                tracing::info!(run = %self.plan.run_id, step = %step.name, mutation = %mutation.id, "write dropped by a stop request; its intent stays journaled");
+                Attempt::Halt(ApplyError::Stopped(reason))
+            })?;
         match outcome {
             Ok(Ok(applied)) => Ok(applied),
             Ok(Err(err)) if is_conflict(&err) => Err(Attempt::Halt(ApplyError::Conflict(err))),
@@ -958,21 +961,15 @@ impl<'a> RunState<'a> {
             timeout: remaining,
         });
         let ctx = self.context(step, deadline);
-        let mut check = std::pin::pin!(tokio::time::timeout(
-            remaining + VERIFY_GRACE,
-            action.verify(&ctx, applied)
-        ));
-        let result = tokio::select! {
-            r = &mut check => r,
-            // A verify that is only reading the result back still finishes (the step is
-            // then verified); one that waits is cancelled: verify only reads.
-            reason = stop_requested(self.stop_rx.clone()) => {
-                match tokio::time::timeout(STOP_GRACE, &mut check).await {
-                    Ok(r) => r,
-                    Err(_) => return Err(Attempt::Halt(DiffHalt::Stopped(reason))),
-                }
-            }
-        };
+        // A verify that is only reading the result back still finishes (the step is then
+        // verified); one that waits is cancelled: verify only reads.
+        let result = self
+            .unless_stopped(tokio::time::timeout(
+                remaining + VERIFY_GRACE,
+                action.verify(&ctx, applied),
+            ))
+            .await
+            .map_err(|reason| Attempt::Halt(DiffHalt::Stopped(reason)))?;
         match result {
             Ok(r) => r.map_err(Attempt::Action),
             Err(_) => Err(Attempt::Halt(DiffHalt::Failed(timeout_failure(
