@@ -18,6 +18,8 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod errors;
+pub mod html;
 pub mod journal;
 pub mod k8s;
 pub mod metrics;
@@ -25,6 +27,8 @@ pub mod model;
 pub mod notify;
 pub mod plan;
 pub mod playbook;
+pub mod redact;
+pub mod retry;
 #[cfg(feature = "sim")]
 pub use ripcord_sim as sim;
 pub mod snapshot;

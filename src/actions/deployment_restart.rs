@@ -43,6 +43,7 @@ use super::{
     Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef, Progress,
     deployment_ref,
 };
+use crate::errors::error_chain;
 use crate::k8s::deployments::Deployments;
 use crate::k8s::pods::{self, Pods};
 use crate::playbook::catalog;
@@ -522,18 +523,6 @@ fn record_warmup(ctx: &ActionContext, entry: &serde_json::Value) {
     if let Err(err) = appended {
         tracing::warn!(run = %ctx.run_id, step = %ctx.step, error = %err, "cannot record the warm-up result");
     }
-}
-
-/// An error and its causes on one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 async fn warm_up(

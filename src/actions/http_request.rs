@@ -9,9 +9,9 @@
 //! Header values may carry tokens: they are never logged, journaled or shown — only header
 //! names are. URLs are shown without credentials and query string; the body only by size.
 
-use super::zone_failout::redact_url;
 use super::{Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef};
 use crate::playbook::catalog;
+use crate::redact;
 use futures::future::BoxFuture;
 use reqwest::Method;
 use serde_json::json;
@@ -38,7 +38,7 @@ impl HttpRequest {
         if reqwest::Url::parse(&args.url).is_err() {
             return Err(ActionError::Invalid {
                 object: "http.request".into(),
-                reason: format!("{} is not a valid URL", redact_url(&args.url)),
+                reason: format!("{} is not a valid URL", redact::url(&args.url)),
             });
         }
         Ok(HttpRequest {
@@ -53,11 +53,11 @@ impl HttpRequest {
     }
 
     fn shown(&self) -> String {
-        format!("{} {}", self.method, redact_url(&self.args.url))
+        format!("{} {}", self.method, redact::url(&self.args.url))
     }
 
     async fn send(&self, ctx: &ActionContext) -> Result<u16, ActionError> {
-        let shown_url = redact_url(&self.args.url);
+        let shown_url = redact::url(&self.args.url);
         let mut request = ctx
             .http
             .request(self.method.clone(), &self.args.url)
@@ -103,7 +103,7 @@ impl HttpRequest {
                     api_version: "ripcord.dev/v1alpha1".into(),
                     kind: "HttpRequest".into(),
                     namespace: None,
-                    name: redact_url(&self.args.url),
+                    name: redact::url(&self.args.url),
                 },
                 description,
                 diff: format!(

@@ -27,6 +27,7 @@ use crate::k8s::K8sError;
 use crate::k8s::nodes;
 use crate::k8s::pods::{self, EvictOutcome, Pods};
 use crate::playbook::catalog;
+use crate::retry::{self, Stopped};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -38,10 +39,6 @@ use tokio::time::Instant;
 
 /// How often `verify` polls.
 const POLL: Duration = Duration::from_millis(100);
-/// First backoff after a PDB refusal.
-const BACKOFF_START: Duration = Duration::from_millis(200);
-/// Largest backoff after PDB refusals.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Node writes (cordons, one node's evictions) the engine may send at once.
 pub(crate) const PARALLEL_MUTATIONS: usize = 16;
@@ -357,34 +354,56 @@ async fn evict_pod(
     deadline: Instant,
 ) -> Result<(), ActionError> {
     let api = Pods::new(ctx.client.clone(), ctx.call_timeout);
-    let mut backoff = BACKOFF_START;
+    let policy = retry::pdb_eviction(deadline.saturating_duration_since(Instant::now()));
     let mut refusals = 0u32;
-    loop {
-        match api.evict(namespace, name).await? {
-            EvictOutcome::Evicted | EvictOutcome::Gone => {
-                tracing::info!(run = %ctx.run_id, step = %ctx.step, pod = %name,
-                               namespace = %namespace, refusals, "pod evicted");
-                return Ok(());
+    let evicted = retry::retry(
+        &policy,
+        || async {
+            match api.evict(namespace, name).await {
+                Ok(EvictOutcome::Evicted | EvictOutcome::Gone) => Ok(()),
+                Ok(EvictOutcome::Blocked { message }) => Err(Eviction::Refused(message)),
+                Err(err) => Err(Eviction::Failed(err.into())),
             }
-            EvictOutcome::Blocked { message } => {
-                refusals += 1;
-                if Instant::now() + backoff > deadline {
-                    return Err(ActionError::Timeout {
-                        what: format!(
-                            "a PodDisruptionBudget to allow evicting pod {namespace}/{name} \
-                             ({refusals} refusals, last: {message}); check that the pods it \
-                             protects can become Ready elsewhere, or raise the step timeout"
-                        ),
-                        after: ctx.verify_timeout,
-                    });
-                }
-                tracing::debug!(run = %ctx.run_id, step = %ctx.step, pod = %name,
-                                backoff_ms = backoff.as_millis() as u64, "eviction refused by a PDB, retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
+        },
+        |err| matches!(err, Eviction::Refused(_)),
+        retry::never(),
+        |_, wait| {
+            refusals += 1;
+            tracing::debug!(run = %ctx.run_id, step = %ctx.step, pod = %name,
+                            backoff_ms = wait.as_millis() as u64, "eviction refused by a PDB, retrying");
+        },
+    )
+    .await;
+    match evicted {
+        Ok(()) => {
+            tracing::info!(run = %ctx.run_id, step = %ctx.step, pod = %name,
+                           namespace = %namespace, refusals, "pod evicted");
+            Ok(())
         }
+        Err(Stopped::Failed(Eviction::Refused(message))) => Err(ActionError::Timeout {
+            what: format!(
+                "a PodDisruptionBudget to allow evicting pod {namespace}/{name} \
+                 ({} refusals, last: {message}); check that the pods it \
+                 protects can become Ready elsewhere, or raise the step timeout",
+                refusals + 1
+            ),
+            after: ctx.verify_timeout,
+        }),
+        Err(Stopped::Failed(Eviction::Failed(err))) => Err(err),
+        // `never` does not cancel; a stop request drops this future instead.
+        Err(Stopped::Cancelled) => Err(ActionError::Timeout {
+            what: format!("evicting pod {namespace}/{name}"),
+            after: ctx.verify_timeout,
+        }),
     }
+}
+
+/// How one eviction attempt did not go through.
+enum Eviction {
+    /// A PodDisruptionBudget refused it (429): retried.
+    Refused(String),
+    /// Any other failure: not retried here.
+    Failed(ActionError),
 }
 
 /// Waits (bounded by `ctx.verify_timeout`) until every evicted pod in `applied` is gone and

@@ -332,20 +332,6 @@ pub(crate) fn webhook_ref(zone: &str) -> ObjectRef {
     }
 }
 
-/// A URL fit for messages: no credentials, no query (it may carry a token).
-pub(crate) fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) => {
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.set_query(None);
-            parsed.set_fragment(None);
-            parsed.to_string()
-        }
-        Err(_) => "(invalid URL)".to_string(),
-    }
-}
-
 /// A webhook call setting a zone's traffic percentage, recorded on the zone's nodes.
 pub(crate) fn webhook_mutation(
     zone: &str,
@@ -394,7 +380,7 @@ pub(crate) async fn apply_webhook(
 ) -> Result<Applied, ActionError> {
     let zone = mutation.request["zone"].as_str().unwrap_or_default();
     let weight = mutation.request["weight"].as_u64().unwrap_or(0);
-    let shown = redact_url(url);
+    let shown = crate::redact::url(url);
     let response = ctx
         .http
         .post(url)
@@ -974,14 +960,6 @@ mod tests {
         assert!(
             matches!(&refusal, Err(r) if r.contains("1 pod(s) would fit on no node")),
             "{refusal:?}"
-        );
-    }
-
-    #[test]
-    fn redacts_secrets_from_urls() {
-        assert_eq!(
-            redact_url("https://user:pw@example.test/hook?token=abc"),
-            "https://example.test/hook"
         );
     }
 

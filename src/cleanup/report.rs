@@ -9,6 +9,7 @@
 use super::incident::Incident;
 use super::source::{ClusterRunDetails, RunOrigin, RunView};
 use super::verify::VerifyReport;
+use crate::html::escape as escape_html;
 use crate::journal::Record;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -238,22 +239,6 @@ pub fn collect_metrics(runs: &[RunView]) -> Vec<MetricSeries> {
     series
 }
 
-/// Escapes text for HTML (and SVG) content and attributes.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// Escapes text for a Markdown table cell.
 fn escape_md(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -298,14 +283,32 @@ pub fn metric_unit(name: &str, query: &str) -> &'static str {
     }
 }
 
-/// The impact graph: one panel per metric, each with its own value axis labelled with the
-/// metric's unit, on a shared time axis; the mitigation window shaded and every mark (a run's
-/// start and finish) drawn as a labelled vertical line in every panel.
+/// The one SVG chart (HTML reports and the daemon's status page): one panel per metric, each
+/// with its own value axis labelled with the metric's unit, on a shared time axis; the
+/// mitigation window shaded and every mark (a run's start and finish) drawn as a labelled
+/// vertical line in every panel. Samples that are not finite (Prometheus answers `NaN`) are
+/// left out; nothing to draw is `""`. Inline, no scripts; it shrinks to a narrow container.
 pub fn svg_graph(
     series: &[MetricSeries],
     window: Option<(f64, f64)>,
     marks: &[GraphMark],
 ) -> String {
+    let finite: Vec<MetricSeries> = series
+        .iter()
+        .map(|s| MetricSeries {
+            name: s.name.clone(),
+            query: s.query.clone(),
+            points: s
+                .points
+                .iter()
+                .copied()
+                .filter(|(t, v)| t.is_finite() && v.is_finite())
+                .collect(),
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    let series = finite.as_slice();
+    let marks: Vec<&GraphMark> = marks.iter().filter(|m| m.at.is_finite()).collect();
     let w = 720.0_f64;
     let panel_h = 140.0_f64;
     let (left, right, top, gap, bottom) = (72.0_f64, 16.0_f64, 18.0_f64, 30.0_f64, 28.0_f64);
@@ -321,7 +324,7 @@ pub fn svg_graph(
         t_min = t_min.min(a);
         t_max = t_max.max(b);
     }
-    for m in marks {
+    for m in &marks {
         t_min = t_min.min(m.at);
         t_max = t_max.max(m.at);
     }
@@ -336,7 +339,7 @@ pub fn svg_graph(
     let mut out = String::new();
     let _ = write!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="impact metrics, one panel per metric">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{w}" height="{h}" viewBox="0 0 {w} {h}" style="max-width:100%;height:auto" role="img" aria-label="impact metrics, one panel per metric">"#
     );
     let _ = write!(
         out,
@@ -395,7 +398,7 @@ pub fn svg_graph(
                 escape_html(unit)
             );
         }
-        for m in marks {
+        for m in &marks {
             let _ = write!(
                 out,
                 r##"<line x1="{0:.1}" y1="{p_top:.1}" x2="{0:.1}" y2="{p_bottom:.1}" stroke="#8a6d3b" stroke-dasharray="3,2"/>"##,
@@ -1568,5 +1571,28 @@ mod tests {
             notes: vec![],
         };
         assert!(render(&input, Format::Markdown).contains("No impact metrics recorded"));
+    }
+
+    #[test]
+    fn issue14_the_chart_leaves_out_samples_that_are_not_finite() {
+        // Kept from the status page's chart: Prometheus answers NaN.
+        let series = vec![MetricSeries {
+            name: "errors".into(),
+            query: "sum(errors)".into(),
+            points: vec![
+                (100.0, 1.0),
+                (110.0, f64::NAN),
+                (120.0, 2.0),
+                (f64::INFINITY, 3.0),
+            ],
+        }];
+        let svg = svg_graph(&series, None, &[]);
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        assert_eq!(svg.matches("<polyline").count(), 1);
+        let only_nan = vec![MetricSeries {
+            points: vec![(100.0, f64::NAN)],
+            ..series[0].clone()
+        }];
+        assert_eq!(svg_graph(&only_nan, None, &[]), "");
     }
 }

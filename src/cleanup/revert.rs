@@ -21,6 +21,7 @@
 use super::fields::{self, FieldPath};
 use super::source::{RunView, Touched};
 use crate::actions::{Inverse, ObjectRef};
+use crate::errors::error_chain;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -275,18 +276,6 @@ pub async fn observe(
             None => Observed::Unreadable("kind not resolved".into()),
         };
         out.insert(t.target.clone(), observed);
-    }
-    out
-}
-
-/// An error with its causes, for people.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
     }
     out
 }

@@ -273,7 +273,7 @@ pub fn local_runs(state_dir: &Path) -> Result<Vec<RunView>, CleanupError> {
                 // it is trusted for reverting (see `mark_damaged`).
                 let (prefix, _) = journal::read_prefix(&summary.journal);
                 let mut view = from_entries(&summary.run_id, &summary.journal, prefix);
-                let error = revert_error_chain(&err);
+                let error = crate::errors::error_chain(&err);
                 view.problem = Some(error.clone());
                 view.damaged = Some(error);
                 out.push(view);
@@ -281,11 +281,6 @@ pub fn local_runs(state_dir: &Path) -> Result<Vec<RunView>, CleanupError> {
         }
     }
     Ok(out)
-}
-
-/// An error with its causes on one line.
-fn revert_error_chain(err: &dyn std::error::Error) -> String {
-    super::revert::error_chain(err)
 }
 
 /// A damaged local journal with no `Run` resource to fall back on: every mutation its intact

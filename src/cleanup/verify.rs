@@ -19,10 +19,10 @@
 //! The result is clean when there is no finding.
 
 use super::fields;
-use super::revert::error_chain;
 use super::source::RunView;
 use super::{CleanupError, Selection};
 use crate::actions::{Inverse, ObjectRef};
+use crate::errors::error_chain;
 use crate::journal::Record;
 use crate::k8s::K8sError;
 use crate::k8s::deployments::{RolloutStatus, rollout_status};

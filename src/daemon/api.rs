@@ -25,6 +25,7 @@ use crate::daemon::auth::{Endpoint, Identity};
 use crate::daemon::runs::{PlaybookSource, RunError, RunRequest};
 use crate::daemon::{DaemonState, auth};
 use crate::engine::Trigger;
+use crate::errors::error_chain;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -111,17 +112,6 @@ impl From<RunError> for ApiError {
         };
         ApiError::new(status, err.category(), error_chain(&err))
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 async fn require_token(

@@ -28,6 +28,7 @@ use crate::daemon::config::{DaemonConfigError, DrillConfig, DrillRun, HttpProbe,
 use crate::daemon::metrics::DaemonMetrics;
 use crate::daemon::runs::{PlaybookSource, RunManager, RunRequest, RunView};
 use crate::engine::Trigger;
+use crate::errors::error_chain;
 use crate::journal::Outcome;
 use crate::metrics::prometheus::Prometheus;
 use crate::playbook::model::PromCondition;
@@ -178,16 +179,6 @@ impl ConditionGate for NoPrometheus {
     ) -> BoxFuture<'static, Result<(bool, f64), String>> {
         Box::pin(async { Err("no Prometheus is configured".to_string()) })
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    msg
 }
 
 /// Sends `GET url` once, bounded by the probe's timeout (default 5 s): `(holds, status)`.

@@ -195,7 +195,7 @@ fn login_page(error: Option<&str>) -> String {
 </section></main></body></html>",
         status::STYLE,
         error
-            .map(|e| format!("<p class=\"error\">{}</p>", status::escape(e)))
+            .map(|e| format!("<p class=\"error\">{}</p>", crate::html::escape(e)))
             .unwrap_or_default()
     )
 }
@@ -305,7 +305,7 @@ async fn run_page(State(state): State<DaemonState>, Path(id): Path<String>) -> R
             StatusCode::NOT_FOUND,
             Html(format!(
                 "<!doctype html><title>not found</title><p>No run {}. <a href=\"/\">Back</a></p>",
-                status::escape(&id)
+                crate::html::escape(&id)
             )),
         )
             .into_response(),

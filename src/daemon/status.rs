@@ -13,8 +13,10 @@
 //! resources from a background task every [`CLUSTER_REFRESH`]. Every value from runs, alerts
 //! or playbooks is HTML-escaped.
 
+use crate::cleanup::report::{GraphMark, MetricSeries, svg_graph};
 use crate::daemon::DaemonState;
 use crate::daemon::runs::RunView;
+use crate::html::escape;
 use crate::k8s::runs::Run;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -253,53 +255,29 @@ pub async fn impact_graphs(state: &DaemonState) -> BTreeMap<String, ImpactGraph>
     out
 }
 
-/// An inline SVG line chart (no scripts): the series, the run's start (and end) as vertical
-/// markers, the last value and the range as text.
+/// The run's impact graph: the one SVG chart ([`svg_graph`]) with the run's start (and end)
+/// as marks, then the last value and the range as text.
 pub fn impact_svg(graph: &ImpactGraph) -> String {
-    const W: f64 = 320.0;
-    const H: f64 = 64.0;
-    let finite: Vec<(f64, f64)> = graph
-        .points
-        .iter()
-        .copied()
-        .filter(|(t, v)| t.is_finite() && v.is_finite())
-        .collect();
-    let Some(&(t0, _)) = finite.first() else {
-        return String::new();
+    let series = MetricSeries {
+        name: graph.name.clone(),
+        query: String::new(),
+        points: graph.points.clone(),
     };
-    let t1 = finite.last().map(|p| p.0).unwrap_or(t0).max(t0 + 1.0);
-    let (lo, hi) = finite
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, v)| {
-            (lo.min(*v), hi.max(*v))
-        });
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let x = |t: f64| ((t - t0) / (t1 - t0) * W).clamp(0.0, W);
-    let y = |v: f64| H - 4.0 - (v - lo) / span * (H - 8.0);
-    let points: Vec<String> = finite
-        .iter()
-        .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
+    let marks: Vec<GraphMark> = std::iter::once((graph.run_start, "run started"))
+        .chain(graph.run_end.map(|end| (end, "run ended")))
+        .map(|(at, label)| GraphMark {
+            at,
+            label: label.to_string(),
+        })
         .collect();
-    let mut svg = format!(
-        "<svg class=\"impact\" viewBox=\"0 0 {W} {H}\" width=\"100%\" height=\"64\" role=\"img\" aria-label=\"{}\">\
-<rect width=\"{W}\" height=\"{H}\" fill=\"#f6f8fa\"/>",
-        escape(&graph.name)
-    );
-    for marker in std::iter::once(graph.run_start).chain(graph.run_end) {
-        if marker >= t0 && marker <= t1 {
-            let _ = write!(
-                svg,
-                "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"0\" y2=\"{H}\" stroke=\"#bf8700\" stroke-dasharray=\"3,3\"/>",
-                x(marker)
-            );
-        }
+    let mut svg = svg_graph(std::slice::from_ref(&series), None, &marks);
+    if svg.is_empty() {
+        return svg;
     }
-    let _ = write!(
-        svg,
-        "<polyline fill=\"none\" stroke=\"#cf222e\" stroke-width=\"1.5\" points=\"{}\"/></svg>",
-        points.join(" ")
-    );
-    let last = finite.last().map(|p| p.1).unwrap_or(0.0);
+    let finite = series.points.iter().map(|p| p.1).filter(|v| v.is_finite());
+    let (lo, hi, last) = finite.fold((f64::INFINITY, f64::NEG_INFINITY, 0.0), |(lo, hi, _), v| {
+        (lo.min(v), hi.max(v), v)
+    });
     let _ = write!(
         svg,
         "<div class=\"muted\">impact: {} · now {} · range {}–{} · dashed: run start/end</div>",
@@ -317,22 +295,6 @@ fn short(v: f64) -> String {
     } else {
         format!("{v:.3}")
     }
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The page's stylesheet (shared with the login page).
@@ -745,12 +707,15 @@ mod tests {
             run_end: Some(1120.0),
         };
         let svg = impact_svg(&graph);
-        assert!(svg.starts_with("<svg class=\"impact\""), "{svg}");
+        // The one chart (issue 14): one panel, the NaN sample left out, both marks drawn.
+        assert!(svg.starts_with("<svg xmlns="), "{svg}");
+        assert_eq!(svg.matches("<polyline").count(), 1, "{svg}");
+        assert!(!svg.contains("NaN"), "{svg}");
+        assert_eq!(svg.matches("stroke-dasharray").count(), 2, "{svg}");
         assert!(
-            svg.contains("points=\"0.0,4.0 160.0,4.0 320.0,60.0\""),
+            svg.contains("run started") && svg.contains("run ended"),
             "{svg}"
         );
-        assert_eq!(svg.matches("<line ").count(), 2, "{svg}");
         assert!(
             svg.contains("error &lt;ratio&gt;") && !svg.contains("<ratio>"),
             "{svg}"
@@ -810,14 +775,6 @@ mod tests {
                 "approved by <b>ann &lt;oncall&gt;</b> at 2026-11-25T14:00:00Z (via run-resource)"
             ),
             "{html}"
-        );
-    }
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape("<script>\"x\" & 'y'</script>"),
-            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
         );
     }
 }

@@ -123,7 +123,7 @@ impl FleetLock {
             }
             Err(err) => Err(GateError::LockUnavailable {
                 category: err.category(),
-                reason: super::step::error_chain(&err),
+                reason: crate::errors::error_chain(&err),
             }),
         }
     }
@@ -137,7 +137,7 @@ impl FleetLock {
             events.send(EngineEvent::Warning {
                 message: format!(
                     "releasing the fleet lock failed (it expires by itself): {}",
-                    super::step::error_chain(&err)
+                    crate::errors::error_chain(&err)
                 ),
             });
         }
@@ -147,7 +147,7 @@ impl FleetLock {
 /// The refusal text of a lock another run holds: who, how long its Lease has left, and how to
 /// wait for it.
 pub(crate) fn lock_refusal(err: &LeaseError, waited: Duration) -> String {
-    let reason = super::step::error_chain(err);
+    let reason = crate::errors::error_chain(err);
     let expires = match err {
         LeaseError::Held { expires_in_s, .. } => *expires_in_s,
         _ => 0,
@@ -231,7 +231,7 @@ async fn watch_condition(
             }
             Ok((false, _)) => {}
             Err(err) => {
-                let error = super::step::error_chain(&err);
+                let error = crate::errors::error_chain(&err);
                 tracing::warn!(guard = %condition.name, error = %error, "stop condition could not be evaluated");
                 if !reported_unavailable {
                     reported_unavailable = true;

@@ -74,7 +74,7 @@ impl Mirror {
         let name = plan.run_id.clone();
         let task = tokio::spawn(async move {
             let fail = |err: runs::RunMirrorError| {
-                let error = super::step::error_chain(&err);
+                let error = crate::errors::error_chain(&err);
                 tracing::warn!(run = %name, error = %error, "Run mirror failed; continuing without it");
                 let _ = journal.append(Record::MirrorFailed {
                     error: error.clone(),

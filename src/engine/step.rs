@@ -9,11 +9,14 @@ use super::{
     SharedJournal, StepReport, StepResult, StopHandle, StopReason, crash_point,
 };
 use crate::actions::{self, Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation};
+/// The one error-chain walker (`engine/gate.rs` calls it by this path).
+pub(crate) use crate::errors::error_chain;
 use crate::journal::{Outcome, Record};
 use crate::k8s::runs::{MutationStatus, RunStatus, StepStatus};
 use crate::plan::{Plan, PlannedStep};
 use crate::playbook::OnFailure;
 use crate::playbook::catalog::{self, ObjectPatch};
+use crate::retry::{self, Stopped};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -50,21 +53,6 @@ impl StepFailure {
     }
 }
 
-/// An error and its sources, `: `-separated (a message never repeats its cause).
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
 /// How a step ended when it did not fail.
 enum StepEnd {
     Verified,
@@ -78,6 +66,29 @@ enum StepEnd {
 enum DiffHalt {
     Failed(StepFailure),
     Stopped(StopReason),
+}
+
+/// How one attempt of a retried diff, apply or verify ended when it did not succeed: the
+/// action's own error (retried when [`ActionError::is_retryable`]), or a halt that is never
+/// retried (the step's time is up, a stop request, a conflict that re-diffs).
+enum Attempt<H> {
+    Action(ActionError),
+    Halt(H),
+}
+
+impl<H> Attempt<H> {
+    fn is_retryable(&self) -> bool {
+        matches!(self, Attempt::Action(err) if err.is_retryable())
+    }
+}
+
+impl<H> std::fmt::Display for Attempt<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attempt::Action(err) => write!(f, "{err}"),
+            Attempt::Halt(_) => f.write_str("halted"),
+        }
+    }
 }
 
 /// Resolves when a stop is requested (never, if nobody can request one any more).
@@ -717,66 +728,134 @@ impl<'a> RunState<'a> {
         self.push_mirror();
     }
 
-    /// `diff`, retried on retryable errors within the step's time; a stop request cancels it
-    /// at once (wherever it waits: a restart waiting for room for its next batch, a backoff).
+    /// `diff`, retried on retryable errors within the step's time ([`retry::step`]); a stop
+    /// request cancels it at once (wherever it waits: a restart waiting for room for its next
+    /// batch, a backoff).
     async fn diff_with_retries(
         &self,
         action: &dyn Action,
         step: &PlannedStep,
         deadline: Instant,
     ) -> Result<Diff, DiffHalt> {
-        let attempts = step.retries.attempts.max(1);
-        let mut attempt = 0;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(DiffHalt::Failed(timeout_failure(step, "diff")));
-            }
-            let ctx = self.context(step, deadline);
-            let mut observe = std::pin::pin!(tokio::time::timeout(remaining, action.diff(&ctx)));
-            let outcome = tokio::select! {
-                r = &mut observe => r,
-                // A diff that is only reading still finishes (a step whose change is done
-                // then ends verified); one that waits is cancelled.
-                reason = stop_requested(self.stop_rx.clone()) => {
-                    match tokio::time::timeout(STOP_GRACE, &mut observe).await {
-                        Ok(r) => r,
-                        Err(_) => return Err(DiffHalt::Stopped(reason)),
-                    }
-                }
-            };
-            let result = match outcome {
-                Ok(r) => r,
-                Err(_) => return Err(DiffHalt::Failed(timeout_failure(step, "diff"))),
-            };
-            match result {
-                Ok(diff) => return Ok(diff),
-                Err(err) if err.is_retryable() && attempt + 1 < attempts => {
-                    let delay = step.retries.delay_after(attempt);
-                    tracing::info!(run = %self.plan.run_id, step = %step.name, attempt, error = %err, "diff failed, retrying");
-                    attempt += 1;
-                    self.pause(delay.min(remaining)).await;
-                    if let Some(reason) = self.stop.reason() {
-                        return Err(DiffHalt::Stopped(reason));
-                    }
-                }
-                Err(err) => return Err(DiffHalt::Failed(StepFailure::from_action(&err))),
-            }
+        self.with_retries(
+            step,
+            deadline,
+            "diff",
+            DiffHalt::Stopped,
+            DiffHalt::Failed,
+            || self.diff_once(action, step, deadline),
+        )
+        .await
+    }
+
+    /// Calls `op` (one diff, apply or verify: `what`) until it succeeds, halts, or fails with
+    /// an error that is not retryable or when the step's [`retry::step`] policy is spent; a
+    /// stop request ends a backoff at once (`stopped`). An action's error becomes `failed`.
+    async fn with_retries<T, H, Fut>(
+        &self,
+        step: &PlannedStep,
+        deadline: Instant,
+        what: &'static str,
+        stopped: impl FnOnce(StopReason) -> H,
+        failed: impl FnOnce(StepFailure) -> H,
+        op: impl FnMut() -> Fut,
+    ) -> Result<T, H>
+    where
+        Fut: std::future::Future<Output = Result<T, Attempt<H>>>,
+    {
+        let mut attempt = 0u32;
+        let result = retry::retry(
+            &self.retry_policy(step, deadline),
+            op,
+            Attempt::is_retryable,
+            self.stop_signal(),
+            |err, _| {
+                tracing::info!(run = %self.plan.run_id, step = %step.name, attempt, phase = what, error = %err, "step call failed, retrying");
+                attempt += 1;
+            },
+        )
+        .await;
+        result.map_err(|end| match end {
+            Stopped::Cancelled => stopped(self.stop_reason()),
+            Stopped::Failed(Attempt::Halt(halt)) => halt,
+            Stopped::Failed(Attempt::Action(err)) => failed(StepFailure::from_action(&err)),
+        })
+    }
+
+    /// One `diff` within the step's time: a stop request lets a diff that is only reading
+    /// finish for [`STOP_GRACE`] and cancels one that waits.
+    async fn diff_once(
+        &self,
+        action: &dyn Action,
+        step: &PlannedStep,
+        deadline: Instant,
+    ) -> Result<Diff, Attempt<DiffHalt>> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(Attempt::Halt(DiffHalt::Failed(timeout_failure(
+                step, "diff",
+            ))));
+        }
+        let ctx = self.context(step, deadline);
+        // A diff that is only reading still finishes (a step whose change is done then ends
+        // verified); one that waits is cancelled.
+        let outcome = self
+            .unless_stopped(tokio::time::timeout(remaining, action.diff(&ctx)))
+            .await
+            .map_err(|reason| Attempt::Halt(DiffHalt::Stopped(reason)))?;
+        match outcome {
+            Ok(result) => result.map_err(Attempt::Action),
+            Err(_) => Err(Attempt::Halt(DiffHalt::Failed(timeout_failure(
+                step, "diff",
+            )))),
         }
     }
 
-    /// Sleeps `delay`, cut short by a stop request (the caller checks the reason next).
-    async fn pause(&self, delay: Duration) {
+    /// Awaits `fut`; after a stop request it may still finish for [`STOP_GRACE`], then it is
+    /// dropped and the request's reason returned.
+    async fn unless_stopped<F: std::future::Future>(
+        &self,
+        fut: F,
+    ) -> Result<F::Output, StopReason> {
+        let mut fut = std::pin::pin!(fut);
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop_requested(self.stop_rx.clone()) => {}
+            r = &mut fut => Ok(r),
+            reason = stop_requested(self.stop_rx.clone()) => {
+                tokio::time::timeout(STOP_GRACE, &mut fut).await.map_err(|_| reason)
+            }
         }
     }
 
-    /// `apply`, retried on retryable errors within the step's time. A stop request lets a
-    /// write already under way finish for [`STOP_GRACE`], then drops it (a drain's
-    /// eviction retrying against a PodDisruptionBudget, a backoff): its intent is journaled,
-    /// so a resume's re-diff tells whether it took effect.
+    /// The step's retry policy for the time left until `deadline`.
+    fn retry_policy(&self, step: &PlannedStep, deadline: Instant) -> retry::Policy {
+        retry::step(
+            &step.retries,
+            deadline.saturating_duration_since(Instant::now()),
+        )
+    }
+
+    /// The `cancel` signal of [`retry::retry`]: this run's stop request.
+    fn stop_signal(
+        &self,
+    ) -> impl Fn() -> futures::future::BoxFuture<'static, StopReason> + 'static {
+        let rx = self.stop_rx.clone();
+        move || Box::pin(stop_requested(rx.clone()))
+    }
+
+    /// Why the run was asked to stop (called once a stop request cut a wait short).
+    fn stop_reason(&self) -> StopReason {
+        self.stop
+            .reason()
+            .unwrap_or_else(|| StopReason::Interrupted {
+                by: "a stop request".into(),
+            })
+    }
+
+    /// `apply`, retried on retryable errors within the step's time ([`retry::step`]). A stop
+    /// request lets a write already under way finish for [`STOP_GRACE`], then drops it (a
+    /// drain's eviction retrying against a PodDisruptionBudget), and ends a backoff at once:
+    /// its intent is journaled, so a resume's re-diff tells whether it took effect. A 409
+    /// conflict is not retried here: the step loop re-diffs.
     async fn apply_with_retries(
         &self,
         action: &dyn Action,
@@ -784,55 +863,60 @@ impl<'a> RunState<'a> {
         mutation: &Mutation,
         deadline: Instant,
     ) -> Result<Applied, ApplyError> {
-        let attempts = step.retries.attempts.max(1);
-        let mut attempt = 0;
-        loop {
-            if let Some(reason) = self.stop.reason() {
-                return Err(ApplyError::Stopped(reason));
-            }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(ApplyError::Failed(timeout_failure(step, "apply")));
-            }
-            let ctx = self.context(step, deadline);
-            let marked = crate::k8s::with_mutation_marker(
-                &self.plan.run_id,
-                &step.name,
-                action.apply(&ctx, mutation),
-            );
-            let mut call = std::pin::pin!(tokio::time::timeout(remaining, marked));
-            let outcome = tokio::select! {
-                r = &mut call => r,
-                reason = stop_requested(self.stop_rx.clone()) => {
-                    match tokio::time::timeout(STOP_GRACE, &mut call).await {
-                        Ok(r) => r,
-                        Err(_) => {
-                            tracing::info!(run = %self.plan.run_id, step = %step.name, mutation = %mutation.id, "write dropped by a stop request; its intent stays journaled");
-                            return Err(ApplyError::Stopped(reason));
-                        }
-                    }
-                }
-            };
-            let result = match outcome {
-                Ok(r) => r,
-                Err(_) => return Err(ApplyError::Failed(timeout_failure(step, "apply"))),
-            };
-            match result {
-                Ok(applied) => return Ok(applied),
-                Err(err) if is_conflict(&err) => return Err(ApplyError::Conflict(err)),
-                Err(err) if err.is_retryable() && attempt + 1 < attempts => {
-                    let delay = step.retries.delay_after(attempt);
-                    tracing::info!(run = %self.plan.run_id, step = %step.name, attempt, error = %err, "apply failed, retrying");
-                    attempt += 1;
-                    self.pause(delay.min(remaining)).await;
-                }
-                Err(err) => return Err(ApplyError::Failed(StepFailure::from_action(&err))),
-            }
+        self.with_retries(
+            step,
+            deadline,
+            "apply",
+            ApplyError::Stopped,
+            ApplyError::Failed,
+            || self.apply_once(action, step, mutation, deadline),
+        )
+        .await
+    }
+
+    /// One `apply` within the step's time (see [`Self::apply_with_retries`]).
+    async fn apply_once(
+        &self,
+        action: &dyn Action,
+        step: &PlannedStep,
+        mutation: &Mutation,
+        deadline: Instant,
+    ) -> Result<Applied, Attempt<ApplyError>> {
+        if let Some(reason) = self.stop.reason() {
+            return Err(Attempt::Halt(ApplyError::Stopped(reason)));
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(Attempt::Halt(ApplyError::Failed(timeout_failure(
+                step, "apply",
+            ))));
+        }
+        let ctx = self.context(step, deadline);
+        let marked = crate::k8s::with_mutation_marker(
+            &self.plan.run_id,
+            &step.name,
+            action.apply(&ctx, mutation),
+        );
+        let outcome = self
+            .unless_stopped(tokio::time::timeout(remaining, marked))
+            .await
+            .map_err(|reason| {
+                tracing::info!(run = %self.plan.run_id, step = %step.name, mutation = %mutation.id, "write dropped by a stop request; its intent stays journaled");
+                Attempt::Halt(ApplyError::Stopped(reason))
+            })?;
+        match outcome {
+            Ok(Ok(applied)) => Ok(applied),
+            Ok(Err(err)) if is_conflict(&err) => Err(Attempt::Halt(ApplyError::Conflict(err))),
+            Ok(Err(err)) => Err(Attempt::Action(err)),
+            Err(_) => Err(Attempt::Halt(ApplyError::Failed(timeout_failure(
+                step, "apply",
+            )))),
         }
     }
 
-    /// Waits for `verify` (bounded by the step's remaining time); a stop request cancels the
-    /// wait (verify only reads, so this is a safe point). `Ok(Some(_))`: stopped.
+    /// Waits for `verify` (bounded by the step's remaining time), retried on retryable errors
+    /// ([`retry::step`]); a stop request cancels the wait (verify only reads, so this is a
+    /// safe point). `Ok(Some(_))`: stopped.
     async fn verify(
         &mut self,
         action: &dyn Action,
@@ -840,47 +924,57 @@ impl<'a> RunState<'a> {
         applied: &[Applied],
         deadline: Instant,
     ) -> Result<Option<StopReason>, StepFailure> {
-        let attempts = step.retries.attempts.max(1);
-        let mut attempt = 0;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(timeout_failure(step, "verify"));
-            }
-            self.events.send(EngineEvent::Verifying {
-                step: step.name.clone(),
-                timeout: remaining,
-            });
-            let ctx = self.context(step, deadline);
-            let mut check = std::pin::pin!(tokio::time::timeout(
+        let this = &*self;
+        let verified = this
+            .with_retries(
+                step,
+                deadline,
+                "verify",
+                DiffHalt::Stopped,
+                DiffHalt::Failed,
+                || this.verify_once(action, step, applied, deadline),
+            )
+            .await;
+        match verified {
+            Ok(()) => Ok(None),
+            Err(DiffHalt::Stopped(reason)) => Ok(Some(reason)),
+            Err(DiffHalt::Failed(failure)) => Err(failure),
+        }
+    }
+
+    /// One `verify` within the step's time (see [`Self::verify`]).
+    async fn verify_once(
+        &self,
+        action: &dyn Action,
+        step: &PlannedStep,
+        applied: &[Applied],
+        deadline: Instant,
+    ) -> Result<(), Attempt<DiffHalt>> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(Attempt::Halt(DiffHalt::Failed(timeout_failure(
+                step, "verify",
+            ))));
+        }
+        self.events.send(EngineEvent::Verifying {
+            step: step.name.clone(),
+            timeout: remaining,
+        });
+        let ctx = self.context(step, deadline);
+        // A verify that is only reading the result back still finishes (the step is then
+        // verified); one that waits is cancelled: verify only reads.
+        let result = self
+            .unless_stopped(tokio::time::timeout(
                 remaining + VERIFY_GRACE,
-                action.verify(&ctx, applied)
-            ));
-            let result = tokio::select! {
-                r = &mut check => r,
-                // A verify that is only reading the result back still finishes (the step is
-                // then verified); one that waits is cancelled: verify only reads.
-                reason = stop_requested(self.stop_rx.clone()) => {
-                    match tokio::time::timeout(STOP_GRACE, &mut check).await {
-                        Ok(r) => r,
-                        Err(_) => return Ok(Some(reason)),
-                    }
-                }
-            };
-            match result {
-                Err(_) => return Err(timeout_failure(step, "verify")),
-                Ok(Ok(())) => return Ok(None),
-                Ok(Err(err)) if err.is_retryable() && attempt + 1 < attempts => {
-                    let delay = step.retries.delay_after(attempt);
-                    tracing::info!(run = %self.plan.run_id, step = %step.name, attempt, error = %err, "verify failed, retrying");
-                    attempt += 1;
-                    self.pause(delay.min(remaining)).await;
-                    if let Some(reason) = self.stop.reason() {
-                        return Ok(Some(reason));
-                    }
-                }
-                Ok(Err(err)) => return Err(StepFailure::from_action(&err)),
-            }
+                action.verify(&ctx, applied),
+            ))
+            .await
+            .map_err(|reason| Attempt::Halt(DiffHalt::Stopped(reason)))?;
+        match result {
+            Ok(r) => r.map_err(Attempt::Action),
+            Err(_) => Err(Attempt::Halt(DiffHalt::Failed(timeout_failure(
+                step, "verify",
+            )))),
         }
     }
 
@@ -1164,25 +1258,25 @@ pub(crate) async fn dry_run(
             actions::build(&step.action).map_err(|err| StepFailure::from_action(&err))
         }) {
             Ok(action) => {
-                let mut attempt = 0;
-                loop {
+                // The dry run retries every failure (a timeout too) within the step's time;
+                // nothing can stop it but the bound.
+                let policy = retry::step(
+                    &step.retries,
+                    deadline.saturating_duration_since(Instant::now()),
+                );
+                let diff_once = || async {
                     let remaining = deadline.saturating_duration_since(Instant::now());
-                    let r = match tokio::time::timeout(remaining, action.diff(&ctx)).await {
+                    match tokio::time::timeout(remaining, action.diff(&ctx)).await {
                         Ok(r) => r.map_err(|e| StepFailure::from_action(&e)),
                         Err(_) => Err(timeout_failure(step, "diff")),
-                    };
-                    match r {
-                        Err(_)
-                            if attempt + 1 < step.retries.attempts.max(1)
-                                && !remaining.is_zero() =>
-                        {
-                            tokio::time::sleep(step.retries.delay_after(attempt).min(remaining))
-                                .await;
-                            attempt += 1;
-                        }
-                        other => break other,
                     }
-                }
+                };
+                retry::retry(&policy, diff_once, |_| true, retry::never(), |_, _| {})
+                    .await
+                    .map_err(|stopped| match stopped {
+                        Stopped::Failed(failure) => failure,
+                        Stopped::Cancelled => timeout_failure(step, "diff"),
+                    })
             }
             Err(failure) => Err(failure),
         };

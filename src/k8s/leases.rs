@@ -8,9 +8,10 @@
 //! renews the Lease while it runs; a crashed holder's Lease expires after its duration, and a
 //! resumed run (same run id) takes its own Lease back at once. [`acquire_waiting`] waits a
 //! bounded time for a held lock (`--wait-lock`). The engine's cluster-wide fleet lock is one
-//! such lock (lock string `fleet`, namespace `default`; see `engine/guards.rs`).
+//! such lock (lock string `fleet`, in the lock namespace or `default`; see `engine/guards.rs`).
 
 use crate::model::FIELD_MANAGER;
+use crate::retry::{self, Stopped};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
@@ -326,23 +327,11 @@ pub async fn acquire(
         ..PostParams::default()
     };
     // A create/replace race (409) re-reads; throttling (429), server errors (5xx) and calls that
-    // time out are retried with backoff. Only a live Lease of another holder refuses.
-    let mut backoff = Duration::from_millis(100);
-    let mut last_error: Option<LeaseError> = None;
-    for attempt in 0..ACQUIRE_ATTEMPTS {
-        if attempt > 0 {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
-        }
+    // time out are retried with backoff (`retry::api_call`). Only a live Lease of another holder
+    // refuses.
+    let take = || async {
         let now = jiff::Timestamp::now();
-        let existing = match call("get", namespace, &name, call_timeout, api.get_opt(&name)).await {
-            Ok(existing) => existing,
-            Err(err) if err.is_transient() => {
-                last_error = Some(err);
-                continue;
-            }
-            Err(err) => return Err(err),
-        };
+        let existing = call("get", namespace, &name, call_timeout, api.get_opt(&name)).await?;
         let result = match existing {
             None => {
                 let mut lease = new_lease(namespace, &name, holder, ttl_s, now);
@@ -361,7 +350,7 @@ pub async fn acquire(
                         lock: lock.to_string(),
                         holder: current.to_string(),
                         namespace: namespace.to_string(),
-                        lease: name,
+                        lease: name.clone(),
                         expires_in_s: left,
                     });
                 }
@@ -378,50 +367,61 @@ pub async fn acquire(
             }
         };
         match result {
-            Err(_) => {
-                last_error = Some(LeaseError::Timeout {
-                    operation: "take",
-                    namespace: namespace.to_string(),
-                    lease: name.clone(),
-                    after: call_timeout,
-                });
-                continue;
-            }
-            Ok(Ok(_)) => {
-                let (lost_tx, lost) = watch::channel(None);
-                let renew = tokio::spawn(renew_loop(
-                    api.clone(),
-                    name.clone(),
-                    holder.to_string(),
-                    ttl,
-                    call_timeout,
-                    lost_tx,
-                ));
-                tracing::info!(lock = %lock, lease = %name, holder = %holder, "lock acquired");
-                return Ok(LockGuard {
-                    client: client.clone(),
-                    namespace: namespace.to_string(),
-                    lease: name,
-                    holder: holder.to_string(),
-                    call_timeout,
-                    renew,
-                    lost,
-                });
-            }
-            Ok(Err(source)) => {
-                let err = LeaseError::Api {
-                    operation: "take",
-                    namespace: namespace.to_string(),
-                    lease: name.clone(),
-                    source,
-                };
-                if !err.is_transient() {
-                    return Err(err);
-                }
-                last_error = Some(err);
-            }
+            Err(_) => Err(LeaseError::Timeout {
+                operation: "take",
+                namespace: namespace.to_string(),
+                lease: name.clone(),
+                after: call_timeout,
+            }),
+            Ok(Err(source)) => Err(LeaseError::Api {
+                operation: "take",
+                namespace: namespace.to_string(),
+                lease: name.clone(),
+                source,
+            }),
+            Ok(Ok(_)) => Ok(()),
         }
-    }
+    };
+    let last_error = match retry::retry(
+        &retry::api_call(),
+        take,
+        LeaseError::is_transient,
+        retry::never(),
+        |_, _| {},
+    )
+    .await
+    {
+        Ok(()) => {
+            let (lost_tx, lost) = watch::channel(None);
+            let renew = tokio::spawn(renew_loop(
+                api.clone(),
+                name.clone(),
+                holder.to_string(),
+                ttl,
+                call_timeout,
+                lost_tx,
+            ));
+            tracing::info!(lock = %lock, lease = %name, holder = %holder, "lock acquired");
+            return Ok(LockGuard {
+                client: client.clone(),
+                namespace: namespace.to_string(),
+                lease: name,
+                holder: holder.to_string(),
+                call_timeout,
+                renew,
+                lost,
+            });
+        }
+        Err(Stopped::Failed(err)) if !err.is_transient() => return Err(err),
+        Err(Stopped::Failed(err)) => err,
+        // `never` does not cancel.
+        Err(Stopped::Cancelled) => LeaseError::Timeout {
+            operation: "take",
+            namespace: namespace.to_string(),
+            lease: name.clone(),
+            after: call_timeout,
+        },
+    };
     // Out of attempts. If another run took the lock meanwhile, say who; otherwise report the
     // last error as what it was (never a made-up holder).
     if let Ok(Some(lease)) = call("get", namespace, &name, call_timeout, api.get_opt(&name)).await
@@ -437,16 +437,8 @@ pub async fn acquire(
             expires_in_s: expires_in(&lease, jiff::Timestamp::now()),
         });
     }
-    Err(last_error.unwrap_or(LeaseError::Timeout {
-        operation: "take",
-        namespace: namespace.to_string(),
-        lease: name,
-        after: call_timeout,
-    }))
+    Err(last_error)
 }
-
-/// How many times [`acquire`] tries before giving up on transient errors and races.
-const ACQUIRE_ATTEMPTS: u32 = 6;
 
 /// How often [`acquire_waiting`] looks at a held Lease again (its holder may release it before
 /// it expires).
@@ -620,10 +612,6 @@ pub async fn clear_holder(
 
 // === renewal ===
 
-/// How many times one renewal re-reads after a conflict (409) before waiting for the next
-/// period.
-const RENEW_ATTEMPTS: u32 = 3;
-
 /// What one renewal round found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Renewal {
@@ -683,8 +671,7 @@ async fn renew_once(
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PostParams::default()
     };
-    let mut last_error = None;
-    for _ in 0..RENEW_ATTEMPTS {
+    let renew = || async {
         let current = call("get", &namespace, name, call_timeout, api.get_opt(name)).await?;
         let Some(mut lease) = current else {
             return Ok(Renewal::Lost(LEASE_DELETED.to_string()));
@@ -697,7 +684,7 @@ async fn renew_once(
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
         // `lease` carries the resourceVersion just read: a change since then is a 409.
-        match call(
+        call(
             "renew",
             &namespace,
             name,
@@ -705,18 +692,27 @@ async fn renew_once(
             api.replace(name, &post, &lease),
         )
         .await
-        {
-            Ok(_) => return Ok(Renewal::Renewed),
-            Err(err @ LeaseError::Api { .. }) if is_conflict(&err) => last_error = Some(err),
-            Err(err) => return Err(err),
-        }
-    }
-    Err(last_error.unwrap_or(LeaseError::Timeout {
-        operation: "renew",
-        namespace,
-        lease: name.to_string(),
-        after: call_timeout,
-    }))
+        .map(|_| Renewal::Renewed)
+    };
+    // A 409 re-reads (`retry::conflict_reread`); anything else waits for the next period.
+    retry::retry(
+        &retry::conflict_reread(),
+        renew,
+        is_conflict,
+        retry::never(),
+        |_, _| {},
+    )
+    .await
+    .map_err(|stopped| match stopped {
+        Stopped::Failed(err) => err,
+        // `never` does not cancel.
+        Stopped::Cancelled => LeaseError::Timeout {
+            operation: "renew",
+            namespace: namespace.clone(),
+            lease: name.to_string(),
+            after: call_timeout,
+        },
+    })
 }
 
 fn is_conflict(err: &LeaseError) -> bool {

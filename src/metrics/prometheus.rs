@@ -129,16 +129,11 @@ impl Prometheus {
         self
     }
 
-    /// The base URL with any credentials removed (for messages).
+    /// The base URL fit for messages ([`crate::redact::url`]), without a trailing `/`.
     pub fn display_url(&self) -> String {
-        match reqwest::Url::parse(&self.base) {
-            Ok(mut url) => {
-                let _ = url.set_username("");
-                let _ = url.set_password(None);
-                url.to_string().trim_end_matches('/').to_string()
-            }
-            Err(_) => "<invalid url>".into(),
-        }
+        crate::redact::url(&self.base)
+            .trim_end_matches('/')
+            .to_string()
     }
 
     async fn get(
@@ -324,7 +319,14 @@ mod tests {
     #[test]
     fn display_url_drops_credentials() {
         let p = Prometheus::new("http://user:pw@127.0.0.1:9090/", reqwest::Client::new());
-        assert_eq!(p.display_url(), "http://127.0.0.1:9090");
+        assert_eq!(p.display_url(), "http://<redacted>@127.0.0.1:9090");
+    }
+
+    #[test]
+    fn issue14_display_url_trims_the_trailing_slash_of_a_path_prefix() {
+        // Kept from the old copy: the base is shown without its trailing `/`.
+        let p = Prometheus::new("http://prom.test/prometheus/", reqwest::Client::new());
+        assert_eq!(p.display_url(), "http://prom.test/prometheus");
     }
 
     #[tokio::test]

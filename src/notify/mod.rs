@@ -8,6 +8,7 @@
 //! it is never logged, never journaled, and stripped from transport errors — deliveries and
 //! logs name the channel only.
 
+use crate::errors::error_chain;
 use crate::playbook::{ChannelType, NotifyChannel};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -281,7 +282,7 @@ impl Notifier {
                 channel: channel.name.clone(),
                 ok: false,
                 status: err.status().map(|s| s.as_u16()),
-                error: Some(error_chain(err.without_url())),
+                error: Some(error_chain(&err.without_url())),
             },
             Ok(Ok(response)) => {
                 let status = response.status();
@@ -312,18 +313,6 @@ impl Notifier {
         }
         delivery
     }
-}
-
-/// An error and its causes on one line (the URL was stripped by the caller).
-fn error_chain(err: reqwest::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use super::{Entry, Failure, MANIFEST_FILE, Manifest, SnapshotError, SnapshotRequest};
 use crate::actions::ObjectRef;
+use crate::errors::error_chain;
 use crate::k8s::K8sError;
 use crate::k8s::objects::{Objects, builtin_kind};
 use crate::k8s::workloads::Workloads;
@@ -60,16 +61,9 @@ enum Captured {
 }
 
 fn failed(what: impl Into<String>, err: &dyn std::error::Error) -> Captured {
-    let mut error = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        error.push_str(": ");
-        error.push_str(&cause.to_string());
-        source = cause.source();
-    }
     Captured::Failed {
         what: what.into(),
-        error,
+        error: error_chain(err),
     }
 }
 
@@ -250,7 +244,7 @@ async fn write_items(dir: &Path, items: Vec<Captured>) -> Result<Manifest, Snaps
                 tracing::warn!(file = %file.display(), error = %err, "snapshot file not written");
                 phase.failed.push(Failure {
                     what: format!("{} {name}", kind.to_lowercase()),
-                    error: crate::cleanup::revert::error_chain(&err),
+                    error: error_chain(&err),
                 });
             }
         }
