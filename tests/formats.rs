@@ -146,7 +146,10 @@ async fn write_fixtures() {
 
     // A zone fail-out and a rolling restart that died after their first write (resumable).
     for (name, args) in [
-        ("failout-interrupted", vec!["failout", "zone/zone-b", "--yes"]),
+        (
+            "failout-interrupted",
+            vec!["failout", "zone/zone-b", "--yes"],
+        ),
         (
             "restart-interrupted",
             vec!["restart", "deployment/api", "-n", "shop", "--yes"],
