@@ -13,6 +13,7 @@ pub use crate::playbook::model::{
     Retries, SnapshotSpec, StopCondition,
 };
 
+use crate::model::format::{Format, UnsupportedFormat};
 use crate::playbook::model::ParamSpec;
 use crate::playbook::template::{self, RenderError, Resolver};
 use crate::playbook::{ValidPlaybook, suggest};
@@ -20,6 +21,26 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+/// The field of a journaled plan that carries its format version.
+pub const PLAN_FORMAT_FIELD: &str = "formatVersion";
+
+/// Why a journaled plan does not load.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedPlanError {
+    /// Its format version is not one this build reads.
+    #[error(transparent)]
+    Version(#[from] UnsupportedFormat),
+    /// It does not deserialize as a plan.
+    #[error("{location}: the journaled plan does not load")]
+    Invalid {
+        /// The journal.
+        location: String,
+        /// The deserializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
 
 /// A fully resolved run: what the engine executes, step by step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -517,7 +538,26 @@ impl Plan {
             });
             redact_headers(part);
         }
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                PLAN_FORMAT_FIELD.to_string(),
+                serde_json::json!(Format::EmbeddedPlan.current()),
+            );
+        }
         value
+    }
+
+    /// The plan a journal embeds (`RunStarted.plan`, see [`Plan::redacted_json`]): its format
+    /// version checked (absent: version 1), then loaded. `location` names the journal.
+    pub fn from_embedded(
+        value: Value,
+        location: impl std::fmt::Display,
+    ) -> Result<Plan, EmbeddedPlanError> {
+        Format::EmbeddedPlan.check_json(&value, PLAN_FORMAT_FIELD, &location)?;
+        serde_json::from_value(value).map_err(|source| EmbeddedPlanError::Invalid {
+            location: location.to_string(),
+            source,
+        })
     }
 
     /// Secret parameters whose value this plan lacks (a journaled plan whose secrets were not
@@ -667,6 +707,32 @@ spec:
       with:
         url: https://bot:pa55w0rd@git.example/repo
 "#;
+
+    #[test]
+    fn issue14_the_journaled_plan_carries_its_version_and_a_newer_one_is_refused() {
+        let valid = crate::playbook::validate::validate("p.yaml", PLAYBOOK).expect("valid");
+        let params = BTreeMap::from([("apiToken".to_string(), "tok-123456".to_string())]);
+        let plan = plan(&valid, &params, "r-20261125-120000-abcd").expect("plan");
+        let mut journaled = plan.redacted_json();
+        assert_eq!(journaled[PLAN_FORMAT_FIELD], 2);
+        let loaded = Plan::from_embedded(journaled.clone(), "j").expect("v2 loads");
+        assert_eq!(
+            loaded.steps,
+            Plan::from_embedded(journaled.clone(), "j").unwrap().steps
+        );
+        // Version 1: no field.
+        journaled.as_object_mut().unwrap().remove(PLAN_FORMAT_FIELD);
+        let v1 = Plan::from_embedded(journaled.clone(), "j").expect("v1 loads");
+        assert_eq!(v1.steps, loaded.steps);
+        journaled[PLAN_FORMAT_FIELD] = 3.into();
+        let err = Plan::from_embedded(journaled, "runs/r/journal.jsonl").unwrap_err();
+        assert!(matches!(err, EmbeddedPlanError::Version(_)), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("runs/r/journal.jsonl: journaled plan format version 3"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn issue13_the_journaled_plan_holds_no_secret_and_resume_gets_it_back() {

@@ -8,8 +8,12 @@
 //! action items. [`Incident::durations`] derives time to detect and to mitigate from them and
 //! from the runs. The runs attached to it are not stored: they are the runs whose
 //! `RunStarted` carries the incident id, found when the incident is shown.
+//!
+//! The file carries its format version (`formatVersion`, see [`crate::journal::format`]); a
+//! file without one is version 1, one of a version this build does not read is refused.
 
 use super::CleanupError;
+use crate::journal::format::{Format, FormatVersion};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -344,11 +348,26 @@ pub fn load(state_dir: &Path, id: &str) -> Result<Incident, CleanupError> {
             });
         }
     };
-    serde_json::from_slice(&bytes).map_err(|e| CleanupError::IncidentIo {
+    let parse_error = |e: serde_json::Error| CleanupError::IncidentIo {
         operation: "parse",
-        path,
+        path: path.clone(),
         source: std::io::Error::other(e),
-    })
+    };
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(parse_error)?;
+    Format::Incident.check_json(&value, FORMAT_FIELD, path.display())?;
+    serde_json::from_value(value).map_err(parse_error)
+}
+
+/// The field of an incident file that carries its format version (absent: version 1).
+pub const FORMAT_FIELD: &str = "formatVersion";
+
+/// An incident file as written: its format version, then the incident.
+#[derive(Serialize)]
+struct IncidentFile<'a> {
+    #[serde(rename = "formatVersion")]
+    format_version: FormatVersion,
+    #[serde(flatten)]
+    incident: &'a Incident,
 }
 
 /// Writes an incident (atomically: a temporary file renamed over the old one).
@@ -356,7 +375,11 @@ pub fn save(state_dir: &Path, incident: &Incident) -> Result<PathBuf, CleanupErr
     validate_id(&incident.id)?;
     let path = path(state_dir, &incident.id);
     let write = || -> std::io::Result<()> {
-        let text = serde_json::to_vec_pretty(incident).map_err(std::io::Error::other)?;
+        let file = IncidentFile {
+            format_version: Format::Incident.current(),
+            incident,
+        };
+        let text = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
         crate::journal::files::write_private(&path, &text)
     };
     write().map_err(|source| CleanupError::IncidentIo {
@@ -469,6 +492,30 @@ pub fn list(state_dir: &Path) -> Result<Vec<Incident>, CleanupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue14_incident_files_carry_their_version_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let incident = open(dir.path(), "INC-1", "ann", IncidentChanges::default()).unwrap();
+        let file = path(dir.path(), "INC-1");
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(value["formatVersion"], 2);
+        assert_eq!(load(dir.path(), "INC-1").unwrap(), incident);
+        // Version 1: no field.
+        value.as_object_mut().unwrap().remove("formatVersion");
+        std::fs::write(&file, value.to_string()).unwrap();
+        assert_eq!(load(dir.path(), "INC-1").unwrap(), incident);
+        value["formatVersion"] = 3.into();
+        std::fs::write(&file, value.to_string()).unwrap();
+        let err = load(dir.path(), "INC-1").unwrap_err();
+        assert_eq!(err.category(), "format-version");
+        let text = err.to_string();
+        assert!(
+            text.contains("INC-1.json: incident file format version 3"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn issue16_handoffs_notes_actions_and_durations() {

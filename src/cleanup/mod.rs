@@ -80,6 +80,13 @@ pub enum CleanupError {
         #[source]
         source: std::io::Error,
     },
+    /// An incident file in a format version this build does not read.
+    #[error(transparent)]
+    IncidentVersion {
+        /// The file, the version found and the versions read.
+        #[from]
+        source: crate::journal::UnsupportedFormat,
+    },
     /// An incident id that cannot be used as a file name.
     #[error("invalid incident id {id:?}: use letters, digits, `.`, `_` and `-` (at most 64)")]
     InvalidIncidentId {
@@ -131,6 +138,7 @@ impl CleanupError {
             CleanupError::NoRuns { .. } => "no-runs",
             CleanupError::Engine { source } => source.category(),
             CleanupError::IncidentIo { .. } => "incident-io",
+            CleanupError::IncidentVersion { source } => source.category(),
             CleanupError::InvalidIncidentId { .. } => "invalid-incident-id",
             CleanupError::IncidentNotFound { .. } => "incident-not-found",
             CleanupError::IncidentExists { .. } => "incident-exists",

@@ -425,7 +425,7 @@ fn use_failbacks(runs: &[&RunView], plan: &mut CleanupPlan, opts: PlanOptions) {
     for run in runs {
         let Some(planned) = run.entries.iter().find_map(|e| match &e.record {
             crate::journal::Record::RunStarted { plan, .. } => {
-                serde_json::from_value::<crate::plan::Plan>(plan.clone()).ok()
+                crate::plan::Plan::from_embedded(plan.clone(), &run.run_id).ok()
             }
             _ => None,
         }) else {

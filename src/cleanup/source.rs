@@ -110,6 +110,15 @@ pub struct RunView {
 }
 
 impl RunView {
+    /// True for a `Run` resource this build refused to read (its status is in a format version
+    /// it does not read): nothing of it is judged. [`from_run_resource`] records the refusal as
+    /// both the problem and the damage.
+    pub fn is_unreadable_resource(&self) -> bool {
+        matches!(self.origin, RunOrigin::Cluster { .. })
+            && self.damaged.is_some()
+            && self.damaged == self.problem
+    }
+
     /// True for a run `ripcord cleanup` started.
     pub fn is_cleanup(&self) -> bool {
         self.playbook == CLEANUP_PLAYBOOK
@@ -309,6 +318,30 @@ pub fn from_run_resource(object: &Value) -> Option<RunView> {
         .unwrap_or("default")
         .to_string();
     let spec: RunSpec = serde_json::from_value(object.get("spec")?.clone()).ok()?;
+    // A status written by a newer ripcord is refused, never read as if it were ours: the run
+    // is listed as damaged with nothing judged (issue 14).
+    if let Some(status) = object.get("status")
+        && let Err(err) =
+            RunStatus::check_format_json(status, format_args!("Run {namespace}/{name}"))
+    {
+        let error = err.to_string();
+        return Some(RunView {
+            run_id: name,
+            playbook: spec.playbook,
+            who: spec.who,
+            trigger: spec.trigger,
+            incident: spec.incident,
+            started_at: None,
+            finished_at: None,
+            outcome: None,
+            origin: RunOrigin::Cluster { namespace },
+            touched: Vec::new(),
+            params: serde_json::Map::new(),
+            entries: Vec::new(),
+            problem: Some(error.clone()),
+            damaged: Some(error),
+        });
+    }
     let status: RunStatus = object
         .get("status")
         .cloned()
@@ -812,6 +845,7 @@ mod tests {
         );
         run.metadata.namespace = Some("ops".into());
         run.status = Some(RunStatus {
+            format_version: crate::journal::FormatVersion::V1,
             phase: "Finished".into(),
             steps: vec![StepStatus {
                 name: "scale".into(),

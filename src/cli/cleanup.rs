@@ -181,6 +181,10 @@ fn report_damaged(runs: &[source::RunView]) -> usize {
         };
         count += 1;
         match &run.origin {
+            source::RunOrigin::Cluster { .. } if run.is_unreadable_resource() => errln!(
+                "error: run {}: {damaged}; cleanup did not judge what it changed",
+                run.run_id
+            ),
             source::RunOrigin::Cluster { namespace } => errln!(
                 "error: run {}: {damaged}; its mutations are taken from its Run resource \
                  ({namespace}/{}) instead",

@@ -241,6 +241,17 @@ pub async fn resume_unfinished(
             );
             continue;
         }
+        // A status written by a newer ripcord is not read as if it were ours (issue 14).
+        let namespace = run.metadata.namespace.as_deref().unwrap_or_default();
+        if let Some(Err(err)) = run
+            .status
+            .as_ref()
+            .map(|s| s.check_format(format_args!("Run {namespace}/{run_id}")))
+        {
+            metrics.takeover_refused(err.category());
+            tracing::warn!(run = %run_id, error = %err, "not taking over a Run resource in a format this daemon does not read");
+            continue;
+        }
         if crate::journal::validate_run_id(&run_id).is_err() {
             metrics.takeover_refused("bad-run-id");
             tracing::warn!(run = %run_id, "not taking over a Run resource whose name is not a run id");

@@ -103,9 +103,12 @@ pub fn load_plan(state_dir: &Path, run_id: &str) -> Result<Plan, EngineError> {
     if !missing.is_empty() {
         tracing::debug!(run = %run_id, missing = ?missing, "secret parameters not given back");
     }
-    serde_json::from_value::<Plan>(plan).map_err(|err| EngineError::NotResumable {
+    Plan::from_embedded(plan, path.display()).map_err(|err| EngineError::NotResumable {
         run_id: run_id.to_string(),
-        reason: format!("the journaled plan does not load: {err}"),
+        reason: match &err {
+            crate::plan::EmbeddedPlanError::Invalid { source, .. } => format!("{err}: {source}"),
+            crate::plan::EmbeddedPlanError::Version(_) => err.to_string(),
+        },
     })
 }
 

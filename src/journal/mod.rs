@@ -10,11 +10,19 @@
 //! error naming the line. [`Journal::open`] (used by `--resume`) cuts a torn tail off before
 //! appending again.
 //!
+//! Every line carries its format version `v` ([`format`]); a line without one is version 1.
+//! A line in a version this build does not read is [`JournalError::UnsupportedVersion`],
+//! never skipped and never taken for a torn tail.
+//!
 //! The in-cluster mirror of a run lives in [`crate::k8s::runs`].
 
 pub mod approval;
 pub mod files;
+/// Format versions of what ripcord keeps; defined in [`crate::model`].
+pub use crate::model::format;
 pub mod record;
+
+pub use format::{Format, FormatVersion, UnsupportedFormat};
 
 pub use record::{
     DeliveryRecord, Entry, Outcome, REDACTED, Record, redact_params, redact_url_credentials,
@@ -87,6 +95,17 @@ pub enum JournalError {
         #[source]
         source: serde_json::Error,
     },
+    /// A line is in a format version this build does not read (written by a newer ripcord).
+    #[error("{path}:{line}: unsupported journal record")]
+    UnsupportedVersion {
+        /// The journal file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The version found and the versions read.
+        #[source]
+        source: UnsupportedFormat,
+    },
     /// The run id is not a valid run id (it is used as a directory name).
     #[error("invalid run id {run_id:?}: expected r-YYYYMMDD-HHMMSS-xxxxxxxxxxxx")]
     InvalidRunId {
@@ -110,6 +129,7 @@ impl JournalError {
             JournalError::NotFound { .. } => "journal-not-found",
             JournalError::Serialize { .. } => "journal-serialize",
             JournalError::Corrupted { .. } => "journal-corrupted",
+            JournalError::UnsupportedVersion { .. } => "journal-version",
             JournalError::InvalidRunId { .. } => "invalid-run-id",
             JournalError::InvalidIncidentId { .. } => "invalid-incident-id",
         }
@@ -281,11 +301,13 @@ impl Journal {
                 at: jiff::Timestamp::now(),
                 record,
             };
-            serde_json::to_writer(&mut lines, &entry).map_err(|source| {
-                JournalError::Serialize {
-                    kind: entry.record.kind(),
-                    source,
-                }
+            let line = LineOut {
+                v: Format::JournalLine.current(),
+                entry: &entry,
+            };
+            serde_json::to_writer(&mut lines, &line).map_err(|source| JournalError::Serialize {
+                kind: entry.record.kind(),
+                source,
             })?;
             lines.push(b'\n');
             entries.push(entry);
@@ -322,6 +344,42 @@ impl Journal {
     /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// One journal line as written: the format version, then the entry.
+#[derive(serde::Serialize)]
+struct LineOut<'a> {
+    v: FormatVersion,
+    #[serde(flatten)]
+    entry: &'a Entry,
+}
+
+/// One journal line as read: `v` absent is version 1.
+#[derive(serde::Deserialize)]
+struct LineIn {
+    #[serde(default)]
+    v: FormatVersion,
+    #[serde(flatten)]
+    entry: Entry,
+}
+
+/// Only the version of a line that does not parse as a known record.
+#[derive(serde::Deserialize)]
+struct LineVersion {
+    #[serde(default)]
+    v: Option<serde_json::Value>,
+}
+
+/// `path:line`, formatted only when an error names it.
+struct LineLocation<'a> {
+    path: &'a Path,
+    line: usize,
+}
+
+impl std::fmt::Display for LineLocation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.path.display(), self.line)
     }
 }
 
@@ -394,9 +452,32 @@ fn parse_prefix(path: &Path, bytes: &[u8]) -> (Vec<Entry>, Result<Option<TornTai
             offset = next;
             continue;
         }
-        match serde_json::from_slice::<Entry>(line) {
-            Ok(entry) => entries.push(entry),
+        let unsupported = |source| JournalError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            line: line_no,
+            source,
+        };
+        let location = LineLocation {
+            path,
+            line: line_no,
+        };
+        match serde_json::from_slice::<LineIn>(line) {
+            Ok(LineIn { v, entry }) => match Format::JournalLine.check(v, &location) {
+                Ok(_) => entries.push(entry),
+                Err(source) => return (entries, Err(unsupported(source))),
+            },
             Err(source) => {
+                // A complete line of another version (a record kind this build does not know)
+                // is refused as such, never taken for damage or a torn tail.
+                if let Ok(LineVersion { v: Some(v) }) = serde_json::from_slice::<LineVersion>(line)
+                    && let Err(err) = Format::JournalLine.check_json(
+                        &serde_json::json!({ "v": v }),
+                        "v",
+                        &location,
+                    )
+                {
+                    return (entries, Err(unsupported(err)));
+                }
                 if is_last {
                     let torn = TornTail {
                         line: line_no,
@@ -812,6 +893,57 @@ mod tests {
         assert!(matches!(err, Some(JournalError::Corrupted { line: 2, .. })));
         let err = read(&path).unwrap_err();
         assert!(format!("{err}").contains(":2:"), "{err}");
+    }
+
+    #[test]
+    fn issue14_lines_carry_their_version_and_a_newer_one_is_refused_not_torn() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = "r-20261125-113000-abcd";
+        let mut journal = Journal::create(dir.path(), run).unwrap();
+        for record in sample_records() {
+            journal.append(record).unwrap();
+        }
+        let path = journal.path().to_path_buf();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.lines().all(|l| l.starts_with(r#"{"v":2,"seq":"#)),
+            "{text}"
+        );
+
+        // Lines without `v` (written before formats carried one) read as version 1.
+        let unversioned = text.replace(r#"{"v":2,"#, "{");
+        std::fs::write(&path, &unversioned).unwrap();
+        let (entries, torn) = read(&path).unwrap();
+        assert_eq!(entries.len(), 5);
+        assert!(torn.is_none());
+
+        // A newer version: in the middle, or as the complete last line, and also a record
+        // kind this build does not know.
+        let lines: Vec<&str> = text.lines().collect();
+        let newer_last = format!(
+            "{}\n{}\n",
+            lines[..4].join("\n"),
+            lines[4].replace(r#"{"v":2,"#, r#"{"v":3,"#)
+        );
+        let unknown_kind = format!(
+            "{}\n{}\n{}\n",
+            lines[..2].join("\n"),
+            r#"{"v":3,"seq":3,"at":"2026-11-25T11:30:00Z","type":"Teleported","to":"mars"}"#,
+            lines[3..].join("\n")
+        );
+        for (bytes, line) in [(newer_last, 5), (unknown_kind, 3)] {
+            std::fs::write(&path, bytes).unwrap();
+            let err = read(&path).unwrap_err();
+            assert_eq!(err.category(), "journal-version");
+            let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+            assert!(chain.contains(&format!("journal.jsonl:{line}:")), "{chain}");
+            assert!(chain.contains("format version 3"), "{chain}");
+            assert!(chain.contains("newer ripcord"), "{chain}");
+            assert!(
+                Journal::open(dir.path(), run).is_err(),
+                "never resumed or cut"
+            );
+        }
     }
 
     #[test]

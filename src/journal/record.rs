@@ -1,7 +1,9 @@
 //! The typed records of a run journal.
 //!
 //! Every line of `journal.jsonl` is one [`Entry`]: a sequence number, a timestamp and a
-//! [`Record`] whose serde tag `type` names the record kind. The journal stores facts only; it
+//! [`Record`] whose serde tag `type` names the record kind, preceded on disk by the line's
+//! format version `v` (written and checked by [`crate::journal`], see
+//! [`crate::journal::format`]). The journal stores facts only; it
 //! never interprets them (the engine and cleanup do).
 
 use crate::journal::approval::ApprovalSource;

@@ -8,6 +8,7 @@
 //! Writing the mirror never blocks mitigation: callers journal a failure and carry on.
 
 use crate::model::FIELD_MANAGER;
+use crate::model::format::{Format, FormatVersion, UnsupportedFormat};
 use kube::CustomResource;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use schemars::JsonSchema;
@@ -62,6 +63,10 @@ pub struct RunSpec {
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunStatus {
+    /// The status's format version: 2 today; absent means 1 (written before statuses carried
+    /// one). A ripcord reads its own version and the previous one and refuses any other.
+    #[serde(default)]
+    pub format_version: FormatVersion,
     /// `Running`, `Finished`.
     pub phase: String,
     /// The steps, in plan order (at most [`MAX_STEPS`]).
@@ -154,6 +159,29 @@ impl RunStatus {
         self
     }
 }
+
+impl RunStatus {
+    /// The format version of this status when this build reads it; otherwise the error naming
+    /// `resource` (`Run shop/r-…`) and the version.
+    pub fn check_format(
+        &self,
+        resource: impl std::fmt::Display,
+    ) -> Result<FormatVersion, UnsupportedFormat> {
+        Format::RunStatus.check(self.format_version, resource)
+    }
+
+    /// [`RunStatus::check_format`] on a status as JSON, before deserializing it (a status of
+    /// another version need not deserialize at all).
+    pub fn check_format_json(
+        status: &serde_json::Value,
+        resource: impl std::fmt::Display,
+    ) -> Result<FormatVersion, UnsupportedFormat> {
+        Format::RunStatus.check_json(status, STATUS_FORMAT_FIELD, resource)
+    }
+}
+
+/// The field of a `Run` status that carries its format version.
+pub const STATUS_FORMAT_FIELD: &str = "formatVersion";
 
 /// Cuts a string to [`MAX_FIELD_CHARS`] characters, marking the cut with `…`.
 pub fn cut(s: &str) -> String {
@@ -431,7 +459,9 @@ pub async fn write_status(
     timeout: Duration,
 ) -> Result<(), RunMirrorError> {
     let api: Api<Run> = Api::namespaced(client.clone(), namespace);
-    let patch = serde_json::json!({ "status": status.clone().bounded() });
+    let mut status = status.clone().bounded();
+    status.format_version = Format::RunStatus.current();
+    let patch = serde_json::json!({ "status": status });
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PatchParams::default()
@@ -677,11 +707,43 @@ mod tests {
     }
 
     #[test]
+    fn issue14_status_format_version_absent_is_v1_newer_is_refused() {
+        let old: RunStatus =
+            serde_json::from_value(serde_json::json!({"phase": "Running"})).unwrap();
+        assert_eq!(old.check_format("Run shop/r"), Ok(FormatVersion::V1));
+        let newer: RunStatus =
+            serde_json::from_value(serde_json::json!({"phase": "Running", "formatVersion": 3}))
+                .unwrap();
+        let err = newer.check_format("Run shop/r").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("Run shop/r: Run status format version 3"),
+            "{err}"
+        );
+        assert!(
+            RunStatus::check_format_json(&serde_json::json!({"formatVersion": 3}), "x").is_err()
+        );
+        // The seal covers namespace, name and spec, not the status: adding the version to the
+        // status changes no seal, old or new.
+        let key = RunSeal::new(&[7u8; 32]);
+        let mut sealed = run("shop", "r-20261202-100000-abcd", "zone-a");
+        let seal = key.seal("shop", "r-20261202-100000-abcd", &sealed.spec);
+        sealed.status = Some(RunStatus {
+            seal: Some(seal),
+            ..old
+        });
+        assert_eq!(key.check(&sealed), SealCheck::Valid);
+        sealed.status.as_mut().unwrap().format_version = Format::RunStatus.current();
+        assert_eq!(key.check(&sealed), SealCheck::Valid);
+    }
+
+    #[test]
     fn crd_has_group_kind_and_status_subresource() {
         let yaml = crd_yaml().unwrap();
         assert!(yaml.contains("name: runs.ripcord.dev"), "{yaml}");
         assert!(yaml.contains("status: {}"), "{yaml}");
         assert!(yaml.contains("v1alpha1"), "{yaml}");
+        assert!(yaml.contains("formatVersion:"), "{yaml}");
     }
 
     #[test]

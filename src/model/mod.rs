@@ -8,6 +8,7 @@
 //! `engine::Trigger`, `playbook::Duration`) re-export these.
 
 pub mod duration;
+pub mod format;
 
 pub use duration::Duration;
 

@@ -1,4 +1,5 @@
-//! Cleanup and incidents: reverting journaled runs, drift, forged records, incident files.
+//! Cleanup and incidents: reverting journaled runs, drift, forged records, incident files, and
+//! the versioned formats (old journals, Run resources and incidents still load and clean up).
 //!
 //! One test binary for these files (each a module), so the suite links a few binaries
 //! instead of one per file.
@@ -9,3 +10,4 @@ mod cleanup_support;
 
 mod cleanup_drift;
 mod cleanup_incident;
+mod formats;

@@ -1,0 +1,230 @@
+//! Format versions of what ripcord keeps: journal lines, the plan embedded in a journal,
+//! incident files and the `Run` resource's status.
+//!
+//! Every such format carries its version (journal lines: `v`; the others: `formatVersion`).
+//! Writers write [`Format::current`]; readers accept the current version and the previous one,
+//! and refuse any other with [`UnsupportedFormat`], naming the file and line or the resource.
+//! A missing version is [`FormatVersion::V1`]: what ripcord wrote before formats carried one.
+//!
+//! | version | what |
+//! |---|---|
+//! | 1 | no version field (written before issue 14) |
+//! | 2 | the same records, with the version field |
+//!
+//! A reader of version N reads N and N−1; a change that older readers cannot read safely bumps
+//! the version (docs/architecture.md, "On-disk and in-cluster formats").
+
+use serde::{Deserialize, Serialize};
+
+/// A format version as written (absent: [`FormatVersion::V1`]). Compare it only through
+/// [`Format::check`].
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(transparent)]
+pub struct FormatVersion(u32);
+
+// === impl FormatVersion ===
+
+impl FormatVersion {
+    /// Written before formats carried a version (the field is absent).
+    pub const V1: FormatVersion = FormatVersion(1);
+    /// The version field is written.
+    pub const V2: FormatVersion = FormatVersion(2);
+
+    /// A version as found in a file or resource.
+    pub const fn new(n: u32) -> FormatVersion {
+        FormatVersion(n)
+    }
+
+    /// The number written.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for FormatVersion {
+    /// An absent version is version 1.
+    fn default() -> FormatVersion {
+        FormatVersion::V1
+    }
+}
+
+impl std::fmt::Display for FormatVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The versioned formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// One line of `journal.jsonl` (field `v`).
+    JournalLine,
+    /// The plan in a journal's `RunStarted` record (field `formatVersion`).
+    EmbeddedPlan,
+    /// `<state-dir>/incidents/<ID>.json` (field `formatVersion`).
+    Incident,
+    /// The status of a `Run` resource (field `status.formatVersion`).
+    RunStatus,
+}
+
+// === impl Format ===
+
+impl Format {
+    /// What the format is, for people.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::JournalLine => "journal line",
+            Format::EmbeddedPlan => "journaled plan",
+            Format::Incident => "incident file",
+            Format::RunStatus => "Run status",
+        }
+    }
+
+    /// The version this build writes.
+    pub fn current(self) -> FormatVersion {
+        match self {
+            Format::JournalLine | Format::EmbeddedPlan | Format::Incident | Format::RunStatus => {
+                FormatVersion::V2
+            }
+        }
+    }
+
+    /// The oldest version this build reads (the one before [`Format::current`]).
+    pub fn oldest_readable(self) -> FormatVersion {
+        FormatVersion(self.current().0.saturating_sub(1).max(1))
+    }
+
+    /// `found` when this build reads it; otherwise the error naming `location` (a file and
+    /// line, or a resource) and the version.
+    pub fn check(
+        self,
+        found: FormatVersion,
+        location: impl std::fmt::Display,
+    ) -> Result<FormatVersion, UnsupportedFormat> {
+        if found >= self.oldest_readable() && found <= self.current() {
+            Ok(found)
+        } else {
+            Err(UnsupportedFormat {
+                format: self,
+                location: location.to_string(),
+                found,
+            })
+        }
+    }
+
+    /// The version of a JSON object's `field` (absent: [`FormatVersion::V1`]), checked like
+    /// [`Format::check`]. A value that is not a version number is refused too.
+    pub fn check_json(
+        self,
+        object: &serde_json::Value,
+        field: &str,
+        location: impl std::fmt::Display,
+    ) -> Result<FormatVersion, UnsupportedFormat> {
+        let found = match object.get(field) {
+            None | Some(serde_json::Value::Null) => FormatVersion::V1,
+            Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                Some(n) => FormatVersion(n),
+                // Not a number: no version this build knows.
+                None => FormatVersion(0),
+            },
+        };
+        self.check(found, location)
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A file or resource in a format version this build does not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsupportedFormat {
+    /// The format.
+    pub format: Format,
+    /// The file and line, or the resource.
+    pub location: String,
+    /// The version found.
+    pub found: FormatVersion,
+}
+
+impl std::fmt::Display for UnsupportedFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} format version {} is not readable by this ripcord (it reads versions {} to {})",
+            self.location,
+            self.format,
+            self.found,
+            self.format.oldest_readable(),
+            self.format.current()
+        )?;
+        if self.found > self.format.current() {
+            f.write_str("; it was written by a newer ripcord: upgrade ripcord to read it")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for UnsupportedFormat {}
+
+impl UnsupportedFormat {
+    /// A stable category for metrics, records and exit handling.
+    pub fn category(&self) -> &'static str {
+        "format-version"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue14_absent_is_v1_and_readers_take_current_and_previous_only() {
+        for format in [
+            Format::JournalLine,
+            Format::EmbeddedPlan,
+            Format::Incident,
+            Format::RunStatus,
+        ] {
+            assert_eq!(format.current(), FormatVersion::V2);
+            let v1 = format.check_json(&serde_json::json!({}), "v", "x").unwrap();
+            assert_eq!(v1, FormatVersion::V1);
+            assert!(format.check(FormatVersion::V2, "x").is_ok());
+            let err = format
+                .check(FormatVersion::new(3), "runs/r-1/journal.jsonl:4")
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(text.starts_with("runs/r-1/journal.jsonl:4: "), "{text}");
+            assert!(text.contains("format version 3"), "{text}");
+            assert!(text.contains("versions 1 to 2"), "{text}");
+            assert!(text.contains("newer ripcord"), "{text}");
+            assert!(
+                format
+                    .check_json(&serde_json::json!({"v": "two"}), "v", "x")
+                    .is_err()
+            );
+            assert!(format.check(FormatVersion::new(0), "x").is_err());
+        }
+    }
+
+    #[test]
+    fn a_version_serializes_as_a_number() {
+        assert_eq!(serde_json::to_string(&FormatVersion::V2).unwrap(), "2");
+        let v: FormatVersion = serde_json::from_str("7").unwrap();
+        assert_eq!(v.get(), 7);
+    }
+}
