@@ -24,6 +24,7 @@ fn main() -> ExitCode {
             true,
             args.log_format == cli::daemon::LogFormat::Json,
         ),
+        #[cfg(feature = "sim")]
         cli::Command::Sim(_) => (cli.global.verbose, true, false),
         _ => (cli.global.verbose, false, false),
     };
