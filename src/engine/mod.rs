@@ -485,6 +485,8 @@ pub struct Engine {
     /// Builds steps' actions instead of [`crate::actions::build`] (the step loop's unit tests
     /// drive scripted actions through it).
     action_factory: Option<ActionFactory>,
+    /// Whether the `Run` CRD is served, learnt once for every run of this engine.
+    run_crd: crate::k8s::runs::RunCrdPresence,
 }
 
 /// Builds the action of a step (a test seam; see [`Engine::action_factory`]).
@@ -503,7 +505,17 @@ impl Engine {
             step_contexts: None,
             context_clients: Arc::default(),
             action_factory: None,
+            run_crd: crate::k8s::runs::RunCrdPresence::default(),
         }
+    }
+
+    /// Tells the engine whether the `Run` CRD is served (the CLI's discovery probe found
+    /// out): `false` spares every run of this engine the mirror's create request.
+    pub fn with_run_crd_served(self, served: bool) -> Engine {
+        if !served {
+            self.run_crd.mark_absent();
+        }
+        self
     }
 
     /// Builds every step's action with `factory` (unit tests of the step loop).

@@ -14,6 +14,7 @@ use crate::actions::FIELD_MANAGER;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -125,6 +126,9 @@ pub struct LockGuard {
     call_timeout: Duration,
     renew: tokio::task::JoinHandle<()>,
     lost: watch::Receiver<Option<String>>,
+    /// The Lease's resourceVersion as this run last wrote it (create, take-over, renewal):
+    /// the precondition of the delete on release, so release needs no read.
+    written_version: Arc<Mutex<Option<String>>>,
 }
 
 impl Drop for LockGuard {
@@ -155,8 +159,32 @@ impl LockGuard {
     }
 
     /// Stops renewing and deletes the Lease (if this run still holds it).
+    ///
+    /// One request in the usual case: a delete conditional on the resourceVersion this run
+    /// last wrote, which only succeeds while the Lease is exactly as this run left it (so
+    /// still held by it). A 409 (someone wrote it since, or a renewal was cut short) falls
+    /// back to reading it and deleting only if this run still holds it.
     pub async fn release(self) -> Result<(), LeaseError> {
         self.renew.abort();
+        let written = self
+            .written_version
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        if let Some(version) = written {
+            match delete_at_version(
+                &self.client,
+                &self.namespace,
+                &self.lease,
+                version,
+                self.call_timeout,
+            )
+            .await?
+            {
+                Deleted::Done => return Ok(()),
+                Deleted::Changed => {}
+            }
+        }
         delete_if_held(
             &self.client,
             &self.namespace,
@@ -184,6 +212,49 @@ pub async fn release_if_held(
     call_timeout: Duration,
 ) -> Result<(), LeaseError> {
     delete_if_held(client, namespace, &lease_name(lock), holder, call_timeout).await
+}
+
+/// What a conditional delete found.
+enum Deleted {
+    /// Deleted, or already gone.
+    Done,
+    /// The Lease changed since `version` (409): nothing deleted.
+    Changed,
+}
+
+/// Deletes the Lease if its resourceVersion is still `version`.
+async fn delete_at_version(
+    client: &kube::Client,
+    namespace: &str,
+    lease: &str,
+    version: String,
+    call_timeout: Duration,
+) -> Result<Deleted, LeaseError> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let params = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: Some(version),
+            uid: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match call(
+        "delete",
+        namespace,
+        lease,
+        call_timeout,
+        api.delete(lease, &params),
+    )
+    .await
+    {
+        Ok(_) => Ok(Deleted::Done),
+        Err(LeaseError::Api {
+            source: kube::Error::Api(s),
+            ..
+        }) if s.code == 404 => Ok(Deleted::Done),
+        Err(err) if is_conflict(&err) => Ok(Deleted::Changed),
+        Err(err) => Err(err),
+    }
 }
 
 async fn delete_if_held(
@@ -329,20 +400,29 @@ pub async fn acquire(
     // time out are retried with backoff. Only a live Lease of another holder refuses.
     let mut backoff = Duration::from_millis(100);
     let mut last_error: Option<LeaseError> = None;
+    // The first attempt creates without reading (the usual case: no Lease); only its 409
+    // (the Lease exists) makes the next attempt read it, at once.
+    let mut create_blind = true;
+    let mut read_now = false;
     for attempt in 0..ACQUIRE_ATTEMPTS {
-        if attempt > 0 {
+        if attempt > 0 && !std::mem::take(&mut read_now) {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
         let now = jiff::Timestamp::now();
-        let existing = match call("get", namespace, &name, call_timeout, api.get_opt(&name)).await {
-            Ok(existing) => existing,
-            Err(err) if err.is_transient() => {
-                last_error = Some(err);
-                continue;
+        let existing = if std::mem::take(&mut create_blind) {
+            None
+        } else {
+            match call("get", namespace, &name, call_timeout, api.get_opt(&name)).await {
+                Ok(existing) => existing,
+                Err(err) if err.is_transient() => {
+                    last_error = Some(err);
+                    continue;
+                }
+                Err(err) => return Err(err),
             }
-            Err(err) => return Err(err),
         };
+        let blind = attempt == 0;
         let result = match existing {
             None => {
                 let mut lease = new_lease(namespace, &name, holder, ttl_s, now);
@@ -387,8 +467,9 @@ pub async fn acquire(
                 });
                 continue;
             }
-            Ok(Ok(_)) => {
+            Ok(Ok(written)) => {
                 let (lost_tx, lost) = watch::channel(None);
+                let written_version = Arc::new(Mutex::new(written.metadata.resource_version));
                 let renew = tokio::spawn(renew_loop(
                     api.clone(),
                     name.clone(),
@@ -396,6 +477,7 @@ pub async fn acquire(
                     ttl,
                     call_timeout,
                     lost_tx,
+                    written_version.clone(),
                 ));
                 tracing::info!(lock = %lock, lease = %name, holder = %holder, "lock acquired");
                 return Ok(LockGuard {
@@ -406,7 +488,12 @@ pub async fn acquire(
                     call_timeout,
                     renew,
                     lost,
+                    written_version,
                 });
+            }
+            Ok(Err(kube::Error::Api(status))) if blind && status.code == 409 => {
+                // The Lease exists: read it now and decide (free, expired, ours, or held).
+                read_now = true;
             }
             Ok(Err(source)) => {
                 let err = LeaseError::Api {
@@ -627,8 +714,8 @@ const RENEW_ATTEMPTS: u32 = 3;
 /// What one renewal round found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Renewal {
-    /// `renewTime` was moved forward.
-    Renewed,
+    /// `renewTime` was moved forward; the Lease's new resourceVersion.
+    Renewed(Option<String>),
     /// The Lease is held by this holder (or [`LEASE_DELETED`], [`LEASE_CLEARED`]); nothing
     /// written.
     Lost(String),
@@ -643,12 +730,18 @@ async fn renew_loop(
     ttl: Duration,
     call_timeout: Duration,
     lost: watch::Sender<Option<String>>,
+    written_version: Arc<Mutex<Option<String>>>,
 ) {
     let period = (ttl / 3).max(Duration::from_millis(200));
     loop {
         tokio::time::sleep(period).await;
         match renew_once(&api, &name, &holder, call_timeout).await {
-            Ok(Renewal::Renewed) => tracing::debug!(lease = %name, "lease renewed"),
+            Ok(Renewal::Renewed(version)) => {
+                if let Ok(mut v) = written_version.lock() {
+                    *v = version;
+                }
+                tracing::debug!(lease = %name, "lease renewed");
+            }
             Ok(Renewal::Lost(taker)) => {
                 tracing::error!(
                     lease = %name,
@@ -706,7 +799,7 @@ async fn renew_once(
         )
         .await
         {
-            Ok(_) => return Ok(Renewal::Renewed),
+            Ok(written) => return Ok(Renewal::Renewed(written.metadata.resource_version)),
             Err(err @ LeaseError::Api { .. }) if is_conflict(&err) => last_error = Some(err),
             Err(err) => return Err(err),
         }

@@ -931,8 +931,8 @@ mod tests {
         // annotation records it).
         let cfg = json!({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web"}, "spec": {"replicas": 2}});
-        let mut live = server_side_apply(None, &cfg, "kubectl-client-side-apply", false, "t")
-            .unwrap();
+        let mut live =
+            server_side_apply(None, &cfg, "kubectl-client-side-apply", false, "t").unwrap();
         live["metadata"]["annotations"] = json!({
             "kubectl.kubernetes.io/last-applied-configuration": cfg.to_string()
         });
