@@ -93,7 +93,15 @@ async fn issue18_namespace_snapshot_captures_deployments_replicasets_and_every_p
     let out = ripcord(
         &sim,
         dir.path(),
-        &["snapshot", "shop", "-d", &bundle_arg, "--no-previous-logs", "-o", "json"],
+        &[
+            "snapshot",
+            "shop",
+            "-d",
+            &bundle_arg,
+            "--no-previous-logs",
+            "-o",
+            "json",
+        ],
     )
     .await;
     assert_eq!(out.status.code(), Some(0));
@@ -102,14 +110,31 @@ async fn issue18_namespace_snapshot_captures_deployments_replicasets_and_every_p
         .as_array()
         .expect("captured list");
     let count = |kind: &str| captured.iter().filter(|e| e["kind"] == kind).count();
-    let deployments = sim.cluster.store().list(&kinds::deployments(), Some("shop")).0;
-    let replica_sets = sim.cluster.store().list(&kinds::replicasets(), Some("shop")).0;
+    let deployments = sim
+        .cluster
+        .store()
+        .list(&kinds::deployments(), Some("shop"))
+        .0;
+    let replica_sets = sim
+        .cluster
+        .store()
+        .list(&kinds::replicasets(), Some("shop"))
+        .0;
     let pods = sim.cluster.store().list(&kinds::pods(), Some("shop")).0;
     assert!(!deployments.is_empty() && !replica_sets.is_empty());
-    assert_eq!(count("Deployment"), deployments.len(), "{:?}", json["manifest"]["failed"]);
+    assert_eq!(
+        count("Deployment"),
+        deployments.len(),
+        "{:?}",
+        json["manifest"]["failed"]
+    );
     assert_eq!(count("ReplicaSet"), replica_sets.len());
     assert_eq!(count("Pod"), pods.len(), "every page of pods");
     let name = deployments[0]["metadata"]["name"].as_str().expect("name");
-    assert!(bundle.join(format!("objects/shop/deployment/{name}.json")).is_file());
+    assert!(
+        bundle
+            .join(format!("objects/shop/deployment/{name}.json"))
+            .is_file()
+    );
     sim.cluster_shutdown().await;
 }
