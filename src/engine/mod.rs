@@ -10,7 +10,10 @@
 //! 3. Before the **first mutation** of the run, and only then (a run that needs no change makes
 //!    no write request at all): take the per-target lock (a Lease), evaluate the pre-checks,
 //!    notify "about to …", capture the snapshot (the targets awaited, the rest concurrently),
-//!    and create the `Run` mirror in the cluster. (A `gate.approval` step starts the mirror
+//!    and create the `Run` mirror in the cluster (not when the engine already knows the CRD
+//!    is missing). Then the writes go out; the diff is computed again first unless the
+//!    action's writes carry the diff's resourceVersion as a precondition
+//!    (`Action::writes_are_conditional`). (A `gate.approval` step starts the mirror
 //!    before it waits, so an ACK given on the `Run` from another machine has somewhere to go.)
 //!    Writes an action declares fleet-guarded (the cordons of `zone.failout`) also need the
 //!    cluster-wide fleet lock: the engine takes it (waiting up to `RunOptions::wait_lock`),

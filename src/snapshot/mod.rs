@@ -6,12 +6,18 @@
 //! - [`capture_targets`] — fast, on the mitigation's critical path: the target objects
 //!   themselves (and a Deployment's ReplicaSets, i.e. its revision history, which a rollback
 //!   renumbers).
-//! - [`capture_rest`] — broad, run concurrently with the mitigation: pods with status, PDBs,
-//!   HPAs (autoscaling/v2), Services, EndpointSlices, ConfigMaps (names and keys only), Secret
-//!   names, recent Events, pod logs (current and previous container, bounded tail), the
-//!   conditions of the nodes running the captured pods, and the configured Prometheus impact
-//!   queries. A kind the server does not serve, or any single failed read, is recorded in the
-//!   manifest's `failed` list; it never fails the capture.
+//!   A target a diff already read (`crate::actions::Observed`) is not read again.
+//! - [`capture_rest`] — broad, run concurrently with the mitigation: pods with status,
+//!   Deployments, ReplicaSets, PDBs, HPAs (autoscaling/v2), Services, EndpointSlices,
+//!   ConfigMaps (names and keys only), Secret names, recent Events, pod logs (current and
+//!   previous container, bounded tail), the conditions of the nodes running the captured pods
+//!   (one LIST of the nodes when there are more than a few), and the configured Prometheus
+//!   impact queries. A kind the server does not serve, or any single failed read, is recorded
+//!   in the manifest's `failed` list; it never fails the capture. Lists are read in pages of
+//!   2,000, each page written to disk (on a blocking thread, overlapping the next page's read)
+//!   and dropped, so memory is bounded by about two pages plus a small summary per pod, not by
+//!   the namespace. A file the targets phase wrote is never overwritten by this phase (it runs
+//!   while the mitigation writes).
 //!
 //! Layout under the bundle directory (pretty JSON):
 //!
@@ -28,6 +34,9 @@
 //! carry credentials too). Objects lose `metadata.managedFields`. Literal env values and
 //! container arguments that look like credentials are redacted, names kept ([`redact`]); the
 //! manifest's `redacted` list says what was.
+//!
+//! Object files are not fsynced one by one (10,000 pods would cost 10,000 fsyncs); the
+//! manifest, written last, is.
 //!
 //! Files are `0600` in `0700` directories, written without following symlinks
 //! ([`crate::journal::files`]). File names are bounded (a long object name is truncated and
