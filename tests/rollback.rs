@@ -464,3 +464,76 @@ async fn issue18_rollback_makes_at_most_twice_kubectls_requests() {
          snapshot:\n{listing}"
     );
 }
+
+/// Issue 18: without a second read after the lock, a Deployment changed between the diff and
+/// the write is still never written blind: the patch carries the diff's resourceVersion, the
+/// API answers 409, and the engine reads and diffs again before writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue18_a_deployment_changed_after_the_diff_is_re_diffed_not_overwritten() {
+    let h = Harness::demo().await;
+    let sim = h.sim.clone();
+    let before = sim.request_log().last().map(|r| r.seq).unwrap_or(0);
+    // Slow requests leave room to change the Deployment once the lock is taken.
+    sim.faults()
+        .set_latency(std::time::Duration::from_millis(150));
+    let meddler = tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            let locked = sim
+                .request_log()
+                .iter()
+                .any(|r| r.seq > before && r.method == "POST" && r.path.contains("/leases"));
+            if locked {
+                let kind = ripcord::sim::store::kinds::deployments();
+                let mut d = sim.store().get(&kind, Some("shop"), "checkout").expect("d");
+                d["metadata"]["annotations"]["team/meddled"] = "yes".into();
+                sim.store().update(&kind, d).expect("changed under the run");
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        false
+    });
+    let out = h
+        .ripcord(
+            &["rollback", "deployment/checkout", "-n", "shop", "--yes"],
+            &[],
+        )
+        .await;
+    assert!(
+        meddler.await.expect("meddler"),
+        "the Deployment was changed"
+    );
+    h.sim.faults().set_latency(std::time::Duration::ZERO);
+    assert_eq!(out.status.code(), Some(0), "rollback succeeded");
+    assert!(h.image().ends_with(":1.4.2"), "image is {}", h.image());
+    let patches: Vec<u16> = h
+        .sim
+        .request_log()
+        .iter()
+        .filter(|r| r.seq > before && r.method == "PATCH" && r.path.ends_with("/checkout"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        patches,
+        [409, 200],
+        "the stale write was refused, then re-diffed"
+    );
+    let log = h.sim.request_log();
+    let at = |status: u16| {
+        log.iter()
+            .position(|r| {
+                r.seq > before
+                    && r.method == "PATCH"
+                    && r.path.ends_with("/checkout")
+                    && r.status == status
+            })
+            .expect("patch")
+    };
+    assert!(
+        log[at(409)..at(200)]
+            .iter()
+            .any(|r| r.method == "GET" && r.path.ends_with("/deployments/checkout")),
+        "a fresh read between the refused and the accepted write"
+    );
+}
