@@ -766,8 +766,10 @@ async fn stream_kind(
             }
         };
         let mut items = Vec::with_capacity(page.len());
+        let mut cut = false;
         for object in page {
             if count >= max_items {
+                cut = true;
                 break;
             }
             if seen(&object) {
@@ -783,7 +785,7 @@ async fn stream_kind(
             write_files_blocking(&owned, items)
         }));
         match next {
-            Some(_) if count >= max_items => {
+            _ if cut || (next.is_some() && count >= max_items) => {
                 problem = Some(Captured::Failed {
                     what,
                     error: format!("truncated: only the first {max_items} were captured"),
