@@ -140,20 +140,31 @@ impl Objects {
         params: &ListParams,
     ) -> Result<(Vec<Value>, Option<String>), K8sError> {
         let object = describe(&kind.resource.plural, namespace, "*");
-        let list = call(
+        // Parsed straight into JSON values: no typed or `DynamicObject` detour (its flattened
+        // fields make a 10,000-pod list parse and serialize twice).
+        let url = match (kind.namespaced, namespace) {
+            (true, Some(ns)) => {
+                <DynamicObject as kube::Resource>::url_path(&kind.resource, Some(ns))
+            }
+            _ => <DynamicObject as kube::Resource>::url_path(&kind.resource, None),
+        };
+        let request = kube::core::Request::new(url)
+            .list(params)
+            .map_err(|source| K8sError::Serde {
+                object: object.clone(),
+                source: serde_json::Error::io(std::io::Error::other(source.to_string())),
+            })?;
+        let list: kube::core::ObjectList<Value> = call(
             "list",
             &object,
             self.timeout,
-            self.api(kind, namespace).list(params),
+            self.client
+                .request::<kube::core::ObjectList<Value>>(request),
         )
         .await?;
         let next = list.metadata.continue_.filter(|token| !token.is_empty());
         let mut items = Vec::with_capacity(list.items.len());
-        for item in list.items {
-            let mut value = serde_json::to_value(item).map_err(|source| K8sError::Serde {
-                object: object.clone(),
-                source,
-            })?;
+        for mut value in list.items {
             if let Some(map) = value.as_object_mut() {
                 map.entry("apiVersion")
                     .or_insert_with(|| Value::String(kind.resource.api_version.clone()));
