@@ -15,7 +15,8 @@
 
 use super::text_diff;
 use super::{
-    Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef, deployment_ref,
+    Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef, ObservedRead,
+    deployment_ref,
 };
 use crate::k8s::deployments::{
     self, Deployments, RevisionChoice, RollbackMarker, current_revision, deployment_template,
@@ -78,7 +79,20 @@ impl DeploymentRollback {
                 ),
             });
         }
-        let history = deployments.revision_history(&deployment).await?;
+        let (history, replica_sets) = deployments
+            .revision_history_and_replica_sets(&deployment)
+            .await?;
+        // The pre-mutation snapshot takes these reads instead of making them again.
+        ctx.observed.record(
+            deployment_ref(&namespace, name),
+            ObservedRead {
+                object: serde_json::to_value(&deployment).unwrap_or(Value::Null),
+                related: replica_sets
+                    .iter()
+                    .filter_map(|rs| serde_json::to_value(rs).ok())
+                    .collect(),
+            },
+        );
         let current = deployment_template(&deployment);
         let current_rev = current_revision(&deployment, &history);
 
@@ -258,6 +272,18 @@ impl Action for DeploymentRollback {
     fn targets(&self, default_namespace: &str) -> Vec<ObjectRef> {
         let ns = super::namespace_or(self.args.namespace.as_deref(), default_namespace);
         vec![deployment_ref(ns, &self.args.name)]
+    }
+
+    /// The JSON patch replaces `metadata.resourceVersion` with the one the diff read: a
+    /// Deployment changed since is a 409, never overwritten.
+    fn writes_are_conditional(&self) -> bool {
+        true
+    }
+
+    /// `verify` checks that this run's marker is on the Deployment, i.e. the restored
+    /// template is in place: the step is done.
+    fn settled_by_verify(&self) -> bool {
+        true
     }
 
     fn diff<'a>(&'a self, ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>> {

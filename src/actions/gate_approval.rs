@@ -280,6 +280,7 @@ mod tests {
             playbook: "hand-off".into(),
             notifier: None,
             state_dir: Some(state_dir.to_path_buf()),
+            observed: Default::default(),
         }
     }
 

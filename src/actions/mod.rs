@@ -92,6 +92,41 @@ pub struct ActionContext {
     /// The state directory of the run (approval files of `gate.approval`); `None`: only the
     /// `Run` custom resource is consulted.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Where a diff leaves the target objects it read, for the engine's pre-mutation snapshot
+    /// (which then does not read them again). Recording is optional.
+    pub observed: Observed,
+}
+
+/// Target objects as a diff last read them (with what it read alongside: a Deployment's
+/// ReplicaSets), shared between a run's diffs and its pre-mutation snapshot so the snapshot
+/// reuses the diff's reads (issue 18). The newest read of a target replaces the older one.
+/// Cheap to clone: every clone sees the same objects.
+#[derive(Debug, Clone, Default)]
+pub struct Observed(Arc<std::sync::Mutex<std::collections::HashMap<ObjectRef, ObservedRead>>>);
+
+/// One target as a diff read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedRead {
+    /// The object (with `apiVersion` and `kind`).
+    pub object: serde_json::Value,
+    /// Objects read with it (a Deployment's ReplicaSets), each with `apiVersion` and `kind`.
+    pub related: Vec<serde_json::Value>,
+}
+
+// === impl Observed ===
+
+impl Observed {
+    /// Records `target` as just read.
+    pub fn record(&self, target: ObjectRef, read: ObservedRead) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(target, read);
+        }
+    }
+
+    /// The last read of `target`, if a diff recorded one.
+    pub fn get(&self, target: &ObjectRef) -> Option<ObservedRead> {
+        self.0.lock().ok().and_then(|map| map.get(target).cloned())
+    }
 }
 
 impl ActionContext {
@@ -315,6 +350,24 @@ pub trait Action: Send + Sync {
     /// that lock, so two runs cannot each pass a guard that the pair of them breaks. False by
     /// default.
     fn fleet_guarded(&self, _diff: &Diff) -> bool {
+        false
+    }
+
+    /// True when every write of this action is conditional on the `resourceVersion` its diff
+    /// read (`Mutation::resource_version` sent as a precondition): a change since the diff
+    /// makes the write fail with a 409 conflict, which the engine answers with a fresh diff.
+    /// The engine then applies the diff it already has after taking the run's lock, instead
+    /// of diffing a second time (the precondition covers whatever changed while it waited).
+    /// False by default: the engine diffs again after the first-mutation gate.
+    fn writes_are_conditional(&self) -> bool {
+        false
+    }
+
+    /// True when a successful `verify` of the writes of a diff means the desired state holds
+    /// (a one-shot write whose `verify` checks that very write is in place): the engine then
+    /// ends the step after `verify` without diffing again. False by default: the engine
+    /// re-diffs until the diff is empty.
+    fn settled_by_verify(&self) -> bool {
         false
     }
 

@@ -5,8 +5,8 @@
 
 use super::exit::with_exit;
 use super::run::{
-    ConfigArgs, Settings, confirm, connected_client, outcome_line, plan_playbook, print_dry_run,
-    print_outcome, render_mutation, run_with_progress,
+    ConfigArgs, Settings, confirm, connected_client_with_runs, outcome_line, plan_playbook,
+    print_dry_run, print_outcome, render_mutation, run_with_progress,
 };
 use super::{Exit, GlobalArgs};
 use crate::engine::Engine;
@@ -70,7 +70,7 @@ pub async fn run(args: RollbackArgs, global: GlobalArgs) -> anyhow::Result<Exit>
     let name =
         parse_target(&args.target).map_err(|e| with_exit(Exit::Usage, anyhow::anyhow!(e)))?;
     let settings = Settings::load(&args.config, &global)?;
-    let client = connected_client(&global).await?;
+    let (client, runs_served) = connected_client_with_runs(&global).await?;
     let namespace = global
         .namespace
         .clone()
@@ -92,7 +92,7 @@ pub async fn run(args: RollbackArgs, global: GlobalArgs) -> anyhow::Result<Exit>
     super::run::ensure_incident(&settings, args.incident.as_deref(), args.dry_run)?;
     let mut opts = settings.run_options(&namespace);
     opts.incident = args.incident.clone();
-    let engine = Engine::new(client, settings.http.clone());
+    let engine = Engine::new(client, settings.http.clone()).with_run_crd_served(runs_served);
     let what = format!("rollback of deployment {namespace}/{name}");
 
     if args.dry_run || !args.yes {

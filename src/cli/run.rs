@@ -140,7 +140,7 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
         }
     };
     let plan = settings.with_config_channels(plan);
-    let client = connected_client(&global).await?;
+    let (client, runs_served) = connected_client_with_runs(&global).await?;
     let namespace = global
         .namespace
         .clone()
@@ -150,8 +150,9 @@ pub async fn run(args: RunArgs, global: GlobalArgs) -> anyhow::Result<Exit> {
     let mut opts = settings.run_options(&namespace);
     opts.incident = args.incident.clone();
     opts.resume = args.resume.is_some().then(|| plan.run_id.clone());
-    let engine =
-        Engine::new(client, settings.http.clone()).with_step_contexts(global.kubeconfig.clone());
+    let engine = Engine::new(client, settings.http.clone())
+        .with_step_contexts(global.kubeconfig.clone())
+        .with_run_crd_served(runs_served);
 
     if args.dry_run {
         opts.dry_run = true;
@@ -709,6 +710,24 @@ pub async fn connected_client(global: &GlobalArgs) -> anyhow::Result<kube::Clien
         Err(_) => Err(with_exit(
             Exit::Unreachable,
             anyhow::anyhow!("the cluster did not answer within 10s; {hint}"),
+        )),
+    }
+}
+
+/// As [`connected_client`], for commands that run the engine: the probe is the discovery
+/// read of the `Run` CRD's group version instead of `/version`, so the same request tells
+/// whether the cluster answers and whether the `Run` mirror can be written (`bool`: served).
+/// The engine then makes no mirror request when it cannot be (issue 18).
+pub async fn connected_client_with_runs(
+    global: &GlobalArgs,
+) -> anyhow::Result<(kube::Client, bool)> {
+    let client = kube_client(global).await?;
+    let hint = "check --kubeconfig/--context (or KUBECONFIG) and that the API server is up";
+    match crate::k8s::runs::crd_served(&client, Duration::from_secs(10)).await {
+        Ok(served) => Ok((client, served)),
+        Err(err) => Err(with_exit(
+            Exit::Unreachable,
+            anyhow::Error::new(err).context(format!("cannot reach the cluster; {hint}")),
         )),
     }
 }

@@ -146,8 +146,9 @@ pub async fn run(args: SnapshotArgs, global: GlobalArgs) -> anyhow::Result<Exit>
         .prometheus_url
         .as_ref()
         .map(|url| Prometheus::new(url.clone(), http));
-    let mut manifest: Manifest = snapshot::capture_targets(&client, &request, &dir).await?;
-    let rest = snapshot::capture_rest(&client, &request, &dir, prometheus).await?;
+    let (mut manifest, reads): (Manifest, _) =
+        snapshot::capture_targets(&client, &request, &dir, &Default::default()).await?;
+    let rest = snapshot::capture_rest(&client, &request, &dir, prometheus, reads).await?;
     manifest.merge(&rest);
     match global.output {
         Output::Json => outln!(

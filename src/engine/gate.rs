@@ -59,6 +59,8 @@ pub(crate) struct GateState {
     lock_watch: Option<tokio::task::JoinHandle<()>>,
     /// The cluster-wide fleet lock, held while fleet-guarded writes go out.
     fleet: FleetLock,
+    /// What the run's diffs read of their targets: the snapshot of the targets reuses it.
+    pub observed: actions::Observed,
 }
 
 impl GateState {
@@ -104,6 +106,7 @@ impl GateState {
             stop,
             lock_watch: None,
             fleet: FleetLock::default(),
+            observed: actions::Observed::default(),
         }
     }
 
@@ -353,9 +356,11 @@ impl GateState {
             spec: plan.snapshot.clone(),
         };
         let dir = self.snapshot_dir.clone();
-        let capture = snapshot::capture_targets(&self.client, &request, &dir);
+        let capture = snapshot::capture_targets(&self.client, &request, &dir, &self.observed);
+        let mut reads = snapshot::TargetReads::default();
         match tokio::time::timeout(SNAPSHOT_TARGETS_WAIT, capture).await {
-            Ok(Ok(manifest)) => {
+            Ok(Ok((manifest, target_reads))) => {
+                reads = target_reads;
                 notes.push(format!("snapshot: {} object(s)", manifest.captured.len()));
                 journal.append(snapshot_record(&dir, "targets", &manifest))?;
             }
@@ -380,7 +385,7 @@ impl GateState {
         let client = self.client.clone();
         let prom = self.prometheus.clone();
         self.snapshot_rest = Some(tokio::spawn(async move {
-            snapshot::capture_rest(&client, &request, &dir, prom).await
+            snapshot::capture_rest(&client, &request, &dir, prom, reads).await
         }));
         Ok(())
     }

@@ -20,6 +20,11 @@ pub(crate) struct Mirror {
 
 impl Mirror {
     /// Creates the `Run` and starts mirroring `status` updates.
+    ///
+    /// When the engine already knows the `Run` CRD is not served (`crd`: an earlier create
+    /// answered 404, or the CLI's discovery probe said so), no request is made: the failure is
+    /// journaled as it would have been. A 404 here is remembered in `crd` for later runs.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         client: kube::Client,
         namespace: String,
@@ -28,6 +33,7 @@ impl Mirror {
         status: RunStatus,
         journal: SharedJournal,
         events: Events,
+        crd: runs::RunCrdPresence,
     ) -> Mirror {
         let params = crate::journal::redact_params(&plan.params)
             .into_iter()
@@ -83,7 +89,14 @@ impl Mirror {
                     message: format!("Run resource mirror failed (the run goes on): {error}"),
                 });
             };
+            if crd.known_absent() {
+                fail(runs::RunMirrorError::CrdMissing);
+                return;
+            }
             if let Err(err) = runs::create_run(&client, &namespace, &run, timeout).await {
+                if matches!(err, runs::RunMirrorError::CrdMissing) {
+                    crd.mark_absent();
+                }
                 fail(err);
                 return;
             }

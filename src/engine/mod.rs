@@ -10,7 +10,10 @@
 //! 3. Before the **first mutation** of the run, and only then (a run that needs no change makes
 //!    no write request at all): take the per-target lock (a Lease), evaluate the pre-checks,
 //!    notify "about to …", capture the snapshot (the targets awaited, the rest concurrently),
-//!    and create the `Run` mirror in the cluster. (A `gate.approval` step starts the mirror
+//!    and create the `Run` mirror in the cluster (not when the engine already knows the CRD
+//!    is missing). Then the writes go out; the diff is computed again first unless the
+//!    action's writes carry the diff's resourceVersion as a precondition
+//!    (`Action::writes_are_conditional`). (A `gate.approval` step starts the mirror
 //!    before it waits, so an ACK given on the `Run` from another machine has somewhere to go.)
 //!    Writes an action declares fleet-guarded (the cordons of `zone.failout`) also need the
 //!    cluster-wide fleet lock: the engine takes it (waiting up to `RunOptions::wait_lock`),
@@ -460,6 +463,8 @@ pub struct Engine {
     /// Builds steps' actions instead of [`crate::actions::build`] (the step loop's unit tests
     /// drive scripted actions through it).
     action_factory: Option<ActionFactory>,
+    /// Whether the `Run` CRD is served, learnt once for every run of this engine.
+    run_crd: crate::k8s::runs::RunCrdPresence,
 }
 
 /// Builds the action of a step (a test seam; see [`Engine::action_factory`]).
@@ -478,7 +483,17 @@ impl Engine {
             step_contexts: None,
             context_clients: Arc::default(),
             action_factory: None,
+            run_crd: crate::k8s::runs::RunCrdPresence::default(),
         }
+    }
+
+    /// Tells the engine whether the `Run` CRD is served (the CLI's discovery probe found
+    /// out): `false` spares every run of this engine the mirror's create request.
+    pub fn with_run_crd_served(self, served: bool) -> Engine {
+        if !served {
+            self.run_crd.mark_absent();
+        }
+        self
     }
 
     /// Builds every step's action with `factory` (unit tests of the step loop).

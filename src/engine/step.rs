@@ -219,6 +219,7 @@ impl<'a> RunState<'a> {
             playbook: self.plan.playbook.clone(),
             notifier: self.gate.notifier.clone(),
             state_dir: Some(self.opts.state_dir.clone()),
+            observed: self.gate.observed.clone(),
         }
     }
 
@@ -560,7 +561,10 @@ impl<'a> RunState<'a> {
                         )));
                     }
                     Ok(Some(refusal)) => return Ok(Ok(StepEnd::Refused(refusal))),
-                    // The world may have moved while we took the lock: diff again.
+                    // The world may have moved while we took the lock: diff again, unless
+                    // the writes carry the diff's resourceVersion as a precondition (a change
+                    // since is a 409, answered by a fresh diff below).
+                    Ok(None) if action.writes_are_conditional() => {}
                     Ok(None) => continue,
                 }
             }
@@ -647,6 +651,11 @@ impl<'a> RunState<'a> {
                     .verify(action.as_ref(), step, &applied_in_step, deadline)
                     .await
                 {
+                    // The verified write is the desired state: no second diff.
+                    Ok(None) if action.settled_by_verify() => {
+                        self.record_acknowledgement(step, action.as_ref())?;
+                        return Ok(Ok(StepEnd::Verified));
+                    }
                     Ok(None) => unverified = false,
                     Ok(Some(reason)) => return Ok(Ok(StepEnd::Stopped(reason))),
                     Err(f) => return Ok(Err(f)),
@@ -1117,6 +1126,7 @@ impl<'a> RunState<'a> {
             self.status.clone(),
             self.journal.clone(),
             self.events.clone(),
+            self.engine.run_crd.clone(),
         ));
     }
 
@@ -1253,6 +1263,7 @@ pub(crate) async fn dry_run(
             playbook: plan.playbook.clone(),
             notifier: None,
             state_dir: None,
+            observed: actions::Observed::default(),
         };
         let diff = match client.and_then(|_| {
             actions::build(&step.action).map_err(|err| StepFailure::from_action(&err))

@@ -243,6 +243,17 @@ impl Deployments {
         &self,
         deployment: &Deployment,
     ) -> Result<Vec<Revision>, K8sError> {
+        self.revision_history_and_replica_sets(deployment)
+            .await
+            .map(|(history, _)| history)
+    }
+
+    /// [`Deployments::revision_history`], with the ReplicaSets the Deployment controls as
+    /// read (one LIST for both).
+    pub async fn revision_history_and_replica_sets(
+        &self,
+        deployment: &Deployment,
+    ) -> Result<(Vec<Revision>, Vec<ReplicaSet>), K8sError> {
         let name = deployment.metadata.name.clone().unwrap_or_default();
         let uid = deployment.metadata.uid.clone().unwrap_or_default();
         let mut params = ListParams::default();
@@ -257,6 +268,7 @@ impl Deployments {
         )
         .await?;
         let mut history = Vec::new();
+        let mut owned = Vec::new();
         for rs in list.items {
             let controlled = rs
                 .metadata
@@ -270,9 +282,10 @@ impl Deployments {
             if let Some(revision) = revision_from_rs(&rs)? {
                 history.push(revision);
             }
+            owned.push(rs);
         }
         history.sort_by_key(|r| r.revision);
-        Ok(history)
+        Ok((history, owned))
     }
 
     /// Applies a JSON patch (RFC 6902) to a Deployment.

@@ -15,6 +15,7 @@ use crate::retry::{self, Stopped};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -126,6 +127,9 @@ pub struct LockGuard {
     call_timeout: Duration,
     renew: tokio::task::JoinHandle<()>,
     lost: watch::Receiver<Option<String>>,
+    /// The Lease's resourceVersion as this run last wrote it (create, take-over, renewal):
+    /// the precondition of the delete on release, so release needs no read.
+    written_version: Arc<Mutex<Option<String>>>,
 }
 
 impl Drop for LockGuard {
@@ -156,8 +160,32 @@ impl LockGuard {
     }
 
     /// Stops renewing and deletes the Lease (if this run still holds it).
+    ///
+    /// One request in the usual case: a delete conditional on the resourceVersion this run
+    /// last wrote, which only succeeds while the Lease is exactly as this run left it (so
+    /// still held by it). A 409 (someone wrote it since, or a renewal was cut short) falls
+    /// back to reading it and deleting only if this run still holds it.
     pub async fn release(self) -> Result<(), LeaseError> {
         self.renew.abort();
+        let written = self
+            .written_version
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        if let Some(version) = written {
+            match delete_at_version(
+                &self.client,
+                &self.namespace,
+                &self.lease,
+                version,
+                self.call_timeout,
+            )
+            .await?
+            {
+                Deleted::Done => return Ok(()),
+                Deleted::Changed => {}
+            }
+        }
         delete_if_held(
             &self.client,
             &self.namespace,
@@ -185,6 +213,49 @@ pub async fn release_if_held(
     call_timeout: Duration,
 ) -> Result<(), LeaseError> {
     delete_if_held(client, namespace, &lease_name(lock), holder, call_timeout).await
+}
+
+/// What a conditional delete found.
+enum Deleted {
+    /// Deleted, or already gone.
+    Done,
+    /// The Lease changed since `version` (409): nothing deleted.
+    Changed,
+}
+
+/// Deletes the Lease if its resourceVersion is still `version`.
+async fn delete_at_version(
+    client: &kube::Client,
+    namespace: &str,
+    lease: &str,
+    version: String,
+    call_timeout: Duration,
+) -> Result<Deleted, LeaseError> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let params = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: Some(version),
+            uid: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match call(
+        "delete",
+        namespace,
+        lease,
+        call_timeout,
+        api.delete(lease, &params),
+    )
+    .await
+    {
+        Ok(_) => Ok(Deleted::Done),
+        Err(LeaseError::Api {
+            source: kube::Error::Api(s),
+            ..
+        }) if s.code == 404 => Ok(Deleted::Done),
+        Err(err) if is_conflict(&err) => Ok(Deleted::Changed),
+        Err(err) => Err(err),
+    }
 }
 
 async fn delete_if_held(
@@ -326,60 +397,74 @@ pub async fn acquire(
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PostParams::default()
     };
-    // A create/replace race (409) re-reads; throttling (429), server errors (5xx) and calls that
-    // time out are retried with backoff (`retry::api_call`). Only a live Lease of another holder
-    // refuses.
+    // The first attempt creates without reading (the usual case: no Lease); only its 409 (the
+    // Lease exists) reads it, at once, in the same attempt. A create/replace race (409) after a
+    // read, throttling (429), server errors (5xx) and calls that time out are retried with
+    // backoff (`retry::api_call`). Only a live Lease of another holder refuses.
+    let first = std::sync::atomic::AtomicBool::new(true);
     let take = || async {
-        let now = jiff::Timestamp::now();
-        let existing = call("get", namespace, &name, call_timeout, api.get_opt(&name)).await?;
-        let result = match existing {
-            None => {
-                let mut lease = new_lease(namespace, &name, holder, ttl_s, now);
-                lease.metadata.annotations =
-                    Some([(LOCK_ANNOTATION.to_string(), lock.to_string())].into());
-                tokio::time::timeout(call_timeout, api.create(&post, &lease)).await
-            }
-            Some(mut lease) => {
-                let current = holder_of(&lease).map(str::to_string);
-                let left = expires_in(&lease, now);
-                if let Some(current) = current.as_deref()
-                    && current != holder
-                    && left >= 0
-                {
-                    return Err(LeaseError::Held {
-                        lock: lock.to_string(),
-                        holder: current.to_string(),
-                        namespace: namespace.to_string(),
-                        lease: name.clone(),
-                        expires_in_s: left,
-                    });
+        let mut blind = first.swap(false, std::sync::atomic::Ordering::Relaxed);
+        loop {
+            let now = jiff::Timestamp::now();
+            let existing = if blind {
+                None
+            } else {
+                call("get", namespace, &name, call_timeout, api.get_opt(&name)).await?
+            };
+            let result = match existing {
+                None => {
+                    let mut lease = new_lease(namespace, &name, holder, ttl_s, now);
+                    lease.metadata.annotations =
+                        Some([(LOCK_ANNOTATION.to_string(), lock.to_string())].into());
+                    tokio::time::timeout(call_timeout, api.create(&post, &lease)).await
                 }
-                let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-                if current.as_deref() != Some(holder) {
-                    spec.acquire_time = Some(MicroTime(now));
-                    spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+                Some(mut lease) => {
+                    let current = holder_of(&lease).map(str::to_string);
+                    let left = expires_in(&lease, now);
+                    if let Some(current) = current.as_deref()
+                        && current != holder
+                        && left >= 0
+                    {
+                        return Err(LeaseError::Held {
+                            lock: lock.to_string(),
+                            holder: current.to_string(),
+                            namespace: namespace.to_string(),
+                            lease: name.clone(),
+                            expires_in_s: left,
+                        });
+                    }
+                    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+                    if current.as_deref() != Some(holder) {
+                        spec.acquire_time = Some(MicroTime(now));
+                        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+                    }
+                    spec.holder_identity = Some(holder.to_string());
+                    spec.lease_duration_seconds = Some(ttl_s);
+                    spec.renew_time = Some(MicroTime(now));
+                    // resourceVersion stays set: a concurrent taker makes this a 409.
+                    tokio::time::timeout(call_timeout, api.replace(&name, &post, &lease)).await
                 }
-                spec.holder_identity = Some(holder.to_string());
-                spec.lease_duration_seconds = Some(ttl_s);
-                spec.renew_time = Some(MicroTime(now));
-                // resourceVersion stays set: a concurrent taker makes this a 409.
-                tokio::time::timeout(call_timeout, api.replace(&name, &post, &lease)).await
-            }
-        };
-        match result {
-            Err(_) => Err(LeaseError::Timeout {
-                operation: "take",
-                namespace: namespace.to_string(),
-                lease: name.clone(),
-                after: call_timeout,
-            }),
-            Ok(Err(source)) => Err(LeaseError::Api {
-                operation: "take",
-                namespace: namespace.to_string(),
-                lease: name.clone(),
-                source,
-            }),
-            Ok(Ok(_)) => Ok(()),
+            };
+            return match result {
+                Err(_) => Err(LeaseError::Timeout {
+                    operation: "take",
+                    namespace: namespace.to_string(),
+                    lease: name.clone(),
+                    after: call_timeout,
+                }),
+                // The Lease exists: read it now and decide (free, expired, ours, or held).
+                Ok(Err(kube::Error::Api(status))) if blind && status.code == 409 => {
+                    blind = false;
+                    continue;
+                }
+                Ok(Err(source)) => Err(LeaseError::Api {
+                    operation: "take",
+                    namespace: namespace.to_string(),
+                    lease: name.clone(),
+                    source,
+                }),
+                Ok(Ok(written)) => Ok(written),
+            };
         }
     };
     let last_error = match retry::retry(
@@ -391,8 +476,9 @@ pub async fn acquire(
     )
     .await
     {
-        Ok(()) => {
+        Ok(written) => {
             let (lost_tx, lost) = watch::channel(None);
+            let written_version = Arc::new(Mutex::new(written.metadata.resource_version));
             let renew = tokio::spawn(renew_loop(
                 api.clone(),
                 name.clone(),
@@ -400,6 +486,7 @@ pub async fn acquire(
                 ttl,
                 call_timeout,
                 lost_tx,
+                written_version.clone(),
             ));
             tracing::info!(lock = %lock, lease = %name, holder = %holder, "lock acquired");
             return Ok(LockGuard {
@@ -410,6 +497,7 @@ pub async fn acquire(
                 call_timeout,
                 renew,
                 lost,
+                written_version,
             });
         }
         Err(Stopped::Failed(err)) if !err.is_transient() => return Err(err),
@@ -615,8 +703,8 @@ pub async fn clear_holder(
 /// What one renewal round found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Renewal {
-    /// `renewTime` was moved forward.
-    Renewed,
+    /// `renewTime` was moved forward; the Lease's new resourceVersion.
+    Renewed(Option<String>),
     /// The Lease is held by this holder (or [`LEASE_DELETED`], [`LEASE_CLEARED`]); nothing
     /// written.
     Lost(String),
@@ -631,12 +719,18 @@ async fn renew_loop(
     ttl: Duration,
     call_timeout: Duration,
     lost: watch::Sender<Option<String>>,
+    written_version: Arc<Mutex<Option<String>>>,
 ) {
     let period = (ttl / 3).max(Duration::from_millis(200));
     loop {
         tokio::time::sleep(period).await;
         match renew_once(&api, &name, &holder, call_timeout).await {
-            Ok(Renewal::Renewed) => tracing::debug!(lease = %name, "lease renewed"),
+            Ok(Renewal::Renewed(version)) => {
+                if let Ok(mut v) = written_version.lock() {
+                    *v = version;
+                }
+                tracing::debug!(lease = %name, "lease renewed");
+            }
             Ok(Renewal::Lost(taker)) => {
                 tracing::error!(
                     lease = %name,
@@ -692,7 +786,7 @@ async fn renew_once(
             api.replace(name, &post, &lease),
         )
         .await
-        .map(|_| Renewal::Renewed)
+        .map(|written| Renewal::Renewed(written.metadata.resource_version))
     };
     // A 409 re-reads (`retry::conflict_reread`); anything else waits for the next period.
     retry::retry(

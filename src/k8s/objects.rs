@@ -130,6 +130,52 @@ impl Objects {
             .collect()
     }
 
+    /// One page of a list (`params.limit` is the page size, `params.continue_token` the page):
+    /// the items as JSON (each with `apiVersion` and `kind`, which a list may leave out) and
+    /// the token of the next page (`None`: the list ends here).
+    pub async fn list_page(
+        &self,
+        kind: &ResolvedKind,
+        namespace: Option<&str>,
+        params: &ListParams,
+    ) -> Result<(Vec<Value>, Option<String>), K8sError> {
+        let object = describe(&kind.resource.plural, namespace, "*");
+        // Parsed straight into JSON values: no typed or `DynamicObject` detour (its flattened
+        // fields make a 10,000-pod list parse and serialize twice).
+        let url = match (kind.namespaced, namespace) {
+            (true, Some(ns)) => {
+                <DynamicObject as kube::Resource>::url_path(&kind.resource, Some(ns))
+            }
+            _ => <DynamicObject as kube::Resource>::url_path(&kind.resource, None),
+        };
+        let request = kube::core::Request::new(url)
+            .list(params)
+            .map_err(|source| K8sError::Serde {
+                object: object.clone(),
+                source: serde_json::Error::io(std::io::Error::other(source.to_string())),
+            })?;
+        let list: kube::core::ObjectList<Value> = call(
+            "list",
+            &object,
+            self.timeout,
+            self.client
+                .request::<kube::core::ObjectList<Value>>(request),
+        )
+        .await?;
+        let next = list.metadata.continue_.filter(|token| !token.is_empty());
+        let mut items = Vec::with_capacity(list.items.len());
+        for mut value in list.items {
+            if let Some(map) = value.as_object_mut() {
+                map.entry("apiVersion")
+                    .or_insert_with(|| Value::String(kind.resource.api_version.clone()));
+                map.entry("kind")
+                    .or_insert_with(|| Value::String(kind.resource.kind.clone()));
+            }
+            items.push(value);
+        }
+        Ok((items, next))
+    }
+
     /// Applies a JSON merge patch (RFC 7386) with field manager `ripcord`; returns the object
     /// after the write.
     pub async fn patch_merge(

@@ -420,6 +420,72 @@ fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 404)
 }
 
+/// Whether the cluster serves the `runs.ripcord.dev` CRD, learnt once and shared by every run
+/// of an engine (issue 18): the first `Run` create answered 404, or a discovery probe said so.
+/// While it is known to be absent, the mirror makes no request at all; the finding is
+/// forgotten after [`RUN_CRD_RECHECK`] (a long-lived daemon notices a CRD installed later).
+#[derive(Debug, Clone, Default)]
+pub struct RunCrdPresence(std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+
+/// How long a "CRD absent" finding holds before the next run tries again.
+pub const RUN_CRD_RECHECK: Duration = Duration::from_secs(600);
+
+impl RunCrdPresence {
+    /// Records that the CRD is not served (now).
+    pub fn mark_absent(&self) {
+        if let Ok(mut at) = self.0.lock() {
+            *at = Some(std::time::Instant::now());
+        }
+    }
+
+    /// True while a "not served" finding is fresh: skip the mirror.
+    pub fn known_absent(&self) -> bool {
+        self.0
+            .lock()
+            .map(|at| at.is_some_and(|t| t.elapsed() < RUN_CRD_RECHECK))
+            .unwrap_or(false)
+    }
+}
+
+/// Asks discovery whether the API server serves `runs` in `ripcord.dev/v1alpha1` (one GET of
+/// the group version). An error answer from the server (404: the group is not served) is
+/// `Ok(false)`; only a transport failure or a timeout is an error, so the call doubles as the
+/// CLI's "is the cluster reachable" probe.
+pub async fn crd_served(client: &kube::Client, timeout: Duration) -> Result<bool, RunProbeError> {
+    let group_version = format!(
+        "{}/{}",
+        <Run as kube::Resource>::group(&()),
+        <Run as kube::Resource>::version(&())
+    );
+    match tokio::time::timeout(timeout, client.list_api_group_resources(&group_version)).await {
+        Err(_) => Err(RunProbeError::Timeout { after: timeout }),
+        Ok(Ok(list)) => Ok(list
+            .resources
+            .iter()
+            .any(|r| r.name == <Run as kube::Resource>::plural(&()))),
+        Ok(Err(kube::Error::Api(_))) => Ok(false),
+        Ok(Err(source)) => Err(RunProbeError::Unreachable { source }),
+    }
+}
+
+/// Why the discovery probe of [`crd_served`] got no answer from the API server.
+#[derive(Debug, thiserror::Error)]
+pub enum RunProbeError {
+    /// The request did not reach the server (connection, TLS, auth plumbing).
+    #[error("the API server could not be reached")]
+    Unreachable {
+        /// The transport error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The server did not answer in time.
+    #[error("the API server did not answer within {after:?}")]
+    Timeout {
+        /// The bound.
+        after: Duration,
+    },
+}
+
 /// Creates the `Run` (an existing one — a resumed run — is kept).
 pub async fn create_run(
     client: &kube::Client,

@@ -2,7 +2,7 @@
 //! files and merged into the bundle's manifest under a process-wide lock.
 
 use super::{Entry, Failure, MANIFEST_FILE, Manifest, SnapshotError, SnapshotRequest};
-use crate::actions::ObjectRef;
+use crate::actions::{ObjectRef, Observed};
 use crate::errors::error_chain;
 use crate::k8s::K8sError;
 use crate::k8s::objects::{Objects, builtin_kind};
@@ -10,7 +10,6 @@ use crate::k8s::workloads::Workloads;
 use crate::metrics::prometheus::Prometheus;
 use futures::StreamExt;
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::ListParams;
 use serde_json::{Value, json};
@@ -31,7 +30,14 @@ const MAX_LOG_PODS: usize = 200;
 /// The newest this many events per namespace are kept.
 const MAX_EVENTS: usize = 200;
 /// Concurrent log reads.
-const LOG_CONCURRENCY: usize = 8;
+const LOG_CONCURRENCY: usize = 16;
+/// Page size of the broad phase's lists (kubectl's is 500): fewer round trips, and memory
+/// bounded by about two pages (one being written while the next is read).
+const PAGE_SIZE: u32 = 2_000;
+/// At most this many objects of each other kind per namespace.
+const MAX_OBJECTS_PER_KIND: usize = 20_000;
+/// Up to this many nodes are read one by one; more in one paged LIST.
+const NODE_GETS_MAX: usize = 3;
 /// The window of the impact range queries.
 const IMPACT_WINDOW: Duration = Duration::from_secs(30 * 60);
 /// The step of the impact range queries.
@@ -183,7 +189,7 @@ fn secret_names_item(namespace: &str, names: Vec<String>) -> Captured {
 }
 
 /// Writes one private file (`0600`, parents `0700`, never through a symlink) off the async
-/// threads.
+/// threads, synced to disk (the manifest).
 async fn write_file(path: &Path, bytes: Vec<u8>) -> Result<(), SnapshotError> {
     let owned = path.to_path_buf();
     let result =
@@ -196,17 +202,58 @@ async fn write_file(path: &Path, bytes: Vec<u8>) -> Result<(), SnapshotError> {
     })
 }
 
-/// Writes the items and merges this phase into `manifest.json`; returns this phase's manifest.
-/// A file that cannot be written becomes a `failed` entry; the rest of the bundle is written.
-async fn write_items(dir: &Path, items: Vec<Captured>) -> Result<Manifest, SnapshotError> {
-    let owned = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || crate::journal::files::create_private_dir_all(&owned))
-        .await
-        .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())))
-        .map_err(|source| SnapshotError::CreateDir {
+/// Writes one object file like [`crate::journal::files::write_private`] (`0600` in `0700`,
+/// `O_NOFOLLOW`, a temporary file created `O_EXCL` and renamed over the destination) but
+/// without an fsync per file: a bundle holds one file per object (10,000 pods: 10,000
+/// fsyncs cost more than the whole capture). The manifest, written last, is synced.
+/// `made`: directories already created by this batch.
+fn write_object_file(
+    path: &Path,
+    bytes: &[u8],
+    made: &mut BTreeSet<PathBuf>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !made.contains(parent)
+    {
+        crate::journal::files::create_private_dir_all(parent)?;
+        made.insert(parent.to_path_buf());
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let result = (|| {
+        let mut file = crate::journal::files::open_private(
+            &tmp,
+            std::fs::OpenOptions::new().write(true).create_new(true),
+        )?;
+        file.write_all(bytes)?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Redacts, serializes (once, pretty) and writes `items` under `dir`, on the calling (blocking)
+/// thread; returns their manifest. A file that cannot be written becomes a `failed` entry.
+fn write_files_blocking(dir: &Path, items: Vec<Captured>) -> Result<Manifest, SnapshotError> {
+    crate::journal::files::create_private_dir_all(dir).map_err(|source| {
+        SnapshotError::CreateDir {
             path: dir.to_path_buf(),
             source,
-        })?;
+        }
+    })?;
+    let mut made = BTreeSet::new();
     let mut phase = Manifest::default();
     for item in items {
         let (kind, name, file, bytes) = match item {
@@ -234,7 +281,7 @@ async fn write_items(dir: &Path, items: Vec<Captured>) -> Result<Manifest, Snaps
                 continue;
             }
         };
-        match write_file(&dir.join(&file), bytes).await {
+        match write_object_file(&dir.join(&file), &bytes, &mut made) {
             Ok(()) => phase.captured.push(Entry {
                 kind,
                 name,
@@ -249,35 +296,85 @@ async fn write_items(dir: &Path, items: Vec<Captured>) -> Result<Manifest, Snaps
             }
         }
     }
+    Ok(phase)
+}
+
+/// [`write_files_blocking`] on a blocking thread.
+async fn write_files(dir: &Path, items: Vec<Captured>) -> Result<Manifest, SnapshotError> {
+    let owned = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || write_files_blocking(&owned, items))
+        .await
+        .unwrap_or_else(|join| {
+            Err(SnapshotError::Write {
+                path: dir.to_path_buf(),
+                source: std::io::Error::other(join.to_string()),
+            })
+        })
+}
+
+/// Merges `phase` into the bundle's `manifest.json` (synced).
+async fn merge_manifest(dir: &Path, phase: &Manifest) -> Result<(), SnapshotError> {
     let _guard = MANIFEST_LOCK.lock().await;
     let path = dir.join(MANIFEST_FILE);
     let mut merged = match tokio::fs::read(&path).await {
         Ok(bytes) => serde_json::from_slice::<Manifest>(&bytes).unwrap_or_default(),
         Err(_) => Manifest::default(),
     };
-    merged.merge(&phase);
+    merged.merge(phase);
     let bytes = serde_json::to_vec_pretty(&merged).unwrap_or_default();
-    write_file(&path, bytes).await?;
+    write_file(&path, bytes).await
+}
+
+/// Writes the items and merges this phase into `manifest.json`; returns this phase's manifest.
+/// A file that cannot be written becomes a `failed` entry; the rest of the bundle is written.
+async fn write_items(dir: &Path, items: Vec<Captured>) -> Result<Manifest, SnapshotError> {
+    let phase = write_files(dir, items).await?;
+    merge_manifest(dir, &phase).await?;
     Ok(phase)
 }
 
 // === phase 1: targets ===
 
+/// What the targets phase read that the broad phase would otherwise read again: the label
+/// selectors of the target Deployments and the (complete) lists of their pods.
+#[derive(Debug, Clone, Default)]
+pub struct TargetReads {
+    /// `(namespace, deployment)` → its `matchLabels` selector (empty: none usable).
+    selectors: BTreeMap<(String, String), String>,
+    /// `(namespace, selector)` → every pod it selects, as listed.
+    pods: BTreeMap<(String, String), Vec<Value>>,
+}
+
+impl TargetReads {
+    fn extend(&mut self, other: TargetReads) {
+        self.selectors.extend(other.selectors);
+        self.pods.extend(other.pods);
+    }
+}
+
 /// Captures the target objects (and a Deployment's ReplicaSets) into `dir`. Fast: one read
-/// per target, all concurrent. Read failures are manifest entries; only I/O fails.
+/// per target, all concurrent, none at all for a target a diff already read (`observed`:
+/// the object and its ReplicaSets as the diff saw them). Read failures are manifest entries;
+/// only I/O fails. Returns, besides the manifest, what [`capture_rest`] can reuse.
 pub async fn capture_targets(
     client: &Client,
     request: &SnapshotRequest,
     dir: &Path,
-) -> Result<Manifest, SnapshotError> {
+    observed: &Observed,
+) -> Result<(Manifest, TargetReads), SnapshotError> {
     let objects = Objects::new(client.clone(), CALL_TIMEOUT);
     let workloads = Workloads::new(client.clone(), CALL_TIMEOUT);
     let reads = request
         .targets
         .iter()
-        .map(|target| capture_target(&objects, &workloads, request, target));
-    let items: Vec<Captured> = join_all(reads).await.into_iter().flatten().collect();
-    write_items(dir, items).await
+        .map(|target| capture_target(&objects, &workloads, request, target, observed));
+    let mut items = Vec::new();
+    let mut all_reads = TargetReads::default();
+    for (target_items, target_reads) in join_all(reads).await {
+        items.extend(target_items);
+        all_reads.extend(target_reads);
+    }
+    Ok((write_items(dir, items).await?, all_reads))
 }
 
 async fn capture_target(
@@ -285,44 +382,71 @@ async fn capture_target(
     workloads: &Workloads,
     request: &SnapshotRequest,
     target: &ObjectRef,
-) -> Vec<Captured> {
+    observed: &Observed,
+) -> (Vec<Captured>, TargetReads) {
+    let mut reads = TargetReads::default();
     let what = target.to_string();
     if target.kind == "Secret" && target.api_version == "v1" {
-        return vec![Captured::Json {
-            kind: "SecretName".into(),
-            name: qualified(target.namespace.as_deref(), &target.name),
-            file: object_file(target.namespace.as_deref(), "secret-name", &target.name),
-            value: json!({ "name": target.name, "namespace": target.namespace,
-                           "note": "Secrets are never captured; name only" }),
-        }];
+        return (
+            vec![Captured::Json {
+                kind: "SecretName".into(),
+                name: qualified(target.namespace.as_deref(), &target.name),
+                file: object_file(target.namespace.as_deref(), "secret-name", &target.name),
+                value: json!({ "name": target.name, "namespace": target.namespace,
+                               "note": "Secrets are never captured; name only" }),
+            }],
+            reads,
+        );
     }
-    let kind = match objects.resolve(&target.api_version, &target.kind).await {
-        Ok(kind) => kind,
-        Err(err) => return vec![failed(what, &err)],
-    };
-    let namespace = if kind.namespaced {
-        target.namespace.as_deref()
-    } else {
-        None
-    };
-    let value = match objects.get(&kind, namespace, &target.name).await {
-        Ok(value) => value,
-        Err(err) => return vec![failed(what, &err)],
+    let (value, related, namespace) = match observed.get(target) {
+        Some(read) => (read.object, Some(read.related), target.namespace.as_deref()),
+        None => {
+            let kind = match objects.resolve(&target.api_version, &target.kind).await {
+                Ok(kind) => kind,
+                Err(err) => return (vec![failed(what, &err)], reads),
+            };
+            let namespace = if kind.namespaced {
+                target.namespace.as_deref()
+            } else {
+                None
+            };
+            match objects.get(&kind, namespace, &target.name).await {
+                Ok(value) => (value, None, namespace),
+                Err(err) => return (vec![failed(what, &err)], reads),
+            }
+        }
     };
     let mut items = Vec::new();
     if target.kind == "Deployment"
         && target.api_version == "apps/v1"
         && let Some(ns) = namespace
     {
-        let (replica_sets, unready_logs) = futures::join!(
-            owned_replica_sets(objects, ns, &value),
-            unready_pod_logs(workloads, request, ns, &value)
+        let selector = deployment_selector(&value);
+        reads.selectors.insert(
+            (ns.to_string(), target.name.clone()),
+            selector.clone().unwrap_or_default(),
+        );
+        let replica_sets = async {
+            match related {
+                Some(owned) => owned
+                    .into_iter()
+                    .map(|rs| object_item("ReplicaSet", rs))
+                    .collect(),
+                None => owned_replica_sets(objects, ns, &value).await,
+            }
+        };
+        let (replica_sets, (unready_logs, listed)) = futures::join!(
+            replica_sets,
+            unready_pod_logs(objects, workloads, request, ns, selector.as_deref())
         );
         items.extend(replica_sets);
         items.extend(unready_logs);
+        if let (Some(selector), Some(pods)) = (selector, listed) {
+            reads.pods.insert((ns.to_string(), selector), pods);
+        }
     }
     items.insert(0, object_item(&target.kind, value));
-    items
+    (items, reads)
 }
 
 /// A Deployment's `matchLabels` as a selector string (None when it has expressions or none).
@@ -351,33 +475,102 @@ fn deployment_selector(deployment: &Value) -> Option<String> {
 /// Logs of the Deployment's pods that are not Ready. These are the pods a mitigation is about
 /// to replace (a bad release's), so their logs are the evidence most likely to vanish; they are
 /// read in the fast phase, before the first mutation. One LIST plus one read per container.
+/// Also returns the pods listed when the list was complete (one page), for the broad phase.
 async fn unready_pod_logs(
+    objects: &Objects,
     workloads: &Workloads,
     request: &SnapshotRequest,
     namespace: &str,
-    deployment: &Value,
-) -> Vec<Captured> {
-    let Some(selector) = deployment_selector(deployment) else {
-        return Vec::new();
+    selector: Option<&str>,
+) -> (Vec<Captured>, Option<Vec<Value>>) {
+    let Some(selector) = selector else {
+        return (Vec::new(), None);
     };
-    let params = ListParams::default().labels(&selector).limit(MAX_PODS);
-    let pods = match workloads.list::<Pod>(namespace, &params).await {
-        Ok(pods) => pods,
-        Err(err) => return vec![failed(format!("pods in {namespace} ({selector})"), &err)],
+    let Some(kind) = builtin_kind("v1", "Pod") else {
+        return (Vec::new(), None);
     };
-    let unready: Vec<Pod> = pods.into_iter().filter(|pod| !pod_is_ready(pod)).collect();
-    capture_logs(workloads, request, &unready, &BTreeSet::new()).await
+    let params = ListParams::default().labels(selector).limit(MAX_PODS);
+    let (pods, next) = match objects.list_page(&kind, Some(namespace), &params).await {
+        Ok(page) => page,
+        Err(err) => {
+            return (
+                vec![failed(format!("pods in {namespace} ({selector})"), &err)],
+                None,
+            );
+        }
+    };
+    let unready: Vec<PodSummary> = pods
+        .iter()
+        .map(PodSummary::of)
+        .filter(|pod| !pod.ready)
+        .collect();
+    let logs = capture_logs(workloads, request, &unready, &BTreeSet::new()).await;
+    (logs, next.is_none().then_some(pods))
 }
 
-fn pod_is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
+/// What the capture keeps of a pod once its object is written: enough to choose whose logs to
+/// read and which nodes to describe.
+#[derive(Debug, Clone)]
+struct PodSummary {
+    namespace: String,
+    name: String,
+    node: Option<String>,
+    ready: bool,
+    /// Container names with their restart counts, in spec order.
+    containers: Vec<(String, i32)>,
+}
+
+impl PodSummary {
+    fn of(pod: &Value) -> PodSummary {
+        let text = |p: &str| pod.pointer(p).and_then(Value::as_str).map(str::to_string);
+        let ready = pod
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+        let restarts: BTreeMap<&str, i32> = pod
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .map(|statuses| {
+                statuses
+                    .iter()
+                    .filter_map(|c| {
+                        Some((
+                            c.get("name")?.as_str()?,
+                            c.get("restartCount")
+                                .and_then(Value::as_i64)
+                                .and_then(|n| i32::try_from(n).ok())
+                                .unwrap_or(0),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let containers = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c.get("name").and_then(Value::as_str))
+                    .map(|n| (n.to_string(), restarts.get(n).copied().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        PodSummary {
+            namespace: text("/metadata/namespace").unwrap_or_default(),
+            name: text("/metadata/name").unwrap_or_default(),
+            node: text("/spec/nodeName"),
+            ready,
+            containers,
+        }
+    }
+
+    fn restarts(&self) -> i32 {
+        self.containers.iter().map(|(_, n)| n).sum()
+    }
 }
 
 async fn owned_replica_sets(
@@ -424,26 +617,39 @@ async fn owned_replica_sets(
 
 // === phase 2: everything else ===
 
-/// Captures everything else into `dir`: pods, PDBs, HPAs, Services, EndpointSlices,
-/// ConfigMap keys, Secret names, events, logs, node conditions and impact metrics. Read
-/// failures are manifest entries; only I/O fails.
+/// Captures everything else into `dir`: pods, Deployments, ReplicaSets, PDBs, HPAs, Services,
+/// EndpointSlices, ConfigMap keys, Secret names, events, logs, node conditions and impact
+/// metrics. `reads`: what [`capture_targets`] read (the target Deployments' selectors and
+/// pods), not read again. Read failures are manifest entries; only I/O fails.
+///
+/// Memory stays bounded by the page size, not the namespace: every list is read in pages of
+/// [`PAGE_SIZE`] and each page is written to disk (on a blocking thread, while the next page
+/// is read) and dropped; of each pod only a summary stays (name, node, readiness, restart
+/// counts) to choose logs and nodes.
 pub async fn capture_rest(
     client: &Client,
     request: &SnapshotRequest,
     dir: &Path,
     prometheus: Option<Prometheus>,
+    reads: TargetReads,
 ) -> Result<Manifest, SnapshotError> {
     let objects = Objects::new(client.clone(), CALL_TIMEOUT);
     let workloads = Workloads::new(client.clone(), CALL_TIMEOUT);
+    // The targets phase's files (the objects as they were before the first mutation) are
+    // never overwritten by this phase, which runs while the mitigation writes.
+    let before = files_in_manifest(dir).await;
     let per_namespace = request
         .namespaces
         .iter()
-        .map(|ns| capture_namespace(&objects, &workloads, request, ns));
+        .map(|ns| capture_namespace(&objects, &workloads, request, ns, dir, &reads, &before));
     let metrics = capture_metrics(request, prometheus.as_ref());
     let (namespaces, metric_items) = futures::join!(join_all(per_namespace), metrics);
+    let mut written = Manifest::default();
     let mut items = Vec::new();
     let mut pods = Vec::new();
-    for (ns_items, ns_pods) in namespaces {
+    for result in namespaces {
+        let (ns_written, ns_items, ns_pods) = result?;
+        written.merge(&ns_written);
         items.extend(ns_items);
         pods.extend(ns_pods);
     }
@@ -452,11 +658,39 @@ pub async fn capture_rest(
     let already = logs_in_manifest(dir).await;
     let (logs, nodes) = futures::join!(
         capture_logs(&workloads, request, &pods, &already),
-        capture_nodes(&workloads, &pods)
+        capture_nodes(&objects, &workloads, &pods)
     );
     items.extend(logs);
     items.extend(nodes);
-    write_items(dir, items).await
+    let rest = write_files(dir, items).await?;
+    written.merge(&rest);
+    merge_manifest(dir, &written).await?;
+    Ok(written)
+}
+
+/// The files already in the bundle's manifest.
+async fn files_in_manifest(dir: &Path) -> BTreeSet<String> {
+    let Ok(bytes) = tokio::fs::read(dir.join(MANIFEST_FILE)).await else {
+        return BTreeSet::new();
+    };
+    serde_json::from_slice::<Manifest>(&bytes)
+        .map(|m| m.captured.into_iter().map(|e| e.file).collect())
+        .unwrap_or_default()
+}
+
+/// Whether `object` (of `kind`) would go to a file the bundle already has.
+fn already_written(before: &BTreeSet<String>, kind: &str, object: &Value) -> bool {
+    if before.is_empty() {
+        return false;
+    }
+    let namespace = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str);
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("unnamed");
+    before.contains(&*object_file(namespace, kind, name).to_string_lossy())
 }
 
 /// The (namespace, pod) pairs whose current log is already in the bundle's manifest.
@@ -478,14 +712,112 @@ async fn logs_in_manifest(dir: &Path) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// The pods of the namespace's target Deployments, or all pods (bounded) when there are none.
-async fn namespace_pods(
+/// Reads a kind in pages and writes each page as it comes (the write of one page overlaps
+/// the read of the next); `seen` gets each object's summary of the caller's choosing and may
+/// drop it (`false`: already written). Returns the written manifest and, when the list was
+/// cut at `max_items` or failed, a failure entry.
+#[allow(clippy::too_many_arguments)]
+async fn stream_kind(
     objects: &Objects,
-    workloads: &Workloads,
+    resolved: &crate::k8s::objects::ResolvedKind,
+    kind: &str,
+    namespace: &str,
+    selector: &str,
+    max_items: usize,
+    dir: &Path,
+    mut seen: impl FnMut(&Value) -> bool,
+) -> Result<(Manifest, Option<Captured>), SnapshotError> {
+    let what = if selector.is_empty() {
+        format!("{kind} in {namespace}")
+    } else {
+        format!("{kind} in {namespace} ({selector})")
+    };
+    let mut params = ListParams::default().limit(PAGE_SIZE);
+    if !selector.is_empty() {
+        params = params.labels(selector);
+    }
+    let mut written = Manifest::default();
+    let mut writing: Option<tokio::task::JoinHandle<Result<Manifest, SnapshotError>>> = None;
+    let mut count = 0usize;
+    let mut problem = None;
+    loop {
+        let (page, next) = match objects.list_page(resolved, Some(namespace), &params).await {
+            Ok(page) => page,
+            // A 404 on a collection: the server does not serve this kind.
+            Err(K8sError::NotFound { .. }) => {
+                problem = Some(Captured::Failed {
+                    what,
+                    error: format!(
+                        "{} {kind} is not served by this API server (404)",
+                        resolved.resource.api_version
+                    ),
+                });
+                break;
+            }
+            Err(err) => {
+                problem = Some(failed(what, &err));
+                break;
+            }
+        };
+        let mut items = Vec::with_capacity(page.len());
+        let mut cut = false;
+        for object in page {
+            if count >= max_items {
+                cut = true;
+                break;
+            }
+            if seen(&object) {
+                count += 1;
+                items.push(object_item(kind, object));
+            }
+        }
+        if let Some(previous) = writing.take() {
+            written.merge(&join_write(previous, dir).await?);
+        }
+        let owned = dir.to_path_buf();
+        writing = Some(tokio::task::spawn_blocking(move || {
+            write_files_blocking(&owned, items)
+        }));
+        match next {
+            _ if cut || (next.is_some() && count >= max_items) => {
+                problem = Some(Captured::Failed {
+                    what,
+                    error: format!("truncated: only the first {max_items} were captured"),
+                });
+                break;
+            }
+            Some(token) => params.continue_token = Some(token),
+            None => break,
+        }
+    }
+    if let Some(last) = writing.take() {
+        written.merge(&join_write(last, dir).await?);
+    }
+    Ok((written, problem))
+}
+
+async fn join_write(
+    task: tokio::task::JoinHandle<Result<Manifest, SnapshotError>>,
+    dir: &Path,
+) -> Result<Manifest, SnapshotError> {
+    task.await.unwrap_or_else(|join| {
+        Err(SnapshotError::Write {
+            path: dir.to_path_buf(),
+            source: std::io::Error::other(join.to_string()),
+        })
+    })
+}
+
+/// The pods of the namespace's target Deployments, or all pods (bounded) when there are none:
+/// written page by page; their summaries returned.
+async fn capture_pods(
+    objects: &Objects,
     request: &SnapshotRequest,
     namespace: &str,
+    dir: &Path,
+    reads: &TargetReads,
     items: &mut Vec<Captured>,
-) -> Vec<Pod> {
+) -> Result<(Manifest, Vec<PodSummary>), SnapshotError> {
     let deployment_targets: Vec<&ObjectRef> = request
         .targets
         .iter()
@@ -494,59 +826,79 @@ async fn namespace_pods(
     let mut selectors = Vec::new();
     if let Some(kind) = builtin_kind("apps/v1", "Deployment") {
         for target in &deployment_targets {
-            match objects.get(&kind, Some(namespace), &target.name).await {
-                Ok(d) => selectors.push(deployment_selector(&d).unwrap_or_default()),
-                Err(err) => items.push(failed(format!("pods of {target}"), &err)),
+            let known = reads
+                .selectors
+                .get(&(namespace.to_string(), target.name.clone()));
+            match known {
+                Some(selector) => selectors.push(selector.clone()),
+                None => match objects.get(&kind, Some(namespace), &target.name).await {
+                    Ok(d) => selectors.push(deployment_selector(&d).unwrap_or_default()),
+                    Err(err) => items.push(failed(format!("pods of {target}"), &err)),
+                },
             }
         }
     }
     if deployment_targets.is_empty() {
         selectors.push(String::new());
     }
-    let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
+    let mut written = Manifest::default();
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    let mut pods: Vec<PodSummary> = Vec::new();
+    let Some(pod_kind) = builtin_kind("v1", "Pod") else {
+        return Ok((written, pods));
+    };
     for selector in selectors {
-        let mut params = ListParams::default().limit(MAX_PODS);
-        if !selector.is_empty() {
-            params = params.labels(&selector);
-        }
-        match workloads
-            .list_paged::<Pod>(namespace, &params, MAX_PODS_PER_NAMESPACE)
-            .await
-        {
-            Ok((list, truncated)) => {
-                if truncated {
-                    items.push(Captured::Failed {
-                        what: format!("pods in {namespace} ({selector})"),
-                        error: format!(
-                            "truncated: only the first {MAX_PODS_PER_NAMESPACE} pods were captured"
-                        ),
-                    });
-                }
-                for pod in list {
-                    pods.insert(pod.metadata.name.clone().unwrap_or_default(), pod);
-                }
+        let mut take = |pod: &Value| {
+            let summary = PodSummary::of(pod);
+            if names.insert(summary.name.clone()) {
+                pods.push(summary);
+                true
+            } else {
+                false
             }
-            Err(err) => items.push(failed(format!("pods in {namespace} ({selector})"), &err)),
+        };
+        if let Some(listed) = reads.pods.get(&(namespace.to_string(), selector.clone())) {
+            let fresh: Vec<Captured> = listed
+                .iter()
+                .filter(|pod| take(pod))
+                .map(|pod| object_item("Pod", pod.clone()))
+                .collect();
+            written.merge(&write_files(dir, fresh).await?);
+            continue;
         }
+        let (ns_written, problem) = stream_kind(
+            objects,
+            &pod_kind,
+            "Pod",
+            namespace,
+            &selector,
+            MAX_PODS_PER_NAMESPACE,
+            dir,
+            take,
+        )
+        .await?;
+        written.merge(&ns_written);
+        items.extend(problem);
     }
-    pods.into_values().collect()
+    Ok((written, pods))
 }
 
+/// One namespace: pods and the other kinds (written page by page), events, Secret names.
+/// Returns what was written, the items still to write, and the pods' summaries.
 async fn capture_namespace(
     objects: &Objects,
     workloads: &Workloads,
     request: &SnapshotRequest,
     namespace: &str,
-) -> (Vec<Captured>, Vec<Pod>) {
-    let mut items = Vec::new();
-    let pods = namespace_pods(objects, workloads, request, namespace, &mut items).await;
-    for pod in &pods {
-        match serde_json::to_value(pod) {
-            Ok(value) => items.push(object_item("Pod", value)),
-            Err(err) => items.push(failed(format!("pod {namespace}"), &err)),
-        }
-    }
+    dir: &Path,
+    reads: &TargetReads,
+    before: &BTreeSet<String>,
+) -> Result<(Manifest, Vec<Captured>, Vec<PodSummary>), SnapshotError> {
+    let mut pod_items = Vec::new();
+    let pods = capture_pods(objects, request, namespace, dir, reads, &mut pod_items);
     let kinds = [
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "ReplicaSet"),
         ("policy/v1", "PodDisruptionBudget"),
         ("autoscaling/v2", "HorizontalPodAutoscaler"),
         ("v1", "Service"),
@@ -559,21 +911,20 @@ async fn capture_namespace(
             Some(resolved) => resolved,
             None => match objects.resolve(api_version, kind).await {
                 Ok(resolved) => resolved,
-                Err(err) => return vec![failed(what, &err)],
+                Err(err) => return Ok((Manifest::default(), Some(failed(what, &err)))),
             },
         };
-        match objects
-            .list(&resolved, Some(namespace), &ListParams::default())
-            .await
-        {
-            Ok(list) => list.into_iter().map(|o| object_item(kind, o)).collect(),
-            // A 404 on a collection: the server does not serve this kind.
-            Err(K8sError::NotFound { .. }) => vec![Captured::Failed {
-                what,
-                error: format!("{api_version} {kind} is not served by this API server (404)"),
-            }],
-            Err(err) => vec![failed(what, &err)],
-        }
+        stream_kind(
+            objects,
+            &resolved,
+            kind,
+            namespace,
+            "",
+            MAX_OBJECTS_PER_KIND,
+            dir,
+            |object| !already_written(before, kind, object),
+        )
+        .await
     });
     let events = async {
         if !request.spec.events {
@@ -596,11 +947,17 @@ async fn capture_namespace(
             Err(err) => failed(format!("secret names in {namespace}"), &err),
         }
     };
-    let (lists, events, secrets) = futures::join!(join_all(lists), events, secrets);
-    items.extend(lists.into_iter().flatten());
+    let (pods, lists, events, secrets) = futures::join!(pods, join_all(lists), events, secrets);
+    let (mut written, pods) = pods?;
+    let mut items = pod_items;
+    for list in lists {
+        let (list_written, problem) = list?;
+        written.merge(&list_written);
+        items.extend(problem);
+    }
     items.extend(events);
     items.push(secrets);
-    (items, pods)
+    Ok((written, items, pods))
 }
 
 fn event_time(event: &Value) -> String {
@@ -636,67 +993,46 @@ fn events_item(namespace: &str, mut events: Vec<Value>) -> Captured {
 async fn capture_logs(
     workloads: &Workloads,
     request: &SnapshotRequest,
-    pods: &[Pod],
+    pods: &[PodSummary],
     captured_logs: &BTreeSet<(String, String)>,
 ) -> Vec<Captured> {
     let tail = request.spec.log_tail_lines;
     let mut reads = Vec::new();
-    let mut skipped = Vec::new();
+    let mut skipped = 0usize;
     // Evidence first: unready and restarted pods, then the rest, up to the cap.
-    let mut ordered: Vec<&Pod> = pods.iter().collect();
-    ordered.sort_by_key(|pod| {
-        (
-            pod_is_ready(pod) && restarts_of(pod) == 0,
-            restarts_of(pod) == 0,
-        )
-    });
+    let mut ordered: Vec<&PodSummary> = pods.iter().collect();
+    ordered.sort_by_key(|pod| (pod.ready && pod.restarts() == 0, pod.restarts() == 0));
     let mut logged = 0usize;
     for pod in ordered {
         if logged >= MAX_LOG_PODS {
-            skipped.push(pod);
+            skipped += 1;
             continue;
         }
-        if captured_logs.contains(&(
-            pod.metadata.namespace.clone().unwrap_or_default(),
-            pod.metadata.name.clone().unwrap_or_default(),
-        )) {
+        if captured_logs.contains(&(pod.namespace.clone(), pod.name.clone())) {
             continue;
         }
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let restarts: BTreeMap<String, i32> = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.as_ref())
-            .map(|cs| {
-                cs.iter()
-                    .map(|c| (c.name.clone(), c.restart_count))
-                    .collect()
-            })
-            .unwrap_or_default();
         logged += 1;
-        for container in pod.spec.iter().flat_map(|s| s.containers.iter()) {
-            let restarted = restarts.get(&container.name).copied().unwrap_or(0) > 0;
+        for (container, restarts) in &pod.containers {
             reads.push((
-                namespace.clone(),
-                name.clone(),
-                container.name.clone(),
+                pod.namespace.clone(),
+                pod.name.clone(),
+                container.clone(),
                 false,
             ));
-            if request.spec.previous_logs && restarted {
+            if request.spec.previous_logs && *restarts > 0 {
                 reads.push((
-                    namespace.clone(),
-                    name.clone(),
-                    container.name.clone(),
+                    pod.namespace.clone(),
+                    pod.name.clone(),
+                    container.clone(),
                     true,
                 ));
             }
         }
     }
     let mut items: Vec<Captured> = Vec::new();
-    if !skipped.is_empty() {
+    if skipped > 0 {
         items.push(Captured::Failed {
-            what: format!("logs of {} more pod(s)", skipped.len()),
+            what: format!("logs of {skipped} more pod(s)"),
             error: format!(
                 "not captured: logs are read for at most {MAX_LOG_PODS} pods, unready and \
                  restarted ones first"
@@ -740,37 +1076,63 @@ async fn capture_logs(
     items
 }
 
-fn restarts_of(pod: &Pod) -> i32 {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .map(|statuses| statuses.iter().map(|c| c.restart_count).sum())
-        .unwrap_or(0)
-}
-
-async fn capture_nodes(workloads: &Workloads, pods: &[Pod]) -> Vec<Captured> {
-    let names: BTreeSet<String> = pods
-        .iter()
-        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
-        .collect();
-    let reads = names.into_iter().map(|name| async move {
-        match workloads.node(&name).await {
-            Ok(node) => {
-                let spec = node.spec.as_ref();
-                let value = json!({
-                    "name": name,
-                    "labels": node.metadata.labels,
-                    "unschedulable": spec.and_then(|s| s.unschedulable).unwrap_or(false),
-                    "taints": spec.and_then(|s| s.taints.clone()).unwrap_or_default(),
-                    "conditions": node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default(),
-                });
-                Captured::Json {
-                    kind: "NodeConditions".into(),
-                    name: name.clone(),
-                    file: PathBuf::from("nodes").join(format!("{}.json", bounded(&name))),
-                    value,
+/// The conditions of the nodes running `pods`: one GET per node for a few, else one paged
+/// LIST of the nodes (a 10,000-pod namespace runs on every node: 100 GETs become 1 LIST).
+async fn capture_nodes(
+    objects: &Objects,
+    workloads: &Workloads,
+    pods: &[PodSummary],
+) -> Vec<Captured> {
+    let names: BTreeSet<String> = pods.iter().filter_map(|p| p.node.clone()).collect();
+    let item = |name: &str, node: &Value| {
+        let spec = node.get("spec");
+        let value = json!({
+            "name": name,
+            "labels": node.pointer("/metadata/labels"),
+            "unschedulable": spec.and_then(|s| s.get("unschedulable")).and_then(Value::as_bool).unwrap_or(false),
+            "taints": spec.and_then(|s| s.get("taints")).cloned().unwrap_or_else(|| json!([])),
+            "conditions": node.pointer("/status/conditions").cloned().unwrap_or_else(|| json!([])),
+        });
+        Captured::Json {
+            kind: "NodeConditions".into(),
+            name: name.to_string(),
+            file: PathBuf::from("nodes").join(format!("{}.json", bounded(name))),
+            value,
+        }
+    };
+    if names.len() > NODE_GETS_MAX
+        && let Some(kind) = builtin_kind("v1", "Node")
+    {
+        let mut params = ListParams::default().limit(PAGE_SIZE);
+        let mut found = Vec::new();
+        loop {
+            match objects.list_page(&kind, None, &params).await {
+                Ok((page, next)) => {
+                    for node in page {
+                        if let Some(name) = node.pointer("/metadata/name").and_then(Value::as_str)
+                            && names.contains(name)
+                        {
+                            found.push(item(name, &node));
+                        }
+                    }
+                    match next {
+                        Some(token) => params.continue_token = Some(token),
+                        None => return found,
+                    }
+                }
+                Err(err) => {
+                    found.push(failed("nodes", &err));
+                    return found;
                 }
             }
+        }
+    }
+    let reads = names.into_iter().map(|name| async move {
+        match workloads.node(&name).await {
+            Ok(node) => match serde_json::to_value(&node) {
+                Ok(value) => item(&name, &value),
+                Err(err) => failed(format!("node {name}"), &err),
+            },
             Err(err) => failed(format!("node {name}"), &err),
         }
     });

@@ -35,6 +35,7 @@ fn offline_context(
         playbook: "misc".into(),
         notifier,
         state_dir: None,
+        observed: Default::default(),
     }
 }
 

@@ -149,6 +149,7 @@ pub fn context(sim: &Sim, run: &str, step: &str) -> ActionContext {
         playbook: "actions-test".into(),
         notifier: None,
         state_dir: None,
+        observed: Default::default(),
     }
 }
 

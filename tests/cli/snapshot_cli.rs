@@ -65,3 +65,76 @@ async fn snapshot_command_writes_a_bundle() {
     );
     sim.cluster_shutdown().await;
 }
+
+/// Issue 18: a namespace snapshot without targets captures every Deployment and ReplicaSet of
+/// the namespace (besides the pods and the other kinds), and a paged list of more pods than a
+/// page holds is captured whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue18_namespace_snapshot_captures_deployments_replicasets_and_every_page() {
+    let sim = Sim::start().await;
+    // More pods than one page (2,000) of the broad phase.
+    for i in 0..2_100 {
+        sim.cluster
+            .store()
+            .create(
+                &kinds::pods(),
+                json!({"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": format!("bulk-{i:04}"), "namespace": "shop",
+                                    "labels": {"app": "bulk"}},
+                       "spec": {"containers": [{"name": "app", "image": "registry.local/bulk:1"}]},
+                       "status": {"phase": "Running",
+                                  "conditions": [{"type": "Ready", "status": "True"}]}}),
+            )
+            .expect("pod created");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = dir.path().join("bundle");
+    let bundle_arg = bundle.display().to_string();
+    let out = ripcord(
+        &sim,
+        dir.path(),
+        &[
+            "snapshot",
+            "shop",
+            "-d",
+            &bundle_arg,
+            "--no-previous-logs",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    let json: Value = serde_json::from_slice(&out.stdout).expect("json output");
+    let captured = json["manifest"]["captured"]
+        .as_array()
+        .expect("captured list");
+    let count = |kind: &str| captured.iter().filter(|e| e["kind"] == kind).count();
+    let deployments = sim
+        .cluster
+        .store()
+        .list(&kinds::deployments(), Some("shop"))
+        .0;
+    let replica_sets = sim
+        .cluster
+        .store()
+        .list(&kinds::replicasets(), Some("shop"))
+        .0;
+    let pods = sim.cluster.store().list(&kinds::pods(), Some("shop")).0;
+    assert!(!deployments.is_empty() && !replica_sets.is_empty());
+    assert_eq!(
+        count("Deployment"),
+        deployments.len(),
+        "{:?}",
+        json["manifest"]["failed"]
+    );
+    assert_eq!(count("ReplicaSet"), replica_sets.len());
+    assert_eq!(count("Pod"), pods.len(), "every page of pods");
+    let name = deployments[0]["metadata"]["name"].as_str().expect("name");
+    assert!(
+        bundle
+            .join(format!("objects/shop/deployment/{name}.json"))
+            .is_file()
+    );
+    sim.cluster_shutdown().await;
+}

@@ -652,3 +652,35 @@ spec:
     let json: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(json["outcome"], "succeeded", "{json}");
 }
+
+/// Issue 18: an engine learns once that the `Run` CRD is not served: its first run's mirror
+/// create answers 404, later runs make no mirror request at all (each still journals the
+/// mirror failure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue18_an_engine_posts_the_run_mirror_once_when_the_crd_is_absent() {
+    let h = Harness::demo().await;
+    let engine = Engine::new(h.sim.client(), reqwest::Client::new());
+    for _ in 0..2 {
+        let plan = plan(UNDO);
+        let run_id = plan.run_id.clone();
+        let mut opts = RunOptions::new("test", h.state_dir());
+        opts.namespace = Some("shop".into());
+        engine.run(plan, opts, None).await.expect("run completes");
+        let entries = records(&h.state_dir(), &run_id);
+        assert_eq!(
+            kinds_of(&entries)
+                .iter()
+                .filter(|k| **k == "MirrorFailed")
+                .count(),
+            1,
+            "the missing CRD is journaled in every run"
+        );
+    }
+    let posts = h
+        .sim
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/runs"))
+        .count();
+    assert_eq!(posts, 1, "one create found the CRD missing");
+}

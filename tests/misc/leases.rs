@@ -483,3 +483,94 @@ async fn issue12_acquire_waiting_takes_the_lock_once_its_holder_releases_it() {
     );
     taken.release().await.expect("released");
 }
+
+/// Every request on Leases of the `default` namespace after `from`: (method, path tail).
+fn lease_traffic(sim: &SimCluster, from: u64) -> Vec<String> {
+    sim.request_log()
+        .into_iter()
+        .filter(|r| r.seq > from && r.path.contains("/namespaces/default/leases"))
+        .map(|r| format!("{} {}", r.method, r.status))
+        .collect()
+}
+
+/// Issue 18: taking a free lock is one create (no GET first) and releasing it one delete
+/// conditional on the resourceVersion this run wrote (no GET first); a held lock still
+/// refuses (its create's 409 reads the Lease and names the holder).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue18_acquire_and_release_make_one_request_each() {
+    let sim = sim().await;
+    let client = sim.client();
+    let from = sim.request_log().last().map(|r| r.seq).unwrap_or(0);
+    let guard = leases::acquire(
+        &client,
+        "default",
+        "deployment/default/web",
+        "r-first",
+        Duration::from_secs(30),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("lock taken");
+    assert_eq!(lease_traffic(&sim, from), ["POST 201"], "acquire");
+
+    let from = sim.request_log().last().map(|r| r.seq).unwrap_or(0);
+    let refused = leases::acquire(
+        &client,
+        "default",
+        "deployment/default/web",
+        "r-second",
+        Duration::from_secs(30),
+        Duration::from_secs(5),
+    )
+    .await;
+    match refused {
+        Err(LeaseError::Held { holder, .. }) => assert_eq!(holder, "r-first"),
+        Err(other) => panic!("expected Held, got {other}"),
+        Ok(_) => panic!("a held lock was taken"),
+    }
+    assert_eq!(
+        lease_traffic(&sim, from),
+        ["POST 409", "GET 200"],
+        "a held lock: the create's conflict reads the holder"
+    );
+
+    let from = sim.request_log().last().map(|r| r.seq).unwrap_or(0);
+    guard.release().await.expect("released");
+    assert_eq!(lease_traffic(&sim, from), ["DELETE 200"], "release");
+    assert!(stored_lease(&sim, &leases::lease_name("deployment/default/web")).is_none());
+}
+
+/// Issue 18: a release never deletes a Lease another run took over (the conditional delete
+/// answers 409; the fallback reads it and leaves it to its new holder).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue18_release_leaves_a_lease_another_run_took_over() {
+    let sim = sim().await;
+    let client = sim.client();
+    let lock = "deployment/default/cart";
+    let name = leases::lease_name(lock);
+    let guard = leases::acquire(
+        &client,
+        "default",
+        lock,
+        "r-old",
+        Duration::from_secs(30),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("lock taken");
+    // Another run takes the Lease over (as after an expiry): a new holder and resourceVersion.
+    let api: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let mut lease = api.get(&name).await.expect("lease");
+    let spec = lease.spec.as_mut().expect("spec");
+    spec.holder_identity = Some("r-new".into());
+    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+    api.replace(&name, &PostParams::default(), &lease)
+        .await
+        .expect("taken over");
+    guard.release().await.expect("release answers");
+    assert_eq!(
+        stored_lease(&sim, &name).map(|(holder, _)| holder),
+        Some("r-new".to_string()),
+        "the new holder's Lease is still there"
+    );
+}

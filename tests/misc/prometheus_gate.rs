@@ -203,6 +203,7 @@ async fn gate_prometheus_on_the_bad_release_error_ratio() {
         &request,
         bundle.path(),
         Some(client.clone()),
+        Default::default(),
     )
     .await
     .expect("captured");

@@ -74,9 +74,10 @@ async fn snapshot_captures_evidence_and_never_secrets() {
     };
     let client = sim.cluster.client();
     let before = sim.cluster.request_log().len();
-    let targets = snapshot::capture_targets(&client, &request, &bundle)
-        .await
-        .expect("targets captured");
+    let (targets, reads) =
+        snapshot::capture_targets(&client, &request, &bundle, &Default::default())
+            .await
+            .expect("targets captured");
     // The fast phase costs one GET of the Deployment, one LIST of its ReplicaSets and one
     // LIST of its pods, plus a log read per container of each unready pod: no discovery, no
     // Secret read, no write.
@@ -112,7 +113,7 @@ async fn snapshot_captures_evidence_and_never_secrets() {
     assert_eq!(replica_sets, 3, "the revision history: {target_kinds:?}");
 
     let before = sim.cluster.request_log().len();
-    let rest = snapshot::capture_rest(&client, &request, &bundle, None)
+    let rest = snapshot::capture_rest(&client, &request, &bundle, None, reads)
         .await
         .expect("rest captured");
     let log = sim.cluster.request_log();
@@ -236,9 +237,14 @@ async fn issue13_long_names_credentials_in_env_and_unwritable_files_never_break_
         namespaces: vec!["shop".into()],
         spec: SnapshotSpec::default(),
     };
-    let manifest = snapshot::capture_targets(&sim.cluster.client(), &request, &bundle)
-        .await
-        .expect("a failed file never fails the bundle");
+    let (manifest, _) = snapshot::capture_targets(
+        &sim.cluster.client(),
+        &request,
+        &bundle,
+        &Default::default(),
+    )
+    .await
+    .expect("a failed file never fails the bundle");
     let kinds_of: Vec<&str> = manifest.captured.iter().map(|e| e.kind.as_str()).collect();
     assert!(kinds_of.contains(&"ConfigMap"), "{manifest:?}");
     assert!(kinds_of.contains(&"Deployment"), "{manifest:?}");
@@ -271,9 +277,10 @@ async fn issue13_long_names_credentials_in_env_and_unwritable_files_never_break_
         targets: vec![target("Pod", "tool")],
         ..request
     };
-    let manifest = snapshot::capture_targets(&sim.cluster.client(), &request, &fresh)
-        .await
-        .expect("captured");
+    let (manifest, _) =
+        snapshot::capture_targets(&sim.cluster.client(), &request, &fresh, &Default::default())
+            .await
+            .expect("captured");
     let mut files = Vec::new();
     all_files(&fresh, &mut files);
     for file in &files {

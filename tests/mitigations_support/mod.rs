@@ -62,6 +62,7 @@ pub fn context(sim: &SimCluster, run: &str, step: &str) -> ActionContext {
         playbook: "mitigations-test".into(),
         notifier: None,
         state_dir: None,
+        observed: Default::default(),
     }
 }
 
