@@ -190,7 +190,7 @@ impl GateState {
                 Err(err) if !matches!(err, leases::LeaseError::Held { .. }) => {
                     return Err(GateError::LockUnavailable {
                         category: err.category(),
-                        reason: super::step::error_chain(&err),
+                        reason: crate::errors::error_chain(&err),
                     });
                 }
                 Err(err) => {
@@ -242,7 +242,7 @@ impl GateState {
                         return Ok(Some(reason));
                     }
                     Err(err) => {
-                        let error = super::step::error_chain(&err);
+                        let error = crate::errors::error_chain(&err);
                         journal.append(Record::GuardUnavailable {
                             guard: check.name.clone(),
                             error: error.clone(),
@@ -365,7 +365,7 @@ impl GateState {
                 journal.append(snapshot_record(&dir, "targets", &manifest))?;
             }
             Ok(Err(err)) => {
-                let error = super::step::error_chain(&err);
+                let error = crate::errors::error_chain(&err);
                 events.send(EngineEvent::Warning {
                     message: format!("snapshot of the targets failed: {error}"),
                 });
@@ -491,7 +491,7 @@ impl GateState {
                 Ok(Ok(Ok(manifest))) => snapshot_record(&dir, "rest", &manifest),
                 Ok(Ok(Err(err))) => Record::SnapshotFailed {
                     phase: "rest".into(),
-                    error: super::step::error_chain(&err),
+                    error: crate::errors::error_chain(&err),
                 },
                 Ok(Err(join)) => Record::SnapshotFailed {
                     phase: "rest".into(),
@@ -540,7 +540,7 @@ impl GateState {
             events.send(EngineEvent::Warning {
                 message: format!(
                     "releasing the lock failed (it expires by itself): {}",
-                    super::step::error_chain(&err)
+                    crate::errors::error_chain(&err)
                 ),
             });
         }

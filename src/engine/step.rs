@@ -10,7 +10,7 @@ use super::{
 };
 use crate::actions::{self, Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation};
 /// The one error-chain walker (`engine/gate.rs` calls it by this path).
-pub(crate) use crate::errors::error_chain;
+use crate::errors::error_chain;
 use crate::journal::{Outcome, Record};
 use crate::k8s::runs::{MutationStatus, RunStatus, StepStatus};
 use crate::plan::{Plan, PlannedStep};
@@ -35,6 +35,9 @@ const STOP_GRACE: Duration = Duration::from_millis(400);
 pub(crate) struct StepFailure {
     pub error: String,
     pub category: String,
+    /// The action refused before writing anything (a guard, a gate's refusal): decided by the
+    /// error's variant ([`ActionError::Refused`]), never by comparing the category string.
+    pub refused: bool,
 }
 
 impl StepFailure {
@@ -42,6 +45,7 @@ impl StepFailure {
         StepFailure {
             error: error_chain(err),
             category: err.category().to_string(),
+            refused: matches!(err, ActionError::Refused { .. }),
         }
     }
 
@@ -49,6 +53,7 @@ impl StepFailure {
         StepFailure {
             error: error.into(),
             category: category.to_string(),
+            refused: false,
         }
     }
 }
@@ -299,7 +304,7 @@ impl<'a> RunState<'a> {
                     let reason = format!("step {} failed: {}", step.name, failure.error);
                     // An action that refuses before this run wrote anything (a zone fail-out
                     // guard, an approval gate's refusal) refuses the run: nothing to undo.
-                    if failure.category == "refused"
+                    if failure.refused
                         && self.mutations_applied == 0
                         && self.applied_log.is_empty()
                         && step.on_failure != OnFailure::Continue
@@ -1314,7 +1319,7 @@ pub(crate) async fn dry_run(
                 }
             }
             Err(f) => {
-                refused |= f.category == "refused" && failed.is_none();
+                refused |= f.refused && failed.is_none();
                 failed.get_or_insert_with(|| format!("step {} failed: {}", step.name, f.error));
                 StepReport {
                     name: step.name.clone(),
