@@ -491,7 +491,7 @@ pub fn from_typed_run(run: &Run) -> Option<(RunView, ClusterRunDetails)> {
             RunOrigin::Cluster { namespace } => namespace.clone(),
             RunOrigin::Journal { .. } => String::new(),
         },
-        phase: status.phase,
+        phase: status.phase.to_string(),
         message: status.message,
         journal: status.journal.filter(|j| !j.is_empty()),
         steps: status.steps,

@@ -219,7 +219,7 @@ pub async fn resume_unfinished(
                 && s.message
                     .as_deref()
                     .is_some_and(|m| m.contains(DAEMON_STOP_MARKER));
-            (s.phase == "Finished" || s.outcome.is_some()) && !by_daemon
+            (s.phase == runs::RunPhase::Finished || s.outcome.is_some()) && !by_daemon
         });
         // A person's CLI run may still be running on a laptop: never take those over.
         if finished || run.spec.trigger == "cli" || runs.is_active(&run_id) {

@@ -45,7 +45,7 @@ pub struct ClusterRun {
     /// The incident.
     pub incident: Option<String>,
     /// `Running`, `Finished`.
-    pub phase: String,
+    pub phase: crate::k8s::runs::RunPhase,
     /// The outcome, once finished.
     pub outcome: Option<String>,
     /// Why.
@@ -417,7 +417,10 @@ pub fn render(state: &DaemonState, graphs: &BTreeMap<String, ImpactGraph>) -> St
     let active: Vec<&RunView> = runs.iter().filter(|r| r.state.is_active()).collect();
     let cluster_active: Vec<&ClusterRun> = cluster
         .iter()
-        .filter(|c| c.phase == "Running" && !runs.iter().any(|r| r.run_id == c.run_id))
+        .filter(|c| {
+            c.phase == crate::k8s::runs::RunPhase::Running
+                && !runs.iter().any(|r| r.run_id == c.run_id)
+        })
         .collect();
     if active.is_empty() && cluster_active.is_empty() {
         html.push_str("<p class=\"muted\">Nothing running.</p>");
@@ -530,7 +533,10 @@ pub fn render(state: &DaemonState, graphs: &BTreeMap<String, ImpactGraph>) -> St
     html.push_str("<section><h2>Other runs in the cluster</h2>");
     let others: Vec<&ClusterRun> = cluster
         .iter()
-        .filter(|c| c.phase != "Running" && !runs.iter().any(|r| r.run_id == c.run_id))
+        .filter(|c| {
+            c.phase != crate::k8s::runs::RunPhase::Running
+                && !runs.iter().any(|r| r.run_id == c.run_id)
+        })
         .take(RECENT)
         .collect();
     if others.is_empty() {
@@ -546,7 +552,7 @@ pub fn render(state: &DaemonState, graphs: &BTreeMap<String, ImpactGraph>) -> St
 fn cluster_status(run: &ClusterRun) -> String {
     run.outcome
         .clone()
-        .unwrap_or_else(|| run.phase.to_ascii_lowercase())
+        .unwrap_or_else(|| run.phase.as_str().to_ascii_lowercase())
 }
 
 fn render_cluster_run(html: &mut String, run: &ClusterRun) {

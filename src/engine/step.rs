@@ -12,7 +12,7 @@ use crate::actions::{self, Action, ActionContext, ActionError, Applied, Diff, In
 /// The one error-chain walker (`engine/gate.rs` calls it by this path).
 use crate::errors::error_chain;
 use crate::journal::{Outcome, Record};
-use crate::k8s::runs::{MutationStatus, RunStatus, StepStatus};
+use crate::k8s::runs::{MutationStatus, RunPhase, RunStatus, StepStatus};
 use crate::plan::{Plan, PlannedStep};
 use crate::playbook::OnFailure;
 use crate::playbook::catalog::{self, ObjectPatch};
@@ -146,7 +146,7 @@ impl<'a> RunState<'a> {
         prior: Prior,
     ) -> RunState<'a> {
         let status = RunStatus {
-            phase: "Running".into(),
+            phase: RunPhase::Running,
             steps: plan
                 .steps
                 .iter()
@@ -1170,7 +1170,7 @@ impl<'a> RunState<'a> {
     /// Writes the final state of the `Run` mirror (bounded wait).
     pub async fn mirror_finish(&mut self, outcome: Outcome, reason: Option<String>) {
         if let Some(mirror) = self.mirror.take() {
-            self.status.phase = "Finished".into();
+            self.status.phase = RunPhase::Finished;
             self.status.outcome = Some(outcome.as_str().to_string());
             self.status.message = reason;
             self.status.finished_at = Some(jiff::Timestamp::now().to_string());

@@ -59,6 +59,63 @@ pub struct RunSpec {
     pub incident: Option<String>,
 }
 
+/// Where a run is, as its `Run` resource says (`status.phase`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RunPhase {
+    /// Started and not finished (or its process died).
+    Running,
+    /// Ended (see `outcome`).
+    Finished,
+    /// A value this build does not know (or none: a `Run` without a status), kept as read.
+    Other(String),
+}
+
+impl RunPhase {
+    /// The spelling in the resource.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RunPhase::Running => "Running",
+            RunPhase::Finished => "Finished",
+            RunPhase::Other(other) => other,
+        }
+    }
+}
+
+impl Default for RunPhase {
+    fn default() -> RunPhase {
+        RunPhase::Other(String::new())
+    }
+}
+
+impl From<&str> for RunPhase {
+    fn from(s: &str) -> RunPhase {
+        match s {
+            "Running" => RunPhase::Running,
+            "Finished" => RunPhase::Finished,
+            other => RunPhase::Other(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for RunPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RunPhase {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RunPhase {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RunPhase, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Ok(RunPhase::from(s.as_str()))
+    }
+}
+
 /// What a run did so far.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -68,7 +125,9 @@ pub struct RunStatus {
     #[serde(default)]
     pub format_version: FormatVersion,
     /// `Running`, `Finished`.
-    pub phase: String,
+    // A string in the resource (the CRD's schema); a value this build does not know is kept.
+    #[schemars(with = "String")]
+    pub phase: RunPhase,
     /// The steps, in plan order (at most [`MAX_STEPS`]).
     #[serde(default)]
     pub steps: Vec<StepStatus>,
@@ -770,6 +829,25 @@ mod tests {
         let mut other = sealed.clone();
         other.status.as_mut().unwrap().seal = Some("v1:zz".into());
         assert_eq!(key.check(&other), SealCheck::Invalid);
+    }
+
+    #[test]
+    fn issue14_the_phase_is_an_enum_that_keeps_unknown_values_as_read() {
+        for (text, phase) in [
+            ("Running", RunPhase::Running),
+            ("Finished", RunPhase::Finished),
+            ("Paused", RunPhase::Other("Paused".into())),
+        ] {
+            let status: RunStatus =
+                serde_json::from_value(serde_json::json!({"phase": text})).unwrap();
+            assert_eq!(status.phase, phase);
+            assert_eq!(serde_json::to_value(&status).unwrap()["phase"], text);
+        }
+        // The CRD still declares a string.
+        let crd = serde_json::to_value(<Run as kube::CustomResourceExt>::crd()).unwrap();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+            ["properties"]["phase"];
+        assert_eq!(schema["type"], "string", "{schema}");
     }
 
     #[test]
