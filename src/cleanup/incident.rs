@@ -158,6 +158,28 @@ pub struct IncidentChanges {
 }
 
 impl Incident {
+    /// A new incident `id`, opened at `opened_at` by `opened_by`, with nothing else known yet.
+    pub fn new(id: &str, opened_at: jiff::Timestamp, opened_by: &str) -> Incident {
+        Incident {
+            id: id.to_string(),
+            opened_at,
+            opened_by: opened_by.to_string(),
+            closed_at: None,
+            severity: None,
+            services: Vec::new(),
+            impact: None,
+            root_causes: Vec::new(),
+            impact_started_at: None,
+            detected_at: None,
+            mitigated_at: None,
+            resolved_at: None,
+            owner: None,
+            handoffs: Vec::new(),
+            notes: Vec::new(),
+            action_items: Vec::new(),
+        }
+    }
+
     /// True while not closed.
     pub fn is_open(&self) -> bool {
         self.closed_at.is_none()
@@ -405,24 +427,7 @@ pub fn open(
             path: file,
         });
     }
-    let mut incident = Incident {
-        id: id.to_string(),
-        opened_at: jiff::Timestamp::now(),
-        opened_by: who.to_string(),
-        closed_at: None,
-        severity: None,
-        services: Vec::new(),
-        impact: None,
-        root_causes: Vec::new(),
-        impact_started_at: None,
-        detected_at: None,
-        mitigated_at: None,
-        resolved_at: None,
-        owner: None,
-        handoffs: Vec::new(),
-        notes: Vec::new(),
-        action_items: Vec::new(),
-    };
+    let mut incident = Incident::new(id, jiff::Timestamp::now(), who);
     incident.apply(changes);
     save(state_dir, &incident)?;
     Ok(incident)

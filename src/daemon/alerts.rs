@@ -489,10 +489,6 @@ impl GroupIncident {
             .map(|s| format!(": {s}"))
             .unwrap_or_default();
         let record = incident::Incident {
-            id: id.clone(),
-            opened_at: self.started.unwrap_or_else(Timestamp::now),
-            opened_by: format!("alertmanager/{}", self.receiver),
-            closed_at: None,
             severity: alert.labels.get("severity").cloned(),
             services: alert
                 .labels
@@ -502,16 +498,14 @@ impl GroupIncident {
                 .into_iter()
                 .collect(),
             impact: Some(format!("alert {{{}}}{summary}", labels.join(", "))),
-            root_causes: Vec::new(),
             // Alertmanager's `startsAt`: when the condition began, before anyone noticed.
             impact_started_at: self.started,
             detected_at: Some(Timestamp::now()),
-            mitigated_at: None,
-            resolved_at: None,
-            owner: None,
-            handoffs: Vec::new(),
-            notes: Vec::new(),
-            action_items: Vec::new(),
+            ..incident::Incident::new(
+                &id,
+                self.started.unwrap_or_else(Timestamp::now),
+                &format!("alertmanager/{}", self.receiver),
+            )
         };
         match incident::save(state_dir, &record) {
             Ok(_) => {

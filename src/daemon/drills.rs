@@ -928,27 +928,20 @@ async fn open_incident(
 ) -> Option<String> {
     let id = incident_id(&drill.name, at);
     let incident = crate::cleanup::incident::Incident {
-        id: id.clone(),
-        opened_at: clock.now(),
-        opened_by: format!("drill/{}", drill.name),
-        closed_at: None,
         severity: Some("drill".to_string()),
-        services: Vec::new(),
         impact: Some(format!(
             "drill {}: the steady-state hypothesis failed {evidence} (fail-out run {}, {})",
             drill.name,
             failout.run_id.as_deref().unwrap_or("none"),
             failout.playbook
         )),
-        root_causes: Vec::new(),
         impact_started_at: Some(at),
         detected_at: Some(clock.now()),
-        mitigated_at: None,
-        resolved_at: None,
-        owner: None,
-        handoffs: Vec::new(),
-        notes: Vec::new(),
-        action_items: Vec::new(),
+        ..crate::cleanup::incident::Incident::new(
+            &id,
+            clock.now(),
+            &format!("drill/{}", drill.name),
+        )
     };
     let state_dir = shared.runs.state_dir().to_path_buf();
     let saved =
