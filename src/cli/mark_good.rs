@@ -23,14 +23,8 @@ pub struct MarkGoodArgs {
     pub revision: Option<i64>,
 
     /// Timeout of each API call.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10s", value_parser = super::duration, value_name = "DURATION")]
     pub call_timeout: Duration,
-}
-
-fn parse_duration(raw: &str) -> Result<Duration, String> {
-    crate::playbook::Duration::parse(raw)
-        .map(|d| d.0)
-        .map_err(|e| e.to_string())
 }
 
 /// `deployment/NAME`, `deployments/NAME`, `deploy/NAME` or `NAME` → `NAME`.

@@ -77,6 +77,13 @@ pub fn run_id(value: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The clap value parser of every duration flag (`30s`, `2m`, `1h30m`).
+pub fn duration(value: &str) -> Result<std::time::Duration, String> {
+    crate::playbook::Duration::parse(value)
+        .map(|d| d.get())
+        .map_err(|e| e.to_string())
+}
+
 /// The clap value parser of every incident id flag and argument: an id that cannot be a file
 /// name (`../../x`) is a usage error (exit 2) before anything runs.
 pub fn incident_id(value: &str) -> Result<String, String> {

@@ -41,14 +41,8 @@ pub struct ConfigArgs {
 
     /// Wait up to DURATION (`30s`, `2m`) for a lock another run holds — it may be released,
     /// or expire when its holder died — instead of refusing at once.
-    #[arg(long, value_name = "DURATION", value_parser = parse_wait_lock)]
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
     pub wait_lock: Option<Duration>,
-}
-
-fn parse_wait_lock(text: &str) -> Result<Duration, String> {
-    crate::playbook::Duration::parse(text)
-        .map(|d| d.get())
-        .map_err(|e| e.to_string())
 }
 
 /// `ripcord run`.
