@@ -2,7 +2,7 @@
 //!
 //! Every metric has the `ripcord_` prefix: runs by playbook and outcome, step durations, API
 //! errors, drills by outcome (and their last and next time, the error budget failed drills
-//! burned), notification failures, the run queue's depth and Alertmanager decisions.
+//! burned), notification deliveries (from `notify`), the run queue's depth and Alertmanager decisions.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -31,7 +31,6 @@ pub struct DaemonMetrics {
     drill_last: Family<Labels, Gauge>,
     drill_next: Family<Labels, Gauge>,
     drill_budget_burn: Family<Labels, Counter<f64, AtomicU64>>,
-    notification_failures: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for DaemonMetrics {
@@ -87,7 +86,6 @@ impl DaemonMetrics {
         let drill_last = Family::<Labels, Gauge>::default();
         let drill_next = Family::<Labels, Gauge>::default();
         let drill_budget_burn = Family::<Labels, Counter<f64, AtomicU64>>::default();
-        let notification_failures = Family::<Labels, Counter>::default();
         registry.register(
             "drill_last_timestamp_seconds",
             "When each drill last ran (fail-out to report), unix seconds",
@@ -102,11 +100,6 @@ impl DaemonMetrics {
             "drill_error_budget_burn",
             "Error budget (ratio) burned by drills whose steady-state hypothesis failed",
             drill_budget_burn.clone(),
-        );
-        registry.register(
-            "notification_failures",
-            "Notifications that could not be delivered, by channel",
-            notification_failures.clone(),
         );
         registry.register(
             "runs",
@@ -165,7 +158,6 @@ impl DaemonMetrics {
             drill_last,
             drill_next,
             drill_budget_burn,
-            notification_failures,
         }
     }
 
@@ -251,13 +243,6 @@ impl DaemonMetrics {
             .inc_by(ratio);
     }
 
-    /// Counts a notification that could not be delivered.
-    pub fn notification_failed(&self, channel: &str) {
-        self.notification_failures
-            .get_or_create(&vec![("channel", channel.to_string())])
-            .inc();
-    }
-
     /// Counts an Alertmanager decision.
     pub fn alert_decision(&self, rule: &str, decision: &str) {
         self.alert_decisions
@@ -305,13 +290,11 @@ mod tests {
         m.drill_next("zone-b", 1_800_000_000);
         m.drill_last("zone-b", 1_700_000_000);
         m.drill_budget_burn("zone-b", 0.02);
-        m.notification_failed("incidents");
         let text = m.render();
         for line in [
             r#"ripcord_drill_next_timestamp_seconds{drill="zone-b"} 1800000000"#,
             r#"ripcord_drill_last_timestamp_seconds{drill="zone-b"} 1700000000"#,
             r#"ripcord_drill_error_budget_burn_total{drill="zone-b"} 0.02"#,
-            r#"ripcord_notification_failures_total{channel="incidents"} 1"#,
         ] {
             assert!(text.contains(line), "issue17: {line} missing in {text}");
         }

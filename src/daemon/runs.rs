@@ -1015,16 +1015,9 @@ impl RunManager {
                     s.detail = format!("{what}: {done}/{total}");
                 }
             }
-            EngineEvent::Warning { message } => {
-                // The engine reports `notification to CHANNEL failed: …`.
-                if let Some((channel, _)) = message
-                    .strip_prefix("notification to ")
-                    .and_then(|rest| rest.split_once(" failed"))
-                {
-                    metrics.notification_failed(channel);
-                }
-                r.push(now, format!("warning: {message}"))
-            }
+            // Failed deliveries are counted where they happen, in `notify`
+            // (`ripcord_notifications_total{outcome="failed"}`).
+            EngineEvent::Warning { message } => r.push(now, format!("warning: {message}")),
             EngineEvent::Finished { .. } => {}
         });
     }

@@ -143,76 +143,42 @@ async fn issue17_alert_runs_attach_to_one_incident_per_alert_group() {
     );
 }
 
-/// An engine whose notification to `incidents` fails.
-struct FailingNotify;
-
-impl ripcord::daemon::runs::Executor for FailingNotify {
-    fn execute(
-        &self,
-        plan: ripcord::plan::Plan,
-        _opts: ripcord::engine::RunOptions,
-        events: tokio::sync::mpsc::Sender<ripcord::engine::EngineEvent>,
-    ) -> futures::future::BoxFuture<
-        'static,
-        Result<ripcord::engine::RunOutcome, ripcord::engine::EngineError>,
-    > {
-        Box::pin(async move {
-            let _ = events
-                .send(ripcord::engine::EngineEvent::Warning {
-                    message: "notification to incidents failed: HTTP 500".into(),
-                })
-                .await;
-            Ok(ripcord::engine::RunOutcome {
-                run_id: plan.run_id.clone(),
-                outcome: ripcord::journal::Outcome::Succeeded,
-                reason: None,
-                dry_run: false,
-                duration: Duration::from_millis(1),
-                dir: std::path::PathBuf::new(),
-                journal: None,
-                mutations_applied: 0,
-                steps: Vec::new(),
-            })
-        })
-    }
-}
-
+/// A failed delivery is counted once, where it happens (`notify`), and the daemon serves that
+/// counter: `ripcord_notifications_total{channel, outcome="failed"}` (there is no second metric
+/// derived from the engine's warning text).
 #[tokio::test]
-async fn issue17_notification_failures_are_counted_per_channel() {
+async fn notification_failures_are_counted_once_per_channel() {
     let h = harness(FakeExecutor::default(), rules(), Clock::System);
-    let runs = ripcord::daemon::runs::RunManager::new(
-        Arc::new(FailingNotify),
-        Default::default(),
-        ripcord::daemon::runs::RunDefaults {
-            state_dir: h.dir.path().to_path_buf(),
-            prometheus_url: None,
-            notify: Vec::new(),
-            notify_required: false,
-            call_timeout: Duration::from_secs(5),
-            lock_namespace: None,
-            seal: None,
-        },
-        h.state.metrics.clone(),
-        Clock::System,
-        h.state.leader.clone(),
+    // A port nobody listens on: the delivery fails with "connection refused".
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let channel = "issue16-counted-once";
+    let notifier = ripcord::notify::Notifier::new(
+        vec![ripcord::notify::ChannelConfig {
+            name: channel.into(),
+            kind: ripcord::notify::ChannelKind::Webhook,
+            url,
+        }],
+        reqwest::Client::new(),
     );
-    let view = runs
-        .submit(ripcord::daemon::runs::RunRequest {
-            playbook: ripcord::daemon::runs::PlaybookSource::Name("rollback".into()),
-            params: BTreeMap::from([
-                ("name".to_string(), "checkout".to_string()),
-                ("namespace".to_string(), "shop".to_string()),
-            ]),
-            incident: None,
-            trigger: ripcord::engine::Trigger::Api,
-            who: "test".into(),
-            run_id: None,
+    let deliveries = notifier
+        .send(&ripcord::notify::Notification {
+            run_id: "r-test".into(),
+            playbook: "rollback".into(),
+            phase: ripcord::notify::Phase::Started,
+            title: "about to roll back".into(),
+            text: String::new(),
+            fields: BTreeMap::new(),
         })
-        .unwrap();
-    runs.wait(&view.run_id).await;
+        .await;
+    assert!(!deliveries[0].ok, "{deliveries:?}");
     let text = h.state.metrics.render();
     assert!(
-        text.contains(r#"ripcord_notification_failures_total{channel="incidents"} 1"#),
+        text.contains(&format!(
+            r#"ripcord_notifications_total{{channel="{channel}",outcome="failed"}} 1"#
+        )),
         "{text}"
     );
+    assert!(!text.contains("notification_failures"), "{text}");
 }
