@@ -9,6 +9,11 @@
 //!   go one after the other; earlier runs keep executing (waiting for their rollouts), so later
 //!   alerts are measured under load. Prints p50, p90, p99 and max.
 //!
+//! Every API request the daemon makes gets 5 ms of injected latency (as in `benches/compare.rs`;
+//! `RIPCORD_BENCH_LATENCY_MS` overrides it). The harness does not poll: it waits on the sim
+//! store's change feed (`Store::subscribe`) for the Deployment's new template, so that on this
+//! machine's two cores the measurement does not take CPU from the daemon it measures.
+//!
 //! Run: `cargo bench --bench daemon` (add `--profile dev` to skip the release build).
 //! `RIPCORD_BENCH_ALERTS` sets N.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
@@ -22,6 +27,8 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "bench-token";
 const NAMESPACE: &str = "bench";
+/// The API latency injected on every request, as in `benches/compare.rs`.
+const LATENCY: Duration = Duration::from_millis(5);
 
 fn main() {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -85,6 +92,28 @@ fn alert(name: &str) -> String {
             "labels": {"alertname": "HighErrorRate", "namespace": NAMESPACE, "deployment": name}}]
     })
     .to_string()
+}
+
+/// The requests the daemon made from the first alert to its mutation, in order: what a
+/// webhook's latency is made of (each one pays the injected latency).
+fn print_path_to_mutation(sim: &SimCluster, from: usize) {
+    let log = sim.request_log();
+    let Some(path) = log.get(from..) else { return };
+    println!(
+        "requests from the first alert to its mutation ({}):",
+        path.len()
+    );
+    for r in path.iter().take(40) {
+        println!(
+            "  {} {} {}{}{} -> {}",
+            r.verb,
+            r.method,
+            r.path,
+            if r.query.is_empty() { "" } else { "?" },
+            r.query,
+            r.status
+        );
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -163,10 +192,24 @@ async fn bench(alerts: usize) -> Result<(), String> {
         idle as f64 / 1024.0
     );
 
+    let latency = std::env::var("RIPCORD_BENCH_LATENCY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(LATENCY);
+    sim.faults().set_latency(latency);
+    println!(
+        "injected API latency: {} ms per request",
+        latency.as_millis()
+    );
+    let mut changes = sim.store().subscribe();
     let mut latencies = Vec::with_capacity(alerts);
     for i in 0..alerts {
         let name = format!("d{i}");
         let bad = image(&sim, &name);
+        // Changes before this alert (earlier runs' rollouts) are not its mutation.
+        changes = changes.resubscribe();
+        let seen = sim.request_log().len();
         let started = Instant::now();
         let response = http
             .post(format!("{base}/v1/alertmanager"))
@@ -179,21 +222,52 @@ async fn bench(alerts: usize) -> Result<(), String> {
         if !response.status().is_success() {
             return Err(format!("webhook answered {}", response.status()));
         }
-        let deadline = started + Duration::from_secs(60);
+        let deadline = tokio::time::Instant::from_std(started + Duration::from_secs(60));
+        let rolled_back = |object: &Value| {
+            object
+                .pointer("/spec/template/spec/containers/0/image")
+                .and_then(Value::as_str)
+                .is_some_and(|image| image != bad)
+        };
         loop {
-            if image(&sim, &name) != bad {
-                latencies.push(started.elapsed());
-                break;
+            match tokio::time::timeout_at(deadline, changes.recv()).await {
+                Ok(Ok(event)) => {
+                    if event.resource == kinds::deployments()
+                        && event.namespace() == Some(NAMESPACE)
+                        && event
+                            .object
+                            .pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            == Some(name.as_str())
+                        && rolled_back(&event.object)
+                    {
+                        latencies.push(started.elapsed());
+                        if i == 0 {
+                            print_path_to_mutation(&sim, seen);
+                        }
+                        break;
+                    }
+                }
+                // The feed overflowed while this harness was descheduled: read the store once.
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                    if image(&sim, &name) != bad {
+                        latencies.push(started.elapsed());
+                        break;
+                    }
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                    return Err("the simulated cluster stopped".into());
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "alert {i}: no rollback of {name} within 60 s; see {}",
+                        path("daemon.log").display()
+                    ));
+                }
             }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "alert {i}: no rollback of {name} within 60 s; see {}",
-                    path("daemon.log").display()
-                ));
-            }
-            tokio::time::sleep(Duration::from_micros(500)).await;
         }
     }
+    sim.faults().set_latency(Duration::ZERO);
     let busy = rss_kib(pid).unwrap_or(0);
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

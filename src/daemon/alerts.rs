@@ -248,7 +248,7 @@ impl AlertRouter {
         // Claim the target in the cluster: a restarted daemon or another replica sees it.
         let lease = alert_lease_name(&target);
         if let Some(cluster) = &self.cluster {
-            match leases::try_acquire_or_renew(
+            match leases::claim(
                 &cluster.client,
                 &cluster.namespace,
                 &lease,
@@ -258,18 +258,9 @@ impl AlertRouter {
             )
             .await
             {
-                Ok(true) => {}
-                Ok(false) => {
+                Ok(leases::Claim::Taken) => {}
+                Ok(leases::Claim::Held(holder)) => {
                     self.unreserve(&target, &run_id, now);
-                    let holder = leases::current_holder(
-                        &cluster.client,
-                        &cluster.namespace,
-                        &lease,
-                        cluster.call_timeout,
-                    )
-                    .await
-                    .ok()
-                    .flatten();
                     decision.decision = "deduplicated";
                     decision.reason = format!(
                         "run {} for {target} was triggered less than the cooldown ({cooldown:?}) ago or is still active (lease {}/{lease})",

@@ -589,7 +589,7 @@ pub async fn try_acquire_or_renew(
     let now = jiff::Timestamp::now();
     let duration_s = i32::try_from(duration.as_secs().max(1)).unwrap_or(i32::MAX);
     let existing = call("get", namespace, name, call_timeout, api.get_opt(name)).await?;
-    let Some(mut lease) = existing else {
+    let Some(lease) = existing else {
         let lease = new_lease(namespace, name, identity, duration_s, now);
         return match call(
             "create",
@@ -605,6 +605,31 @@ pub async fn try_acquire_or_renew(
             Err(err) => Err(err),
         };
     };
+    take_or_renew(
+        &api,
+        namespace,
+        name,
+        identity,
+        duration,
+        call_timeout,
+        lease,
+    )
+    .await
+}
+
+/// The second half of [`try_acquire_or_renew`] and [`claim`]: renews the read `lease` when
+/// `identity` holds it, takes it over when its holder let it expire, else `Ok(false)`.
+async fn take_or_renew(
+    api: &Api<Lease>,
+    namespace: &str,
+    name: &str,
+    identity: &str,
+    duration: Duration,
+    call_timeout: Duration,
+    mut lease: Lease,
+) -> Result<bool, LeaseError> {
+    let now = jiff::Timestamp::now();
+    let duration_s = i32::try_from(duration.as_secs().max(1)).unwrap_or(i32::MAX);
     let holder = holder_of(&lease).map(str::to_string);
     let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
     if holder.as_deref() != Some(identity) {
@@ -629,7 +654,78 @@ pub async fn try_acquire_or_renew(
     }
     spec.renew_time = Some(MicroTime(now));
     spec.lease_duration_seconds = Some(duration_s);
-    replace_if_unchanged(&api, namespace, name, &lease, call_timeout).await
+    replace_if_unchanged(api, namespace, name, &lease, call_timeout).await
+}
+
+/// The answer of [`claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// `identity` holds the Lease now.
+    Taken,
+    /// Someone else holds it and has renewed it within its duration (`None`: a 409 raced
+    /// with another contender, holder unknown).
+    Held(Option<String>),
+}
+
+/// Claims the Lease `name` for `identity` for `duration`, for a caller that expects the Lease
+/// not to exist (an alert's first firing for a target): creates it first, so that the common
+/// case is one request, and only on a 409 reads it to take it over when expired (as
+/// [`try_acquire_or_renew`]) or to say who holds it. Every write is conditional.
+pub async fn claim(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    identity: &str,
+    duration: Duration,
+    call_timeout: Duration,
+) -> Result<Claim, LeaseError> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let post = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    let duration_s = i32::try_from(duration.as_secs().max(1)).unwrap_or(i32::MAX);
+    let lease = new_lease(
+        namespace,
+        name,
+        identity,
+        duration_s,
+        jiff::Timestamp::now(),
+    );
+    match call(
+        "create",
+        namespace,
+        name,
+        call_timeout,
+        api.create(&post, &lease),
+    )
+    .await
+    {
+        Ok(_) => return Ok(Claim::Taken),
+        Err(err) if is_conflict(&err) => {}
+        Err(err) => return Err(err),
+    }
+    let Some(existing) = call("get", namespace, name, call_timeout, api.get_opt(name)).await?
+    else {
+        // Deleted between the two calls: whoever deleted it may be claiming it again.
+        return Ok(Claim::Held(None));
+    };
+    let holder = holder_of(&existing).map(str::to_string);
+    if take_or_renew(
+        &api,
+        namespace,
+        name,
+        identity,
+        duration,
+        call_timeout,
+        existing,
+    )
+    .await?
+    {
+        Ok(Claim::Taken)
+    } else {
+        Ok(Claim::Held(holder))
+    }
 }
 
 /// Replaces the Lease with `lease`, which carries the resourceVersion it was read at: `Ok(false)`

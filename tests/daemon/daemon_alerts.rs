@@ -182,3 +182,79 @@ async fn notification_failures_are_counted_once_per_channel() {
     );
     assert!(!text.contains("notification_failures"), "{text}");
 }
+
+/// Issue 18: an alert's claim on its target is one request when the target is new (create
+/// first, no GET before it); a claim inside the cooldown names the holder without a second
+/// read; an expired claim is taken over with a conditional replace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue18_an_alert_claim_is_one_request_for_a_new_target() {
+    use ripcord::k8s::leases::{Claim, claim};
+    let sim = sim().await;
+    let client = sim.client();
+    let timeout = Duration::from_secs(5);
+    let lease_requests = |from: usize| {
+        sim.request_log()[from..]
+            .iter()
+            .filter(|r| r.path.contains("/leases"))
+            .map(|r| format!("{} {}", r.method, r.status))
+            .collect::<Vec<_>>()
+    };
+
+    let before = sim.request_log().len();
+    let taken = claim(
+        &client,
+        "default",
+        "claim-a",
+        "r-1",
+        Duration::from_secs(600),
+        timeout,
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken, Claim::Taken);
+    assert_eq!(lease_requests(before), ["POST 201"]);
+
+    let before = sim.request_log().len();
+    let held = claim(
+        &client,
+        "default",
+        "claim-a",
+        "r-2",
+        Duration::from_secs(600),
+        timeout,
+    )
+    .await
+    .unwrap();
+    assert_eq!(held, Claim::Held(Some("r-1".into())));
+    assert_eq!(lease_requests(before), ["POST 409", "GET 200"]);
+
+    // A claim whose holder stopped renewing long ago is taken over.
+    let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(client.clone(), "default");
+    let stale: k8s_openapi::api::coordination::v1::Lease =
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "claim-b", "namespace": "default"},
+            "spec": {"holderIdentity": "r-old", "leaseDurationSeconds": 60,
+                     "acquireTime": "2020-01-01T00:00:00.000000Z",
+                     "renewTime": "2020-01-01T00:00:00.000000Z"}
+        }))
+        .unwrap();
+    api.create(&Default::default(), &stale).await.unwrap();
+    let before = sim.request_log().len();
+    let taken = claim(
+        &client,
+        "default",
+        "claim-b",
+        "r-3",
+        Duration::from_secs(600),
+        timeout,
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken, Claim::Taken);
+    assert_eq!(lease_requests(before), ["POST 409", "GET 200", "PUT 200"]);
+    let holder = ripcord::k8s::leases::current_holder(&client, "default", "claim-b", timeout)
+        .await
+        .unwrap();
+    assert_eq!(holder.as_deref(), Some("r-3"));
+}
