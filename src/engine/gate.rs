@@ -256,7 +256,9 @@ impl GateState {
             }
         }
 
-        // 3. Tell people before touching anything.
+        // 3 + 4. Tell people and capture the targets, at once: both must be done before the
+        // first write and neither needs the other, so the run waits for the slower of the two
+        // (a chat webhook's answer, typically), not for their sum.
         let incident = opts
             .incident
             .as_deref()
@@ -271,16 +273,34 @@ impl GateState {
             "about to {what}, run {}, by {}{incident}",
             plan.run_id, opts.who
         );
-        let record = self
-            .notify(
-                plan,
-                &opts.who,
-                Phase::Started,
-                format!("ripcord: about to {}", first.description),
-                text,
-                Some(&first.target),
-            )
-            .await;
+        let prepared = self.prepare_notification(
+            plan,
+            &opts.who,
+            Phase::Started,
+            format!("ripcord: about to {}", first.description),
+            text,
+            Some(&first.target),
+        );
+        let request = (plan.snapshot.enabled && !self.snapshot_taken)
+            .then(|| snapshot_request(plan, namespace));
+        let capture = async {
+            let request = request.as_ref()?;
+            let capture = snapshot::capture_targets(
+                &self.client,
+                request,
+                &self.snapshot_dir,
+                &self.observed,
+            );
+            Some(tokio::time::timeout(SNAPSHOT_TARGETS_WAIT, capture).await)
+        };
+        let send = async {
+            match prepared {
+                Some(prepared) => Some(prepared.send().await),
+                None => None,
+            }
+        };
+        let (record, captured) = futures::join!(send, capture);
+
         let told = matches!(&record, Some(Record::Notified { deliveries, .. })
             if deliveries.iter().any(|d| d.ok));
         if record.is_none() {
@@ -297,6 +317,10 @@ impl GateState {
             }
             journal.append(record)?;
         }
+        let reads = match captured {
+            Some(captured) => Some(self.record_snapshot(captured, journal, events, &mut notes)?),
+            None => None,
+        };
         if opts.notify_required && !told {
             let reason = "notify.required is set and nobody was notified (no channel configured, \
                           or every delivery failed); nothing was changed"
@@ -309,11 +333,14 @@ impl GateState {
             })?;
             return Ok(Some(reason));
         }
-
-        // 4. The snapshot: the targets now, the rest concurrently.
-        if plan.snapshot.enabled && !self.snapshot_taken {
-            self.snapshot(plan, namespace, journal, events, &mut notes)
-                .await?;
+        // The rest of the snapshot runs concurrently with the mitigation.
+        if let (Some(request), Some(reads)) = (request, reads) {
+            let client = self.client.clone();
+            let prom = self.prometheus.clone();
+            let dir = self.snapshot_dir.clone();
+            self.snapshot_rest = Some(tokio::spawn(async move {
+                snapshot::capture_rest(&client, &request, &dir, prom, reads).await
+            }));
         }
 
         self.passed = true;
@@ -321,48 +348,25 @@ impl GateState {
         Ok(None)
     }
 
-    async fn snapshot(
+    /// Journals the targets' capture (taken or failed) and returns what it read, for the broad
+    /// capture to reuse.
+    fn record_snapshot(
         &mut self,
-        plan: &Plan,
-        namespace: &str,
+        captured: Result<
+            Result<(Manifest, snapshot::TargetReads), SnapshotError>,
+            tokio::time::error::Elapsed,
+        >,
         journal: &SharedJournal,
         events: &Events,
         notes: &mut Vec<String>,
-    ) -> Result<(), EngineError> {
-        let mut targets: Vec<ObjectRef> = Vec::new();
-        for step in &plan.steps {
-            if let Ok(action) = actions::build(&step.action) {
-                for t in action.targets(namespace) {
-                    if !targets.contains(&t) {
-                        targets.push(t);
-                    }
-                }
-            }
-        }
-        let mut namespaces: Vec<String> = plan.snapshot.namespaces.clone();
-        for t in &targets {
-            if let Some(ns) = &t.namespace
-                && !namespaces.contains(ns)
-            {
-                namespaces.push(ns.clone());
-            }
-        }
-        if namespaces.is_empty() {
-            namespaces.push(namespace.to_string());
-        }
-        let request = SnapshotRequest {
-            targets,
-            namespaces,
-            spec: plan.snapshot.clone(),
-        };
-        let dir = self.snapshot_dir.clone();
-        let capture = snapshot::capture_targets(&self.client, &request, &dir, &self.observed);
+    ) -> Result<snapshot::TargetReads, EngineError> {
+        let dir = &self.snapshot_dir;
         let mut reads = snapshot::TargetReads::default();
-        match tokio::time::timeout(SNAPSHOT_TARGETS_WAIT, capture).await {
+        match captured {
             Ok(Ok((manifest, target_reads))) => {
                 reads = target_reads;
                 notes.push(format!("snapshot: {} object(s)", manifest.captured.len()));
-                journal.append(snapshot_record(&dir, "targets", &manifest))?;
+                journal.append(snapshot_record(dir, "targets", &manifest))?;
             }
             Ok(Err(err)) => {
                 let error = crate::errors::error_chain(&err);
@@ -382,12 +386,44 @@ impl GateState {
             }
         }
         self.snapshot_taken = true;
-        let client = self.client.clone();
-        let prom = self.prometheus.clone();
-        self.snapshot_rest = Some(tokio::spawn(async move {
-            snapshot::capture_rest(&client, &request, &dir, prom, reads).await
-        }));
-        Ok(())
+        Ok(reads)
+    }
+
+    /// The notification to send, with the channels that could not be resolved already recorded
+    /// as failed deliveries (None: no channels at all).
+    fn prepare_notification(
+        &mut self,
+        plan: &Plan,
+        who: &str,
+        phase: Phase,
+        title: String,
+        text: String,
+        target: Option<&ObjectRef>,
+    ) -> Option<PreparedNotification> {
+        let notifier = self.notifier.clone();
+        if notifier.is_none() && self.resolve_failures.is_empty() {
+            return None;
+        }
+        let mut fields = BTreeMap::new();
+        fields.insert("run".to_string(), plan.run_id.clone());
+        fields.insert("playbook".to_string(), plan.playbook.clone());
+        fields.insert("who".to_string(), who.to_string());
+        if let Some(t) = target {
+            fields.insert("target".to_string(), t.to_string());
+        }
+        Some(PreparedNotification {
+            phase_name: phase_name(&phase),
+            notification: Notification {
+                run_id: plan.run_id.clone(),
+                playbook: plan.playbook.clone(),
+                phase,
+                title,
+                text,
+                fields,
+            },
+            deliveries: std::mem::take(&mut self.resolve_failures),
+            notifier,
+        })
     }
 
     /// Sends one notification; returns the `Notified` record to journal (None: no channels).
@@ -400,34 +436,8 @@ impl GateState {
         text: String,
         target: Option<&ObjectRef>,
     ) -> Option<Record> {
-        let notifier = self.notifier.clone();
-        if notifier.is_none() && self.resolve_failures.is_empty() {
-            return None;
-        }
-        let mut fields = BTreeMap::new();
-        fields.insert("run".to_string(), plan.run_id.clone());
-        fields.insert("playbook".to_string(), plan.playbook.clone());
-        fields.insert("who".to_string(), who.to_string());
-        if let Some(t) = target {
-            fields.insert("target".to_string(), t.to_string());
-        }
-        let phase_name = phase_name(&phase);
-        let notification = Notification {
-            run_id: plan.run_id.clone(),
-            playbook: plan.playbook.clone(),
-            phase,
-            title,
-            text,
-            fields,
-        };
-        let mut deliveries: Vec<DeliveryRecord> = std::mem::take(&mut self.resolve_failures);
-        if let Some(n) = notifier {
-            deliveries.extend(n.send(&notification).await.into_iter().map(delivery_record));
-        }
-        Some(Record::Notified {
-            phase: phase_name.to_string(),
-            deliveries,
-        })
+        let prepared = self.prepare_notification(plan, who, phase, title, text, target)?;
+        Some(prepared.send().await)
     }
 
     /// A step's result, to the channels (after the gate only).
@@ -580,6 +590,66 @@ fn delivery_record(d: Delivery) -> DeliveryRecord {
                     .unwrap_or_else(|| "failed".into())
             })
         }),
+    }
+}
+
+/// What to capture for `plan`: every step's targets, and broadly their namespaces plus the
+/// playbook's extra ones (the run's namespace when there is none).
+fn snapshot_request(plan: &Plan, namespace: &str) -> SnapshotRequest {
+    let mut targets: Vec<ObjectRef> = Vec::new();
+    for step in &plan.steps {
+        if let Ok(action) = actions::build(&step.action) {
+            for t in action.targets(namespace) {
+                if !targets.contains(&t) {
+                    targets.push(t);
+                }
+            }
+        }
+    }
+    let mut namespaces: Vec<String> = plan.snapshot.namespaces.clone();
+    for t in &targets {
+        if let Some(ns) = &t.namespace
+            && !namespaces.contains(ns)
+        {
+            namespaces.push(ns.clone());
+        }
+    }
+    if namespaces.is_empty() {
+        namespaces.push(namespace.to_string());
+    }
+    SnapshotRequest {
+        targets,
+        namespaces,
+        spec: plan.snapshot.clone(),
+    }
+}
+
+/// A notification ready to go, owning all it needs (so it can be sent while the gate does
+/// something else).
+struct PreparedNotification {
+    phase_name: &'static str,
+    notification: Notification,
+    /// Deliveries already known (channels that could not be resolved).
+    deliveries: Vec<DeliveryRecord>,
+    notifier: Option<Arc<Notifier>>,
+}
+
+impl PreparedNotification {
+    /// Posts to every channel; the `Notified` record to journal.
+    async fn send(self) -> Record {
+        let mut deliveries = self.deliveries;
+        if let Some(n) = self.notifier {
+            deliveries.extend(
+                n.send(&self.notification)
+                    .await
+                    .into_iter()
+                    .map(delivery_record),
+            );
+        }
+        Record::Notified {
+            phase: self.phase_name.to_string(),
+            deliveries,
+        }
     }
 }
 

@@ -540,3 +540,72 @@ async fn issue18_a_deployment_changed_after_the_diff_is_re_diffed_not_overwritte
         "a fresh read between the refused and the accepted write"
     );
 }
+
+/// Issue 18: the "about to" notification and the snapshot of the targets go out together (the
+/// run waits for the slower of the two before its first write, not for their sum). The webhook
+/// here answers only once the snapshot's read of the target's pods has reached the cluster (or
+/// after 4 s): were the two sequential, that read could only come after the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue18_the_notification_and_the_target_snapshot_go_out_together() {
+    use axum::routing::post;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    let h = Harness::demo().await;
+    let saw_snapshot = Arc::new(AtomicBool::new(false));
+    let app = axum::Router::new().route(
+        "/hook",
+        post({
+            let sim = h.sim.clone();
+            let saw_snapshot = saw_snapshot.clone();
+            move |body: axum::body::Bytes| async move {
+                let started = String::from_utf8_lossy(&body).contains("about to");
+                let deadline = Instant::now() + Duration::from_secs(4);
+                while started && Instant::now() < deadline {
+                    let read = sim.request_log().iter().any(|r| {
+                        r.method == "GET" && r.path.starts_with("/api/v1/namespaces/shop/pods")
+                    });
+                    if read {
+                        saw_snapshot.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    h.write_config(
+        "notify:\n  channels:\n    - name: oncall\n      type: webhook\n      urlFromEnv: TEST_HOOK_URL\n",
+    );
+
+    let out = h
+        .ripcord(
+            &["rollback", "deployment/checkout", "-n", "shop", "--yes"],
+            &[("TEST_HOOK_URL", url.as_str())],
+        )
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        saw_snapshot.load(Ordering::SeqCst),
+        "the target snapshot's reads reached the cluster while the notification was in flight"
+    );
+    // The journal still says both happened before the first write.
+    let entries = records(&h.state_dir(), &run_id_from(&out));
+    let kinds = kinds_of(&entries);
+    let notified = position(&entries, "Notified").unwrap();
+    let snapshot = position(&entries, "SnapshotTaken").unwrap();
+    let intended = position(&entries, "MutationIntended").unwrap();
+    assert!(notified < intended && snapshot < intended, "{kinds:?}");
+}
