@@ -590,7 +590,7 @@ impl Engine {
         let run_dir = journal::run_dir(&opts.state_dir, &plan.run_id);
 
         if opts.dry_run {
-            return Ok(step::dry_run(self, &plan, &opts, &namespace, &events, started).await);
+            return self.dry_run(&plan, &opts, namespace, events, started).await;
         }
 
         // The journal: new, or reopened for resume.
@@ -657,7 +657,7 @@ impl Engine {
             &plan,
             &opts,
             namespace,
-            shared.clone(),
+            step::Mode::Live(shared.clone()),
             events.clone(),
             stop.clone(),
             prior,
@@ -713,6 +713,54 @@ impl Engine {
             dir: run_dir,
             journal: Some(journal_path),
             mutations_applied: state.mutations_applied,
+            steps: state.reports,
+        })
+    }
+}
+
+impl Engine {
+    /// A dry run: the step loop in [`step::Mode::DryRun`] — each step's action built and
+    /// diffed as in a live run, reported as would-apply or already satisfied; no journal, no
+    /// lock, no mirror, no notification, no write. Stops only through `opts.stop` (no signal
+    /// handler, no stop conditions).
+    async fn dry_run(
+        &self,
+        plan: &Plan,
+        opts: &RunOptions,
+        namespace: String,
+        events: Events,
+        started: Instant,
+    ) -> Result<RunOutcome, EngineError> {
+        events.send(EngineEvent::RunStarted {
+            run_id: plan.run_id.clone(),
+            journal: None,
+            steps: plan.steps.len(),
+            resumed: false,
+        });
+        let mut state = step::RunState::new(
+            self,
+            plan,
+            opts,
+            namespace,
+            step::Mode::DryRun,
+            events.clone(),
+            opts.stop.clone().unwrap_or_default(),
+            resume::Prior::default(),
+        );
+        let (outcome, reason) = state.execute().await?;
+        events.send(EngineEvent::Finished {
+            outcome,
+            reason: reason.clone(),
+        });
+        Ok(RunOutcome {
+            run_id: plan.run_id.clone(),
+            outcome,
+            reason,
+            dry_run: true,
+            duration: started.elapsed(),
+            dir: journal::run_dir(&opts.state_dir, &plan.run_id),
+            journal: None,
+            mutations_applied: 0,
             steps: state.reports,
         })
     }
