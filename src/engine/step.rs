@@ -65,12 +65,6 @@ impl StepFailure {
     }
 }
 
-impl std::fmt::Display for StepFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.category, self.error)
-    }
-}
-
 /// Whether a run writes.
 pub(crate) enum Mode {
     /// Journal (write-ahead), lock, mirror, notify, apply and verify.
@@ -1233,16 +1227,22 @@ impl<'a> RunState<'a> {
                 on_failure: OnFailure::Abort,
                 context: None,
             };
-            let result = self.revert_one(&undo_step).await?;
-            match result {
-                Ok(()) => reverted += 1,
-                Err(_) => failed += 1,
-            }
+            let error = match self.revert_one(&undo_step).await {
+                Ok(()) => {
+                    reverted += 1;
+                    None
+                }
+                Err(StepHalt::Failed(failure)) => {
+                    failed += 1;
+                    Some(failure.error)
+                }
+                Err(StepHalt::Engine(err)) => return Err(err),
+            };
             self.record(Record::UndoApplied {
                 step: step_name.clone(),
                 mutation_id: m.id.clone(),
-                ok: result.is_ok(),
-                error: result.err().map(|f| f.error),
+                ok: error.is_none(),
+                error,
             })?;
         }
         Ok(format!(
@@ -1250,26 +1250,18 @@ impl<'a> RunState<'a> {
         ))
     }
 
-    async fn revert_one(
-        &mut self,
-        step: &PlannedStep,
-    ) -> Result<Result<(), StepFailure>, EngineError> {
-        let action = match actions::build(&step.action) {
-            Ok(a) => a,
-            Err(err) => return Ok(Err(StepFailure::from_action(&err))),
-        };
+    /// Applies one inverse (a synthetic `object.patch` step) through diff and apply.
+    async fn revert_one(&mut self, step: &PlannedStep) -> Result<(), StepHalt> {
+        let action = actions::build(&step.action).map_err(|err| StepFailure::from_action(&err))?;
         let deadline = Instant::now() + step.timeout.0;
         let diff = match self
             .diff_with_retries(action.as_ref(), step, deadline)
             .await
         {
             Ok(d) => d,
-            Err(DiffHalt::Failed(f)) => return Ok(Err(f)),
+            Err(DiffHalt::Failed(f)) => return Err(f.into()),
             Err(DiffHalt::Stopped(reason)) => {
-                return Ok(Err(StepFailure::new(
-                    "interrupted",
-                    format!("undo {reason}"),
-                )));
+                return Err(StepFailure::new("interrupted", format!("undo {reason}")).into());
             }
         };
         for m in &diff.mutations {
@@ -1292,17 +1284,14 @@ impl<'a> RunState<'a> {
                     })?;
                     self.mutations_applied += 1;
                 }
-                Err(ApplyError::Conflict(err)) => return Ok(Err(StepFailure::from_action(&err))),
-                Err(ApplyError::Failed(f)) => return Ok(Err(f)),
+                Err(ApplyError::Conflict(err)) => return Err(StepFailure::from_action(&err).into()),
+                Err(ApplyError::Failed(f)) => return Err(f.into()),
                 Err(ApplyError::Stopped(reason)) => {
-                    return Ok(Err(StepFailure::new(
-                        "interrupted",
-                        format!("undo {reason}"),
-                    )));
+                    return Err(StepFailure::new("interrupted", format!("undo {reason}")).into());
                 }
             }
         }
-        Ok(Ok(()))
+        Ok(())
     }
 
     /// Before the first mutation: lock, pre-checks, notification, snapshot, mirror.
