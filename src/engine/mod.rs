@@ -6,7 +6,10 @@
 //! 1. The journal is created (`<state-dir>/runs/<run-id>/journal.jsonl`) and `RunStarted`
 //!    records the plan. Stop conditions start being evaluated concurrently at their interval.
 //! 2. Each step: build the action, `diff`. An empty diff of a mutating step that this run never
-//!    touched is *already satisfied* and nothing is written.
+//!    touched is *already satisfied* and nothing is written. A dry run
+//!    ([`RunOptions::dry_run`]) is the same step loop in its dry-run mode: it ends each step
+//!    here, reporting *would apply* or *already satisfied* — no journal, lock, mirror,
+//!    notification or write — and reports every step (the first failure gives the outcome).
 //! 3. Before the **first mutation** of the run, and only then (a run that needs no change makes
 //!    no write request at all): take the per-target lock (a Lease), evaluate the pre-checks,
 //!    notify "about to …", capture the snapshot (the targets awaited, the rest concurrently),
@@ -274,6 +277,16 @@ pub enum EngineEvent {
         at: String,
         /// Where the engine found the ACK (a file in the run directory or the `Run` resource).
         source: crate::journal::approval::ApprovalSource,
+    },
+    /// A `gate.approval` step saw an ACK that does not count (by someone who is not among its
+    /// approvers); the gate keeps waiting. Sent once per person and wait.
+    ApprovalRejected {
+        /// The step's name.
+        step: String,
+        /// Who acknowledged.
+        by: String,
+        /// Why it does not count.
+        reason: String,
     },
     /// Waiting for a step's change to take effect.
     Verifying {

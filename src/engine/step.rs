@@ -15,7 +15,9 @@ use super::{
     Engine, EngineError, EngineEvent, Events, MutationPreview, RunOptions, SharedJournal,
     StepReport, StepResult, StopHandle, StopReason, crash_point,
 };
-use crate::actions::{self, Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation};
+use crate::actions::{
+    self, Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, Notice, Notices,
+};
 /// The one error-chain walker (`engine/gate.rs` calls it by this path).
 use crate::errors::error_chain;
 use crate::journal::{Outcome, Record};
@@ -61,6 +63,33 @@ impl StepFailure {
             error: error.into(),
             category: category.to_string(),
             refused: false,
+        }
+    }
+}
+
+/// A step's phase as the `Run` mirror shows it (`status.steps[].phase`, a string in the CRD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepPhase {
+    Pending,
+    Running,
+    Verified,
+    AlreadySatisfied,
+    Failed,
+    Stopped,
+    Refused,
+}
+
+impl StepPhase {
+    /// The spelling in the resource.
+    fn as_str(self) -> &'static str {
+        match self {
+            StepPhase::Pending => "Pending",
+            StepPhase::Running => "Running",
+            StepPhase::Verified => "Verified",
+            StepPhase::AlreadySatisfied => "AlreadySatisfied",
+            StepPhase::Failed => "Failed",
+            StepPhase::Stopped => "Stopped",
+            StepPhase::Refused => "Refused",
         }
     }
 }
@@ -237,9 +266,9 @@ impl<'a> RunState<'a> {
                 .map(|s| StepStatus {
                     name: s.name.clone(),
                     phase: if prior.done_steps.contains(&s.name) {
-                        "Verified".into()
+                        StepPhase::Verified.as_str().into()
                     } else {
-                        "Pending".into()
+                        StepPhase::Pending.as_str().into()
                     },
                     ..StepStatus::default()
                 })
@@ -289,9 +318,9 @@ impl<'a> RunState<'a> {
         matches!(self.mode, Mode::DryRun)
     }
 
-    fn set_step_phase(&mut self, step: &str, phase: &str, error: Option<String>) {
+    fn set_step_phase(&mut self, step: &str, phase: StepPhase, error: Option<String>) {
         if let Some(s) = self.status.steps.iter_mut().find(|s| s.name == step) {
-            s.phase = phase.to_string();
+            s.phase = phase.as_str().to_string();
             s.error = error;
         }
         self.push_mirror();
@@ -321,6 +350,7 @@ impl<'a> RunState<'a> {
             notifier: self.gate.notifier.clone().filter(|_| !self.is_dry_run()),
             state_dir: (!self.is_dry_run()).then(|| self.opts.state_dir.clone()),
             observed: self.gate.observed.clone(),
+            notices: notices(&self.events, &step.name),
         }
     }
 
@@ -356,7 +386,7 @@ impl<'a> RunState<'a> {
                 step: step.name.clone(),
                 action: step.action.name().to_string(),
             });
-            self.set_step_phase(&step.name, "Running", None);
+            self.set_step_phase(&step.name, StepPhase::Running, None);
             self.reports.push(report(step, StepResult::NotRun, ""));
             let span = tracing::info_span!("step", run = %self.plan.run_id, step = %step.name, dry_run = self.is_dry_run());
             let end = match self.run_step(step).instrument(span).await {
@@ -419,12 +449,12 @@ impl<'a> RunState<'a> {
                     self.finish_step(step, StepResult::WouldApply, None).await;
                 }
                 StepEnd::Stopped(reason) => {
-                    self.set_step_phase(&step.name, "Stopped", None);
+                    self.set_step_phase(&step.name, StepPhase::Stopped, None);
                     self.fill_not_run(index + 1);
                     return Ok(self.stopped(reason));
                 }
                 StepEnd::Refused(reason) => {
-                    self.set_step_phase(&step.name, "Refused", Some(reason.clone()));
+                    self.set_step_phase(&step.name, StepPhase::Refused, Some(reason.clone()));
                     self.fill_not_run(index + 1);
                     return Ok((Outcome::Refused, Some(reason)));
                 }
@@ -496,10 +526,12 @@ impl<'a> RunState<'a> {
 
     async fn finish_step(&mut self, step: &PlannedStep, result: StepResult, error: Option<String>) {
         let phase = match &result {
-            StepResult::Verified => "Verified",
-            StepResult::AlreadySatisfied => "AlreadySatisfied",
-            StepResult::Failed { .. } => "Failed",
-            _ => "Pending",
+            StepResult::Verified => StepPhase::Verified,
+            StepResult::AlreadySatisfied => StepPhase::AlreadySatisfied,
+            StepResult::Failed { .. } => StepPhase::Failed,
+            StepResult::DoneEarlier | StepResult::WouldApply | StepResult::NotRun => {
+                StepPhase::Pending
+            }
         };
         self.set_step_phase(&step.name, phase, error);
         if let Some(r) = self.reports.iter_mut().rev().find(|r| r.name == step.name) {
@@ -1430,6 +1462,21 @@ fn hostname() -> String {
         })
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// The [`Notices`] of `step`'s action, sent on as [`EngineEvent`]s.
+fn notices(events: &Events, step: &str) -> Notices {
+    let events = events.clone();
+    let step = step.to_string();
+    Notices::new(move |notice| match notice {
+        Notice::AckRejected { by, reason } => {
+            events.send(EngineEvent::ApprovalRejected {
+                step: step.clone(),
+                by,
+                reason,
+            });
+        }
+    })
 }
 
 /// How a dry run's step ends after its diff: already satisfied when nothing needs writing
