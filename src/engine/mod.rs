@@ -729,9 +729,7 @@ impl Engine {
             steps: state.reports,
         })
     }
-}
 
-impl Engine {
     /// A dry run: the step loop in [`step::Mode::DryRun`] — each step's action built and
     /// diffed as in a live run, reported as would-apply or already satisfied; no journal, no
     /// lock, no mirror, no notification, no write. Stops only through `opts.stop` (no signal

@@ -43,6 +43,8 @@ struct Scripted {
     applies: Mutex<Script>,
     verifies: Mutex<Script>,
     calls: Mutex<Vec<String>>,
+    /// The action does its work in `verify` (like `gate.approval`).
+    works_in_verify: std::sync::atomic::AtomicBool,
 }
 
 impl Scripted {
@@ -111,6 +113,12 @@ impl Action for Fake {
 
     fn targets(&self, _default_namespace: &str) -> Vec<ObjectRef> {
         Vec::new()
+    }
+
+    fn verify_when_satisfied(&self) -> bool {
+        self.0
+            .works_in_verify
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn diff<'a>(&'a self, _ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>> {
@@ -769,4 +777,30 @@ async fn issue14_a_stop_cancels_a_waiting_dry_run_diff() {
     assert!(started.elapsed() < Duration::from_secs(11));
     assert_eq!(outcome.outcome, Outcome::Interrupted, "{outcome:?}");
     assert_eq!(outcome.steps[0].result, StepResult::NotRun);
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue14_a_dry_run_of_a_step_that_works_in_verify_would_apply_and_never_verifies() {
+    let h = Harness::new();
+    // Like gate.approval: no writes, the work (waiting for an ACK) is its verify.
+    h.scripts
+        .step("gate")
+        .works_in_verify
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    h.scripts.script(
+        "gate",
+        VecDeque::new(),
+        VecDeque::new(),
+        [after(HOUR, Answer::Ok)].into(),
+    );
+    let plan = plan(vec![step("gate", OnFailure::Abort)]);
+    let outcome = h.dry_run(&plan, None).await;
+    assert_eq!(outcome.outcome, Outcome::Succeeded, "{outcome:?}");
+    assert_eq!(outcome.steps[0].result, StepResult::WouldApply);
+    assert_eq!(h.scripts.step("gate").calls(), ["diff"]);
+
+    // The live run of the same step verifies (waits) even though its diff is empty.
+    let live = h.run(&plan, None).await;
+    assert_eq!(live.steps[0].result, StepResult::Verified, "{live:?}");
+    assert_eq!(h.scripts.step("gate").calls(), ["diff", "diff", "verify"]);
 }
