@@ -7,14 +7,16 @@
 //! `approvals.ripcord.dev/<step>` on the run's `Run` custom resource (written by
 //! `ripcord approve` on another machine). An ACK seen on the `Run` is copied to the local file
 //! so that the run directory keeps who approved and when. An ACK by someone who is not among
-//! the approvers is rejected (logged, and the gate keeps waiting). The accepted ACK is kept
+//! the approvers is rejected (logged, reported to the engine as a [`Notice::AckRejected`] —
+//! the CLI prints it, the daemon's timeline shows it — and the gate keeps waiting). The
+//! accepted ACK is kept
 //! and handed to the engine through [`Action::acknowledgement`], which journals it as an
 //! `Approved` record (who, when, where it was found, the comment).
 //!
 //! The pending approval is announced once through the run's notification channels (phase
 //! `approval`). Resuming re-announces it; an ACK given before the crash still counts.
 
-use super::{Action, ActionContext, ActionError, Applied, Diff, Mutation, ObjectRef};
+use super::{Action, ActionContext, ActionError, Applied, Diff, Mutation, Notice, ObjectRef};
 use crate::journal::approval::{self, Acknowledgement, Approval, ApprovalSource};
 use crate::notify::{Notification, Phase};
 use crate::playbook::catalog;
@@ -150,6 +152,13 @@ impl GateApproval {
                             approvers = %self.args.approvers.join(", "),
                             "ACK rejected: not an approver of this step"
                         );
+                        ctx.notices.send(Notice::AckRejected {
+                            by: ack.by.clone(),
+                            reason: format!(
+                                "not an approver of this step (approvers: {})",
+                                self.args.approvers.join(", ")
+                            ),
+                        });
                     }
                     continue;
                 }
@@ -281,6 +290,7 @@ mod tests {
             notifier: None,
             state_dir: Some(state_dir.to_path_buf()),
             observed: Default::default(),
+            notices: Default::default(),
         }
     }
 
@@ -292,7 +302,10 @@ mod tests {
             message: "take over?".into(),
         })
         .unwrap();
-        let ctx = context(dir.path(), Duration::from_millis(600));
+        let mut ctx = context(dir.path(), Duration::from_millis(600));
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        ctx.notices = crate::actions::Notices::new(move |n| sink.lock().unwrap().push(n));
         let mut ack = Approval {
             run_id: ctx.run_id.clone(),
             step: "ack".into(),
@@ -303,6 +316,14 @@ mod tests {
         approval::write(dir.path(), &ack).unwrap();
         assert!(gate.verify(&ctx, &[]).await.is_err(), "a stranger's ACK");
         assert_eq!(gate.acknowledgement(), None);
+        // Reported once, though the gate saw the file at every poll.
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [Notice::AckRejected {
+                by: "mallory".into(),
+                reason: "not an approver of this step (approvers: ann)".into(),
+            }]
+        );
 
         ack.by = "ann".into();
         ack.comment = Some("mine".into());

@@ -95,6 +95,53 @@ pub struct ActionContext {
     /// Where a diff leaves the target objects it read, for the engine's pre-mutation snapshot
     /// (which then does not read them again). Recording is optional.
     pub observed: Observed,
+    /// Where the action tells the people watching the run what it saw while it works (a
+    /// rejected ACK): the engine turns each [`Notice`] into an event. Nowhere by default.
+    pub notices: Notices,
+}
+
+/// Something an action saw while it works that people watching the run should know (not a
+/// result, not an error): the engine reports it as an [`crate::engine::EngineEvent`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// `gate.approval` saw an ACK by someone who is not among the step's approvers; the gate
+    /// keeps waiting.
+    AckRejected {
+        /// Who acknowledged.
+        by: String,
+        /// Why it does not count.
+        reason: String,
+    },
+}
+
+/// Where an action sends its [`Notice`]s; the default sends them nowhere. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Notices(Option<Arc<dyn Fn(Notice) + Send + Sync>>);
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Notices(listened to)"
+        } else {
+            "Notices(nowhere)"
+        })
+    }
+}
+
+// === impl Notices ===
+
+impl Notices {
+    /// Notices handed to `listener` (which must not block).
+    pub fn new(listener: impl Fn(Notice) + Send + Sync + 'static) -> Notices {
+        Notices(Some(Arc::new(listener)))
+    }
+
+    /// Tells the listener, if any.
+    pub fn send(&self, notice: Notice) {
+        if let Some(listener) = &self.0 {
+            listener(notice);
+        }
+    }
 }
 
 /// Target objects as a diff last read them (with what it read alongside: a Deployment's

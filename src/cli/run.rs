@@ -939,6 +939,9 @@ async fn show_progress(mut rx: mpsc::Receiver<EngineEvent>) {
             EngineEvent::Approved {
                 step, by, source, ..
             } => line(&bar, format!("  {step}: approved by {by} (via {source})")),
+            EngineEvent::ApprovalRejected { step, by, reason } => {
+                line(&bar, format!("  {step}: ACK by {by} rejected: {reason}"))
+            }
             EngineEvent::Verifying { step, timeout } => {
                 let text = format!("  {step}: verifying (up to {}s)", timeout.as_secs());
                 match &bar {

@@ -964,6 +964,9 @@ impl RunManager {
                 }
                 r.view.pending_approvals.retain(|a| a.step != step);
             }
+            EngineEvent::ApprovalRejected { step, by, reason } => {
+                r.push(now, format!("step {step}: ACK by {by} rejected: {reason}"));
+            }
             EngineEvent::Verifying { step, timeout } => {
                 // A gate waiting for its ACK verifies by waiting: it stays `awaiting-ack`.
                 if let Some(s) = r

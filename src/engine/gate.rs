@@ -39,6 +39,33 @@ pub(crate) enum GateError {
     },
 }
 
+/// The two phases of the pre-mutation snapshot, as journaled (`SnapshotTaken`/`SnapshotFailed`
+/// `phase`, a string in the journal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SnapshotPhase {
+    /// The target objects, awaited before the first write.
+    Targets,
+    /// The rest of the namespace, captured concurrently.
+    Rest,
+}
+
+impl SnapshotPhase {
+    /// The spelling in the journal.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SnapshotPhase::Targets => "targets",
+            SnapshotPhase::Rest => "rest",
+        }
+    }
+
+    /// The phase a journal record names (`None`: one this build does not know).
+    pub(crate) fn from_journal(phase: &str) -> Option<SnapshotPhase> {
+        [SnapshotPhase::Targets, SnapshotPhase::Rest]
+            .into_iter()
+            .find(|p| p.as_str() == phase)
+    }
+}
+
 /// The gate's state for one run.
 pub(crate) struct GateState {
     /// True once the gate was passed (by this process or, on resume, an earlier one).
@@ -366,7 +393,7 @@ impl GateState {
             Ok(Ok((manifest, target_reads))) => {
                 reads = target_reads;
                 notes.push(format!("snapshot: {} object(s)", manifest.captured.len()));
-                journal.append(snapshot_record(dir, "targets", &manifest))?;
+                journal.append(snapshot_record(dir, SnapshotPhase::Targets, &manifest))?;
             }
             Ok(Err(err)) => {
                 let error = crate::errors::error_chain(&err);
@@ -374,13 +401,13 @@ impl GateState {
                     message: format!("snapshot of the targets failed: {error}"),
                 });
                 journal.append(Record::SnapshotFailed {
-                    phase: "targets".into(),
+                    phase: SnapshotPhase::Targets.as_str().into(),
                     error,
                 })?;
             }
             Err(_) => {
                 journal.append(Record::SnapshotFailed {
-                    phase: "targets".into(),
+                    phase: SnapshotPhase::Targets.as_str().into(),
                     error: format!("timed out after {SNAPSHOT_TARGETS_WAIT:?}"),
                 })?;
             }
@@ -498,17 +525,17 @@ impl GateState {
         if let Some(handle) = self.snapshot_rest.take() {
             let dir = self.snapshot_dir.clone();
             let record = match tokio::time::timeout(SNAPSHOT_REST_WAIT, handle).await {
-                Ok(Ok(Ok(manifest))) => snapshot_record(&dir, "rest", &manifest),
+                Ok(Ok(Ok(manifest))) => snapshot_record(&dir, SnapshotPhase::Rest, &manifest),
                 Ok(Ok(Err(err))) => Record::SnapshotFailed {
-                    phase: "rest".into(),
+                    phase: SnapshotPhase::Rest.as_str().into(),
                     error: crate::errors::error_chain(&err),
                 },
                 Ok(Err(join)) => Record::SnapshotFailed {
-                    phase: "rest".into(),
+                    phase: SnapshotPhase::Rest.as_str().into(),
                     error: format!("capture task failed: {join}"),
                 },
                 Err(_) => Record::SnapshotFailed {
-                    phase: "rest".into(),
+                    phase: SnapshotPhase::Rest.as_str().into(),
                     error: format!("not finished after {SNAPSHOT_REST_WAIT:?}"),
                 },
             };
@@ -653,10 +680,10 @@ impl PreparedNotification {
     }
 }
 
-fn snapshot_record(dir: &std::path::Path, phase: &str, manifest: &Manifest) -> Record {
+fn snapshot_record(dir: &std::path::Path, phase: SnapshotPhase, manifest: &Manifest) -> Record {
     Record::SnapshotTaken {
         dir: dir.display().to_string(),
-        phase: phase.to_string(),
+        phase: phase.as_str().to_string(),
         captured: manifest.captured.len(),
         failed: manifest
             .failed

@@ -6,7 +6,10 @@
 //! 1. The journal is created (`<state-dir>/runs/<run-id>/journal.jsonl`) and `RunStarted`
 //!    records the plan. Stop conditions start being evaluated concurrently at their interval.
 //! 2. Each step: build the action, `diff`. An empty diff of a mutating step that this run never
-//!    touched is *already satisfied* and nothing is written.
+//!    touched is *already satisfied* and nothing is written. A dry run
+//!    ([`RunOptions::dry_run`]) is the same step loop in its dry-run mode: it ends each step
+//!    here, reporting *would apply* or *already satisfied* — no journal, lock, mirror,
+//!    notification or write — and reports every step (the first failure gives the outcome).
 //! 3. Before the **first mutation** of the run, and only then (a run that needs no change makes
 //!    no write request at all): take the per-target lock (a Lease), evaluate the pre-checks,
 //!    notify "about to …", capture the snapshot (the targets awaited, the rest concurrently),
@@ -274,6 +277,16 @@ pub enum EngineEvent {
         at: String,
         /// Where the engine found the ACK (a file in the run directory or the `Run` resource).
         source: crate::journal::approval::ApprovalSource,
+    },
+    /// A `gate.approval` step saw an ACK that does not count (by someone who is not among its
+    /// approvers); the gate keeps waiting. Sent once per person and wait.
+    ApprovalRejected {
+        /// The step's name.
+        step: String,
+        /// Who acknowledged.
+        by: String,
+        /// Why it does not count.
+        reason: String,
     },
     /// Waiting for a step's change to take effect.
     Verifying {
@@ -590,7 +603,7 @@ impl Engine {
         let run_dir = journal::run_dir(&opts.state_dir, &plan.run_id);
 
         if opts.dry_run {
-            return Ok(step::dry_run(self, &plan, &opts, &namespace, &events, started).await);
+            return self.dry_run(&plan, &opts, namespace, events, started).await;
         }
 
         // The journal: new, or reopened for resume.
@@ -657,7 +670,7 @@ impl Engine {
             &plan,
             &opts,
             namespace,
-            shared.clone(),
+            step::Mode::Live(shared.clone()),
             events.clone(),
             stop.clone(),
             prior,
@@ -713,6 +726,52 @@ impl Engine {
             dir: run_dir,
             journal: Some(journal_path),
             mutations_applied: state.mutations_applied,
+            steps: state.reports,
+        })
+    }
+
+    /// A dry run: the step loop in [`step::Mode::DryRun`] — each step's action built and
+    /// diffed as in a live run, reported as would-apply or already satisfied; no journal, no
+    /// lock, no mirror, no notification, no write. Stops only through `opts.stop` (no signal
+    /// handler, no stop conditions).
+    async fn dry_run(
+        &self,
+        plan: &Plan,
+        opts: &RunOptions,
+        namespace: String,
+        events: Events,
+        started: Instant,
+    ) -> Result<RunOutcome, EngineError> {
+        events.send(EngineEvent::RunStarted {
+            run_id: plan.run_id.clone(),
+            journal: None,
+            steps: plan.steps.len(),
+            resumed: false,
+        });
+        let mut state = step::RunState::new(
+            self,
+            plan,
+            opts,
+            namespace,
+            step::Mode::DryRun,
+            events.clone(),
+            opts.stop.clone().unwrap_or_default(),
+            resume::Prior::default(),
+        );
+        let (outcome, reason) = state.execute().await?;
+        events.send(EngineEvent::Finished {
+            outcome,
+            reason: reason.clone(),
+        });
+        Ok(RunOutcome {
+            run_id: plan.run_id.clone(),
+            outcome,
+            reason,
+            dry_run: true,
+            duration: started.elapsed(),
+            dir: journal::run_dir(&opts.state_dir, &plan.run_id),
+            journal: None,
+            mutations_applied: 0,
             steps: state.reports,
         })
     }

@@ -1,6 +1,7 @@
 //! Resume: what an earlier process of the same run already did, replayed from its journal.
 
 use super::EngineError;
+use super::gate::SnapshotPhase;
 use crate::actions::{Applied, Mutation};
 use crate::journal::{self, Entry, Outcome, Record};
 use crate::plan::Plan;
@@ -59,7 +60,9 @@ impl Prior {
                 Record::StepVerified { step } | Record::StepAlreadySatisfied { step, .. } => {
                     prior.done_steps.insert(step.clone());
                 }
-                Record::SnapshotTaken { phase, .. } if phase == "targets" => {
+                Record::SnapshotTaken { phase, .. }
+                    if SnapshotPhase::from_journal(phase) == Some(SnapshotPhase::Targets) =>
+                {
                     prior.snapshot_taken = true;
                 }
                 Record::RunResumed { .. } => prior.finished = None,

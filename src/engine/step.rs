@@ -1,14 +1,23 @@
 //! The step loop: diff → (first-mutation gate) → write-ahead → apply → journal → verify →
-//! re-diff, with retries, timeouts, safe points, `onFailure` and undo; and the dry run.
+//! re-diff, with retries, timeouts, safe points, `onFailure` and undo.
+//!
+//! A dry run is a [`Mode`] of the same loop: each step's action is built and diffed exactly as
+//! in a live run (the same retries, the same stop handling), and the step ends right after its
+//! first diff as [`StepEnd::WouldApply`] or [`StepEnd::AlreadySatisfied`] — before the fleet
+//! gate, the first-mutation gate and any write. A dry run has no journal, takes no lock, starts
+//! no `Run` mirror and notifies nobody: it writes nothing, to disk or to the cluster.
 
 use super::gate::{GateError, GateState};
+use super::guards::FleetGate;
 use super::mirror::Mirror;
 use super::resume::Prior;
 use super::{
-    Engine, EngineError, EngineEvent, Events, MutationPreview, RunOptions, RunOutcome,
-    SharedJournal, StepReport, StepResult, StopHandle, StopReason, crash_point,
+    Engine, EngineError, EngineEvent, Events, MutationPreview, RunOptions, SharedJournal,
+    StepReport, StepResult, StopHandle, StopReason, crash_point,
 };
-use crate::actions::{self, Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation};
+use crate::actions::{
+    self, Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, Notice, Notices,
+};
 /// The one error-chain walker (`engine/gate.rs` calls it by this path).
 use crate::errors::error_chain;
 use crate::journal::{Outcome, Record};
@@ -58,12 +67,115 @@ impl StepFailure {
     }
 }
 
+/// A step's phase as the `Run` mirror shows it (`status.steps[].phase`, a string in the CRD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepPhase {
+    Pending,
+    Running,
+    Verified,
+    AlreadySatisfied,
+    Failed,
+    Stopped,
+    Refused,
+}
+
+impl StepPhase {
+    /// The spelling in the resource.
+    fn as_str(self) -> &'static str {
+        match self {
+            StepPhase::Pending => "Pending",
+            StepPhase::Running => "Running",
+            StepPhase::Verified => "Verified",
+            StepPhase::AlreadySatisfied => "AlreadySatisfied",
+            StepPhase::Failed => "Failed",
+            StepPhase::Stopped => "Stopped",
+            StepPhase::Refused => "Refused",
+        }
+    }
+}
+
+/// Whether a run writes.
+pub(crate) enum Mode {
+    /// Journal (write-ahead), lock, mirror, notify, apply and verify.
+    Live(SharedJournal),
+    /// Diff each step and report what it would do; nothing is written (no journal either).
+    DryRun,
+}
+
 /// How a step ended when it did not fail.
+#[derive(Debug)]
 enum StepEnd {
     Verified,
     AlreadySatisfied(String),
+    /// Dry run: the step's diff holds writes (or its action works in `verify`).
+    WouldApply,
     Stopped(StopReason),
     Refused(String),
+}
+
+/// Why a step did not end: it failed (an outcome of the run, subject to `onFailure`), or the
+/// engine itself could not go on (the journal failed: nothing may be written any more).
+#[derive(Debug)]
+enum StepHalt {
+    Failed(StepFailure),
+    Engine(EngineError),
+}
+
+impl From<StepFailure> for StepHalt {
+    fn from(failure: StepFailure) -> StepHalt {
+        StepHalt::Failed(failure)
+    }
+}
+
+impl From<EngineError> for StepHalt {
+    fn from(err: EngineError) -> StepHalt {
+        StepHalt::Engine(err)
+    }
+}
+
+impl From<GateError> for StepHalt {
+    fn from(err: GateError) -> StepHalt {
+        match err {
+            GateError::Engine(err) => StepHalt::Engine(err),
+            err @ GateError::LockUnavailable { category, .. } => StepHalt::Failed(
+                StepFailure::new(&format!("lock-{category}"), err.to_string()),
+            ),
+        }
+    }
+}
+
+/// What one diff/apply/verify round decided.
+enum Round {
+    /// Diff again (the fleet lock was just taken, a gate passed, a conflict, a round's writes
+    /// verified).
+    Again,
+    /// The step ended.
+    End(StepEnd),
+}
+
+/// What a step carries from round to round.
+struct StepProgress {
+    /// Writes of this step journaled as applied (by this process or an earlier one).
+    applied: Vec<Applied>,
+    /// Intents of an earlier process without a result, settled by the next diff.
+    pending: Vec<Mutation>,
+    /// Writes applied whose `verify` has not passed yet.
+    unverified: bool,
+    /// 409 conflicts so far (each re-diffs, up to the step's attempts).
+    conflicts: u32,
+    /// What the last `StepPlanned` recorded (mutation ids and diffs), to journal a re-diff
+    /// only when it differs.
+    last_planned: Option<Vec<(String, String)>>,
+}
+
+/// How one chunk of writes ended.
+enum ChunkEnd {
+    /// Every write of the chunk went through.
+    Applied,
+    /// A write answered 409: diff again.
+    Conflict,
+    /// A stop request came first (before the chunk, or while a write was under way).
+    Stopped(StopReason),
 }
 
 /// Why a diff did not return one: it failed, or a stop request cancelled it (a diff only
@@ -115,7 +227,8 @@ pub(crate) struct RunState<'a> {
     pub plan: &'a Plan,
     pub opts: &'a RunOptions,
     pub namespace: String,
-    pub journal: SharedJournal,
+    /// Live (with the run's journal) or a dry run.
+    pub mode: Mode,
     pub events: Events,
     pub stop: StopHandle,
     stop_rx: watch::Receiver<Option<StopReason>>,
@@ -140,7 +253,7 @@ impl<'a> RunState<'a> {
         plan: &'a Plan,
         opts: &'a RunOptions,
         namespace: String,
-        journal: SharedJournal,
+        mode: Mode,
         events: Events,
         stop: StopHandle,
         prior: Prior,
@@ -153,19 +266,22 @@ impl<'a> RunState<'a> {
                 .map(|s| StepStatus {
                     name: s.name.clone(),
                     phase: if prior.done_steps.contains(&s.name) {
-                        "Verified".into()
+                        StepPhase::Verified.as_str().into()
                     } else {
-                        "Pending".into()
+                        StepPhase::Pending.as_str().into()
                     },
                     ..StepStatus::default()
                 })
                 .collect(),
             started_at: Some(jiff::Timestamp::now().to_string()),
-            journal: Some(format!(
-                "{}:{}",
-                hostname(),
-                journal.dir().join(crate::journal::JOURNAL_FILE).display()
-            )),
+            journal: match &mode {
+                Mode::Live(journal) => Some(format!(
+                    "{}:{}",
+                    hostname(),
+                    journal.dir().join(crate::journal::JOURNAL_FILE).display()
+                )),
+                Mode::DryRun => None,
+            },
             ..RunStatus::default()
         };
         let gate = GateState::new(engine, plan, opts, &prior, stop.clone());
@@ -175,7 +291,7 @@ impl<'a> RunState<'a> {
             plan,
             opts,
             namespace,
-            journal,
+            mode,
             events,
             stop_rx: stop.subscribe(),
             stop,
@@ -190,13 +306,21 @@ impl<'a> RunState<'a> {
         }
     }
 
+    /// Journals `record` (fsync'd). A dry run journals nothing.
     fn record(&self, record: Record) -> Result<(), EngineError> {
-        self.journal.append(record)
+        match &self.mode {
+            Mode::Live(journal) => journal.append(record),
+            Mode::DryRun => Ok(()),
+        }
     }
 
-    fn set_step_phase(&mut self, step: &str, phase: &str, error: Option<String>) {
+    fn is_dry_run(&self) -> bool {
+        matches!(self.mode, Mode::DryRun)
+    }
+
+    fn set_step_phase(&mut self, step: &str, phase: StepPhase, error: Option<String>) {
         if let Some(s) = self.status.steps.iter_mut().find(|s| s.name == step) {
-            s.phase = phase.to_string();
+            s.phase = phase.as_str().to_string();
             s.error = error;
         }
         self.push_mirror();
@@ -222,17 +346,23 @@ impl<'a> RunState<'a> {
             call_timeout: self.opts.call_timeout,
             verify_timeout: deadline.saturating_duration_since(Instant::now()),
             playbook: self.plan.playbook.clone(),
-            notifier: self.gate.notifier.clone(),
-            state_dir: Some(self.opts.state_dir.clone()),
+            // A dry run notifies nobody and keeps nothing in a run directory.
+            notifier: self.gate.notifier.clone().filter(|_| !self.is_dry_run()),
+            state_dir: (!self.is_dry_run()).then(|| self.opts.state_dir.clone()),
             observed: self.gate.observed.clone(),
+            notices: notices(&self.events, &step.name),
         }
     }
 
     /// Runs every step. Returns the outcome and its reason.
+    ///
+    /// A live run ends at the first failure (unless its step says `onFailure: continue`); a
+    /// dry run reports every step and takes its outcome from the first failure.
     pub async fn execute(&mut self) -> Result<(Outcome, Option<String>), EngineError> {
         let plan: &'a Plan = self.plan;
         let total = plan.steps.len();
         let mut failures: Vec<String> = Vec::new();
+        let mut dry_run_refused = false;
         for (index, step) in plan.steps.iter().enumerate() {
             if let Some(reason) = self.stop.reason() {
                 self.fill_not_run(index);
@@ -256,55 +386,25 @@ impl<'a> RunState<'a> {
                 step: step.name.clone(),
                 action: step.action.name().to_string(),
             });
-            self.set_step_phase(&step.name, "Running", None);
+            self.set_step_phase(&step.name, StepPhase::Running, None);
             self.reports.push(report(step, StepResult::NotRun, ""));
-            let span = tracing::info_span!("step", run = %self.plan.run_id, step = %step.name);
-            let result = self.run_step(step).instrument(span).await?;
-            match result {
-                Ok(StepEnd::Verified) => {
-                    self.record(Record::StepVerified {
-                        step: step.name.clone(),
-                    })?;
-                    self.finish_step(step, StepResult::Verified, None).await;
-                }
-                Ok(StepEnd::AlreadySatisfied(summary)) => {
-                    self.record(Record::StepAlreadySatisfied {
-                        step: step.name.clone(),
-                        summary: summary.clone(),
-                    })?;
-                    if let Some(r) = self.reports.last_mut() {
-                        r.summary = summary;
-                    }
-                    self.finish_step(step, StepResult::AlreadySatisfied, None)
-                        .await;
-                }
-                Ok(StepEnd::Stopped(reason)) => {
-                    self.set_step_phase(&step.name, "Stopped", None);
-                    self.fill_not_run(index + 1);
-                    return Ok(self.stopped(reason));
-                }
-                Ok(StepEnd::Refused(reason)) => {
-                    self.set_step_phase(&step.name, "Refused", Some(reason.clone()));
-                    self.fill_not_run(index + 1);
-                    return Ok((Outcome::Refused, Some(reason)));
-                }
-                Err(failure) => {
-                    tracing::warn!(run = %self.plan.run_id, step = %step.name, category = %failure.category, error = %failure.error, "step failed");
-                    self.record(Record::StepFailed {
-                        step: step.name.clone(),
-                        error: failure.error.clone(),
-                        category: failure.category.clone(),
-                    })?;
-                    let result = StepResult::Failed {
-                        error: failure.error.clone(),
-                        category: failure.category.clone(),
-                    };
-                    self.finish_step(step, result, Some(failure.error.clone()))
-                        .await;
+            let span = tracing::info_span!("step", run = %self.plan.run_id, step = %step.name, dry_run = self.is_dry_run());
+            let end = match self.run_step(step).instrument(span).await {
+                Ok(end) => end,
+                Err(StepHalt::Engine(err)) => return Err(err),
+                Err(StepHalt::Failed(failure)) => {
                     let reason = format!("step {} failed: {}", step.name, failure.error);
+                    let refused = failure.refused;
+                    self.step_failed(step, failure).await?;
+                    if self.is_dry_run() {
+                        // A dry run reports every step; the first failure decides.
+                        dry_run_refused |= refused && failures.is_empty();
+                        failures.push(reason);
+                        continue;
+                    }
                     // An action that refuses before this run wrote anything (a zone fail-out
                     // guard, an approval gate's refusal) refuses the run: nothing to undo.
-                    if failure.refused
+                    if refused
                         && self.mutations_applied == 0
                         && self.applied_log.is_empty()
                         && step.on_failure != OnFailure::Continue
@@ -324,8 +424,49 @@ impl<'a> RunState<'a> {
                             return Ok((Outcome::Undone, Some(format!("{reason}; {undone}"))));
                         }
                     }
+                    continue;
+                }
+            };
+            match end {
+                StepEnd::Verified => {
+                    self.record(Record::StepVerified {
+                        step: step.name.clone(),
+                    })?;
+                    self.finish_step(step, StepResult::Verified, None).await;
+                }
+                StepEnd::AlreadySatisfied(summary) => {
+                    self.record(Record::StepAlreadySatisfied {
+                        step: step.name.clone(),
+                        summary: summary.clone(),
+                    })?;
+                    if let Some(r) = self.reports.last_mut() {
+                        r.summary = summary;
+                    }
+                    self.finish_step(step, StepResult::AlreadySatisfied, None)
+                        .await;
+                }
+                StepEnd::WouldApply => {
+                    self.finish_step(step, StepResult::WouldApply, None).await;
+                }
+                StepEnd::Stopped(reason) => {
+                    self.set_step_phase(&step.name, StepPhase::Stopped, None);
+                    self.fill_not_run(index + 1);
+                    return Ok(self.stopped(reason));
+                }
+                StepEnd::Refused(reason) => {
+                    self.set_step_phase(&step.name, StepPhase::Refused, Some(reason.clone()));
+                    self.fill_not_run(index + 1);
+                    return Ok((Outcome::Refused, Some(reason)));
                 }
             }
+        }
+        if self.is_dry_run() {
+            let outcome = match failures.first() {
+                None => Outcome::Succeeded,
+                Some(_) if dry_run_refused => Outcome::Refused,
+                Some(_) => Outcome::Failed,
+            };
+            return Ok((outcome, failures.into_iter().next()));
         }
         if failures.is_empty() {
             Ok((Outcome::Succeeded, None))
@@ -337,8 +478,33 @@ impl<'a> RunState<'a> {
         }
     }
 
+    /// Journals and reports a failed step.
+    async fn step_failed(
+        &mut self,
+        step: &PlannedStep,
+        failure: StepFailure,
+    ) -> Result<(), EngineError> {
+        tracing::warn!(run = %self.plan.run_id, step = %step.name, category = %failure.category, error = %failure.error, dry_run = self.is_dry_run(), "step failed");
+        self.record(Record::StepFailed {
+            step: step.name.clone(),
+            error: failure.error.clone(),
+            category: failure.category.clone(),
+        })?;
+        let error = failure.error.clone();
+        let result = StepResult::Failed {
+            error: failure.error,
+            category: failure.category,
+        };
+        self.finish_step(step, result, Some(error)).await;
+        Ok(())
+    }
+
     fn stopped(&self, reason: StopReason) -> (Outcome, Option<String>) {
         match &reason {
+            // Nothing of a dry run to resume.
+            StopReason::Interrupted { .. } if self.is_dry_run() => {
+                (Outcome::Interrupted, Some(reason.to_string()))
+            }
             StopReason::Interrupted { .. } => (
                 Outcome::Interrupted,
                 Some(format!(
@@ -360,10 +526,12 @@ impl<'a> RunState<'a> {
 
     async fn finish_step(&mut self, step: &PlannedStep, result: StepResult, error: Option<String>) {
         let phase = match &result {
-            StepResult::Verified => "Verified",
-            StepResult::AlreadySatisfied => "AlreadySatisfied",
-            StepResult::Failed { .. } => "Failed",
-            _ => "Pending",
+            StepResult::Verified => StepPhase::Verified,
+            StepResult::AlreadySatisfied => StepPhase::AlreadySatisfied,
+            StepResult::Failed { .. } => StepPhase::Failed,
+            StepResult::DoneEarlier | StepResult::WouldApply | StepResult::NotRun => {
+                StepPhase::Pending
+            }
         };
         self.set_step_phase(&step.name, phase, error);
         if let Some(r) = self.reports.iter_mut().rev().find(|r| r.name == step.name) {
@@ -390,287 +558,351 @@ impl<'a> RunState<'a> {
         }
     }
 
-    /// One step: the diff/apply/verify rounds.
-    async fn run_step(
-        &mut self,
-        step: &PlannedStep,
-    ) -> Result<Result<StepEnd, StepFailure>, EngineError> {
+    /// One step: its action built, then diff → apply → verify rounds until a diff is empty
+    /// and the writes verified. A dry run ends after the first diff.
+    async fn run_step(&mut self, step: &PlannedStep) -> Result<StepEnd, StepHalt> {
+        let action = self.build_action(step).await?;
+        if !self.is_dry_run() && matches!(step.action, catalog::Action::GateApproval(_)) {
+            self.ensure_mirror();
+        }
+        let deadline = Instant::now() + step.timeout.0;
+        let applied = self.prior.applied.remove(&step.name).unwrap_or_default();
+        let mut progress = StepProgress {
+            unverified: !applied.is_empty(),
+            applied,
+            pending: self.prior.pending.remove(&step.name).unwrap_or_default(),
+            conflicts: 0,
+            last_planned: None,
+        };
+        if let Some(end) = self
+            .finish_resumed_verify(action.as_ref(), step, deadline, &mut progress)
+            .await?
+        {
+            return Ok(end);
+        }
+        for _round in 0..MAX_ROUNDS {
+            match self
+                .round(action.as_ref(), step, deadline, &mut progress)
+                .await?
+            {
+                Round::Again => {}
+                Round::End(end) => return Ok(end),
+            }
+        }
+        Err(StepFailure::new(
+            "not-converging",
+            format!("step did not converge after {MAX_ROUNDS} diff/apply rounds"),
+        )
+        .into())
+    }
+
+    /// The step's action (through the engine's action factory when it has one: the step
+    /// loop's unit tests) and, for a step with `context:`, the client of that context.
+    async fn build_action(&mut self, step: &PlannedStep) -> Result<Box<dyn Action>, StepFailure> {
         let built = match &self.engine.action_factory {
             Some(factory) => Ok(factory(step)),
             None => actions::build(&step.action),
         };
-        let action = match built {
-            Ok(a) => a,
-            Err(err) => return Ok(Err(StepFailure::from_action(&err))),
-        };
+        let action = built.map_err(|err| StepFailure::from_action(&err))?;
         self.step_client = match &step.context {
             None => None,
-            Some(context) => match self.engine.client_for_context(context).await {
-                Ok(client) => Some(client),
-                Err(err) => return Ok(Err(StepFailure::new(err.category(), err.to_string()))),
-            },
+            Some(context) => Some(
+                self.engine
+                    .client_for_context(context)
+                    .await
+                    .map_err(|err| StepFailure::new(err.category(), err.to_string()))?,
+            ),
         };
-        if matches!(
-            step.action,
-            crate::playbook::catalog::Action::GateApproval(_)
-        ) {
-            self.ensure_mirror();
-        }
-        let deadline = Instant::now() + step.timeout.0;
-        let verify_when_satisfied = action.verify_when_satisfied();
-        let mut applied_in_step: Vec<Applied> =
-            self.prior.applied.remove(&step.name).unwrap_or_default();
-        let mut pending: Vec<Mutation> = self.prior.pending.remove(&step.name).unwrap_or_default();
-        let mut unverified = !applied_in_step.is_empty();
-        let mut conflicts = 0u32;
-        // What the last StepPlanned recorded (mutation ids and diffs), to journal a re-diff
-        // only when it differs.
-        let mut last_planned: Option<Vec<(String, String)>> = None;
+        Ok(action)
+    }
 
-        // Resumed after the writes of a round went through but before their verify: finish
-        // that verify first (what remains of a ramp step's pause, a batch's readiness), so the
-        // next round never starts early. Writes whose result was never journaled are settled
-        // by the re-diff below instead.
-        if unverified && pending.is_empty() {
-            match self
-                .verify(action.as_ref(), step, &applied_in_step, deadline)
+    /// Resumed after the writes of a round went through but before their verify: finishes
+    /// that verify first (what remains of a ramp step's pause, a batch's readiness), so the
+    /// next round never starts early. Writes whose result was never journaled are settled by
+    /// the next diff instead. `Some(_)`: the step stopped.
+    async fn finish_resumed_verify(
+        &mut self,
+        action: &dyn Action,
+        step: &PlannedStep,
+        deadline: Instant,
+        progress: &mut StepProgress,
+    ) -> Result<Option<StepEnd>, StepFailure> {
+        if !progress.unverified || !progress.pending.is_empty() {
+            return Ok(None);
+        }
+        match self
+            .verify(action, step, &progress.applied, deadline)
+            .await?
+        {
+            None => {
+                progress.unverified = false;
+                Ok(None)
+            }
+            Some(reason) => Ok(Some(StepEnd::Stopped(reason))),
+        }
+    }
+
+    /// One round: diff; a dry run ends here. Then the fleet gate, the first-mutation gate,
+    /// the writes chunk by chunk and their verify.
+    async fn round(
+        &mut self,
+        action: &dyn Action,
+        step: &PlannedStep,
+        deadline: Instant,
+        progress: &mut StepProgress,
+    ) -> Result<Round, StepHalt> {
+        // A stop request is honoured after the diff: a step whose change is complete ends
+        // verified, one with writes left stops before them.
+        let diff = match self.diff_with_retries(action, step, deadline).await {
+            Ok(d) => d,
+            Err(DiffHalt::Failed(f)) => return Err(f.into()),
+            Err(DiffHalt::Stopped(reason)) => return Ok(Round::End(StepEnd::Stopped(reason))),
+        };
+        self.report_diff(step, &diff, &mut progress.last_planned)?;
+        let journal = match &self.mode {
+            Mode::DryRun => return Ok(Round::End(dry_run_end(action, diff))),
+            Mode::Live(journal) => journal.clone(),
+        };
+        if let Some(p) = diff.progress.clone() {
+            self.events.send(EngineEvent::Progress {
+                step: step.name.clone(),
+                what: p.what,
+                done: p.done,
+                total: p.total,
+            });
+        }
+
+        // Fleet-guarded writes (zone cordons) go out only under the fleet lock, from a
+        // diff computed after taking it; let go once a diff holds none (engine/guards.rs).
+        match self
+            .gate
+            .fleet_gate(
+                action.fleet_guarded(&diff),
+                self.plan,
+                self.opts,
+                &journal,
+                &self.events,
+            )
+            .await?
+        {
+            FleetGate::Proceed => {}
+            FleetGate::Taken => return Ok(Round::Again),
+            FleetGate::Refused(reason) => return Ok(Round::End(StepEnd::Refused(reason))),
+        }
+        if diff.is_satisfied() {
+            return self
+                .settle(action, step, deadline, progress, diff.summary)
                 .await
-            {
-                Ok(None) => unverified = false,
-                Ok(Some(reason)) => return Ok(Ok(StepEnd::Stopped(reason))),
-                Err(f) => return Ok(Err(f)),
+                .map(Round::End);
+        }
+
+        if let Some(reason) = self.stop.reason() {
+            return Ok(Round::End(StepEnd::Stopped(reason)));
+        }
+        if !self.gate.passed {
+            match self.pass_gate(&diff.mutations[0], &journal).await? {
+                Some(refusal) => return Ok(Round::End(StepEnd::Refused(refusal))),
+                // The world may have moved while we took the lock: diff again, unless the
+                // writes carry the diff's resourceVersion as a precondition (a change since
+                // is a 409, answered by a fresh diff).
+                None if action.writes_are_conditional() => {}
+                None => return Ok(Round::Again),
             }
         }
 
-        for _round in 0..MAX_ROUNDS {
-            // A stop request is honoured after the diff: a step whose change is complete ends
-            // verified, one with writes left stops before them.
-            let diff = match self
-                .diff_with_retries(action.as_ref(), step, deadline)
-                .await
+        // This process writes the step's mutations now; intents of an earlier process are
+        // either among them (same id) or superseded by them.
+        progress.pending.clear();
+        // Independent writes (the action says how many) go out together; one at a time
+        // otherwise, in order.
+        for chunk in diff.mutations.chunks(action.parallel_mutations().max(1)) {
+            match self
+                .apply_chunk(action, step, chunk, deadline, &journal, progress)
+                .await?
             {
-                Ok(d) => d,
-                Err(DiffHalt::Failed(f)) => return Ok(Err(f)),
-                Err(DiffHalt::Stopped(reason)) => return Ok(Ok(StepEnd::Stopped(reason))),
-            };
-            let planned: Vec<(String, String)> = diff
+                ChunkEnd::Applied => {}
+                ChunkEnd::Conflict => return Ok(Round::Again),
+                ChunkEnd::Stopped(reason) => return Ok(Round::End(StepEnd::Stopped(reason))),
+            }
+        }
+        if progress.unverified {
+            match self
+                .verify(action, step, &progress.applied, deadline)
+                .await?
+            {
+                // The verified write is the desired state: no second diff.
+                None if action.settled_by_verify() => {
+                    self.record_acknowledgement(step, action)?;
+                    return Ok(Round::End(StepEnd::Verified));
+                }
+                None => progress.unverified = false,
+                Some(reason) => return Ok(Round::End(StepEnd::Stopped(reason))),
+            }
+        }
+        Ok(Round::Again)
+    }
+
+    /// Reports a diff that differs from the last one: journaled as `StepPlanned` (a live run),
+    /// kept in the step's report, sent as [`EngineEvent::StepDiff`].
+    fn report_diff(
+        &mut self,
+        step: &PlannedStep,
+        diff: &Diff,
+        last_planned: &mut Option<Vec<(String, String)>>,
+    ) -> Result<(), EngineError> {
+        let planned: Vec<(String, String)> = diff
+            .mutations
+            .iter()
+            .map(|m| (m.id.clone(), m.diff.clone()))
+            .collect();
+        if last_planned.as_ref() == Some(&planned) {
+            return Ok(());
+        }
+        *last_planned = Some(planned);
+        self.record(Record::StepPlanned {
+            step: step.name.clone(),
+            action: step.action.name().to_string(),
+            summary: diff.summary.clone(),
+            diff: diff
                 .mutations
                 .iter()
-                .map(|m| (m.id.clone(), m.diff.clone()))
-                .collect();
-            if last_planned.as_ref() != Some(&planned) {
-                last_planned = Some(planned);
-                self.record(Record::StepPlanned {
-                    step: step.name.clone(),
-                    action: step.action.name().to_string(),
-                    summary: diff.summary.clone(),
-                    diff: diff
-                        .mutations
-                        .iter()
-                        .map(|m| format!("{} ({})\n{}", m.description, m.target, m.diff))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                })?;
-                let previews: Vec<MutationPreview> =
-                    diff.mutations.iter().map(MutationPreview::from).collect();
-                if let Some(r) = self.reports.last_mut() {
-                    r.summary = diff.summary.clone();
-                    if r.mutations.is_empty() {
-                        r.mutations = previews.clone();
-                    }
-                }
-                self.events.send(EngineEvent::StepDiff {
-                    step: step.name.clone(),
-                    summary: diff.summary.clone(),
-                    mutations: previews,
-                });
+                .map(|m| format!("{} ({})\n{}", m.description, m.target, m.diff))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        })?;
+        let previews: Vec<MutationPreview> =
+            diff.mutations.iter().map(MutationPreview::from).collect();
+        if let Some(r) = self.reports.last_mut() {
+            r.summary = diff.summary.clone();
+            if r.mutations.is_empty() {
+                r.mutations = previews.clone();
             }
-            if let Some(p) = diff.progress.clone() {
-                self.events.send(EngineEvent::Progress {
-                    step: step.name.clone(),
-                    what: p.what,
-                    done: p.done,
-                    total: p.total,
-                });
-            }
+        }
+        self.events.send(EngineEvent::StepDiff {
+            step: step.name.clone(),
+            summary: diff.summary.clone(),
+            mutations: previews,
+        });
+        Ok(())
+    }
 
-            // Fleet-guarded writes (zone cordons) go out only under the fleet lock, from a
-            // diff computed after taking it; let go once a diff holds none (engine/guards.rs).
-            match self
-                .gate
-                .fleet_gate(
-                    action.fleet_guarded(&diff),
-                    self.plan,
-                    self.opts,
-                    &self.journal,
-                    &self.events,
-                )
-                .await
+    /// The diff is empty: the step's change holds. Writes an earlier process sent but never
+    /// journaled as applied are journaled now (the observed state shows they took effect);
+    /// then the step's writes (or its action's wait) are verified.
+    async fn settle(
+        &mut self,
+        action: &dyn Action,
+        step: &PlannedStep,
+        deadline: Instant,
+        progress: &mut StepProgress,
+        summary: String,
+    ) -> Result<StepEnd, StepHalt> {
+        for m in std::mem::take(&mut progress.pending) {
+            let applied = Applied {
+                id: m.id.clone(),
+                target: m.target.clone(),
+                resource_version_after: None,
+            };
+            self.record_applied(step, &m, &applied, true)?;
+            progress.applied.push(applied);
+            progress.unverified = true;
+        }
+        if progress.unverified || action.verify_when_satisfied() {
+            return match self
+                .verify(action, step, &progress.applied, deadline)
+                .await?
             {
-                Ok(super::guards::FleetGate::Proceed) => {}
-                Ok(super::guards::FleetGate::Taken) => continue,
-                Ok(super::guards::FleetGate::Refused(reason)) => {
-                    return Ok(Ok(StepEnd::Refused(reason)));
+                None => {
+                    self.record_acknowledgement(step, action)?;
+                    Ok(StepEnd::Verified)
                 }
-                Err(GateError::Engine(err)) => return Err(err),
-                Err(err @ GateError::LockUnavailable { category, .. }) => {
-                    return Ok(Err(StepFailure::new(
-                        &format!("lock-{category}"),
-                        err.to_string(),
-                    )));
-                }
-            }
-            if diff.is_satisfied() {
-                // Writes an earlier process sent but never journaled as applied: the observed
-                // state shows they took effect.
-                for m in pending.drain(..) {
-                    let applied = Applied {
-                        id: m.id.clone(),
-                        target: m.target.clone(),
-                        resource_version_after: None,
-                    };
-                    self.record_applied(step, &m, &applied, true)?;
-                    applied_in_step.push(applied);
-                    unverified = true;
-                }
-                if unverified || verify_when_satisfied {
-                    match self
-                        .verify(action.as_ref(), step, &applied_in_step, deadline)
-                        .await
-                    {
-                        Ok(None) => {
-                            self.record_acknowledgement(step, action.as_ref())?;
-                            return Ok(Ok(StepEnd::Verified));
-                        }
-                        Ok(Some(reason)) => return Ok(Ok(StepEnd::Stopped(reason))),
-                        Err(f) => return Ok(Err(f)),
-                    }
-                }
-                if applied_in_step.is_empty() {
-                    return Ok(Ok(StepEnd::AlreadySatisfied(diff.summary)));
-                }
-                return Ok(Ok(StepEnd::Verified));
-            }
+                Some(reason) => Ok(StepEnd::Stopped(reason)),
+            };
+        }
+        if progress.applied.is_empty() {
+            return Ok(StepEnd::AlreadySatisfied(summary));
+        }
+        Ok(StepEnd::Verified)
+    }
 
-            if let Some(reason) = self.stop.reason() {
-                return Ok(Ok(StepEnd::Stopped(reason)));
-            }
-            if !self.gate.passed {
-                let first = &diff.mutations[0];
-                match self.pass_gate(first).await {
-                    Err(GateError::Engine(err)) => return Err(err),
-                    Err(err @ GateError::LockUnavailable { category, .. }) => {
-                        return Ok(Err(StepFailure::new(
-                            &format!("lock-{category}"),
-                            err.to_string(),
-                        )));
-                    }
-                    Ok(Some(refusal)) => return Ok(Ok(StepEnd::Refused(refusal))),
-                    // The world may have moved while we took the lock: diff again, unless
-                    // the writes carry the diff's resourceVersion as a precondition (a change
-                    // since is a 409, answered by a fresh diff below).
-                    Ok(None) if action.writes_are_conditional() => {}
-                    Ok(None) => continue,
+    /// Writes one chunk: its intents journaled first with one fsync, then its writes sent at
+    /// once, each journaled as applied when it returns. The writes that went through are
+    /// journaled; the rest keep their intents, which a re-diff (or a resume) settles.
+    async fn apply_chunk(
+        &mut self,
+        action: &dyn Action,
+        step: &PlannedStep,
+        chunk: &[Mutation],
+        deadline: Instant,
+        journal: &SharedJournal,
+        progress: &mut StepProgress,
+    ) -> Result<ChunkEnd, StepHalt> {
+        if let Some(reason) = self.stop.reason() {
+            return Ok(ChunkEnd::Stopped(reason));
+        }
+        journal.append_all(
+            chunk
+                .iter()
+                .map(|m| Record::MutationIntended {
+                    step: step.name.clone(),
+                    mutation: m.clone(),
+                })
+                .collect(),
+        )?;
+        crash_point("after-intent");
+        let results = futures::future::join_all(
+            chunk
+                .iter()
+                .map(|m| self.apply_with_retries(action, step, m, deadline)),
+        )
+        .await;
+        let mut failure = None;
+        let mut stopped = None;
+        let mut conflict = false;
+        for (m, result) in chunk.iter().zip(results) {
+            match result {
+                Ok(applied) => {
+                    self.record_applied(step, m, &applied, false)?;
+                    tracing::info!(run = %self.plan.run_id, step = %step.name, mutation = %m.id, "mutation applied");
+                    self.mutations_applied += 1;
+                    progress.applied.push(applied);
+                    progress.unverified = true;
+                    self.events.send(EngineEvent::MutationApplied {
+                        step: step.name.clone(),
+                        description: m.description.clone(),
+                    });
+                    crash_point("after-apply");
                 }
-            }
-
-            // This process writes the step's mutations now; intents of an earlier process
-            // are either among them (same id) or superseded by them.
-            pending.clear();
-            let mut conflict = false;
-            // Independent writes (the action says how many) go out together: their intents are
-            // journaled first with one fsync, then they are sent at once, and each is journaled
-            // as applied when it returns. One at a time otherwise, in order.
-            for chunk in diff.mutations.chunks(action.parallel_mutations().max(1)) {
-                if let Some(reason) = self.stop.reason() {
-                    return Ok(Ok(StepEnd::Stopped(reason)));
-                }
-                self.journal.append_all(
-                    chunk
-                        .iter()
-                        .map(|m| Record::MutationIntended {
-                            step: step.name.clone(),
-                            mutation: m.clone(),
-                        })
-                        .collect(),
-                )?;
-                crash_point("after-intent");
-                let results = futures::future::join_all(
-                    chunk
-                        .iter()
-                        .map(|m| self.apply_with_retries(action.as_ref(), step, m, deadline)),
-                )
-                .await;
-                let mut failure = None;
-                let mut stopped = None;
-                for (m, result) in chunk.iter().zip(results) {
-                    match result {
-                        Ok(applied) => {
-                            self.record_applied(step, m, &applied, false)?;
-                            tracing::info!(run = %self.plan.run_id, step = %step.name, mutation = %m.id, "mutation applied");
-                            self.mutations_applied += 1;
-                            applied_in_step.push(applied);
-                            unverified = true;
-                            self.events.send(EngineEvent::MutationApplied {
-                                step: step.name.clone(),
-                                description: m.description.clone(),
-                            });
-                            crash_point("after-apply");
-                        }
-                        // The writes that went through are journaled above; the rest keep
-                        // their intents, which a re-diff (or a resume) settles.
-                        Err(ApplyError::Conflict(err)) => {
-                            if failure.is_none() && !conflict {
-                                conflicts += 1;
-                                if conflicts >= step.retries.attempts.max(1) {
-                                    failure = Some(StepFailure::from_action(&err));
-                                } else {
-                                    tracing::info!(run = %self.plan.run_id, step = %step.name, "conflict: diffing again");
-                                    conflict = true;
-                                }
-                            }
-                        }
-                        Err(ApplyError::Failed(f)) => {
-                            failure.get_or_insert(f);
-                        }
-                        Err(ApplyError::Stopped(reason)) => {
-                            stopped.get_or_insert(reason);
+                Err(ApplyError::Conflict(err)) => {
+                    if failure.is_none() && !conflict {
+                        progress.conflicts += 1;
+                        if progress.conflicts >= step.retries.attempts.max(1) {
+                            failure = Some(StepFailure::from_action(&err));
+                        } else {
+                            tracing::info!(run = %self.plan.run_id, step = %step.name, conflicts = progress.conflicts, "conflict: diffing again");
+                            conflict = true;
                         }
                     }
                 }
-                if let Some(f) = failure {
-                    return Ok(Err(f));
+                Err(ApplyError::Failed(f)) => {
+                    failure.get_or_insert(f);
                 }
-                if let Some(reason) = stopped {
-                    return Ok(Ok(StepEnd::Stopped(reason)));
-                }
-                if conflict {
-                    break;
-                }
-            }
-            if conflict {
-                continue;
-            }
-            if unverified {
-                match self
-                    .verify(action.as_ref(), step, &applied_in_step, deadline)
-                    .await
-                {
-                    // The verified write is the desired state: no second diff.
-                    Ok(None) if action.settled_by_verify() => {
-                        self.record_acknowledgement(step, action.as_ref())?;
-                        return Ok(Ok(StepEnd::Verified));
-                    }
-                    Ok(None) => unverified = false,
-                    Ok(Some(reason)) => return Ok(Ok(StepEnd::Stopped(reason))),
-                    Err(f) => return Ok(Err(f)),
+                Err(ApplyError::Stopped(reason)) => {
+                    stopped.get_or_insert(reason);
                 }
             }
         }
-        Ok(Err(StepFailure::new(
-            "not-converging",
-            format!("step did not converge after {MAX_ROUNDS} diff/apply rounds"),
-        )))
+        if let Some(f) = failure {
+            return Err(f.into());
+        }
+        if let Some(reason) = stopped {
+            return Ok(ChunkEnd::Stopped(reason));
+        }
+        Ok(if conflict {
+            ChunkEnd::Conflict
+        } else {
+            ChunkEnd::Applied
+        })
     }
 
     /// Journals `m` as applied (`recovered`: an earlier process sent it, the re-diff shows it
@@ -706,7 +938,10 @@ impl<'a> RunState<'a> {
         let Some(ack) = action.acknowledgement() else {
             return Ok(());
         };
-        let path = self.journal.dir().join(crate::journal::JOURNAL_FILE);
+        let Mode::Live(journal) = &self.mode else {
+            return Ok(());
+        };
+        let path = journal.dir().join(crate::journal::JOURNAL_FILE);
         match crate::journal::read(&path) {
             Ok((entries, _torn)) => {
                 if entries.iter().any(
@@ -1024,16 +1259,22 @@ impl<'a> RunState<'a> {
                 on_failure: OnFailure::Abort,
                 context: None,
             };
-            let result = self.revert_one(&undo_step).await?;
-            match result {
-                Ok(()) => reverted += 1,
-                Err(_) => failed += 1,
-            }
+            let error = match self.revert_one(&undo_step).await {
+                Ok(()) => {
+                    reverted += 1;
+                    None
+                }
+                Err(StepHalt::Failed(failure)) => {
+                    failed += 1;
+                    Some(failure.error)
+                }
+                Err(StepHalt::Engine(err)) => return Err(err),
+            };
             self.record(Record::UndoApplied {
                 step: step_name.clone(),
                 mutation_id: m.id.clone(),
-                ok: result.is_ok(),
-                error: result.err().map(|f| f.error),
+                ok: error.is_none(),
+                error,
             })?;
         }
         Ok(format!(
@@ -1041,26 +1282,18 @@ impl<'a> RunState<'a> {
         ))
     }
 
-    async fn revert_one(
-        &mut self,
-        step: &PlannedStep,
-    ) -> Result<Result<(), StepFailure>, EngineError> {
-        let action = match actions::build(&step.action) {
-            Ok(a) => a,
-            Err(err) => return Ok(Err(StepFailure::from_action(&err))),
-        };
+    /// Applies one inverse (a synthetic `object.patch` step) through diff and apply.
+    async fn revert_one(&mut self, step: &PlannedStep) -> Result<(), StepHalt> {
+        let action = actions::build(&step.action).map_err(|err| StepFailure::from_action(&err))?;
         let deadline = Instant::now() + step.timeout.0;
         let diff = match self
             .diff_with_retries(action.as_ref(), step, deadline)
             .await
         {
             Ok(d) => d,
-            Err(DiffHalt::Failed(f)) => return Ok(Err(f)),
+            Err(DiffHalt::Failed(f)) => return Err(f.into()),
             Err(DiffHalt::Stopped(reason)) => {
-                return Ok(Err(StepFailure::new(
-                    "interrupted",
-                    format!("undo {reason}"),
-                )));
+                return Err(StepFailure::new("interrupted", format!("undo {reason}")).into());
             }
         };
         for m in &diff.mutations {
@@ -1083,22 +1316,23 @@ impl<'a> RunState<'a> {
                     })?;
                     self.mutations_applied += 1;
                 }
-                Err(ApplyError::Conflict(err)) => return Ok(Err(StepFailure::from_action(&err))),
-                Err(ApplyError::Failed(f)) => return Ok(Err(f)),
+                Err(ApplyError::Conflict(err)) => return Err(StepFailure::from_action(&err).into()),
+                Err(ApplyError::Failed(f)) => return Err(f.into()),
                 Err(ApplyError::Stopped(reason)) => {
-                    return Ok(Err(StepFailure::new(
-                        "interrupted",
-                        format!("undo {reason}"),
-                    )));
+                    return Err(StepFailure::new("interrupted", format!("undo {reason}")).into());
                 }
             }
         }
-        Ok(Ok(()))
+        Ok(())
     }
 
     /// Before the first mutation: lock, pre-checks, notification, snapshot, mirror.
     /// `Some(reason)`: refused.
-    async fn pass_gate(&mut self, first: &Mutation) -> Result<Option<String>, GateError> {
+    async fn pass_gate(
+        &mut self,
+        first: &Mutation,
+        journal: &SharedJournal,
+    ) -> Result<Option<String>, GateError> {
         let refusal = self
             .gate
             .pass(
@@ -1106,7 +1340,7 @@ impl<'a> RunState<'a> {
                 self.opts,
                 &self.namespace,
                 first,
-                &self.journal,
+                journal,
                 &self.events,
             )
             .await?;
@@ -1120,16 +1354,20 @@ impl<'a> RunState<'a> {
     /// before a `gate.approval` waits (so that an ACK given on the `Run` from another machine
     /// has a `Run` to go to).
     fn ensure_mirror(&mut self) {
+        let Mode::Live(journal) = &self.mode else {
+            return;
+        };
         if self.mirror.is_some() {
             return;
         }
+        let journal = journal.clone();
         self.mirror = Some(Mirror::start(
             self.engine.client.clone(),
             self.namespace.clone(),
             self.plan,
             self.opts,
             self.status.clone(),
-            self.journal.clone(),
+            journal,
             self.events.clone(),
             self.engine.run_crd.clone(),
         ));
@@ -1138,6 +1376,9 @@ impl<'a> RunState<'a> {
     /// After the steps: waits (bounded) for the broad snapshot and releases the lock (also a
     /// lock left behind by an earlier, crashed process of this run).
     pub async fn shutdown(&mut self) {
+        let Mode::Live(journal) = &self.mode else {
+            return;
+        };
         let stale_lock = self.prior.gate_passed;
         self.gate
             .finish(
@@ -1145,7 +1386,7 @@ impl<'a> RunState<'a> {
                 self.opts,
                 &self.namespace,
                 stale_lock,
-                &self.journal,
+                journal,
                 &self.events,
             )
             .await;
@@ -1223,149 +1464,27 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// A dry run: each step's diff and inverse, nothing written (no journal either).
-pub(crate) async fn dry_run(
-    engine: &Engine,
-    plan: &Plan,
-    opts: &RunOptions,
-    namespace: &str,
-    events: &Events,
-    started: Instant,
-) -> RunOutcome {
-    events.send(EngineEvent::RunStarted {
-        run_id: plan.run_id.clone(),
-        journal: None,
-        steps: plan.steps.len(),
-        resumed: false,
-    });
-    let mut reports = Vec::new();
-    let mut failed = None;
-    let mut refused = false;
-    for (index, step) in plan.steps.iter().enumerate() {
-        events.send(EngineEvent::StepStarted {
-            index,
-            total: plan.steps.len(),
-            step: step.name.clone(),
-            action: step.action.name().to_string(),
-        });
-        let deadline = Instant::now() + step.timeout.0;
-        let client = match &step.context {
-            None => Ok(engine.client.clone()),
-            Some(context) => engine
-                .client_for_context(context)
-                .await
-                .map_err(|err| StepFailure::new(err.category(), err.to_string())),
-        };
-        let ctx = ActionContext {
-            client: client.clone().unwrap_or_else(|_| engine.client.clone()),
-            run_id: plan.run_id.clone(),
-            step: step.name.clone(),
-            default_namespace: namespace.to_string(),
-            http: engine.http.clone(),
-            prometheus_url: opts.prometheus_url.clone(),
-            call_timeout: opts.call_timeout,
-            verify_timeout: step.timeout.0,
-            playbook: plan.playbook.clone(),
-            notifier: None,
-            state_dir: None,
-            observed: actions::Observed::default(),
-        };
-        let diff = match client.and_then(|_| {
-            actions::build(&step.action).map_err(|err| StepFailure::from_action(&err))
-        }) {
-            Ok(action) => {
-                // The dry run retries every failure (a timeout too) within the step's time;
-                // nothing can stop it but the bound.
-                let policy = retry::step(
-                    &step.retries,
-                    deadline.saturating_duration_since(Instant::now()),
-                );
-                let diff_once = || async {
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(remaining, action.diff(&ctx)).await {
-                        Ok(r) => r.map_err(|e| StepFailure::from_action(&e)),
-                        Err(_) => Err(timeout_failure(step, "diff")),
-                    }
-                };
-                retry::retry(&policy, diff_once, |_| true, retry::never(), |_, _| {})
-                    .await
-                    .map_err(|stopped| match stopped {
-                        Stopped::Failed(failure) => failure,
-                        Stopped::Cancelled => timeout_failure(step, "diff"),
-                    })
-            }
-            Err(failure) => Err(failure),
-        };
-        let step_report = match diff {
-            Ok(diff) => {
-                let previews: Vec<MutationPreview> =
-                    diff.mutations.iter().map(MutationPreview::from).collect();
-                events.send(EngineEvent::StepDiff {
-                    step: step.name.clone(),
-                    summary: diff.summary.clone(),
-                    mutations: previews.clone(),
-                });
-                let result = if diff.is_satisfied() && !action_verifies(step) {
-                    StepResult::AlreadySatisfied
-                } else {
-                    StepResult::WouldApply
-                };
-                StepReport {
-                    name: step.name.clone(),
-                    action: step.action.name().to_string(),
-                    result,
-                    summary: diff.summary,
-                    mutations: previews,
-                }
-            }
-            Err(f) => {
-                refused |= f.refused && failed.is_none();
-                failed.get_or_insert_with(|| format!("step {} failed: {}", step.name, f.error));
-                StepReport {
-                    name: step.name.clone(),
-                    action: step.action.name().to_string(),
-                    result: StepResult::Failed {
-                        error: f.error,
-                        category: f.category,
-                    },
-                    summary: String::new(),
-                    mutations: Vec::new(),
-                }
-            }
-        };
-        events.send(EngineEvent::StepFinished {
-            step: step.name.clone(),
-            result: step_report.result.clone(),
-        });
-        reports.push(step_report);
-    }
-    let outcome = if refused {
-        Outcome::Refused
-    } else if failed.is_some() {
-        Outcome::Failed
-    } else {
-        Outcome::Succeeded
-    };
-    events.send(EngineEvent::Finished {
-        outcome,
-        reason: failed.clone(),
-    });
-    RunOutcome {
-        run_id: plan.run_id.clone(),
-        outcome,
-        reason: failed,
-        dry_run: true,
-        duration: started.elapsed(),
-        dir: crate::journal::run_dir(&opts.state_dir, &plan.run_id),
-        journal: None,
-        mutations_applied: 0,
-        steps: reports,
-    }
+/// The [`Notices`] of `step`'s action, sent on as [`EngineEvent`]s.
+fn notices(events: &Events, step: &str) -> Notices {
+    let events = events.clone();
+    let step = step.to_string();
+    Notices::new(move |notice| match notice {
+        Notice::AckRejected { by, reason } => {
+            events.send(EngineEvent::ApprovalRejected {
+                step: step.clone(),
+                by,
+                reason,
+            });
+        }
+    })
 }
 
-/// True when the step's action does its work in `verify` (dry run: it "would" run).
-fn action_verifies(step: &PlannedStep) -> bool {
-    actions::build(&step.action)
-        .map(|a| a.verify_when_satisfied())
-        .unwrap_or(false)
+/// How a dry run's step ends after its diff: already satisfied when nothing needs writing
+/// (and its action does no work in `verify`), else it would apply.
+fn dry_run_end(action: &dyn Action, diff: Diff) -> StepEnd {
+    if diff.is_satisfied() && !action.verify_when_satisfied() {
+        StepEnd::AlreadySatisfied(diff.summary)
+    } else {
+        StepEnd::WouldApply
+    }
 }

@@ -1,7 +1,8 @@
 //! Unit tests of the step loop (issue 14): a scripted fake [`Action`] driven through
 //! [`Engine::run`] under `tokio::time::pause()` — retries, verify failures, `onFailure`, stop
 //! requests at each safe point (a waiting diff, a write under way, a waiting verify, a
-//! backoff), and resume. The plans take no lock, capture no snapshot and notify nobody, so the
+//! backoff), and resume; and the same loop in dry-run mode (would-apply, already satisfied,
+//! retried and failed diffs, stop requests, nothing written). The plans take no lock, capture no snapshot and notify nobody, so the
 //! engine never needs the cluster; its client points at a closed port (the best-effort `Run`
 //! mirror fails quietly). The first non-empty diff of a run is followed by a second one after
 //! the first-mutation gate (the world may have moved while the lock was taken), so scripts
@@ -42,6 +43,8 @@ struct Scripted {
     applies: Mutex<Script>,
     verifies: Mutex<Script>,
     calls: Mutex<Vec<String>>,
+    /// The action does its work in `verify` (like `gate.approval`).
+    works_in_verify: std::sync::atomic::AtomicBool,
 }
 
 impl Scripted {
@@ -110,6 +113,12 @@ impl Action for Fake {
 
     fn targets(&self, _default_namespace: &str) -> Vec<ObjectRef> {
         Vec::new()
+    }
+
+    fn verify_when_satisfied(&self) -> bool {
+        self.0
+            .works_in_verify
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn diff<'a>(&'a self, _ctx: &'a ActionContext) -> BoxFuture<'a, Result<Diff, ActionError>> {
@@ -264,6 +273,22 @@ impl Harness {
             .run(plan.clone(), self.options(stop, None), None)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn dry_run(&self, plan: &Plan, stop: Option<StopHandle>) -> super::RunOutcome {
+        let mut opts = self.options(stop, None);
+        opts.dry_run = true;
+        self.engine
+            .run(plan.clone(), opts, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Everything in the state directory (a dry run leaves it empty).
+    fn state_dir_entries(&self) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(self.dir.path())
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
     }
 
     fn records(&self, run_id: &str) -> Vec<Record> {
@@ -595,4 +620,187 @@ async fn issue14_a_verify_that_is_only_reading_finishes_after_a_stop() {
     assert_eq!(outcome.outcome, Outcome::Interrupted);
     assert_eq!(outcome.steps[0].result, StepResult::Verified, "{outcome:?}");
     assert_eq!(outcome.steps[1].result, StepResult::NotRun);
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue14_a_dry_run_reports_what_it_would_apply_and_writes_nothing() {
+    let h = Harness::new();
+    h.scripts.script(
+        "s",
+        [now(Answer::Diff(vec!["m1", "m2"]))].into(),
+        VecDeque::new(),
+        VecDeque::new(),
+    );
+    let plan = plan(vec![
+        step("s", OnFailure::Abort),
+        step("t", OnFailure::Abort),
+    ]);
+    let outcome = h.dry_run(&plan, None).await;
+    assert_eq!(outcome.outcome, Outcome::Succeeded, "{outcome:?}");
+    assert!(outcome.dry_run);
+    assert_eq!(outcome.journal, None);
+    assert_eq!(outcome.mutations_applied, 0);
+    assert_eq!(outcome.steps[0].result, StepResult::WouldApply);
+    assert_eq!(outcome.steps[0].summary, "2 to do");
+    let ids: Vec<&str> = outcome.steps[0]
+        .mutations
+        .iter()
+        .map(|m| m.id.as_str())
+        .collect();
+    assert_eq!(ids, ["m1", "m2"]);
+    assert_eq!(outcome.steps[1].result, StepResult::AlreadySatisfied);
+    assert_eq!(outcome.steps[1].summary, "0 to do");
+    // One diff per step: no apply, no verify, no second diff after a gate.
+    assert_eq!(h.scripts.step("s").calls(), ["diff"]);
+    assert_eq!(h.scripts.step("t").calls(), ["diff"]);
+    // No journal, no run directory: nothing at all in the state directory.
+    assert!(!journal::journal_path(h.dir.path(), &plan.run_id).exists());
+    assert_eq!(h.state_dir_entries(), Vec::<std::path::PathBuf>::new());
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue14_a_dry_run_retries_diffs_like_a_live_run_and_reports_every_step() {
+    let h = Harness::new();
+    // Retried once, then a diff.
+    h.scripts.script(
+        "s",
+        [now(Answer::Retryable), now(Answer::Diff(vec!["m1"]))].into(),
+        VecDeque::new(),
+        VecDeque::new(),
+    );
+    // Retryable every time: the step's 3 attempts, then failed.
+    h.scripts.script(
+        "t",
+        [
+            now(Answer::Retryable),
+            now(Answer::Retryable),
+            now(Answer::Retryable),
+            now(Answer::Diff(vec!["never"])),
+        ]
+        .into(),
+        VecDeque::new(),
+        VecDeque::new(),
+    );
+    // Not retryable: one call.
+    h.scripts.script(
+        "u",
+        [now(Answer::Fatal), now(Answer::Diff(vec!["never"]))].into(),
+        VecDeque::new(),
+        VecDeque::new(),
+    );
+    let plan = plan(vec![
+        step("s", OnFailure::Abort),
+        step("t", OnFailure::Abort),
+        step("u", OnFailure::Abort),
+        step("v", OnFailure::Abort),
+    ]);
+    let outcome = h.dry_run(&plan, None).await;
+    assert_eq!(h.scripts.step("s").calls(), ["diff", "diff"]);
+    assert_eq!(outcome.steps[0].result, StepResult::WouldApply);
+    assert_eq!(h.scripts.step("t").calls(), ["diff", "diff", "diff"]);
+    assert!(
+        matches!(&outcome.steps[1].result, StepResult::Failed { category, .. } if category == "http"),
+        "{:?}",
+        outcome.steps[1].result
+    );
+    assert_eq!(h.scripts.step("u").calls(), ["diff"]);
+    assert!(
+        matches!(&outcome.steps[2].result, StepResult::Failed { category, .. } if category == "verify-failed"),
+        "{:?}",
+        outcome.steps[2].result
+    );
+    // A dry run reports every step (whatever `onFailure` says); the first failure decides.
+    assert_eq!(outcome.steps[3].result, StepResult::AlreadySatisfied);
+    assert_eq!(outcome.outcome, Outcome::Failed);
+    assert!(
+        outcome
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("step t failed")),
+        "{:?}",
+        outcome.reason
+    );
+    assert_eq!(h.state_dir_entries(), Vec::<std::path::PathBuf>::new());
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue14_a_stop_cuts_a_dry_runs_diff_backoff_short() {
+    let h = Harness::new();
+    let mut slow = step("s", OnFailure::Abort);
+    slow.retries =
+        serde_json::from_value(json!({"attempts": 5, "backoff": "1h", "maxBackoff": "1h"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+    h.scripts.script(
+        "s",
+        [now(Answer::Retryable), now(Answer::Diff(vec!["m1"]))].into(),
+        VecDeque::new(),
+        VecDeque::new(),
+    );
+    let plan = plan(vec![slow, step("t", OnFailure::Abort)]);
+    let stop = StopHandle::new();
+    stop_after(&stop, 10, ctrl_c());
+    let started = tokio::time::Instant::now();
+    let outcome = h.dry_run(&plan, Some(stop)).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(11), "stopped after {took:?}");
+    assert_eq!(outcome.outcome, Outcome::Interrupted, "{outcome:?}");
+    assert!(outcome.dry_run);
+    // Nothing of a dry run to resume.
+    assert!(
+        outcome
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("Ctrl-C") && !r.contains("--resume")),
+        "{:?}",
+        outcome.reason
+    );
+    assert_eq!(h.scripts.step("s").calls(), ["diff"]);
+    assert_eq!(outcome.steps[1].result, StepResult::NotRun);
+    assert!(h.scripts.step("t").calls().is_empty());
+    assert_eq!(h.state_dir_entries(), Vec::<std::path::PathBuf>::new());
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue14_a_stop_cancels_a_waiting_dry_run_diff() {
+    let h = Harness::new();
+    h.scripts.script(
+        "s",
+        [after(HOUR, Answer::Diff(vec!["m1"]))].into(),
+        VecDeque::new(),
+        VecDeque::new(),
+    );
+    let plan = plan(vec![step("s", OnFailure::Abort)]);
+    let stop = StopHandle::new();
+    stop_after(&stop, 10, ctrl_c());
+    let started = tokio::time::Instant::now();
+    let outcome = h.dry_run(&plan, Some(stop)).await;
+    assert!(started.elapsed() < Duration::from_secs(11));
+    assert_eq!(outcome.outcome, Outcome::Interrupted, "{outcome:?}");
+    assert_eq!(outcome.steps[0].result, StepResult::NotRun);
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue14_a_dry_run_of_a_step_that_works_in_verify_would_apply_and_never_verifies() {
+    let h = Harness::new();
+    // Like gate.approval: no writes, the work (waiting for an ACK) is its verify.
+    h.scripts
+        .step("gate")
+        .works_in_verify
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    h.scripts.script(
+        "gate",
+        VecDeque::new(),
+        VecDeque::new(),
+        [after(HOUR, Answer::Ok)].into(),
+    );
+    let plan = plan(vec![step("gate", OnFailure::Abort)]);
+    let outcome = h.dry_run(&plan, None).await;
+    assert_eq!(outcome.outcome, Outcome::Succeeded, "{outcome:?}");
+    assert_eq!(outcome.steps[0].result, StepResult::WouldApply);
+    assert_eq!(h.scripts.step("gate").calls(), ["diff"]);
+
+    // The live run of the same step verifies (waits) even though its diff is empty.
+    let live = h.run(&plan, None).await;
+    assert_eq!(live.steps[0].result, StepResult::Verified, "{live:?}");
+    assert_eq!(h.scripts.step("gate").calls(), ["diff", "diff", "verify"]);
 }

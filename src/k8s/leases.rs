@@ -154,7 +154,9 @@ impl LockGuard {
     }
 
     /// A receiver that changes to `Some(holder)` when the lock is lost (see
-    /// [`LockGuard::lost`]); `changed()` on it ends with an error once the guard is gone.
+    /// [`LockGuard::lost`]); `changed()` on it ends with an error once renewal has stopped
+    /// for good (the renewal task ended after the loss, or the guard was released or dropped):
+    /// no renewal request follows that.
     pub fn lost_signal(&self) -> watch::Receiver<Option<String>> {
         self.lost.clone()
     }

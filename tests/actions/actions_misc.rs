@@ -36,6 +36,7 @@ fn offline_context(
         notifier,
         state_dir: None,
         observed: Default::default(),
+        notices: Default::default(),
     }
 }
 

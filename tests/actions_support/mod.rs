@@ -150,6 +150,7 @@ pub fn context(sim: &Sim, run: &str, step: &str) -> ActionContext {
         notifier: None,
         state_dir: None,
         observed: Default::default(),
+        notices: Default::default(),
     }
 }
 

@@ -76,6 +76,66 @@ async fn finish(args: &[&str], child: tokio::process::Child) -> Output {
     out
 }
 
+/// The stderr of a running `ripcord` (its progress lines), read as it comes.
+struct Stderr {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Stderr {
+    /// Takes `child`'s piped stderr; [`finish`] then sees none of it.
+    fn follow(child: &mut tokio::process::Child) -> Stderr {
+        use tokio::io::AsyncBufReadExt;
+        let stderr = child.stderr.take().expect("stderr piped");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        Stderr { lines, reader }
+    }
+
+    /// Everything, once the process closed its stderr (it exited).
+    async fn all(self) -> String {
+        let Stderr { lines, reader } = self;
+        tokio::time::timeout(Duration::from_secs(60), reader)
+            .await
+            .expect("stderr closed")
+            .expect("reader");
+        lines.lock().expect("lines").join("\n")
+    }
+
+    fn text(&self) -> String {
+        self.lines.lock().expect("lines").join("\n")
+    }
+
+    /// Waits (up to 60 s) for a line containing `needle`; returns it.
+    async fn wait_for_line(&self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let found = self
+                .lines
+                .lock()
+                .expect("lines")
+                .iter()
+                .find(|l| l.contains(needle))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no line with {needle:?} on stderr:\n{}",
+                self.text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -482,6 +542,7 @@ async fn issue5_gate_approval_via_the_run_resource_from_another_machine() {
         .command(&args, &env.state_dir())
         .spawn()
         .expect("run starts");
+    let stderr = Stderr::follow(&mut child);
     let run_id = run_id_of(&env.state_dir()).await;
     // The engine mirrors the run as a `Run` before the gate waits: that is what a teammate
     // on another machine sees (`kubectl get runs.ripcord.dev`).
@@ -505,7 +566,12 @@ async fn issue5_gate_approval_via_the_run_resource_from_another_machine() {
         )
         .await;
     assert_eq!(out.status.code(), Some(0), "annotated");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The gate reports the rejection (an engine event the CLI prints) and keeps waiting.
+    let rejected = stderr.wait_for_line("ACK by mallory rejected").await;
+    assert!(
+        rejected.contains("ack: ") && rejected.contains("not an approver"),
+        "{rejected}"
+    );
     assert!(
         child.try_wait().expect("child status").is_none(),
         "a stranger's ACK does not pass the gate"
@@ -530,6 +596,12 @@ async fn issue5_gate_approval_via_the_run_resource_from_another_machine() {
 
     let out = finish(&args, child).await;
     assert_eq!(out.status.code(), Some(0), "the gate passed");
+    let progress = stderr.all().await;
+    eprintln!("--- stderr of the run\n{progress}");
+    assert!(
+        progress.contains("ack: approved by cho (via run-resource)"),
+        "{progress}"
+    );
     let ack = journal::approval::read(&env.state_dir(), &run_id, "ack")
         .expect("readable")
         .expect("copied into the run directory");

@@ -182,14 +182,19 @@ async fn a_stolen_lease_stops_renewal_reports_the_thief_and_is_not_overwritten()
     .expect("the guard is alive");
     assert_eq!(guard.lost().as_deref(), Some("r-thief"), "names the thief");
 
-    // Renewal stopped: a few periods later nothing more touched the Lease, and it is the
-    // thief's exactly as written.
+    // Renewal stopped: the renewal task ended (its end drops the sender of the loss signal,
+    // so `changed()` answers an error), so nothing can touch the Lease any more. Its last
+    // request was the read that found the thief, and it is the thief's exactly as written.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while lost.changed().await.is_ok() {}
+    })
+    .await
+    .expect("the renewal task ends after the loss");
     let seen = lease_requests(&sim, &name);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
-        lease_requests(&sim, &name),
-        seen,
-        "no request after the loss"
+        seen.last().map(|(verb, _)| verb.as_str()),
+        Some("get"),
+        "the last request of the renewal found the thief: {seen:?}"
     );
     let writes_after_steal: Vec<_> = seen
         .iter()
@@ -219,9 +224,23 @@ async fn conflicts_during_renewal_do_not_lose_the_lock() {
     let lock = "deployment/default/conflicts";
     let name = leases::lease_name(lock);
     let guard = owner_lock(&client, lock).await;
-    // Every call answers 409 for a few renewal periods.
+    // Every call answers 409 for a few renewal periods: at least three rounds (each reads up
+    // to three times, `retry::conflict_reread`), seen in the sim's request log.
+    let before = sim.request_log().last().map(|r| r.seq).unwrap_or(0);
     sim.faults().set_error_rate(409, 1.0);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    wait_until(
+        "three renewal rounds answered 409",
+        Duration::from_secs(10),
+        || {
+            sim.request_log()
+                .iter()
+                .filter(|r| r.seq > before && r.status == 409)
+                .filter(|r| r.path.ends_with(&format!("/leases/{name}")))
+                .count()
+                >= 7
+        },
+    )
+    .await;
     sim.faults().clear();
     let after_faults = stored_lease(&sim, &name).expect("lease exists");
     assert_eq!(after_faults.0, "r-owner");

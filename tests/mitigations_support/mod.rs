@@ -63,6 +63,7 @@ pub fn context(sim: &SimCluster, run: &str, step: &str) -> ActionContext {
         notifier: None,
         state_dir: None,
         observed: Default::default(),
+        notices: Default::default(),
     }
 }
 
