@@ -211,6 +211,10 @@ async fn write_fixtures() {
     // A daemon's rollback, stopped mid-run by the daemon's shutdown: a sealed, unfinished Run
     // another daemon takes over.
     daemon_fixture(&out).await;
+
+    // A daemon's rollback, stopped mid-run because the daemon lost leadership (another
+    // holder took the leader Lease): the next leader takes it over.
+    daemon_lost_leadership_fixture(&out).await;
 }
 
 type DaemonTask = tokio::task::JoinHandle<Result<(), ripcord::daemon::server::DaemonError>>;
@@ -357,6 +361,78 @@ async fn daemon_fixture(out: &Path) {
     save(
         out,
         "daemon-rollback-interrupted",
+        &state_dir,
+        &run_id,
+        &[("run.json", run)],
+    );
+    h.sim.shutdown().await;
+}
+
+/// Starts a rollback on a leading daemon, waits for its first write, then hands the leader
+/// Lease to another holder: the daemon steps down and stops its run (lost leadership).
+async fn daemon_lost_leadership_fixture(out: &Path) {
+    let h = demo_harness(40).await;
+    ripcord::k8s::runs::install_crd(&h.sim.client(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let state_dir = h.dir.path().join("daemon-state");
+    let (addr, stop, task) = start_daemon(&h, &state_dir, "daemon-a").await;
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, addr).await;
+    let response = http
+        .post(format!("http://{addr}/v1/runs"))
+        .bearer_auth("fixture-token")
+        .json(&serde_json::json!({"playbook": "rollback", "params": {"namespace": "shop", "name": "checkout"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let run: Value = response.json().await.unwrap();
+    let run_id = run["runId"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let view: Value = http
+            .get(format!("http://{addr}/v1/runs/{run_id}"))
+            .bearer_auth("fixture-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if view["run"]["mutationsApplied"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Another replica takes the leader Lease (for an hour).
+    h.by_hand(
+        &kinds::leases(),
+        Some("default"),
+        "ripcord-leader",
+        |lease| {
+            lease["spec"]["holderIdentity"] = "daemon-elsewhere".into();
+            lease["spec"]["leaseDurationSeconds"] = 3600.into();
+            lease["spec"]["renewTime"] = jiff::Timestamp::now().to_string().into();
+        },
+    );
+    h.wait_until(
+        "the run stopped for lost leadership",
+        Duration::from_secs(30),
+        |h| run_resource(h, &run_id)["status"]["outcome"] == "interrupted",
+    )
+    .await;
+    stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(40), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let run = run_resource(&h, &run_id);
+    save(
+        out,
+        "daemon-rollback-lost-leadership",
         &state_dir,
         &run_id,
         &[("run.json", run)],
