@@ -16,6 +16,11 @@
 //! replica has it — the engine's resume — else re-planned from the `Run`'s playbook and
 //! parameters). Actions mark their changes with the run id and step, so the repeated run
 //! recognises what the previous leader already did and applies nothing twice.
+//!
+//! A stopped run is taken over only when a daemon stopped it itself (shutdown, lost
+//! leadership): the status's `stoppedBy` ([`runs::RunStatus::daemon_stop`], covered by the
+//! seal); a status of format 1 or 2 said so in its message, which is read for those versions
+//! only.
 
 use crate::daemon::metrics::DaemonMetrics;
 use crate::daemon::runs::{PlaybookSource, RunManager, RunRequest};
@@ -24,10 +29,6 @@ use crate::k8s::leases::{self, LeaseError};
 use crate::k8s::runs::{self, RunListError};
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// Marks the stop reasons of runs stopped by the daemon itself (shutdown, lost leadership),
-/// which the next leader resumes.
-pub const DAEMON_STOP_MARKER: &str = "ripcord daemon (";
 
 /// Why a leader-election or takeover step failed.
 #[derive(Debug, thiserror::Error)]
@@ -215,10 +216,7 @@ pub async fn resume_unfinished(
         // Unfinished: still `Running` (its process died), or interrupted by a daemon's
         // shutdown / lost leadership. Runs a person cancelled stay cancelled.
         let finished = run.status.as_ref().is_some_and(|s| {
-            let by_daemon = s.outcome.as_deref() == Some("interrupted")
-                && s.message
-                    .as_deref()
-                    .is_some_and(|m| m.contains(DAEMON_STOP_MARKER));
+            let by_daemon = s.daemon_stop().is_some();
             (s.phase == runs::RunPhase::Finished || s.outcome.is_some()) && !by_daemon
         });
         // A person's CLI run may still be running on a laptop: never take those over.

@@ -53,14 +53,18 @@ pub struct ClusterRun {
     /// RFC 3339 start.
     pub started_at: Option<String>,
     /// Its steps: `(name, phase)`.
-    pub steps: Vec<(String, String)>,
+    pub steps: Vec<(String, crate::k8s::runs::StepPhase)>,
+    /// Why a daemon stopped it itself, when one did (the leader takes it over).
+    pub daemon_stop: Option<crate::k8s::runs::DaemonStop>,
 }
 
 impl ClusterRun {
     /// From a `Run` resource.
     pub fn from_resource(run: &Run) -> ClusterRun {
         let status = run.status.clone().unwrap_or_default();
+        let daemon_stop = status.daemon_stop();
         ClusterRun {
+            daemon_stop,
             run_id: run.metadata.name.clone().unwrap_or_default(),
             namespace: run.metadata.namespace.clone().unwrap_or_default(),
             playbook: run.spec.playbook.clone(),
@@ -556,9 +560,18 @@ fn cluster_status(run: &ClusterRun) -> String {
 }
 
 fn render_cluster_run(html: &mut String, run: &ClusterRun) {
+    let current = match run.phase {
+        crate::k8s::runs::RunPhase::Running => run
+            .steps
+            .iter()
+            .find(|(_, phase)| *phase == crate::k8s::runs::StepPhase::Running)
+            .map(|(name, _)| format!(" · step {}", escape(name)))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
     let _ = write!(
         html,
-        "<div class=\"run\"><b>{}</b> {} <span class=\"muted\">{} · {} · by {} · {}{}</span>",
+        "<div class=\"run\"><b>{}</b> {} <span class=\"muted\">{} · {} · by {} · {}{}{current}</span>",
         escape(&run.playbook),
         badge(&cluster_status(run)),
         run_link(&run.run_id),
@@ -572,6 +585,13 @@ fn render_cluster_run(html: &mut String, run: &ClusterRun) {
     );
     if let Some(message) = &run.message {
         let _ = write!(html, "<br><span class=\"muted\">{}</span>", escape(message));
+    }
+    if let Some(stop) = run.daemon_stop {
+        let _ = write!(
+            html,
+            "<br><span class=\"muted\">stopped by a ripcord daemon ({}): the leader takes it over</span>",
+            stop.describe()
+        );
     }
     html.push_str("</div>");
 }
@@ -617,7 +637,7 @@ pub fn render_run_page(state: &DaemonState, run_id: &str) -> Option<String> {
                 body,
                 "<li>{} {}</li>",
                 escape(name),
-                badge(&phase.to_ascii_lowercase())
+                badge(&phase.as_str().to_ascii_lowercase())
             );
         }
         body.push_str("</ol>");

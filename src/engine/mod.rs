@@ -74,6 +74,9 @@ pub enum StopReason {
         /// What asked.
         by: String,
     },
+    /// The daemon stops its own run (shutdown, lost leadership): interrupted, and taken over
+    /// by the next leader (the `Run` status's `stoppedBy`).
+    Daemon(crate::k8s::runs::DaemonStop),
     /// A stop condition tripped.
     Guard {
         /// The guard's name.
@@ -87,6 +90,9 @@ impl std::fmt::Display for StopReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StopReason::Interrupted { by } => write!(f, "interrupted by {by}"),
+            StopReason::Daemon(stop) => {
+                write!(f, "interrupted by ripcord daemon ({})", stop.describe())
+            }
             StopReason::Guard { guard, reason } => {
                 write!(f, "stop condition {guard} tripped: {reason}")
             }

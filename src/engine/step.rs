@@ -12,7 +12,7 @@ use crate::actions::{self, Action, ActionContext, ActionError, Applied, Diff, In
 /// The one error-chain walker (`engine/gate.rs` calls it by this path).
 use crate::errors::error_chain;
 use crate::journal::{Outcome, Record};
-use crate::k8s::runs::{MutationStatus, RunPhase, RunStatus, StepStatus};
+use crate::k8s::runs::{MutationStatus, RunPhase, RunStatus, StepPhase, StepStatus, StoppedBy};
 use crate::plan::{Plan, PlannedStep};
 use crate::playbook::OnFailure;
 use crate::playbook::catalog::{self, ObjectPatch};
@@ -153,9 +153,9 @@ impl<'a> RunState<'a> {
                 .map(|s| StepStatus {
                     name: s.name.clone(),
                     phase: if prior.done_steps.contains(&s.name) {
-                        "Verified".into()
+                        StepPhase::Verified
                     } else {
-                        "Pending".into()
+                        StepPhase::Pending
                     },
                     ..StepStatus::default()
                 })
@@ -194,9 +194,9 @@ impl<'a> RunState<'a> {
         self.journal.append(record)
     }
 
-    fn set_step_phase(&mut self, step: &str, phase: &str, error: Option<String>) {
+    fn set_step_phase(&mut self, step: &str, phase: StepPhase, error: Option<String>) {
         if let Some(s) = self.status.steps.iter_mut().find(|s| s.name == step) {
-            s.phase = phase.to_string();
+            s.phase = phase;
             s.error = error;
         }
         self.push_mirror();
@@ -256,7 +256,7 @@ impl<'a> RunState<'a> {
                 step: step.name.clone(),
                 action: step.action.name().to_string(),
             });
-            self.set_step_phase(&step.name, "Running", None);
+            self.set_step_phase(&step.name, StepPhase::Running, None);
             self.reports.push(report(step, StepResult::NotRun, ""));
             let span = tracing::info_span!("step", run = %self.plan.run_id, step = %step.name);
             let result = self.run_step(step).instrument(span).await?;
@@ -279,12 +279,12 @@ impl<'a> RunState<'a> {
                         .await;
                 }
                 Ok(StepEnd::Stopped(reason)) => {
-                    self.set_step_phase(&step.name, "Stopped", None);
+                    self.set_step_phase(&step.name, StepPhase::Stopped, None);
                     self.fill_not_run(index + 1);
                     return Ok(self.stopped(reason));
                 }
                 Ok(StepEnd::Refused(reason)) => {
-                    self.set_step_phase(&step.name, "Refused", Some(reason.clone()));
+                    self.set_step_phase(&step.name, StepPhase::Refused, Some(reason.clone()));
                     self.fill_not_run(index + 1);
                     return Ok((Outcome::Refused, Some(reason)));
                 }
@@ -339,7 +339,7 @@ impl<'a> RunState<'a> {
 
     fn stopped(&self, reason: StopReason) -> (Outcome, Option<String>) {
         match &reason {
-            StopReason::Interrupted { .. } => (
+            StopReason::Interrupted { .. } | StopReason::Daemon(_) => (
                 Outcome::Interrupted,
                 Some(format!(
                     "{reason}; resume with: ripcord run --resume {}",
@@ -360,10 +360,10 @@ impl<'a> RunState<'a> {
 
     async fn finish_step(&mut self, step: &PlannedStep, result: StepResult, error: Option<String>) {
         let phase = match &result {
-            StepResult::Verified => "Verified",
-            StepResult::AlreadySatisfied => "AlreadySatisfied",
-            StepResult::Failed { .. } => "Failed",
-            _ => "Pending",
+            StepResult::Verified => StepPhase::Verified,
+            StepResult::AlreadySatisfied => StepPhase::AlreadySatisfied,
+            StepResult::Failed { .. } => StepPhase::Failed,
+            _ => StepPhase::Pending,
         };
         self.set_step_phase(&step.name, phase, error);
         if let Some(r) = self.reports.iter_mut().rev().find(|r| r.name == step.name) {
@@ -733,11 +733,8 @@ impl<'a> RunState<'a> {
 
     fn add_mutation_status(&mut self, step: &str, m: &Mutation) {
         if let Some(s) = self.status.steps.iter_mut().find(|s| s.name == step) {
-            s.mutations.push(MutationStatus {
-                id: m.id.clone(),
-                target: m.target.to_string(),
-                inverse: serde_json::to_string(&m.inverse).unwrap_or_default(),
-            });
+            s.mutations
+                .push(MutationStatus::new(&m.id, m.target.to_string(), &m.inverse));
         }
         self.push_mirror();
     }
@@ -1173,6 +1170,14 @@ impl<'a> RunState<'a> {
             self.status.phase = RunPhase::Finished;
             self.status.outcome = Some(outcome.as_str().to_string());
             self.status.message = reason;
+            // Said in a field, not only in the message: the next leader takes over what a
+            // daemon stopped itself.
+            self.status.stopped_by = match (outcome, self.stop.reason()) {
+                (Outcome::Interrupted, Some(StopReason::Daemon(stop))) => {
+                    Some(StoppedBy::Daemon(stop))
+                }
+                _ => None,
+            };
             self.status.finished_at = Some(jiff::Timestamp::now().to_string());
             mirror.finish(self.status.clone()).await;
         }
