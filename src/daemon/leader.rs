@@ -216,7 +216,13 @@ pub async fn resume_unfinished(
         // Unfinished: still `Running` (its process died), or interrupted by a daemon's
         // shutdown / lost leadership. Runs a person cancelled stay cancelled.
         let finished = run.status.as_ref().is_some_and(|s| {
-            let by_daemon = s.daemon_stop().is_some();
+            let by_daemon = if s.check_format("").is_ok() {
+                s.daemon_stop().is_some()
+            } else {
+                // A status this build does not read may say a daemon stopped it: it goes on to
+                // be refused, and counted, below.
+                s.outcome.as_deref() == Some("interrupted")
+            };
             (s.phase == runs::RunPhase::Finished || s.outcome.is_some()) && !by_daemon
         });
         // A person's CLI run may still be running on a laptop: never take those over.
