@@ -720,6 +720,63 @@ mod tests {
     use super::*;
 
     #[test]
+    fn issue14_cluster_runs_read_step_phases_and_daemon_stops_from_the_status() {
+        use crate::k8s::runs::{DaemonStop, RunSpec, RunStatus, StepPhase, StepStatus, StoppedBy};
+        let spec = RunSpec {
+            playbook: "rollback".into(),
+            params: Default::default(),
+            trigger: "api".into(),
+            who: "api/oncall".into(),
+            incident: None,
+        };
+        let step = |name: &str, phase: StepPhase| StepStatus {
+            name: name.into(),
+            phase,
+            ..StepStatus::default()
+        };
+        // Running: the step under way is named.
+        let mut running = Run::new("r-20261203-060000-aaaa", spec.clone());
+        running.status = Some(RunStatus {
+            phase: crate::k8s::runs::RunPhase::Running,
+            steps: vec![
+                step("rollback", StepPhase::Verified),
+                step("wait-rolled-out", StepPhase::Running),
+            ],
+            ..RunStatus::default()
+        });
+        let mut html = String::new();
+        render_cluster_run(&mut html, &ClusterRun::from_resource(&running));
+        assert!(html.contains(" · step wait-rolled-out"), "{html}");
+        assert!(!html.contains("stopped by a ripcord daemon"), "{html}");
+        // Stopped by a daemon (version 3: the field), taken over by the leader.
+        let mut stopped = Run::new("r-20261203-060000-bbbb", spec.clone());
+        stopped.status = Some(RunStatus {
+            format_version: crate::journal::Format::RunStatus.current(),
+            phase: crate::k8s::runs::RunPhase::Finished,
+            outcome: Some("interrupted".into()),
+            message: Some("interrupted by ripcord daemon (lost leadership)".into()),
+            stopped_by: Some(StoppedBy::Daemon(DaemonStop::LostLeadership)),
+            steps: vec![step("wait-rolled-out", StepPhase::Stopped)],
+            ..RunStatus::default()
+        });
+        let cluster = ClusterRun::from_resource(&stopped);
+        assert_eq!(cluster.daemon_stop, Some(DaemonStop::LostLeadership));
+        let mut html = String::new();
+        render_cluster_run(&mut html, &cluster);
+        assert!(
+            html.contains("stopped by a ripcord daemon (lost leadership)"),
+            "{html}"
+        );
+        assert!(!html.contains(" · step "), "{html}");
+        // The same message without the field, in version 3: a person's stop.
+        let mut person = stopped.clone();
+        if let Some(status) = person.status.as_mut() {
+            status.stopped_by = None;
+        }
+        assert_eq!(ClusterRun::from_resource(&person).daemon_stop, None);
+    }
+
+    #[test]
     fn impact_svg_scales_the_series_and_marks_the_run() {
         let graph = ImpactGraph {
             name: "error <ratio>".into(),
