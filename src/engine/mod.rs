@@ -872,6 +872,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn issue14_a_daemon_stop_is_typed_and_reads_as_before() {
+        use crate::k8s::runs::DaemonStop;
+        let stop = StopHandle::new();
+        stop.stop(StopReason::Daemon(DaemonStop::LostLeadership));
+        let reason = stop.reason();
+        assert_eq!(reason, Some(StopReason::Daemon(DaemonStop::LostLeadership)));
+        assert_eq!(
+            reason.map(|r| r.to_string()).as_deref(),
+            Some("interrupted by ripcord daemon (lost leadership)")
+        );
+        assert_eq!(
+            StopReason::Daemon(DaemonStop::Shutdown).to_string(),
+            "interrupted by ripcord daemon (shutdown)"
+        );
+    }
+
+    #[test]
     fn the_first_stop_reason_wins() {
         let stop = StopHandle::new();
         assert_eq!(stop.reason(), None);
