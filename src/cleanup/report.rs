@@ -707,7 +707,7 @@ fn render_cluster_runs(doc: &mut Doc, input: &ReportInput) {
                     };
                     vec![
                         doc.esc(&step.name),
-                        doc.esc(&step.phase),
+                        doc.esc(step.phase.as_str()),
                         doc.esc(&mutations),
                         doc.esc(step.error.as_deref().unwrap_or_default()),
                     ]

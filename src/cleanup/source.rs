@@ -370,16 +370,12 @@ pub fn from_run_resource(object: &Value) -> Option<RunView> {
                     Some(format!("unknown kind in target {:?}", m.target)),
                 ),
             };
-            let (inverse, problem) = match serde_json::from_str::<Inverse>(&m.inverse) {
+            // Version 3: structured, or left out (`inverseOmitted`) when too large; versions 1
+            // and 2: JSON text, perhaps cut. Either way a missing inverse is not judged here:
+            // the machine holding the run's journal can clean it up.
+            let (inverse, problem) = match m.inverse() {
                 Ok(inv) => (Some(inv), target_problem),
-                Err(_) => (
-                    None,
-                    Some(
-                        "the inverse in the Run resource is incomplete (cut by its size bound); \
-                         clean up from the machine holding the run's journal"
-                            .to_string(),
-                    ),
-                ),
+                Err(unavailable) => (None, Some(unavailable.to_string())),
             };
             let description = describe_mutation(&m.id, inverse.as_ref());
             touched.push(Touched {
@@ -832,6 +828,51 @@ mod tests {
     }
 
     #[test]
+    fn issue14_v3_run_resources_give_structured_inverses_and_name_omitted_ones() {
+        let object = json!({
+            "metadata": {"name": "r-20261203-060000-bbbb", "namespace": "shop"},
+            "spec": {"playbook": "p", "trigger": "cli", "who": "bob"},
+            "status": {"formatVersion": 3, "phase": "Finished", "outcome": "succeeded",
+                       "steps": [{"name": "scale", "phase": "Verified", "mutations": [
+                           {"id": "scale/web", "target": "deployment/shop/web",
+                            "inverse": {"type": "mergePatch", "patch": {"spec": {"replicas": 3}},
+                                        "expected": {"spec": {"replicas": 6}}}},
+                           {"id": "big", "target": "node/a", "inverseOmitted": true}]}]}
+        });
+        let view = from_run_resource(&object).unwrap();
+        assert!(view.damaged.is_none(), "{:?}", view.damaged);
+        assert_eq!(view.touched.len(), 2);
+        assert_eq!(
+            view.touched[0].inverse,
+            Some(Inverse::MergePatch {
+                patch: json!({"spec": {"replicas": 3}}),
+                expected: json!({"spec": {"replicas": 6}}),
+            })
+        );
+        assert_eq!(
+            view.touched[0].description,
+            "scale/web: set spec.replicas=6"
+        );
+        assert!(view.touched[1].inverse.is_none());
+        let problem = view.touched[1].problem.as_deref().unwrap();
+        assert!(problem.contains("left out (inverseOmitted)"), "{problem}");
+        assert!(
+            problem.contains("the machine holding the run's journal"),
+            "{problem}"
+        );
+        // A version this build does not read is refused, naming it.
+        let mut newer = object.clone();
+        newer["status"]["formatVersion"] = 4.into();
+        let view = from_run_resource(&newer).unwrap();
+        assert!(view.touched.is_empty());
+        assert!(
+            view.damaged
+                .unwrap()
+                .contains("Run status format version 4")
+        );
+    }
+
+    #[test]
     fn typed_runs_keep_where_the_journal_lives_and_the_steps() {
         let mut run = Run::new(
             "r-20261125-110000-cccc",
@@ -850,15 +891,14 @@ mod tests {
             steps: vec![StepStatus {
                 name: "scale".into(),
                 phase: "Failed".into(),
-                mutations: vec![crate::k8s::runs::MutationStatus {
-                    id: "scale/shop/web".into(),
-                    target: "deployment/shop/web".into(),
-                    inverse: serde_json::to_string(&Inverse::MergePatch {
+                mutations: vec![crate::k8s::runs::MutationStatus::new(
+                    "scale/shop/web",
+                    "deployment/shop/web",
+                    &Inverse::MergePatch {
                         patch: json!({"spec": {"replicas": 3}}),
                         expected: json!({"spec": {"replicas": 6}}),
-                    })
-                    .unwrap(),
-                }],
+                    },
+                )],
                 omitted_mutations: 0,
                 error: Some("rollout stuck".into()),
             }],
@@ -868,6 +908,7 @@ mod tests {
             started_at: Some("2026-11-25T11:00:00Z".into()),
             finished_at: Some("2026-11-25T11:05:00Z".into()),
             journal: Some("laptop-7:/home/carol/.local/state/ripcord/runs/x/journal.jsonl".into()),
+            stopped_by: None,
             seal: None,
         });
         let (view, details) = from_typed_run(&run).unwrap();
@@ -889,6 +930,7 @@ mod tests {
         );
         assert_eq!(details.namespace, "ops");
         assert_eq!(details.phase, "Finished");
+        assert_eq!(details.steps[0].phase, crate::k8s::runs::StepPhase::Failed);
         assert_eq!(details.omitted_steps, 2);
         assert_eq!(details.steps[0].error.as_deref(), Some("rollout stuck"));
         assert!(details.journal.as_deref().unwrap().starts_with("laptop-7:"));

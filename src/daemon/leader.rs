@@ -16,6 +16,11 @@
 //! replica has it — the engine's resume — else re-planned from the `Run`'s playbook and
 //! parameters). Actions mark their changes with the run id and step, so the repeated run
 //! recognises what the previous leader already did and applies nothing twice.
+//!
+//! A stopped run is taken over only when a daemon stopped it itself (shutdown, lost
+//! leadership): the status's `stoppedBy` ([`runs::RunStatus::daemon_stop`], covered by the
+//! seal); a status of format 1 or 2 said so in its message, which is read for those versions
+//! only.
 
 use crate::daemon::metrics::DaemonMetrics;
 use crate::daemon::runs::{PlaybookSource, RunManager, RunRequest};
@@ -24,10 +29,6 @@ use crate::k8s::leases::{self, LeaseError};
 use crate::k8s::runs::{self, RunListError};
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// Marks the stop reasons of runs stopped by the daemon itself (shutdown, lost leadership),
-/// which the next leader resumes.
-pub const DAEMON_STOP_MARKER: &str = "ripcord daemon (";
 
 /// Why a leader-election or takeover step failed.
 #[derive(Debug, thiserror::Error)]
@@ -212,15 +213,7 @@ pub async fn resume_unfinished(
         let Some(run_id) = run.metadata.name.clone() else {
             continue;
         };
-        // Unfinished: still `Running` (its process died), or interrupted by a daemon's
-        // shutdown / lost leadership. Runs a person cancelled stay cancelled.
-        let finished = run.status.as_ref().is_some_and(|s| {
-            let by_daemon = s.outcome.as_deref() == Some("interrupted")
-                && s.message
-                    .as_deref()
-                    .is_some_and(|m| m.contains(DAEMON_STOP_MARKER));
-            (s.phase == runs::RunPhase::Finished || s.outcome.is_some()) && !by_daemon
-        });
+        let finished = run.status.as_ref().is_some_and(|s| !unfinished(s));
         // A person's CLI run may still be running on a laptop: never take those over.
         if finished || run.spec.trigger == "cli" || runs.is_active(&run_id) {
             continue;
@@ -285,11 +278,99 @@ pub async fn resume_unfinished(
     Ok(queued)
 }
 
+/// Whether a `Run` status is one to take over: still `Running` (its process died), or
+/// interrupted by a daemon's shutdown / lost leadership ([`runs::RunStatus::daemon_stop`]:
+/// `stoppedBy`, or the message of a status of format 1 or 2). Runs a person cancelled stay
+/// cancelled. A status this build does not read may say a daemon stopped it: it counts as
+/// unfinished, to be refused (and counted) for its version.
+fn unfinished(s: &runs::RunStatus) -> bool {
+    let by_daemon = if s.check_format("").is_ok() {
+        s.daemon_stop().is_some()
+    } else {
+        s.outcome.as_deref() == Some("interrupted")
+    };
+    by_daemon || (s.phase != runs::RunPhase::Finished && s.outcome.is_none())
+}
+
 fn trigger_of(s: &str) -> Trigger {
     match s {
         "cli" => Trigger::Cli,
         "alertmanager" => Trigger::Alertmanager,
         "schedule" => Trigger::Schedule,
         _ => Trigger::Api,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::runs::{DaemonStop, RunPhase, RunStatus, StoppedBy};
+
+    fn status(version: u32, phase: RunPhase, outcome: Option<&str>, message: &str) -> RunStatus {
+        RunStatus {
+            format_version: crate::journal::FormatVersion::new(version),
+            phase,
+            outcome: outcome.map(str::to_string),
+            message: Some(message.to_string()),
+            ..RunStatus::default()
+        }
+    }
+
+    #[test]
+    fn issue14_takeover_is_decided_by_the_stop_cause_field_not_the_message() {
+        let lost =
+            "interrupted by ripcord daemon (lost leadership); resume with: ripcord run --resume r";
+        let person = "interrupted by api/oncall; resume with: ripcord run --resume r";
+        // Still running (its process died): taken over, whatever the version.
+        for v in 1..=3 {
+            assert!(unfinished(&status(v, RunPhase::Running, None, "")));
+        }
+        // Versions 1 and 2: the message tells a daemon's stop.
+        for v in [1, 2] {
+            assert!(unfinished(&status(
+                v,
+                RunPhase::Finished,
+                Some("interrupted"),
+                lost
+            )));
+            assert!(!unfinished(&status(
+                v,
+                RunPhase::Finished,
+                Some("interrupted"),
+                person
+            )));
+            assert!(!unfinished(&status(
+                v,
+                RunPhase::Finished,
+                Some("succeeded"),
+                ""
+            )));
+        }
+        // Version 3: the field alone.
+        let mut by_field = status(3, RunPhase::Finished, Some("interrupted"), lost);
+        assert!(
+            !unfinished(&by_field),
+            "the message alone is not read in version 3"
+        );
+        by_field.stopped_by = Some(StoppedBy::Daemon(DaemonStop::LostLeadership));
+        assert!(unfinished(&by_field));
+        by_field.stopped_by = Some(StoppedBy::Other {
+            kind: "person".into(),
+            reason: "cancel".into(),
+        });
+        assert!(!unfinished(&by_field));
+        // A newer version that may have been stopped by a daemon goes on to be refused.
+        assert!(unfinished(&status(
+            4,
+            RunPhase::Finished,
+            Some("interrupted"),
+            ""
+        )));
+        assert!(!unfinished(&status(
+            4,
+            RunPhase::Finished,
+            Some("succeeded"),
+            ""
+        )));
     }
 }

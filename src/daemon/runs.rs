@@ -1046,11 +1046,14 @@ impl RunManager {
         Ok(r.view.clone())
     }
 
-    /// Stops every executing run at its next safe point (shutdown, lost leadership).
-    pub fn stop_all(&self, by: &str) {
+    /// Stops every executing run at its next safe point because the daemon shuts down or lost
+    /// leadership: each ends `interrupted`, its `Run` status saying so in `stoppedBy` (the next
+    /// leader takes it over).
+    pub fn stop_all(&self, cause: crate::k8s::runs::DaemonStop) {
         let runs = self.inner.runs.lock().unwrap_or_else(|p| p.into_inner());
         for r in runs.values().filter(|r| r.view.state == RunState::Running) {
-            r.stop.stop(StopReason::Interrupted { by: by.to_string() });
+            tracing::info!(run = %r.view.run_id, cause = cause.as_str(), "daemon stops the run");
+            r.stop.stop(StopReason::Daemon(cause));
         }
     }
 

@@ -292,7 +292,7 @@ pub async fn serve_with(
                     }
                 }
                 if !now && was {
-                    runs.stop_all(&format!("{}lost leadership)", leader::DAEMON_STOP_MARKER));
+                    runs.stop_all(crate::k8s::runs::DaemonStop::LostLeadership);
                 }
                 was = now;
                 if leader_rx.changed().await.is_err() {
@@ -343,7 +343,7 @@ pub async fn serve_with(
     for d in drills {
         d.abort();
     }
-    runs.stop_all(&format!("{}shutdown)", leader::DAEMON_STOP_MARKER));
+    runs.stop_all(crate::k8s::runs::DaemonStop::Shutdown);
     if !runs.drain(DRAIN_BOUND).await {
         tracing::warn!(bound = ?DRAIN_BOUND, "runs did not stop in time");
     }

@@ -53,14 +53,18 @@ pub struct ClusterRun {
     /// RFC 3339 start.
     pub started_at: Option<String>,
     /// Its steps: `(name, phase)`.
-    pub steps: Vec<(String, String)>,
+    pub steps: Vec<(String, crate::k8s::runs::StepPhase)>,
+    /// Why a daemon stopped it itself, when one did (the leader takes it over).
+    pub daemon_stop: Option<crate::k8s::runs::DaemonStop>,
 }
 
 impl ClusterRun {
     /// From a `Run` resource.
     pub fn from_resource(run: &Run) -> ClusterRun {
         let status = run.status.clone().unwrap_or_default();
+        let daemon_stop = status.daemon_stop();
         ClusterRun {
+            daemon_stop,
             run_id: run.metadata.name.clone().unwrap_or_default(),
             namespace: run.metadata.namespace.clone().unwrap_or_default(),
             playbook: run.spec.playbook.clone(),
@@ -556,9 +560,18 @@ fn cluster_status(run: &ClusterRun) -> String {
 }
 
 fn render_cluster_run(html: &mut String, run: &ClusterRun) {
+    let current = match run.phase {
+        crate::k8s::runs::RunPhase::Running => run
+            .steps
+            .iter()
+            .find(|(_, phase)| *phase == crate::k8s::runs::StepPhase::Running)
+            .map(|(name, _)| format!(" · step {}", escape(name)))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
     let _ = write!(
         html,
-        "<div class=\"run\"><b>{}</b> {} <span class=\"muted\">{} · {} · by {} · {}{}</span>",
+        "<div class=\"run\"><b>{}</b> {} <span class=\"muted\">{} · {} · by {} · {}{}{current}</span>",
         escape(&run.playbook),
         badge(&cluster_status(run)),
         run_link(&run.run_id),
@@ -572,6 +585,13 @@ fn render_cluster_run(html: &mut String, run: &ClusterRun) {
     );
     if let Some(message) = &run.message {
         let _ = write!(html, "<br><span class=\"muted\">{}</span>", escape(message));
+    }
+    if let Some(stop) = run.daemon_stop {
+        let _ = write!(
+            html,
+            "<br><span class=\"muted\">stopped by a ripcord daemon ({}): the leader takes it over</span>",
+            stop.describe()
+        );
     }
     html.push_str("</div>");
 }
@@ -617,7 +637,7 @@ pub fn render_run_page(state: &DaemonState, run_id: &str) -> Option<String> {
                 body,
                 "<li>{} {}</li>",
                 escape(name),
-                badge(&phase.to_ascii_lowercase())
+                badge(&phase.as_str().to_ascii_lowercase())
             );
         }
         body.push_str("</ol>");
@@ -698,6 +718,63 @@ fn render_run(html: &mut String, run: &RunView, timeline: bool, graph: Option<&I
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue14_cluster_runs_read_step_phases_and_daemon_stops_from_the_status() {
+        use crate::k8s::runs::{DaemonStop, RunSpec, RunStatus, StepPhase, StepStatus, StoppedBy};
+        let spec = RunSpec {
+            playbook: "rollback".into(),
+            params: Default::default(),
+            trigger: "api".into(),
+            who: "api/oncall".into(),
+            incident: None,
+        };
+        let step = |name: &str, phase: StepPhase| StepStatus {
+            name: name.into(),
+            phase,
+            ..StepStatus::default()
+        };
+        // Running: the step under way is named.
+        let mut running = Run::new("r-20261203-060000-aaaa", spec.clone());
+        running.status = Some(RunStatus {
+            phase: crate::k8s::runs::RunPhase::Running,
+            steps: vec![
+                step("rollback", StepPhase::Verified),
+                step("wait-rolled-out", StepPhase::Running),
+            ],
+            ..RunStatus::default()
+        });
+        let mut html = String::new();
+        render_cluster_run(&mut html, &ClusterRun::from_resource(&running));
+        assert!(html.contains(" · step wait-rolled-out"), "{html}");
+        assert!(!html.contains("stopped by a ripcord daemon"), "{html}");
+        // Stopped by a daemon (version 3: the field), taken over by the leader.
+        let mut stopped = Run::new("r-20261203-060000-bbbb", spec.clone());
+        stopped.status = Some(RunStatus {
+            format_version: crate::journal::Format::RunStatus.current(),
+            phase: crate::k8s::runs::RunPhase::Finished,
+            outcome: Some("interrupted".into()),
+            message: Some("interrupted by ripcord daemon (lost leadership)".into()),
+            stopped_by: Some(StoppedBy::Daemon(DaemonStop::LostLeadership)),
+            steps: vec![step("wait-rolled-out", StepPhase::Stopped)],
+            ..RunStatus::default()
+        });
+        let cluster = ClusterRun::from_resource(&stopped);
+        assert_eq!(cluster.daemon_stop, Some(DaemonStop::LostLeadership));
+        let mut html = String::new();
+        render_cluster_run(&mut html, &cluster);
+        assert!(
+            html.contains("stopped by a ripcord daemon (lost leadership)"),
+            "{html}"
+        );
+        assert!(!html.contains(" · step "), "{html}");
+        // The same message without the field, in version 3: a person's stop.
+        let mut person = stopped.clone();
+        if let Some(status) = person.status.as_mut() {
+            status.stopped_by = None;
+        }
+        assert_eq!(ClusterRun::from_resource(&person).daemon_stop, None);
+    }
 
     #[test]
     fn impact_svg_scales_the_series_and_marks_the_run() {

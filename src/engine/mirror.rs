@@ -1,6 +1,9 @@
 //! The `Run` mirror: a background task that writes the run's bounded status into the cluster
 //! after each batch of records, coalescing bursts. A failure is journaled once
 //! (`MirrorFailed`) and mirroring stops; it never blocks the run.
+//!
+//! A daemon's run carries the daemon's seal ([`runs::RunSeal::seal_status`]), computed for
+//! each status written since it covers the status's `stoppedBy` as well as the run's identity.
 
 use super::{EngineEvent, Events, RunOptions, SharedJournal};
 use crate::journal::Record;
@@ -72,10 +75,7 @@ impl Mirror {
         );
         let timeout = opts.call_timeout;
         // The daemon seals its runs so that only it takes them over (see `RunSeal`).
-        let seal = opts
-            .seal
-            .as_ref()
-            .map(|key| key.seal(&namespace, &plan.run_id, &run.spec));
+        let seal = opts.seal.clone();
         let (tx, mut rx) = watch::channel(status);
         let name = plan.run_id.clone();
         let task = tokio::spawn(async move {
@@ -102,7 +102,9 @@ impl Mirror {
             }
             loop {
                 let mut status = rx.borrow_and_update().clone();
-                status.seal = seal.clone();
+                status.seal = seal
+                    .as_ref()
+                    .map(|key| key.seal_status(&namespace, &name, &run.spec, &status));
                 if let Err(err) =
                     runs::write_status(&client, &namespace, &name, &status, timeout).await
                 {

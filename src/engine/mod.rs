@@ -77,6 +77,9 @@ pub enum StopReason {
         /// What asked.
         by: String,
     },
+    /// The daemon stops its own run (shutdown, lost leadership): interrupted, and taken over
+    /// by the next leader (the `Run` status's `stoppedBy`).
+    Daemon(crate::k8s::runs::DaemonStop),
     /// A stop condition tripped.
     Guard {
         /// The guard's name.
@@ -90,6 +93,9 @@ impl std::fmt::Display for StopReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StopReason::Interrupted { by } => write!(f, "interrupted by {by}"),
+            StopReason::Daemon(stop) => {
+                write!(f, "interrupted by ripcord daemon ({})", stop.describe())
+            }
             StopReason::Guard { guard, reason } => {
                 write!(f, "stop condition {guard} tripped: {reason}")
             }
@@ -923,6 +929,23 @@ impl Signals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue14_a_daemon_stop_is_typed_and_reads_as_before() {
+        use crate::k8s::runs::DaemonStop;
+        let stop = StopHandle::new();
+        stop.stop(StopReason::Daemon(DaemonStop::LostLeadership));
+        let reason = stop.reason();
+        assert_eq!(reason, Some(StopReason::Daemon(DaemonStop::LostLeadership)));
+        assert_eq!(
+            reason.map(|r| r.to_string()).as_deref(),
+            Some("interrupted by ripcord daemon (lost leadership)")
+        );
+        assert_eq!(
+            StopReason::Daemon(DaemonStop::Shutdown).to_string(),
+            "interrupted by ripcord daemon (shutdown)"
+        );
+    }
 
     #[test]
     fn the_first_stop_reason_wins() {

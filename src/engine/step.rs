@@ -21,7 +21,7 @@ use crate::actions::{
 /// The one error-chain walker (`engine/gate.rs` calls it by this path).
 use crate::errors::error_chain;
 use crate::journal::{Outcome, Record};
-use crate::k8s::runs::{MutationStatus, RunPhase, RunStatus, StepStatus};
+use crate::k8s::runs::{MutationStatus, RunPhase, RunStatus, StepPhase, StepStatus, StoppedBy};
 use crate::plan::{Plan, PlannedStep};
 use crate::playbook::OnFailure;
 use crate::playbook::catalog::{self, ObjectPatch};
@@ -63,33 +63,6 @@ impl StepFailure {
             error: error.into(),
             category: category.to_string(),
             refused: false,
-        }
-    }
-}
-
-/// A step's phase as the `Run` mirror shows it (`status.steps[].phase`, a string in the CRD).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StepPhase {
-    Pending,
-    Running,
-    Verified,
-    AlreadySatisfied,
-    Failed,
-    Stopped,
-    Refused,
-}
-
-impl StepPhase {
-    /// The spelling in the resource.
-    fn as_str(self) -> &'static str {
-        match self {
-            StepPhase::Pending => "Pending",
-            StepPhase::Running => "Running",
-            StepPhase::Verified => "Verified",
-            StepPhase::AlreadySatisfied => "AlreadySatisfied",
-            StepPhase::Failed => "Failed",
-            StepPhase::Stopped => "Stopped",
-            StepPhase::Refused => "Refused",
         }
     }
 }
@@ -266,9 +239,9 @@ impl<'a> RunState<'a> {
                 .map(|s| StepStatus {
                     name: s.name.clone(),
                     phase: if prior.done_steps.contains(&s.name) {
-                        StepPhase::Verified.as_str().into()
+                        StepPhase::Verified
                     } else {
-                        StepPhase::Pending.as_str().into()
+                        StepPhase::Pending
                     },
                     ..StepStatus::default()
                 })
@@ -320,7 +293,7 @@ impl<'a> RunState<'a> {
 
     fn set_step_phase(&mut self, step: &str, phase: StepPhase, error: Option<String>) {
         if let Some(s) = self.status.steps.iter_mut().find(|s| s.name == step) {
-            s.phase = phase.as_str().to_string();
+            s.phase = phase;
             s.error = error;
         }
         self.push_mirror();
@@ -502,10 +475,10 @@ impl<'a> RunState<'a> {
     fn stopped(&self, reason: StopReason) -> (Outcome, Option<String>) {
         match &reason {
             // Nothing of a dry run to resume.
-            StopReason::Interrupted { .. } if self.is_dry_run() => {
+            StopReason::Interrupted { .. } | StopReason::Daemon(_) if self.is_dry_run() => {
                 (Outcome::Interrupted, Some(reason.to_string()))
             }
-            StopReason::Interrupted { .. } => (
+            StopReason::Interrupted { .. } | StopReason::Daemon(_) => (
                 Outcome::Interrupted,
                 Some(format!(
                     "{reason}; resume with: ripcord run --resume {}",
@@ -968,11 +941,8 @@ impl<'a> RunState<'a> {
 
     fn add_mutation_status(&mut self, step: &str, m: &Mutation) {
         if let Some(s) = self.status.steps.iter_mut().find(|s| s.name == step) {
-            s.mutations.push(MutationStatus {
-                id: m.id.clone(),
-                target: m.target.to_string(),
-                inverse: serde_json::to_string(&m.inverse).unwrap_or_default(),
-            });
+            s.mutations
+                .push(MutationStatus::new(&m.id, m.target.to_string(), &m.inverse));
         }
         self.push_mirror();
     }
@@ -1414,6 +1384,14 @@ impl<'a> RunState<'a> {
             self.status.phase = RunPhase::Finished;
             self.status.outcome = Some(outcome.as_str().to_string());
             self.status.message = reason;
+            // Said in a field, not only in the message: the next leader takes over what a
+            // daemon stopped itself.
+            self.status.stopped_by = match (outcome, self.stop.reason()) {
+                (Outcome::Interrupted, Some(StopReason::Daemon(stop))) => {
+                    Some(StoppedBy::Daemon(stop))
+                }
+                _ => None,
+            };
             self.status.finished_at = Some(jiff::Timestamp::now().to_string());
             mirror.finish(self.status.clone()).await;
         }

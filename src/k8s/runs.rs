@@ -6,9 +6,17 @@
 //! a count of what was left out; details stay in the journal and the snapshot.
 //!
 //! Writing the mirror never blocks mitigation: callers journal a failure and carry on.
+//!
+//! The status is versioned (`status.formatVersion`, [`Format::RunStatus`]). Version 3 (this
+//! build) keeps each step's phase as a [`StepPhase`], each inverse as structured JSON (left out
+//! with `inverseOmitted: true` when larger than [`MAX_INVERSE_CHARS`]) and, for a run a daemon
+//! stopped itself, [`StoppedBy`] (`stoppedBy: {kind: daemon, reason: shutdown|lostLeadership}`),
+//! which the daemon's `v2:` seal covers. Versions 1 and 2 (an inverse as a JSON string cut to
+//! [`MAX_FIELD_CHARS`], a daemon's stop told only in the message) are still read:
+//! [`MutationStatus::inverse`], [`RunStatus::daemon_stop`].
 
-use crate::model::FIELD_MANAGER;
 use crate::model::format::{Format, FormatVersion, UnsupportedFormat};
+use crate::model::{FIELD_MANAGER, Inverse};
 use kube::CustomResource;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use schemars::JsonSchema;
@@ -22,6 +30,14 @@ pub const MAX_STEPS: usize = 50;
 pub const MAX_MUTATIONS_PER_STEP: usize = 20;
 /// Longest string kept in a status field (longer ones are cut, marked with `…`).
 pub const MAX_FIELD_CHARS: usize = 1024;
+/// Longest inverse kept in a status, as compact JSON text: a longer one is left out
+/// (`inverseOmitted: true`) and stays in the run's journal only. The bound versions 1 and 2 cut
+/// their inverse strings at.
+pub const MAX_INVERSE_CHARS: usize = MAX_FIELD_CHARS;
+/// How versions 1 and 2 of the status told that a daemon stopped the run itself: the message
+/// held `interrupted by ripcord daemon (shutdown)` or `… (lost leadership)`. Read for those
+/// versions only; version 3 says it in [`RunStatus::stopped_by`].
+pub const LEGACY_DAEMON_STOP_MARKER: &str = "ripcord daemon (";
 
 /// What a run was asked to do.
 // Each `printcolumn(type_ = "string", …)` is a separate column, not a duplicate.
@@ -116,12 +132,164 @@ impl<'de> Deserialize<'de> for RunPhase {
     }
 }
 
+/// Where a step is, as its `Run` resource says (`status.steps[].phase`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum StepPhase {
+    /// Not started yet (or not run: a later step after a failure or stop).
+    #[default]
+    Pending,
+    /// Under way.
+    Running,
+    /// Done and verified (also: done by an earlier process of the run).
+    Verified,
+    /// Nothing to do: the desired state held already.
+    AlreadySatisfied,
+    /// Failed (see the step's `error`).
+    Failed,
+    /// Stopped at a safe point (a signal, a cancel, a stop condition, the daemon).
+    Stopped,
+    /// Refused before writing (see the step's `error`).
+    Refused,
+    /// A value this build does not know, kept as read.
+    Other(String),
+}
+
+impl StepPhase {
+    /// The spelling in the resource.
+    pub fn as_str(&self) -> &str {
+        match self {
+            StepPhase::Pending => "Pending",
+            StepPhase::Running => "Running",
+            StepPhase::Verified => "Verified",
+            StepPhase::AlreadySatisfied => "AlreadySatisfied",
+            StepPhase::Failed => "Failed",
+            StepPhase::Stopped => "Stopped",
+            StepPhase::Refused => "Refused",
+            StepPhase::Other(other) => other,
+        }
+    }
+}
+
+impl From<&str> for StepPhase {
+    fn from(s: &str) -> StepPhase {
+        match s {
+            "Pending" => StepPhase::Pending,
+            "Running" => StepPhase::Running,
+            "Verified" => StepPhase::Verified,
+            "AlreadySatisfied" => StepPhase::AlreadySatisfied,
+            "Failed" => StepPhase::Failed,
+            "Stopped" => StepPhase::Stopped,
+            "Refused" => StepPhase::Refused,
+            other => StepPhase::Other(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for StepPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for StepPhase {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for StepPhase {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<StepPhase, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Ok(StepPhase::from(s.as_str()))
+    }
+}
+
+/// Why a daemon stopped one of its own runs (the next leader takes such a run over).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DaemonStop {
+    /// The daemon shut down.
+    Shutdown,
+    /// The daemon lost the leader Lease.
+    LostLeadership,
+}
+
+impl DaemonStop {
+    /// The spelling in the resource (`stoppedBy.reason`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DaemonStop::Shutdown => "shutdown",
+            DaemonStop::LostLeadership => "lostLeadership",
+        }
+    }
+
+    /// For people (the status message: `interrupted by ripcord daemon (lost leadership)`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            DaemonStop::Shutdown => "shutdown",
+            DaemonStop::LostLeadership => "lost leadership",
+        }
+    }
+}
+
+/// Who stopped a run that ended `interrupted`, when a daemon did (`status.stoppedBy`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StoppedBy {
+    /// A ripcord daemon stopped its own run: `{kind: daemon, reason: shutdown|lostLeadership}`.
+    Daemon(DaemonStop),
+    /// A kind or reason this build does not know, kept as read (never taken over).
+    Other {
+        /// `stoppedBy.kind` as read.
+        kind: String,
+        /// `stoppedBy.reason` as read.
+        reason: String,
+    },
+}
+
+/// `status.stoppedBy` as written.
+#[derive(Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct StoppedByWire {
+    /// Who stopped the run: `daemon` (a ripcord daemon stopped its own run).
+    kind: String,
+    /// Why: `shutdown`, `lostLeadership`.
+    #[serde(default)]
+    reason: String,
+}
+
+impl Serialize for StoppedBy {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let wire = match self {
+            StoppedBy::Daemon(stop) => StoppedByWire {
+                kind: "daemon".into(),
+                reason: stop.as_str().into(),
+            },
+            StoppedBy::Other { kind, reason } => StoppedByWire {
+                kind: kind.clone(),
+                reason: reason.clone(),
+            },
+        };
+        wire.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoppedBy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<StoppedBy, D::Error> {
+        let StoppedByWire { kind, reason } = StoppedByWire::deserialize(deserializer)?;
+        Ok(match (kind.as_str(), reason.as_str()) {
+            ("daemon", "shutdown") => StoppedBy::Daemon(DaemonStop::Shutdown),
+            ("daemon", "lostLeadership") => StoppedBy::Daemon(DaemonStop::LostLeadership),
+            _ => StoppedBy::Other { kind, reason },
+        })
+    }
+}
+
 /// What a run did so far.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunStatus {
-    /// The status's format version: 2 today; absent means 1 (written before statuses carried
-    /// one). A ripcord reads its own version and the previous one and refuses any other.
+    /// The status's format version: 3 today; absent means 1 (written before statuses carried
+    /// one; 1 is 2 without this field). A ripcord reads its own version and the previous ones
+    /// it knows (1 to 3) and refuses any other.
     #[serde(default)]
     pub format_version: FormatVersion,
     /// `Running`, `Finished`.
@@ -141,6 +309,12 @@ pub struct RunStatus {
     /// Why, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Who stopped the run, when a ripcord daemon stopped its own run (`kind: daemon`,
+    /// `reason: shutdown` or `lostLeadership`): the next leader takes such a run over. Covered
+    /// by the daemon's seal. Versions 1 and 2 said so only in `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<StoppedByWire>")]
+    pub stopped_by: Option<StoppedBy>,
     /// RFC 3339 start time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
@@ -150,9 +324,10 @@ pub struct RunStatus {
     /// Where the local journal lives (`host:path`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<String>,
-    /// The daemon's seal over the run's identity (`v1:` + HMAC-SHA256 of namespace, name and
-    /// spec, keyed with the daemon's run key; see docs/security.md). Written only through the
-    /// status subresource; a daemon takes over only runs whose seal verifies.
+    /// The daemon's seal (`v2:` + HMAC-SHA256 of namespace, name, spec and `stoppedBy`, keyed
+    /// with the daemon's run key; versions 1 and 2: `v1:`, without `stoppedBy`; see
+    /// docs/security.md). Written only through the status subresource; a daemon takes over
+    /// only runs whose seal verifies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<String>,
 }
@@ -167,8 +342,10 @@ fn is_zero(n: &u32) -> bool {
 pub struct StepStatus {
     /// The step's name.
     pub name: String,
-    /// `Pending`, `Running`, `Verified`, `AlreadySatisfied`, `Failed`, `Skipped`.
-    pub phase: String,
+    /// `Pending`, `Running`, `Verified`, `AlreadySatisfied`, `Failed`, `Stopped`, `Refused`.
+    // A string in the resource (the CRD's schema); a value this build does not know is kept.
+    #[schemars(with = "String")]
+    pub phase: StepPhase,
     /// The mutations applied (at most [`MAX_MUTATIONS_PER_STEP`]).
     #[serde(default)]
     pub mutations: Vec<MutationStatus>,
@@ -188,9 +365,94 @@ pub struct MutationStatus {
     pub id: String,
     /// The object written (`deployment/shop/checkout`).
     pub target: String,
-    /// The inverse as compact JSON (`{"type":"mergePatch","patch":…}`), cut to
-    /// [`MAX_FIELD_CHARS`].
-    pub inverse: String,
+    /// The inverse as the journal has it (`{"type": "mergePatch", "patch": …}`); absent when
+    /// it was larger than the status allows (`inverseOmitted`). Versions 1 and 2: the same as
+    /// compact JSON text, cut to 1,024 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_json")]
+    pub inverse: Option<serde_json::Value>,
+    /// The inverse was too large for the status and left out: only the run's journal has it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inverse_omitted: bool,
+}
+
+/// The schema of a value of any JSON type, kept as written (`inverse`: an object in version
+/// 3, a string in versions 1 and 2): structural, and not pruned by the API server.
+fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// Why a `Run` status cannot give a mutation's inverse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InverseUnavailable {
+    /// Left out by the size bound (version 3: `inverseOmitted`).
+    #[error(
+        "the inverse was too large for the Run resource and left out (inverseOmitted); clean up \
+         from the machine holding the run's journal"
+    )]
+    Omitted,
+    /// Cut by the size bound (versions 1 and 2: JSON text that no longer parses).
+    #[error(
+        "the inverse in the Run resource is incomplete (cut by its size bound); clean up from \
+         the machine holding the run's journal"
+    )]
+    Cut,
+    /// No inverse, and no marker saying why.
+    #[error("the Run resource records no inverse for this mutation")]
+    Missing,
+    /// A value that is not an inverse this build knows.
+    #[error("the inverse in the Run resource is not readable: {0}")]
+    Unreadable(String),
+}
+
+impl InverseUnavailable {
+    /// A stable category.
+    pub fn category(&self) -> &'static str {
+        match self {
+            InverseUnavailable::Omitted => "inverse-omitted",
+            InverseUnavailable::Cut => "inverse-cut",
+            InverseUnavailable::Missing => "inverse-missing",
+            InverseUnavailable::Unreadable(_) => "inverse-unreadable",
+        }
+    }
+}
+
+// === impl MutationStatus ===
+
+impl MutationStatus {
+    /// The status of an applied mutation, its inverse as structured JSON (left out by
+    /// [`RunStatus::bounded`] when too large).
+    pub fn new(id: impl Into<String>, target: impl Into<String>, inverse: &Inverse) -> Self {
+        let inverse = serde_json::to_value(inverse).ok();
+        MutationStatus {
+            id: id.into(),
+            target: target.into(),
+            inverse_omitted: inverse.is_none(),
+            inverse,
+        }
+    }
+
+    /// The inverse, whichever version wrote it: version 3's object, or versions 1 and 2's
+    /// JSON text (cut text is [`InverseUnavailable::Cut`]).
+    pub fn inverse(&self) -> Result<Inverse, InverseUnavailable> {
+        match &self.inverse {
+            None if self.inverse_omitted => Err(InverseUnavailable::Omitted),
+            None => Err(InverseUnavailable::Missing),
+            Some(serde_json::Value::String(text)) => {
+                serde_json::from_str::<Inverse>(text).map_err(|err| {
+                    if text.ends_with('…') || err.is_eof() {
+                        InverseUnavailable::Cut
+                    } else {
+                        InverseUnavailable::Unreadable(err.to_string())
+                    }
+                })
+            }
+            Some(value) => serde_json::from_value::<Inverse>(value.clone())
+                .map_err(|err| InverseUnavailable::Unreadable(err.to_string())),
+        }
+    }
 }
 
 // === impl RunStatus ===
@@ -210,7 +472,17 @@ impl RunStatus {
                 step.mutations.truncate(MAX_MUTATIONS_PER_STEP);
             }
             for m in &mut step.mutations {
-                m.inverse = cut(&m.inverse);
+                let too_large =
+                    m.inverse.as_ref().is_some_and(|inverse| {
+                        match serde_json::to_string(inverse) {
+                            Ok(text) => text.chars().count() > MAX_INVERSE_CHARS,
+                            Err(_) => true,
+                        }
+                    });
+                if too_large {
+                    m.inverse = None;
+                    m.inverse_omitted = true;
+                }
             }
             step.error = step.error.as_deref().map(cut);
         }
@@ -227,6 +499,32 @@ impl RunStatus {
         resource: impl std::fmt::Display,
     ) -> Result<FormatVersion, UnsupportedFormat> {
         Format::RunStatus.check(self.format_version, resource)
+    }
+
+    /// Why a daemon stopped this run itself, if it did (then the next leader takes it over):
+    /// version 3's [`RunStatus::stopped_by`]; versions 1 and 2 said it only in the message of
+    /// an `interrupted` outcome ([`LEGACY_DAEMON_STOP_MARKER`]). A version 3 status is never
+    /// judged by its message.
+    pub fn daemon_stop(&self) -> Option<DaemonStop> {
+        if self.format_version >= FormatVersion::V3 {
+            return match &self.stopped_by {
+                Some(StoppedBy::Daemon(stop)) => Some(*stop),
+                _ => None,
+            };
+        }
+        if self.outcome.as_deref() != Some("interrupted") {
+            return None;
+        }
+        let message = self.message.as_deref()?;
+        let at = message.find(LEGACY_DAEMON_STOP_MARKER)?;
+        let rest = message.get(at + LEGACY_DAEMON_STOP_MARKER.len()..)?;
+        if rest.starts_with("lost leadership)") {
+            Some(DaemonStop::LostLeadership)
+        } else {
+            // `shutdown)`, or any other reason a daemon gave: version 2's leader resumed them
+            // all.
+            Some(DaemonStop::Shutdown)
+        }
     }
 
     /// [`RunStatus::check_format`] on a status as JSON, before deserializing it (a status of
@@ -258,10 +556,15 @@ pub fn cut(s: &str) -> String {
 /// Anyone allowed to `create runs.ripcord.dev` can write a `Run`'s spec, so a spec is not a
 /// command: a new leader takes over only a `Run` whose status carries a seal it can verify —
 /// an HMAC-SHA256, keyed with a secret only the daemon holds (its Secret), over the run's
-/// namespace, name, playbook, parameters, trigger, who and incident. The status is written
-/// through the status subresource, which the chart grants to the daemon alone; the key makes
-/// a seal unforgeable even for someone who can write statuses, and binds it to this exact
-/// run (a seal copied onto another spec or name does not verify).
+/// namespace, name, playbook, parameters, trigger, who and incident, and (seal `v2:`, status
+/// format 3) the status's `stoppedBy`, which decides whether a stopped run is taken over. The
+/// status is written through the status subresource, which the chart grants to the daemon
+/// alone; the key makes a seal unforgeable even for someone who can write statuses, and binds
+/// it to this exact run (a seal copied onto another spec or name does not verify) and stop
+/// cause (a `stoppedBy` added to or changed in a sealed status does not verify).
+///
+/// Seals `v1:` (identity only, status formats 1 and 2) still verify on a status without
+/// `stoppedBy`; those statuses tell a daemon's stop in their message.
 pub struct RunSeal {
     key: ring::hmac::Key,
 }
@@ -357,6 +660,44 @@ impl RunSeal {
         Ok(RunSeal::new(key))
     }
 
+    fn message_v2(
+        namespace: &str,
+        name: &str,
+        spec: &RunSpec,
+        stopped_by: Option<&StoppedBy>,
+    ) -> Vec<u8> {
+        // serde_json writes struct fields in order and BTreeMap keys sorted: canonical.
+        serde_json::to_vec(&serde_json::json!({
+            "v": 2,
+            "namespace": namespace,
+            "name": name,
+            "spec": spec,
+            "stoppedBy": stopped_by,
+        }))
+        .unwrap_or_default()
+    }
+
+    fn sign(&self, version: &str, message: &[u8]) -> String {
+        let tag = ring::hmac::sign(&self.key, message);
+        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("{version}:{hex}")
+    }
+
+    /// The seal of a status of the run `namespace/name` with `spec` (what the daemon writes):
+    /// `v2:` + hex HMAC-SHA256 over the run's identity and `status.stoppedBy`.
+    pub fn seal_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        spec: &RunSpec,
+        status: &RunStatus,
+    ) -> String {
+        self.sign(
+            "v2",
+            &RunSeal::message_v2(namespace, name, spec, status.stopped_by.as_ref()),
+        )
+    }
+
     fn message(namespace: &str, name: &str, spec: &RunSpec) -> Vec<u8> {
         // serde_json writes struct fields in order and BTreeMap keys sorted: canonical.
         serde_json::to_vec(&serde_json::json!({
@@ -368,29 +709,43 @@ impl RunSeal {
         .unwrap_or_default()
     }
 
-    /// The seal of the run `namespace/name` with `spec`: `v1:` + hex HMAC-SHA256.
+    /// The identity seal of the run `namespace/name` with `spec`, as status formats 1 and 2
+    /// carry it: `v1:` + hex HMAC-SHA256.
     pub fn seal(&self, namespace: &str, name: &str, spec: &RunSpec) -> String {
-        let tag = ring::hmac::sign(&self.key, &RunSeal::message(namespace, name, spec));
-        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        format!("v1:{hex}")
+        self.sign("v1", &RunSeal::message(namespace, name, spec))
     }
 
-    /// Checks the seal in `run`'s status against its namespace, name and spec (in constant
-    /// time).
+    /// Checks the seal in `run`'s status against its namespace, name and spec, and for a `v2:`
+    /// seal its `stoppedBy` (in constant time). A `v1:` seal does not cover `stoppedBy`: on a
+    /// status that has one it does not verify.
     pub fn check(&self, run: &Run) -> SealCheck {
-        let Some(seal) = run.status.as_ref().and_then(|s| s.seal.as_deref()) else {
+        let Some(status) = run.status.as_ref() else {
             return SealCheck::Missing;
         };
-        let Some(tag) = seal.strip_prefix("v1:").and_then(decode_hex) else {
-            return SealCheck::Invalid;
+        let Some(seal) = status.seal.as_deref() else {
+            return SealCheck::Missing;
         };
         let namespace = run.metadata.namespace.as_deref().unwrap_or_default();
         let name = run.metadata.name.as_deref().unwrap_or_default();
-        match ring::hmac::verify(
-            &self.key,
-            &RunSeal::message(namespace, name, &run.spec),
-            &tag,
-        ) {
+        let (tag, message) = if let Some(hex) = seal.strip_prefix("v2:") {
+            (
+                decode_hex(hex),
+                RunSeal::message_v2(namespace, name, &run.spec, status.stopped_by.as_ref()),
+            )
+        } else if let Some(hex) = seal.strip_prefix("v1:")
+            && status.stopped_by.is_none()
+        {
+            (
+                decode_hex(hex),
+                RunSeal::message(namespace, name, &run.spec),
+            )
+        } else {
+            return SealCheck::Invalid;
+        };
+        let Some(tag) = tag else {
+            return SealCheck::Invalid;
+        };
+        match ring::hmac::verify(&self.key, &message, &tag) {
             Ok(()) => SealCheck::Valid,
             Err(_) => SealCheck::Invalid,
         }
@@ -584,9 +939,7 @@ pub async fn write_status(
     timeout: Duration,
 ) -> Result<(), RunMirrorError> {
     let api: Api<Run> = Api::namespaced(client.clone(), namespace);
-    let mut status = status.clone().bounded();
-    status.format_version = Format::RunStatus.current();
-    let patch = serde_json::json!({ "status": status });
+    let patch = status_patch(status);
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PatchParams::default()
@@ -610,6 +963,21 @@ pub async fn write_status(
             source,
         }),
     }
+}
+
+/// The merge patch that writes `status` (bounded, in the current format version). A field
+/// that must not outlive the status that set it is written as `null` (removed) when absent:
+/// `stoppedBy` (a run taken over and then cancelled by a person must not still read as stopped
+/// by a daemon).
+pub fn status_patch(status: &RunStatus) -> serde_json::Value {
+    let mut status = status.clone().bounded();
+    status.format_version = Format::RunStatus.current();
+    // Serializing a status cannot fail; were it to, `{}` changes nothing.
+    let mut value = serde_json::to_value(&status).unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(fields) = value.as_object_mut() {
+        fields.entry("stoppedBy").or_insert(serde_json::Value::Null);
+    }
+    serde_json::json!({ "status": value })
 }
 
 /// Most `Run` resources asked for per list page.
@@ -761,7 +1129,10 @@ mod tests {
                 .map(|i| MutationStatus {
                     id: format!("m{i}"),
                     target: "node/a".into(),
-                    inverse: "x".repeat(5000),
+                    inverse: Some(
+                        serde_json::json!({"type": "none", "reason": "x".repeat(i * 100)}),
+                    ),
+                    inverse_omitted: false,
                 })
                 .collect(),
             omitted_mutations: 0,
@@ -777,10 +1148,14 @@ mod tests {
         assert_eq!(status.omitted_steps, 10);
         assert_eq!(status.steps[0].mutations.len(), MAX_MUTATIONS_PER_STEP);
         assert_eq!(status.steps[0].omitted_mutations, 10);
-        assert_eq!(
-            status.steps[0].mutations[0].inverse.chars().count(),
-            MAX_FIELD_CHARS
-        );
+        // Small inverses are kept as they are; one too large is left out, and says so.
+        let kept = &status.steps[0].mutations[9];
+        assert!(kept.inverse.is_some() && !kept.inverse_omitted);
+        assert!(kept.inverse().is_ok());
+        let left_out = &status.steps[0].mutations[11];
+        assert_eq!(left_out.inverse, None);
+        assert!(left_out.inverse_omitted);
+        assert_eq!(left_out.inverse(), Err(InverseUnavailable::Omitted));
     }
 
     fn run(namespace: &str, name: &str, zone: &str) -> Run {
@@ -856,17 +1231,23 @@ mod tests {
             serde_json::from_value(serde_json::json!({"phase": "Running"})).unwrap();
         assert_eq!(old.check_format("Run shop/r"), Ok(FormatVersion::V1));
         let newer: RunStatus =
-            serde_json::from_value(serde_json::json!({"phase": "Running", "formatVersion": 3}))
+            serde_json::from_value(serde_json::json!({"phase": "Running", "formatVersion": 4}))
                 .unwrap();
         let err = newer.check_format("Run shop/r").unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("Run shop/r: Run status format version 3"),
+                .starts_with("Run shop/r: Run status format version 4"),
             "{err}"
         );
         assert!(
-            RunStatus::check_format_json(&serde_json::json!({"formatVersion": 3}), "x").is_err()
+            RunStatus::check_format_json(&serde_json::json!({"formatVersion": 4}), "x").is_err()
         );
+        for readable in [1, 2, 3] {
+            assert!(
+                RunStatus::check_format_json(&serde_json::json!({"formatVersion": readable}), "x")
+                    .is_ok()
+            );
+        }
         // The seal covers namespace, name and spec, not the status: adding the version to the
         // status changes no seal, old or new.
         let key = RunSeal::new(&[7u8; 32]);
@@ -879,6 +1260,272 @@ mod tests {
         assert_eq!(key.check(&sealed), SealCheck::Valid);
         sealed.status.as_mut().unwrap().format_version = Format::RunStatus.current();
         assert_eq!(key.check(&sealed), SealCheck::Valid);
+    }
+
+    #[test]
+    fn issue14_step_phases_are_an_enum_that_keeps_unknown_values_as_read() {
+        for (text, phase) in [
+            ("Pending", StepPhase::Pending),
+            ("Running", StepPhase::Running),
+            ("Verified", StepPhase::Verified),
+            ("AlreadySatisfied", StepPhase::AlreadySatisfied),
+            ("Failed", StepPhase::Failed),
+            ("Stopped", StepPhase::Stopped),
+            ("Refused", StepPhase::Refused),
+            ("Skipped", StepPhase::Other("Skipped".into())),
+        ] {
+            let step: StepStatus =
+                serde_json::from_value(serde_json::json!({"name": "s", "phase": text})).unwrap();
+            assert_eq!(step.phase, phase);
+            assert_eq!(serde_json::to_value(&step).unwrap()["phase"], text);
+        }
+        let crd = serde_json::to_value(<Run as kube::CustomResourceExt>::crd()).unwrap();
+        let step = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+            ["properties"]["steps"]["items"]["properties"];
+        assert_eq!(step["phase"]["type"], "string", "{step}");
+    }
+
+    #[test]
+    fn issue14_inverses_read_from_every_version() {
+        let inverse = Inverse::MergePatch {
+            patch: serde_json::json!({"spec": {"unschedulable": null}}),
+            expected: serde_json::json!({"spec": {"unschedulable": true}}),
+        };
+        // Version 3: structured, as the journal has it.
+        let v3 = MutationStatus::new("cordon/a", "node/a", &inverse);
+        let written = serde_json::to_value(&v3).unwrap();
+        assert_eq!(written["inverse"]["type"], "mergePatch", "{written}");
+        assert!(written.get("inverseOmitted").is_none(), "{written}");
+        assert_eq!(v3.inverse(), Ok(inverse.clone()));
+        // Versions 1 and 2: JSON text, whole or cut.
+        let text = serde_json::to_string(&inverse).unwrap();
+        let v2: MutationStatus = serde_json::from_value(
+            serde_json::json!({"id": "cordon/a", "target": "node/a", "inverse": text}),
+        )
+        .unwrap();
+        assert_eq!(v2.inverse(), Ok(inverse.clone()));
+        let long = serde_json::to_string(&Inverse::None {
+            reason: "y".repeat(3000),
+        })
+        .unwrap();
+        let v2_cut: MutationStatus = serde_json::from_value(
+            serde_json::json!({"id": "x", "target": "node/a", "inverse": cut(&long)}),
+        )
+        .unwrap();
+        assert_eq!(v2_cut.inverse(), Err(InverseUnavailable::Cut));
+        // Version 3, left out; and neither an inverse nor a marker.
+        let omitted: MutationStatus = serde_json::from_value(
+            serde_json::json!({"id": "x", "target": "node/a", "inverseOmitted": true}),
+        )
+        .unwrap();
+        assert_eq!(omitted.inverse(), Err(InverseUnavailable::Omitted));
+        assert!(
+            omitted
+                .inverse()
+                .unwrap_err()
+                .to_string()
+                .contains("journal")
+        );
+        let bare: MutationStatus =
+            serde_json::from_value(serde_json::json!({"id": "x", "target": "node/a"})).unwrap();
+        assert_eq!(bare.inverse(), Err(InverseUnavailable::Missing));
+        let odd: MutationStatus = serde_json::from_value(
+            serde_json::json!({"id": "x", "target": "node/a", "inverse": {"type": "teleport"}}),
+        )
+        .unwrap();
+        assert!(matches!(
+            odd.inverse(),
+            Err(InverseUnavailable::Unreadable(_))
+        ));
+        // A large inverse is left out by the bound, not cut.
+        let big = MutationStatus::new(
+            "x",
+            "node/a",
+            &Inverse::None {
+                reason: "z".repeat(2000),
+            },
+        );
+        let status = RunStatus {
+            steps: vec![StepStatus {
+                name: "s".into(),
+                mutations: vec![big, v3],
+                ..StepStatus::default()
+            }],
+            ..RunStatus::default()
+        }
+        .bounded();
+        assert!(status.steps[0].mutations[0].inverse_omitted);
+        assert_eq!(status.steps[0].mutations[0].inverse, None);
+        assert_eq!(status.steps[0].mutations[1].inverse(), Ok(inverse));
+        // The CRD keeps the inverse as written (structural: no pruning).
+        let crd = serde_json::to_value(<Run as kube::CustomResourceExt>::crd()).unwrap();
+        let m = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+            ["steps"]["items"]["properties"]["mutations"]["items"]["properties"];
+        assert_eq!(
+            m["inverse"]["x-kubernetes-preserve-unknown-fields"], true,
+            "{m}"
+        );
+        assert!(m["inverse"].get("type").is_none(), "{m}");
+        assert_eq!(m["inverseOmitted"]["type"], "boolean", "{m}");
+    }
+
+    #[test]
+    fn issue14_stopped_by_is_a_field_read_for_v3_and_the_message_for_v1_and_v2() {
+        let daemon = |reason: &str| serde_json::json!({"kind": "daemon", "reason": reason});
+        for (wire, parsed) in [
+            (daemon("shutdown"), StoppedBy::Daemon(DaemonStop::Shutdown)),
+            (
+                daemon("lostLeadership"),
+                StoppedBy::Daemon(DaemonStop::LostLeadership),
+            ),
+            (
+                daemon("upgrade"),
+                StoppedBy::Other {
+                    kind: "daemon".into(),
+                    reason: "upgrade".into(),
+                },
+            ),
+            (
+                serde_json::json!({"kind": "person", "reason": "cancel"}),
+                StoppedBy::Other {
+                    kind: "person".into(),
+                    reason: "cancel".into(),
+                },
+            ),
+        ] {
+            let read: StoppedBy = serde_json::from_value(wire.clone()).unwrap();
+            assert_eq!(read, parsed);
+            assert_eq!(serde_json::to_value(&read).unwrap(), wire);
+        }
+        let status = |version: u32, outcome: &str, message: &str, stopped_by: Option<Value>| {
+            let mut s = serde_json::json!({"formatVersion": version, "phase": "Finished",
+                "outcome": outcome, "message": message});
+            if let Some(by) = stopped_by {
+                s["stoppedBy"] = by;
+            }
+            serde_json::from_value::<RunStatus>(s).unwrap()
+        };
+        use serde_json::Value;
+        let lost = "interrupted by ripcord daemon (lost leadership); resume with: ripcord run --resume r-1";
+        let shutdown =
+            "interrupted by ripcord daemon (shutdown); resume with: ripcord run --resume r-1";
+        let person = "interrupted by api/oncall; resume with: ripcord run --resume r-1";
+        // Versions 1 and 2: the message.
+        for v in [1, 2] {
+            assert_eq!(
+                status(v, "interrupted", lost, None).daemon_stop(),
+                Some(DaemonStop::LostLeadership)
+            );
+            assert_eq!(
+                status(v, "interrupted", shutdown, None).daemon_stop(),
+                Some(DaemonStop::Shutdown)
+            );
+            assert_eq!(status(v, "interrupted", person, None).daemon_stop(), None);
+            assert_eq!(status(v, "failed", lost, None).daemon_stop(), None);
+        }
+        // Version 3: the field only; the same message without it is a person's stop.
+        assert_eq!(
+            status(3, "interrupted", lost, Some(daemon("lostLeadership"))).daemon_stop(),
+            Some(DaemonStop::LostLeadership)
+        );
+        assert_eq!(status(3, "interrupted", lost, None).daemon_stop(), None);
+        assert_eq!(
+            status(3, "interrupted", person, Some(daemon("upgrade"))).daemon_stop(),
+            None
+        );
+        // The CRD declares it, so the API server keeps it.
+        let crd = serde_json::to_value(<Run as kube::CustomResourceExt>::crd()).unwrap();
+        let by = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+            ["stoppedBy"];
+        assert_eq!(by["type"], "object", "{by}");
+        assert_eq!(by["properties"]["kind"]["type"], "string", "{by}");
+        assert_eq!(by["properties"]["reason"]["type"], "string", "{by}");
+    }
+
+    #[test]
+    fn issue14_the_seal_covers_stopped_by() {
+        let key = RunSeal::new(&[7u8; 32]);
+        let name = "r-20261202-100000-abcd";
+        let mut sealed = run("shop", name, "zone-a");
+        let mut status = RunStatus {
+            format_version: Format::RunStatus.current(),
+            phase: RunPhase::Finished,
+            outcome: Some("interrupted".into()),
+            stopped_by: Some(StoppedBy::Daemon(DaemonStop::LostLeadership)),
+            ..RunStatus::default()
+        };
+        status.seal = Some(key.seal_status("shop", name, &sealed.spec, &status));
+        assert!(status.seal.as_deref().unwrap().starts_with("v2:"));
+        sealed.status = Some(status);
+        assert_eq!(key.check(&sealed), SealCheck::Valid);
+        // The stop cause changed, added or removed after sealing: not ours.
+        let mut other = sealed.clone();
+        other.status.as_mut().unwrap().stopped_by = Some(StoppedBy::Daemon(DaemonStop::Shutdown));
+        assert_eq!(key.check(&other), SealCheck::Invalid);
+        let mut other = sealed.clone();
+        other.status.as_mut().unwrap().stopped_by = None;
+        assert_eq!(key.check(&other), SealCheck::Invalid);
+        let mut unsealed_stop = sealed.clone();
+        let s = unsealed_stop.status.as_mut().unwrap();
+        s.stopped_by = None;
+        s.seal = Some(key.seal_status("shop", name, &unsealed_stop.spec, s));
+        assert_eq!(key.check(&unsealed_stop), SealCheck::Valid);
+        unsealed_stop.status.as_mut().unwrap().stopped_by =
+            Some(StoppedBy::Daemon(DaemonStop::Shutdown));
+        assert_eq!(key.check(&unsealed_stop), SealCheck::Invalid);
+        // An identity seal (`v1:`, formats 1 and 2) does not cover a stoppedBy.
+        let mut v1 = sealed.clone();
+        v1.status.as_mut().unwrap().seal = Some(key.seal("shop", name, &v1.spec));
+        assert_eq!(key.check(&v1), SealCheck::Invalid);
+        v1.status.as_mut().unwrap().stopped_by = None;
+        assert_eq!(key.check(&v1), SealCheck::Valid);
+        // Another run's identity, or another key.
+        let mut other = sealed.clone();
+        other.metadata.name = Some("r-20261202-100000-ffff".into());
+        assert_eq!(key.check(&other), SealCheck::Invalid);
+        assert_eq!(RunSeal::new(&[8u8; 32]).check(&sealed), SealCheck::Invalid);
+    }
+
+    #[test]
+    fn issue14_the_status_patch_is_v3_and_clears_a_stale_stopped_by() {
+        let status = RunStatus {
+            format_version: FormatVersion::V1,
+            phase: RunPhase::Running,
+            steps: vec![StepStatus {
+                name: "cordon".into(),
+                phase: StepPhase::Running,
+                mutations: vec![MutationStatus::new(
+                    "cordon/a",
+                    "node/a",
+                    &Inverse::None {
+                        reason: "n/a".into(),
+                    },
+                )],
+                ..StepStatus::default()
+            }],
+            ..RunStatus::default()
+        };
+        let patch = status_patch(&status);
+        let written = &patch["status"];
+        assert_eq!(written["formatVersion"], 3, "{patch}");
+        assert_eq!(written["steps"][0]["phase"], "Running", "{patch}");
+        assert_eq!(
+            written["steps"][0]["mutations"][0]["inverse"]["type"], "none",
+            "{patch}"
+        );
+        // A merge patch removes what a taken-over run's earlier process wrote.
+        assert!(
+            written.get("stoppedBy").is_some_and(|v| v.is_null()),
+            "{patch}"
+        );
+        let stopped = RunStatus {
+            stopped_by: Some(StoppedBy::Daemon(DaemonStop::Shutdown)),
+            ..status
+        };
+        assert_eq!(
+            status_patch(&stopped)["status"]["stoppedBy"],
+            serde_json::json!({"kind": "daemon", "reason": "shutdown"})
+        );
     }
 
     #[test]

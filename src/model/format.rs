@@ -10,9 +10,11 @@
 //! |---|---|
 //! | 1 | no version field (written before issue 14) |
 //! | 2 | the same records, with the version field |
+//! | 3 | `Run` status only: step phases read as an enum, each inverse as structured JSON (or left out with `inverseOmitted`), the daemon's stops as `stoppedBy`, the seal `v2:` over them |
 //!
 //! A reader of version N reads N and N−1; a change that older readers cannot read safely bumps
-//! the version (docs/architecture.md, "On-disk and in-cluster formats").
+//! the version (docs/architecture.md, "On-disk and in-cluster formats"). Version 1 is version 2
+//! without its field, so a reader of 2 (or of 3, for the `Run` status) reads 1 as well.
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +43,8 @@ impl FormatVersion {
     pub const V1: FormatVersion = FormatVersion(1);
     /// The version field is written.
     pub const V2: FormatVersion = FormatVersion(2);
+    /// `Run` status: structured inverses, step phases and stop causes (issue 14).
+    pub const V3: FormatVersion = FormatVersion(3);
 
     /// A version as found in a file or resource.
     pub const fn new(n: u32) -> FormatVersion {
@@ -95,15 +99,20 @@ impl Format {
     /// The version this build writes.
     pub fn current(self) -> FormatVersion {
         match self {
-            Format::JournalLine | Format::EmbeddedPlan | Format::Incident | Format::RunStatus => {
-                FormatVersion::V2
-            }
+            Format::JournalLine | Format::EmbeddedPlan | Format::Incident => FormatVersion::V2,
+            Format::RunStatus => FormatVersion::V3,
         }
     }
 
-    /// The oldest version this build reads (the one before [`Format::current`]).
+    /// The oldest version this build reads: the one before [`Format::current`], and version 1
+    /// wherever version 2 is read (version 1 is version 2 without its field).
     pub fn oldest_readable(self) -> FormatVersion {
-        FormatVersion(self.current().0.saturating_sub(1).max(1))
+        let previous = self.current().0.saturating_sub(1).max(1);
+        if previous <= FormatVersion::V2.0 {
+            FormatVersion::V1
+        } else {
+            FormatVersion(previous)
+        }
     }
 
     /// `found` when this build reads it; otherwise the error naming `location` (a file and
@@ -193,13 +202,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn issue14_run_status_is_v3_and_reads_1_to_3() {
+        let format = Format::RunStatus;
+        assert_eq!(format.current(), FormatVersion::V3);
+        for n in 1..=3 {
+            assert!(format.check(FormatVersion::new(n), "x").is_ok(), "{n}");
+        }
+        let v1 = format.check_json(&serde_json::json!({}), "formatVersion", "x");
+        assert_eq!(v1, Ok(FormatVersion::V1));
+        let err = format
+            .check(FormatVersion::new(4), "Run shop/r-1")
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("Run shop/r-1: Run status format version 4"),
+            "{text}"
+        );
+        assert!(text.contains("versions 1 to 3"), "{text}");
+        assert!(text.contains("newer ripcord"), "{text}");
+        assert!(format.check(FormatVersion::new(0), "x").is_err());
+    }
+
+    #[test]
     fn issue14_absent_is_v1_and_readers_take_current_and_previous_only() {
-        for format in [
-            Format::JournalLine,
-            Format::EmbeddedPlan,
-            Format::Incident,
-            Format::RunStatus,
-        ] {
+        for format in [Format::JournalLine, Format::EmbeddedPlan, Format::Incident] {
             assert_eq!(format.current(), FormatVersion::V2);
             let v1 = format.check_json(&serde_json::json!({}), "v", "x").unwrap();
             assert_eq!(v1, FormatVersion::V1);

@@ -211,6 +211,10 @@ async fn write_fixtures() {
     // A daemon's rollback, stopped mid-run by the daemon's shutdown: a sealed, unfinished Run
     // another daemon takes over.
     daemon_fixture(&out).await;
+
+    // A daemon's rollback, stopped mid-run because the daemon lost leadership (another
+    // holder took the leader Lease): the next leader takes it over.
+    daemon_lost_leadership_fixture(&out).await;
 }
 
 type DaemonTask = tokio::task::JoinHandle<Result<(), ripcord::daemon::server::DaemonError>>;
@@ -364,7 +368,106 @@ async fn daemon_fixture(out: &Path) {
     h.sim.shutdown().await;
 }
 
+/// On a leading daemon `daemon-a` (state in `state_dir`), starts a rollback, waits for its
+/// first write, then hands the leader Lease to another holder (for an hour): the daemon steps
+/// down and stops its run (lost leadership). Returns the run id once its `Run` says
+/// `interrupted`, the daemon shut down.
+async fn stop_a_daemon_run_by_lost_leadership(h: &Harness, state_dir: &Path) -> String {
+    let (addr, stop, task) = start_daemon(h, state_dir, "daemon-a").await;
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, addr).await;
+    let response = http
+        .post(format!("http://{addr}/v1/runs"))
+        .bearer_auth("fixture-token")
+        .json(&serde_json::json!({"playbook": "rollback", "params": {"namespace": "shop", "name": "checkout"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let run: Value = response.json().await.unwrap();
+    let run_id = run["runId"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let view: Value = http
+            .get(format!("http://{addr}/v1/runs/{run_id}"))
+            .bearer_auth("fixture-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if view["run"]["mutationsApplied"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h.by_hand(
+        &kinds::leases(),
+        Some("default"),
+        "ripcord-leader",
+        |lease| {
+            lease["spec"]["holderIdentity"] = "daemon-elsewhere".into();
+            lease["spec"]["leaseDurationSeconds"] = 3600.into();
+            lease["spec"]["renewTime"] = jiff::Timestamp::now().to_string().into();
+        },
+    );
+    h.wait_until(
+        "the run stopped for lost leadership",
+        Duration::from_secs(30),
+        |h| run_resource(h, &run_id)["status"]["outcome"] == "interrupted",
+    )
+    .await;
+    stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(40), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    run_id
+}
+
+/// Frees the leader Lease another holder took (as if that holder had gone).
+fn free_leader_lease(h: &Harness) {
+    h.by_hand(
+        &kinds::leases(),
+        Some("default"),
+        "ripcord-leader",
+        |lease| {
+            if let Some(spec) = lease["spec"].as_object_mut() {
+                spec.remove("holderIdentity");
+                spec.remove("renewTime");
+            }
+        },
+    );
+}
+
+/// A daemon's rollback stopped because the daemon lost leadership (the `v2/` fixture of it).
+async fn daemon_lost_leadership_fixture(out: &Path) {
+    let h = demo_harness(40).await;
+    ripcord::k8s::runs::install_crd(&h.sim.client(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let state_dir = h.dir.path().join("daemon-state");
+    let run_id = stop_a_daemon_run_by_lost_leadership(&h, &state_dir).await;
+    let run = run_resource(&h, &run_id);
+    save(
+        out,
+        "daemon-rollback-lost-leadership",
+        &state_dir,
+        &run_id,
+        &[("run.json", run)],
+    );
+    h.sim.shutdown().await;
+}
+
 // === reading the v1 fixtures ===
+
+/// A `Run` status format version newer than this build reads.
+fn newer_run_status() -> u32 {
+    ripcord::journal::Format::RunStatus.current().get() + 1
+}
 
 const V1: [&str; 5] = [
     "rollback-succeeded",
@@ -378,13 +481,22 @@ fn v1(name: &str) -> PathBuf {
     fixtures_root().join("v1").join(name)
 }
 
+/// A fixture folder: `v1/…` unless named with its version (`v2/cordon-succeeded`).
+fn fixture(name: &str) -> PathBuf {
+    if name.starts_with("v2/") {
+        fixtures_root().join(name)
+    } else {
+        v1(name)
+    }
+}
+
 fn fixture_json(name: &str, file: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(v1(name).join(file)).unwrap()).unwrap()
+    serde_json::from_slice(&std::fs::read(fixture(name).join(file)).unwrap()).unwrap()
 }
 
 /// Copies a fixture's journal into `state_dir`; returns its run id.
 fn install_journal(name: &str, state_dir: &Path) -> String {
-    let (entries, _) = ripcord::journal::read(&v1(name).join("journal.jsonl")).unwrap();
+    let (entries, _) = ripcord::journal::read(&fixture(name).join("journal.jsonl")).unwrap();
     let run_id = match &entries[0].record {
         ripcord::journal::Record::RunStarted { run_id, .. } => run_id.clone(),
         other => panic!("first record {other:?}"),
@@ -392,7 +504,7 @@ fn install_journal(name: &str, state_dir: &Path) -> String {
     let dir = ripcord::journal::run_dir(state_dir, &run_id);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(
-        v1(name).join("journal.jsonl"),
+        fixture(name).join("journal.jsonl"),
         dir.join(ripcord::journal::JOURNAL_FILE),
     )
     .unwrap();
@@ -570,7 +682,7 @@ async fn issue14_v1_cordon_is_cleaned_up_from_its_journal_and_from_its_run_resou
     // The same resource with a status of a newer version: refused, naming it, nothing done.
     restore_node(&h, "cordon-succeeded");
     let mut status = fixture_json("cordon-succeeded", "run.json")["status"].clone();
-    status["formatVersion"] = 3.into();
+    status["formatVersion"] = newer_run_status().into();
     let api: kube::Api<ripcord::k8s::runs::Run> = kube::Api::namespaced(h.sim.client(), "shop");
     api.patch_status(
         &run_id,
@@ -586,7 +698,8 @@ async fn issue14_v1_cordon_is_cleaned_up_from_its_journal_and_from_its_run_resou
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!(
-            "Run shop/{run_id}: Run status format version 3 is not readable"
+            "Run shop/{run_id}: Run status format version {} is not readable",
+            newer_run_status()
         )),
         "{stderr}"
     );
@@ -616,7 +729,7 @@ async fn issue14_v1_sealed_daemon_run_is_taken_over_and_a_newer_one_is_not() {
     let newer_run: ripcord::k8s::runs::Run = serde_json::from_value(newer.clone()).unwrap();
     let mut status = newer["status"].clone();
     status["seal"] = seal.seal("shop", newer_id, &newer_run.spec).into();
-    status["formatVersion"] = 3.into();
+    status["formatVersion"] = newer_run_status().into();
     {
         use kube::api::{Api, Patch, PatchParams, PostParams};
         let mut meta = newer_run.clone();
@@ -724,4 +837,365 @@ fn issue14_newer_journal_lines_and_incident_files_are_refused_naming_them() {
             .contains("INC-4242.json: incident file format version 3"),
         "{err}"
     );
+}
+
+// === reading the v2 fixtures (Run status format 2, before structured inverses and stops) ===
+
+const V2: [&str; 7] = [
+    "v2/rollback-succeeded",
+    "v2/failout-interrupted",
+    "v2/restart-interrupted",
+    "v2/cordon-succeeded",
+    "v2/daemon-rollback-interrupted",
+    "v2/daemon-rollback-lost-leadership",
+    "v2/incidents",
+];
+
+#[test]
+fn issue14_v2_journals_run_resources_and_incident_load() {
+    use ripcord::journal::{Format, FormatVersion, Record};
+    use ripcord::k8s::runs::{DaemonStop, InverseUnavailable, Run, RunSeal, SealCheck, StepPhase};
+    for name in V2.iter().filter(|n| !n.ends_with("incidents")) {
+        let path = fixture(name).join("journal.jsonl");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.lines().all(|l| l.starts_with(r#"{"v":2,"#)),
+            "{name} is a v2 journal"
+        );
+        let (entries, torn) = ripcord::journal::read(&path).unwrap();
+        assert!(torn.is_none(), "{name}");
+        let Record::RunStarted { plan, .. } = &entries[0].record else {
+            panic!("{name}: no RunStarted first");
+        };
+        ripcord::plan::Plan::from_embedded(plan.clone(), path.display()).unwrap();
+
+        let object = fixture_json(name, "run.json");
+        assert_eq!(object["status"]["formatVersion"], 2, "{name}");
+        let run: Run = serde_json::from_value(object.clone()).unwrap();
+        let status = run.status.as_ref().unwrap();
+        assert_eq!(status.check_format(name), Ok(FormatVersion::V2));
+        assert_eq!(
+            Format::RunStatus.check_json(&object["status"], "formatVersion", name),
+            Ok(FormatVersion::V2)
+        );
+        // Step phases written as strings read as the enum, none unknown.
+        for step in &status.steps {
+            assert!(
+                !matches!(step.phase, StepPhase::Other(_)),
+                "{name}: {:?}",
+                step.phase
+            );
+            // Inverses written as JSON text read as inverses, or as cut by the size bound (a
+            // rollback's inverse with its roll-forward patch is longer than 1,024 characters).
+            for m in &step.mutations {
+                assert!(m.inverse.as_ref().is_some_and(Value::is_string), "{name}");
+                match m.inverse() {
+                    Ok(_) => {}
+                    Err(InverseUnavailable::Cut) => {
+                        assert!(name.starts_with("v2/daemon-"), "{name}: cut")
+                    }
+                    Err(other) => panic!("{name}: {other}"),
+                }
+            }
+        }
+        let view = ripcord::cleanup::source::from_run_resource(&object).unwrap();
+        assert!(view.damaged.is_none(), "{name}: {:?}", view.damaged);
+        let mutations: usize = status.steps.iter().map(|s| s.mutations.len()).sum();
+        assert_eq!(
+            view.touched.len(),
+            mutations,
+            "{name}: the mutations are read"
+        );
+        for t in &view.touched {
+            assert!(
+                t.inverse.is_some()
+                    || t.problem
+                        .as_deref()
+                        .is_some_and(|p| p.contains("cut by its size bound")),
+                "{name}: {t:?}"
+            );
+        }
+        // Who stopped it: told by the message in version 2.
+        let expected = match *name {
+            "v2/daemon-rollback-lost-leadership" => Some(DaemonStop::LostLeadership),
+            "v2/daemon-rollback-interrupted" => Some(DaemonStop::Shutdown),
+            _ => None,
+        };
+        assert_eq!(status.daemon_stop(), expected, "{name}");
+        if expected.is_some() {
+            assert_eq!(
+                RunSeal::new(RUN_KEY).check(&run),
+                SealCheck::Valid,
+                "{name}"
+            );
+        }
+    }
+    let succeeded = fixture_json("v2/rollback-succeeded", "run.json");
+    assert_eq!(succeeded["status"]["outcome"], "succeeded");
+    let incident = ripcord::cleanup::incident::load(&fixtures_root().join("v2"), "INC-4242")
+        .expect("the v2 incident file loads");
+    assert_eq!(incident.owner.as_deref(), Some("bob"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_v2_cordon_is_cleaned_up_from_its_journal_and_from_its_run_resource() {
+    // From the v2 journal.
+    let h = Harness::start_calm().await;
+    restore_node(&h, "v2/cordon-succeeded");
+    assert!(unschedulable(&h, "zone-b-node-1"));
+    let run_id = install_journal("v2/cordon-succeeded", &h.state_dir());
+    let out = h.ripcord(&["cleanup", "--run", &run_id, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!unschedulable(&h, "zone-b-node-1"), "reverted");
+    let out = h.ripcord(&["verify", "--run", &run_id]).await;
+    assert_eq!(out.status.code(), Some(0), "verified clean");
+    h.sim.shutdown().await;
+
+    // From the v2 Run resource (its inverse a JSON string), on a machine without the journal.
+    let h = Harness::start_calm().await;
+    ripcord::k8s::runs::install_crd(&h.sim.client(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    restore_node(&h, "v2/cordon-succeeded");
+    let (_, run_id) = install_run(&h, "v2/cordon-succeeded", None).await;
+    let elsewhere = h.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let out = h
+        .ripcord_with(&["cleanup", "--run", &run_id, "--yes"], &elsewhere, &[])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!unschedulable(&h, "zone-b-node-1"), "reverted");
+    h.sim.shutdown().await;
+}
+
+/// Cleanup from a `Run` resource whose status is `status`, on a machine without the journal:
+/// its output, and whether the node is still cordoned afterwards.
+async fn cleanup_from_status(status: Value) -> (std::process::Output, bool) {
+    let h = Harness::start_calm().await;
+    ripcord::k8s::runs::install_crd(&h.sim.client(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    restore_node(&h, "v2/cordon-succeeded");
+    let (_, run_id) = install_run(&h, "v2/cordon-succeeded", Some(status)).await;
+    let elsewhere = h.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let out = h
+        .ripcord_with(&["cleanup", "--run", &run_id, "--yes"], &elsewhere, &[])
+        .await;
+    let cordoned = unschedulable(&h, "zone-b-node-1");
+    h.sim.shutdown().await;
+    (out, cordoned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_a_cut_v2_inverse_and_an_omitted_v3_one_are_refused_alike() {
+    let v2 = fixture_json("v2/cordon-succeeded", "run.json")["status"].clone();
+    let inverse = v2["steps"][0]["mutations"][0]["inverse"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let parsed: Value = serde_json::from_str(&inverse).unwrap();
+
+    // Version 3, the same run: the inverse structured; cleaned up as before.
+    let mut v3 = v2.clone();
+    v3["formatVersion"] = 3.into();
+    v3["steps"][0]["mutations"][0]["inverse"] = parsed;
+    let (out, cordoned) = cleanup_from_status(v3.clone()).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!cordoned, "reverted from a v3 status");
+
+    // Version 2, the inverse cut by the size bound: not judged, nothing written, exit 1.
+    let mut cut = v2.clone();
+    let half: String = inverse.chars().take(inverse.chars().count() / 2).collect();
+    cut["steps"][0]["mutations"][0]["inverse"] = format!("{half}…").into();
+    let (out, cordoned) = cleanup_from_status(cut).await;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("UNAVAILABLE"), "{text}");
+    assert!(cordoned, "nothing reverted");
+
+    // Version 3, the inverse left out (too large for the status): the same.
+    let mut omitted = v3;
+    let m = omitted["steps"][0]["mutations"][0].as_object_mut().unwrap();
+    m.remove("inverse");
+    m.insert("inverseOmitted".into(), true.into());
+    let (out, cordoned) = cleanup_from_status(omitted).await;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("UNAVAILABLE"), "{text}");
+    assert!(cordoned, "nothing reverted");
+}
+
+/// Waits until the daemon at `addr` ran `run_id` to the end; its outcome.
+async fn wait_finished(http: &reqwest::Client, addr: std::net::SocketAddr, run_id: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let response = http
+            .get(format!("http://{addr}/v1/runs/{run_id}"))
+            .bearer_auth("fixture-token")
+            .send()
+            .await
+            .unwrap();
+        if response.status().as_u16() == 200 {
+            let view: Value = response.json().await.unwrap();
+            if view["run"]["state"] == "finished" {
+                return view["run"]["outcome"].clone();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{run_id} was never taken over and finished"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_v2_daemon_runs_stopped_by_the_daemon_are_taken_over() {
+    use ripcord::k8s::runs::{Run, RunSeal};
+    for name in [
+        "v2/daemon-rollback-lost-leadership",
+        "v2/daemon-rollback-interrupted",
+    ] {
+        let h = demo_harness(5).await;
+        ripcord::k8s::runs::install_crd(&h.sim.client(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let (_, run_id) = install_run(&h, name, None).await;
+        // The same stop written as version 3 without `stoppedBy` (its seal valid): the message
+        // alone no longer says a daemon stopped it, so it stays stopped.
+        let mut by_message = fixture_json(name, "run.json");
+        let by_message_id = "r-20261203-050000-0123456789ab";
+        by_message["metadata"]["name"] = by_message_id.into();
+        let mut typed: Run = serde_json::from_value(by_message.clone()).unwrap();
+        let mut status = typed.status.clone().unwrap();
+        status.format_version = ripcord::journal::Format::RunStatus.current();
+        status.seal =
+            Some(RunSeal::new(RUN_KEY).seal_status("shop", by_message_id, &typed.spec, &status));
+        {
+            use kube::api::{Api, Patch, PatchParams, PostParams};
+            typed.metadata.uid = None;
+            typed.metadata.resource_version = None;
+            typed.metadata.managed_fields = None;
+            typed.metadata.creation_timestamp = None;
+            typed.status = None;
+            let api: Api<Run> = Api::namespaced(h.sim.client(), "shop");
+            api.create(&PostParams::default(), &typed).await.unwrap();
+            api.patch_status(
+                by_message_id,
+                &PatchParams::default(),
+                &Patch::Merge(&serde_json::json!({ "status": status })),
+            )
+            .await
+            .unwrap();
+        }
+
+        let state_dir = h.dir.path().join("daemon-b");
+        let (addr, stop, task) = start_daemon(&h, &state_dir, "daemon-b").await;
+        let http = reqwest::Client::new();
+        wait_for_leader(&http, addr).await;
+        assert_eq!(
+            wait_finished(&http, addr, &run_id).await,
+            "succeeded",
+            "{name}"
+        );
+        let image = h
+            .deployment("checkout")
+            .pointer("/spec/template/spec/containers/0/image")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        assert!(image.ends_with(":1.4.2"), "{name}: rolled back: {image}");
+        // Its Run now in version 3, the earlier stop no longer recorded.
+        let object = run_resource(&h, &run_id);
+        assert_eq!(object["status"]["formatVersion"], 3, "{object}");
+        assert_eq!(object["status"]["outcome"], "succeeded", "{object}");
+        assert!(object["status"].get("stoppedBy").is_none(), "{object}");
+        assert!(
+            object["status"]["seal"]
+                .as_str()
+                .unwrap()
+                .starts_with("v2:"),
+            "{object}"
+        );
+        let response = http
+            .get(format!("http://{addr}/v1/runs/{by_message_id}"))
+            .bearer_auth("fixture-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 404, "{name}: not taken over");
+        stop.send_replace(true);
+        let _ = tokio::time::timeout(Duration::from_secs(40), task).await;
+        h.sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_v3_a_run_stopped_for_lost_leadership_says_so_in_a_sealed_field() {
+    use ripcord::k8s::runs::{DaemonStop, Run, RunSeal, SealCheck, StoppedBy};
+    let h = demo_harness(40).await;
+    ripcord::k8s::runs::install_crd(&h.sim.client(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let run_id = stop_a_daemon_run_by_lost_leadership(&h, &h.dir.path().join("daemon-a")).await;
+    let object = run_resource(&h, &run_id);
+    let status = &object["status"];
+    assert_eq!(status["formatVersion"], 3, "{object}");
+    assert_eq!(
+        status["stoppedBy"],
+        serde_json::json!({"kind": "daemon", "reason": "lostLeadership"}),
+        "{object}"
+    );
+    // The message for people is as before.
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted by ripcord daemon (lost leadership)"),
+        "{object}"
+    );
+    assert_eq!(status["steps"][0]["phase"], "Verified", "{object}");
+    assert_eq!(status["steps"][1]["phase"], "Stopped", "{object}");
+    // The rollback's inverse (with its roll-forward patch) is over the size bound: left out,
+    // and said so, where version 2 cut it.
+    let m = &status["steps"][0]["mutations"][0];
+    assert!(m.get("inverse").is_none(), "{object}");
+    assert_eq!(m["inverseOmitted"], true, "{object}");
+    let run: Run = serde_json::from_value(object.clone()).unwrap();
+    let key = RunSeal::new(RUN_KEY);
+    assert_eq!(key.check(&run), SealCheck::Valid);
+    assert_eq!(
+        run.status.as_ref().unwrap().daemon_stop(),
+        Some(DaemonStop::LostLeadership)
+    );
+    // Someone who can write statuses cannot change the stop cause under the seal.
+    let mut forged = run.clone();
+    forged.status.as_mut().unwrap().stopped_by = Some(StoppedBy::Daemon(DaemonStop::Shutdown));
+    assert_eq!(key.check(&forged), SealCheck::Invalid);
+    // Cleanup from the resource names the omitted inverse instead of judging it.
+    let view = ripcord::cleanup::source::from_run_resource(&object).unwrap();
+    let problem = view.touched[0].problem.as_deref().unwrap_or_default();
+    assert!(problem.contains("inverseOmitted"), "{problem}");
+
+    // The Lease free again, the next leader takes the run over and finishes it.
+    free_leader_lease(&h);
+    let (addr, stop, task) = start_daemon(&h, &h.dir.path().join("daemon-b"), "daemon-b").await;
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, addr).await;
+    // (The rollback was applied before the stop, so the taken-over run writes nothing and
+    // starts no mirror: its `Run` keeps the stopped status. A status written after a takeover
+    // drops `stoppedBy`: `issue14_v2_daemon_runs_stopped_by_the_daemon_are_taken_over`.)
+    assert_eq!(wait_finished(&http, addr, &run_id).await, "succeeded");
+    stop.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(40), task).await;
+    h.sim.shutdown().await;
 }

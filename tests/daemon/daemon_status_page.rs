@@ -35,6 +35,7 @@ fn cli_run(id: &str) -> ClusterRun {
         message: None,
         started_at: Some("2026-11-24T10:15:00Z".into()),
         steps: vec![("restart-in-batches".into(), "Verified".into())],
+        daemon_stop: None,
     }
 }
 
