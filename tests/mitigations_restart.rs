@@ -913,7 +913,7 @@ fn start_warm_gate(
         http: reqwest::Client::new(),
         leader,
         metrics: metrics.clone(),
-        lock_namespace: Some("ripcord".into()),
+        lock_namespace: Some("shop".into()),
         call_timeout: Duration::from_secs(5),
         concurrency: 2,
         recheck: Duration::from_millis(200),

@@ -11,8 +11,10 @@
 //! 1. It finds the owning Deployment (pod → ReplicaSet → Deployment). A pod of another owner is
 //!    left alone (its owner chose the gate, not ripcord's restart).
 //! 2. When the lock Lease `deployment/NS/NAME` is held and renewed (a ripcord restart of that
-//!    Deployment is running, by this daemon or a CLI), the pod is that run's to release: the
-//!    controller checks again every [`WarmGate::recheck`]. A crashed run's Lease expires, and
+//!    Deployment is running), the pod is that run's to release: the controller checks again
+//!    every [`WarmGate::recheck`]. The Lease is looked up where the daemon's runs keep theirs
+//!    (the daemon's namespace; RBAC allows nothing else), so a CLI restart of a Deployment
+//!    this daemon watches should lock there too (`--lock-namespace`). A crashed run's Lease expires, and
 //!    the pod is then released here; a resumed run finds it released and does not release it
 //!    again (a release is a no-op on a pod whose condition is already `True`).
 //! 3. When the Deployment has the annotation `ripcord.dev/warmup` (JSON, the shape of the
@@ -62,8 +64,8 @@ pub struct WarmGate {
     pub leader: watch::Receiver<bool>,
     /// Metrics.
     pub metrics: Arc<DaemonMetrics>,
-    /// The namespace of the runs' lock Leases (the daemon's); the Deployment's namespace is
-    /// checked too (a CLI run's default).
+    /// The namespace of the runs' lock Leases (the daemon's); `None`: the Deployment's
+    /// namespace (a CLI run's default).
     pub lock_namespace: Option<String>,
     /// Bound of each API call.
     pub call_timeout: Duration,
@@ -320,25 +322,15 @@ impl WarmGate {
     async fn restart_running(&self, namespace: &str, deployment: &str) -> Option<String> {
         let lock = format!("deployment/{namespace}/{deployment}");
         let lease = leases::lease_name(&lock);
-        let mut namespaces = vec![namespace.to_string()];
-        if let Some(ns) = self
-            .lock_namespace
-            .as_ref()
-            .filter(|ns| ns.as_str() != namespace)
-        {
-            namespaces.push(ns.clone());
-        }
-        for ns in namespaces {
-            match leases::live_holder(&self.client, &ns, &lease, self.call_timeout).await {
-                Ok(Some(holder)) => return Some(holder),
-                Ok(None) => {}
-                Err(err) => {
-                    tracing::warn!(lock = %lock, error = %error_chain(&err), "warm-gate: cannot read the lock Lease");
-                    return Some("unknown (the Lease could not be read)".into());
-                }
+        let ns = leases::lock_namespace(self.lock_namespace.as_deref(), namespace);
+        match leases::live_holder(&self.client, ns, &lease, self.call_timeout).await {
+            Ok(holder) => holder,
+            Err(err) => {
+                tracing::warn!(lock = %lock, namespace = ns, error = %error_chain(&err),
+                               "warm-gate: cannot read the lock Lease; looking again later");
+                Some("unknown (the Lease could not be read)".into())
             }
         }
-        None
     }
 
     /// An action context for the warm-up calls (not a run: nothing is journaled).
