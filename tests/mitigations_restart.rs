@@ -600,13 +600,14 @@ fn status_patches(sim: &ripcord::sim::SimCluster) -> BTreeMap<String, Vec<u64>> 
 /// Follows the store: every time the Service's endpoints list a pod as ready, the pod's last
 /// change seen before must have been Ready with the gate condition `True`. Returns the
 /// violations and the pods ever listed.
-fn watch_endpoints(
-    sim: &ripcord::sim::SimCluster,
-) -> (
+/// The endpoints watcher: its task, the violations, the pods ever listed.
+type EndpointsWatch = (
     tokio::task::JoinHandle<()>,
     Arc<Mutex<Vec<String>>>,
     Arc<Mutex<BTreeSet<String>>>,
-) {
+);
+
+fn watch_endpoints(sim: &ripcord::sim::SimCluster) -> EndpointsWatch {
     let mut events = sim.store().subscribe();
     let violations: Arc<Mutex<Vec<String>>> = Arc::default();
     let listed: Arc<Mutex<BTreeSet<String>>> = Arc::default();
