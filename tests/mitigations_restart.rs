@@ -518,3 +518,516 @@ deployments:
     assert_eq!(max, 1, "pods terminating at once during a batch-1 restart");
     sim.shutdown().await;
 }
+
+// === issue 16: no live traffic to a cold pod (readiness gate ripcord.dev/warmed) ===
+
+const GATE: &str = "ripcord.dev/warmed";
+
+/// Six replicas whose pod template declares the readiness gate, behind a Service.
+const GATED: &str = r#"
+name: restart-gated
+settings: {timeFactor: 20, podReadyDelaySeconds: 2, podStartDelaySeconds: 1, terminationGracePeriodSeconds: 4}
+zones:
+  - {name: zone-a, nodes: 2}
+  - {name: zone-b, nodes: 2}
+namespaces: [shop]
+deployments:
+  - namespace: shop
+    name: frontend
+    replicas: 6
+    readinessGates: [ripcord.dev/warmed]
+    releases:
+      - image: registry.local/frontend:1
+services:
+  - {namespace: shop, name: frontend, selector: {app: frontend}}
+"#;
+
+fn gated_restart(extra: Value) -> Box<dyn Action> {
+    let mut with = json!({
+        "namespace": "shop", "name": "frontend", "batch": 2, "warmup": "0s",
+        "warmupRequest": {"port": 8080, "path": "/warm", "via": "proxy"}
+    });
+    if let (Some(with), Some(extra)) = (with.as_object_mut(), extra.as_object()) {
+        with.extend(extra.clone());
+    }
+    let parsed: catalog::Action =
+        serde_json::from_value(json!({"action": "deployment.restart", "with": with}))
+            .expect("catalog action parses");
+    actions::build(&parsed).expect("action builds")
+}
+
+fn gate_status(pod: &Value) -> Option<String> {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|c| c["type"] == GATE)
+        .and_then(|c| c["status"].as_str())
+        .map(str::to_string)
+}
+
+/// The `seq` of the first request-log record matching, per pod name.
+fn first_seq(
+    sim: &ripcord::sim::SimCluster,
+    matches: impl Fn(&ripcord::sim::faults::RequestRecord) -> Option<String>,
+) -> BTreeMap<String, Vec<u64>> {
+    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for record in sim.request_log() {
+        if let Some(pod) = matches(&record) {
+            out.entry(pod).or_default().push(record.seq);
+        }
+    }
+    out
+}
+
+/// Warm-up calls through the pod proxy that the sim answered 2xx, by pod.
+fn warmups(sim: &ripcord::sim::SimCluster) -> BTreeMap<String, Vec<u64>> {
+    first_seq(sim, |r| {
+        let rest = r.path.strip_prefix("/api/v1/namespaces/shop/pods/")?;
+        let (pod, tail) = rest.split_once(':')?;
+        (tail.ends_with("/proxy/warm") && r.status < 300).then(|| pod.to_string())
+    })
+}
+
+/// Successful `pods/NAME/status` patches, by pod.
+fn status_patches(sim: &ripcord::sim::SimCluster) -> BTreeMap<String, Vec<u64>> {
+    first_seq(sim, |r| {
+        let rest = r.path.strip_prefix("/api/v1/namespaces/shop/pods/")?;
+        let pod = rest.strip_suffix("/status")?;
+        (r.method == "PATCH" && r.status < 300).then(|| pod.to_string())
+    })
+}
+
+/// Follows the store: every time the Service's endpoints list a pod as ready, the pod's last
+/// change seen before must have been Ready with the gate condition `True`. Returns the
+/// violations and the pods ever listed.
+/// The endpoints watcher: its task, the violations, the pods ever listed.
+type EndpointsWatch = (
+    tokio::task::JoinHandle<()>,
+    Arc<Mutex<Vec<String>>>,
+    Arc<Mutex<BTreeSet<String>>>,
+);
+
+fn watch_endpoints(sim: &ripcord::sim::SimCluster) -> EndpointsWatch {
+    let mut events = sim.store().subscribe();
+    let violations: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listed: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let (v, l) = (violations.clone(), listed.clone());
+    // The pods that exist now (subscribed after them), as they are now.
+    let mut released: BTreeMap<String, bool> = app_pods(sim, "shop", "frontend")
+        .iter()
+        .map(|p| {
+            let ok = pod_ready(p) && gate_status(p).as_deref() == Some("True");
+            (
+                str_at(p, "/metadata/name").unwrap_or_default().to_string(),
+                ok,
+            )
+        })
+        .collect();
+    let task = tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            let name = str_at(&event.object, "/metadata/name")
+                .unwrap_or_default()
+                .to_string();
+            match event.resource.plural.as_str() {
+                "pods" => {
+                    let ok = pod_ready(&event.object)
+                        && gate_status(&event.object).as_deref() == Some("True");
+                    released.insert(name, ok);
+                }
+                "endpoints" if name == "frontend" => {
+                    let addresses = event
+                        .object
+                        .pointer("/subsets/0/addresses")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    for a in addresses {
+                        let pod = a["targetRef"]["name"].as_str().unwrap_or_default();
+                        if released.get(pod) != Some(&true) {
+                            v.lock().unwrap().push(format!(
+                                "endpoints rv {} list {pod} before it was warmed and released",
+                                event.rv
+                            ));
+                        }
+                        l.lock().unwrap().insert(pod.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    (task, violations, listed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_gated_restart_sends_no_live_traffic_to_a_cold_pod() {
+    let sim = start_yaml(GATED).await;
+    wait_until("frontend ready", || all_ready(&sim, "shop", "frontend", 6)).await;
+    let original = pod_names(&app_pods(&sim, "shop", "frontend"));
+    let (watcher, violations, listed) = watch_endpoints(&sim);
+    let state = tempfile::tempdir().expect("tempdir");
+    let run = "r-20261203-061500-gate";
+    std::fs::create_dir_all(ripcord::journal::run_dir(state.path(), run)).expect("run dir");
+    let mut ctx = context(&sim, run, "restart");
+    ctx.state_dir = Some(state.path().to_path_buf());
+    let restart = gated_restart(json!({}));
+    let driven = drive(restart.as_ref(), &ctx, Vec::new(), None, |_| {})
+        .await
+        .expect("gated restart finishes");
+    assert!(
+        driven
+            .last_summary
+            .contains("all 6 listed pod(s) restarted"),
+        "{}",
+        driven.last_summary
+    );
+    wait_until("frontend ready again", || {
+        all_ready(&sim, "shop", "frontend", 6)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    watcher.abort();
+    let new = pod_names(&app_pods(&sim, "shop", "frontend"));
+    assert!(new.is_disjoint(&original));
+    for pod in app_pods(&sim, "shop", "frontend") {
+        assert_eq!(gate_status(&pod).as_deref(), Some("True"), "{pod:#}");
+    }
+    // Endpoints listed a pod only once released (store order) …
+    let violations = violations.lock().unwrap().clone();
+    assert!(violations.is_empty(), "{violations:#?}");
+    let listed = listed.lock().unwrap().clone();
+    assert!(
+        new.is_subset(&listed),
+        "new pods never served: {new:?} vs {listed:?}"
+    );
+    // … and a pod was released only after its warm-up call answered (request order).
+    let (warm, released) = (warmups(&sim), status_patches(&sim));
+    for pod in &new {
+        let w = warm.get(pod).and_then(|s| s.first()).copied();
+        let r = released.get(pod).cloned().unwrap_or_default();
+        assert_eq!(r.len(), 1, "{pod}: status patches {r:?}");
+        assert!(
+            w.is_some_and(|w| w < r[0]),
+            "{pod}: warm-up {w:?} not before its release {r:?}"
+        );
+    }
+    // Never more than a batch out of service, nothing left for the invariants.
+    assert!(sim.invariants().max_unready("shop", "frontend") <= 2);
+    // Each release is in the warm-up log.
+    let log = std::fs::read_to_string(
+        ripcord::journal::run_dir(state.path(), run)
+            .join(ripcord::actions::deployment_restart::WARMUP_LOG),
+    )
+    .expect("warm-up log");
+    let releases = log
+        .lines()
+        .filter(|l| l.contains("\"event\":\"gate-released\""))
+        .count();
+    assert_eq!(releases, 6, "{log}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_failed_warmup_keeps_the_pod_out_of_endpoints_and_says_how_to_release_it() {
+    let sim = start_yaml(GATED).await;
+    wait_until("frontend ready", || all_ready(&sim, "shop", "frontend", 6)).await;
+    let ctx = context(&sim, "r-20261203-062000-cold", "restart");
+    // The sim's proxy answers 200; expecting 204 makes every warm-up fail.
+    let restart = gated_restart(json!({
+        "warmupRequest": {"port": 8080, "path": "/warm", "via": "proxy", "expectedStatus": 204}
+    }));
+    let err = drive(restart.as_ref(), &ctx, Vec::new(), None, |_| {})
+        .await
+        .expect_err("the warm-up fails the step");
+    let message = err.to_string();
+    assert!(message.contains("answered 200, expected 204"), "{message}");
+    assert!(
+        message.contains("stays out of its Services' endpoints"),
+        "{message}"
+    );
+    assert!(message.contains("--subresource=status"), "{message}");
+    // The new pods: containers ready, gate not released, not Ready, not in the endpoints.
+    let held: Vec<Value> = app_pods(&sim, "shop", "frontend")
+        .into_iter()
+        .filter(|p| gate_status(p).is_none())
+        .collect();
+    assert_eq!(held.len(), 2, "one batch held");
+    let endpoints = sim
+        .store()
+        .get(
+            &ripcord::sim::store::kinds::endpoints(),
+            Some("shop"),
+            "frontend",
+        )
+        .expect("endpoints");
+    let serving: BTreeSet<String> = endpoints
+        .pointer("/subsets/0/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["targetRef"]["name"].as_str().map(str::to_string))
+        .collect();
+    for pod in &held {
+        let name = str_at(pod, "/metadata/name").unwrap_or_default();
+        assert!(!pod_ready(pod));
+        assert!(
+            message.contains(name) || message.contains("shop/"),
+            "{message}"
+        );
+        assert!(!serving.contains(name), "{name} serves traffic cold");
+    }
+    assert!(status_patches(&sim).is_empty(), "nothing released");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_require_refuses_before_any_write_with_the_yaml_to_add() {
+    let sim = start_yaml(NEVER_READY.replace("bad: notReady", "").as_str()).await;
+    wait_until("frontend ready", || all_ready(&sim, "shop", "frontend", 4)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    sim.write_kubeconfig(&dir.path().join("kubeconfig"))
+        .expect("kubeconfig written");
+    let writes_before = sim.write_request_count();
+    let out = ripcord_command(
+        dir.path(),
+        &[
+            "restart",
+            "deployment/frontend",
+            "-n",
+            "shop",
+            "--batch",
+            "1",
+            "--readiness-gate",
+            "require",
+            "--yes",
+        ],
+    )
+    .output()
+    .await
+    .expect("ripcord runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
+    let all = format!("{stdout}\n{stderr}");
+    assert!(all.contains("readinessGates:"), "{all}");
+    assert!(all.contains("- conditionType: ripcord.dev/warmed"), "{all}");
+    let deployment = sim
+        .store()
+        .get(
+            &ripcord::sim::store::kinds::deployments(),
+            Some("shop"),
+            "frontend",
+        )
+        .expect("frontend");
+    assert!(
+        deployment
+            .pointer("/metadata/annotations/ripcord.dev~1restart")
+            .is_none(),
+        "the restart marker was written"
+    );
+    let evictions = sim
+        .request_log()
+        .iter()
+        .filter(|r| r.path.ends_with("/eviction"))
+        .count();
+    assert_eq!(evictions, 0);
+    // Only ripcord's own bookkeeping (lock Lease, Run resource) may have been written.
+    let pod_or_deploy_writes = sim
+        .request_log()
+        .iter()
+        .filter(|r| r.seq as usize > writes_before)
+        .filter(|r| matches!(r.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
+        .filter(|r| r.path.contains("/deployments/") || r.path.contains("/pods/"))
+        .count();
+    assert_eq!(pod_or_deploy_writes, 0);
+    sim.shutdown().await;
+}
+
+/// A crash after a batch's gates were released: the resumed run (a fresh action, verify first
+/// as the engine resumes) warms those pods again (idempotent warm-ups) but never patches a
+/// released pod's status a second time, and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_resume_after_a_crash_does_not_release_twice() {
+    let sim = start_yaml(GATED).await;
+    wait_until("frontend ready", || all_ready(&sim, "shop", "frontend", 6)).await;
+    let ctx = context(&sim, "r-20261203-062500-crsh", "restart");
+    let first = gated_restart(json!({}));
+    // Marker, batch 1 (2 evictions) → verify releases them, then batch 2's 2 evictions,
+    // killed before their verify.
+    let driven = drive(first.as_ref(), &ctx, Vec::new(), Some(1 + 2 + 2), |_| {})
+        .await
+        .expect("first part");
+    assert!(driven.interrupted);
+    drop(first);
+    let second = gated_restart(json!({}));
+    // The engine resumes an unverified round with its verify.
+    second
+        .verify(&ctx, &driven.applied)
+        .await
+        .expect("resumed verify");
+    let resumed = drive(second.as_ref(), &ctx, driven.applied.clone(), None, |_| {})
+        .await
+        .expect("resumed restart finishes");
+    assert!(
+        resumed
+            .last_summary
+            .contains("all 6 listed pod(s) restarted"),
+        "{}",
+        resumed.last_summary
+    );
+    wait_until("frontend ready again", || {
+        all_ready(&sim, "shop", "frontend", 6)
+    })
+    .await;
+    let patches = status_patches(&sim);
+    assert_eq!(patches.len(), 6, "{patches:?}");
+    assert!(patches.values().all(|s| s.len() == 1), "{patches:?}");
+    sim.shutdown().await;
+}
+
+// === issue 16: the daemon releases gated pods of rollouts nobody warms ===
+
+async fn kubectl_rollout_restart(sim: &ripcord::sim::SimCluster, stamp: &str) {
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(sim.client(), "shop");
+    api.patch(
+        "frontend",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Strategic(json!({"spec": {"template": {"metadata": {"annotations": {
+            "kubectl.kubernetes.io/restartedAt": stamp}}}}})),
+    )
+    .await
+    .expect("rollout restart");
+}
+
+fn start_warm_gate(
+    sim: &ripcord::sim::SimCluster,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<ripcord::daemon::metrics::DaemonMetrics>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let metrics = Arc::new(ripcord::daemon::metrics::DaemonMetrics::new());
+    let (leader_tx, leader) = tokio::sync::watch::channel(true);
+    let task = ripcord::daemon::warm_gate::WarmGate {
+        client: sim.client(),
+        http: reqwest::Client::new(),
+        leader,
+        metrics: metrics.clone(),
+        lock_namespace: Some("shop".into()),
+        call_timeout: Duration::from_secs(5),
+        concurrency: 2,
+        recheck: Duration::from_millis(200),
+    }
+    .spawn();
+    (task, metrics, leader_tx)
+}
+
+fn rolled(sim: &ripcord::sim::SimCluster, before: &BTreeSet<String>) -> bool {
+    let pods = app_pods(sim, "shop", "frontend");
+    pods.len() == 6 && pods.iter().all(pod_ready) && pod_names(&pods).is_disjoint(before)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_daemon_releases_gated_pods_of_a_kubectl_rollout() {
+    let sim = start_yaml(GATED).await;
+    wait_until("frontend ready", || all_ready(&sim, "shop", "frontend", 6)).await;
+    let (task, metrics, _leader) = start_warm_gate(&sim);
+
+    // Without the warm-up annotation: released once the containers are ready.
+    let before = pod_names(&app_pods(&sim, "shop", "frontend"));
+    kubectl_rollout_restart(&sim, "2026-12-03T06:00:00Z").await;
+    wait_until("the rollout completed", || rolled(&sim, &before)).await;
+    for pod in app_pods(&sim, "shop", "frontend") {
+        assert_eq!(gate_status(&pod).as_deref(), Some("True"));
+    }
+    assert!(
+        warmups(&sim).is_empty(),
+        "nothing to warm without the annotation"
+    );
+    let text = metrics.render();
+    assert!(
+        text.contains("ripcord_warm_gate_releases_total{outcome=\"released\"} 6"),
+        "{text}"
+    );
+
+    // With it: each pod warmed (through the proxy) before its release.
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(sim.client(), "shop");
+    api.patch(
+        "frontend",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"annotations": {
+            "ripcord.dev/warmup": r#"{"port": 8080, "path": "/warm", "via": "proxy"}"#}}})),
+    )
+    .await
+    .expect("annotated");
+    let before = pod_names(&app_pods(&sim, "shop", "frontend"));
+    kubectl_rollout_restart(&sim, "2026-12-03T06:10:00Z").await;
+    wait_until("the second rollout completed", || rolled(&sim, &before)).await;
+    let (warm, released) = (warmups(&sim), status_patches(&sim));
+    for pod in pod_names(&app_pods(&sim, "shop", "frontend")) {
+        let w = warm.get(&pod).and_then(|s| s.first()).copied();
+        let r = released.get(&pod).cloned().unwrap_or_default();
+        assert_eq!(r.len(), 1, "{pod}: {r:?}");
+        assert!(
+            w.is_some_and(|w| w < r[0]),
+            "{pod}: warm-up {w:?}, release {r:?}"
+        );
+    }
+    let text = metrics.render();
+    assert!(
+        text.contains("ripcord_warm_gate_releases_total{outcome=\"warmed\"} 6"),
+        "{text}"
+    );
+    task.abort();
+    sim.shutdown().await;
+}
+
+/// A live lock Lease on the Deployment (a running ripcord restart) keeps the controller's
+/// hands off its pods; once the Lease expires (the run crashed) the controller releases them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_daemon_leaves_a_running_restarts_pods_alone() {
+    let sim = start_yaml(GATED).await;
+    wait_until("frontend ready", || all_ready(&sim, "shop", "frontend", 6)).await;
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(sim.client(), "shop");
+    let name = ripcord::k8s::leases::lease_name("deployment/shop/frontend");
+    let now = jiff::Timestamp::now();
+    leases
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "shop"},
+                "spec": {"holderIdentity": "r-20261203-063000-held", "leaseDurationSeconds": 3,
+                         "renewTime": now.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()}
+            }))
+            .expect("lease"),
+        )
+        .await
+        .expect("lease created");
+    let (task, _metrics, _leader) = start_warm_gate(&sim);
+    let before = pod_names(&app_pods(&sim, "shop", "frontend"));
+    kubectl_rollout_restart(&sim, "2026-12-03T06:30:00Z").await;
+    wait_until("a held pod", || {
+        app_pods(&sim, "shop", "frontend").iter().any(|p| {
+            gate_status(p).is_none()
+                && p.pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "ContainersReady" && c["status"] == "True")
+                    })
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        status_patches(&sim).is_empty(),
+        "released under a live lock"
+    );
+    // The Lease runs out (3 s): the pods are released and the rollout completes.
+    wait_until("the rollout completed", || rolled(&sim, &before)).await;
+    task.abort();
+    sim.shutdown().await;
+}

@@ -32,6 +32,32 @@
 //! After a crash, pods of batches finished before it may be warmed a second time (warm-up
 //! endpoints must be idempotent).
 //!
+//! # Readiness gate: no traffic to a cold pod
+//! Without help, a replacement pod becomes Ready, enters its Services' endpoints and serves
+//! live traffic before ripcord warms it. A Deployment opts out of that by declaring the pod
+//! readiness gate [`WARMED_CONDITION`] in its pod template
+//! (`readinessGates: [{conditionType: ripcord.dev/warmed}]`; ripcord never adds it — that would
+//! change the template, i.e. be a rollout). Kubernetes then keeps each new pod not Ready (out
+//! of the endpoints) until the pod condition `ripcord.dev/warmed` is `True`. With the gate
+//! (`readinessGate: auto`, the default, or `require`), `verify` waits for the new pods'
+//! *containers* to be ready (`ContainersReady`) instead of `Ready`, warms each pod (the pod
+//! proxy and the pod IP reach a not-Ready pod), and only after its warm-up answered sets the
+//! condition through `pods/NAME/status` (a strategic merge patch of one condition, with reason,
+//! message and `lastTransitionTime`) — then waits for `Ready`. Each release is logged and
+//! appended to [`WARMUP_LOG`] (`"event": "gate-released"`). A failed warm-up leaves the pod out
+//! of the endpoints and fails the step with the pod's name and how to release it by hand.
+//! `require` refuses before any write when the template lacks the gate (with the YAML to add);
+//! `off` releases a declared gate as soon as the containers are ready and warms afterwards
+//! (the behaviour without a gate: a gate nobody releases would keep the pods out of service).
+//!
+//! The condition write has no inverse and is not journaled as a mutation: it is status of a pod
+//! that exists only because of this restart, it says something true ("this pod was warmed"),
+//! and taking it back would only take a warmed, serving pod out of its endpoints. Cleanup and
+//! `ripcord verify` look at journaled mutations and at ripcord's `ripcord.dev/last-mutation`
+//! marker (which a status write does not set), so a released gate is never reported as a
+//! leftover. Pods of a gated Deployment rolled by someone else (`kubectl rollout restart`, CI)
+//! are released by the daemon's warm-gate controller (`daemon::warm_gate`).
+//!
 //! StatefulSets and DaemonSets are not restarted by this action (it reads a Deployment and
 //! fails with not-found otherwise): their controllers recreate pods in their own order (a
 //! StatefulSet pod keeps its name, so the name-based marker would not apply) — use
@@ -64,6 +90,9 @@ pub const RESTART_PODS_ANNOTATION: &str = "ripcord.dev/restart-pods";
 pub const WARMUP_BASE_URL_ENV: &str = "RIPCORD_WARMUP_BASE_URL";
 /// The header naming the pod a warm-up request is meant for.
 pub const WARMUP_POD_HEADER: &str = "X-Ripcord-Pod";
+/// The pod readiness gate (condition type) that keeps a new pod out of its Services' endpoints
+/// until ripcord warmed it.
+pub const WARMED_CONDITION: &str = "ripcord.dev/warmed";
 
 /// Mutation id of the marker.
 const MARK_ID: &str = "restart/mark";
@@ -101,6 +130,12 @@ impl Observed {
         not_ready + terminating + missing
     }
 
+    /// True when the Deployment's pod template declares the [`WARMED_CONDITION`] readiness
+    /// gate.
+    fn template_gated(&self) -> bool {
+        template_declares_gate(&self.deployment)
+    }
+
     fn annotation(&self, key: &str) -> Option<&str> {
         self.deployment
             .metadata
@@ -109,6 +144,56 @@ impl Observed {
             .and_then(|a| a.get(key))
             .map(String::as_str)
     }
+}
+
+/// True when `deployment`'s pod template declares the [`WARMED_CONDITION`] readiness gate.
+pub fn template_declares_gate(deployment: &Deployment) -> bool {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.readiness_gates.as_ref())
+        .is_some_and(|gates| gates.iter().any(|g| g.condition_type == WARMED_CONDITION))
+}
+
+/// True when the pod carries the [`WARMED_CONDITION`] gate, its containers are ready and the
+/// gate's condition is not `True`: the gate alone keeps it out of its Services' endpoints.
+pub fn held_by_gate(pod: &Pod) -> bool {
+    pods::has_readiness_gate(pod, WARMED_CONDITION)
+        && pods::containers_ready(pod)
+        && pods::condition_status(pod, WARMED_CONDITION) != Some("True")
+        && !pods::is_terminating(pod)
+}
+
+/// The command that releases a held pod by hand.
+pub fn manual_release_hint(namespace: &str, name: &str) -> String {
+    format!(
+        "kubectl -n {namespace} patch pod {name} --subresource=status --type=strategic -p \
+         '{{\"status\":{{\"conditions\":[{{\"type\":\"{WARMED_CONDITION}\",\"status\":\"True\"}}]}}}}' \
+         (or delete the pod)"
+    )
+}
+
+/// Sets the [`WARMED_CONDITION`] of `pod` to `True` (through `pods/NAME/status`), which lets the
+/// kubelet mark it Ready. `reason` is a CamelCase word, `message` says why.
+pub async fn release_gate(
+    pods_api: &Pods,
+    pod: &Pod,
+    reason: &str,
+    message: &str,
+) -> Result<(), crate::k8s::K8sError> {
+    let condition = json!({
+        "type": WARMED_CONDITION,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastProbeTime": null,
+        "lastTransitionTime": jiff::Timestamp::now().to_string(),
+    });
+    pods_api
+        .set_condition(pods::namespace(pod), pods::name(pod), &condition)
+        .await
+        .map(|_| ())
 }
 
 /// The pod names listed in the restart annotation.
@@ -201,6 +286,19 @@ impl DeploymentRestart {
         let marker = Self::marker(ctx);
         let mut observed = self.observe(ctx).await?;
         let object = format!("deployment/{}/{}", observed.namespace, self.args.name);
+        if self.args.readiness_gate == catalog::ReadinessGateMode::Require
+            && !observed.template_gated()
+        {
+            return Err(ActionError::Refused {
+                reason: format!(
+                    "{object}'s pod template does not declare the readiness gate \
+                     {WARMED_CONDITION} (readinessGate: require); new pods would serve traffic \
+                     before they are warmed. Add it to the Deployment (a rollout) and run \
+                     again:\n  spec:\n    template:\n      spec:\n        readinessGates:\n          \
+                     - conditionType: {WARMED_CONDITION}\nor use readinessGate: auto"
+                ),
+            });
+        }
 
         if observed.annotation(RESTART_ANNOTATION) != Some(marker.as_str()) {
             if observed.pods.is_empty() {
@@ -370,10 +468,134 @@ impl DeploymentRestart {
         if evicted.is_empty() {
             return Ok(());
         }
+        let mode = self.args.readiness_gate;
+        // First the replacements' containers: Ready, or held back by the gate alone.
+        let observed = self
+            .wait_settled(ctx, &evicted, |p| pods::is_ready(p) || held_by_gate(p))
+            .await?;
+        let to_restart = listed(observed.annotation(RESTART_PODS_ANNOTATION));
+        let warmed = self.warmed.lock().map(|w| w.clone()).unwrap_or_default();
+        let fresh: Vec<Pod> = observed
+            .pods
+            .iter()
+            .filter(|p| !to_restart.contains(pods::name(p)) && !warmed.contains(pods::name(p)))
+            .cloned()
+            .collect();
+        let held: Vec<Pod> = observed
+            .pods
+            .iter()
+            .filter(|p| held_by_gate(p))
+            .cloned()
+            .collect();
+        if fresh.is_empty() && held.is_empty() {
+            return Ok(());
+        }
+        let object = format!("deployment/{}/{}", observed.namespace, self.args.name);
+        let hold = mode != catalog::ReadinessGateMode::Off;
+        if !hold && !held.is_empty() {
+            // `off`: the gate holds nothing back; release at once, warm afterwards.
+            for pod in &held {
+                self.release(
+                    ctx,
+                    pod,
+                    "GateOff",
+                    "readinessGate: off (released without waiting for the warm-up)",
+                )
+                .await?;
+            }
+            self.wait_settled(ctx, &evicted, pods::is_ready).await?;
+        }
+        if !self.args.warmup.0.is_zero() {
+            tracing::info!(run = %ctx.run_id, step = %ctx.step, pods = fresh.len(),
+                           held = held.len(),
+                           warmup_ms = self.args.warmup.0.as_millis() as u64, "warming up");
+            tokio::time::sleep(self.args.warmup.0).await;
+        }
+        // Warm every new pod (and any pod the gate still holds); a held pod is released once
+        // its own warm-up answered.
+        let mut targets: Vec<Pod> = fresh.clone();
+        for pod in &held {
+            if !targets.iter().any(|p| pods::name(p) == pods::name(pod)) {
+                targets.push(pod.clone());
+            }
+        }
+        let calls = targets.iter().map(|pod| async move {
+            if let Some(request) = &self.args.warmup_request {
+                warm_up(ctx, request, pod).await.map_err(|err| {
+                    if hold && held_by_gate(pod) {
+                        ActionError::VerifyFailed {
+                            reason: format!(
+                                "{err}; pod {}/{} stays out of its Services' endpoints (readiness \
+                                 gate {WARMED_CONDITION} not released). Fix the warm-up and resume \
+                                 the run, or release the pod by hand: {}",
+                                pods::namespace(pod),
+                                pods::name(pod),
+                                manual_release_hint(pods::namespace(pod), pods::name(pod))
+                            ),
+                        }
+                    } else {
+                        err
+                    }
+                })?;
+            }
+            if hold && held_by_gate(pod) {
+                let message = match &self.args.warmup_request {
+                    Some(request) => format!(
+                        "warmed by ripcord run {} step {} ({} {} answered {})",
+                        ctx.run_id,
+                        ctx.step,
+                        request.method.trim().to_ascii_uppercase(),
+                        warmup_path(request),
+                        request.expected_status
+                    ),
+                    None => format!(
+                        "released by ripcord run {} step {} after the warm-up time",
+                        ctx.run_id, ctx.step
+                    ),
+                };
+                self.release(ctx, pod, "Warmed", &message).await?;
+            }
+            Ok::<(), ActionError>(())
+        });
+        let mut first_error = None;
+        for result in futures::future::join_all(calls).await {
+            if let Err(err) = result
+                && first_error.is_none()
+            {
+                first_error = Some(err);
+            }
+        }
+        if let Some(err) = first_error {
+            return Err(err);
+        }
+        if hold && !held.is_empty() {
+            self.wait_settled(ctx, &evicted, pods::is_ready).await?;
+        }
+        if let Ok(mut warmed) = self.warmed.lock() {
+            warmed.extend(targets.iter().map(|p| pods::name(p).to_string()));
+        }
+        if let Some(gate) = &self.args.health_gate {
+            check_health_gate(
+                ctx,
+                gate,
+                &format!("the restart of {object} holds before its next batch"),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits (bounded by the step's verify timeout) until the evicted pods are gone (not
+    /// merely Terminating), every replica has a pod and every pod passes `settled`.
+    async fn wait_settled(
+        &self,
+        ctx: &ActionContext,
+        evicted: &BTreeSet<&str>,
+        settled: impl Fn(&Pod) -> bool,
+    ) -> Result<Observed, ActionError> {
         let deadline = Instant::now() + ctx.verify_timeout;
-        let observed = loop {
+        loop {
             let observed = self.observe(ctx).await?;
-            // An evicted pod is replaced once it is gone, not merely Terminating.
             let left = observed
                 .pods
                 .iter()
@@ -381,60 +603,71 @@ impl DeploymentRestart {
                 .chain(observed.terminating.iter().map(String::as_str))
                 .filter(|name| evicted.contains(name))
                 .count();
-            let unready = observed.unready();
-            if left == 0 && unready == 0 {
-                break observed;
+            let unsettled = observed.pods.iter().filter(|p| !settled(p)).count() as i64;
+            let missing = (observed.replicas
+                - observed.pods.len() as i64
+                - observed.terminating.len() as i64)
+                .max(0);
+            let waiting = unsettled + observed.terminating.len() as i64 + missing;
+            if left == 0 && waiting == 0 {
+                return Ok(observed);
             }
             if Instant::now() + POLL > deadline {
+                let held = observed.pods.iter().filter(|p| held_by_gate(p)).count();
                 return Err(ActionError::Timeout {
                     what: format!(
                         "deployment/{}/{}'s restarted pods to be replaced and Ready ({left} \
-                         evicted pod(s) still there, {unready} unready)",
+                         evicted pod(s) still there, {waiting} unready, {held} held by the \
+                         readiness gate {WARMED_CONDITION})",
                         observed.namespace, self.args.name
                     ),
                     after: ctx.verify_timeout,
                 });
             }
             tokio::time::sleep(POLL).await;
-        };
-        let to_restart = listed(observed.annotation(RESTART_PODS_ANNOTATION));
-        let fresh: Vec<&Pod> = {
-            let warmed = self.warmed.lock().map(|w| w.clone()).unwrap_or_default();
-            observed
-                .pods
-                .iter()
-                .filter(|p| !to_restart.contains(pods::name(p)) && !warmed.contains(pods::name(p)))
-                .collect()
-        };
-        if fresh.is_empty() {
-            return Ok(());
         }
-        if !self.args.warmup.0.is_zero() {
-            tracing::info!(run = %ctx.run_id, step = %ctx.step, pods = fresh.len(),
-                           warmup_ms = self.args.warmup.0.as_millis() as u64, "warming up");
-            tokio::time::sleep(self.args.warmup.0).await;
-        }
-        if let Some(request) = &self.args.warmup_request {
-            let calls = fresh.iter().map(|pod| warm_up(ctx, request, pod));
-            for result in futures::future::join_all(calls).await {
-                result?;
+    }
+
+    /// Releases the readiness gate of `pod`, logs it and appends it to the warm-up log.
+    async fn release(
+        &self,
+        ctx: &ActionContext,
+        pod: &Pod,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), ActionError> {
+        let who = format!("{}/{}", pods::namespace(pod), pods::name(pod));
+        let pods_api = Pods::new(ctx.client.clone(), ctx.call_timeout);
+        let result = release_gate(&pods_api, pod, reason, message).await;
+        record_warmup(
+            ctx,
+            &json!({
+                "at": jiff::Timestamp::now().to_string(),
+                "step": ctx.step,
+                "pod": who,
+                "event": "gate-released",
+                "condition": WARMED_CONDITION,
+                "reason": reason,
+                "ok": result.is_ok(),
+                "error": result.as_ref().err().map(|e| error_chain(e)),
+            }),
+        );
+        match result {
+            Ok(()) => {
+                tracing::info!(run = %ctx.run_id, step = %ctx.step, pod = %who,
+                               condition = WARMED_CONDITION, reason, "readiness gate released");
+                Ok(())
             }
-        }
-        if let Ok(mut warmed) = self.warmed.lock() {
-            warmed.extend(fresh.iter().map(|p| pods::name(p).to_string()));
-        }
-        if let Some(gate) = &self.args.health_gate {
-            check_health_gate(
-                ctx,
-                gate,
-                &format!(
-                    "the restart of deployment/{}/{} holds before its next batch",
-                    observed.namespace, self.args.name
+            Err(err) => Err(ActionError::VerifyFailed {
+                reason: format!(
+                    "cannot release the readiness gate {WARMED_CONDITION} of pod {who}: {}; the \
+                     pod stays out of its Services' endpoints (RBAC: patch pods/status). Release \
+                     it by hand: {}",
+                    error_chain(&err),
+                    manual_release_hint(pods::namespace(pod), pods::name(pod))
                 ),
-            )
-            .await?;
+            }),
         }
-        Ok(())
     }
 }
 
@@ -525,7 +758,7 @@ fn record_warmup(ctx: &ActionContext, entry: &serde_json::Value) {
     }
 }
 
-async fn warm_up(
+pub(crate) async fn warm_up(
     ctx: &ActionContext,
     request: &catalog::WarmupRequest,
     pod: &Pod,

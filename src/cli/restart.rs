@@ -1,5 +1,6 @@
 //! `ripcord restart deployment/NAME [-n NS] [--batch N|P%] [--warmup 30s]
-//! [--warmup-port P --warmup-path /warm] [--yes] [--dry-run] [--incident ID]`: the built-in
+//! [--warmup-port P --warmup-path /warm] [--readiness-gate auto|require|off] [--yes] [--dry-run]
+//! [--incident ID]`: the built-in
 //! `rolling-restart` playbook through the engine — the Deployment's pods restarted in batches,
 //! each batch waiting for readiness and then the warm-up time before the next — with the plan shown first, a confirmation (unless `--yes`),
 //! progress (batch k of n, pods restarted / total) and one final line.
@@ -40,6 +41,12 @@ pub struct RestartArgs {
     /// `direct` (always the pod IP).
     #[arg(long, value_name = "HOW", default_value = "auto", value_parser = ["auto", "proxy", "direct"], requires = "warmup_port")]
     pub warmup_via: String,
+
+    /// Keep new pods out of their Services' endpoints until warmed, through the pod readiness
+    /// gate `ripcord.dev/warmed` the pod template declares: `auto` (use it when declared),
+    /// `require` (refuse when the template lacks it) or `off` (release it at once).
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "require", "off"])]
+    pub readiness_gate: String,
 
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
@@ -93,6 +100,7 @@ pub async fn run(args: RestartArgs, global: GlobalArgs) -> anyhow::Result<Exit> 
         ("name".to_string(), name.clone()),
         ("batch".to_string(), args.batch.clone()),
         ("warmup".to_string(), args.warmup.clone()),
+        ("readinessGate".to_string(), args.readiness_gate.clone()),
     ]);
     if let Some(ns) = &global.namespace {
         params.insert("namespace".to_string(), ns.clone());

@@ -2,7 +2,8 @@
 //!
 //! Every metric has the `ripcord_` prefix: runs by playbook and outcome, step durations, API
 //! errors, drills by outcome (and their last and next time, the error budget failed drills
-//! burned), notification deliveries (from `notify`), the run queue's depth and Alertmanager decisions.
+//! burned), notification deliveries (from `notify`), the run queue's depth, Alertmanager decisions and the
+//! warm-gate controller's releases (`ripcord_warm_gate_releases_total{outcome}`).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -31,6 +32,7 @@ pub struct DaemonMetrics {
     drill_last: Family<Labels, Gauge>,
     drill_next: Family<Labels, Gauge>,
     drill_budget_burn: Family<Labels, Counter<f64, AtomicU64>>,
+    warm_gate_releases: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for DaemonMetrics {
@@ -86,6 +88,13 @@ impl DaemonMetrics {
         let drill_last = Family::<Labels, Gauge>::default();
         let drill_next = Family::<Labels, Gauge>::default();
         let drill_budget_burn = Family::<Labels, Counter<f64, AtomicU64>>::default();
+        let warm_gate_releases = Family::<Labels, Counter>::default();
+        registry.register(
+            "warm_gate_releases",
+            "Pods the warm-gate controller handled (readiness gate ripcord.dev/warmed), by outcome \
+             (warmed, released, warmup-failed, error)",
+            warm_gate_releases.clone(),
+        );
         registry.register(
             "drill_last_timestamp_seconds",
             "When each drill last ran (fail-out to report), unix seconds",
@@ -158,7 +167,15 @@ impl DaemonMetrics {
             drill_last,
             drill_next,
             drill_budget_burn,
+            warm_gate_releases,
         }
+    }
+
+    /// Counts a pod the warm-gate controller handled, by outcome.
+    pub fn warm_gate_release(&self, outcome: &'static str) {
+        self.warm_gate_releases
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
     }
 
     /// Counts a connection closed because of the connection limit.

@@ -9,6 +9,8 @@
 //! - [`drills`]: scheduled drills (cron, window, timezone, error-budget gate, fail-out →
 //!   fail-back → verify, drill report).
 //! - [`leader`]: leader election through the `ripcord-leader` Lease.
+//! - [`warm_gate`]: while leading, releases pods held by the readiness gate
+//!   `ripcord.dev/warmed` that no ripcord restart is warming (rollouts started by others).
 //! - [`status`]: the status page at `/`, [`session`]: its login, session cookie and live feed.
 //! - [`metrics`]: `/metrics` (prefix `ripcord_`).
 //! - [`http`]: the accept loop with connection, header and body bounds.
@@ -27,6 +29,7 @@ pub mod runs;
 pub mod server;
 pub mod session;
 pub mod status;
+pub mod warm_gate;
 
 pub use api::router;
 

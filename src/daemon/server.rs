@@ -1,5 +1,5 @@
-//! Wiring: settings → engine, run queue, leader election, drills, HTTP server; graceful
-//! shutdown.
+//! Wiring: settings → engine, run queue, leader election, drills, the warm-gate controller,
+//! HTTP server; graceful shutdown.
 //!
 //! Shutdown order (SIGTERM, or the `shutdown` channel in tests): stop accepting requests, ask
 //! every executing run to stop at its next safe point (journaled `interrupted`, resumable),
@@ -26,6 +26,10 @@ use tokio::sync::watch;
 
 /// How long shutdown waits for executing runs to reach a safe point.
 pub const DRAIN_BOUND: Duration = Duration::from_secs(30);
+/// Pods the warm-gate controller handles at once.
+pub const WARM_GATE_CONCURRENCY: usize = 4;
+/// How often the warm-gate controller looks again at a pod a running restart holds.
+pub const WARM_GATE_RECHECK: Duration = Duration::from_secs(5);
 
 /// Why the daemon could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -314,6 +318,18 @@ pub async fn serve_with(
     }
     .spawn();
 
+    let warm_gate = crate::daemon::warm_gate::WarmGate {
+        client: client.clone(),
+        http: http.clone(),
+        leader: leader_rx.clone(),
+        metrics: metrics.clone(),
+        lock_namespace: Some(settings.namespace.clone()),
+        call_timeout: settings.call_timeout,
+        concurrency: WARM_GATE_CONCURRENCY,
+        recheck: WARM_GATE_RECHECK,
+    }
+    .spawn();
+
     let status_refresh = crate::daemon::status::spawn_cluster_refresh(
         state.feed.clone(),
         client.clone(),
@@ -348,6 +364,7 @@ pub async fn serve_with(
         tracing::warn!(bound = ?DRAIN_BOUND, "runs did not stop in time");
     }
     takeover.abort();
+    warm_gate.abort();
     status_refresh.abort();
     election_stop_tx.send_replace(true);
     if let Some(election) = election {

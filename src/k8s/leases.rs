@@ -770,6 +770,23 @@ pub async fn current_holder(
     Ok(lease.as_ref().and_then(holder_of).map(str::to_string))
 }
 
+/// Who holds the Lease `name` now and has renewed it within its duration (`None`: no Lease, no
+/// holder, or the holder let it expire — a crashed run).
+pub async fn live_holder(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    call_timeout: Duration,
+) -> Result<Option<String>, LeaseError> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let lease = call("get", namespace, name, call_timeout, api.get_opt(name)).await?;
+    Ok(lease
+        .as_ref()
+        .filter(|l| expires_in(l, jiff::Timestamp::now()) >= 0)
+        .and_then(holder_of)
+        .map(str::to_string))
+}
+
 /// Gives up the Lease `name` if `identity` holds it: clears `holderIdentity` and `renewTime`
 /// (conditional on the read `resourceVersion`) so the next contender takes it at once. Nothing
 /// happens when someone else holds it or it changed meanwhile (409).

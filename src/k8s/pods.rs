@@ -6,12 +6,15 @@
 
 use super::nodes::{Resources, parse_bytes, parse_cpu_millis};
 use super::{K8sError, call, describe};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{EvictParams, ListParams, PostParams};
+use kube::api::{EvictParams, ListParams, Patch, PostParams};
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -89,6 +92,13 @@ impl Pods {
         Ok(list.items)
     }
 
+    /// Reads one pod.
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<Pod, K8sError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let object = describe("Pod", Some(namespace), name);
+        call("get", &object, self.timeout, api.get(name)).await
+    }
+
     /// Reads a ReplicaSet.
     pub async fn replica_set(&self, namespace: &str, name: &str) -> Result<ReplicaSet, K8sError> {
         let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
@@ -120,6 +130,126 @@ impl Pods {
             Err(other) => Err(other),
         }
     }
+}
+
+// === pod status conditions (readiness gates) ===
+
+impl Pods {
+    /// Sets one condition in a pod's status through the `status` subresource (a strategic
+    /// merge patch: `status.conditions` merge by `type`, the kubelet's conditions stay; RBAC
+    /// `pods/status` patch). This is how a readiness gate is released: once every gate's
+    /// condition is `True` (and the containers are ready) the kubelet marks the pod Ready.
+    pub async fn set_condition(
+        &self,
+        namespace: &str,
+        name: &str,
+        condition: &serde_json::Value,
+    ) -> Result<Pod, K8sError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let object = describe("Pod", Some(namespace), name);
+        let patch = serde_json::json!({ "status": { "conditions": [condition] } });
+        call(
+            "patch the status of",
+            &object,
+            self.timeout,
+            api.patch_status(name, &super::patch_params(), &Patch::Strategic(&patch)),
+        )
+        .await
+    }
+
+    /// Every pod of the cluster as a stream: each pod once at the start (and after every
+    /// re-list), then each pod again whenever it changes (kube-runtime's watcher with its
+    /// default back-off; a watch error is an item, the stream goes on).
+    pub fn watch_all(&self) -> BoxStream<'static, Result<Pod, K8sError>> {
+        let api: Api<Pod> = Api::all(self.client.clone());
+        watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .map(|item| {
+                item.map_err(|err| K8sError::Invalid {
+                    object: "pods".into(),
+                    reason: format!("watch: {err}"),
+                })
+            })
+            .boxed()
+    }
+
+    /// The pods of one namespace matching `selector`, as a stream of complete states: the
+    /// first item once the initial list is in, then one item after every change (added,
+    /// modified, deleted pods), each the whole current set. One list and one watch for as long
+    /// as the stream is polled (kube-runtime's watcher with its default back-off; a re-list
+    /// yields a fresh state).
+    pub fn watch_selected(
+        &self,
+        namespace: &str,
+        selector: &str,
+    ) -> BoxStream<'static, Result<Vec<Pod>, K8sError>> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let mut config = watcher::Config::default();
+        if !selector.is_empty() {
+            config = config.labels(selector);
+        }
+        let object = describe("pods", Some(namespace), selector);
+        let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
+        let mut listing: BTreeMap<String, Pod> = BTreeMap::new();
+        watcher::watcher(api, config)
+            .default_backoff()
+            .filter_map(move |event| {
+                let out = match event {
+                    Ok(watcher::Event::Init) => {
+                        listing.clear();
+                        None
+                    }
+                    Ok(watcher::Event::InitApply(pod)) => {
+                        listing.insert(name(&pod).to_string(), pod);
+                        None
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        pods = std::mem::take(&mut listing);
+                        Some(Ok(pods.values().cloned().collect()))
+                    }
+                    Ok(watcher::Event::Apply(pod)) => {
+                        pods.insert(name(&pod).to_string(), pod);
+                        Some(Ok(pods.values().cloned().collect()))
+                    }
+                    Ok(watcher::Event::Delete(pod)) => {
+                        pods.remove(name(&pod));
+                        Some(Ok(pods.values().cloned().collect()))
+                    }
+                    Err(err) => Some(Err(K8sError::Invalid {
+                        object: object.clone(),
+                        reason: format!("watch: {err}"),
+                    })),
+                };
+                futures::future::ready(out)
+            })
+            .boxed()
+    }
+}
+
+/// The status (`True`, `False`, `Unknown`) of the pod's condition `type_`, if present.
+pub fn condition_status<'a>(pod: &'a Pod, type_: &str) -> Option<&'a str> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.as_str())
+}
+
+/// True when the pod's `ContainersReady` condition is `True` (its containers pass their
+/// readiness probes; `Ready` may still wait for readiness gates).
+pub fn containers_ready(pod: &Pod) -> bool {
+    condition_status(pod, "ContainersReady") == Some("True")
+}
+
+/// True when the pod's `spec.readinessGates` names the condition type `gate`.
+pub fn has_readiness_gate(pod: &Pod, gate: &str) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_ref())
+        .is_some_and(|gates| gates.iter().any(|g| g.condition_type == gate))
 }
 
 // === the API server's pod proxy ===

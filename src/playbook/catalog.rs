@@ -16,7 +16,7 @@
 //! | `deployment.waitRolledOut` | no | — |
 //! | `deployment.scale` | yes | restore the previous replica count |
 //! | `deployment.pause` / `deployment.resume` | yes | restore `spec.paused` |
-//! | `deployment.restart` | yes | none (a restart stamp is not reverted) |
+//! | `deployment.restart` | yes | none (a restart stamp is not reverted; a released readiness gate neither) |
 //! | `object.patch` | yes | merge patch restoring the touched fields |
 //! | `wait`, `gate.prometheus`, `gate.approval`, `notify` | no | — |
 //! | `node.cordon` / `node.uncordon` | yes | restore `spec.unschedulable` |
@@ -307,6 +307,41 @@ pub struct DeploymentRestart {
     /// A condition that must hold after each batch before the next one starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_gate: Option<PromCondition>,
+    /// Whether new pods are kept out of their Services' endpoints until warmed, through the
+    /// pod readiness gate `ripcord.dev/warmed` the Deployment's pod template declares
+    /// (default `auto`).
+    #[serde(default, skip_serializing_if = "ReadinessGateMode::is_auto")]
+    pub readiness_gate: ReadinessGateMode,
+}
+
+/// How `deployment.restart` uses the pod readiness gate `ripcord.dev/warmed`.
+///
+/// The Deployment opts in by declaring the gate in its pod template
+/// (`readinessGates: [{conditionType: ripcord.dev/warmed}]`); ripcord never adds it (that
+/// would change the template, i.e. be a rollout). A pod carrying the gate is Ready — and in
+/// its Services' endpoints — only once ripcord sets the pod condition `ripcord.dev/warmed` to
+/// `True`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ReadinessGateMode {
+    /// Use the gate when the pod template declares it: each new pod is warmed while out of
+    /// the endpoints, then released.
+    #[default]
+    Auto,
+    /// Like `auto`, but refuse (before any write) when the pod template does not declare the
+    /// gate.
+    Require,
+    /// Do not hold traffic back: a declared gate is released as soon as the pod's containers
+    /// are ready (a gate nobody releases would leave the pods out of service), and the
+    /// warm-up happens afterwards, as without a gate — live traffic may reach a cold pod.
+    Off,
+}
+
+impl ReadinessGateMode {
+    /// True for the default.
+    pub fn is_auto(&self) -> bool {
+        *self == ReadinessGateMode::Auto
+    }
 }
 
 /// How many pods a restart batch takes. Reads a number (`2`), a string of digits (`"2"`, as

@@ -1450,3 +1450,124 @@ podDisruptionBudgets:
     );
     sim.shutdown().await;
 }
+
+/// Issue 16: `pods/NAME/status` PATCH adds a readiness gate condition — strategic merge keyed
+/// by condition `type` (the kubelet's conditions stay) and JSON patch — and the pod becomes
+/// Ready; a main-resource patch cannot write status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_status_patch_releases_a_readiness_gate() {
+    let scenario = ripcord::sim::scenario::Scenario::from_yaml(
+        "gates",
+        "settings: {timeFactor: 20, podReadyDelaySeconds: 1, podStartDelaySeconds: 1}
+zones:
+  - {name: zone-a, nodes: 1}
+namespaces: [shop]
+deployments:
+  - namespace: shop
+    name: web
+    replicas: 1
+    readinessGates: [ripcord.dev/warmed, example.com/other]
+    releases:
+      - image: registry.local/web:1
+",
+    )
+    .unwrap();
+    let sim = ripcord::sim::SimCluster::start(ripcord::sim::SimOptions {
+        scenario,
+        addr: None,
+    })
+    .await
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(sim.client(), "shop");
+    let name = pods.list(&ListParams::default()).await.unwrap().items[0]
+        .metadata
+        .name
+        .clone()
+        .unwrap();
+    // Replace the scenario's released pod with a fresh one (held back by both gates).
+    pods.delete(&name, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let condition = |pod: &Pod, t: &str| -> Option<String> {
+        pod.status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(|c| c.status.clone())
+    };
+    let mut fresh = None;
+    for _ in 0..300 {
+        let list = pods.list(&ListParams::default()).await.unwrap().items;
+        if let Some(p) = list.into_iter().find(|p| {
+            p.metadata.name.as_deref() != Some(&name)
+                && condition(p, "ContainersReady").as_deref() == Some("True")
+        }) {
+            fresh = Some(p);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fresh = fresh.expect("a replacement with ready containers");
+    let fresh_name = fresh.metadata.name.clone().unwrap();
+    assert_eq!(condition(&fresh, "Ready").as_deref(), Some("False"));
+
+    // Strategic merge: conditions merge by type.
+    let patched = pods
+        .patch_status(
+            &fresh_name,
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"status": {"conditions": [
+                {"type": "ripcord.dev/warmed", "status": "True", "reason": "Warmed",
+                 "message": "warm-up answered 200", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            ]}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        condition(&patched, "ContainersReady").as_deref(),
+        Some("True")
+    );
+    assert_eq!(
+        condition(&patched, "ripcord.dev/warmed").as_deref(),
+        Some("True")
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let still = pods.get(&fresh_name).await.unwrap();
+    assert_eq!(
+        condition(&still, "Ready").as_deref(),
+        Some("False"),
+        "one gate left"
+    );
+    assert_eq!(
+        condition(&still, "ripcord.dev/warmed").as_deref(),
+        Some("True")
+    );
+
+    // JSON patch: append the second gate's condition.
+    pods.patch_status(
+        &fresh_name,
+        &PatchParams::default(),
+        &Patch::Json::<()>(
+            serde_json::from_value(json!([{"op": "add", "path": "/status/conditions/-",
+                "value": {"type": "example.com/other", "status": "True"}}]))
+            .unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    let mut ready = false;
+    for _ in 0..100 {
+        let p = pods.get(&fresh_name).await.unwrap();
+        if condition(&p, "Ready").as_deref() == Some("True") {
+            assert_eq!(condition(&p, "ripcord.dev/warmed").as_deref(), Some("True"));
+            assert_eq!(condition(&p, "example.com/other").as_deref(), Some("True"));
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the pod became Ready once both gates passed");
+    sim.shutdown().await;
+}

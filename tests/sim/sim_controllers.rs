@@ -850,3 +850,123 @@ podDisruptionBudgets:
         "recorded while the pod is still terminating"
     );
 }
+
+/// Issue 16: a pod with a readiness gate is Ready — and in its Service's endpoints — only once
+/// its containers are ready AND the gate's condition is `True` (the kubelet's rule, with its
+/// reason and message); the kubelet keeps the gate condition when it rewrites the conditions,
+/// and a gate turning `False` takes the pod out again.
+#[tokio::test(start_paused = true)]
+async fn readiness_gate_keeps_a_pod_out_of_endpoints_until_its_condition_is_true() {
+    const GATE: &str = "ripcord.dev/warmed";
+    let sim = start(
+        "settings: {timeFactor: 10, podReadyDelaySeconds: 5, podStartDelaySeconds: 1}
+zones:
+  - {name: zone-a, nodes: 2}
+namespaces: [shop]
+deployments:
+  - namespace: shop
+    name: web
+    replicas: 1
+    readinessGates: [ripcord.dev/warmed]
+    releases:
+      - image: registry.local/web:1
+services:
+  - {namespace: shop, name: web, selector: {app: web}}
+",
+    );
+    let addresses = |s: &Store, key: &str| -> Vec<String> {
+        s.get(&kinds::endpoints(), Some("shop"), "web")
+            .and_then(|e| e["subsets"][0][key].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| a["targetRef"]["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    // The scenario's own pod starts released (steady state).
+    sim.wait_for("the first pod in endpoints", Duration::from_secs(30), |s| {
+        addresses(s, "addresses").len() == 1
+    })
+    .await;
+    let first = sim.pods_of("web").remove(0);
+    assert_eq!(
+        util::pod_condition(&first, GATE).and_then(|c| c["status"].as_str()),
+        Some("True")
+    );
+
+    sim.scale("web", 2);
+    let new_pod = |s: &Store| -> Option<Value> {
+        let (pods, _) = s.list(&kinds::pods(), Some("shop"));
+        pods.into_iter().find(|p| {
+            util::name(p) != util::name(&first)
+                && util::str_at(p, &["metadata", "labels", "app"]) == Some("web")
+        })
+    };
+    sim.wait_for(
+        "the new pod's containers ready",
+        Duration::from_secs(60),
+        |s| {
+            new_pod(s).is_some_and(|p| {
+                util::pod_condition(&p, "ContainersReady").and_then(|c| c["status"].as_str())
+                    == Some("True")
+            })
+        },
+    )
+    .await;
+    // Well past the ready delay: still held back by the gate.
+    sim.advance(Duration::from_secs(30)).await;
+    let pod = new_pod(&sim.store).expect("new pod");
+    let name = util::name(&pod).to_string();
+    let ready = util::pod_condition(&pod, "Ready")
+        .cloned()
+        .expect("Ready condition");
+    assert_eq!(ready["status"], "False", "{pod:#}");
+    assert_eq!(ready["reason"], "ReadinessGatesNotReady");
+    assert_eq!(
+        ready["message"],
+        "corresponding condition of pod readiness gate \"ripcord.dev/warmed\" does not exist."
+    );
+    assert!(!addresses(&sim.store, "addresses").contains(&name));
+    assert!(addresses(&sim.store, "notReadyAddresses").contains(&name));
+
+    // Someone writes the gate condition (as through pods/status): Ready, in endpoints.
+    let set_gate = |status: &str| {
+        let status = status.to_string();
+        sim.store
+            .modify(&kinds::pods(), Some("shop"), &name, move |p| {
+                let conds = p["status"]["conditions"]
+                    .as_array_mut()
+                    .expect("conditions");
+                conds.retain(|c| c["type"] != GATE);
+                conds.push(json!({"type": GATE, "status": status, "reason": "Test",
+                                  "lastTransitionTime": "2026-01-01T00:00:00Z"}));
+                Ok(())
+            })
+            .expect("gate condition written");
+    };
+    set_gate("True");
+    sim.wait_for("the new pod in endpoints", Duration::from_secs(10), |s| {
+        addresses(s, "addresses").contains(&name)
+    })
+    .await;
+    let pod = new_pod(&sim.store).expect("new pod");
+    assert!(util::is_pod_ready(&pod));
+    assert_eq!(
+        util::pod_condition(&pod, GATE).and_then(|c| c["reason"].as_str()),
+        Some("Test"),
+        "the kubelet kept the gate condition"
+    );
+
+    // The gate turns False: out again, with the kubelet's message.
+    set_gate("False");
+    sim.wait_for(
+        "the new pod out of endpoints",
+        Duration::from_secs(10),
+        |s| !addresses(s, "addresses").contains(&name),
+    )
+    .await;
+    let pod = new_pod(&sim.store).expect("new pod");
+    assert_eq!(
+        util::pod_condition(&pod, "Ready").and_then(|c| c["message"].as_str()),
+        Some("the status of pod readiness gate \"ripcord.dev/warmed\" is not \"True\", but False")
+    );
+}

@@ -1046,3 +1046,89 @@ async fn issue15_daemonset_and_statefulset_rollouts() {
         env.sim.shutdown().await;
     }
 }
+
+/// Issue 16: readiness gates as kubectl sees them. A template gaining a readiness gate rolls
+/// out pods that stay not Ready (`READINESS GATES 0/1` in `-o wide`) until the condition is
+/// written through `kubectl patch --subresource=status`; then `1/1` and Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_readiness_gate_column_and_status_patch() {
+    for kubectl in kubectls() {
+        let env = Env::start(&kubectl).await;
+        env.ok(&[
+            "patch", "deployment", "web", "-n", "shop", "--type=json", "-p",
+            r#"[{"op":"add","path":"/spec/template/spec/readinessGates","value":[{"conditionType":"ripcord.dev/warmed"}]}]"#,
+        ])
+        .await;
+        // The rollout's first surge pod: containers ready, held back by the gate.
+        let mut gated = String::new();
+        for _ in 0..300 {
+            let pods = env
+                .json(&["get", "pods", "-n", "shop", "-l", "app=web"])
+                .await;
+            let found = pods["items"].as_array().into_iter().flatten().find(|p| {
+                p["spec"]["readinessGates"].is_array()
+                    && p["status"]["conditions"].as_array().is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["type"] == "ContainersReady" && c["status"] == "True")
+                    })
+            });
+            if let Some(p) = found {
+                gated = p["metadata"]["name"].as_str().unwrap().to_string();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!gated.is_empty(), "no gated pod with ready containers");
+        let wide = env
+            .ok(&["get", "pod", &gated, "-n", "shop", "-o", "wide"])
+            .await;
+        let header = wide.lines().next().unwrap();
+        assert!(header.contains("READINESS GATES"), "{wide}");
+        let row = wide.lines().nth(1).unwrap();
+        assert!(row.trim_end().ends_with("0/1"), "{wide}");
+        let reason = env
+            .ok(&[
+                "get",
+                "pod",
+                &gated,
+                "-n",
+                "shop",
+                "-o",
+                r#"jsonpath={.status.conditions[?(@.type=="Ready")].reason}"#,
+            ])
+            .await;
+        assert_eq!(reason, "ReadinessGatesNotReady");
+        env.ok(&[
+            "patch", "pod", &gated, "-n", "shop", "--subresource=status", "--type=strategic", "-p",
+            r#"{"status":{"conditions":[{"type":"ripcord.dev/warmed","status":"True","reason":"Test"}]}}"#,
+        ])
+        .await;
+        let mut ready = String::new();
+        for _ in 0..100 {
+            ready = env
+                .ok(&[
+                    "get",
+                    "pod",
+                    &gated,
+                    "-n",
+                    "shop",
+                    "-o",
+                    r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+                ])
+                .await;
+            if ready == "True" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(ready, "True");
+        let wide = env
+            .ok(&["get", "pod", &gated, "-n", "shop", "-o", "wide"])
+            .await;
+        assert!(
+            wide.lines().nth(1).unwrap().trim_end().ends_with("1/1"),
+            "{wide}"
+        );
+        env.sim.shutdown().await;
+    }
+}

@@ -927,9 +927,11 @@ fn pod_log(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError
 }
 
 /// `pods/NAME[:PORT]/proxy/PATH`: the API server's proxy to a pod. The simulated pods run no
-/// containers, so the sim answers for them: a Ready pod with an IP answers `200 warm: /PATH`
-/// (any method), a pod that is not Ready `503` (the real proxy cannot connect either), a
-/// missing pod `404`. The request log records every call (path and status).
+/// containers, so the sim answers for them: a pod with an IP whose containers are ready
+/// (`ContainersReady`, which a pod held back by a readiness gate already has — the real proxy
+/// reaches it too, it does not look at `Ready`) answers `200 warm: /PATH` (any method), any
+/// other pod `503` (the real proxy cannot connect either), a missing pod `404`. The request
+/// log records every call (path and status).
 fn pod_proxy(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
     let (pod_name, _port) = req.name().split_once(':').unwrap_or((req.name(), ""));
     let pod = store
@@ -941,7 +943,7 @@ fn pod_proxy(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError>
         .is_some_and(|conditions| {
             conditions
                 .iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                .any(|c| c["type"] == "ContainersReady" && c["status"] == "True")
         });
     let has_ip = pod
         .pointer("/status/podIP")

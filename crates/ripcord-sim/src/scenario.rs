@@ -331,6 +331,11 @@ pub struct DeploymentSpec {
     /// spec.revisionHistoryLimit (default 10).
     #[serde(default)]
     pub revision_history_limit: Option<i64>,
+    /// Condition types of the pod template's `readinessGates` (e.g. `ripcord.dev/warmed`):
+    /// new pods stay not Ready until each condition is `True`. Pods loaded with the scenario
+    /// start with the conditions `True`.
+    #[serde(default)]
+    pub readiness_gates: Vec<String>,
     /// Releases, oldest first; the last is the Deployment's current template.
     pub releases: Vec<ReleaseSpec>,
     /// Whether the last release is still rolling out.
@@ -913,6 +918,14 @@ fn pod_template(d: &DeploymentSpec, r: &ReleaseSpec, grace: i64) -> Value {
     });
     if !r.annotations.is_empty() {
         util::set_at(&mut t, &["metadata", "annotations"], json!(r.annotations));
+    }
+    if !d.readiness_gates.is_empty() {
+        let gates: Vec<Value> = d
+            .readiness_gates
+            .iter()
+            .map(|g| json!({"conditionType": g}))
+            .collect();
+        util::set_at(&mut t, &["spec", "readinessGates"], json!(gates));
     }
     t
 }

@@ -357,7 +357,7 @@ fn columns_and_cells(
                     json!(or_none(s(obj, "/status/podIP").into())),
                     json!(or_none(s(obj, "/spec/nodeName").into())),
                     json!("<none>"),
-                    json!("<none>"),
+                    json!(readiness_gates_column(obj)),
                 ],
             )
         }
@@ -756,6 +756,37 @@ pub fn table(
         t["columnDefinitions"] = Value::Null;
     }
     t
+}
+
+/// kubectl's READINESS GATES column: `<none>` without gates, else `passing/total` (a gate passes
+/// when its condition in `status.conditions` is `True`).
+fn readiness_gates_column(pod: &Value) -> String {
+    let gates: Vec<&str> = pod
+        .pointer("/spec/readinessGates")
+        .and_then(Value::as_array)
+        .map(|g| {
+            g.iter()
+                .filter_map(|g| g.get("conditionType").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    if gates.is_empty() {
+        return "<none>".to_string();
+    }
+    let conditions = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let passing = gates
+        .iter()
+        .filter(|gate| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == **gate && c["status"] == "True")
+        })
+        .count();
+    format!("{passing}/{}", gates.len())
 }
 
 #[cfg(test)]

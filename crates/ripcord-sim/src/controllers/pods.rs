@@ -3,6 +3,13 @@
 //! The scheduler binds pods without `spec.nodeName` (see [`super::scheduler`]). The kubelet
 //! then moves a bound pod Pending → Running after the scenario's `podStartDelay` (assigning
 //! `podIP` from the node's podCIDR and `hostIP`), and Running → Ready after `podReadyDelay`.
+//!
+//! Readiness gates follow the kubelet: a pod whose `spec.readinessGates` name condition types
+//! gets `ContainersReady: True` when its containers are ready, but `Ready: True` only once every
+//! gate's condition in `status.conditions` is `True` (written by someone else through
+//! `pods/status`); until then `Ready` is `False` with reason `ReadinessGatesNotReady` and the
+//! kubelet's message. Conditions the kubelet does not own are kept whenever it rewrites the
+//! list, and a gate condition turning back to non-`True` makes the pod not Ready again.
 //! Pods of a bad release never become ready (the readiness probe fails) or crash-loop with a
 //! growing restartCount and the kubelet's exponential back-off (10 s doubling to 5 min).
 
@@ -173,8 +180,82 @@ fn conditions(
     ])
 }
 
+/// The condition types the kubelet (and the scheduler) own; any other condition — a readiness
+/// gate's, written by a controller through `pods/status` — survives their rewrites.
+const KUBELET_CONDITIONS: &[&str] = &[
+    "PodReadyToStartContainers",
+    "Initialized",
+    "Ready",
+    "ContainersReady",
+    "PodScheduled",
+];
+
+/// `owned` (the kubelet's or scheduler's conditions) followed by the conditions of `current`
+/// they do not own.
+fn with_foreign_conditions(owned: Value, current: &Value) -> Value {
+    let mut list = owned.as_array().cloned().unwrap_or_default();
+    if let Some(existing) = at(current, &["status", "conditions"]).and_then(Value::as_array) {
+        list.extend(
+            existing
+                .iter()
+                .filter(|c| {
+                    !KUBELET_CONDITIONS
+                        .contains(&c.get("type").and_then(Value::as_str).unwrap_or(""))
+                })
+                .cloned(),
+        );
+    }
+    Value::Array(list)
+}
+
+/// Sets the `Ready` condition of a pod whose containers are ready from its readiness gates:
+/// `True` when every gate's condition is `True`, else `False` with the kubelet's reason and
+/// message. Returns whether anything changed.
+fn sync_gated_ready(v: &mut Value, now: &str) -> bool {
+    let unready = util::readiness_gates_unready(v);
+    let Some(conds) = v
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+    else {
+        return false;
+    };
+    let Some(ready) = conds
+        .iter_mut()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+        .and_then(Value::as_object_mut)
+    else {
+        return false;
+    };
+    let status = if unready.is_none() { "True" } else { "False" };
+    let was = ready.get("status").and_then(Value::as_str).unwrap_or("");
+    let reason = unready.as_ref().map(|_| json!("ReadinessGatesNotReady"));
+    let message = unready.map(Value::String);
+    if was == status
+        && ready.get("message") == message.as_ref()
+        && ready.get("reason") == reason.as_ref()
+    {
+        return false;
+    }
+    if was != status {
+        ready.insert("lastTransitionTime".into(), json!(now));
+    }
+    ready.insert("status".into(), json!(status));
+    match (reason, message) {
+        (Some(reason), Some(message)) => {
+            ready.insert("reason".into(), reason);
+            ready.insert("message".into(), message);
+        }
+        _ => {
+            ready.remove("reason");
+            ready.remove("message");
+        }
+    }
+    true
+}
+
 /// Puts a pod straight into its settled state on `node` (used when loading a scenario):
-/// Running, and Ready unless `bad`.
+/// Running, and Ready unless `bad`. A scenario describes a steady state, so the conditions of
+/// the pod's readiness gates are `True` (released before the scenario starts).
 pub fn settle(pod: &mut Value, node: &Value, ip: &str, now: &str, bad: Option<BadMode>) {
     util::set_at(pod, &["spec", "nodeName"], json!(util::name(node)));
     let ready = bad.is_none();
@@ -198,10 +279,17 @@ pub fn settle(pod: &mut Value, node: &Value, ip: &str, now: &str, bad: Option<Ba
     status.insert("podIPs".into(), json!([{"ip": ip}]));
     status.insert("startTime".into(), json!(now));
     status.insert("containerStatuses".into(), json!(statuses));
-    status.insert(
-        "conditions".into(),
-        conditions(now, now, true, ready, &unready),
-    );
+    let mut conds = conditions(now, now, true, ready, &unready);
+    if let Some(list) = conds.as_array_mut() {
+        for gate in util::readiness_gates(pod) {
+            list.push(
+                json!({"type": gate, "status": "True", "lastProbeTime": Value::Null,
+                             "lastTransitionTime": now, "reason": "ScenarioSettled"}),
+            );
+        }
+    }
+    let status = util::object_at_mut(pod, &["status"]);
+    status.insert("conditions".into(), conds);
     // Only the status: the spec keeps its empty defaults (`resources: {}`,
     // `securityContext: {}`) as a real server stores them.
     if let Some(n) = pod.get("status").and_then(util::normalize) {
@@ -278,10 +366,12 @@ fn finish_termination(c: &mut Controllers, pod: &Value, deadline: jiff::Timestam
     }
 }
 
-/// Whether a pod needs nothing from the kubelet: running, ready, and not of a bad release.
+/// Whether a pod needs nothing from the kubelet: running, ready with its readiness gates
+/// passing, and not of a bad release.
 fn settled(c: &Controllers, pod: &Value) -> bool {
     str_at(pod, &["status", "phase"]) == Some("Running")
         && util::is_pod_ready(pod)
+        && util::readiness_gates_unready(pod).is_none()
         && bad_mode_of(c, pod).is_none()
 }
 
@@ -357,7 +447,8 @@ fn schedule(c: &mut Controllers, pod: &Value, nodes: &[Arc<Value>], placement: &
             let has = util::pod_condition(v, "PodScheduled")
                 .is_some_and(|c| c.get("reason").and_then(Value::as_str) == Some("Unschedulable"));
             if !has {
-                util::set_at(v, &["status", "conditions"], json!([cond]));
+                let conds = with_foreign_conditions(json!([cond]), v);
+                util::set_at(v, &["status", "conditions"], conds);
             }
         });
         emit_once(
@@ -381,12 +472,12 @@ fn schedule(c: &mut Controllers, pod: &Value, nodes: &[Arc<Value>], placement: &
     let now = c.now_str();
     let bound = c.modify("default-scheduler", &kinds::pods(), pod, |v| {
         util::set_at(v, &["spec", "nodeName"], json!(node_name));
-        util::set_at(
-            v,
-            &["status", "conditions"],
+        let conds = with_foreign_conditions(
             json!([{"type": "PodScheduled", "status": "True",
             "lastProbeTime": Value::Null, "lastTransitionTime": now}]),
+            v,
         );
+        util::set_at(v, &["status", "conditions"], conds);
     });
     if let Some(bound) = bound {
         let times = c
@@ -470,6 +561,7 @@ fn kubelet(c: &mut Controllers, pod: &Value, node: &Value, ips: &mut IpAllocator
         let unready: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
         let conds = conditions(&now_s, &scheduled, true, false, &unready);
         let updated = c.modify("kubelet", &kinds::pods(), pod, |v| {
+            let conds = with_foreign_conditions(conds, v);
             let s = util::object_at_mut(v, &["status"]);
             s.insert("phase".into(), json!("Running"));
             s.insert("hostIP".into(), json!(host));
@@ -527,6 +619,19 @@ fn kubelet(c: &mut Controllers, pod: &Value, node: &Value, ips: &mut IpAllocator
     });
     match bad {
         None => {
+            let containers_ready = util::pod_condition(pod, "ContainersReady")
+                .is_some_and(|c| c.get("status").and_then(Value::as_str) == Some("True"));
+            if containers_ready {
+                // Ready follows the readiness gates (a no-op for a pod without gates).
+                c.state.pod_times.insert(uid, times);
+                let mut probe = pod.clone();
+                if sync_gated_ready(&mut probe, &now_s) {
+                    c.modify("kubelet", &kinds::pods(), pod, |v| {
+                        sync_gated_ready(v, &now_s);
+                    });
+                }
+                return;
+            }
             if util::is_pod_ready(pod) {
                 c.state.pod_times.insert(uid, times);
                 return;
@@ -576,6 +681,10 @@ fn kubelet(c: &mut Controllers, pod: &Value, node: &Value, ips: &mut IpAllocator
                             m.remove("message");
                         }
                     }
+                }
+                // With readiness gates, Ready waits for their conditions.
+                if util::readiness_gates_unready(v).is_some() {
+                    sync_gated_ready(v, &now_s);
                 }
             });
         }

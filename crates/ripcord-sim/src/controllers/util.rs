@@ -476,6 +476,44 @@ pub fn is_pod_ready(pod: &Value) -> bool {
         .is_some_and(|c| c.get("status").and_then(Value::as_str) == Some("True"))
 }
 
+/// The condition types of a pod's `spec.readinessGates`.
+pub fn readiness_gates(pod: &Value) -> Vec<String> {
+    at(pod, &["spec", "readinessGates"])
+        .and_then(Value::as_array)
+        .map(|gates| {
+            gates
+                .iter()
+                .filter_map(|g| g.get("conditionType").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Why a pod's readiness gates keep it not Ready, worded like the kubelet
+/// (`corresponding condition of pod readiness gate "x" does not exist.`, or `the status of pod
+/// readiness gate "x" is not "True", but False`, joined by `, `); `None` when every gate's
+/// condition is `True` (or the pod has no gates).
+pub fn readiness_gates_unready(pod: &Value) -> Option<String> {
+    let messages: Vec<String> = readiness_gates(pod)
+        .iter()
+        .filter_map(|gate| match pod_condition(pod, gate) {
+            None => Some(format!(
+                "corresponding condition of pod readiness gate {gate:?} does not exist."
+            )),
+            Some(c) => {
+                let status = c.get("status").and_then(Value::as_str).unwrap_or("");
+                (status != "True").then(|| {
+                    format!(
+                        "the status of pod readiness gate {gate:?} is not \"True\", but {status}"
+                    )
+                })
+            }
+        })
+        .collect();
+    (!messages.is_empty()).then(|| messages.join(", "))
+}
+
 /// One condition of a pod (or any object with `status.conditions`).
 pub fn pod_condition<'a>(obj: &'a Value, kind: &str) -> Option<&'a Value> {
     at(obj, &["status", "conditions"])?
