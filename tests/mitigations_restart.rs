@@ -1031,3 +1031,61 @@ async fn issue16_daemon_leaves_a_running_restarts_pods_alone() {
     task.abort();
     sim.shutdown().await;
 }
+
+// === issue 18: readiness from a watch ===
+
+/// A restart's verify follows the pods through a watch instead of re-reading the Deployment
+/// and its pods every 100 ms, and the next diff reuses the state the verify ended with: per
+/// batch about one list and one watch, not one read per poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue18_restart_waits_on_a_watch_not_a_poll() {
+    let sim = start_file("restart-12.yaml").await;
+    wait_until("frontend ready", || all_ready(&sim, "shop", "frontend", 12)).await;
+    let seq_before = sim.request_log().last().map(|r| r.seq).unwrap_or(0);
+    let parsed: catalog::Action = serde_json::from_value(json!({
+        "action": "deployment.restart",
+        "with": {"namespace": "shop", "name": "frontend", "batch": 3}
+    }))
+    .expect("catalog action parses");
+    let restart = actions::build(&parsed).expect("action builds");
+    let ctx = context(&sim, "r-20261203-064500-wtch", "restart");
+    let driven = drive(restart.as_ref(), &ctx, Vec::new(), None, |_| {})
+        .await
+        .expect("restart finishes");
+    assert!(
+        driven
+            .last_summary
+            .contains("all 12 listed pod(s) restarted"),
+        "{}",
+        driven.last_summary
+    );
+    let log: Vec<_> = sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.seq > seq_before)
+        .collect();
+    let pod_lists = log
+        .iter()
+        .filter(|r| r.path == "/api/v1/namespaces/shop/pods" && r.verb == "list")
+        .count();
+    let pod_watches = log
+        .iter()
+        .filter(|r| r.path == "/api/v1/namespaces/shop/pods" && r.verb == "watch")
+        .count();
+    let deployment_gets = log
+        .iter()
+        .filter(|r| {
+            r.path == "/apis/apps/v1/namespaces/shop/deployments/frontend" && r.verb == "get"
+        })
+        .count();
+    eprintln!(
+        "4 batches: {pod_lists} pod lists, {pod_watches} pod watches, {deployment_gets} Deployment reads"
+    );
+    assert!(pod_watches >= 4, "one watch per batch: {pod_watches}");
+    assert!(pod_lists <= 12, "pod lists: {pod_lists} (polling?)");
+    assert!(
+        deployment_gets <= 12,
+        "Deployment reads: {deployment_gets} (polling?)"
+    );
+    sim.shutdown().await;
+}

@@ -58,6 +58,15 @@
 //! leftover. Pods of a gated Deployment rolled by someone else (`kubectl rollout restart`, CI)
 //! are released by the daemon's warm-gate controller (`daemon::warm_gate`).
 //!
+//! # Waiting on a watch
+//! `verify` does not poll: it reads the Deployment once, then follows its pods through one
+//! watch (a list, then change events; `k8s::pods::Pods::watch_selected`), so a batch moves on
+//! the moment its last replacement is Ready and the last evicted pod is gone. The state the
+//! wait ended with is handed to the next diff (when it is at most [`REUSE_FOR`] old), which then
+//! reads nothing: per batch one list and one watch instead of a read of the Deployment and its
+//! pods every [`POLL`]. Should the watch fail (RBAC without `watch` on pods, say), the wait falls
+//! back to polling.
+//!
 //! StatefulSets and DaemonSets are not restarted by this action (it reads a Deployment and
 //! fails with not-found otherwise): their controllers recreate pods in their own order (a
 //! StatefulSet pod keeps its name, so the name-based marker would not apply) — use
@@ -73,6 +82,7 @@ use crate::errors::error_chain;
 use crate::k8s::deployments::Deployments;
 use crate::k8s::pods::{self, Pods};
 use crate::playbook::catalog;
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -98,17 +108,23 @@ pub const WARMED_CONDITION: &str = "ripcord.dev/warmed";
 const MARK_ID: &str = "restart/mark";
 /// Prefix of batch mutation ids.
 const BATCH_PREFIX: &str = "batch-";
-/// Poll interval of waits.
+/// Poll interval of waits that cannot watch (a diff waiting for room, a failed watch).
 const POLL: Duration = Duration::from_millis(100);
+/// How old the state a verify ended with may be for the next diff to use it instead of
+/// reading the Deployment and its pods again.
+const REUSE_FOR: Duration = Duration::from_millis(500);
 
 /// The `deployment.restart` action.
 #[derive(Debug)]
 pub struct DeploymentRestart {
     args: catalog::DeploymentRestart,
     warmed: Mutex<BTreeSet<String>>,
+    /// The state the last verify ended with, and when; the next diff takes it.
+    last: Mutex<Option<(Instant, Observed)>>,
 }
 
 /// What the Deployment's pods look like now.
+#[derive(Debug, Clone)]
 struct Observed {
     deployment: Deployment,
     namespace: String,
@@ -121,6 +137,30 @@ struct Observed {
 }
 
 impl Observed {
+    /// The Deployment and its pods (terminating ones set apart, the rest sorted by name).
+    fn new(deployment: Deployment, namespace: String, live: Vec<Pod>) -> Observed {
+        let replicas = i64::from(
+            deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(1),
+        );
+        let (terminating, mut live): (Vec<Pod>, Vec<Pod>) =
+            live.into_iter().partition(pods::is_terminating);
+        live.sort_by(|a, b| pods::name(a).cmp(pods::name(b)));
+        Observed {
+            deployment,
+            namespace,
+            replicas,
+            pods: live,
+            terminating: terminating
+                .iter()
+                .map(|p| pods::name(p).to_string())
+                .collect(),
+        }
+    }
+
     /// Pods that are unready or terminating, plus replicas with no pod at all: what the
     /// restart's batch size bounds.
     fn unready(&self) -> i64 {
@@ -196,6 +236,28 @@ pub async fn release_gate(
         .map(|_| ())
 }
 
+/// What a batch still waits for: `None` once the evicted pods are gone (not merely
+/// Terminating) and every replica has a pod passing `settled`, else (evicted pods left, pods
+/// not settled + terminating + missing).
+fn settle_progress(
+    evicted: &BTreeSet<&str>,
+    settled: &impl Fn(&Pod) -> bool,
+    observed: &Observed,
+) -> Option<(usize, i64)> {
+    let left = observed
+        .pods
+        .iter()
+        .map(pods::name)
+        .chain(observed.terminating.iter().map(String::as_str))
+        .filter(|name| evicted.contains(name))
+        .count();
+    let unsettled = observed.pods.iter().filter(|p| !settled(p)).count() as i64;
+    let missing =
+        (observed.replicas - observed.pods.len() as i64 - observed.terminating.len() as i64).max(0);
+    let waiting = unsettled + observed.terminating.len() as i64 + missing;
+    (left != 0 || waiting != 0).then_some((left, waiting))
+}
+
 /// The pod names listed in the restart annotation.
 fn listed(value: Option<&str>) -> BTreeSet<String> {
     value
@@ -236,6 +298,7 @@ impl DeploymentRestart {
         Ok(DeploymentRestart {
             args,
             warmed: Mutex::new(BTreeSet::new()),
+            last: Mutex::new(None),
         })
     }
 
@@ -243,7 +306,11 @@ impl DeploymentRestart {
         format!("{}/{}", ctx.run_id, ctx.step)
     }
 
-    async fn observe(&self, ctx: &ActionContext) -> Result<Observed, ActionError> {
+    /// Reads the Deployment; returns it with its namespace and pod selector.
+    async fn read_deployment(
+        &self,
+        ctx: &ActionContext,
+    ) -> Result<(Deployment, String, String), ActionError> {
         let namespace = ctx.namespace(self.args.namespace.as_deref());
         let deployments = Deployments::new(ctx.client.clone(), &namespace, ctx.call_timeout);
         let deployment = deployments.get(&self.args.name).await?;
@@ -252,29 +319,30 @@ impl DeploymentRestart {
             reason: "the Deployment's selector has no matchLabels; ripcord cannot find its pods"
                 .into(),
         })?;
-        let replicas = i64::from(
-            deployment
-                .spec
-                .as_ref()
-                .and_then(|s| s.replicas)
-                .unwrap_or(1),
-        );
+        Ok((deployment, namespace, selector))
+    }
+
+    async fn observe(&self, ctx: &ActionContext) -> Result<Observed, ActionError> {
+        let (deployment, namespace, selector) = self.read_deployment(ctx).await?;
         let live = Pods::new(ctx.client.clone(), ctx.call_timeout)
             .list(&namespace, &selector)
             .await?;
-        let (terminating, mut live): (Vec<Pod>, Vec<Pod>) =
-            live.into_iter().partition(pods::is_terminating);
-        live.sort_by(|a, b| pods::name(a).cmp(pods::name(b)));
-        Ok(Observed {
-            deployment,
-            namespace,
-            replicas,
-            pods: live,
-            terminating: terminating
-                .iter()
-                .map(|p| pods::name(p).to_string())
-                .collect(),
-        })
+        Ok(Observed::new(deployment, namespace, live))
+    }
+
+    /// The state the last verify ended with when it is fresh enough, else a new read.
+    async fn observe_reusing(&self, ctx: &ActionContext) -> Result<Observed, ActionError> {
+        let reused = self
+            .last
+            .lock()
+            .ok()
+            .and_then(|mut last| last.take())
+            .filter(|(at, _)| at.elapsed() <= REUSE_FOR)
+            .map(|(_, observed)| observed);
+        match reused {
+            Some(observed) => Ok(observed),
+            None => self.observe(ctx).await,
+        }
     }
 
     fn batch_size(&self, observed: &Observed) -> i64 {
@@ -284,7 +352,7 @@ impl DeploymentRestart {
 
     async fn compute(&self, ctx: &ActionContext) -> Result<Diff, ActionError> {
         let marker = Self::marker(ctx);
-        let mut observed = self.observe(ctx).await?;
+        let mut observed = self.observe_reusing(ctx).await?;
         let object = format!("deployment/{}/{}", observed.namespace, self.args.name);
         if self.args.readiness_gate == catalog::ReadinessGateMode::Require
             && !observed.template_gated()
@@ -473,6 +541,7 @@ impl DeploymentRestart {
         let observed = self
             .wait_settled(ctx, &evicted, |p| pods::is_ready(p) || held_by_gate(p))
             .await?;
+        let mut observed_at = Instant::now();
         let to_restart = listed(observed.annotation(RESTART_PODS_ANNOTATION));
         let warmed = self.warmed.lock().map(|w| w.clone()).unwrap_or_default();
         let fresh: Vec<Pod> = observed
@@ -488,10 +557,12 @@ impl DeploymentRestart {
             .cloned()
             .collect();
         if fresh.is_empty() && held.is_empty() {
+            self.remember(observed_at, observed);
             return Ok(());
         }
         let object = format!("deployment/{}/{}", observed.namespace, self.args.name);
         let hold = mode != catalog::ReadinessGateMode::Off;
+        let mut observed = observed;
         if !hold && !held.is_empty() {
             // `off`: the gate holds nothing back; release at once, warm afterwards.
             for pod in &held {
@@ -503,7 +574,8 @@ impl DeploymentRestart {
                 )
                 .await?;
             }
-            self.wait_settled(ctx, &evicted, pods::is_ready).await?;
+            observed = self.wait_settled(ctx, &evicted, pods::is_ready).await?;
+            observed_at = Instant::now();
         }
         if !self.args.warmup.0.is_zero() {
             tracing::info!(run = %ctx.run_id, step = %ctx.step, pods = fresh.len(),
@@ -569,7 +641,8 @@ impl DeploymentRestart {
             return Err(err);
         }
         if hold && !held.is_empty() {
-            self.wait_settled(ctx, &evicted, pods::is_ready).await?;
+            observed = self.wait_settled(ctx, &evicted, pods::is_ready).await?;
+            observed_at = Instant::now();
         }
         if let Ok(mut warmed) = self.warmed.lock() {
             warmed.extend(targets.iter().map(|p| pods::name(p).to_string()));
@@ -582,11 +655,20 @@ impl DeploymentRestart {
             )
             .await?;
         }
+        self.remember(observed_at, observed);
         Ok(())
     }
 
+    /// Keeps `observed` (seen at `at`) for the next diff.
+    fn remember(&self, at: Instant, observed: Observed) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((at, observed));
+        }
+    }
+
     /// Waits (bounded by the step's verify timeout) until the evicted pods are gone (not
-    /// merely Terminating), every replica has a pod and every pod passes `settled`.
+    /// merely Terminating), every replica has a pod and every pod passes `settled`. Follows the
+    /// pods through one watch; falls back to polling when the watch fails.
     async fn wait_settled(
         &self,
         ctx: &ActionContext,
@@ -594,37 +676,64 @@ impl DeploymentRestart {
         settled: impl Fn(&Pod) -> bool,
     ) -> Result<Observed, ActionError> {
         let deadline = Instant::now() + ctx.verify_timeout;
+        let (deployment, namespace, selector) = self.read_deployment(ctx).await?;
+        let mut stream =
+            Pods::new(ctx.client.clone(), ctx.call_timeout).watch_selected(&namespace, &selector);
+        let mut last: Option<Observed> = None;
+        loop {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) => {
+                    let observed = match last {
+                        Some(observed) => observed,
+                        None => self.observe(ctx).await?,
+                    };
+                    return Err(self.settle_timeout(ctx, evicted, &settled, &observed));
+                }
+                Ok(Some(Ok(pods))) => {
+                    let observed = Observed::new(deployment.clone(), namespace.clone(), pods);
+                    if settle_progress(evicted, &settled, &observed).is_none() {
+                        return Ok(observed);
+                    }
+                    last = Some(observed);
+                }
+                Ok(Some(Err(err))) => {
+                    tracing::info!(run = %ctx.run_id, step = %ctx.step, error = %error_chain(&err),
+                                   "cannot watch the Deployment's pods; polling instead");
+                    break;
+                }
+                Ok(None) => break,
+            }
+        }
+        drop(stream);
         loop {
             let observed = self.observe(ctx).await?;
-            let left = observed
-                .pods
-                .iter()
-                .map(pods::name)
-                .chain(observed.terminating.iter().map(String::as_str))
-                .filter(|name| evicted.contains(name))
-                .count();
-            let unsettled = observed.pods.iter().filter(|p| !settled(p)).count() as i64;
-            let missing = (observed.replicas
-                - observed.pods.len() as i64
-                - observed.terminating.len() as i64)
-                .max(0);
-            let waiting = unsettled + observed.terminating.len() as i64 + missing;
-            if left == 0 && waiting == 0 {
+            if settle_progress(evicted, &settled, &observed).is_none() {
                 return Ok(observed);
             }
             if Instant::now() + POLL > deadline {
-                let held = observed.pods.iter().filter(|p| held_by_gate(p)).count();
-                return Err(ActionError::Timeout {
-                    what: format!(
-                        "deployment/{}/{}'s restarted pods to be replaced and Ready ({left} \
-                         evicted pod(s) still there, {waiting} unready, {held} held by the \
-                         readiness gate {WARMED_CONDITION})",
-                        observed.namespace, self.args.name
-                    ),
-                    after: ctx.verify_timeout,
-                });
+                return Err(self.settle_timeout(ctx, evicted, &settled, &observed));
             }
             tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn settle_timeout(
+        &self,
+        ctx: &ActionContext,
+        evicted: &BTreeSet<&str>,
+        settled: &impl Fn(&Pod) -> bool,
+        observed: &Observed,
+    ) -> ActionError {
+        let (left, waiting) = settle_progress(evicted, settled, observed).unwrap_or((0, 0));
+        let held = observed.pods.iter().filter(|p| held_by_gate(p)).count();
+        ActionError::Timeout {
+            what: format!(
+                "deployment/{}/{}'s restarted pods to be replaced and Ready ({left} evicted \
+                 pod(s) still there, {waiting} unready, {held} held by the readiness gate \
+                 {WARMED_CONDITION})",
+                observed.namespace, self.args.name
+            ),
+            after: ctx.verify_timeout,
         }
     }
 
