@@ -185,6 +185,7 @@ fn rendered_rbac_grants_exactly_the_verbs_the_actions_need() {
         "apps/replicasets:list",
         "/pods:get",
         "/pods:list",
+        "/pods:watch",
         "/pods/log:get",
         "/pods/eviction:create",
         "/nodes:get",
