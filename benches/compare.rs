@@ -21,7 +21,7 @@
 //! of `$KUBECTL`, `.tools/kubectl-v34/kubectl` (scripts/install-kubectl.sh) and `kubectl` on
 //! the PATH whose `kubectl version --client` is 1.34, else the first that runs.
 //! `RIPCORD_BENCH_BIN` replaces the ripcord binary under test (to measure an older build with
-//! this harness).
+//! this harness); `RIPCORD_BENCH_TOOLS=ripcord` runs the fail-out rows' ripcord side alone.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
 
 use std::sync::OnceLock;
@@ -299,7 +299,7 @@ async fn failout(cordon_first: bool) -> Result<Row, String> {
     let scenario = failout_scenario()?;
     let mut bound = None;
     let mut firsts = Vec::new();
-    for tool in [Tool::Ripcord, Tool::Kubectl] {
+    for tool in failout_tools() {
         let bench = Bench::start(scenario.clone()).await?;
         bench
             .wait("1,000 pods ready and the PDBs' status current", |sim| {
@@ -358,6 +358,10 @@ async fn failout(cordon_first: bool) -> Result<Row, String> {
         ));
         samples.push(sample);
         bench.shutdown().await;
+    }
+    if samples.len() == 1 {
+        // kubectl not measured (RIPCORD_BENCH_TOOLS=ripcord).
+        samples.push(Sample::default());
     }
     let left: Vec<String> = samples.iter().map(|s| s.left_in_zone.to_string()).collect();
     let mut row = row(
@@ -787,6 +791,16 @@ fn row(name: &'static str, mut samples: Vec<Sample>, note: String) -> Row {
         kubectl,
         bound: None,
         note,
+    }
+}
+
+/// The tools a fail-out row measures: both, or ripcord alone with `RIPCORD_BENCH_TOOLS=ripcord`
+/// (to compare two ripcord builds without waiting twice for the kubectl loop).
+fn failout_tools() -> Vec<Tool> {
+    if std::env::var("RIPCORD_BENCH_TOOLS").is_ok_and(|t| t.trim() == "ripcord") {
+        vec![Tool::Ripcord]
+    } else {
+        vec![Tool::Ripcord, Tool::Kubectl]
     }
 }
 
