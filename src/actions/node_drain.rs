@@ -152,16 +152,24 @@ impl EvictionOwners {
 pub(crate) struct DrainPods(tokio::sync::Mutex<Option<Arc<PodWatch>>>);
 
 impl DrainPods {
-    /// The view, started (and its initial list awaited) on first use.
-    pub(crate) async fn get(&self, ctx: &ActionContext) -> Result<Arc<PodWatch>, ActionError> {
-        let mut slot = self.0.lock().await;
-        if let Some(view) = slot.as_ref() {
-            return Ok(view.clone());
+    /// Starts the view without waiting for it (the cordon round does, so that the first
+    /// wave does not wait for the initial list). No-op once started.
+    pub(crate) fn start(&self, ctx: &ActionContext) {
+        if let Ok(mut slot) = self.0.try_lock()
+            && slot.is_none()
+        {
+            *slot = Some(Arc::new(PodWatch::start(ctx.client.clone())));
         }
-        let view = Arc::new(PodWatch::start(ctx.client.clone()));
+    }
+
+    /// The view, started on first use, once its initial list is in.
+    pub(crate) async fn get(&self, ctx: &ActionContext) -> Result<Arc<PodWatch>, ActionError> {
+        let view = {
+            let mut slot = self.0.lock().await;
+            slot.get_or_insert_with(|| Arc::new(PodWatch::start(ctx.client.clone())))
+                .clone()
+        };
         view.ready(ctx.call_timeout * VIEW_READY_CALLS).await?;
-        tracing::debug!(run = %ctx.run_id, step = %ctx.step, pods = view.pods().len(), "pod view ready");
-        *slot = Some(view.clone());
         Ok(view)
     }
 }
@@ -601,7 +609,12 @@ pub(crate) async fn next_wave(
     let deadline = Instant::now() + ctx.verify_timeout;
     loop {
         changes.borrow_and_update();
-        let wave = plan_wave(drained, &watch.pods(), &pdbs, settings);
+        let mut wave = plan_wave(drained, &watch.pods(), &pdbs, settings);
+        if wave.mutations.is_empty() && wave.terminating.is_empty() {
+            // Drained as the view sees it: confirmed on a fresh (paged) read, so that a change
+            // the watch has not delivered yet cannot end the drain early.
+            wave = plan_wave(drained, &api.list_all().await?, &pdbs, settings);
+        }
         if !wave.mutations.is_empty() || wave.terminating.is_empty() {
             return Ok(wave);
         }
@@ -695,6 +708,8 @@ impl NodeDrain {
             .filter_map(|n| cordon_mutation(n, &ctx.run_id, &ctx.step))
             .collect();
         if !cordons.is_empty() {
+            // The pod view lists while the cordons are written.
+            self.pods.start(ctx);
             return Ok(Diff {
                 summary: format!(
                     "drain {} node(s): cordon {} first",

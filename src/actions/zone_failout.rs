@@ -503,6 +503,8 @@ impl ZoneFailout {
             .filter_map(|n| cordon_mutation(n, &ctx.run_id, &ctx.step))
             .collect();
         if !cordons.is_empty() {
+            // The drain's pod view lists while the guards run and the cordons are written.
+            self.pods.start(ctx);
             let all_pods = pod_api.list_all().await?;
             let report = self.guard(&all_nodes, &all_pods)?;
             // The dry run and the confirmation show this phase's mutations; the later phases

@@ -23,8 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Pods per page of a list (the initial list of a [`PodWatch`], [`Pods::list_all`]).
-pub const LIST_PAGE: u32 = 500;
+/// Pods per page of a list (the initial list of a [`PodWatch`], [`Pods::list_all`]): the
+/// snapshot's page size, a few hundred kB of JSON per page.
+pub const LIST_PAGE: u32 = 2000;
 
 /// The annotation the kubelet puts on mirror (static) pods.
 pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
