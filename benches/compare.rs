@@ -4,19 +4,27 @@
 //! | mitigation | ripcord | kubectl |
 //! |---|---|---|
 //! | rollback (demo: bad release rolling out) | `ripcord rollback --yes` | `kubectl rollout undo` + `rollout status` |
-//! | zone fail-out (100 nodes, 1,000 pods, 3 zones, PDBs) | `ripcord run builtin:failout-zone` | `kubectl drain` loop over the zone's nodes |
+//! | zone fail-out (`failout-100`: 100 nodes, 1,000 pods, 3 zones, PDBs) | `ripcord run builtin:failout-zone` | `kubectl drain` loop over the zone's nodes |
 //! | rolling restart (12 replicas) | `ripcord run builtin:rolling-restart` (batch 3, no warm-up) | `kubectl rollout restart` + `rollout status` |
 //! | snapshot of 10,000 pods | `ripcord snapshot bulk` | `kubectl get -A -o yaml` of the same kinds |
 //!
 //! Per tool: wall time, API requests (the sim's request log), and peak memory of the process
 //! tree (`/usr/bin/time -f %M`, i.e. `getrusage` children maxrss; "-" without it). Each pair
 //! runs on fresh clusters of the same scenario. A fail-out also reports PDB violations (the
-//! sim's invariant monitor).
+//! sim's invariant monitor) and each tool's ratio to the fail-out's *PDB bound* (issue 18):
+//! the least time any tool that respects the PodDisruptionBudgets and the zone's
+//! `drainConcurrency` needs, `waves × max(termination grace, pod start + ready delay)` in real
+//! time, derived from the scenario's settings and the pods' placement (see [`PdbBound`]).
 //!
 //! Run: `cargo bench --bench compare` (release build). `RIPCORD_BENCH_ONLY=rollback,failout`
-//! selects rows (rollback, failout, failout-cordoned, restart, snapshot); kubectl is `$KUBECTL`, else `.tools/kubectl-v34/kubectl`, else `kubectl` on
-//! the PATH.
+//! selects rows (rollback, failout, failout-cordoned, restart, snapshot). kubectl: the first
+//! of `$KUBECTL`, `.tools/kubectl-v34/kubectl` (scripts/install-kubectl.sh) and `kubectl` on
+//! the PATH whose `kubectl version --client` is 1.34, else the first that runs.
+//! `RIPCORD_BENCH_BIN` replaces the ripcord binary under test (to measure an older build with
+//! this harness); `RIPCORD_BENCH_TOOLS=ripcord` runs the fail-out rows' ripcord side alone.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code may fail loudly
+
+use std::sync::OnceLock;
 
 use ripcord::sim::scenario::Scenario;
 use ripcord::sim::store::kinds;
@@ -27,6 +35,9 @@ use std::time::{Duration, Instant};
 
 const LATENCY: Duration = Duration::from_millis(5);
 const BOUND: Duration = Duration::from_secs(1800);
+/// The zone the fail-out rows take out, and the playbook's default `drainConcurrency`.
+const FAILOUT_ZONE: &str = "zone-a";
+const DRAIN_CONCURRENCY: usize = 10;
 const SNAPSHOT_PODS: usize = 10_000;
 /// What kubectl dumps in the snapshot row: the kinds a ripcord namespace snapshot captures
 /// (Secrets aside: ripcord records their names only).
@@ -45,11 +56,39 @@ struct Sample {
     left_in_zone: usize,
 }
 
+/// The least time a PDB-respecting fail-out of the zone can take on the scenario, in real
+/// time: `waves × per_wave`.
+///
+/// - `waves`: the larger of `ceil(nodes with evictable pods / drainConcurrency)` and, per
+///   PodDisruptionBudget, `ceil(its pods in the zone / disruptionsAllowed at full health)`;
+/// - `per_wave`: after a wave's evictions, the replacements must be Ready before the budget
+///   allows the next wave (pod start + ready delay), and the evicted pods must be gone (their
+///   termination grace) — the two run at the same time (the ReplicaSet controller replaces a
+///   pod as soon as it is terminating), so the larger of the two. Simulated seconds divided
+///   by the scenario's time factor.
+///
+/// API latency, process start-up and the cordons are not in the bound: they are the tools'
+/// cost.
+#[derive(Debug, Clone, Copy)]
+struct PdbBound {
+    waves: usize,
+    per_wave: Duration,
+    termination: Duration,
+    start_ready: Duration,
+}
+
+impl PdbBound {
+    fn total(&self) -> Duration {
+        self.per_wave * self.waves as u32
+    }
+}
+
 /// One row of the table.
 struct Row {
     name: &'static str,
     ripcord: Sample,
     kubectl: Sample,
+    bound: Option<PdbBound>,
     note: String,
 }
 
@@ -77,6 +116,7 @@ fn main() {
         }
         if wanted("failout") {
             rows.push(failout(false).await?);
+            print_table(&rows[rows.len() - 1..]);
         }
         if wanted("failout-cordoned") {
             rows.push(failout(true).await?);
@@ -164,25 +204,91 @@ async fn rollback() -> Result<Row, String> {
     ))
 }
 
-/// 100 nodes in 3 zones, 10 Deployments of 100 replicas with PDBs (maxUnavailable 10%).
-fn big_scenario() -> Result<Scenario, String> {
-    let mut yaml = String::from(
-        "name: bench-100-nodes\nsettings: {timeFactor: 50, podReadyDelaySeconds: 2, podStartDelaySeconds: 0.5}\n\
-         zones:\n  - {name: zone-a, nodes: 34}\n  - {name: zone-b, nodes: 33}\n  - {name: zone-c, nodes: 33}\n\
-         namespaces: [shop]\ndeployments:\n",
-    );
-    for i in 0..10 {
-        yaml.push_str(&format!(
-            "  - {{namespace: shop, name: svc-{i}, replicas: 100, releases: [{{image: registry.local/svc-{i}:1.0.0}}]}}\n"
-        ));
+/// `failout-100` (tests/data/scenarios): 100 nodes in 3 zones, 10 Deployments of 100
+/// replicas with PDBs (maxUnavailable 10%), a DaemonSet.
+fn failout_scenario() -> Result<Scenario, String> {
+    Scenario::load_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scenarios/failout-100.yaml"),
+    )
+    .map_err(|e| format!("scenario: {e}"))
+}
+
+/// The PDB bound of failing out [`FAILOUT_ZONE`] on `sim` as it is now (see [`PdbBound`]).
+fn pdb_bound(sim: &SimCluster, scenario: &Scenario) -> PdbBound {
+    let store = sim.store();
+    let zone_nodes: std::collections::BTreeSet<String> = store
+        .list(&kinds::nodes(), None)
+        .0
+        .iter()
+        .filter(|n| {
+            n.pointer("/metadata/labels/topology.kubernetes.io~1zone")
+                .and_then(Value::as_str)
+                == Some(FAILOUT_ZONE)
+        })
+        .filter_map(|n| n.pointer("/metadata/name").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    let evictable: Vec<Value> = store
+        .list(&kinds::pods(), None)
+        .0
+        .into_iter()
+        .filter(|p| {
+            p.pointer("/metadata/deletionTimestamp").is_none()
+                && p.pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| zone_nodes.contains(n))
+                && p.pointer("/metadata/ownerReferences/0/kind")
+                    .and_then(Value::as_str)
+                    .is_some_and(|k| k != "DaemonSet")
+        })
+        .collect();
+    let busy_nodes: std::collections::BTreeSet<&str> = evictable
+        .iter()
+        .filter_map(|p| p.pointer("/spec/nodeName").and_then(Value::as_str))
+        .collect();
+    let mut waves = busy_nodes.len().div_ceil(DRAIN_CONCURRENCY);
+    for pdb in store.list(&kinds::pod_disruption_budgets(), None).0 {
+        let ns = pdb.pointer("/metadata/namespace").and_then(Value::as_str);
+        let Some(labels) = pdb
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+        else {
+            continue;
+        };
+        let selected = evictable
+            .iter()
+            .filter(|p| p.pointer("/metadata/namespace").and_then(Value::as_str) == ns)
+            .filter(|p| {
+                labels
+                    .iter()
+                    .all(|(k, v)| p.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(v))
+            })
+            .count();
+        let allowed = pdb
+            .pointer("/status/disruptionsAllowed")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as usize;
+        if selected > 0 && allowed > 0 {
+            waves = waves.max(selected.div_ceil(allowed));
+        }
     }
-    yaml.push_str("podDisruptionBudgets:\n");
-    for i in 0..10 {
-        yaml.push_str(&format!(
-            "  - {{namespace: shop, name: svc-{i}, selector: {{app: svc-{i}}}, maxUnavailable: 10%}}\n"
-        ));
+    let settings = scenario.settings();
+    let factor = settings.time_factor;
+    let real = |d: Duration| Duration::from_secs_f64(d.as_secs_f64() / factor);
+    let termination = real(Duration::from_secs(
+        scenario
+            .file
+            .settings
+            .termination_grace_period_seconds
+            .max(0) as u64,
+    ));
+    let start_ready = real(settings.pod_start_delay + settings.pod_ready_delay);
+    PdbBound {
+        waves,
+        per_wave: termination.max(start_ready),
+        termination,
+        start_ready,
     }
-    Scenario::from_yaml("bench-100-nodes", &yaml).map_err(|e| format!("scenario: {e}"))
 }
 
 /// The zone fail-out. `cordon_first`: the kubectl side cordons the whole zone before its drain
@@ -190,11 +296,19 @@ fn big_scenario() -> Result<Scenario, String> {
 /// drained; without it, the plain loop of the issue.
 async fn failout(cordon_first: bool) -> Result<Row, String> {
     let mut samples = Vec::new();
-    for tool in [Tool::Ripcord, Tool::Kubectl] {
-        let bench = Bench::start(big_scenario()?).await?;
+    let scenario = failout_scenario()?;
+    let mut bound = None;
+    let mut firsts = Vec::new();
+    for tool in failout_tools() {
+        let bench = Bench::start(scenario.clone()).await?;
         bench
-            .wait("1,000 pods ready", |sim| ready_pods(sim, "shop") >= 1000)
+            .wait("1,000 pods ready and the PDBs' status current", |sim| {
+                ready_pods(sim, "shop") >= 1000 && pdbs_at_full_budget(sim)
+            })
             .await?;
+        // The same for both tools: the scenario places pods deterministically.
+        let this = pdb_bound(&bench.sim, &scenario);
+        bound.get_or_insert(this);
         let argv = match tool {
             Tool::Ripcord => {
                 ripcord(&["run", "builtin:failout-zone", "-p", "zone=zone-a", "--yes"])
@@ -214,14 +328,43 @@ async fn failout(cordon_first: bool) -> Result<Row, String> {
                 }
             )),
         };
+        // Time to the first eviction: the moment a zone pod is terminating, from the start.
+        // Read from the store's change stream: no polling load on the shared machine.
+        let mut changes = bench.sim.store().subscribe();
+        let started = Instant::now();
+        let first_eviction = tokio::spawn(async move {
+            loop {
+                match changes.recv().await {
+                    Ok(event) if zone_pod_terminating(&event) => return Some(started.elapsed()),
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
         let mut sample = bench.measure(&argv).await?;
+        first_eviction.abort();
+        let first = first_eviction.await.ok().flatten();
         sample.left_in_zone = pods_in_zone_a(&bench.sim);
         sample.pdb_violations = bench.sim.invariants().violations().len();
+        firsts.push(first.map_or_else(
+            || "-".to_string(),
+            |f| {
+                format!(
+                    "{} ms, then {:.2} s to the end",
+                    f.as_millis(),
+                    sample.wall.saturating_sub(f).as_secs_f64()
+                )
+            },
+        ));
         samples.push(sample);
         bench.shutdown().await;
     }
+    if samples.len() == 1 {
+        // kubectl not measured (RIPCORD_BENCH_TOOLS=ripcord).
+        samples.push(Sample::default());
+    }
     let left: Vec<String> = samples.iter().map(|s| s.left_in_zone.to_string()).collect();
-    Ok(row(
+    let mut row = row(
         if cordon_first {
             "zone fail-out, kubectl cordons first"
         } else {
@@ -229,12 +372,27 @@ async fn failout(cordon_first: bool) -> Result<Row, String> {
         },
         samples,
         format!(
-            "100 nodes / 1,000 pods / 3 zones, PDB maxUnavailable 10%; ripcord also waits until \
-             the replacements are Ready, kubectl drain only until the pods are evicted; pods \
-             left on zone-a nodes when the tool returned (ripcord/kubectl): {}",
-            left.join("/")
+            "failout-100: 100 nodes / 1,000 pods / 3 zones, PDB maxUnavailable 10%; ripcord also \
+             waits until the replacements are Ready, kubectl drain only until the pods are \
+             evicted; pods left on zone-a nodes when the tool returned (ripcord/kubectl): {}; \
+             time to the first eviction (ripcord; kubectl): {}{}",
+            left.join("/"),
+            firsts.join("; "),
+            bound
+                .map(|b| format!(
+                    "; PDB bound {:.2} s = {} wave(s) × {} ms (max of termination {} ms and pod \
+                     start + ready {} ms, real time)",
+                    b.total().as_secs_f64(),
+                    b.waves,
+                    b.per_wave.as_millis(),
+                    b.termination.as_millis(),
+                    b.start_ready.as_millis()
+                ))
+                .unwrap_or_default()
         ),
-    ))
+    );
+    row.bound = bound;
+    Ok(row)
 }
 
 async fn restart() -> Result<Row, String> {
@@ -496,7 +654,9 @@ impl Bench {
 }
 
 fn ripcord(args: &[&str]) -> Vec<String> {
-    std::iter::once(env!("CARGO_BIN_EXE_ripcord").to_string())
+    let bin = std::env::var("RIPCORD_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ripcord").to_string());
+    std::iter::once(bin)
         .chain(args.iter().map(|s| s.to_string()))
         .collect()
 }
@@ -506,14 +666,46 @@ fn shell(script: &str) -> Vec<String> {
 }
 
 fn kubectl_path() -> String {
-    if let Ok(k) = std::env::var("KUBECTL") {
-        return k;
-    }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/kubectl-v34/kubectl");
-    if local.exists() {
-        return local.display().to_string();
-    }
-    "kubectl".into()
+    kubectl_choice().0.clone()
+}
+
+/// The kubectl the bench runs and its client version: the first of `$KUBECTL`,
+/// `.tools/kubectl-v34/kubectl` and `kubectl` on the PATH that reports 1.34, else the first
+/// that runs at all.
+fn kubectl_choice() -> &'static (String, String) {
+    static CHOICE: OnceLock<(String, String)> = OnceLock::new();
+    CHOICE.get_or_init(|| {
+        let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/kubectl-v34/kubectl");
+        let candidates: Vec<String> = std::env::var("KUBECTL")
+            .ok()
+            .into_iter()
+            .chain([local.display().to_string(), "kubectl".to_string()])
+            .collect();
+        let versioned: Vec<(String, String)> = candidates
+            .into_iter()
+            .filter_map(|k| client_version(&k).map(|v| (k, v)))
+            .collect();
+        versioned
+            .iter()
+            .find(|(_, v)| v.starts_with("v1.34"))
+            .or(versioned.first())
+            .cloned()
+            .unwrap_or_else(|| ("kubectl".into(), "unknown".into()))
+    })
+}
+
+/// `gitVersion` of `kubectl version --client`, `None` when it does not run.
+fn client_version(kubectl: &str) -> Option<String> {
+    let out = std::process::Command::new(kubectl)
+        .args(["version", "--client", "-o", "json"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    serde_json::from_slice::<Value>(&out.stdout)
+        .ok()?
+        .pointer("/clientVersion/gitVersion")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 fn tail(text: &str) -> String {
@@ -567,6 +759,18 @@ fn pod_names(sim: &SimCluster) -> Vec<String> {
         .collect()
 }
 
+/// True when the change makes a pod on a zone-a node terminating (or removes one): an
+/// eviction.
+fn zone_pod_terminating(event: &ripcord::sim::store::StoreEvent) -> bool {
+    let p = &event.object;
+    event.resource == kinds::pods()
+        && (p.pointer("/metadata/deletionTimestamp").is_some()
+            || event.kind == ripcord::sim::store::EventKind::Deleted)
+        && p.pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n.starts_with(FAILOUT_ZONE))
+}
+
 fn pods_in_zone_a(sim: &SimCluster) -> usize {
     live_pods(sim, "shop")
         .iter()
@@ -585,8 +789,30 @@ fn row(name: &'static str, mut samples: Vec<Sample>, note: String) -> Row {
         name,
         ripcord,
         kubectl,
+        bound: None,
         note,
     }
+}
+
+/// The tools a fail-out row measures: both, or ripcord alone with `RIPCORD_BENCH_TOOLS=ripcord`
+/// (to compare two ripcord builds without waiting twice for the kubectl loop).
+fn failout_tools() -> Vec<Tool> {
+    if std::env::var("RIPCORD_BENCH_TOOLS").is_ok_and(|t| t.trim() == "ripcord") {
+        vec![Tool::Ripcord]
+    } else {
+        vec![Tool::Ripcord, Tool::Kubectl]
+    }
+}
+
+/// True when every PDB's status counts every pod it selects as healthy (the sim's disruption
+/// controller has caught up with the scenario's start).
+fn pdbs_at_full_budget(sim: &SimCluster) -> bool {
+    let pdbs = sim.store().list(&kinds::pod_disruption_budgets(), None).0;
+    !pdbs.is_empty()
+        && pdbs.iter().all(|p| {
+            let n = |f: &str| p.pointer(&format!("/status/{f}")).and_then(Value::as_u64);
+            n("currentHealthy").is_some() && n("currentHealthy") == n("expectedPods")
+        })
 }
 
 // === output ===
@@ -605,22 +831,27 @@ fn rss(kb: Option<u64>) -> String {
 }
 
 fn print_table(rows: &[Row]) {
+    let (kubectl, version) = kubectl_choice();
     println!(
-        "\nripcord vs kubectl, {} ms injected API latency (ratio = ripcord / kubectl; < 1 favours ripcord)\n",
+        "\nripcord vs kubectl {version} ({kubectl}), {} ms injected API latency (ratio = ripcord / kubectl; < 1 favours ripcord; bound: the PDB bound of a fail-out)\n",
         LATENCY.as_millis()
     );
     println!(
-        "| mitigation | wall ripcord | wall kubectl | ratio | requests ripcord | requests kubectl | ratio | writes r/k | peak RSS ripcord | peak RSS kubectl | ratio | PDB violations r/k |"
+        "| mitigation | wall ripcord | wall kubectl | ratio | bound | ripcord / bound | kubectl / bound | requests ripcord | requests kubectl | ratio | writes r/k | peak RSS ripcord | peak RSS kubectl | ratio | PDB violations r/k |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let (a, b) = (&r.ripcord, &r.kubectl);
+        let bound = r.bound.map(|b| b.total().as_secs_f64());
         println!(
-            "| {} | {:.2} s | {:.2} s | {} | {} | {} | {} | {}/{} | {} | {} | {} | {}/{} |",
+            "| {} | {:.2} s | {:.2} s | {} | {} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {} | {}/{} |",
             r.name,
             a.wall.as_secs_f64(),
             b.wall.as_secs_f64(),
             ratio(a.wall.as_secs_f64(), b.wall.as_secs_f64()),
+            bound.map_or_else(|| "-".into(), |t| format!("{t:.2} s")),
+            bound.map_or_else(|| "-".into(), |t| ratio(a.wall.as_secs_f64(), t)),
+            bound.map_or_else(|| "-".into(), |t| ratio(b.wall.as_secs_f64(), t)),
             a.requests,
             b.requests,
             ratio(a.requests as f64, b.requests as f64),

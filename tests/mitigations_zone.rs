@@ -881,3 +881,63 @@ async fn issue15_failout_waits_for_pods_already_terminating_in_the_zone() {
     assert!(!evicted_victim, "a terminating pod is not evicted again");
     sim.shutdown().await;
 }
+
+/// Issue 18: the drain plans its waves on, and its waits read, a watched view of the pods.
+/// The cluster's pods are listed in pages a bounded number of times (the guards before the
+/// cordons, the view's initial list, the read confirming the drained zone), not once per wave
+/// and per 100 ms poll, and a wait reads
+/// each ReplicaSet it needs once, not once per poll.
+#[tokio::test]
+async fn issue18_failout_waits_on_a_pod_watch_not_a_poll() {
+    let sim = ready_three_zones().await;
+    let from = sim.request_log().last().map(|r| r.seq).unwrap_or(0);
+    let failout = action(json!({"action": "zone.failout", "with": {
+        "zone": "zone-a",
+        "drainConcurrency": 1
+    }}));
+    let ctx = context(&sim, RUN, "failout");
+    let driven = drive(failout.as_ref(), &ctx, Vec::new(), None, |_| {})
+        .await
+        .expect("fail-out succeeds");
+    let waves = driven
+        .rounds
+        .iter()
+        .filter(|ids| ids[0].starts_with("evict/"))
+        .count();
+    assert!(waves >= 2, "one node per wave: {:?}", driven.rounds);
+    let log: Vec<_> = sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.seq > from)
+        .collect();
+    let pod_lists: Vec<_> = log
+        .iter()
+        .filter(|r| r.path == "/api/v1/pods" && r.verb == "list")
+        .collect();
+    for list in &pod_lists {
+        assert!(
+            list.query.contains("limit="),
+            "an unpaginated cluster-wide pod list: {list:?}"
+        );
+    }
+    assert!(
+        pod_lists.len() <= 3,
+        "{} cluster-wide pod lists for {waves} waves",
+        pod_lists.len()
+    );
+    assert!(
+        log.iter()
+            .any(|r| r.path == "/api/v1/pods" && r.verb == "watch"),
+        "the drain watches the pods"
+    );
+    let replica_set_reads = log
+        .iter()
+        .filter(|r| r.verb == "get" && r.path.contains("/replicasets/"))
+        .count();
+    // web and api: at most both per wave (and per re-read after 2 s of waiting).
+    assert!(
+        replica_set_reads <= 2 * waves + 2,
+        "{replica_set_reads} ReplicaSet reads for {waves} waves"
+    );
+    sim.shutdown().await;
+}

@@ -14,6 +14,12 @@
 //! replacements run elsewhere, since the drained nodes are cordoned — which refills the PDB
 //! budgets for the next wave.
 //!
+//! The waves are planned on, and the waits read, a live view of the pods ([`DrainPods`], a
+//! [`PodWatch`]: one paged list when the drain phase starts, then a watch): a wait wakes on
+//! the change that ends it, instead of polling; the ReplicaSets a wait needs are read once per
+//! wait, concurrently (issue 18). A resumed run starts a new view from a fresh list, so its
+//! re-diff sees what the earlier process evicted.
+//!
 //! DaemonSet pods and mirror pods are skipped (a DaemonSet pod would come back on the same node);
 //! pods with `emptyDir` volumes are evicted only with `deleteEmptydirData`; pods no controller
 //! manages are skipped like `kubectl drain` does without `--force`. Evictions have the inverse
@@ -25,20 +31,25 @@ use super::{
 };
 use crate::k8s::K8sError;
 use crate::k8s::nodes;
-use crate::k8s::pods::{self, EvictOutcome, Pods};
+use crate::k8s::pods::{self, EvictOutcome, PodWatch, Pods};
 use crate::playbook::catalog;
 use crate::retry::{self, Stopped};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How often `verify` polls.
-const POLL: Duration = Duration::from_millis(100);
+/// How often a wait for replacements reads the ReplicaSets again (one scaled or deleted
+/// meanwhile, by a rollout, must not hold the wait until its timeout).
+const REPLICA_SETS_REFRESH: Duration = Duration::from_secs(2);
+
+/// Pages of the initial pod list a [`DrainPods`] view may take, in call timeouts.
+const VIEW_READY_CALLS: u32 = 4;
 
 /// Node writes (cordons, one node's evictions) the engine may send at once.
 pub(crate) const PARALLEL_MUTATIONS: usize = 16;
@@ -134,6 +145,35 @@ impl EvictionOwners {
     }
 }
 
+/// The drain's live view of the cluster's pods: a [`PodWatch`] started by the first read of
+/// the drain phase and kept while the action lives (one step). Waves are planned on it and
+/// the waits wake on its changes.
+#[derive(Debug, Default)]
+pub(crate) struct DrainPods(tokio::sync::Mutex<Option<Arc<PodWatch>>>);
+
+impl DrainPods {
+    /// Starts the view without waiting for it (the cordon round does, so that the first
+    /// wave does not wait for the initial list). No-op once started.
+    pub(crate) fn start(&self, ctx: &ActionContext) {
+        if let Ok(mut slot) = self.0.try_lock()
+            && slot.is_none()
+        {
+            *slot = Some(Arc::new(PodWatch::start(ctx.client.clone())));
+        }
+    }
+
+    /// The view, started on first use, once its initial list is in.
+    pub(crate) async fn get(&self, ctx: &ActionContext) -> Result<Arc<PodWatch>, ActionError> {
+        let view = {
+            let mut slot = self.0.lock().await;
+            slot.get_or_insert_with(|| Arc::new(PodWatch::start(ctx.client.clone())))
+                .clone()
+        };
+        view.ready(ctx.call_timeout * VIEW_READY_CALLS).await?;
+        Ok(view)
+    }
+}
+
 /// The pods an eviction mutation lists in its request.
 fn pods_of(mutation: &Mutation) -> Vec<ObjectRef> {
     mutation.request["pods"]
@@ -148,15 +188,15 @@ fn pods_of(mutation: &Mutation) -> Vec<ObjectRef> {
 /// allowed by every PDB that selects it (budgets computed from `pods`). When every remaining
 /// pod is blocked, the wave holds one of them anyway: its eviction retries on 429 until a
 /// budget frees up or the step times out.
-pub(crate) fn plan_wave(
+pub(crate) fn plan_wave<P: Borrow<Pod>>(
     drained: &BTreeSet<String>,
-    all_pods: &[Pod],
+    all_pods: &[P],
     pdbs: &[PodDisruptionBudget],
     settings: DrainSettings,
 ) -> Wave {
     let mut wave = Wave::default();
     let mut candidates: Vec<&Pod> = Vec::new();
-    for pod in all_pods {
+    for pod in all_pods.iter().map(Borrow::borrow) {
         let Some(node) = pods::node_name(pod) else {
             continue;
         };
@@ -407,101 +447,139 @@ enum Eviction {
 }
 
 /// Waits (bounded by `ctx.verify_timeout`) until every evicted pod in `applied` is gone and
-/// the ReplicaSets that owned them are fully Ready again.
+/// the ReplicaSets that owned them are fully Ready again, reading the drain's pod view after
+/// each change.
 pub(crate) async fn wait_evictions_settled(
     ctx: &ActionContext,
     applied: &[Applied],
     owners: &EvictionOwners,
+    view: &DrainPods,
 ) -> Result<(), ActionError> {
-    let evicted_refs: Vec<ObjectRef> = applied
+    let evicted: Vec<ObjectRef> = applied
         .iter()
         .filter(|a| a.id.starts_with(EVICT_PREFIX))
         .flat_map(|a| owners.pods(&a.id))
         .collect();
-    let evicted: Vec<&ObjectRef> = evicted_refs.iter().collect();
     if evicted.is_empty() {
         return Ok(());
     }
+    let watch = view.get(ctx).await?;
+    let mut changes = watch.subscribe();
     let api = Pods::new(ctx.client.clone(), ctx.call_timeout);
     let deadline = Instant::now() + ctx.verify_timeout;
+    let wanted: BTreeSet<(String, String)> = evicted
+        .iter()
+        .filter_map(|target| {
+            let ns = target.namespace.clone().unwrap_or_default();
+            owners
+                .get(&format!("{ns}/{}", target.name))
+                .map(|rs| (ns, rs))
+        })
+        .collect();
+    let mut sets = replica_sets(&api, &wanted).await?;
+    let mut read_at = Instant::now();
     loop {
-        let waiting = unsettled(&api, &evicted, owners).await?;
-        let Some(what) = waiting else {
+        changes.borrow_and_update();
+        let Some(what) = unsettled(&watch.pods(), &evicted, &sets) else {
             return Ok(());
         };
-        if Instant::now() + POLL > deadline {
+        let refresh = read_at + REPLICA_SETS_REFRESH;
+        if watch.changed(&mut changes, deadline.min(refresh)).await? {
+            continue;
+        }
+        if Instant::now() >= deadline {
             return Err(ActionError::Timeout {
                 what,
                 after: ctx.verify_timeout,
             });
         }
-        tokio::time::sleep(POLL).await;
+        sets = replica_sets(&api, &wanted).await?;
+        read_at = Instant::now();
     }
 }
 
-/// `None` when settled, else what is still awaited.
-async fn unsettled(
+/// A ReplicaSet a wait needs: its uid and desired replicas.
+#[derive(Debug, Clone)]
+struct ReplicaSetWant {
+    uid: String,
+    desired: i64,
+}
+
+/// Reads the ReplicaSets `(namespace, name)` concurrently; one deleted meanwhile (a rollout
+/// finished) is left out: nothing to wait for.
+async fn replica_sets(
     api: &Pods,
-    evicted: &[&ObjectRef],
-    owners: &EvictionOwners,
-) -> Result<Option<String>, ActionError> {
-    let namespaces: BTreeSet<&str> = evicted
+    wanted: &BTreeSet<(String, String)>,
+) -> Result<BTreeMap<(String, String), ReplicaSetWant>, ActionError> {
+    let reads = wanted.iter().map(|(ns, name)| async move {
+        match api.replica_set(ns, name).await {
+            Ok(rs) => Ok(Some((
+                (ns.clone(), name.clone()),
+                ReplicaSetWant {
+                    uid: rs.metadata.uid.clone().unwrap_or_default(),
+                    desired: i64::from(rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)),
+                },
+            ))),
+            Err(K8sError::NotFound { .. }) => Ok(None),
+            Err(err) => Err(ActionError::from(err)),
+        }
+    });
+    Ok(futures::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// `None` when settled (every evicted pod gone, every ReplicaSet in `sets` fully Ready in
+/// `live`), else what is still awaited.
+fn unsettled(
+    live: &[Arc<Pod>],
+    evicted: &[ObjectRef],
+    sets: &BTreeMap<(String, String), ReplicaSetWant>,
+) -> Option<String> {
+    let present: HashSet<(&str, &str)> = live
         .iter()
-        .filter_map(|r| r.namespace.as_deref())
+        .map(|p| (pods::namespace(p), pods::name(p)))
         .collect();
-    let mut live: BTreeMap<(String, String), Pod> = BTreeMap::new();
-    for ns in &namespaces {
-        for pod in api.list(ns, "").await? {
-            live.insert((ns.to_string(), pods::name(&pod).to_string()), pod);
-        }
-    }
-    let mut still_there = Vec::new();
-    let mut replica_sets: BTreeSet<(String, String)> = BTreeSet::new();
-    for target in evicted {
-        let ns = target.namespace.clone().unwrap_or_default();
-        if live.contains_key(&(ns.clone(), target.name.clone())) {
-            still_there.push(format!("{ns}/{}", target.name));
-        }
-        if let Some(rs) = owners.get(&format!("{ns}/{}", target.name)) {
-            replica_sets.insert((ns, rs));
-        }
-    }
+    let still_there: Vec<String> = evicted
+        .iter()
+        .filter(|t| {
+            present.contains(&(t.namespace.as_deref().unwrap_or_default(), t.name.as_str()))
+        })
+        .map(|t| format!("{}/{}", t.namespace.as_deref().unwrap_or_default(), t.name))
+        .collect();
     if !still_there.is_empty() {
-        return Ok(Some(format!(
+        return Some(format!(
             "evicted pods to go away ({} left: {})",
             still_there.len(),
             preview(&still_there)
-        )));
+        ));
     }
-    let mut not_ready = Vec::new();
-    for (ns, rs_name) in &replica_sets {
-        let rs = match api.replica_set(ns, rs_name).await {
-            Ok(rs) => rs,
-            // Deleted meanwhile (a rollout finished): nothing to wait for.
-            Err(K8sError::NotFound { .. }) => continue,
-            Err(err) => return Err(err.into()),
-        };
-        let desired = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let uid = rs.metadata.uid.clone().unwrap_or_default();
-        let ready = live
-            .values()
-            .filter(|p| {
-                pods::controller_of(p).is_some_and(|o| o.uid == uid)
-                    && pods::is_ready(p)
-                    && !pods::is_terminating(p)
-            })
-            .count();
-        if (ready as i64) < i64::from(desired) {
-            not_ready.push(format!("replicaset/{ns}/{rs_name} {ready}/{desired} ready"));
+    let mut ready: HashMap<&str, i64> = HashMap::new();
+    for pod in live {
+        if let Some(owner) = pods::controller_of(pod)
+            && pods::is_ready(pod)
+            && !pods::is_terminating(pod)
+        {
+            *ready.entry(owner.uid.as_str()).or_default() += 1;
         }
     }
+    let not_ready: Vec<String> = sets
+        .iter()
+        .filter_map(|((ns, name), rs)| {
+            let count = ready.get(rs.uid.as_str()).copied().unwrap_or(0);
+            (count < rs.desired)
+                .then(|| format!("replicaset/{ns}/{name} {count}/{} ready", rs.desired))
+        })
+        .collect();
     if not_ready.is_empty() {
-        Ok(None)
+        None
     } else {
-        Ok(Some(format!(
+        Some(format!(
             "replacement pods to become Ready elsewhere ({})",
             preview(&not_ready)
-        )))
+        ))
     }
 }
 
@@ -513,23 +591,34 @@ fn preview(items: &[String]) -> String {
     text
 }
 
-/// Observes the cluster and returns the next wave for `drained` nodes. When nothing is left
-/// to evict but pods on the drained nodes are still terminating, waits (bounded by
-/// `ctx.verify_timeout`) until they are gone, so an empty wave means a drained node.
+/// Observes the cluster (the drain's pod view, the PDBs) and returns the next wave for
+/// `drained` nodes. When nothing is left to evict but pods on the drained nodes are still
+/// terminating, waits (bounded by `ctx.verify_timeout`) until they are gone, so an empty wave
+/// means a drained node.
 pub(crate) async fn next_wave(
     ctx: &ActionContext,
+    view: &DrainPods,
     drained: &BTreeSet<String>,
     settings: DrainSettings,
 ) -> Result<Wave, ActionError> {
     let api = Pods::new(ctx.client.clone(), ctx.call_timeout);
+    let (watch, pdbs) = tokio::try_join!(view.get(ctx), async {
+        api.pdbs_all().await.map_err(ActionError::from)
+    })?;
+    let mut changes = watch.subscribe();
     let deadline = Instant::now() + ctx.verify_timeout;
     loop {
-        let (all_pods, pdbs) = tokio::try_join!(api.list_all(), api.pdbs_all())?;
-        let wave = plan_wave(drained, &all_pods, &pdbs, settings);
+        changes.borrow_and_update();
+        let mut wave = plan_wave(drained, &watch.pods(), &pdbs, settings);
+        if wave.mutations.is_empty() && wave.terminating.is_empty() {
+            // Drained as the view sees it: confirmed on a fresh (paged) read, so that a change
+            // the watch has not delivered yet cannot end the drain early.
+            wave = plan_wave(drained, &api.list_all().await?, &pdbs, settings);
+        }
         if !wave.mutations.is_empty() || wave.terminating.is_empty() {
             return Ok(wave);
         }
-        if Instant::now() + POLL > deadline {
+        if !watch.changed(&mut changes, deadline).await? {
             return Err(ActionError::Timeout {
                 what: format!(
                     "terminating pods on the drained nodes to go away ({} left: {})",
@@ -539,7 +628,6 @@ pub(crate) async fn next_wave(
                 after: ctx.verify_timeout,
             });
         }
-        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -575,6 +663,7 @@ pub(crate) fn wave_summary(wave: &Wave) -> String {
 pub struct NodeDrain {
     args: catalog::NodeDrain,
     owners: EvictionOwners,
+    pods: DrainPods,
     in_flight: InFlight,
 }
 
@@ -599,6 +688,7 @@ impl NodeDrain {
             in_flight: InFlight::new(args.max_concurrent as usize),
             args,
             owners: EvictionOwners::default(),
+            pods: DrainPods::default(),
         })
     }
 
@@ -618,6 +708,8 @@ impl NodeDrain {
             .filter_map(|n| cordon_mutation(n, &ctx.run_id, &ctx.step))
             .collect();
         if !cordons.is_empty() {
+            // The pod view lists while the cordons are written.
+            self.pods.start(ctx);
             return Ok(Diff {
                 summary: format!(
                     "drain {} node(s): cordon {} first",
@@ -632,7 +724,7 @@ impl NodeDrain {
             .iter()
             .map(|n| nodes::name(n).to_string())
             .collect();
-        let wave = next_wave(ctx, &drained, self.settings()).await?;
+        let wave = next_wave(ctx, &self.pods, &drained, self.settings()).await?;
         self.owners.remember(&wave);
         let progress = Some(self.owners.progress(&wave));
         Ok(Diff {
@@ -685,7 +777,12 @@ impl Action for NodeDrain {
         ctx: &'a ActionContext,
         applied: &'a [Applied],
     ) -> BoxFuture<'a, Result<(), ActionError>> {
-        Box::pin(wait_evictions_settled(ctx, applied, &self.owners))
+        Box::pin(wait_evictions_settled(
+            ctx,
+            applied,
+            &self.owners,
+            &self.pods,
+        ))
     }
 }
 
@@ -775,6 +872,38 @@ mod tests {
             .map(|m| m.target.name.as_str())
             .collect();
         assert_eq!(targets, ["a-1", "b-1"]);
+    }
+
+    #[test]
+    fn issue18_a_wave_settles_when_its_pods_are_gone_and_their_replica_sets_ready() {
+        let evicted = vec![pod_ref("shop", "web-0")];
+        let sets = BTreeMap::from([(
+            ("shop".to_string(), "web-rs".to_string()),
+            ReplicaSetWant {
+                uid: "web-uid".into(),
+                desired: 2,
+            },
+        )]);
+        let old = Arc::new(pod("web-0", "a-1", "web", "ReplicaSet"));
+        let new = Arc::new(pod("web-1", "b-1", "web", "ReplicaSet"));
+        let other = Arc::new(pod("web-2", "b-1", "web", "ReplicaSet"));
+        let waiting = unsettled(&[old, new.clone()], &evicted, &sets);
+        assert!(
+            waiting
+                .as_deref()
+                .is_some_and(|w| w.contains("go away") && w.contains("shop/web-0")),
+            "{waiting:?}"
+        );
+        let waiting = unsettled(std::slice::from_ref(&new), &evicted, &sets);
+        assert!(
+            waiting
+                .as_deref()
+                .is_some_and(|w| w.contains("replicaset/shop/web-rs 1/2 ready")),
+            "{waiting:?}"
+        );
+        assert_eq!(unsettled(&[new, other], &evicted, &sets), None);
+        // A ReplicaSet deleted meanwhile is not in `sets`: nothing to wait for.
+        assert_eq!(unsettled(&[], &evicted, &BTreeMap::new()), None);
     }
 
     #[test]

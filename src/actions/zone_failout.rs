@@ -24,7 +24,9 @@
 //!    (`traffic/webhook`; the zone's nodes then carry `ripcord.dev/traffic-percent: "0"`);
 //! 3. drain in waves: PDB-respecting evictions of the pods of at most `drainConcurrency`
 //!    nodes at once (see [`super::node_drain`]); `verify` waits until the evicted pods'
-//!    replacements are Ready in the other zones.
+//!    replacements are Ready in the other zones. The waves are planned on, and the waits
+//!    read, the drain's live pod view (one paged list, then a watch) instead of listing every
+//!    pod of the cluster per round.
 //!
 //! The cordons are fleet-guarded ([`Action::fleet_guarded`]): the engine writes them only under
 //! the cluster-wide fleet lock, from a diff (and so a guard check) made after taking it, so runs
@@ -37,8 +39,8 @@
 
 use super::node_cordon::{CORDONED_BY_LABEL, apply_node_patch, cordon_mutation};
 use super::node_drain::{
-    DrainSettings, EVICT_PREFIX, EvictionOwners, InFlight, PARALLEL_MUTATIONS, evict_listed,
-    next_wave, plan_wave, wait_evictions_settled, wave_summary,
+    DrainPods, DrainSettings, EVICT_PREFIX, EvictionOwners, InFlight, PARALLEL_MUTATIONS,
+    evict_listed, next_wave, wait_evictions_settled, wave_summary,
 };
 use super::traffic_set_weights::{apply_route_patch, route_mutation};
 use super::{Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef};
@@ -69,6 +71,7 @@ const EVICTIONS_IN_FLIGHT: usize = 32;
 pub struct ZoneFailout {
     args: catalog::ZoneFailout,
     owners: EvictionOwners,
+    pods: DrainPods,
     in_flight: InFlight,
 }
 
@@ -448,6 +451,7 @@ impl ZoneFailout {
         Ok(ZoneFailout {
             args,
             owners: EvictionOwners::default(),
+            pods: DrainPods::default(),
             in_flight: InFlight::new(EVICTIONS_IN_FLIGHT),
         })
     }
@@ -499,6 +503,8 @@ impl ZoneFailout {
             .filter_map(|n| cordon_mutation(n, &ctx.run_id, &ctx.step))
             .collect();
         if !cordons.is_empty() {
+            // The drain's pod view lists while the guards run and the cordons are written.
+            self.pods.start(ctx);
             let all_pods = pod_api.list_all().await?;
             let report = self.guard(&all_nodes, &all_pods)?;
             // The dry run and the confirmation show this phase's mutations; the later phases
@@ -607,14 +613,12 @@ impl ZoneFailout {
             .iter()
             .map(|n| nodes::name(n).to_string())
             .collect();
-        let (mut all_pods, pdbs) = tokio::try_join!(pod_api.list_all(), pod_api.pdbs_all())?;
-        let mut wave = plan_wave(&drained, &all_pods, &pdbs, self.settings());
-        if wave.mutations.is_empty() && !wave.terminating.is_empty() {
-            // Nothing left to evict, but not failed out while pods are still terminating.
-            wave = next_wave(ctx, &drained, self.settings()).await?;
-            all_pods = pod_api.list_all().await?;
-        }
+        // Nothing left to evict but pods still terminating: not failed out yet, next_wave
+        // waits for them.
+        let wave = next_wave(ctx, &self.pods, &drained, self.settings()).await?;
         if unguarded && !wave.mutations.is_empty() {
+            let view = self.pods.get(ctx).await?;
+            let all_pods: Vec<Pod> = view.pods().iter().map(|p| Pod::clone(p)).collect();
             self.guard(&all_nodes, &all_pods)?;
         }
         self.owners.remember(&wave);
@@ -748,7 +752,12 @@ impl Action for ZoneFailout {
         ctx: &'a ActionContext,
         applied: &'a [Applied],
     ) -> BoxFuture<'a, Result<(), ActionError>> {
-        Box::pin(wait_evictions_settled(ctx, applied, &self.owners))
+        Box::pin(wait_evictions_settled(
+            ctx,
+            applied,
+            &self.owners,
+            &self.pods,
+        ))
     }
 }
 

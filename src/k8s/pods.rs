@@ -3,6 +3,10 @@
 //! ReplicaSets, plus pure helpers (readiness, controllers, resource requests, which pods a drain
 //! may evict, PDB disruption budgets computed from live pods), and requests to a pod's port
 //! through the API server's pod proxy (warm-up calls from outside the pod network).
+//!
+//! [`PodWatch`] is a live view of the cluster's pods for waits that would otherwise poll: one
+//! paged list, then a watch from its resourceVersion (kube's reflector, re-listing after a
+//! `410 Gone`), with a notification after every change (issue 18: the drain's waits).
 
 use super::nodes::{Resources, parse_bytes, parse_cpu_millis};
 use super::{K8sError, call, describe};
@@ -14,10 +18,16 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{EvictParams, ListParams, Patch, PostParams};
-use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
+
+/// Pods per page of a list (the initial list of a [`PodWatch`], [`Pods::list_all`]): the
+/// snapshot's page size, a few hundred kB of JSON per page.
+pub const LIST_PAGE: u32 = 2000;
 
 /// The annotation the kubelet puts on mirror (static) pods.
 pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
@@ -54,17 +64,19 @@ impl Pods {
         }
     }
 
-    /// Every pod of the cluster (one list call).
+    /// Every pod of the cluster, read in pages of [`LIST_PAGE`] (one list call per page).
     pub async fn list_all(&self) -> Result<Vec<Pod>, K8sError> {
         let api: Api<Pod> = Api::all(self.client.clone());
-        let list = call(
-            "list",
-            "pods",
-            self.timeout,
-            api.list(&ListParams::default()),
-        )
-        .await?;
-        Ok(list.items)
+        let mut params = ListParams::default().limit(LIST_PAGE);
+        let mut pods = Vec::new();
+        loop {
+            let page = call("list", "pods", self.timeout, api.list(&params)).await?;
+            pods.extend(page.items);
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(pods),
+            }
+        }
     }
 
     /// Pods of one namespace matching a label selector (empty: all).
@@ -250,6 +262,171 @@ pub fn has_readiness_gate(pod: &Pod, gate: &str) -> bool {
         .as_ref()
         .and_then(|s| s.readiness_gates.as_ref())
         .is_some_and(|gates| gates.iter().any(|g| g.condition_type == gate))
+}
+
+// === a live view of the pods ===
+
+/// A live, read-only view of every pod of the cluster: one paged list, then a watch from its
+/// resourceVersion, kept by kube's reflector in a background task (re-listing after a
+/// `410 Gone`, reconnecting with a backoff after other errors). Waits read it after each
+/// change instead of polling the API server. The task ends when the view is dropped.
+pub struct PodWatch {
+    store: reflector::Store<Pod>,
+    changes: tokio::sync::watch::Receiver<u64>,
+    /// The last error of the watch, if the API server refused it outright (401/403: no point
+    /// in waiting on a view that will not change).
+    refused: Arc<Mutex<Option<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for PodWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodWatch")
+            .field("pods", &self.store.len())
+            .field("changes", &*self.changes.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PodWatch {
+    /// Starts watching every pod of the cluster (lists in pages of [`LIST_PAGE`]); the view
+    /// is empty until [`PodWatch::ready`].
+    pub fn start(client: Client) -> PodWatch {
+        let api: Api<Pod> = Api::all(client);
+        let (store, writer) = reflector::store();
+        let (tx, changes) = tokio::sync::watch::channel(0u64);
+        let refused: Arc<Mutex<Option<String>>> = Arc::default();
+        let seen = refused.clone();
+        let config = watcher::Config::default().page_size(LIST_PAGE);
+        let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+        let task = tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(_) => {
+                        if let Ok(mut refused) = seen.lock() {
+                            *refused = None;
+                        }
+                    }
+                    Err(err) => {
+                        let code = watch_error_code(&err);
+                        tracing::warn!(error = %err, code, "pod watch failed; retrying with a backoff");
+                        if matches!(code, Some(401 | 403))
+                            && let Ok(mut refused) = seen.lock()
+                        {
+                            *refused = Some(err.to_string());
+                        }
+                    }
+                }
+                tx.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        });
+        PodWatch {
+            store,
+            changes,
+            refused,
+            task,
+        }
+    }
+
+    /// Waits (at most `timeout`) until the initial list is in.
+    pub async fn ready(&self, timeout: Duration) -> Result<(), K8sError> {
+        let mut changes = self.changes.clone();
+        let wait = async {
+            loop {
+                if let Some(reason) = self.refused() {
+                    return Err(watch_refused(reason));
+                }
+                tokio::select! {
+                    ready = self.store.wait_until_ready() => {
+                        return ready.map_err(|_| watch_ended());
+                    }
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            return Err(watch_ended());
+                        }
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .unwrap_or(Err(K8sError::Timeout {
+                operation: "list",
+                object: "pods".into(),
+                after: timeout,
+            }))
+    }
+
+    /// The pods as last seen.
+    pub fn pods(&self) -> Vec<Arc<Pod>> {
+        self.store.state()
+    }
+
+    /// A handle to await the next change with ([`PodWatch::changed`]).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    /// Waits for a change seen through `changes` (from [`PodWatch::subscribe`]) until
+    /// `deadline`: `Ok(true)` on a change, `Ok(false)` at the deadline, an error when the
+    /// watch is refused (401/403) or gone.
+    pub async fn changed(
+        &self,
+        changes: &mut tokio::sync::watch::Receiver<u64>,
+        deadline: Instant,
+    ) -> Result<bool, K8sError> {
+        if let Some(reason) = self.refused() {
+            return Err(watch_refused(reason));
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => match self.refused() {
+                Some(reason) => Err(watch_refused(reason)),
+                None => Ok(true),
+            },
+            Ok(Err(_)) => Err(watch_ended()),
+            Err(_) => Ok(false),
+        }
+    }
+
+    fn refused(&self) -> Option<String> {
+        self.refused.lock().ok().and_then(|r| r.clone())
+    }
+}
+
+/// The HTTP status of a watch error, when the API server answered with one.
+fn watch_error_code(err: &watcher::Error) -> Option<u16> {
+    match err {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => Some(s.code),
+        watcher::Error::WatchError(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+fn watch_refused(reason: String) -> K8sError {
+    K8sError::Invalid {
+        object: "pods".into(),
+        reason: format!(
+            "the API server refuses to list or watch pods cluster-wide ({reason}); the drain \
+             needs list and watch on pods"
+        ),
+    }
+}
+
+fn watch_ended() -> K8sError {
+    K8sError::Invalid {
+        object: "pods".into(),
+        reason: "the pod watch ended unexpectedly".into(),
+    }
 }
 
 // === the API server's pod proxy ===
@@ -480,9 +657,13 @@ pub fn pdb_selects(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
 /// server remains the authority: an eviction it refuses comes back as 429). Healthy = Ready and
 /// not terminating; expected = the PDB's `status.expectedPods` or the number of selected pods,
 /// whichever is larger.
-pub fn pdb_disruptions_allowed(pdb: &PodDisruptionBudget, pods: &[Pod]) -> i64 {
+pub fn pdb_disruptions_allowed<P: std::borrow::Borrow<Pod>>(
+    pdb: &PodDisruptionBudget,
+    pods: &[P],
+) -> i64 {
     let selected: Vec<&Pod> = pods
         .iter()
+        .map(std::borrow::Borrow::borrow)
         .filter(|p| pdb_selects(pdb, p) && !is_terminating(p))
         .collect();
     let healthy = selected.iter().filter(|p| is_ready(p)).count() as i64;
