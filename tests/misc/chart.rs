@@ -179,6 +179,7 @@ fn rendered_rbac_grants_exactly_the_verbs_the_actions_need() {
     let expected: BTreeSet<String> = [
         "apps/deployments:get",
         "apps/deployments:list",
+        "apps/deployments:watch",
         "apps/deployments:patch",
         "apps/deployments/scale:patch",
         "apps/replicasets:get",
@@ -729,9 +730,19 @@ fn issue17_helm_test_checks_health_and_exactly_the_rbac_it_needs() {
         };
         let words: Vec<&str> = rest.split_whitespace().collect();
         let (want, verb, resource) = (words[0], words[1], words[2]);
-        // `deployments.apps/scale` → group `apps`, resource `deployments/scale`.
-        let (name, sub) = resource.split_once('/').unwrap_or((resource, ""));
-        let (plural, group) = name.split_once('.').unwrap_or((name, ""));
+        // `kubectl auth can-i VERB TYPE/NAME` reads what follows a `/` as an object's *name*
+        // (`pods/eviction` would ask about a pod named "eviction"): a subresource must be
+        // asked with `--subresource=…`.
+        assert!(
+            !resource.contains('/'),
+            "`check {rest}`: use --subresource=…, not TYPE/SUBRESOURCE (kubectl reads TYPE/NAME)"
+        );
+        let sub = words
+            .iter()
+            .find_map(|w| w.strip_prefix("--subresource="))
+            .unwrap_or("");
+        // `deployments.apps --subresource=scale` → group `apps`, resource `deployments/scale`.
+        let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
         let key = if sub.is_empty() {
             format!("{group}/{plural}:{verb}")
         } else {
