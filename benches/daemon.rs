@@ -283,6 +283,11 @@ async fn bench(alerts: usize) -> Result<(), String> {
         busy as f64 / 1024.0
     );
     let _ = child.kill().await;
+    // `RIPCORD_BENCH_LOG=FILE` keeps the daemon's log (run with `RUST_LOG=ripcord=debug` for
+    // each step's timestamps).
+    if let Ok(keep) = std::env::var("RIPCORD_BENCH_LOG") {
+        let _ = std::fs::copy(path("daemon.log"), keep);
+    }
     sim.shutdown().await;
     Ok(())
 }

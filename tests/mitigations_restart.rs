@@ -1089,3 +1089,36 @@ async fn issue18_restart_waits_on_a_watch_not_a_poll() {
     );
     sim.shutdown().await;
 }
+
+/// Without leader election the daemon drops the leadership channel's sender (the value stays
+/// `true`): the controller must keep one pod watch, not wake on the closed channel and restart
+/// its watch in a loop (which it did: a million restarts in a few seconds, each a new LIST).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_warm_gate_without_leader_election_keeps_one_watch() {
+    let sim = start_yaml(GATED).await;
+    wait_until("frontend ready", || all_ready(&sim, "shop", "frontend", 6)).await;
+    let (task, metrics, leader) = start_warm_gate(&sim);
+    drop(leader);
+    let before = pod_names(&app_pods(&sim, "shop", "frontend"));
+    kubectl_rollout_restart(&sim, "2026-12-03T07:00:00Z").await;
+    wait_until("the rollout completed", || rolled(&sim, &before)).await;
+    let text = metrics.render();
+    assert!(
+        text.contains("ripcord_warm_gate_releases_total{outcome=\"released\"} 6"),
+        "{text}"
+    );
+    let pod_lists: Vec<String> = sim
+        .request_log()
+        .iter()
+        .filter(|r| r.path == "/api/v1/pods")
+        .map(|r| format!("{} {}?{}", r.verb, r.path, r.query))
+        .collect();
+    assert!(
+        !task.is_finished() && pod_lists.len() <= 3,
+        "one list and one watch of the cluster's pods, not {}: {:?}",
+        pod_lists.len(),
+        pod_lists.iter().take(5).collect::<Vec<_>>()
+    );
+    task.abort();
+    sim.shutdown().await;
+}

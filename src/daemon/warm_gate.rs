@@ -133,15 +133,24 @@ impl WarmGate {
             let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
             let mut tasks = tokio::task::JoinSet::new();
             let mut stream = Pods::new(self.client.clone(), self.call_timeout).watch_all();
+            // Without leader election nobody ever sends on the leadership channel (its sender
+            // is gone and the value stays `true`): stop listening to it rather than waking on
+            // its closed state forever (which restarted the pod watch in a hot loop).
+            let mut leadership_open = true;
+            let mut ended = false;
             loop {
                 tokio::select! {
-                    changed = self.leader.changed() => {
-                        if changed.is_err() || !*self.leader.borrow() {
+                    changed = self.leader.changed(), if leadership_open => {
+                        leadership_open = changed.is_ok();
+                        if !*self.leader.borrow() {
                             break;
                         }
                     }
                     item = stream.next() => match item {
-                        None => break,
+                        None => {
+                            ended = true;
+                            break;
+                        }
                         Some(Err(err)) => {
                             tracing::warn!(error = %error_chain(&err), "warm-gate pod watch failed; retrying");
                         }
@@ -174,6 +183,13 @@ impl WarmGate {
                 }
             }
             tasks.abort_all();
+            if ended {
+                // The watch stream never ends by itself (it re-lists and retries with a
+                // backoff); if it does, start over after a pause, never in a tight loop.
+                tracing::warn!("warm-gate pod watch ended; watching again in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
             tracing::info!("warm-gate controller stopped (not leading)");
         }
     }
