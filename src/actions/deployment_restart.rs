@@ -60,7 +60,7 @@
 //!
 //! # Waiting on a watch
 //! `verify` does not poll: it reads the Deployment once, then follows its pods through one
-//! watch (a list, then change events; `k8s::pods::Pods::watch_selected`), so a batch moves on
+//! watch (a list, then change events; `k8s::pods::PodWatch::start_selected`), so a batch moves on
 //! the moment its last replacement is Ready and the last evicted pod is gone. The state the
 //! wait ended with is handed to the next diff (when it is at most [`REUSE_FOR`] old), which then
 //! reads nothing: per batch one list and one watch instead of a read of the Deployment and its
@@ -80,9 +80,8 @@ use super::{
 };
 use crate::errors::error_chain;
 use crate::k8s::deployments::Deployments;
-use crate::k8s::pods::{self, Pods};
+use crate::k8s::pods::{self, PodWatch, Pods};
 use crate::playbook::catalog;
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -677,34 +676,29 @@ impl DeploymentRestart {
     ) -> Result<Observed, ActionError> {
         let deadline = Instant::now() + ctx.verify_timeout;
         let (deployment, namespace, selector) = self.read_deployment(ctx).await?;
-        let mut stream =
-            Pods::new(ctx.client.clone(), ctx.call_timeout).watch_selected(&namespace, &selector);
-        let mut last: Option<Observed> = None;
-        loop {
-            match tokio::time::timeout_at(deadline, stream.next()).await {
-                Err(_) => {
-                    let observed = match last {
-                        Some(observed) => observed,
-                        None => self.observe(ctx).await?,
-                    };
-                    return Err(self.settle_timeout(ctx, evicted, &settled, &observed));
-                }
-                Ok(Some(Ok(pods))) => {
-                    let observed = Observed::new(deployment.clone(), namespace.clone(), pods);
-                    if settle_progress(evicted, &settled, &observed).is_none() {
-                        return Ok(observed);
-                    }
-                    last = Some(observed);
-                }
-                Ok(Some(Err(err))) => {
-                    tracing::info!(run = %ctx.run_id, step = %ctx.step, error = %error_chain(&err),
-                                   "cannot watch the Deployment's pods; polling instead");
-                    break;
-                }
-                Ok(None) => break,
+        let watch = PodWatch::start_selected(ctx.client.clone(), &namespace, &selector);
+        let mut changes = watch.subscribe();
+        let watched = watch
+            .ready(deadline.saturating_duration_since(Instant::now()))
+            .await;
+        let mut failed = watched.err();
+        while failed.is_none() {
+            let pods = watch.pods().iter().map(|p| Pod::clone(p)).collect();
+            let observed = Observed::new(deployment.clone(), namespace.clone(), pods);
+            if settle_progress(evicted, &settled, &observed).is_none() {
+                return Ok(observed);
+            }
+            match watch.changed(&mut changes, deadline).await {
+                Ok(true) => {}
+                Ok(false) => return Err(self.settle_timeout(ctx, evicted, &settled, &observed)),
+                Err(err) => failed = Some(err),
             }
         }
-        drop(stream);
+        if let Some(err) = failed {
+            tracing::info!(run = %ctx.run_id, step = %ctx.step, error = %error_chain(&err),
+                           "cannot watch the Deployment's pods; polling instead");
+        }
+        drop(watch);
         loop {
             let observed = self.observe(ctx).await?;
             if settle_progress(evicted, &settled, &observed).is_none() {

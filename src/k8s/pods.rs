@@ -185,58 +185,6 @@ impl Pods {
             })
             .boxed()
     }
-
-    /// The pods of one namespace matching `selector`, as a stream of complete states: the
-    /// first item once the initial list is in, then one item after every change (added,
-    /// modified, deleted pods), each the whole current set. One list and one watch for as long
-    /// as the stream is polled (kube-runtime's watcher with its default back-off; a re-list
-    /// yields a fresh state).
-    pub fn watch_selected(
-        &self,
-        namespace: &str,
-        selector: &str,
-    ) -> BoxStream<'static, Result<Vec<Pod>, K8sError>> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let mut config = watcher::Config::default();
-        if !selector.is_empty() {
-            config = config.labels(selector);
-        }
-        let object = describe("pods", Some(namespace), selector);
-        let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
-        let mut listing: BTreeMap<String, Pod> = BTreeMap::new();
-        watcher::watcher(api, config)
-            .default_backoff()
-            .filter_map(move |event| {
-                let out = match event {
-                    Ok(watcher::Event::Init) => {
-                        listing.clear();
-                        None
-                    }
-                    Ok(watcher::Event::InitApply(pod)) => {
-                        listing.insert(name(&pod).to_string(), pod);
-                        None
-                    }
-                    Ok(watcher::Event::InitDone) => {
-                        pods = std::mem::take(&mut listing);
-                        Some(Ok(pods.values().cloned().collect()))
-                    }
-                    Ok(watcher::Event::Apply(pod)) => {
-                        pods.insert(name(&pod).to_string(), pod);
-                        Some(Ok(pods.values().cloned().collect()))
-                    }
-                    Ok(watcher::Event::Delete(pod)) => {
-                        pods.remove(name(&pod));
-                        Some(Ok(pods.values().cloned().collect()))
-                    }
-                    Err(err) => Some(Err(K8sError::Invalid {
-                        object: object.clone(),
-                        reason: format!("watch: {err}"),
-                    })),
-                };
-                futures::future::ready(out)
-            })
-            .boxed()
-    }
 }
 
 /// The status (`True`, `False`, `Unknown`) of the pod's condition `type_`, if present.
@@ -298,12 +246,25 @@ impl PodWatch {
     /// Starts watching every pod of the cluster (lists in pages of [`LIST_PAGE`]); the view
     /// is empty until [`PodWatch::ready`].
     pub fn start(client: Client) -> PodWatch {
-        let api: Api<Pod> = Api::all(client);
+        PodWatch::watch(Api::all(client), watcher::Config::default())
+    }
+
+    /// Starts watching the pods of `namespace` matching the label `selector` (all of them
+    /// when empty), e.g. one Deployment's pods.
+    pub fn start_selected(client: Client, namespace: &str, selector: &str) -> PodWatch {
+        let mut config = watcher::Config::default();
+        if !selector.is_empty() {
+            config = config.labels(selector);
+        }
+        PodWatch::watch(Api::namespaced(client, namespace), config)
+    }
+
+    fn watch(api: Api<Pod>, config: watcher::Config) -> PodWatch {
         let (store, writer) = reflector::store();
         let (tx, changes) = tokio::sync::watch::channel(0u64);
         let refused: Arc<Mutex<Option<String>>> = Arc::default();
         let seen = refused.clone();
-        let config = watcher::Config::default().page_size(LIST_PAGE);
+        let config = config.page_size(LIST_PAGE);
         let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
         let task = tokio::spawn(async move {
             use futures::StreamExt;
@@ -416,8 +377,8 @@ fn watch_refused(reason: String) -> K8sError {
     K8sError::Invalid {
         object: "pods".into(),
         reason: format!(
-            "the API server refuses to list or watch pods cluster-wide ({reason}); the drain \
-             needs list and watch on pods"
+            "the API server refuses to list or watch pods ({reason}); RBAC: list and watch on \
+             pods"
         ),
     }
 }
