@@ -395,10 +395,7 @@ pub async fn acquire(
     let name = lease_name(lock);
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
     let ttl_s = i32::try_from(ttl.as_secs().max(1)).unwrap_or(i32::MAX);
-    let post = PostParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    };
+    let post = post_params();
     // The first attempt creates without reading (the usual case: no Lease); only its 409 (the
     // Lease exists) reads it, at once, in the same attempt. A create/replace race (409) after a
     // read, throttling (429), server errors (5xx) and calls that time out are retried with
@@ -584,12 +581,9 @@ pub async fn try_acquire_or_renew(
     call_timeout: Duration,
 ) -> Result<bool, LeaseError> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
-    let post = PostParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    };
+    let post = post_params();
     let now = jiff::Timestamp::now();
-    let duration_s = i32::try_from(duration.as_secs().max(1)).unwrap_or(i32::MAX);
+    let duration_s = duration_secs(duration);
     let existing = call("get", namespace, name, call_timeout, api.get_opt(name)).await?;
     let Some(lease) = existing else {
         let lease = new_lease(namespace, name, identity, duration_s, now);
@@ -631,7 +625,7 @@ async fn take_or_renew(
     mut lease: Lease,
 ) -> Result<bool, LeaseError> {
     let now = jiff::Timestamp::now();
-    let duration_s = i32::try_from(duration.as_secs().max(1)).unwrap_or(i32::MAX);
+    let duration_s = duration_secs(duration);
     let holder = holder_of(&lease).map(str::to_string);
     let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
     if holder.as_deref() != Some(identity) {
@@ -682,11 +676,8 @@ pub async fn claim(
     call_timeout: Duration,
 ) -> Result<Claim, LeaseError> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
-    let post = PostParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    };
-    let duration_s = i32::try_from(duration.as_secs().max(1)).unwrap_or(i32::MAX);
+    let post = post_params();
+    let duration_s = duration_secs(duration);
     let lease = new_lease(
         namespace,
         name,
@@ -739,10 +730,7 @@ async fn replace_if_unchanged(
     lease: &Lease,
     call_timeout: Duration,
 ) -> Result<bool, LeaseError> {
-    let post = PostParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    };
+    let post = post_params();
     match call(
         "replace",
         namespace,
@@ -876,10 +864,7 @@ async fn renew_once(
     call_timeout: Duration,
 ) -> Result<Renewal, LeaseError> {
     let namespace = api_namespace(api);
-    let post = PostParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    };
+    let post = post_params();
     let renew = || async {
         let current = call("get", &namespace, name, call_timeout, api.get_opt(name)).await?;
         let Some(mut lease) = current else {
@@ -930,6 +915,19 @@ fn is_conflict(err: &LeaseError) -> bool {
 
 fn api_namespace(api: &Api<Lease>) -> String {
     api.namespace().unwrap_or_default().to_string()
+}
+
+/// Every Lease write names ripcord's field manager.
+fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    }
+}
+
+/// A Lease's `leaseDurationSeconds` for `duration` (at least 1 s).
+fn duration_secs(duration: Duration) -> i32 {
+    i32::try_from(duration.as_secs().max(1)).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]
