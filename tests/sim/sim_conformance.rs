@@ -953,6 +953,9 @@ fail diff -f @diff-pod => test-pod
 get pod '{{range.items}}{{ if eq .metadata.name "test-pod" }}found{{end}}{{end}}:' => ':'
 run apply -f @diff-pod
 get pod '{{range.items}}{{ if eq .metadata.name "test-pod" }}found{{end}}{{end}}:' => 'found:'
+# Upstream's test cluster has no scheduler or kubelet, so the pod never changes after the apply.
+# The sim binds and starts it; wait until it is Ready so only a diff could bump its version.
+wait '-f @diff-pod' '{{range .status.conditions}}{{if eq .type "Ready"}}{{.status}}{{end}}{{end}}' => True
 save rv '-f @diff-pod' '{{ .metadata.resourceVersion }}'
 run diff -f @diff-pod
 get '-f @diff-pod' '{{ .metadata.resourceVersion }}' => $rv
