@@ -212,6 +212,32 @@ pub enum Record {
 }
 
 impl Record {
+    /// Whether [`crate::journal::Journal::append`] must `fsync` this record before returning:
+    /// the write-ahead intent of a mutation, an undo, an approval, a failure, a guard and the
+    /// run's end. The others are informational and made durable by the next of these (see the
+    /// module docs of [`crate::journal`]).
+    pub fn must_be_durable(&self) -> bool {
+        match self {
+            Record::MutationIntended { .. }
+            | Record::UndoApplied { .. }
+            | Record::Approved { .. }
+            | Record::StepFailed { .. }
+            | Record::GuardTripped { .. }
+            | Record::GuardUnavailable { .. }
+            | Record::RunFinished { .. } => true,
+            Record::RunStarted { .. }
+            | Record::RunResumed { .. }
+            | Record::Notified { .. }
+            | Record::SnapshotTaken { .. }
+            | Record::SnapshotFailed { .. }
+            | Record::StepPlanned { .. }
+            | Record::MutationApplied { .. }
+            | Record::StepVerified { .. }
+            | Record::StepAlreadySatisfied { .. }
+            | Record::MirrorFailed { .. } => false,
+        }
+    }
+
     /// The serde tag of this record (`RunStarted`, `MutationIntended`…).
     pub fn kind(&self) -> &'static str {
         match self {
