@@ -902,6 +902,7 @@ async fn kubectl_rollout_restart(sim: &ripcord::sim::SimCluster, stamp: &str) {
 
 fn start_warm_gate(
     sim: &ripcord::sim::SimCluster,
+    lock_namespace: &str,
 ) -> (
     tokio::task::JoinHandle<()>,
     Arc<ripcord::daemon::metrics::DaemonMetrics>,
@@ -914,7 +915,7 @@ fn start_warm_gate(
         http: reqwest::Client::new(),
         leader,
         metrics: metrics.clone(),
-        lock_namespace: Some("shop".into()),
+        lock_namespace: Some(lock_namespace.into()),
         call_timeout: Duration::from_secs(5),
         concurrency: 2,
         recheck: Duration::from_millis(200),
@@ -932,7 +933,7 @@ fn rolled(sim: &ripcord::sim::SimCluster, before: &BTreeSet<String>) -> bool {
 async fn issue16_daemon_releases_gated_pods_of_a_kubectl_rollout() {
     let sim = start_yaml(GATED).await;
     wait_until("frontend ready", || all_ready(&sim, "shop", "frontend", 6)).await;
-    let (task, metrics, _leader) = start_warm_gate(&sim);
+    let (task, metrics, _leader) = start_warm_gate(&sim, "shop");
 
     // Without the warm-up annotation: released once the containers are ready.
     let before = pod_names(&app_pods(&sim, "shop", "frontend"));
@@ -984,8 +985,9 @@ async fn issue16_daemon_releases_gated_pods_of_a_kubectl_rollout() {
     sim.shutdown().await;
 }
 
-/// A live lock Lease on the Deployment (a running ripcord restart) keeps the controller's
-/// hands off its pods; once the Lease expires (the run crashed) the controller releases them.
+/// A live lock Lease on the Deployment (a running ripcord restart, here a CLI run's, in the
+/// Deployment's namespace while the daemon locks in its own) keeps the controller's hands off
+/// its pods; once the Lease expires (the run crashed) the controller releases them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue16_daemon_leaves_a_running_restarts_pods_alone() {
     let sim = start_yaml(GATED).await;
@@ -1006,7 +1008,9 @@ async fn issue16_daemon_leaves_a_running_restarts_pods_alone() {
         )
         .await
         .expect("lease created");
-    let (task, _metrics, _leader) = start_warm_gate(&sim);
+    // The daemon locks in its own namespace; this Lease is where a CLI restart locks (the
+    // Deployment's namespace): the controller must see it there too.
+    let (task, _metrics, _leader) = start_warm_gate(&sim, "ripcord");
     let before = pod_names(&app_pods(&sim, "shop", "frontend"));
     kubectl_rollout_restart(&sim, "2026-12-03T06:30:00Z").await;
     wait_until("a held pod", || {
@@ -1097,7 +1101,7 @@ async fn issue18_restart_waits_on_a_watch_not_a_poll() {
 async fn issue16_warm_gate_without_leader_election_keeps_one_watch() {
     let sim = start_yaml(GATED).await;
     wait_until("frontend ready", || all_ready(&sim, "shop", "frontend", 6)).await;
-    let (task, metrics, leader) = start_warm_gate(&sim);
+    let (task, metrics, leader) = start_warm_gate(&sim, "shop");
     drop(leader);
     let before = pod_names(&app_pods(&sim, "shop", "frontend"));
     kubectl_rollout_restart(&sim, "2026-12-03T07:00:00Z").await;

@@ -534,7 +534,9 @@ const WAIT_POLL: Duration = Duration::from_millis(200);
 /// As [`acquire`], but while another run holds the lock, waits up to `wait` for it to be
 /// released or to expire (a holder that was SIGKILLed stops renewing), looking again every
 /// 200 ms. `wait` zero: refuses at once, like [`acquire`]. Refuses with [`LeaseError::Held`]
-/// (the holder and how long its Lease has left) when the wait is over.
+/// (the holder and how long its Lease has left) when the wait is over. A lock held by a live
+/// run in another namespace (a CLI run locking in the target's namespace while this daemon
+/// locks in its own, or the other way round) counts as held too: see `held_elsewhere`.
 pub async fn acquire_waiting(
     client: &kube::Client,
     namespace: &str,
@@ -547,7 +549,24 @@ pub async fn acquire_waiting(
     let deadline = tokio::time::Instant::now() + wait;
     let mut reported = false;
     loop {
-        match acquire(client, namespace, lock, holder, ttl, call_timeout).await {
+        let taken = match acquire(client, namespace, lock, holder, ttl, call_timeout).await {
+            Ok(guard) => {
+                match held_elsewhere(client, namespace, lock, holder, call_timeout).await {
+                    None => Ok(guard),
+                    Some(held) => {
+                        // Step back so that the other run (which may be doing the same check)
+                        // keeps its lock; look again as for any held lock.
+                        if let Err(err) = guard.release().await {
+                            tracing::warn!(lock = %lock, error = %crate::errors::error_chain(&err),
+                                       "cannot give back the lock held elsewhere; it expires");
+                        }
+                        Err(held)
+                    }
+                }
+            }
+            Err(err) => Err(err),
+        };
+        match taken {
             Err(LeaseError::Held {
                 holder: current,
                 expires_in_s,
@@ -563,6 +582,55 @@ pub async fn acquire_waiting(
             other => return other,
         }
     }
+}
+
+/// A live holder of the same lock in another namespace than `namespace`, as
+/// [`LeaseError::Held`]. Runs lock where they are told (`--lock-namespace`, the daemon's
+/// namespace) or in the target's namespace, so the same target can be locked in two places:
+/// a CLI run in `shop`, a daemon run in `ripcord`. Each run, once its own Lease is written,
+/// looks for the lock's Lease in every namespace (one list by name); of two runs racing, at
+/// least one sees the other (each writes before it reads) and steps back. A list it may not
+/// make (403) or that fails is logged and does not refuse the run: its own Lease still
+/// excludes every run that locks in the same place.
+async fn held_elsewhere(
+    client: &kube::Client,
+    namespace: &str,
+    lock: &str,
+    holder: &str,
+    call_timeout: Duration,
+) -> Option<LeaseError> {
+    let name = lease_name(lock);
+    let api: Api<Lease> = Api::all(client.clone());
+    let params = kube::api::ListParams::default().fields(&format!("metadata.name={name}"));
+    let found = match call("list", "*", &name, call_timeout, api.list(&params)).await {
+        Ok(found) => found,
+        Err(err) => {
+            tracing::info!(lock = %lock, error = %crate::errors::error_chain(&err),
+                           "cannot look for the lock in other namespaces; relying on its own Lease");
+            return None;
+        }
+    };
+    let now = jiff::Timestamp::now();
+    found.items.into_iter().find_map(|lease| {
+        let theirs = lease.metadata.namespace.clone().unwrap_or_default();
+        let same_lock = lease
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(LOCK_ANNOTATION))
+            .is_some_and(|l| l == lock);
+        let current = holder_of(&lease)?;
+        let left = expires_in(&lease, now);
+        (theirs != namespace && same_lock && current != holder && left >= 0).then(|| {
+            LeaseError::Held {
+                lock: lock.to_string(),
+                holder: current.to_string(),
+                namespace: theirs,
+                lease: name.clone(),
+                expires_in_s: left,
+            }
+        })
+    })
 }
 
 // === leader election ===

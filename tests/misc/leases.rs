@@ -593,3 +593,78 @@ async fn issue18_release_leaves_a_lease_another_run_took_over() {
         "the new holder's Lease is still there"
     );
 }
+
+/// A CLI run locks its target in the target's namespace, a daemon run in the daemon's: the
+/// two Leases differ, yet the second run must not overlap the first. It writes its own Lease,
+/// finds the live one elsewhere, gives its own back and refuses (or waits), naming the holder;
+/// once the first is released it takes the lock. Either order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_target_locked_in_two_namespaces_excludes_either_way() {
+    let sim = sim().await;
+    let client = sim.client();
+    sim.store()
+        .create(
+            &kinds::namespaces(),
+            serde_json::json!({"metadata": {"name": "ripcord"}}),
+        )
+        .expect("namespace");
+    let lock = "deployment/default/web";
+    let name = leases::lease_name(lock);
+    for (first_ns, second_ns) in [("default", "ripcord"), ("ripcord", "default")] {
+        let first = leases::acquire_waiting(
+            &client,
+            first_ns,
+            lock,
+            "r-first",
+            Duration::from_secs(600),
+            Duration::from_secs(5),
+            Duration::ZERO,
+        )
+        .await
+        .expect("the first run locks");
+        let refused = leases::acquire_waiting(
+            &client,
+            second_ns,
+            lock,
+            "r-second",
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+            Duration::from_millis(500),
+        )
+        .await;
+        match refused {
+            Err(LeaseError::Held {
+                holder, namespace, ..
+            }) => {
+                assert_eq!(holder, "r-first");
+                assert_eq!(namespace, first_ns);
+            }
+            Err(other) => panic!("expected Held, got {other}"),
+            Ok(_) => panic!("{second_ns}: the lock held in {first_ns} was taken"),
+        }
+        // The second run's own Lease was given back, not left to block the first.
+        let mine = Api::<Lease>::namespaced(client.clone(), second_ns)
+            .get_opt(&name)
+            .await
+            .expect("read");
+        assert!(
+            mine.and_then(|l| l.spec)
+                .and_then(|s| s.holder_identity)
+                .is_none(),
+            "the refused run still holds its own Lease"
+        );
+        first.release().await.expect("released");
+        let second = leases::acquire_waiting(
+            &client,
+            second_ns,
+            lock,
+            "r-second",
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+            Duration::ZERO,
+        )
+        .await
+        .expect("taken once the first released it");
+        second.release().await.expect("released");
+    }
+}
