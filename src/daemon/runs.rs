@@ -545,6 +545,8 @@ struct Inner {
     runs: Mutex<BTreeMap<String, RunRecord>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Broad evidence captures the runs share under a storm.
+    captures: Arc<crate::snapshot::SharedCaptures>,
 }
 
 /// The daemon's runs. Cheap to clone.
@@ -576,6 +578,9 @@ impl RunManager {
                 runs: Mutex::new(BTreeMap::new()),
                 locks: Mutex::new(HashMap::new()),
                 tasks: Mutex::new(Vec::new()),
+                captures: Arc::new(crate::snapshot::SharedCaptures::new(
+                    crate::snapshot::SHARE_WINDOW,
+                )),
             }),
         }
     }
@@ -761,6 +766,7 @@ impl RunManager {
             handle_signals: false,
             stop: Some(stop),
             wait_lock: std::time::Duration::ZERO,
+            shared_captures: Some(self.inner.captures.clone()),
         };
         let task = tokio::spawn(async move { manager.drive(plan, opts, cancel_rx).await });
         let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());

@@ -365,8 +365,16 @@ impl GateState {
             let client = self.client.clone();
             let prom = self.prometheus.clone();
             let dir = self.snapshot_dir.clone();
+            let shared = opts.shared_captures.clone();
             self.snapshot_rest = Some(tokio::spawn(async move {
-                snapshot::capture_rest(&client, &request, &dir, prom, reads).await
+                match shared {
+                    Some(shared) => {
+                        shared
+                            .capture_rest(&client, &request, &dir, prom, reads)
+                            .await
+                    }
+                    None => snapshot::capture_rest(&client, &request, &dir, prom, reads).await,
+                }
             }));
         }
 

@@ -188,6 +188,9 @@ pub struct RunOptions {
     /// holds before refusing: it may be released, or expire when its holder died. Zero (the
     /// default): refuse at once, naming the holder and how long its Lease has left.
     pub wait_lock: Duration,
+    /// Broad evidence captures shared with other runs of this process on the same namespaces
+    /// (the daemon under an alert storm); `None`: every run captures on its own (the CLI).
+    pub shared_captures: Option<std::sync::Arc<crate::snapshot::SharedCaptures>>,
 }
 
 impl RunOptions {
@@ -210,6 +213,7 @@ impl RunOptions {
             handle_signals: false,
             stop: None,
             wait_lock: Duration::ZERO,
+            shared_captures: None,
         }
     }
 }

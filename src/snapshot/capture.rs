@@ -334,7 +334,7 @@ async fn write_files(dir: &Path, items: Vec<Captured>) -> Result<Manifest, Snaps
 }
 
 /// Merges `phase` into the bundle's `manifest.json` (synced).
-async fn merge_manifest(dir: &Path, phase: &Manifest) -> Result<(), SnapshotError> {
+pub(super) async fn merge_manifest(dir: &Path, phase: &Manifest) -> Result<(), SnapshotError> {
     let _guard = MANIFEST_LOCK.lock().await;
     let path = dir.join(MANIFEST_FILE);
     let mut merged = match tokio::fs::read(&path).await {

@@ -45,8 +45,10 @@
 
 mod capture;
 pub mod redact;
+mod shared;
 
 pub use capture::{TargetReads, capture_rest, capture_targets};
+pub use shared::{SHARE_WINDOW, SharedCaptures};
 
 use crate::actions::ObjectRef;
 use crate::playbook::SnapshotSpec;
@@ -102,6 +104,10 @@ pub struct Manifest {
     /// paths and names, never values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redacted: Vec<String>,
+    /// The bundle whose broad capture this one shares (a daemon run during a storm; see
+    /// [`SharedCaptures`]): its files were linked here, not read again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_from: Option<String>,
 }
 
 impl Manifest {
@@ -120,6 +126,9 @@ impl Manifest {
         merge_into(&mut self.captured, &other.captured);
         merge_into(&mut self.failed, &other.failed);
         merge_into(&mut self.redacted, &other.redacted);
+        if self.shared_from.is_none() {
+            self.shared_from.clone_from(&other.shared_from);
+        }
     }
 }
 

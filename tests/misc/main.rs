@@ -15,3 +15,4 @@ mod leases;
 mod notify;
 mod prometheus_gate;
 mod snapshot;
+mod snapshot_shared;
