@@ -379,8 +379,7 @@ impl InvariantMonitor {
             return;
         }
         for pdb in matching {
-            let pods = disruption::selected_pods(store, pdb);
-            let b = disruption::budget(store, pdb, &pods);
+            let b = disruption::budget_from_store(store, pdb);
             if b.current_healthy < b.desired_healthy {
                 self.record(Violation {
                     time: now,

@@ -632,6 +632,40 @@ impl Store {
         (items, remaining, inner.rv)
     }
 
+    /// Calls `f` on one object under the store's lock, without cloning it; `None` when the
+    /// object does not exist. `f` must not call back into the store.
+    pub fn read<R>(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        f: impl FnOnce(&Value) -> R,
+    ) -> Option<R> {
+        let inner = self.lock();
+        inner
+            .objects
+            .get(rt)
+            .and_then(|m| m.get(&key(rt, ns, name)))
+            .map(f)
+    }
+
+    /// Calls `f` on every object of a type (in one namespace, or all for `None`) in
+    /// (namespace, name) order, under the store's lock and without cloning them: one
+    /// consistent view, for counting and summarizing. `f` must not call back into the store.
+    pub fn for_each(&self, rt: &ResourceType, ns: Option<&str>, mut f: impl FnMut(&Value)) {
+        let inner = self.lock();
+        let Some(m) = inner.objects.get(rt) else {
+            return;
+        };
+        match ns.filter(|_| rt.namespaced) {
+            None => m.values().for_each(f),
+            Some(ns) => m
+                .range((ns.to_string(), String::new())..)
+                .take_while(|((n, _), _)| n == ns)
+                .for_each(|(_, v)| f(v)),
+        }
+    }
+
     /// The (namespace, name) keys of the objects of a type that satisfy `keep`, without
     /// cloning the objects.
     pub fn keys_where(

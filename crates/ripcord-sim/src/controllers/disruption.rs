@@ -32,51 +32,79 @@ pub fn matching_pods<'a, P: Borrow<Value>>(pdb: &Value, pods: &'a [P]) -> Vec<&'
     pods.iter()
         .map(|p| p.borrow())
         .filter(|p| util::namespace(p) == util::namespace(pdb))
-        .filter(|p| util::selector_matches(&selector, &util::labels(p)))
+        .filter(|p| util::selector_matches_labels_of(&selector, p))
         .collect()
 }
 
-/// The pods of the PDB's namespace its selector matches, read from the store (only those are
-/// cloned).
-pub fn selected_pods(store: &Store, pdb: &Value) -> Vec<Value> {
-    let selector = at(pdb, &["spec", "selector"]).cloned().unwrap_or(json!({}));
-    let (pods, _, _) = store.list_page(
-        &kinds::pods(),
-        Some(util::namespace(pdb).unwrap_or("")),
-        None,
-        None,
-        |p| util::selector_matches(&selector, &util::labels(p)),
-    );
-    pods
+/// What a budget needs to know about the active pods a PDB selects: counts and their
+/// controllers, not the pods themselves.
+#[derive(Debug, Default)]
+struct Selected {
+    /// Active (not terminal, not being deleted) matching pods.
+    active: i64,
+    /// Those of them that are Ready.
+    healthy: i64,
+    /// The ReplicaSet, StatefulSet and DaemonSet controllers of those pods: (kind, name, uid).
+    controllers: BTreeSet<(String, String, String)>,
+    /// Active matching pods with no such controller (each expects one pod).
+    uncontrolled: i64,
 }
 
-/// The total scale of the controllers owning `pods` (Deployment through its ReplicaSets,
-/// ReplicaSet, StatefulSet; DaemonSet by desiredNumberScheduled; unowned pods count one each).
-fn expected_scale(store: &Store, pods: &[&Value]) -> i64 {
+impl Selected {
+    fn add(&mut self, pod: &Value) {
+        if !util::is_pod_active(pod) {
+            return;
+        }
+        self.active += 1;
+        if util::is_pod_ready(pod) {
+            self.healthy += 1;
+        }
+        match util::controller_ref(pod) {
+            Some((kind @ ("ReplicaSet" | "StatefulSet" | "DaemonSet"), name, uid)) => {
+                if !self
+                    .controllers
+                    .iter()
+                    .any(|(k, n, u)| k == kind && n == name && u == uid)
+                {
+                    self.controllers
+                        .insert((kind.to_string(), name.to_string(), uid.to_string()));
+                }
+            }
+            _ => self.uncontrolled += 1,
+        }
+    }
+}
+
+/// The total scale of the controllers owning the selected pods (Deployment through its
+/// ReplicaSets, ReplicaSet, StatefulSet; DaemonSet by desiredNumberScheduled; uncontrolled
+/// pods count one each). The controllers are read in place, not copied.
+fn expected_scale(store: &Store, ns: Option<&str>, selected: &Selected) -> i64 {
+    let replicas = |v: &Value| i64_at(v, &["spec", "replicas"]).unwrap_or(1);
     let mut seen: BTreeSet<String> = BTreeSet::new();
     // ReplicaSet uid -> (owning Deployment uid and replicas, or the ReplicaSet's replicas).
-    let mut rs_scale: BTreeMap<String, Option<(String, i64)>> = BTreeMap::new();
-    let mut total = 0;
-    for p in pods {
-        let ns = util::namespace(p);
-        match util::controller_ref(p) {
-            Some(("ReplicaSet", name, uid)) => {
+    let mut rs_scale: BTreeMap<&str, Option<(String, i64)>> = BTreeMap::new();
+    let mut total = selected.uncontrolled;
+    for (kind, name, uid) in &selected.controllers {
+        match kind.as_str() {
+            "ReplicaSet" => {
                 let scale = rs_scale
-                    .entry(uid.to_string())
+                    .entry(uid.as_str())
                     .or_insert_with(|| {
-                        let rs = store.get(&kinds::replicasets(), ns, name)?;
-                        match util::controller_ref(&rs) {
-                            Some(("Deployment", dname, duid)) => {
-                                let d = store.get(&kinds::deployments(), ns, dname)?;
-                                Some((
-                                    duid.to_string(),
-                                    i64_at(&d, &["spec", "replicas"]).unwrap_or(1),
-                                ))
+                        let owner = store.read(&kinds::replicasets(), ns, name, |rs| {
+                            match util::controller_ref(rs) {
+                                Some(("Deployment", dname, duid)) => {
+                                    Err((dname.to_string(), duid.to_string()))
+                                }
+                                _ => Ok(replicas(rs)),
                             }
-                            _ => Some((
-                                uid.to_string(),
-                                i64_at(&rs, &["spec", "replicas"]).unwrap_or(1),
-                            )),
+                        })?;
+                        match owner {
+                            Ok(rs_replicas) => Some((uid.clone(), rs_replicas)),
+                            Err((dname, duid)) => {
+                                let d_replicas =
+                                    store.read(&kinds::deployments(), ns, &dname, replicas)?;
+                                Some((duid, d_replicas))
+                            }
                         }
                     })
                     .clone();
@@ -86,21 +114,22 @@ fn expected_scale(store: &Store, pods: &[&Value]) -> i64 {
                     total += replicas;
                 }
             }
-            Some(("StatefulSet", name, uid)) => {
-                if seen.insert(uid.to_string())
-                    && let Some(s) = store.get(&kinds::statefulsets(), ns, name)
+            "StatefulSet" => {
+                if seen.insert(uid.clone())
+                    && let Some(r) = store.read(&kinds::statefulsets(), ns, name, replicas)
                 {
-                    total += i64_at(&s, &["spec", "replicas"]).unwrap_or(1);
+                    total += r;
                 }
             }
-            Some(("DaemonSet", name, uid)) => {
-                if seen.insert(uid.to_string())
-                    && let Some(ds) = store.get(&kinds::daemonsets(), ns, name)
+            _ => {
+                if seen.insert(uid.clone())
+                    && let Some(desired) = store.read(&kinds::daemonsets(), ns, name, |ds| {
+                        i64_at(ds, &["status", "desiredNumberScheduled"]).unwrap_or(0)
+                    })
                 {
-                    total += i64_at(&ds, &["status", "desiredNumberScheduled"]).unwrap_or(0);
+                    total += desired;
                 }
             }
-            _ => total += 1,
         }
     }
     total
@@ -108,24 +137,47 @@ fn expected_scale(store: &Store, pods: &[&Value]) -> i64 {
 
 /// Computes a PDB's budget from the current pods (`pods` may hold any namespace's pods).
 pub fn budget<P: Borrow<Value>>(store: &Store, pdb: &Value, pods: &[P]) -> Budget {
-    let matching: Vec<&Value> = matching_pods(pdb, pods)
-        .into_iter()
-        .filter(|p| util::is_pod_active(p))
-        .collect();
-    let current_healthy = matching.iter().filter(|p| util::is_pod_ready(p)).count() as i64;
+    let mut selected = Selected::default();
+    for p in matching_pods(pdb, pods) {
+        selected.add(p);
+    }
+    budget_of(store, pdb, &selected)
+}
+
+/// [`budget`] from the pods in the store: one scan of the PDB's namespace under the store's
+/// lock, counting the matching pods in place (none is copied). The Eviction API calls this
+/// for every eviction.
+pub fn budget_from_store(store: &Store, pdb: &Value) -> Budget {
+    let selector = at(pdb, &["spec", "selector"]).cloned().unwrap_or(json!({}));
+    let mut selected = Selected::default();
+    store.for_each(
+        &kinds::pods(),
+        Some(util::namespace(pdb).unwrap_or("")),
+        |p| {
+            if util::selector_matches_labels_of(&selector, p) {
+                selected.add(p);
+            }
+        },
+    );
+    budget_of(store, pdb, &selected)
+}
+
+fn budget_of(store: &Store, pdb: &Value, selected: &Selected) -> Budget {
+    let current_healthy = selected.healthy;
     let spec = |k: &str| at(pdb, &["spec", k]).and_then(IntOrPercent::from_value);
+    let ns = util::namespace(pdb);
     let (expected_pods, desired_healthy) = match (spec("maxUnavailable"), spec("minAvailable")) {
         (Some(max_unavailable), _) => {
-            let expected = expected_scale(store, &matching);
+            let expected = expected_scale(store, ns, selected);
             let mu = max_unavailable.scaled(expected, true);
             (expected, (expected - mu).max(0))
         }
-        (None, Some(IntOrPercent::Int(min))) => (matching.len() as i64, min),
+        (None, Some(IntOrPercent::Int(min))) => (selected.active, min),
         (None, Some(min @ IntOrPercent::Percent(_))) => {
-            let expected = expected_scale(store, &matching);
+            let expected = expected_scale(store, ns, selected);
             (expected, min.scaled(expected, true))
         }
-        (None, None) => (matching.len() as i64, 0),
+        (None, None) => (selected.active, 0),
     };
     let mut allowed = current_healthy - desired_healthy;
     if expected_pods <= 0 || allowed <= 0 {
@@ -219,5 +271,74 @@ mod tests {
         // Other namespaces and labels do not count.
         let other = json!({"metadata": {"namespace": "other"}, "spec": {"selector": {}, "minAvailable": 0}});
         assert_eq!(budget(&store, &other, &pods).expected_pods, 0);
+    }
+
+    #[tokio::test]
+    async fn the_store_scan_counts_what_the_pod_list_does() {
+        let store = Store::new(SimClock::new(1.0));
+        let d = store
+            .create(
+                &kinds::deployments(),
+                json!({"metadata": {"name": "web", "namespace": "shop"}, "spec": {"replicas": 10}}),
+            )
+            .expect("deployment");
+        let rs = store
+            .create(
+                &kinds::replicasets(),
+                json!({"metadata": {"name": "web-abc", "namespace": "shop",
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                                             "uid": util::uid(&d), "controller": true}]},
+                       "spec": {"replicas": 10}}),
+            )
+            .expect("replicaset");
+        for i in 0..10 {
+            let mut p = pod(&format!("web-abc-{i}"), i != 8);
+            p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": "web-abc", "uid": util::uid(&rs), "controller": true}]);
+            p["spec"] = json!({"nodeName": "node-1"});
+            store.create(&kinds::pods(), p).expect("pod");
+        }
+        // One of them Terminating (not active), two more pods without a controller, one pod
+        // of another app and one in another namespace.
+        store
+            .delete_gracefully(&kinds::pods(), Some("shop"), "web-abc-9", Some(30), &[])
+            .expect("delete");
+        for name in ["loose-1", "loose-2"] {
+            store.create(&kinds::pods(), pod(name, true)).expect("pod");
+        }
+        let mut other = pod("other", true);
+        other["metadata"]["labels"] = json!({"app": "other"});
+        store.create(&kinds::pods(), other).expect("pod");
+        let mut elsewhere = pod("elsewhere", true);
+        elsewhere["metadata"]["namespace"] = json!("default");
+        store.create(&kinds::pods(), elsewhere).expect("pod");
+        let (pods, _) = store.list(&kinds::pods(), None);
+        for spec in [
+            json!({"selector": {"matchLabels": {"app": "web"}}, "maxUnavailable": "10%"}),
+            json!({"selector": {"matchLabels": {"app": "web"}}, "maxUnavailable": 1}),
+            json!({"selector": {"matchLabels": {"app": "web"}}, "minAvailable": "50%"}),
+            json!({"selector": {"matchLabels": {"app": "web"}}, "minAvailable": 7}),
+            json!({"selector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}}),
+        ] {
+            let pdb = json!({"metadata": {"name": "web", "namespace": "shop"}, "spec": spec});
+            assert_eq!(
+                budget_from_store(&store, &pdb),
+                budget(&store, &pdb, &pods),
+                "{spec}"
+            );
+        }
+        // maxUnavailable 10% of the Deployment's 10 and the 2 loose pods: 2; 10 desired; 10
+        // healthy (8 of the ReplicaSet's, one not ready, one terminating; 2 loose).
+        let pdb = json!({"metadata": {"name": "web", "namespace": "shop"},
+                         "spec": {"selector": {"matchLabels": {"app": "web"}}, "maxUnavailable": "10%"}});
+        assert_eq!(
+            budget_from_store(&store, &pdb),
+            Budget {
+                expected_pods: 12,
+                desired_healthy: 10,
+                current_healthy: 10,
+                disruptions_allowed: 0
+            }
+        );
     }
 }

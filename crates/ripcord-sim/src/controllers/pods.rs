@@ -3,6 +3,9 @@
 //! The scheduler binds pods without `spec.nodeName` (see [`super::scheduler`]). The kubelet
 //! then moves a bound pod Pending → Running after the scenario's `podStartDelay` (assigning
 //! `podIP` from the node's podCIDR and `hostIP`), and Running → Ready after `podReadyDelay`.
+//! Both delays keep time when the controllers run late under load: the containers start at
+//! their due time (binding + `podStartDelay`) even if the pass that starts them comes later
+//! (up to 10 simulated seconds later), and readiness counts from that start.
 //!
 //! Readiness gates follow the kubelet: a pod whose `spec.readinessGates` name condition types
 //! gets `ContainersReady: True` when its containers are ready, but `Ready: True` only once every
@@ -31,6 +34,9 @@ const CRASH_AFTER: Duration = Duration::from_secs(3);
 /// First crash-loop back-off; doubles per restart up to [`MAX_BACKOFF`].
 const BASE_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How late (simulated) a pass may get round to starting a bound pod's containers and still
+/// start them at their due time (see [`kubelet`]).
+const LATE_START_CATCH_UP: Duration = Duration::from_secs(10);
 
 /// Hands out pod IPs from each node's podCIDR (`10.244.N.0/24`), never reusing a live one.
 #[derive(Debug, Default)]
@@ -401,8 +407,10 @@ impl Placement {
         for p in pods.iter().filter(not_terminal) {
             if let Some(node) = str_at(p, &["spec", "nodeName"]).filter(|n| !n.is_empty()) {
                 if let Some(i) = node_by_name.get(node) {
-                    let req = PodRequest::from_pod(p);
-                    infos[*i].add_pod(req.cpu_millis, req.memory_bytes);
+                    // Only the requests: no copy of the spec, no tolerations (every pod, every
+                    // pass that schedules).
+                    let (cpu, memory) = util::pod_requests(p.get("spec").unwrap_or(&Value::Null));
+                    infos[*i].add_pod(cpu, memory);
                 }
                 if !util::is_pod_active(p) {
                     continue;
@@ -539,19 +547,31 @@ fn kubelet(c: &mut Controllers, pod: &Value, node: &Value, ips: &mut IpAllocator
             c.wake_at(due);
             return;
         }
+        // The containers start at their due time, not when this pass got round to them: a
+        // pass that runs late (a busy API server, a loaded machine) must not push the
+        // readiness delay, which counts from the start, further out. A pod that has waited
+        // much longer (bound long ago by someone else) starts now.
+        let late = jiff::SignedDuration::try_from(LATE_START_CATCH_UP)
+            .unwrap_or(jiff::SignedDuration::ZERO);
+        let started = if now.duration_since(due) <= late {
+            due
+        } else {
+            now
+        };
+        let started_s = crate::clock::format_k8s_time(started);
         let ip = ips.allocate(node);
         let host = node_ip(node);
         let scheduled = util::pod_condition(pod, "PodScheduled")
             .and_then(|c| c.get("lastTransitionTime").cloned())
-            .unwrap_or(json!(now_s));
-        let scheduled = scheduled.as_str().unwrap_or(&now_s).to_string();
+            .unwrap_or(json!(started_s));
+        let scheduled = scheduled.as_str().unwrap_or(&started_s).to_string();
         let statuses: Vec<Value> = names
             .iter()
             .map(|(n, i)| {
                 container_status(
                     n,
                     i,
-                    json!({"running": {"startedAt": now_s}}),
+                    json!({"running": {"startedAt": started_s}}),
                     false,
                     0,
                     None,
@@ -559,7 +579,7 @@ fn kubelet(c: &mut Controllers, pod: &Value, node: &Value, ips: &mut IpAllocator
             })
             .collect();
         let unready: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
-        let conds = conditions(&now_s, &scheduled, true, false, &unready);
+        let conds = conditions(&started_s, &scheduled, true, false, &unready);
         let updated = c.modify("kubelet", &kinds::pods(), pod, |v| {
             let conds = with_foreign_conditions(conds, v);
             let s = util::object_at_mut(v, &["status"]);
@@ -568,14 +588,14 @@ fn kubelet(c: &mut Controllers, pod: &Value, node: &Value, ips: &mut IpAllocator
             s.insert("hostIPs".into(), json!([{"ip": host}]));
             s.insert("podIP".into(), json!(ip));
             s.insert("podIPs".into(), json!([{"ip": ip}]));
-            s.insert("startTime".into(), json!(now_s));
+            s.insert("startTime".into(), json!(started_s));
             s.insert("containerStatuses".into(), json!(statuses));
             s.insert("conditions".into(), conds);
             if let Some(n) = v.get("status").and_then(util::normalize) {
                 v["status"] = n;
             }
         });
-        times.started_at = Some(now);
+        times.started_at = Some(started);
         c.state.pod_times.insert(uid, times);
         if let Some(updated) = updated {
             for (n, i) in &names {
@@ -598,9 +618,13 @@ fn kubelet(c: &mut Controllers, pod: &Value, node: &Value, ips: &mut IpAllocator
             }
         }
         let next = match bad {
-            None => now.checked_add(c.settings.pod_ready_delay).unwrap_or(now),
-            Some(BadMode::CrashLoop) => now.checked_add(CRASH_AFTER).unwrap_or(now),
-            Some(BadMode::NotReady) => now.checked_add(c.settings.pod_ready_delay).unwrap_or(now),
+            None => started
+                .checked_add(c.settings.pod_ready_delay)
+                .unwrap_or(started),
+            Some(BadMode::CrashLoop) => started.checked_add(CRASH_AFTER).unwrap_or(started),
+            Some(BadMode::NotReady) => started
+                .checked_add(c.settings.pod_ready_delay)
+                .unwrap_or(started),
         };
         c.wake_at(next);
         return;
@@ -869,5 +893,69 @@ mod tests {
         );
         assert!(!util::is_pod_ready(&bad));
         assert_eq!(str_at(&bad, &["status", "phase"]), Some("Running"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_pass_does_not_push_readiness_out() {
+        use crate::clock::SimClock;
+        use crate::invariants::InvariantMonitor;
+        use crate::scenario::SimSettings;
+        use crate::store::Store;
+        let store = Store::new(SimClock::new(1.0));
+        store
+            .create(
+                &kinds::nodes(),
+                json!({"metadata": {"name": "n1"}, "spec": {"podCIDR": "10.244.1.0/24"},
+                       "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                                  "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}}),
+            )
+            .expect("node");
+        store
+            .create(
+                &kinds::pods(),
+                json!({"metadata": {"name": "p", "namespace": "default"},
+                       "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+                       "status": {"phase": "Pending"}}),
+            )
+            .expect("pod");
+        let settings = SimSettings {
+            pod_start_delay: Duration::from_secs(1),
+            pod_ready_delay: Duration::from_secs(3),
+            ..SimSettings::default()
+        };
+        let mut c = Controllers::new(store.clone(), settings, InvariantMonitor::new());
+        let pod = |store: &Store| {
+            store
+                .get(&kinds::pods(), Some("default"), "p")
+                .expect("pod")
+        };
+        c.settle(20);
+        assert!(
+            str_at(&pod(&store), &["spec", "nodeName"]).is_some(),
+            "bound"
+        );
+        let bound = store.clock().now();
+        // The kubelet gets round to the start 2.5 s late (start due after 1 s).
+        tokio::time::advance(Duration::from_millis(3500)).await;
+        c.settle(20);
+        let running = pod(&store);
+        assert_eq!(str_at(&running, &["status", "phase"]), Some("Running"));
+        let started = at(&running, &["status", "containerStatuses"])
+            .and_then(|cs| cs.get(0))
+            .and_then(|cs| str_at(cs, &["state", "running", "startedAt"]))
+            .and_then(util::parse_time)
+            .expect("startedAt");
+        let expected = bound
+            .checked_add(jiff::SignedDuration::from_secs(1))
+            .expect("time");
+        assert!(
+            started.duration_since(expected).abs() < jiff::SignedDuration::from_secs(1),
+            "started at its due time {expected}, not when the pass ran: {started}"
+        );
+        assert!(!util::is_pod_ready(&running));
+        // Ready 3 s after the start: 1 s + 3 s after binding, 0.5 s after the late pass + 1 s.
+        tokio::time::advance(Duration::from_millis(600)).await;
+        c.settle(20);
+        assert!(util::is_pod_ready(&pod(&store)), "ready on time");
     }
 }

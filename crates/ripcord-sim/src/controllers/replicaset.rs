@@ -239,11 +239,11 @@ fn write_status(c: &mut Controllers, rs: &Value, owned: &[Arc<Value>]) {
     let fully_labeled = owned
         .iter()
         .filter(|p| {
-            let labels = util::labels(p);
-            util::selector_matches(&selector, &labels)
-                && template_labels
-                    .iter()
-                    .all(|(k, v)| labels.get(k) == Some(v))
+            // Read in place: no copy of every pod's labels on every pass.
+            util::selector_matches_labels_of(&selector, p)
+                && template_labels.iter().all(|(k, v)| {
+                    at(p, &["metadata", "labels", k]).and_then(Value::as_str) == Some(v.as_str())
+                })
         })
         .count();
     let status = json!({

@@ -112,8 +112,8 @@ pub struct PodRequest {
 impl PodRequest {
     /// Reads a pod's spec.
     pub fn from_pod(pod: &Value) -> PodRequest {
-        let spec = pod.get("spec").cloned().unwrap_or(Value::Null);
-        let (cpu_millis, memory_bytes) = util::pod_requests(&spec);
+        let spec = pod.get("spec").unwrap_or(&Value::Null);
+        let (cpu_millis, memory_bytes) = util::pod_requests(spec);
         let tolerations = spec
             .get("tolerations")
             .and_then(Value::as_array)

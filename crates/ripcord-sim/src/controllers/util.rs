@@ -142,9 +142,22 @@ pub fn time_at(v: &Value, path: &[&str]) -> Option<jiff::Timestamp> {
 /// selector matches everything (policy/v1 and apps/v1 semantics); a malformed expression
 /// matches nothing.
 pub fn selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
+    selector_matches_by(selector, |k| labels.get(k).map(String::as_str))
+}
+
+/// [`selector_matches`] against the labels of `obj` itself (`metadata.labels`), without
+/// copying them into a map: for scans over many objects.
+pub fn selector_matches_labels_of(selector: &Value, obj: &Value) -> bool {
+    let labels = at(obj, &["metadata", "labels"]).and_then(Value::as_object);
+    selector_matches_by(selector, |k| labels?.get(k)?.as_str())
+}
+
+/// [`selector_matches`] with the labels given by a lookup (a label's value, `None` when it is
+/// absent or not a string).
+fn selector_matches_by<'a>(selector: &Value, label: impl Fn(&str) -> Option<&'a str>) -> bool {
     if let Some(ml) = selector.get("matchLabels").and_then(Value::as_object) {
         for (k, v) in ml {
-            if labels.get(k).map(String::as_str) != v.as_str() {
+            if label(k) != v.as_str() {
                 return false;
             }
         }
@@ -157,7 +170,7 @@ pub fn selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> 
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            let have = labels.get(key).map(String::as_str);
+            let have = label(key);
             let ok = match expr.get("operator").and_then(Value::as_str) {
                 Some("In") => have.is_some_and(|h| values.contains(&h)),
                 Some("NotIn") => have.is_none_or(|h| !values.contains(&h)),
@@ -624,6 +637,33 @@ mod tests {
             &labels
         ));
         assert!(!map_selector_matches(&BTreeMap::new(), &labels));
+    }
+
+    #[test]
+    fn selectors_match_an_objects_labels_in_place_as_a_copied_map() {
+        // Non-string label values are no labels, as in `labels()`.
+        let obj = json!({"metadata": {"labels": {"app": "checkout", "tier": "web", "n": 3}}});
+        let bare = json!({"metadata": {}});
+        for selector in [
+            json!({}),
+            json!({"matchLabels": {"app": "checkout"}}),
+            json!({"matchLabels": {"app": "cart"}}),
+            json!({"matchLabels": {"n": 3}}),
+            json!({"matchLabels": {"missing": 3}}),
+            json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["web"]}]}),
+            json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["web"]}]}),
+            json!({"matchExpressions": [{"key": "n", "operator": "Exists"}]}),
+            json!({"matchExpressions": [{"key": "n", "operator": "DoesNotExist"}]}),
+            json!({"matchExpressions": [{"key": "tier", "operator": "Bogus"}]}),
+        ] {
+            for o in [&obj, &bare] {
+                assert_eq!(
+                    selector_matches_labels_of(&selector, o),
+                    selector_matches(&selector, &labels(o)),
+                    "{selector} on {o}"
+                );
+            }
+        }
     }
 
     #[test]
