@@ -244,8 +244,9 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest, SnapshotError> {
     Ok(manifest)
 }
 
-/// Reads one captured object (or item) back: the entry's own file, or its item in a page.
-/// Reads the whole file: for many objects of one page, read the page once instead.
+/// Reads one captured JSON entry back (an object, events, metrics; logs are text): the
+/// entry's own file, or its item in a page. Reads the whole file: for many objects of one
+/// page, read the page once instead.
 pub fn load_object(dir: &Path, entry: &Entry) -> Result<serde_json::Value, SnapshotError> {
     let fail = |reason: String| SnapshotError::ReadObject {
         file: entry.file.clone(),
