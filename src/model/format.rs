@@ -233,7 +233,12 @@ mod tests {
 
     #[test]
     fn issue14_absent_is_v1_and_readers_take_current_and_previous_only() {
-        for format in [Format::JournalLine, Format::EmbeddedPlan, Format::Incident] {
+        for format in [
+            Format::JournalLine,
+            Format::EmbeddedPlan,
+            Format::Incident,
+            Format::SnapshotManifest,
+        ] {
             assert_eq!(format.current(), FormatVersion::V2);
             let v1 = format.check_json(&serde_json::json!({}), "v", "x").unwrap();
             assert_eq!(v1, FormatVersion::V1);
