@@ -221,8 +221,15 @@ fn print_manifest(text: &str) {
                 .unwrap_or("")
                 .to_string()
         };
+        // A bundle of format version 2 keeps the broad phase's objects in pages: the entry
+        // names the page and the object's index in its `items`.
+        let index = entry
+            .get("index")
+            .and_then(Value::as_u64)
+            .map(|i| format!(" items[{i}]"))
+            .unwrap_or_default();
         outln!(
-            "  {:<22} {:<40} {}",
+            "  {:<22} {:<40} {}{index}",
             field("kind"),
             field("name"),
             field("file")

@@ -1,5 +1,5 @@
 //! Format versions of what ripcord keeps: journal lines, the plan embedded in a journal,
-//! incident files and the `Run` resource's status.
+//! incident files, the `Run` resource's status and evidence bundles' manifests.
 //!
 //! Every such format carries its version (journal lines: `v`; the others: `formatVersion`).
 //! Writers write [`Format::current`]; readers accept the current version and the previous one,
@@ -10,6 +10,7 @@
 //! |---|---|
 //! | 1 | no version field (written before issue 14) |
 //! | 2 | the same records, with the version field |
+//! | 2 (snapshot manifest) | the broad phase's objects in one `List` file per kind and list page, each manifest entry naming its page and `index` (issue 18) |
 //! | 3 | `Run` status only: step phases read as an enum, each inverse as structured JSON (or left out with `inverseOmitted`), the daemon's stops as `stoppedBy`, the seal `v2:` over them |
 //!
 //! A reader of version N reads N and N−1; a change that older readers cannot read safely bumps
@@ -81,6 +82,9 @@ pub enum Format {
     Incident,
     /// The status of a `Run` resource (field `status.formatVersion`).
     RunStatus,
+    /// An evidence bundle's `manifest.json` (field `formatVersion`): version 1 has one file
+    /// per object, version 2 one `List` file per kind and list page for the broad phase.
+    SnapshotManifest,
 }
 
 // === impl Format ===
@@ -93,13 +97,17 @@ impl Format {
             Format::EmbeddedPlan => "journaled plan",
             Format::Incident => "incident file",
             Format::RunStatus => "Run status",
+            Format::SnapshotManifest => "snapshot manifest",
         }
     }
 
     /// The version this build writes.
     pub fn current(self) -> FormatVersion {
         match self {
-            Format::JournalLine | Format::EmbeddedPlan | Format::Incident => FormatVersion::V2,
+            Format::JournalLine
+            | Format::EmbeddedPlan
+            | Format::Incident
+            | Format::SnapshotManifest => FormatVersion::V2,
             Format::RunStatus => FormatVersion::V3,
         }
     }
@@ -225,7 +233,12 @@ mod tests {
 
     #[test]
     fn issue14_absent_is_v1_and_readers_take_current_and_previous_only() {
-        for format in [Format::JournalLine, Format::EmbeddedPlan, Format::Incident] {
+        for format in [
+            Format::JournalLine,
+            Format::EmbeddedPlan,
+            Format::Incident,
+            Format::SnapshotManifest,
+        ] {
             assert_eq!(format.current(), FormatVersion::V2);
             let v1 = format.check_json(&serde_json::json!({}), "v", "x").unwrap();
             assert_eq!(v1, FormatVersion::V1);

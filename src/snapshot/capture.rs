@@ -1,5 +1,6 @@
 //! The two capture phases. Reads run concurrently; their results (or failures) are written as
-//! files and merged into the bundle's manifest under a process-wide lock.
+//! files and merged into the bundle's manifest under a process-wide lock. The targets phase
+//! writes one file per object; the broad phase one `List` file per kind and list page.
 
 use super::{Entry, Failure, MANIFEST_FILE, Manifest, SnapshotError, SnapshotRequest};
 use crate::actions::{ObjectRef, Observed};
@@ -31,8 +32,8 @@ const MAX_LOG_PODS: usize = 200;
 const MAX_EVENTS: usize = 200;
 /// Concurrent log reads.
 const LOG_CONCURRENCY: usize = 16;
-/// Page size of the broad phase's lists (kubectl's is 500): fewer round trips, and memory
-/// bounded by about two pages (one being written while the next is read).
+/// Page size of the broad phase's lists (kubectl's is 500): fewer round trips, fewer files (one
+/// per page), and memory bounded by about two pages (one being written while the next is read).
 const PAGE_SIZE: u32 = 2_000;
 /// At most this many objects of each other kind per namespace.
 const MAX_OBJECTS_PER_KIND: usize = 20_000;
@@ -42,6 +43,21 @@ const NODE_GETS_MAX: usize = 3;
 const IMPACT_WINDOW: Duration = Duration::from_secs(30 * 60);
 /// The step of the impact range queries.
 const IMPACT_STEP: Duration = Duration::from_secs(15);
+
+/// Settings of the broad phase ([`capture_rest_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestOptions {
+    /// Objects per list page, and so per page file (default 2,000; 0 counts as 1).
+    pub page_size: u32,
+}
+
+impl Default for RestOptions {
+    fn default() -> RestOptions {
+        RestOptions {
+            page_size: PAGE_SIZE,
+        }
+    }
+}
 
 /// Serializes manifest merges of concurrent phases.
 static MANIFEST_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -59,6 +75,14 @@ enum Captured {
         name: String,
         file: PathBuf,
         text: String,
+    },
+    /// One page of a kind's list: one `List` file, one manifest entry per item.
+    Page {
+        /// The manifest kind of every item.
+        kind: String,
+        file: PathBuf,
+        /// `(manifest name, object)`, in page order.
+        items: Vec<(String, Value)>,
     },
     Failed {
         what: String,
@@ -158,21 +182,109 @@ fn sanitize(kind: &str, mut value: Value) -> Value {
     value
 }
 
-fn object_item(kind: &str, value: Value) -> Captured {
-    let namespace = value
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+/// An object's namespace and name.
+fn names_of(value: &Value) -> (Option<&str>, &str) {
+    let namespace = value.pointer("/metadata/namespace").and_then(Value::as_str);
     let name = value
         .pointer("/metadata/name")
         .and_then(Value::as_str)
-        .unwrap_or("unnamed")
-        .to_string();
+        .unwrap_or("unnamed");
+    (namespace, name)
+}
+
+fn object_item(kind: &str, value: Value) -> Captured {
+    let (namespace, name) = names_of(&value);
+    let (namespace, name) = (namespace.map(str::to_string), name.to_string());
     Captured::Json {
         kind: kind.to_string(),
         name: qualified(namespace.as_deref(), &name),
         file: object_file(namespace.as_deref(), kind, &name),
         value: sanitize(kind, value),
+    }
+}
+
+/// An object of a broad-phase page: its manifest name and its sanitized value.
+fn page_item(kind: &str, value: Value) -> (String, Value) {
+    let (namespace, name) = names_of(&value);
+    let name = qualified(namespace, name);
+    (name, sanitize(kind, value))
+}
+
+/// `objects/<namespace|_cluster>/<kind>/page-0001.json` (`variant` > 1: `page-0001-2.json`).
+fn page_file(namespace: Option<&str>, kind: &str, number: usize, variant: usize) -> PathBuf {
+    let name = if variant > 1 {
+        format!("page-{number:04}-{variant}.json")
+    } else {
+        format!("page-{number:04}.json")
+    };
+    PathBuf::from("objects")
+        .join(namespace.map(bounded).unwrap_or_else(|| "_cluster".into()))
+        .join(bounded(&kind.to_lowercase()))
+        .join(name)
+}
+
+/// Numbers one kind's pages in one namespace (or cluster-wide), skipping a name a file of the
+/// bundle already has (a target named `page-0001`): the phases never share a file.
+struct Pages<'a> {
+    namespace: Option<String>,
+    /// The manifest kind of the items.
+    kind: String,
+    /// The kind the directory is named after.
+    dir_kind: String,
+    /// Pages numbered so far.
+    numbered: usize,
+    taken: &'a BTreeSet<String>,
+}
+
+impl<'a> Pages<'a> {
+    fn new(
+        namespace: Option<&str>,
+        kind: &str,
+        dir_kind: &str,
+        taken: &'a BTreeSet<String>,
+    ) -> Pages<'a> {
+        Pages {
+            namespace: namespace.map(str::to_string),
+            kind: kind.to_string(),
+            dir_kind: dir_kind.to_string(),
+            numbered: 0,
+            taken,
+        }
+    }
+
+    /// The next page, holding `items` (none when empty).
+    fn page(&mut self, items: Vec<(String, Value)>) -> Option<Captured> {
+        if items.is_empty() {
+            return None;
+        }
+        self.numbered += 1;
+        let mut variant = 1;
+        let mut file = page_file(self.namespace.as_deref(), &self.dir_kind, self.numbered, 1);
+        while self.taken.contains(&*file.to_string_lossy()) {
+            variant += 1;
+            file = page_file(
+                self.namespace.as_deref(),
+                &self.dir_kind,
+                self.numbered,
+                variant,
+            );
+        }
+        Some(Captured::Page {
+            kind: self.kind.clone(),
+            file,
+            items,
+        })
+    }
+
+    /// `items` cut into pages of `page_size`.
+    fn pages(&mut self, mut items: Vec<(String, Value)>, page_size: usize) -> Vec<Captured> {
+        let mut out = Vec::new();
+        while !items.is_empty() {
+            let rest = items.split_off(page_size.max(1).min(items.len()));
+            out.extend(self.page(items));
+            items = rest;
+        }
+        out
     }
 }
 
@@ -218,7 +330,16 @@ fn write_object_file(
     bytes: &[u8],
     made: &mut BTreeSet<PathBuf>,
 ) -> std::io::Result<()> {
-    use std::io::Write;
+    write_object_file_with(path, made, |out| out.write_all(bytes))
+}
+
+/// [`write_object_file`], the content written by `write` (through a buffer, so a page is
+/// serialized straight to its file, never held whole in memory as bytes).
+fn write_object_file_with(
+    path: &Path,
+    made: &mut BTreeSet<PathBuf>,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
         && !made.contains(parent)
     {
@@ -229,8 +350,8 @@ fn write_object_file(
         path,
         std::fs::OpenOptions::new().write(true).create_new(true),
     ) {
-        Ok(mut file) => {
-            let written = file.write_all(bytes);
+        Ok(file) => {
+            let written = write_through(&file, write);
             drop(file);
             if written.is_err() {
                 let _ = std::fs::remove_file(path);
@@ -251,11 +372,11 @@ fn write_object_file(
         Err(e) => return Err(e),
     }
     let result = (|| {
-        let mut file = crate::journal::files::open_private(
+        let file = crate::journal::files::open_private(
             &tmp,
             std::fs::OpenOptions::new().write(true).create_new(true),
         )?;
-        file.write_all(bytes)?;
+        write_through(&file, write)?;
         drop(file);
         std::fs::rename(&tmp, path)
     })();
@@ -263,6 +384,17 @@ fn write_object_file(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Runs `write` on `file` through a buffer, flushed.
+fn write_through(
+    file: &std::fs::File,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
+    write(&mut out)?;
+    out.flush()
 }
 
 /// Redacts, serializes (once, pretty) and writes `items` under `dir`, on the calling (blocking)
@@ -297,6 +429,10 @@ fn write_files_blocking(dir: &Path, items: Vec<Captured>) -> Result<Manifest, Sn
                 file,
                 text,
             } => (kind, name, file, text.into_bytes()),
+            Captured::Page { kind, file, items } => {
+                write_page(dir, &kind, &file, items, &mut made, &mut phase);
+                continue;
+            }
             Captured::Failed { what, error } => {
                 phase.failed.push(Failure { what, error });
                 continue;
@@ -307,6 +443,7 @@ fn write_files_blocking(dir: &Path, items: Vec<Captured>) -> Result<Manifest, Sn
                 kind,
                 name,
                 file: file.to_string_lossy().into_owned(),
+                index: None,
             }),
             Err(err) => {
                 tracing::warn!(file = %file.display(), error = %err, "snapshot file not written");
@@ -318,6 +455,52 @@ fn write_files_blocking(dir: &Path, items: Vec<Captured>) -> Result<Manifest, Sn
         }
     }
     Ok(phase)
+}
+
+/// Writes one page as a `List` file (redacted, pretty, serialized straight to the file) and
+/// records one manifest entry per item, with its index; a page that cannot be written is one
+/// `failed` entry naming the page and how many objects it held.
+fn write_page(
+    dir: &Path,
+    kind: &str,
+    file: &Path,
+    items: Vec<(String, Value)>,
+    made: &mut BTreeSet<PathBuf>,
+    phase: &mut Manifest,
+) {
+    let file_name = file.to_string_lossy().into_owned();
+    let (names, values): (Vec<String>, Vec<Value>) = items.into_iter().unzip();
+    let mut list = json!({ "apiVersion": "v1", "kind": "List", "items": values });
+    for line in super::redact::redact_credentials(&mut list) {
+        phase.redacted.push(format!("{file_name}: {line}"));
+    }
+    let written = write_object_file_with(&dir.join(file), made, |out| {
+        serde_json::to_writer_pretty(out, &list).map_err(std::io::Error::from)
+    });
+    match written {
+        Ok(()) => {
+            phase
+                .captured
+                .extend(names.into_iter().enumerate().map(|(index, name)| Entry {
+                    kind: kind.to_string(),
+                    name,
+                    file: file_name.clone(),
+                    index: Some(index),
+                }));
+        }
+        Err(err) => {
+            tracing::warn!(file = %file_name, objects = names.len(), error = %err,
+                "snapshot page not written");
+            phase.failed.push(Failure {
+                what: format!(
+                    "page {file_name} ({} {} object(s))",
+                    names.len(),
+                    kind.to_lowercase()
+                ),
+                error: error_chain(&err),
+            });
+        }
+    }
 }
 
 /// [`write_files_blocking`] on a blocking thread.
@@ -342,6 +525,7 @@ pub(super) async fn merge_manifest(dir: &Path, phase: &Manifest) -> Result<(), S
         Err(_) => Manifest::default(),
     };
     merged.merge(phase);
+    merged.format_version = crate::model::format::Format::SnapshotManifest.current();
     let bytes = serde_json::to_vec_pretty(&merged).unwrap_or_default();
     write_file(&path, bytes).await
 }
@@ -644,9 +828,9 @@ async fn owned_replica_sets(
 /// pods), not read again. Read failures are manifest entries; only I/O fails.
 ///
 /// Memory stays bounded by the page size, not the namespace: every list is read in pages of
-/// [`PAGE_SIZE`] and each page is written to disk (on a blocking thread, while the next page
-/// is read) and dropped; of each pod only a summary stays (name, node, readiness, restart
-/// counts) to choose logs and nodes.
+/// [`PAGE_SIZE`] and each page is written to disk as one `List` file (on a blocking thread,
+/// while the next page is read) and dropped; of each pod only a summary stays (name, node,
+/// readiness, restart counts) to choose logs and nodes.
 pub async fn capture_rest(
     client: &Client,
     request: &SnapshotRequest,
@@ -654,15 +838,37 @@ pub async fn capture_rest(
     prometheus: Option<Prometheus>,
     reads: TargetReads,
 ) -> Result<Manifest, SnapshotError> {
+    capture_rest_with(
+        client,
+        request,
+        dir,
+        prometheus,
+        reads,
+        RestOptions::default(),
+    )
+    .await
+}
+
+/// [`capture_rest`] with its settings (the page size).
+pub async fn capture_rest_with(
+    client: &Client,
+    request: &SnapshotRequest,
+    dir: &Path,
+    prometheus: Option<Prometheus>,
+    reads: TargetReads,
+    options: RestOptions,
+) -> Result<Manifest, SnapshotError> {
     let objects = Objects::new(client.clone(), CALL_TIMEOUT);
     let workloads = Workloads::new(client.clone(), CALL_TIMEOUT);
-    // The targets phase's files (the objects as they were before the first mutation) are
-    // never overwritten by this phase, which runs while the mitigation writes.
-    let before = files_in_manifest(dir).await;
-    let per_namespace = request
-        .namespaces
-        .iter()
-        .map(|ns| capture_namespace(&objects, &workloads, request, ns, dir, &reads, &before));
+    let page_size = options.page_size.max(1);
+    // The targets phase's records (the objects as they were before the first mutation) are
+    // never overwritten nor duplicated by this phase, which runs while the mitigation writes.
+    let before = before_in_manifest(dir).await;
+    let per_namespace = request.namespaces.iter().map(|ns| {
+        capture_namespace(
+            &objects, &workloads, request, ns, dir, &reads, &before, page_size,
+        )
+    });
     let metrics = capture_metrics(request, prometheus.as_ref());
     let (namespaces, metric_items) = futures::join!(join_all(per_namespace), metrics);
     let mut written = Manifest::default();
@@ -679,7 +885,7 @@ pub async fn capture_rest(
     let already = logs_in_manifest(dir).await;
     let (logs, nodes) = futures::join!(
         capture_logs(&workloads, request, &pods, &already),
-        capture_nodes(&objects, &workloads, &pods)
+        capture_nodes(&objects, &workloads, &pods, &before, page_size)
     );
     items.extend(logs);
     items.extend(nodes);
@@ -689,29 +895,41 @@ pub async fn capture_rest(
     Ok(written)
 }
 
-/// The files already in the bundle's manifest.
-async fn files_in_manifest(dir: &Path) -> BTreeSet<String> {
-    let Ok(bytes) = tokio::fs::read(dir.join(MANIFEST_FILE)).await else {
-        return BTreeSet::new();
-    };
-    serde_json::from_slice::<Manifest>(&bytes)
-        .map(|m| m.captured.into_iter().map(|e| e.file).collect())
-        .unwrap_or_default()
+/// What the bundle's manifest held when the broad phase started: the targets phase's record.
+#[derive(Debug, Default)]
+struct Before {
+    /// Its files (never overwritten: a page never takes one of their names).
+    files: BTreeSet<String>,
+    /// Its objects, `(kind, namespace/name)` (left out of the pages).
+    objects: BTreeSet<(String, String)>,
 }
 
-/// Whether `object` (of `kind`) would go to a file the bundle already has.
-fn already_written(before: &BTreeSet<String>, kind: &str, object: &Value) -> bool {
-    if before.is_empty() {
-        return false;
+impl Before {
+    /// Whether `object` (of `kind`) is already in the bundle.
+    fn has(&self, kind: &str, object: &Value) -> bool {
+        if self.objects.is_empty() {
+            return false;
+        }
+        let (namespace, name) = names_of(object);
+        self.objects
+            .contains(&(kind.to_string(), qualified(namespace, name)))
     }
-    let namespace = object
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str);
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("unnamed");
-    before.contains(&*object_file(namespace, kind, name).to_string_lossy())
+}
+
+/// The files and objects already in the bundle's manifest.
+async fn before_in_manifest(dir: &Path) -> Before {
+    let Ok(bytes) = tokio::fs::read(dir.join(MANIFEST_FILE)).await else {
+        return Before::default();
+    };
+    let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
+        return Before::default();
+    };
+    let mut before = Before::default();
+    for entry in manifest.captured {
+        before.objects.insert((entry.kind, entry.name));
+        before.files.insert(entry.file);
+    }
+    before
 }
 
 /// The (namespace, pod) pairs whose current log is already in the bundle's manifest.
@@ -733,10 +951,11 @@ async fn logs_in_manifest(dir: &Path) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// Reads a kind in pages and writes each page as it comes (the write of one page overlaps
-/// the read of the next); `seen` gets each object's summary of the caller's choosing and may
-/// drop it (`false`: already written). Returns the written manifest and, when the list was
-/// cut at `max_items` or failed, a failure entry.
+/// Reads a kind in pages of `page_size` and writes each page as it comes, as one file of
+/// `pages` (the write of one page overlaps the read of the next); `seen` gets each object
+/// (to keep a summary of the caller's choosing) and may leave it out of the page (`false`:
+/// already in the bundle). Returns the written manifest and, when the list was cut at
+/// `max_items` or failed, a failure entry.
 #[allow(clippy::too_many_arguments)]
 async fn stream_kind(
     objects: &Objects,
@@ -746,6 +965,8 @@ async fn stream_kind(
     selector: &str,
     max_items: usize,
     dir: &Path,
+    pages: &mut Pages<'_>,
+    page_size: u32,
     mut seen: impl FnMut(&Value) -> bool,
 ) -> Result<(Manifest, Option<Captured>), SnapshotError> {
     let what = if selector.is_empty() {
@@ -753,7 +974,7 @@ async fn stream_kind(
     } else {
         format!("{kind} in {namespace} ({selector})")
     };
-    let mut params = ListParams::default().limit(PAGE_SIZE);
+    let mut params = ListParams::default().limit(page_size);
     if !selector.is_empty() {
         params = params.labels(selector);
     }
@@ -789,16 +1010,18 @@ async fn stream_kind(
             }
             if seen(&object) {
                 count += 1;
-                items.push(object_item(kind, object));
+                items.push(page_item(kind, object));
             }
         }
         if let Some(previous) = writing.take() {
             written.merge(&join_write(previous, dir).await?);
         }
-        let owned = dir.to_path_buf();
-        writing = Some(tokio::task::spawn_blocking(move || {
-            write_files_blocking(&owned, items)
-        }));
+        if let Some(page) = pages.page(items) {
+            let owned = dir.to_path_buf();
+            writing = Some(tokio::task::spawn_blocking(move || {
+                write_files_blocking(&owned, vec![page])
+            }));
+        }
         match next {
             _ if cut || (next.is_some() && count >= max_items) => {
                 problem = Some(Captured::Failed {
@@ -830,13 +1053,16 @@ async fn join_write(
 }
 
 /// The pods of the namespace's target Deployments, or all pods (bounded) when there are none:
-/// written page by page; their summaries returned.
+/// written page by page (a pod the targets phase captured left out); their summaries returned.
+#[allow(clippy::too_many_arguments)]
 async fn capture_pods(
     objects: &Objects,
     request: &SnapshotRequest,
     namespace: &str,
     dir: &Path,
     reads: &TargetReads,
+    before: &Before,
+    page_size: u32,
     items: &mut Vec<Captured>,
 ) -> Result<(Manifest, Vec<PodSummary>), SnapshotError> {
     let deployment_targets: Vec<&ObjectRef> = request
@@ -868,22 +1094,26 @@ async fn capture_pods(
     let Some(pod_kind) = builtin_kind("v1", "Pod") else {
         return Ok((written, pods));
     };
+    // One numbering for the namespace's pod pages, whatever selector listed them.
+    let mut pages = Pages::new(Some(namespace), "Pod", "Pod", &before.files);
     for selector in selectors {
+        // Every pod is summarized once (logs, nodes); one the targets phase captured is left
+        // out of the pages.
         let mut take = |pod: &Value| {
             let summary = PodSummary::of(pod);
-            if names.insert(summary.name.clone()) {
-                pods.push(summary);
-                true
-            } else {
-                false
+            if !names.insert(summary.name.clone()) {
+                return false;
             }
+            pods.push(summary);
+            !before.has("Pod", pod)
         };
         if let Some(listed) = reads.pods.get(&(namespace.to_string(), selector.clone())) {
-            let fresh: Vec<Captured> = listed
+            let fresh: Vec<(String, Value)> = listed
                 .iter()
                 .filter(|pod| take(pod))
-                .map(|pod| object_item("Pod", pod.clone()))
+                .map(|pod| page_item("Pod", pod.clone()))
                 .collect();
+            let fresh = pages.pages(fresh, page_size as usize);
             written.merge(&write_files(dir, fresh).await?);
             continue;
         }
@@ -895,6 +1125,8 @@ async fn capture_pods(
             &selector,
             MAX_PODS_PER_NAMESPACE,
             dir,
+            &mut pages,
+            page_size,
             take,
         )
         .await?;
@@ -906,6 +1138,7 @@ async fn capture_pods(
 
 /// One namespace: pods and the other kinds (written page by page), events, Secret names.
 /// Returns what was written, the items still to write, and the pods' summaries.
+#[allow(clippy::too_many_arguments)]
 async fn capture_namespace(
     objects: &Objects,
     workloads: &Workloads,
@@ -913,10 +1146,20 @@ async fn capture_namespace(
     namespace: &str,
     dir: &Path,
     reads: &TargetReads,
-    before: &BTreeSet<String>,
+    before: &Before,
+    page_size: u32,
 ) -> Result<(Manifest, Vec<Captured>, Vec<PodSummary>), SnapshotError> {
     let mut pod_items = Vec::new();
-    let pods = capture_pods(objects, request, namespace, dir, reads, &mut pod_items);
+    let pods = capture_pods(
+        objects,
+        request,
+        namespace,
+        dir,
+        reads,
+        before,
+        page_size,
+        &mut pod_items,
+    );
     let kinds = [
         ("apps/v1", "Deployment"),
         ("apps/v1", "ReplicaSet"),
@@ -935,6 +1178,7 @@ async fn capture_namespace(
                 Err(err) => return Ok((Manifest::default(), Some(failed(what, &err)))),
             },
         };
+        let mut pages = Pages::new(Some(namespace), kind, kind, &before.files);
         stream_kind(
             objects,
             &resolved,
@@ -943,7 +1187,9 @@ async fn capture_namespace(
             "",
             MAX_OBJECTS_PER_KIND,
             dir,
-            |object| !already_written(before, kind, object),
+            &mut pages,
+            page_size,
+            |object| !before.has(kind, object),
         )
         .await
     });
@@ -1099,33 +1345,41 @@ async fn capture_logs(
 
 /// The conditions of the nodes running `pods`: one GET per node for a few, else one paged
 /// LIST of the nodes (a 10,000-pod namespace runs on every node: 100 GETs become 1 LIST).
+/// Written as pages of trimmed `Node` objects (labels, unschedulable, taints, conditions) under
+/// `objects/_cluster/node/`, manifest kind `NodeConditions`.
 async fn capture_nodes(
     objects: &Objects,
     workloads: &Workloads,
     pods: &[PodSummary],
+    before: &Before,
+    page_size: u32,
 ) -> Vec<Captured> {
     let names: BTreeSet<String> = pods.iter().filter_map(|p| p.node.clone()).collect();
-    let item = |name: &str, node: &Value| {
+    let item = |name: &str, node: &Value| -> (String, Value) {
         let spec = node.get("spec");
         let value = json!({
-            "name": name,
-            "labels": node.pointer("/metadata/labels"),
-            "unschedulable": spec.and_then(|s| s.get("unschedulable")).and_then(Value::as_bool).unwrap_or(false),
-            "taints": spec.and_then(|s| s.get("taints")).cloned().unwrap_or_else(|| json!([])),
-            "conditions": node.pointer("/status/conditions").cloned().unwrap_or_else(|| json!([])),
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": node.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({})),
+            },
+            "spec": {
+                "unschedulable": spec.and_then(|s| s.get("unschedulable")).and_then(Value::as_bool).unwrap_or(false),
+                "taints": spec.and_then(|s| s.get("taints")).cloned().unwrap_or_else(|| json!([])),
+            },
+            "status": {
+                "conditions": node.pointer("/status/conditions").cloned().unwrap_or_else(|| json!([])),
+            },
         });
-        Captured::Json {
-            kind: "NodeConditions".into(),
-            name: name.to_string(),
-            file: PathBuf::from("nodes").join(format!("{}.json", bounded(name))),
-            value,
-        }
+        (name.to_string(), value)
     };
+    let mut found: Vec<(String, Value)> = Vec::new();
+    let mut out: Vec<Captured> = Vec::new();
     if names.len() > NODE_GETS_MAX
         && let Some(kind) = builtin_kind("v1", "Node")
     {
-        let mut params = ListParams::default().limit(PAGE_SIZE);
-        let mut found = Vec::new();
+        let mut params = ListParams::default().limit(page_size);
         loop {
             match objects.list_page(&kind, None, &params).await {
                 Ok((page, next)) => {
@@ -1138,26 +1392,35 @@ async fn capture_nodes(
                     }
                     match next {
                         Some(token) => params.continue_token = Some(token),
-                        None => return found,
+                        None => break,
                     }
                 }
                 Err(err) => {
-                    found.push(failed("nodes", &err));
-                    return found;
+                    out.push(failed("nodes", &err));
+                    break;
                 }
             }
         }
-    }
-    let reads = names.into_iter().map(|name| async move {
-        match workloads.node(&name).await {
-            Ok(node) => match serde_json::to_value(&node) {
-                Ok(value) => item(&name, &value),
-                Err(err) => failed(format!("node {name}"), &err),
-            },
-            Err(err) => failed(format!("node {name}"), &err),
+    } else {
+        let reads = names.into_iter().map(|name| async move {
+            match workloads.node(&name).await {
+                Ok(node) => match serde_json::to_value(&node) {
+                    Ok(value) => Ok(item(&name, &value)),
+                    Err(err) => Err(failed(format!("node {name}"), &err)),
+                },
+                Err(err) => Err(failed(format!("node {name}"), &err)),
+            }
+        });
+        for read in join_all(reads).await {
+            match read {
+                Ok(node) => found.push(node),
+                Err(failure) => out.push(failure),
+            }
         }
-    });
-    join_all(reads).await
+    }
+    let mut pages = Pages::new(None, "NodeConditions", "Node", &before.files);
+    out.extend(pages.pages(found, page_size as usize));
+    out
 }
 
 async fn capture_metrics(
@@ -1249,6 +1512,139 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    }
+
+    fn pod(name: &str, env: Value) -> (String, Value) {
+        page_item(
+            "Pod",
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": name, "namespace": "shop", "managedFields": [{}]},
+                   "spec": {"containers": [{"name": "app", "env": env}]}}),
+        )
+    }
+
+    /// Issue 18: a page is one `List` file whose items and manifest entries agree one to one
+    /// (index = position in `items`), redacted inside, without managedFields.
+    #[test]
+    fn issue18_a_page_is_one_list_file_with_one_indexed_entry_per_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let taken = BTreeSet::new();
+        let mut pages = Pages::new(Some("shop"), "Pod", "Pod", &taken);
+        let items = vec![
+            pod("a", json!([{"name": "MODE", "value": "fast"}])),
+            pod("b", json!([{"name": "DB_PASSWORD", "value": "hunter2"}])),
+            pod("c", json!([])),
+        ];
+        let batch = pages.pages(items, 2);
+        assert_eq!(batch.len(), 2, "3 objects in pages of 2");
+        let manifest = write_files_blocking(dir.path(), batch).unwrap();
+        assert!(manifest.failed.is_empty(), "{:?}", manifest.failed);
+        let files = [
+            "objects/shop/pod/page-0001.json",
+            "objects/shop/pod/page-0002.json",
+        ];
+        let mut seen = 0;
+        for file in files {
+            let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
+            assert!(
+                !text.contains("hunter2") && !text.contains("managedFields"),
+                "{text}"
+            );
+            let list: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(list["kind"], "List");
+            assert_eq!(list["apiVersion"], "v1");
+            let items = list["items"].as_array().unwrap();
+            let entries: Vec<&Entry> = manifest
+                .captured
+                .iter()
+                .filter(|e| e.file == file)
+                .collect();
+            assert_eq!(entries.len(), items.len(), "{file}");
+            for entry in entries {
+                let item = &items[entry.index.unwrap()];
+                assert_eq!(
+                    format!("shop/{}", item["metadata"]["name"].as_str().unwrap()),
+                    entry.name
+                );
+                assert_eq!(entry.kind, "Pod");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 3);
+        assert_eq!(
+            manifest.redacted,
+            vec!["objects/shop/pod/page-0001.json: items[1].spec.containers[0].env DB_PASSWORD"]
+        );
+    }
+
+    /// A page name a file of the bundle already has (a target named `page-0001`) is skipped;
+    /// an empty page is no file.
+    #[test]
+    fn issue18_pages_never_take_a_name_the_bundle_has() {
+        let taken: BTreeSet<String> = ["objects/shop/pod/page-0001.json".to_string()].into();
+        let mut pages = Pages::new(Some("shop"), "Pod", "Pod", &taken);
+        assert!(pages.page(Vec::new()).is_none());
+        let files: Vec<PathBuf> = pages
+            .pages(vec![pod("a", json!([])), pod("b", json!([]))], 1)
+            .into_iter()
+            .map(|c| match c {
+                Captured::Page { file, .. } => file,
+                _ => panic!("a page"),
+            })
+            .collect();
+        assert_eq!(
+            files,
+            vec![
+                PathBuf::from("objects/shop/pod/page-0001-2.json"),
+                PathBuf::from("objects/shop/pod/page-0002.json")
+            ]
+        );
+        let mut nodes = Pages::new(None, "NodeConditions", "Node", &taken);
+        let Some(Captured::Page { file, .. }) = nodes.page(vec![("n1".into(), json!({}))]) else {
+            panic!("a page");
+        };
+        assert_eq!(file, PathBuf::from("objects/_cluster/node/page-0001.json"));
+    }
+
+    /// A link planted at a page's name is replaced, never followed; a page that cannot be
+    /// written is one `failed` entry and the other pages are written.
+    #[test]
+    fn issue18_a_planted_link_is_not_followed_and_an_unwritable_page_loses_only_itself() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pod_dir = dir.path().join("objects/shop/pod");
+        std::fs::create_dir_all(pod_dir.join("page-0002.json/blocker")).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"keep").unwrap();
+        std::os::unix::fs::symlink(&outside, pod_dir.join("page-0001.json")).unwrap();
+        let taken = BTreeSet::new();
+        let mut pages = Pages::new(Some("shop"), "Pod", "Pod", &taken);
+        let items = (0..5).map(|i| pod(&format!("p{i}"), json!([]))).collect();
+        let manifest = write_files_blocking(dir.path(), pages.pages(items, 2)).unwrap();
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
+        let first = pod_dir.join("page-0001.json");
+        let meta = std::fs::symlink_metadata(&first).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(manifest.failed.len(), 1, "{:?}", manifest.failed);
+        assert!(
+            manifest.failed[0].what.contains("page-0002.json")
+                && manifest.failed[0].what.contains("2 pod"),
+            "{:?}",
+            manifest.failed
+        );
+        let names: Vec<&str> = manifest.captured.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["shop/p0", "shop/p1", "shop/p4"]);
+        assert!(
+            manifest
+                .captured
+                .iter()
+                .all(|e| !e.file.contains("page-0002"))
+        );
+        let third: Value =
+            serde_json::from_slice(&std::fs::read(pod_dir.join("page-0003.json")).unwrap())
+                .unwrap();
+        assert_eq!(third["items"][0]["metadata"]["name"], "p4");
     }
 
     #[test]

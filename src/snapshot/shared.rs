@@ -266,6 +266,7 @@ mod tests {
             kind: kind.into(),
             name: name.into(),
             file: file.into(),
+            index: None,
         };
         let source = Manifest {
             captured: vec![

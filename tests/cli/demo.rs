@@ -29,6 +29,21 @@ fn demo_rolls_back_the_bad_release_and_shows_journal_and_snapshot() {
         stdout.contains("objects/shop/deployment/checkout.json"),
         "prints the manifest"
     );
+    // Issue 18: the broad phase's objects are in pages, each entry naming its page and index;
+    // the target Deployment and its ReplicaSets (the targets phase's own files) are not
+    // repeated in a page.
+    assert!(
+        stdout.contains("objects/shop/pod/page-0001.json items[0]"),
+        "pods in a page"
+    );
+    assert!(
+        !stdout.contains("objects/shop/deployment/page-"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("objects/shop/replicaset/page-"),
+        "{stdout}"
+    );
     // Issue 15: the snapshot captures every kind it lists (HPAs, EndpointSlices, …).
     let rest = stdout
         .lines()

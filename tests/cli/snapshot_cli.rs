@@ -130,11 +130,28 @@ async fn issue18_namespace_snapshot_captures_deployments_replicasets_and_every_p
     );
     assert_eq!(count("ReplicaSet"), replica_sets.len());
     assert_eq!(count("Pod"), pods.len(), "every page of pods");
+    // Issue 18: one `List` file per kind and page of 2,000, the manifest naming each object's
+    // page and index.
     let name = deployments[0]["metadata"]["name"].as_str().expect("name");
-    assert!(
-        bundle
-            .join(format!("objects/shop/deployment/{name}.json"))
-            .is_file()
-    );
+    let entry = captured
+        .iter()
+        .find(|e| e["kind"] == "Deployment" && e["name"] == format!("shop/{name}"))
+        .expect("the deployment's entry");
+    assert_eq!(entry["file"], "objects/shop/deployment/page-0001.json");
+    let read = |file: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(bundle.join(file)).expect(file)).expect("json")
+    };
+    let page = read("objects/shop/deployment/page-0001.json");
+    assert_eq!(page["kind"], "List");
+    let index = entry["index"].as_u64().expect("index") as usize;
+    assert_eq!(page["items"][index]["metadata"]["name"], name);
+    let first = read("objects/shop/pod/page-0001.json");
+    let second = read("objects/shop/pod/page-0002.json");
+    let in_pages = first["items"].as_array().expect("items").len()
+        + second["items"].as_array().expect("items").len();
+    assert_eq!(first["items"].as_array().expect("items").len(), 2_000);
+    assert_eq!(in_pages, pods.len(), "two pages hold every pod");
+    assert!(!bundle.join("objects/shop/pod/page-0003.json").exists());
+    assert_eq!(json["manifest"]["formatVersion"], 2);
     sim.cluster_shutdown().await;
 }

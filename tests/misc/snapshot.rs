@@ -300,3 +300,284 @@ async fn issue13_long_names_credentials_in_env_and_unwritable_files_never_break_
     );
     sim.cluster_shutdown().await;
 }
+
+/// Every entry of the manifest, read back: its own file or its item in a page; and the pages'
+/// items and the manifest's indexes agree one to one.
+fn check_pages(bundle: &Path, manifest: &snapshot::Manifest) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut by_page: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+    for entry in manifest
+        .captured
+        .iter()
+        .filter(|e| !e.file.ends_with(".log"))
+    {
+        let object = snapshot::load_object(bundle, entry).expect("entry readable");
+        if let Some(index) = entry.index {
+            assert!(
+                by_page.entry(&entry.file).or_default().insert(index),
+                "{entry:?} twice"
+            );
+            let name = object["metadata"]["name"].as_str().expect("name");
+            assert!(
+                entry.name == name || entry.name.ends_with(&format!("/{name}")),
+                "{entry:?} points at {name}"
+            );
+        }
+    }
+    for (file, indexes) in by_page {
+        let page: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join(file)).expect("page")).expect("json");
+        assert_eq!(page["kind"], "List", "{file}");
+        let items = page["items"].as_array().expect("items").len();
+        assert_eq!(
+            indexes,
+            (0..items).collect::<std::collections::BTreeSet<_>>(),
+            "{file}: every item has one entry"
+        );
+    }
+}
+
+/// A pod with a literal credential in its env, on a node.
+fn bulk_pod(name: &str) -> serde_json::Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": "shop", "labels": {"app": "bulk"}},
+           "spec": {"nodeName": "zone-a-node-1", "containers": [{
+               "name": "app", "image": "bulk:1",
+               "env": [{"name": "API_TOKEN", "value": SECRET_VALUE}]}]},
+           "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+}
+
+/// Issue 18: the broad phase writes one `List` file per kind and list page. A namespace with
+/// more pods than a page gives several pages whose items and manifest indexes agree one to
+/// one; a target the targets phase captured is not duplicated in a page (its entry points at
+/// its own file); credentials in env are redacted inside pages; the manifest is version 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue18_broad_phase_writes_one_list_per_kind_and_page() {
+    let sim = Sim::start().await;
+    let store = sim.cluster.store();
+    for i in 0..7 {
+        store
+            .create(&kinds::pods(), bulk_pod(&format!("bulk-{i}")))
+            .expect("pod created");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = dir.path().join("snapshot");
+    let request = SnapshotRequest {
+        targets: vec![ObjectRef {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: Some("shop".into()),
+            name: "bulk-3".into(),
+        }],
+        namespaces: vec!["shop".into()],
+        spec: SnapshotSpec::default(),
+    };
+    let client = sim.cluster.client();
+    let (_, reads) = snapshot::capture_targets(&client, &request, &bundle, &Default::default())
+        .await
+        .expect("targets captured");
+    let options = snapshot::RestOptions { page_size: 3 };
+    let rest = snapshot::capture_rest_with(&client, &request, &bundle, None, reads, options)
+        .await
+        .expect("rest captured");
+    // Unserved kinds, and the logs of pods the sim has not started, may fail; nothing else.
+    assert!(
+        rest.failed
+            .iter()
+            .all(|f| f.error.contains("not served") || f.what.starts_with("log of")),
+        "{:?}",
+        rest.failed
+    );
+    let manifest = snapshot::load_manifest(&bundle).expect("manifest");
+    assert_eq!(manifest.format_version.get(), 2);
+    let raw: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).expect("manifest"))
+            .expect("json");
+    assert_eq!(raw["formatVersion"], 2);
+    check_pages(&bundle, &manifest);
+
+    // Every pod once; the target in its own file, the rest in pages of 3.
+    let pods_in_store = store.list(&kinds::pods(), Some("shop")).0.len();
+    assert!(pods_in_store > 7, "{pods_in_store}");
+    let pods: Vec<&snapshot::Entry> = manifest
+        .captured
+        .iter()
+        .filter(|e| e.kind == "Pod")
+        .collect();
+    assert_eq!(pods.len(), pods_in_store, "{pods:?}");
+    let names: std::collections::BTreeSet<&str> = pods.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names.len(), pods_in_store, "no pod twice");
+    let target: Vec<_> = pods.iter().filter(|e| e.name == "shop/bulk-3").collect();
+    assert_eq!(target.len(), 1);
+    assert_eq!(target[0].file, "objects/shop/pod/bulk-3.json");
+    assert_eq!(target[0].index, None);
+    // One file per list page of 3 (the target leaves a hole in its page, not a page more).
+    let page_count = pods_in_store.div_ceil(3);
+    let mut paged = 0;
+    for page in 1..=page_count {
+        let file = format!("objects/shop/pod/page-{page:04}.json");
+        let text = std::fs::read_to_string(bundle.join(&file)).expect("page written");
+        assert!(!text.contains("\"bulk-3\""), "{file} duplicates the target");
+        let list: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let items = list["items"].as_array().expect("items").len();
+        assert!((1..=3).contains(&items), "{file}: {items}");
+        paged += items;
+    }
+    assert_eq!(paged, pods_in_store - 1);
+    assert!(
+        !bundle
+            .join(format!("objects/shop/pod/page-{:04}.json", page_count + 1))
+            .exists()
+    );
+    assert!(
+        pods.iter()
+            .all(|e| e.name == "shop/bulk-3" || e.index.is_some())
+    );
+    // Other kinds and the nodes are pages too.
+    for (kind, file) in [
+        ("ReplicaSet", "objects/shop/replicaset/page-0001.json"),
+        ("Deployment", "objects/shop/deployment/page-0001.json"),
+        ("NodeConditions", "objects/_cluster/node/page-0001.json"),
+    ] {
+        assert!(
+            manifest
+                .captured
+                .iter()
+                .any(|e| e.kind == kind && e.file == file && e.index.is_some()),
+            "{kind} in {file}"
+        );
+    }
+    let rs = manifest
+        .captured
+        .iter()
+        .filter(|e| e.kind == "ReplicaSet")
+        .count();
+    assert_eq!(rs, store.list(&kinds::replicasets(), Some("shop")).0.len());
+    // Pages hold only 0600 files in 0700 directories.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&bundle.join("objects/shop/pod")), 0o700);
+    assert_eq!(mode(&bundle.join("objects/shop/pod/page-0001.json")), 0o600);
+
+    // The credential: redacted in every file, named in the manifest with page and item.
+    let mut files = Vec::new();
+    all_files(&bundle, &mut files);
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        assert!(!text.contains(SECRET_VALUE), "{}", file.display());
+    }
+    assert!(
+        manifest
+            .redacted
+            .iter()
+            .any(|r| r.starts_with("objects/shop/pod/page-")
+                && r.contains("items[")
+                && r.contains("env API_TOKEN")),
+        "{:?}",
+        manifest.redacted
+    );
+    assert!(
+        manifest
+            .redacted
+            .iter()
+            .any(|r| r.starts_with("objects/shop/pod/bulk-3.json: ")),
+        "{:?}",
+        manifest.redacted
+    );
+    sim.cluster_shutdown().await;
+}
+
+/// Issue 18: a link planted at a page's path is replaced, never followed; a page that cannot
+/// be written is one `failed` entry and the other pages are written and listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue18_a_planted_link_and_an_unwritable_page_never_break_the_bundle() {
+    let sim = Sim::start().await;
+    let store = sim.cluster.store();
+    for i in 0..7 {
+        store
+            .create(&kinds::pods(), bulk_pod(&format!("bulk-{i}")))
+            .expect("pod created");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = dir.path().join("snapshot");
+    let pod_dir = bundle.join("objects/shop/pod");
+    std::fs::create_dir_all(pod_dir.join("page-0002.json/blocker")).expect("dir");
+    let outside = dir.path().join("outside");
+    std::fs::write(&outside, b"keep").expect("outside");
+    std::os::unix::fs::symlink(&outside, pod_dir.join("page-0001.json")).expect("link");
+    let request = SnapshotRequest {
+        targets: Vec::new(),
+        namespaces: vec!["shop".into()],
+        spec: SnapshotSpec::default(),
+    };
+    let client = sim.cluster.client();
+    let options = snapshot::RestOptions { page_size: 3 };
+    let rest = snapshot::capture_rest_with(
+        &client,
+        &request,
+        &bundle,
+        None,
+        Default::default(),
+        options,
+    )
+    .await
+    .expect("a failed page never fails the bundle");
+    assert_eq!(std::fs::read(&outside).expect("outside"), b"keep");
+    let first = std::fs::symlink_metadata(pod_dir.join("page-0001.json")).expect("meta");
+    assert!(first.file_type().is_file(), "the link is replaced");
+    let failed: Vec<_> = rest
+        .failed
+        .iter()
+        .filter(|f| f.what.contains("objects/shop/pod/page-0002.json"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", rest.failed);
+    assert!(failed[0].what.contains("3 pod"), "{failed:?}");
+    let manifest = snapshot::load_manifest(&bundle).expect("manifest");
+    assert_eq!(manifest.failed, rest.failed);
+    check_pages(&bundle, &manifest);
+    let pods_in_store = store.list(&kinds::pods(), Some("shop")).0.len();
+    let pods = manifest.captured.iter().filter(|e| e.kind == "Pod").count();
+    assert_eq!(
+        pods,
+        pods_in_store - 3,
+        "only the lost page's pods are missing"
+    );
+    assert!(
+        manifest
+            .captured
+            .iter()
+            .any(|e| e.file == "objects/shop/pod/page-0003.json")
+    );
+    sim.cluster_shutdown().await;
+}
+
+/// A version 1 manifest (no `formatVersion`, one file per object) still reads, and its
+/// entries resolve; a newer version is refused, naming the file.
+#[test]
+fn issue18_manifest_versions_one_and_two_read_newer_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("objects/shop/pod")).expect("dir");
+    std::fs::write(
+        dir.path().join("objects/shop/pod/web-1.json"),
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1"}}"#,
+    )
+    .expect("object");
+    std::fs::write(
+        dir.path().join("manifest.json"),
+        r#"{"captured": [{"kind": "Pod", "name": "shop/web-1", "file": "objects/shop/pod/web-1.json"}], "failed": []}"#,
+    )
+    .expect("manifest");
+    let manifest = snapshot::load_manifest(dir.path()).expect("version 1 reads");
+    assert_eq!(manifest.format_version.get(), 1);
+    assert_eq!(manifest.captured[0].index, None);
+    let pod = snapshot::load_object(dir.path(), &manifest.captured[0]).expect("object");
+    assert_eq!(pod["metadata"]["name"], "web-1");
+    std::fs::write(
+        dir.path().join("manifest.json"),
+        r#"{"formatVersion": 3, "captured": [], "failed": []}"#,
+    )
+    .expect("manifest");
+    let err = snapshot::load_manifest(dir.path()).expect_err("version 3 is refused");
+    assert!(err.to_string().contains("manifest.json"), "{err}");
+    assert!(err.to_string().contains("version 3"), "{err}");
+}
