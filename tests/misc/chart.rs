@@ -199,6 +199,9 @@ fn rendered_rbac_grants_exactly_the_verbs_the_actions_need() {
         "/configmaps:list",
         "autoscaling/horizontalpodautoscalers:list",
         "discovery.k8s.io/endpointslices:list",
+        // A CLI run's lock of the same target, in the target's namespace (read only).
+        "coordination.k8s.io/leases:get",
+        "coordination.k8s.io/leases:list",
         "gateway.networking.k8s.io/httproutes:get",
         "gateway.networking.k8s.io/httproutes:list",
         "gateway.networking.k8s.io/httproutes:patch",
