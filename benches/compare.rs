@@ -80,6 +80,27 @@ struct PdbBound {
 }
 
 impl PdbBound {
+    /// `waves` of the scenario's per-wave time: the larger of the termination grace and pod
+    /// start + ready delay, in real time (simulated seconds / the time factor).
+    fn of_waves(scenario: &Scenario, waves: usize) -> PdbBound {
+        let settings = scenario.settings();
+        let real = |d: Duration| Duration::from_secs_f64(d.as_secs_f64() / settings.time_factor);
+        let termination = real(Duration::from_secs(
+            scenario
+                .file
+                .settings
+                .termination_grace_period_seconds
+                .max(0) as u64,
+        ));
+        let start_ready = real(settings.pod_start_delay + settings.pod_ready_delay);
+        PdbBound {
+            waves,
+            per_wave: termination.max(start_ready),
+            termination,
+            start_ready,
+        }
+    }
+
     fn total(&self) -> Duration {
         self.per_wave * self.waves as u32
     }
@@ -274,23 +295,7 @@ fn pdb_bound(sim: &SimCluster, scenario: &Scenario) -> PdbBound {
             waves = waves.max(selected.div_ceil(allowed));
         }
     }
-    let settings = scenario.settings();
-    let factor = settings.time_factor;
-    let real = |d: Duration| Duration::from_secs_f64(d.as_secs_f64() / factor);
-    let termination = real(Duration::from_secs(
-        scenario
-            .file
-            .settings
-            .termination_grace_period_seconds
-            .max(0) as u64,
-    ));
-    let start_ready = real(settings.pod_start_delay + settings.pod_ready_delay);
-    PdbBound {
-        waves,
-        per_wave: termination.max(start_ready),
-        termination,
-        start_ready,
-    }
+    PdbBound::of_waves(scenario, waves)
 }
 
 /// The zone fail-out. `cordon_first`: the kubectl side cordons the whole zone before its drain
@@ -440,22 +445,7 @@ async fn restart() -> Result<Row, String> {
     // The restart's bound: ⌈replicas / batch⌉ batches, each waiting for its replacements to
     // start and be Ready (and the evicted pods to be gone: the larger of the two; no warm-up
     // here), in real time. kubectl's surges of 25 % (3 of 12) give it the same 4 waves.
-    let settings = scenario.settings();
-    let real = |d: Duration| Duration::from_secs_f64(d.as_secs_f64() / settings.time_factor);
-    let termination = real(Duration::from_secs(
-        scenario
-            .file
-            .settings
-            .termination_grace_period_seconds
-            .max(0) as u64,
-    ));
-    let start_ready = real(settings.pod_start_delay + settings.pod_ready_delay);
-    let bound = PdbBound {
-        waves: 12_usize.div_ceil(3),
-        per_wave: termination.max(start_ready),
-        termination,
-        start_ready,
-    };
+    let bound = PdbBound::of_waves(&scenario, 12_usize.div_ceil(3));
     let mut row = row(
         "rolling restart",
         samples,

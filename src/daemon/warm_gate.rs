@@ -14,8 +14,8 @@
 //!    Deployment is running), the pod is that run's to release: the controller checks again
 //!    every [`WarmGate::recheck`]. The Lease is looked up where the daemon's runs keep theirs
 //!    (the daemon's namespace) and where a CLI run keeps its own unless told otherwise (the
-//!    Deployment's namespace; the chart grants `get` on Leases everywhere, nothing more), so
-//!    a CLI restart's pods are left to it too. A crashed run's Lease expires, and
+//!    Deployment's namespace): one list by name across namespaces (the chart grants `list` on
+//!    Leases everywhere, nothing more), so a CLI restart's pods are left to it too. A crashed run's Lease expires, and
 //!    the pod is then released here; a resumed run finds it released and does not release it
 //!    again (a release is a no-op on a pod whose condition is already `True`).
 //! 3. When the Deployment has the annotation `ripcord.dev/warmup` (JSON, the shape of the
@@ -29,7 +29,7 @@
 //! released, `released`: released without a warm-up annotation, `warmup-failed`, `error`).
 //! Losing leadership stops the controller (the next leader's controller takes over). RBAC:
 //! pods `list`/`watch`/`get`, `pods/status` `patch`, `pods/proxy` `get` (warm-ups through the
-//! API server), replicasets and deployments `get`, leases `get` (in every namespace).
+//! API server), replicasets and deployments `get`, leases `list` (in every namespace; `get` in its own).
 
 use crate::actions::ActionContext;
 use crate::actions::deployment_restart::{
@@ -333,39 +333,38 @@ impl WarmGate {
             .map(|o| o.name.clone())
     }
 
-    /// The run holding the lock of `deployment/NS/NAME`, when its Lease is live in the
-    /// daemon's lock namespace (where its own runs lock) or in the Deployment's namespace
-    /// (where a CLI run locks unless given `--lock-namespace`). A failed read counts as held
-    /// (look again later rather than race a running restart), except a 403 or 404 in the
-    /// Deployment's namespace: without `get` on Leases there (the chart grants it), no CLI
-    /// lock can be seen, and the daemon's own namespace still is.
+    /// The run holding the lock of `deployment/NS/NAME`, when its Lease is live in any
+    /// namespace: the daemon's lock namespace (where its own runs lock) or the Deployment's
+    /// (where a CLI run locks unless given `--lock-namespace`); one list by name
+    /// ([`leases::live_holder_anywhere`]). Without `list` on Leases cluster-wide (403) only
+    /// the daemon's own lock namespace is read. A failed read counts as held (look again later
+    /// rather than race a running restart).
     async fn restart_running(&self, namespace: &str, deployment: &str) -> Option<String> {
         let lock = format!("deployment/{namespace}/{deployment}");
-        let lease = leases::lease_name(&lock);
-        let own = leases::lock_namespace(self.lock_namespace.as_deref(), namespace);
-        let mut places = vec![own];
-        if own != namespace {
-            places.push(namespace);
-        }
-        for ns in places {
-            match leases::live_holder(&self.client, ns, &lease, self.call_timeout).await {
-                Ok(Some(holder)) => return Some(holder),
-                Ok(None) => {}
-                Err(leases::LeaseError::Api {
-                    source: kube::Error::Api(status),
-                    ..
-                }) if ns != own && (status.code == 403 || status.code == 404) => {
-                    tracing::debug!(lock = %lock, namespace = ns, code = status.code,
-                                    "warm-gate: cannot see CLI lock Leases in the Deployment's namespace");
-                }
-                Err(err) => {
-                    tracing::warn!(lock = %lock, namespace = ns, error = %error_chain(&err),
-                                   "warm-gate: cannot read the lock Lease; looking again later");
-                    return Some("unknown (the Lease could not be read)".into());
+        // No run of ours is asking: any live holder counts.
+        let anywhere = leases::live_holder_anywhere(&self.client, &lock, "", self.call_timeout);
+        let unreadable = |ns: &str, err: &leases::LeaseError| {
+            tracing::warn!(lock = %lock, namespace = ns, error = %error_chain(err),
+                           "warm-gate: cannot read the lock Lease; looking again later");
+            Some("unknown (the Lease could not be read)".to_string())
+        };
+        match anywhere.await {
+            Ok(Some(leases::LeaseError::Held { holder, .. })) => Some(holder),
+            Ok(_) => None,
+            Err(leases::LeaseError::Api {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 403 => {
+                tracing::debug!(lock = %lock, "warm-gate: cannot list Leases cluster-wide; reading the daemon's lock namespace only");
+                let own = leases::lock_namespace(self.lock_namespace.as_deref(), namespace);
+                let lease = leases::lease_name(&lock);
+                match leases::live_holder(&self.client, own, &lease, self.call_timeout).await {
+                    Ok(holder) => holder,
+                    Err(err) => unreadable(own, &err),
                 }
             }
+            Err(err) => unreadable("*", &err),
         }
-        None
     }
 
     /// An action context for the warm-up calls (not a run: nothing is journaled).

@@ -325,6 +325,26 @@ fn expires_in(lease: &Lease, now: jiff::Timestamp) -> i64 {
     renewed + duration - now.as_second()
 }
 
+/// [`LeaseError::Held`] when a live holder other than `holder` has `lease` (of `lock`, in
+/// `namespace`) at `now`; `None` when it is free, expired or `holder`'s own.
+fn held_by_other(
+    lease: &Lease,
+    lock: &str,
+    namespace: &str,
+    holder: &str,
+    now: jiff::Timestamp,
+) -> Option<LeaseError> {
+    let current = holder_of(lease)?;
+    let left = expires_in(lease, now);
+    (current != holder && left >= 0).then(|| LeaseError::Held {
+        lock: lock.to_string(),
+        holder: current.to_string(),
+        namespace: namespace.to_string(),
+        lease: lease.metadata.name.clone().unwrap_or_default(),
+        expires_in_s: left,
+    })
+}
+
 /// A new Lease `namespace/name` held by `holder` from `now` for `duration_s` seconds.
 fn new_lease(
     namespace: &str,
@@ -418,20 +438,10 @@ pub async fn acquire(
                     tokio::time::timeout(call_timeout, api.create(&post, &lease)).await
                 }
                 Some(mut lease) => {
-                    let current = holder_of(&lease).map(str::to_string);
-                    let left = expires_in(&lease, now);
-                    if let Some(current) = current.as_deref()
-                        && current != holder
-                        && left >= 0
-                    {
-                        return Err(LeaseError::Held {
-                            lock: lock.to_string(),
-                            holder: current.to_string(),
-                            namespace: namespace.to_string(),
-                            lease: name.clone(),
-                            expires_in_s: left,
-                        });
+                    if let Some(held) = held_by_other(&lease, lock, namespace, holder, now) {
+                        return Err(held);
                     }
+                    let current = holder_of(&lease).map(str::to_string);
                     let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
                     if current.as_deref() != Some(holder) {
                         spec.acquire_time = Some(MicroTime(now));
@@ -512,17 +522,9 @@ pub async fn acquire(
     // Out of attempts. If another run took the lock meanwhile, say who; otherwise report the
     // last error as what it was (never a made-up holder).
     if let Ok(Some(lease)) = call("get", namespace, &name, call_timeout, api.get_opt(&name)).await
-        && let Some(current) = holder_of(&lease)
-        && current != holder
-        && expires_in(&lease, jiff::Timestamp::now()) >= 0
+        && let Some(held) = held_by_other(&lease, lock, namespace, holder, jiff::Timestamp::now())
     {
-        return Err(LeaseError::Held {
-            lock: lock.to_string(),
-            holder: current.to_string(),
-            namespace: namespace.to_string(),
-            lease: name,
-            expires_in_s: expires_in(&lease, jiff::Timestamp::now()),
-        });
+        return Err(held);
     }
     Err(last_error)
 }
@@ -551,7 +553,7 @@ pub async fn acquire_waiting(
     loop {
         let taken = match acquire(client, namespace, lock, holder, ttl, call_timeout).await {
             Ok(guard) => {
-                match held_elsewhere(client, namespace, lock, holder, call_timeout).await {
+                match held_elsewhere(client, lock, holder, call_timeout).await {
                     None => Ok(guard),
                     Some(held) => {
                         // Step back so that the other run (which may be doing the same check)
@@ -584,8 +586,52 @@ pub async fn acquire_waiting(
     }
 }
 
-/// A live holder of the same lock in another namespace than `namespace`, as
-/// [`LeaseError::Held`]. Runs lock where they are told (`--lock-namespace`, the daemon's
+/// The Leases of `lock` in every namespace (one list by name). A Lease whose
+/// `ripcord.dev/lock` annotation names another lock (a name-hash collision) is left out; one
+/// without the annotation (written by an older build) is kept.
+pub async fn lock_leases_anywhere(
+    client: &kube::Client,
+    lock: &str,
+    call_timeout: Duration,
+) -> Result<Vec<Lease>, LeaseError> {
+    let name = lease_name(lock);
+    let api: Api<Lease> = Api::all(client.clone());
+    let params = kube::api::ListParams::default().fields(&format!("metadata.name={name}"));
+    let found = call("list", "*", &name, call_timeout, api.list(&params)).await?;
+    Ok(found
+        .items
+        .into_iter()
+        .filter(|lease| {
+            lease
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(LOCK_ANNOTATION))
+                .is_none_or(|l| l == lock)
+        })
+        .collect())
+}
+
+/// A live holder of `lock`, other than `holder`, in any namespace (`None`: nobody else
+/// holds it anywhere), from [`lock_leases_anywhere`].
+pub async fn live_holder_anywhere(
+    client: &kube::Client,
+    lock: &str,
+    holder: &str,
+    call_timeout: Duration,
+) -> Result<Option<LeaseError>, LeaseError> {
+    let now = jiff::Timestamp::now();
+    Ok(lock_leases_anywhere(client, lock, call_timeout)
+        .await?
+        .iter()
+        .find_map(|lease| {
+            let namespace = lease.metadata.namespace.as_deref().unwrap_or_default();
+            held_by_other(lease, lock, namespace, holder, now)
+        }))
+}
+
+/// A live holder of the same lock in another namespace than the one this run just locked in
+/// (where it holds the Lease itself), as [`LeaseError::Held`]. Runs lock where they are told (`--lock-namespace`, the daemon's
 /// namespace) or in the target's namespace, so the same target can be locked in two places:
 /// a CLI run in `shop`, a daemon run in `ripcord`. Each run, once its own Lease is written,
 /// looks for the lock's Lease in every namespace (one list by name); of two runs racing, at
@@ -594,43 +640,19 @@ pub async fn acquire_waiting(
 /// excludes every run that locks in the same place.
 async fn held_elsewhere(
     client: &kube::Client,
-    namespace: &str,
     lock: &str,
     holder: &str,
     call_timeout: Duration,
 ) -> Option<LeaseError> {
-    let name = lease_name(lock);
-    let api: Api<Lease> = Api::all(client.clone());
-    let params = kube::api::ListParams::default().fields(&format!("metadata.name={name}"));
-    let found = match call("list", "*", &name, call_timeout, api.list(&params)).await {
-        Ok(found) => found,
+    match live_holder_anywhere(client, lock, holder, call_timeout).await {
+        // This run holds the one in `namespace`: any other live holder is elsewhere.
+        Ok(held) => held,
         Err(err) => {
             tracing::info!(lock = %lock, error = %crate::errors::error_chain(&err),
                            "cannot look for the lock in other namespaces; relying on its own Lease");
-            return None;
+            None
         }
-    };
-    let now = jiff::Timestamp::now();
-    found.items.into_iter().find_map(|lease| {
-        let theirs = lease.metadata.namespace.clone().unwrap_or_default();
-        let same_lock = lease
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(LOCK_ANNOTATION))
-            .is_some_and(|l| l == lock);
-        let current = holder_of(&lease)?;
-        let left = expires_in(&lease, now);
-        (theirs != namespace && same_lock && current != holder && left >= 0).then(|| {
-            LeaseError::Held {
-                lock: lock.to_string(),
-                holder: current.to_string(),
-                namespace: theirs,
-                lease: name.clone(),
-                expires_in_s: left,
-            }
-        })
-    })
+    }
 }
 
 // === leader election ===
