@@ -882,11 +882,10 @@ async fn issue15_failout_waits_for_pods_already_terminating_in_the_zone() {
     sim.shutdown().await;
 }
 
-/// Issue 18: the drain plans its waves on, and its waits read, a watched view of the pods.
-/// The cluster's pods are listed in pages a bounded number of times (the guards before the
-/// cordons, the view's initial list, the read confirming the drained zone), not once per wave
-/// and per 100 ms poll, and a wait reads
-/// each ReplicaSet it needs once, not once per poll.
+/// Issue 18: the drain plans its waves on, and its guards and waits read, a watched view of
+/// the pods. The cluster's pods are listed in pages twice (the view's initial list, the read
+/// confirming the drained zone), not once per diff, wave or 100 ms poll; the PDBs are not
+/// listed once per wave; and a wait reads each ReplicaSet it needs once, not once per poll.
 #[tokio::test]
 async fn issue18_failout_waits_on_a_pod_watch_not_a_poll() {
     let sim = ready_three_zones().await;
@@ -920,10 +919,20 @@ async fn issue18_failout_waits_on_a_pod_watch_not_a_poll() {
             "an unpaginated cluster-wide pod list: {list:?}"
         );
     }
+    // The view's initial list (the guards read it too) and the read confirming the drain.
     assert!(
-        pod_lists.len() <= 3,
+        pod_lists.len() <= 2,
         "{} cluster-wide pod lists for {waves} waves",
         pod_lists.len()
+    );
+    // The PDBs: once per 2 s of drain at most, not once per wave.
+    let pdb_lists = log
+        .iter()
+        .filter(|r| r.path.ends_with("/poddisruptionbudgets") && r.verb == "list")
+        .count();
+    assert!(
+        (1..=2).contains(&pdb_lists),
+        "{pdb_lists} PDB lists for {waves} waves"
     );
     assert!(
         log.iter()
@@ -938,6 +947,118 @@ async fn issue18_failout_waits_on_a_pod_watch_not_a_poll() {
     assert!(
         replica_set_reads <= 2 * waves + 2,
         "{replica_set_reads} ReplicaSet reads for {waves} waves"
+    );
+    sim.shutdown().await;
+}
+
+/// Issue 18: the waves of a drain overlap as the PodDisruptionBudgets allow. While one
+/// Deployment's replacement cannot go Ready (a readiness gate nobody releases), the other
+/// Deployment's pods keep moving, one per freed budget; the drain ends only once every
+/// replacement is Ready. Before, each wave waited for every ReplicaSet it touched, so the held
+/// one stopped the whole drain after the first wave.
+#[tokio::test]
+async fn issue18_waves_overlap_while_one_replacement_is_held() {
+    let sim = start_yaml(
+        r#"
+name: overlapping-waves
+settings:
+  timeFactor: 20
+  podReadyDelaySeconds: 3
+zones:
+  - {name: zone-a, nodes: 1}
+  - {name: zone-b, nodes: 1}
+  - {name: zone-c, nodes: 1}
+namespaces: [shop]
+deployments:
+  - namespace: shop
+    name: fast
+    replicas: 9
+    releases: [{image: registry.local/fast:1.0.0}]
+  - namespace: shop
+    name: held
+    replicas: 3
+    readinessGates: [example.com/held]
+    releases: [{image: registry.local/held:1.0.0}]
+podDisruptionBudgets:
+  - {namespace: shop, name: fast, selector: {app: fast}, maxUnavailable: 1}
+  - {namespace: shop, name: held, selector: {app: held}, maxUnavailable: 1}
+"#,
+    )
+    .await;
+    wait_until("fast and held ready", || {
+        all_ready(&sim, "shop", "fast", 9) && all_ready(&sim, "shop", "held", 3)
+    })
+    .await;
+    let zone_a: Vec<String> = zone_nodes(&sim, "zone-a")
+        .iter()
+        .filter_map(|n| str_at(n, "/metadata/name").map(str::to_string))
+        .collect();
+    let in_zone_a = |app: &str| {
+        app_pods(&sim, "shop", app)
+            .iter()
+            .filter(|p| str_at(p, "/spec/nodeName").is_some_and(|n| zone_a.iter().any(|z| z == n)))
+            .count()
+    };
+    let fast_before = in_zone_a("fast");
+    assert!(
+        fast_before >= 2 && in_zone_a("held") >= 1,
+        "the scenario places several fast pods and a held pod in zone-a"
+    );
+
+    let failout = action(json!({"action": "zone.failout", "with": {"zone": "zone-a"}}));
+    let ctx = context(&sim, RUN, "failout");
+    let run_ctx = ctx.clone();
+    let run =
+        tokio::spawn(
+            async move { drive(failout.as_ref(), &run_ctx, Vec::new(), None, |_| {}).await },
+        );
+    // Every fast pod leaves zone-a (one at a time: its budget is 1) while held's replacement
+    // stays unready.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while in_zone_a("fast") > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {fast_before} fast pod(s) still in zone-a: the drain waits for the held \
+             replacement before moving the others",
+            in_zone_a("fast")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let held_unready: Vec<String> = app_pods(&sim, "shop", "held")
+        .iter()
+        .filter(|p| !pod_ready(p))
+        .filter_map(|p| str_at(p, "/metadata/name").map(str::to_string))
+        .collect();
+    assert!(!held_unready.is_empty(), "held's replacement is not Ready");
+    // The drain is not done while a replacement is unready.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !run.is_finished(),
+        "the fail-out ended before held's replacement was Ready"
+    );
+
+    let pods = ripcord::k8s::pods::Pods::new(ctx.client.clone(), ctx.call_timeout);
+    for name in &held_unready {
+        pods.set_condition(
+            "shop",
+            name,
+            &json!({"type": "example.com/held", "status": "True"}),
+        )
+        .await
+        .expect("gate released");
+    }
+    let driven = run.await.expect("task").expect("fail-out succeeds");
+    assert!(
+        driven.last_summary.contains("is failed out"),
+        "{}",
+        driven.last_summary
+    );
+    assert_eq!(in_zone_a("fast") + in_zone_a("held"), 0);
+    assert!(all_ready(&sim, "shop", "fast", 9) && all_ready(&sim, "shop", "held", 3));
+    assert!(
+        sim.invariants().violations().is_empty(),
+        "{:?}",
+        sim.invariants().violations()
     );
     sim.shutdown().await;
 }

@@ -10,15 +10,17 @@
 //! `maxConcurrent` requests in flight), never deletes them, and keeps retrying a PDB refusal
 //! (HTTP 429) with a capped exponential backoff, bounded by the step's timeout. A pod already
 //! gone counts as evicted, so applying the same mutation again is harmless. `verify` waits
-//! (bounded) until the evicted pods are gone and their ReplicaSets are fully Ready again — the
-//! replacements run elsewhere, since the drained nodes are cordoned — which refills the PDB
-//! budgets for the next wave.
+//! (bounded) until the PDB budgets have room for the next wave — replacements of evicted pods
+//! Ready elsewhere (the drained nodes are cordoned) — and, when nothing is left to plan, until
+//! every evicted pod is gone and every ReplicaSet it evicted from is fully Ready again. The
+//! waves overlap as the budgets allow; the diff that finds nothing left to evict first waits
+//! for whatever an early-ended wait left unsettled, so a drain still ends settled.
 //!
 //! The waves are planned on, and the waits read, a live view of the pods ([`DrainPods`], a
 //! [`PodWatch`]: one paged list when the drain phase starts, then a watch): a wait wakes on
-//! the change that ends it, instead of polling; the ReplicaSets a wait needs are read once per
-//! wait, concurrently (issue 18). A resumed run starts a new view from a fresh list, so its
-//! re-diff sees what the earlier process evicted.
+//! the change that ends it, instead of polling; the ReplicaSets the waits need are read
+//! concurrently and kept for 2 s, the PDBs likewise (issue 18). A resumed run starts a new
+//! view from a fresh list, so its re-diff sees what the earlier process evicted.
 //!
 //! DaemonSet pods and mirror pods are skipped (a DaemonSet pod would come back on the same node);
 //! pods with `emptyDir` volumes are evicted only with `deleteEmptydirData`; pods no controller
@@ -50,6 +52,16 @@ const REPLICA_SETS_REFRESH: Duration = Duration::from_secs(2);
 
 /// Pages of the initial pod list a [`DrainPods`] view may take, in call timeouts.
 const VIEW_READY_CALLS: u32 = 4;
+
+/// How long a drain plans on the PodDisruptionBudgets it listed before listing them again.
+/// A PDB created or changed meanwhile is still enforced: the API server refuses (429) an
+/// eviction it does not allow, and the eviction retries.
+const PDBS_REFRESH: Duration = Duration::from_secs(2);
+
+/// Once the next wave has room for some of its pods but not all, how long a wait gathers more
+/// room (replacements going Ready one after the other) before it lets the next wave start
+/// with what it has: fewer, larger waves, each still started within this of its first room.
+const WAVE_GATHER: Duration = Duration::from_millis(15);
 
 /// Node writes (cordons, one node's evictions) the engine may send at once.
 pub(crate) const PARALLEL_MUTATIONS: usize = 16;
@@ -86,6 +98,12 @@ pub(crate) struct Wave {
     pub terminating: Vec<String>,
     /// `ns/pod` → owning ReplicaSet name, for the wave's pods.
     pub owners: BTreeMap<String, String>,
+    /// Pods of this wave that every PDB allows now (the rest of `mutations`, if any, is the
+    /// one pod a fully blocked wave tries anyway).
+    pub allowed: usize,
+    /// Pods the wave would take if no PDB held any back: the evictable pods of its nodes, up
+    /// to the per-wave limit.
+    pub full: usize,
 }
 
 /// What `diff` learned for `verify`: the ReplicaSet owning each pod of a wave, and the pods
@@ -100,10 +118,24 @@ struct Memory {
     pods: BTreeMap<String, Vec<ObjectRef>>,
     /// The most evictable pods a diff has seen (the progress total).
     most_seen: u64,
+    /// The drain the last diff planned (its nodes and limits), so that a wait can tell when
+    /// the next wave has room.
+    drain: Option<(BTreeSet<String>, DrainSettings)>,
+    /// A wait ended when the next wave had room, and no wait has seen everything settle
+    /// since.
+    unsettled: bool,
+    /// ReplicaSets the waits read, with when: read again after [`REPLICA_SETS_REFRESH`].
+    sets: BTreeMap<(String, String), (Option<ReplicaSetWant>, Instant)>,
 }
 
 impl EvictionOwners {
-    pub(crate) fn remember(&self, wave: &Wave) {
+    /// Remembers a wave the diff planned for the `drained` nodes with `settings`.
+    pub(crate) fn remember(
+        &self,
+        wave: &Wave,
+        drained: &BTreeSet<String>,
+        settings: DrainSettings,
+    ) {
         if let Ok(mut memory) = self.0.lock() {
             memory
                 .owners
@@ -111,7 +143,70 @@ impl EvictionOwners {
             for m in &wave.mutations {
                 memory.pods.insert(m.id.clone(), pods_of(m));
             }
+            memory.drain = Some((drained.clone(), settings));
         }
+    }
+
+    fn drain(&self) -> Option<(BTreeSet<String>, DrainSettings)> {
+        self.0.lock().ok().and_then(|m| m.drain.clone())
+    }
+
+    /// Whether a wait ended early (for the next wave) since the last full settle.
+    fn unsettled(&self) -> bool {
+        self.0.lock().is_ok_and(|m| m.unsettled)
+    }
+
+    fn set_unsettled(&self, unsettled: bool) {
+        if let Ok(mut memory) = self.0.lock() {
+            memory.unsettled = unsettled;
+        }
+    }
+
+    /// Every pod this action evicted (in this process).
+    fn all_pods(&self) -> Vec<ObjectRef> {
+        self.0
+            .lock()
+            .map(|m| m.pods.values().flatten().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The ReplicaSets `wanted`, read again when older than [`REPLICA_SETS_REFRESH`] (all
+    /// of those at once, concurrently); one deleted meanwhile is left out.
+    async fn replica_sets(
+        &self,
+        api: &Pods,
+        wanted: &BTreeSet<(String, String)>,
+    ) -> Result<BTreeMap<(String, String), ReplicaSetWant>, ActionError> {
+        let now = Instant::now();
+        let stale: BTreeSet<(String, String)> = match self.0.lock() {
+            Ok(memory) => wanted
+                .iter()
+                .filter(|key| {
+                    memory
+                        .sets
+                        .get(*key)
+                        .is_none_or(|(_, at)| now >= *at + REPLICA_SETS_REFRESH)
+                })
+                .cloned()
+                .collect(),
+            Err(_) => wanted.clone(),
+        };
+        let fresh = replica_sets(api, &stale).await?;
+        let mut found = BTreeMap::new();
+        if let Ok(mut memory) = self.0.lock() {
+            for key in stale {
+                let want = fresh.get(&key).cloned();
+                memory.sets.insert(key, (want, now));
+            }
+            for key in wanted {
+                if let Some((Some(want), _)) = memory.sets.get(key) {
+                    found.insert(key.clone(), want.clone());
+                }
+            }
+        } else {
+            found = fresh;
+        }
+        Ok(found)
     }
 
     /// Progress counts after `wave`: the total is the most evictable pods any diff of this
@@ -146,16 +241,20 @@ impl EvictionOwners {
 }
 
 /// The drain's live view of the cluster's pods: a [`PodWatch`] started by the first read of
-/// the drain phase and kept while the action lives (one step). Waves are planned on it and
-/// the waits wake on its changes.
+/// the drain and kept while the action lives (one step). The guards, the waves and the waits
+/// read it, and the waits wake on its changes; no diff lists every pod again. Beside it, the
+/// PodDisruptionBudgets, listed at most every [`PDBS_REFRESH`].
 #[derive(Debug, Default)]
-pub(crate) struct DrainPods(tokio::sync::Mutex<Option<Arc<PodWatch>>>);
+pub(crate) struct DrainPods {
+    view: tokio::sync::Mutex<Option<Arc<PodWatch>>>,
+    pdbs: tokio::sync::Mutex<Option<(Arc<Vec<PodDisruptionBudget>>, Instant)>>,
+}
 
 impl DrainPods {
-    /// Starts the view without waiting for it (the cordon round does, so that the first
-    /// wave does not wait for the initial list). No-op once started.
+    /// Starts the view without waiting for it (so that its initial list runs while other
+    /// reads do). No-op once started.
     pub(crate) fn start(&self, ctx: &ActionContext) {
-        if let Ok(mut slot) = self.0.try_lock()
+        if let Ok(mut slot) = self.view.try_lock()
             && slot.is_none()
         {
             *slot = Some(Arc::new(PodWatch::start(ctx.client.clone())));
@@ -165,12 +264,30 @@ impl DrainPods {
     /// The view, started on first use, once its initial list is in.
     pub(crate) async fn get(&self, ctx: &ActionContext) -> Result<Arc<PodWatch>, ActionError> {
         let view = {
-            let mut slot = self.0.lock().await;
+            let mut slot = self.view.lock().await;
             slot.get_or_insert_with(|| Arc::new(PodWatch::start(ctx.client.clone())))
                 .clone()
         };
         view.ready(ctx.call_timeout * VIEW_READY_CALLS).await?;
         Ok(view)
+    }
+
+    /// The PodDisruptionBudgets of the cluster, listed again when the last list is older
+    /// than [`PDBS_REFRESH`].
+    pub(crate) async fn pdbs(
+        &self,
+        ctx: &ActionContext,
+    ) -> Result<Arc<Vec<PodDisruptionBudget>>, ActionError> {
+        let mut slot = self.pdbs.lock().await;
+        if let Some((pdbs, at)) = slot.as_ref()
+            && at.elapsed() < PDBS_REFRESH
+        {
+            return Ok(pdbs.clone());
+        }
+        let api = Pods::new(ctx.client.clone(), ctx.call_timeout);
+        let pdbs = Arc::new(api.pdbs_all().await?);
+        *slot = Some((pdbs.clone(), Instant::now()));
+        Ok(pdbs)
     }
 }
 
@@ -196,6 +313,9 @@ pub(crate) fn plan_wave<P: Borrow<Pod>>(
 ) -> Wave {
     let mut wave = Wave::default();
     let mut candidates: Vec<&Pod> = Vec::new();
+    // Nodes whose pods are still going away: being drained, whether or not they hold
+    // evictable pods.
+    let mut emptying: BTreeSet<&str> = BTreeSet::new();
     for pod in all_pods.iter().map(Borrow::borrow) {
         let Some(node) = pods::node_name(pod) else {
             continue;
@@ -209,6 +329,7 @@ pub(crate) fn plan_wave<P: Borrow<Pod>>(
             settings.delete_emptydir_data,
         ) {
             Some("already terminating") => {
+                emptying.insert(node);
                 wave.terminating
                     .push(format!("{}/{}", pods::namespace(pod), pods::name(pod)))
             }
@@ -223,16 +344,20 @@ pub(crate) fn plan_wave<P: Borrow<Pod>>(
     candidates.sort_by_key(|p| (pods::namespace(p), pods::name(p)));
     wave.remaining = candidates.len();
     if let Some(max_nodes) = settings.max_nodes {
-        // The first `max_nodes` nodes (by name) that still hold evictable pods.
+        // The first `max_nodes` nodes (by name) being drained: still holding evictable pods,
+        // or pods going away (a wave may start while the last one's pods terminate, but the
+        // nodes drained at once stay within the limit).
         let active: BTreeSet<&str> = candidates
             .iter()
             .filter_map(|p| pods::node_name(p))
+            .chain(emptying)
             .collect::<BTreeSet<_>>()
             .into_iter()
             .take(max_nodes.max(1))
             .collect();
         candidates.retain(|p| pods::node_name(p).is_some_and(|n| active.contains(n)));
     }
+    wave.full = candidates.len().min(settings.max_concurrent.max(1));
     let mut budgets: Vec<i64> = pdbs
         .iter()
         .map(|pdb| pods::pdb_disruptions_allowed(pdb, all_pods))
@@ -261,6 +386,7 @@ pub(crate) fn plan_wave<P: Borrow<Pod>>(
         }
         chosen.push(pod);
     }
+    wave.allowed = chosen.len();
     if chosen.is_empty()
         && let Some(first) = candidates.first()
     {
@@ -448,7 +574,13 @@ enum Eviction {
 
 /// Waits (bounded by `ctx.verify_timeout`) until every evicted pod in `applied` is gone and
 /// the ReplicaSets that owned them are fully Ready again, reading the drain's pod view after
-/// each change.
+/// each change — or, while the drain the last diff planned has pods left, until the next wave
+/// has room: the view shows every evicted pod terminating or gone, and the PDBs allow
+/// evicting the next wave's pods (all of them, or some once [`WAVE_GATHER`] has passed since
+/// the first). The waves overlap as the budgets allow instead of waiting for the slowest
+/// replacement. What such an early end leaves unsettled is waited for by the diff that finds
+/// nothing left to evict ([`settle_remembered`]), so a drain still ends with every
+/// replacement Ready.
 pub(crate) async fn wait_evictions_settled(
     ctx: &ActionContext,
     applied: &[Applied],
@@ -460,6 +592,33 @@ pub(crate) async fn wait_evictions_settled(
         .filter(|a| a.id.starts_with(EVICT_PREFIX))
         .flat_map(|a| owners.pods(&a.id))
         .collect();
+    wait_settled(ctx, evicted, owners, view, true).await
+}
+
+/// Waits until every eviction this action remembers (of this process) is settled, when an
+/// earlier wait ended early for the next wave: called by the diff that finds nothing left to
+/// evict, before it reports the drain done.
+pub(crate) async fn settle_remembered(
+    ctx: &ActionContext,
+    owners: &EvictionOwners,
+    view: &DrainPods,
+) -> Result<(), ActionError> {
+    if !owners.unsettled() {
+        return Ok(());
+    }
+    let evicted = owners.all_pods();
+    wait_settled(ctx, evicted, owners, view, false).await
+}
+
+/// The wait of [`wait_evictions_settled`] on the pods `evicted`; `early`: it may end when the
+/// next wave has room.
+async fn wait_settled(
+    ctx: &ActionContext,
+    evicted: Vec<ObjectRef>,
+    owners: &EvictionOwners,
+    view: &DrainPods,
+    early: bool,
+) -> Result<(), ActionError> {
     if evicted.is_empty() {
         return Ok(());
     }
@@ -476,15 +635,35 @@ pub(crate) async fn wait_evictions_settled(
                 .map(|rs| (ns, rs))
         })
         .collect();
-    let mut sets = replica_sets(&api, &wanted).await?;
-    let mut read_at = Instant::now();
+    let drain = owners.drain().filter(|_| early);
+    let mut first_room: Option<Instant> = None;
     loop {
         changes.borrow_and_update();
-        let Some(what) = unsettled(&watch.pods(), &evicted, &sets) else {
+        let live = watch.pods();
+        let mut wake = deadline;
+        if let Some((drained, settings)) = &drain
+            && all_leaving(&live, &evicted)
+        {
+            let pdbs = view.pdbs(ctx).await?;
+            let next = plan_wave(drained, &live, &pdbs, *settings);
+            if next.allowed > 0 {
+                let since = *first_room.get_or_insert_with(Instant::now);
+                if next.allowed >= next.full || Instant::now() >= since + WAVE_GATHER {
+                    tracing::debug!(run = %ctx.run_id, step = %ctx.step, room = next.allowed,
+                                    of = next.full, "the next wave has room");
+                    owners.set_unsettled(true);
+                    return Ok(());
+                }
+                wake = wake.min(since + WAVE_GATHER);
+            }
+        }
+        let sets = owners.replica_sets(&api, &wanted).await?;
+        let Some(what) = unsettled(&live, &evicted, &sets) else {
+            owners.set_unsettled(false);
             return Ok(());
         };
-        let refresh = read_at + REPLICA_SETS_REFRESH;
-        if watch.changed(&mut changes, deadline.min(refresh)).await? {
+        let refresh = Instant::now() + REPLICA_SETS_REFRESH;
+        if watch.changed(&mut changes, wake.min(refresh)).await? {
             continue;
         }
         if Instant::now() >= deadline {
@@ -493,9 +672,20 @@ pub(crate) async fn wait_evictions_settled(
                 after: ctx.verify_timeout,
             });
         }
-        sets = replica_sets(&api, &wanted).await?;
-        read_at = Instant::now();
     }
+}
+
+/// Whether the view shows each evicted pod terminating or gone (so that a wave planned on it
+/// cannot pick them again).
+fn all_leaving(live: &[Arc<Pod>], evicted: &[ObjectRef]) -> bool {
+    let staying: HashSet<(&str, &str)> = live
+        .iter()
+        .filter(|p| !pods::is_terminating(p))
+        .map(|p| (pods::namespace(p), pods::name(p)))
+        .collect();
+    evicted
+        .iter()
+        .all(|t| !staying.contains(&(t.namespace.as_deref().unwrap_or_default(), t.name.as_str())))
 }
 
 /// A ReplicaSet a wait needs: its uid and desired replicas.
@@ -602,9 +792,7 @@ pub(crate) async fn next_wave(
     settings: DrainSettings,
 ) -> Result<Wave, ActionError> {
     let api = Pods::new(ctx.client.clone(), ctx.call_timeout);
-    let (watch, pdbs) = tokio::try_join!(view.get(ctx), async {
-        api.pdbs_all().await.map_err(ActionError::from)
-    })?;
+    let (watch, pdbs) = tokio::try_join!(view.get(ctx), view.pdbs(ctx))?;
     let mut changes = watch.subscribe();
     let deadline = Instant::now() + ctx.verify_timeout;
     loop {
@@ -725,7 +913,10 @@ impl NodeDrain {
             .map(|n| nodes::name(n).to_string())
             .collect();
         let wave = next_wave(ctx, &self.pods, &drained, self.settings()).await?;
-        self.owners.remember(&wave);
+        if wave.mutations.is_empty() {
+            settle_remembered(ctx, &self.owners, &self.pods).await?;
+        }
+        self.owners.remember(&wave, &drained, self.settings());
         let progress = Some(self.owners.progress(&wave));
         Ok(Diff {
             summary: format!("drain {} node(s): {}", drained.len(), wave_summary(&wave)),
@@ -904,6 +1095,67 @@ mod tests {
         assert_eq!(unsettled(&[new, other], &evicted, &sets), None);
         // A ReplicaSet deleted meanwhile is not in `sets`: nothing to wait for.
         assert_eq!(unsettled(&[], &evicted, &BTreeMap::new()), None);
+    }
+
+    fn terminating(mut pod: Pod) -> Pod {
+        pod.metadata.deletion_timestamp =
+            Some(serde_json::from_value(json!("2026-12-03T11:00:00Z")).expect("a timestamp"));
+        pod
+    }
+
+    #[test]
+    fn issue18_nodes_whose_pods_are_going_away_count_as_drained_at_once() {
+        let drained = BTreeSet::from(["a-1".to_string(), "a-2".to_string()]);
+        let all = vec![
+            terminating(pod("web-0", "a-1", "web", "ReplicaSet")),
+            pod("web-1", "a-2", "web", "ReplicaSet"),
+            pod("web-2", "b-1", "web", "ReplicaSet"),
+        ];
+        let one_node = DrainSettings {
+            max_nodes: Some(1),
+            ..settings(10)
+        };
+        // a-1 is still being drained (its pod terminates): a-2 waits for the node slot.
+        let wave = plan_wave(&drained, &all, &[], one_node);
+        assert!(wave.mutations.is_empty(), "{:?}", wave.mutations);
+        assert_eq!((wave.allowed, wave.full), (0, 0));
+        assert_eq!(wave.terminating, ["shop/web-0"]);
+        // Once a-1 is empty, a-2 goes.
+        let wave = plan_wave(&drained, &all[1..], &[], one_node);
+        assert_eq!(wave.mutations.len(), 1);
+        assert_eq!((wave.allowed, wave.full), (1, 1));
+        // Two nodes at once: a-2 goes while a-1's pod terminates.
+        let wave = plan_wave(&drained, &all, &[], settings(10));
+        assert_eq!(wave.mutations[0].target.name, "a-2");
+    }
+
+    #[test]
+    fn issue18_allowed_counts_what_the_budgets_let_go_now() {
+        let drained = BTreeSet::from(["a-1".to_string()]);
+        let mut all: Vec<Pod> = (0..4)
+            .map(|i| pod(&format!("web-{i}"), "a-1", "web", "ReplicaSet"))
+            .collect();
+        all.extend((4..8).map(|i| pod(&format!("web-{i}"), "b-1", "web", "ReplicaSet")));
+        let pdbs = vec![pdb("web", json!({"maxUnavailable": 2}))];
+        let wave = plan_wave(&drained, &all, &pdbs, settings(10));
+        assert_eq!((wave.allowed, wave.full), (2, 4));
+        // Fully blocked: the one pod tried anyway is not room.
+        let pdbs = vec![pdb("web", json!({"maxUnavailable": 0}))];
+        let wave = plan_wave(&drained, &all, &pdbs, settings(10));
+        assert_eq!(pods_of(&wave.mutations[0]).len(), 1);
+        assert_eq!((wave.allowed, wave.full), (0, 4));
+    }
+
+    #[test]
+    fn issue18_a_wait_plans_on_the_view_only_once_it_shows_the_evictions() {
+        let evicted = vec![pod_ref("shop", "web-0"), pod_ref("shop", "web-1")];
+        let web0 = Arc::new(pod("web-0", "a-1", "web", "ReplicaSet"));
+        let web0_leaving = Arc::new(terminating(pod("web-0", "a-1", "web", "ReplicaSet")));
+        let other = Arc::new(pod("web-2", "a-1", "web", "ReplicaSet"));
+        // web-0 still looks untouched: the watch has not delivered its eviction yet.
+        assert!(!all_leaving(&[web0, other.clone()], &evicted));
+        // web-0 terminating, web-1 gone.
+        assert!(all_leaving(&[web0_leaving, other], &evicted));
     }
 
     #[test]

@@ -40,13 +40,13 @@
 use super::node_cordon::{CORDONED_BY_LABEL, apply_node_patch, cordon_mutation};
 use super::node_drain::{
     DrainPods, DrainSettings, EVICT_PREFIX, EvictionOwners, InFlight, PARALLEL_MUTATIONS,
-    evict_listed, next_wave, wait_evictions_settled, wave_summary,
+    evict_listed, next_wave, settle_remembered, wait_evictions_settled, wave_summary,
 };
 use super::traffic_set_weights::{apply_route_patch, route_mutation};
 use super::{Action, ActionContext, ActionError, Applied, Diff, Inverse, Mutation, ObjectRef};
 use crate::k8s::http_routes::{self, HttpRoutes};
 use crate::k8s::nodes::{self, Nodes, Resources};
-use crate::k8s::pods::{self, Pods};
+use crate::k8s::pods;
 use crate::playbook::catalog::{self, TrafficShift};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -476,7 +476,6 @@ impl ZoneFailout {
     async fn compute(&self, ctx: &ActionContext) -> Result<Diff, ActionError> {
         let zone = &self.args.zone;
         let node_api = Nodes::new(ctx.client.clone(), ctx.call_timeout);
-        let pod_api = Pods::new(ctx.client.clone(), ctx.call_timeout);
         let all_nodes = node_api.list(None).await?;
         let zone_nodes: Vec<&Node> = all_nodes
             .iter()
@@ -503,9 +502,11 @@ impl ZoneFailout {
             .filter_map(|n| cordon_mutation(n, &ctx.run_id, &ctx.step))
             .collect();
         if !cordons.is_empty() {
-            // The drain's pod view lists while the guards run and the cordons are written.
-            self.pods.start(ctx);
-            let all_pods = pod_api.list_all().await?;
+            // The guards read the drain's pod view: one list of every pod for the whole step
+            // (the diff under the fleet lock and the one after the zone lock read it again at
+            // no cost), then a watch. Its lag behind the API server is the watch's; the nodes,
+            // which carry the other runs' cordons, are listed fresh by every diff.
+            let all_pods = self.view_pods(ctx).await?;
             let report = self.guard(&all_nodes, &all_pods)?;
             // The dry run and the confirmation show this phase's mutations; the later phases
             // (planned on today's state) are listed in the summary, in the order they run.
@@ -598,7 +599,7 @@ impl ZoneFailout {
         }
         if !traffic.is_empty() {
             if unguarded {
-                let all_pods = pod_api.list_all().await?;
+                let all_pods = self.view_pods(ctx).await?;
                 self.guard(&all_nodes, &all_pods)?;
             }
             return Ok(Diff {
@@ -616,12 +617,14 @@ impl ZoneFailout {
         // Nothing left to evict but pods still terminating: not failed out yet, next_wave
         // waits for them.
         let wave = next_wave(ctx, &self.pods, &drained, self.settings()).await?;
+        if wave.mutations.is_empty() {
+            settle_remembered(ctx, &self.owners, &self.pods).await?;
+        }
         if unguarded && !wave.mutations.is_empty() {
-            let view = self.pods.get(ctx).await?;
-            let all_pods: Vec<Pod> = view.pods().iter().map(|p| Pod::clone(p)).collect();
+            let all_pods = self.view_pods(ctx).await?;
             self.guard(&all_nodes, &all_pods)?;
         }
-        self.owners.remember(&wave);
+        self.owners.remember(&wave, &drained, self.settings());
         let summary = if wave.mutations.is_empty() {
             format!(
                 "zone {zone} is failed out: {} node(s) cordoned, {}no evictable pod left{}",
@@ -649,6 +652,13 @@ impl ZoneFailout {
             mutations: wave.mutations,
             progress,
         })
+    }
+
+    /// Every pod of the cluster, as the drain's view sees it (started and listed on first
+    /// use).
+    async fn view_pods(&self, ctx: &ActionContext) -> Result<Vec<Pod>, ActionError> {
+        let view = self.pods.get(ctx).await?;
+        Ok(view.pods().iter().map(|p| Pod::clone(p)).collect())
     }
 
     /// The traffic shifts the later phase will make, one line each (for the plan shown
