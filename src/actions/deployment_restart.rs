@@ -61,11 +61,12 @@
 //! # Waiting on a watch
 //! `verify` does not poll: it reads the Deployment once, then follows its pods through one
 //! watch (a list, then change events; `k8s::pods::PodWatch::start_selected`), so a batch moves on
-//! the moment its last replacement is Ready and the last evicted pod is gone. The state the
-//! wait ended with is handed to the next diff (when it is at most [`REUSE_FOR`] old), which then
-//! reads nothing: per batch one list and one watch instead of a read of the Deployment and its
-//! pods every [`POLL`]. Should the watch fail (RBAC without `watch` on pods, say), the wait falls
-//! back to polling.
+//! the moment its last replacement is Ready and the last evicted pod is gone. The watch is the
+//! step's: the first diff starts it (its list runs while the run takes its lock and snapshot)
+//! and every batch's wait follows it. The state the wait ended with is handed to the next diff
+//! (when it is at most [`REUSE_FOR`] old), which then reads nothing: per batch one read of the
+//! Deployment, instead of a read of the Deployment and its pods every [`POLL`]. Should the
+//! watch fail (RBAC without `watch` on pods, say), the wait falls back to polling.
 //!
 //! StatefulSets and DaemonSets are not restarted by this action (it reads a Deployment and
 //! fails with not-found otherwise): their controllers recreate pods in their own order (a
@@ -87,7 +88,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -120,6 +122,11 @@ pub struct DeploymentRestart {
     warmed: Mutex<BTreeSet<String>>,
     /// The state the last verify ended with, and when; the next diff takes it.
     last: Mutex<Option<(Instant, Observed)>>,
+    /// The watch of the Deployment's pods (namespace, selector, view), started by the first
+    /// diff and followed by every batch's wait: one list and one watch per step.
+    view: tokio::sync::Mutex<Option<(String, String, Arc<PodWatch>)>>,
+    /// A watch failed: diffs no longer start one ahead of the waits.
+    view_failed: AtomicBool,
 }
 
 /// What the Deployment's pods look like now.
@@ -298,6 +305,8 @@ impl DeploymentRestart {
             args,
             warmed: Mutex::new(BTreeSet::new()),
             last: Mutex::new(None),
+            view: tokio::sync::Mutex::default(),
+            view_failed: AtomicBool::new(false),
         })
     }
 
@@ -321,8 +330,48 @@ impl DeploymentRestart {
         Ok((deployment, namespace, selector))
     }
 
+    /// The step's watch of the pods `selector` picks in `namespace`, started unless it runs
+    /// (a new one when the selector changed, or after the last one failed).
+    async fn pod_view(
+        &self,
+        ctx: &ActionContext,
+        namespace: &str,
+        selector: &str,
+    ) -> Arc<PodWatch> {
+        let mut slot = self.view.lock().await;
+        match slot.as_ref() {
+            Some((ns, sel, view)) if ns == namespace && sel == selector => view.clone(),
+            _ => {
+                let view = Arc::new(PodWatch::start_selected(
+                    ctx.client.clone(),
+                    namespace,
+                    selector,
+                ));
+                *slot = Some((namespace.to_string(), selector.to_string(), view.clone()));
+                view
+            }
+        }
+    }
+
+    /// Forgets a watch that failed, so that the next wait tries a new one.
+    async fn drop_view(&self) {
+        self.view_failed.store(true, Ordering::Relaxed);
+        *self.view.lock().await = None;
+    }
+
+    /// The Deployment (read) and its pods: from the step's watch once its list is in (the
+    /// waits read the same view), else listed.
     async fn observe(&self, ctx: &ActionContext) -> Result<Observed, ActionError> {
         let (deployment, namespace, selector) = self.read_deployment(ctx).await?;
+        if !self.view_failed.load(Ordering::Relaxed) {
+            // The batches' waits follow this watch; it lists while the run takes its lock and
+            // snapshot.
+            let view = self.pod_view(ctx, &namespace, &selector).await;
+            if view.is_ready() {
+                let live = view.pods().iter().map(|p| Pod::clone(p)).collect();
+                return Ok(Observed::new(deployment, namespace, live));
+            }
+        }
         let live = Pods::new(ctx.client.clone(), ctx.call_timeout)
             .list(&namespace, &selector)
             .await?;
@@ -676,7 +725,7 @@ impl DeploymentRestart {
     ) -> Result<Observed, ActionError> {
         let deadline = Instant::now() + ctx.verify_timeout;
         let (deployment, namespace, selector) = self.read_deployment(ctx).await?;
-        let watch = PodWatch::start_selected(ctx.client.clone(), &namespace, &selector);
+        let watch = self.pod_view(ctx, &namespace, &selector).await;
         let mut changes = watch.subscribe();
         let watched = watch
             .ready(deadline.saturating_duration_since(Instant::now()))
@@ -699,6 +748,7 @@ impl DeploymentRestart {
                            "cannot watch the Deployment's pods; polling instead");
         }
         drop(watch);
+        self.drop_view().await;
         loop {
             let observed = self.observe(ctx).await?;
             if settle_progress(evicted, &settled, &observed).is_none() {

@@ -326,6 +326,14 @@ impl PodWatch {
             }))
     }
 
+    /// Whether the initial list is in (and the watch not refused): [`PodWatch::pods`] is the
+    /// cluster's state as of the watch's last event.
+    pub fn is_ready(&self) -> bool {
+        use futures::FutureExt;
+        self.refused().is_none()
+            && matches!(self.store.wait_until_ready().now_or_never(), Some(Ok(())))
+    }
+
     /// The pods as last seen.
     pub fn pods(&self) -> Vec<Arc<Pod>> {
         self.store.state()
