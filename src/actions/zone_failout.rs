@@ -51,7 +51,9 @@ use crate::playbook::catalog::{self, TrafficShift};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{Value, json};
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The route annotation prefix remembering a backend's weight before fail-out.
 pub const WEIGHT_BEFORE_PREFIX: &str = "ripcord.dev/weight-before.";
@@ -79,14 +81,14 @@ pub struct ZoneFailout {
 /// `drain: evict N pod(s) in W wave(s) of at most C node(s)`, then one line per wave
 /// (`wave 1: 5 pod(s) from node-1 (3), node-2 (2)`).
 /// DaemonSet and mirror pods stay and are counted apart.
-pub(crate) fn drain_outlook(
+pub(crate) fn drain_outlook<P: Borrow<Pod>>(
     drained: &BTreeSet<String>,
-    all_pods: &[Pod],
+    all_pods: &[P],
     nodes_per_wave: usize,
 ) -> String {
     let mut per_node: BTreeMap<&str, usize> = drained.iter().map(|n| (n.as_str(), 0)).collect();
     let mut staying = 0;
-    for pod in all_pods {
+    for pod in all_pods.iter().map(Borrow::borrow) {
         let Some(node) = pods::node_name(pod) else {
             continue;
         };
@@ -140,10 +142,10 @@ pub(crate) struct GuardReport {
 }
 
 /// Checks the fail-out guards; `Err` holds every refusal reason, each with how to proceed.
-pub(crate) fn check_guards(
+pub(crate) fn check_guards<P: Borrow<Pod>>(
     args: &catalog::ZoneFailout,
     all_nodes: &[Node],
-    all_pods: &[Pod],
+    all_pods: &[P],
     settings: DrainSettings,
 ) -> Result<GuardReport, String> {
     let zone = &args.zone;
@@ -238,7 +240,7 @@ pub(crate) fn check_guards(
         .map(nodes::name)
         .collect();
     let mut in_flight = 0usize;
-    for pod in all_pods {
+    for pod in all_pods.iter().map(Borrow::borrow) {
         let Some(node) = pods::node_name(pod) else {
             continue;
         };
@@ -465,7 +467,11 @@ impl ZoneFailout {
         }
     }
 
-    fn guard(&self, all_nodes: &[Node], all_pods: &[Pod]) -> Result<GuardReport, ActionError> {
+    fn guard<P: Borrow<Pod>>(
+        &self,
+        all_nodes: &[Node],
+        all_pods: &[P],
+    ) -> Result<GuardReport, ActionError> {
         check_guards(&self.args, all_nodes, all_pods, self.settings()).map_err(|reason| {
             ActionError::Refused {
                 reason: format!("not failing out zone {}: {reason}", self.args.zone),
@@ -656,9 +662,8 @@ impl ZoneFailout {
 
     /// Every pod of the cluster, as the drain's view sees it (started and listed on first
     /// use).
-    async fn view_pods(&self, ctx: &ActionContext) -> Result<Vec<Pod>, ActionError> {
-        let view = self.pods.get(ctx).await?;
-        Ok(view.pods().iter().map(|p| Pod::clone(p)).collect())
+    async fn view_pods(&self, ctx: &ActionContext) -> Result<Vec<Arc<Pod>>, ActionError> {
+        Ok(self.pods.get(ctx).await?.pods())
     }
 
     /// The traffic shifts the later phase will make, one line each (for the plan shown
@@ -835,7 +840,7 @@ mod tests {
         let refusal = check_guards(
             &args(json!({"zone": "a", "overrideBlastRadius": true})),
             &nodes,
-            &[],
+            &[] as &[Pod],
             settings(),
         );
         let Err(reason) = refusal else {
@@ -855,7 +860,7 @@ mod tests {
         let refusal = check_guards(
             &args(json!({"zone": "a", "maxNodes": 1})),
             &nodes,
-            &[],
+            &[] as &[Pod],
             settings(),
         );
         assert!(
@@ -864,14 +869,14 @@ mod tests {
         let refusal = check_guards(
             &args(json!({"zone": "a", "maxPercent": 50})),
             &nodes,
-            &[],
+            &[] as &[Pod],
             settings(),
         );
         assert!(matches!(&refusal, Err(r) if r.contains("maxPercent=50")));
         let allowed = check_guards(
             &args(json!({"zone": "a", "maxNodes": 1, "overrideBlastRadius": true})),
             &nodes,
-            &[],
+            &[] as &[Pod],
             settings(),
         );
         assert!(allowed.is_ok());
@@ -888,7 +893,7 @@ mod tests {
         let refusal = check_guards(
             &args(json!({"zone": "a", "maxPercent": 50})),
             &nodes,
-            &[],
+            &[] as &[Pod],
             settings(),
         );
         assert!(
@@ -898,7 +903,7 @@ mod tests {
         let refusal = check_guards(
             &args(json!({"zone": "a", "maxNodes": 1})),
             &nodes,
-            &[],
+            &[] as &[Pod],
             settings(),
         );
         assert!(
@@ -912,7 +917,7 @@ mod tests {
             check_guards(
                 &args(json!({"zone": "a", "maxPercent": 50})),
                 &not_ready,
-                &[],
+                &[] as &[Pod],
                 settings()
             )
             .is_err()
@@ -921,7 +926,7 @@ mod tests {
             check_guards(
                 &args(json!({"zone": "a", "maxPercent": 50, "overrideBlastRadius": true})),
                 &nodes,
-                &[],
+                &[] as &[Pod],
                 settings()
             )
             .is_ok()
