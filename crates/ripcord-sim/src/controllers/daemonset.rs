@@ -4,7 +4,7 @@
 //! at a time; status counters; ControllerRevisions for `kubectl rollout history/undo`
 //! ([`super::revisions`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -89,6 +89,7 @@ pub fn reconcile(c: &mut Controllers) {
             .filter(|n| node_admits(&NodeInfo::from_node(n), &req))
             .map(|n| util::name(n).to_string())
             .collect();
+        let wanted_set: BTreeSet<&str> = wanted.iter().map(String::as_str).collect();
         let mut per_node: BTreeMap<String, Vec<Arc<Value>>> = BTreeMap::new();
         for p in owned {
             per_node
@@ -99,7 +100,7 @@ pub fn reconcile(c: &mut Controllers) {
         let mut kept: Vec<Arc<Value>> = Vec::new();
         // Remove pods on nodes that are gone or no longer wanted, and duplicates.
         for (node, mut list) in std::mem::take(&mut per_node) {
-            if !wanted.contains(&node) {
+            if !wanted_set.contains(node.as_str()) {
                 for p in list {
                     delete_pod(c, &ds, &p);
                 }
@@ -112,12 +113,15 @@ pub fn reconcile(c: &mut Controllers) {
                 delete_pod(c, &ds, &p);
             }
         }
-        // Create missing pods.
+        // Create missing pods (node names are unique: a pod created here is on no other
+        // wanted node).
+        let kept_nodes: BTreeSet<String> = kept
+            .iter()
+            .filter_map(|p| str_at(p, &["spec", "nodeName"]))
+            .map(str::to_string)
+            .collect();
         for node in &wanted {
-            if kept
-                .iter()
-                .any(|p| str_at(p, &["spec", "nodeName"]) == Some(node.as_str()))
-            {
+            if kept_nodes.contains(node) {
                 continue;
             }
             match c.create(CONTROLLER, &kinds::pods(), daemon_pod(&ds, node, &hash)) {

@@ -30,14 +30,14 @@ pub fn reconcile(c: &mut Controllers) {
     if !services.is_empty() {
         let pods = c.cache.list(&kinds::pods());
         let nodes = c.cache.list(&kinds::nodes());
-        type Labelled<'a> = Vec<(&'a Value, BTreeMap<String, String>)>;
-        let mut by_ns: BTreeMap<&str, Labelled<'_>> = BTreeMap::new();
+        // The labels are read in place: no copy of every pod's labels on every pass.
+        let mut by_ns: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
         for p in &pods {
             if util::is_pod_active(p) && str_at(p, &["status", "podIP"]).is_some() {
                 by_ns
                     .entry(util::namespace(p).unwrap_or(""))
                     .or_default()
-                    .push((p.as_ref(), util::labels(p)));
+                    .push(p.as_ref());
             }
         }
         let zone_of: BTreeMap<&str, &str> = nodes
@@ -55,12 +55,16 @@ pub fn reconcile(c: &mut Controllers) {
             let zone = util::annotation(svc, SERVICE_ZONE_ANNOTATION);
             let mut ready = Vec::new();
             let mut not_ready = Vec::new();
-            for (p, labels) in by_ns
+            for p in by_ns
                 .get(ns.as_str())
                 .map(Vec::as_slice)
                 .unwrap_or_default()
             {
-                if !util::map_selector_matches(&selector, labels) {
+                // `map_selector_matches` (the selector is not empty) on the labels in place.
+                let matches = selector.iter().all(|(k, v)| {
+                    at(p, &["metadata", "labels", k]).and_then(Value::as_str) == Some(v.as_str())
+                });
+                if !matches {
                     continue;
                 }
                 if let Some(zone) = zone {

@@ -41,8 +41,6 @@ fn uncached_dependents() -> Vec<ResourceType> {
     ]
 }
 
-type OwnerKey = (String, String, String, String);
-
 /// The namespace controller: a `Terminating` namespace has its contents deleted (gracefully:
 /// pods take their grace period) and, once nothing is left in it, loses its `kubernetes`
 /// finalizer, which lets the store remove it.
@@ -169,8 +167,6 @@ pub fn reconcile(c: &mut Controllers) {
         finish_terminating_namespaces(c);
         finish_foreground_deletions(c);
     }
-    // (apiVersion, kind, namespace, name) -> uid of the live owner, if any.
-    let mut owners: BTreeMap<OwnerKey, Option<String>> = BTreeMap::new();
     let nodes = c.cache.list(&kinds::nodes());
     let node_names: BTreeSet<String> = nodes.iter().map(|n| util::name(n).to_string()).collect();
     let cached_changed = c.is_dirty(&[
@@ -201,38 +197,40 @@ pub fn reconcile(c: &mut Controllers) {
             work.push((rt, objects.into_iter().map(Arc::new).collect()));
         }
     }
-    for (rt, objects) in work {
+    // (apiVersion, kind, namespace, name) -> uid of the live owner, if any. The keys borrow
+    // from the objects: no copies per object per pass.
+    let mut owners: BTreeMap<(&str, &str, &str, &str), Option<String>> = BTreeMap::new();
+    for (rt, objects) in &work {
         for obj in objects {
             if rt.plural == "pods"
-                && let Some(node) = str_at(&obj, &["spec", "nodeName"]).filter(|n| !n.is_empty())
+                && let Some(node) = str_at(obj, &["spec", "nodeName"]).filter(|n| !n.is_empty())
                 && !node_names.contains(node)
             {
                 // Pod GC: the node is gone, so nobody will end a grace period.
-                c.delete_with_grace(CONTROLLER, &rt, &obj, Some(0));
+                c.delete_with_grace(CONTROLLER, rt, obj, Some(0));
                 continue;
             }
-            let Some(refs) = at(&obj, &["metadata", "ownerReferences"]).and_then(Value::as_array)
+            let Some(refs) = at(obj, &["metadata", "ownerReferences"]).and_then(Value::as_array)
             else {
                 continue;
             };
             if refs.is_empty() {
                 continue;
             }
-            let ns = util::namespace(&obj).unwrap_or("").to_string();
+            let ns = util::namespace(obj).unwrap_or("");
             let any_alive = refs.iter().any(|r| {
-                let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
                 let uid = s("uid");
-                let key = (s("apiVersion"), s("kind"), ns.clone(), s("name"));
                 let live = owners
-                    .entry(key)
+                    .entry((s("apiVersion"), s("kind"), ns, s("name")))
                     .or_insert_with_key(|(api_version, kind, ns, name)| {
-                        owner_uid(c, api_version, kind, ns, name, &uid)
+                        owner_uid(c, api_version, kind, ns, name, uid)
                     });
-                live.as_deref() == Some(uid.as_str())
+                live.as_deref() == Some(uid)
             });
             if !any_alive {
-                tracing::debug!(kind = %rt.kind, namespace = %ns, name = %util::name(&obj), "collecting orphan");
-                c.delete(CONTROLLER, &rt, &obj);
+                tracing::debug!(kind = %rt.kind, namespace = %ns, name = %util::name(obj), "collecting orphan");
+                c.delete(CONTROLLER, rt, obj);
             }
         }
     }

@@ -8,7 +8,9 @@
 //! [`InvariantMonitor`]) and then runs one reconcile *pass*: every controller compares the
 //! desired with the observed state and writes through `Store::modify`/`create`/`delete`,
 //! never through HTTP. A pass that writes something causes events, hence another pass; a pass
-//! that writes nothing lets the task sleep until the next timer. Like the real controllers,
+//! that writes nothing lets the task sleep until the next timer. Before the pod controller
+//! (scheduler and kubelet) runs, the pass drains the events again, so that a pod created
+//! earlier in the pass is bound in the same pass. Like the real controllers,
 //! each pass takes at most one rollout step per Deployment.
 
 pub mod daemonset;
@@ -332,6 +334,9 @@ impl Controllers {
         if self.is_dirty(&["statefulsets", "pods"]) {
             statefulset::reconcile(self);
         }
+        // The scheduler sees the pods the controllers above created in this pass (as a real
+        // scheduler binds a new pod at once) instead of binding them a whole pass later.
+        self.drain();
         pods::reconcile(self);
         if self.is_dirty(&["poddisruptionbudgets", "pods", "deployments", "replicasets"]) {
             disruption::reconcile(self);

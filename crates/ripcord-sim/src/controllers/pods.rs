@@ -332,7 +332,13 @@ pub fn reconcile(c: &mut Controllers) {
         util::is_pod_active(p) && str_at(p, &["spec", "nodeName"]).is_none_or(str::is_empty)
     });
     let mut placement = unscheduled.then(|| Placement::new(&pods, &nodes, &node_by_name));
+    // The pod IPs in use are only gathered when a container actually starts (not for every
+    // pass in which some pod waits for its start or readiness delay).
     let mut ips: Option<IpAllocator> = None;
+    let mut allocate_ip = |node: &Value| {
+        ips.get_or_insert_with(|| IpAllocator::from_pods(&pods))
+            .allocate(node)
+    };
     for pod in &pods {
         if let Some(deadline) = util::time_at(pod, &["metadata", "deletionTimestamp"]) {
             finish_termination(c, pod, deadline);
@@ -352,8 +358,7 @@ pub fn reconcile(c: &mut Controllers) {
             // The node is gone; the pod garbage collector removes the pod.
             continue;
         };
-        let ips = ips.get_or_insert_with(|| IpAllocator::from_pods(&pods));
-        kubelet(c, pod, &nodes[*i], ips);
+        kubelet(c, pod, &nodes[*i], &mut allocate_ip);
     }
 }
 
@@ -521,7 +526,12 @@ fn backoff(restarts: i64) -> Duration {
     BASE_BACKOFF.saturating_mul(1u32 << exp).min(MAX_BACKOFF)
 }
 
-fn kubelet(c: &mut Controllers, pod: &Value, node: &Value, ips: &mut IpAllocator) {
+fn kubelet(
+    c: &mut Controllers,
+    pod: &Value,
+    node: &Value,
+    allocate_ip: &mut dyn FnMut(&Value) -> String,
+) {
     let uid = util::uid(pod).to_string();
     let phase = str_at(pod, &["status", "phase"])
         .unwrap_or("Pending")
@@ -559,7 +569,7 @@ fn kubelet(c: &mut Controllers, pod: &Value, node: &Value, ips: &mut IpAllocator
             now
         };
         let started_s = crate::clock::format_k8s_time(started);
-        let ip = ips.allocate(node);
+        let ip = allocate_ip(node);
         let host = node_ip(node);
         let scheduled = util::pod_condition(pod, "PodScheduled")
             .and_then(|c| c.get("lastTransitionTime").cloned())
