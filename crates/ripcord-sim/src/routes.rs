@@ -220,39 +220,67 @@ fn list(store: &Store, req: &ResourceRequest) -> Result<Response, ApiError> {
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| *l > 0);
-    let (items, remaining, rv) = store.list_page(
-        &req.rt,
-        req.namespace.as_deref(),
-        after
-            .as_ref()
-            .map(|(_, ns, name)| (ns.as_str(), name.as_str())),
-        limit,
-        |o| labels.matches(o) && fields.matches(o),
-    );
-    let mut metadata = json!({"resourceVersion": rv.to_string()});
-    if remaining > 0
-        && let Some(last) = items.last()
-    {
-        let meta = |f: &str| {
-            last.pointer(&format!("/metadata/{f}"))
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        metadata["continue"] = json!(encode_continue(rv, &meta("namespace"), &meta("name")));
-        metadata["remainingItemCount"] = json!(remaining);
-    }
+    let after = after
+        .as_ref()
+        .map(|(_, ns, name)| (ns.as_str(), name.as_str()));
+    let keep = |o: &Value| labels.matches(o) && fields.matches(o);
+    let metadata_of = |items: &[&Value], remaining: usize, rv: u64| {
+        let mut metadata = json!({"resourceVersion": rv.to_string()});
+        if remaining > 0
+            && let Some(last) = items.last()
+        {
+            let meta = |f: &str| {
+                last.pointer(&format!("/metadata/{f}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            metadata["continue"] = json!(encode_continue(rv, &meta("namespace"), &meta("name")));
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+        metadata
+    };
     if wants_table(req) {
+        let (items, remaining, rv) =
+            store.list_page(&req.rt, req.namespace.as_deref(), after, limit, keep);
+        let refs: Vec<&Value> = items.iter().collect();
+        let metadata = metadata_of(&refs, remaining, rv);
         let t = table::table(store, &req.rt, &items, include_object(req), metadata, true);
         return Ok(json_response(StatusCode::OK, &t));
     }
-    let body = json!({
-        "kind": format!("{}List", req.rt.kind),
-        "apiVersion": req.rt.api_version(),
-        "metadata": metadata,
-        "items": items,
-    });
-    Ok(json_response(StatusCode::OK, &body))
+    // Serialized under the store's lock, straight from the stored objects.
+    let bytes = store.list_page_with(
+        &req.rt,
+        req.namespace.as_deref(),
+        after,
+        limit,
+        keep,
+        |items, remaining, rv| {
+            #[derive(serde::Serialize)]
+            struct List<'a> {
+                kind: String,
+                #[serde(rename = "apiVersion")]
+                api_version: String,
+                metadata: Value,
+                items: &'a [&'a Value],
+            }
+            serde_json::to_vec(&List {
+                kind: format!("{}List", req.rt.kind),
+                api_version: req.rt.api_version(),
+                metadata: metadata_of(items, remaining, rv),
+                items,
+            })
+        },
+    );
+    let bytes = bytes.map_err(|e| ApiError::Internal {
+        message: format!("cannot encode the list: {e}"),
+    })?;
+    let mut resp = (StatusCode::OK, bytes).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }
 
 fn watch_collection(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError> {

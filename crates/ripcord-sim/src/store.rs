@@ -599,10 +599,27 @@ impl Store {
         limit: Option<usize>,
         keep: impl Fn(&Value) -> bool,
     ) -> (Vec<Value>, usize, u64) {
+        self.list_page_with(rt, ns, after, limit, keep, |items, remaining, rv| {
+            (items.iter().map(|v| (*v).clone()).collect(), remaining, rv)
+        })
+    }
+
+    /// [`Store::list_page`] handing the page to `f` under the store's lock, without cloning
+    /// it (a list response is serialized straight from the store: copying every object of a
+    /// large list first cost most of its time). `f` must not call back into the store.
+    pub fn list_page_with<R>(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: Option<usize>,
+        keep: impl Fn(&Value) -> bool,
+        f: impl FnOnce(&[&Value], usize, u64) -> R,
+    ) -> R {
         use std::ops::Bound;
         let inner = self.lock();
         let Some(m) = inner.objects.get(rt) else {
-            return (Vec::new(), 0, inner.rv);
+            return f(&[], 0, inner.rv);
         };
         let ns = ns.filter(|_| rt.namespaced);
         let start = match (after, ns) {
@@ -610,7 +627,7 @@ impl Store {
             (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
             (None, None) => Bound::Unbounded,
         };
-        let mut items = Vec::new();
+        let mut items: Vec<&Value> = Vec::new();
         let mut remaining = 0;
         for ((obj_ns, _), obj) in m.range((start, Bound::Unbounded)) {
             if let Some(ns) = ns {
@@ -624,12 +641,12 @@ impl Store {
                 continue;
             }
             if limit.is_none_or(|l| items.len() < l) {
-                items.push(obj.clone());
+                items.push(obj);
             } else {
                 remaining += 1;
             }
         }
-        (items, remaining, inner.rv)
+        f(&items, remaining, inner.rv)
     }
 
     /// Calls `f` on one object under the store's lock, without cloning it; `None` when the
