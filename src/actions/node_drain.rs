@@ -124,6 +124,9 @@ struct Memory {
     /// A wait ended when the next wave had room, and no wait has seen everything settle
     /// since.
     unsettled: bool,
+    /// `(namespace, name)` → uid of each evicted pod (from the eviction's pre-image): a pod
+    /// recreated under the same name (a StatefulSet's) is not the evicted one.
+    uids: HashMap<(String, String), String>,
     /// ReplicaSets the waits read, with when: read again after [`REPLICA_SETS_REFRESH`].
     sets: BTreeMap<(String, String), (Option<ReplicaSetWant>, Instant)>,
 }
@@ -142,6 +145,18 @@ impl EvictionOwners {
                 .extend(wave.owners.iter().map(|(k, v)| (k.clone(), v.clone())));
             for m in &wave.mutations {
                 memory.pods.insert(m.id.clone(), pods_of(m));
+                for pod in m.pre_image["pods"].as_array().into_iter().flatten() {
+                    let meta = &pod["metadata"];
+                    if let (Some(ns), Some(name), Some(uid)) = (
+                        meta["namespace"].as_str(),
+                        meta["name"].as_str(),
+                        meta["uid"].as_str(),
+                    ) {
+                        memory
+                            .uids
+                            .insert((ns.to_string(), name.to_string()), uid.to_string());
+                    }
+                }
             }
             memory.drain = Some((drained.clone(), settings));
         }
@@ -160,6 +175,11 @@ impl EvictionOwners {
         if let Ok(mut memory) = self.0.lock() {
             memory.unsettled = unsettled;
         }
+    }
+
+    /// The uids of the evicted pods, by `(namespace, name)`.
+    fn uids(&self) -> HashMap<(String, String), String> {
+        self.0.lock().map(|m| m.uids.clone()).unwrap_or_default()
     }
 
     /// Every pod this action evicted (in this process).
@@ -636,13 +656,14 @@ async fn wait_settled(
         })
         .collect();
     let drain = owners.drain().filter(|_| early);
+    let uids = owners.uids();
     let mut first_room: Option<Instant> = None;
     loop {
         changes.borrow_and_update();
         let live = watch.pods();
         let mut wake = deadline;
         if let Some((drained, settings)) = &drain
-            && all_leaving(&live, &evicted)
+            && all_leaving(&live, &evicted, &uids)
         {
             let pdbs = view.pdbs(ctx).await?;
             let next = plan_wave(drained, &live, &pdbs, *settings);
@@ -658,7 +679,7 @@ async fn wait_settled(
             }
         }
         let sets = owners.replica_sets(&api, &wanted).await?;
-        let Some(what) = unsettled(&live, &evicted, &sets) else {
+        let Some(what) = unsettled(&live, &evicted, &uids, &sets) else {
             owners.set_unsettled(false);
             return Ok(());
         };
@@ -677,15 +698,32 @@ async fn wait_settled(
 
 /// Whether the view shows each evicted pod terminating or gone (so that a wave planned on it
 /// cannot pick them again).
-fn all_leaving(live: &[Arc<Pod>], evicted: &[ObjectRef]) -> bool {
-    let staying: HashSet<(&str, &str)> = live
-        .iter()
-        .filter(|p| !pods::is_terminating(p))
-        .map(|p| (pods::namespace(p), pods::name(p)))
-        .collect();
+fn all_leaving(
+    live: &[Arc<Pod>],
+    evicted: &[ObjectRef],
+    uids: &HashMap<(String, String), String>,
+) -> bool {
+    let staying = present(live.iter().filter(|p| !pods::is_terminating(p)), uids);
     evicted
         .iter()
         .all(|t| !staying.contains(&(t.namespace.as_deref().unwrap_or_default(), t.name.as_str())))
+}
+
+/// `(namespace, name)` of the pods in `live` that may be evicted ones: a pod whose uid differs
+/// from the evicted pod's of that name is its replacement (a StatefulSet reuses names), not it.
+fn present<'a>(
+    live: impl Iterator<Item = &'a Arc<Pod>>,
+    uids: &HashMap<(String, String), String>,
+) -> HashSet<(&'a str, &'a str)> {
+    live.filter(|p| {
+        let key = (pods::namespace(p).to_string(), pods::name(p).to_string());
+        match (uids.get(&key), p.metadata.uid.as_deref()) {
+            (Some(evicted), Some(uid)) => evicted == uid,
+            _ => true,
+        }
+    })
+    .map(|p| (pods::namespace(p), pods::name(p)))
+    .collect()
 }
 
 /// A ReplicaSet a wait needs: its uid and desired replicas.
@@ -726,12 +764,10 @@ async fn replica_sets(
 fn unsettled(
     live: &[Arc<Pod>],
     evicted: &[ObjectRef],
+    uids: &HashMap<(String, String), String>,
     sets: &BTreeMap<(String, String), ReplicaSetWant>,
 ) -> Option<String> {
-    let present: HashSet<(&str, &str)> = live
-        .iter()
-        .map(|p| (pods::namespace(p), pods::name(p)))
-        .collect();
+    let present = present(live.iter(), uids);
     let still_there: Vec<String> = evicted
         .iter()
         .filter(|t| {
@@ -1078,23 +1114,29 @@ mod tests {
         let old = Arc::new(pod("web-0", "a-1", "web", "ReplicaSet"));
         let new = Arc::new(pod("web-1", "b-1", "web", "ReplicaSet"));
         let other = Arc::new(pod("web-2", "b-1", "web", "ReplicaSet"));
-        let waiting = unsettled(&[old, new.clone()], &evicted, &sets);
+        let waiting = unsettled(&[old, new.clone()], &evicted, &HashMap::new(), &sets);
         assert!(
             waiting
                 .as_deref()
                 .is_some_and(|w| w.contains("go away") && w.contains("shop/web-0")),
             "{waiting:?}"
         );
-        let waiting = unsettled(std::slice::from_ref(&new), &evicted, &sets);
+        let waiting = unsettled(std::slice::from_ref(&new), &evicted, &HashMap::new(), &sets);
         assert!(
             waiting
                 .as_deref()
                 .is_some_and(|w| w.contains("replicaset/shop/web-rs 1/2 ready")),
             "{waiting:?}"
         );
-        assert_eq!(unsettled(&[new, other], &evicted, &sets), None);
+        assert_eq!(
+            unsettled(&[new, other], &evicted, &HashMap::new(), &sets),
+            None
+        );
         // A ReplicaSet deleted meanwhile is not in `sets`: nothing to wait for.
-        assert_eq!(unsettled(&[], &evicted, &BTreeMap::new()), None);
+        assert_eq!(
+            unsettled(&[], &evicted, &HashMap::new(), &BTreeMap::new()),
+            None
+        );
     }
 
     fn terminating(mut pod: Pod) -> Pod {
@@ -1153,9 +1195,54 @@ mod tests {
         let web0_leaving = Arc::new(terminating(pod("web-0", "a-1", "web", "ReplicaSet")));
         let other = Arc::new(pod("web-2", "a-1", "web", "ReplicaSet"));
         // web-0 still looks untouched: the watch has not delivered its eviction yet.
-        assert!(!all_leaving(&[web0, other.clone()], &evicted));
+        assert!(!all_leaving(
+            &[web0, other.clone()],
+            &evicted,
+            &HashMap::new()
+        ));
         // web-0 terminating, web-1 gone.
-        assert!(all_leaving(&[web0_leaving, other], &evicted));
+        assert!(all_leaving(
+            &[web0_leaving, other],
+            &evicted,
+            &HashMap::new()
+        ));
+    }
+
+    #[test]
+    fn a_pod_recreated_under_the_evicted_ones_name_is_its_replacement() {
+        // A StatefulSet recreates web-0 under the same name (new uid) on another node.
+        let evicted = vec![pod_ref("shop", "web-0")];
+        let uids = HashMap::from([(
+            ("shop".to_string(), "web-0".to_string()),
+            "uid-old".to_string(),
+        )]);
+        let mut again = pod("web-0", "b-1", "web", "StatefulSet");
+        again.metadata.uid = Some("uid-new".into());
+        let again = Arc::new(again);
+        assert!(all_leaving(std::slice::from_ref(&again), &evicted, &uids));
+        assert_eq!(
+            unsettled(
+                std::slice::from_ref(&again),
+                &evicted,
+                &uids,
+                &BTreeMap::new()
+            ),
+            None
+        );
+        // The evicted pod itself (same uid) is still there.
+        let mut same = pod("web-0", "a-1", "web", "StatefulSet");
+        same.metadata.uid = Some("uid-old".into());
+        let same = Arc::new(same);
+        assert!(!all_leaving(std::slice::from_ref(&same), &evicted, &uids));
+        assert!(
+            unsettled(
+                std::slice::from_ref(&same),
+                &evicted,
+                &uids,
+                &BTreeMap::new()
+            )
+            .is_some()
+        );
     }
 
     #[test]
