@@ -1066,7 +1066,8 @@ podDisruptionBudgets:
 /// A StatefulSet recreates an evicted pod under the same name: the drain tells the replacement
 /// (another uid, on a node outside the zone) from the evicted pod by uid. Before, it matched
 /// names only and ended only if its wait happened to look between the old pod's deletion and
-/// the new pod's creation; the uid rule itself is unit-tested in `actions/node_drain.rs`.
+/// the new pod's creation; the uid rule itself is unit-tested in `actions/node_drain.rs`. The
+/// drain also ends only once the StatefulSet is fully Ready again, as for a ReplicaSet.
 #[tokio::test]
 async fn a_failout_moves_statefulset_pods_recreated_under_the_same_name() {
     let sim = start_yaml(
@@ -1128,9 +1129,7 @@ namespaces: [shop]
         driven.last_summary
     );
     assert!(in_zone_a().is_empty(), "{:?}", in_zone_a());
-    // The same names run again, elsewhere. (The drain waits for the replacements of
-    // ReplicaSet pods only; a StatefulSet's come back in order, after the drain.)
-    wait_until("db ready again", || all_ready(&sim, "shop", "db", 3)).await;
-    assert!(in_zone_a().is_empty(), "{:?}", in_zone_a());
+    // The same names run again, elsewhere, and the drain waited for them.
+    assert!(all_ready(&sim, "shop", "db", 3));
     sim.shutdown().await;
 }

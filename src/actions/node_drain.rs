@@ -53,6 +53,10 @@ const REPLICA_SETS_REFRESH: Duration = Duration::from_secs(2);
 /// Pages of the initial pod list a [`DrainPods`] view may take, in call timeouts.
 const VIEW_READY_CALLS: u32 = 4;
 
+/// The prefix marking a StatefulSet among the owners a wait reads (ReplicaSet names are bare;
+/// no object name contains `/`).
+const STATEFUL_SET_OWNER: &str = "StatefulSet/";
+
 /// How long a drain plans on the PodDisruptionBudgets it listed before listing them again.
 /// A PDB created or changed meanwhile is still enforced: the API server refuses (429) an
 /// eviction it does not allow, and the eviction retries.
@@ -415,8 +419,15 @@ pub(crate) fn plan_wave<P: Borrow<Pod>>(
     let mut by_node: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
     for pod in chosen {
         let key = format!("{}/{}", pods::namespace(pod), pods::name(pod));
-        if let Some(owner) = pods::controller_of(pod).filter(|o| o.kind == "ReplicaSet") {
-            wave.owners.insert(key, owner.name.clone());
+        match pods::controller_of(pod) {
+            Some(owner) if owner.kind == "ReplicaSet" => {
+                wave.owners.insert(key, owner.name.clone());
+            }
+            Some(owner) if owner.kind == "StatefulSet" => {
+                wave.owners
+                    .insert(key, format!("{STATEFUL_SET_OWNER}{}", owner.name));
+            }
+            _ => {}
         }
         by_node
             .entry(pods::node_name(pod).unwrap_or_default())
@@ -733,22 +744,43 @@ struct ReplicaSetWant {
     desired: i64,
 }
 
-/// Reads the ReplicaSets `(namespace, name)` concurrently; one deleted meanwhile (a rollout
-/// finished) is left out: nothing to wait for.
+/// Reads the ReplicaSets and StatefulSets `(namespace, name)` (a StatefulSet's name carries
+/// the [`STATEFUL_SET_OWNER`] prefix) concurrently; one deleted meanwhile (a rollout finished)
+/// is left out: nothing to wait for. So is a StatefulSet the identity may not read (a chart
+/// older than this rule): its replacements are not waited for, as before.
 async fn replica_sets(
     api: &Pods,
     wanted: &BTreeSet<(String, String)>,
 ) -> Result<BTreeMap<(String, String), ReplicaSetWant>, ActionError> {
     let reads = wanted.iter().map(|(ns, name)| async move {
-        match api.replica_set(ns, name).await {
-            Ok(rs) => Ok(Some((
+        let read = match name.strip_prefix(STATEFUL_SET_OWNER) {
+            Some(sts) => api.stateful_set(ns, sts).await.map(|set| {
+                (
+                    set.metadata.uid.clone().unwrap_or_default(),
+                    set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                )
+            }),
+            None => api.replica_set(ns, name).await.map(|rs| {
+                (
+                    rs.metadata.uid.clone().unwrap_or_default(),
+                    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                )
+            }),
+        };
+        match read {
+            Ok((uid, desired)) => Ok(Some((
                 (ns.clone(), name.clone()),
                 ReplicaSetWant {
-                    uid: rs.metadata.uid.clone().unwrap_or_default(),
-                    desired: i64::from(rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)),
+                    uid,
+                    desired: i64::from(desired),
                 },
             ))),
             Err(K8sError::NotFound { .. }) => Ok(None),
+            Err(err) if err.status_code() == Some(403) && name.starts_with(STATEFUL_SET_OWNER) => {
+                tracing::warn!(namespace = %ns, owner = %name,
+                               "cannot read the StatefulSet (RBAC): not waiting for its replacements");
+                Ok(None)
+            }
             Err(err) => Err(ActionError::from(err)),
         }
     });
@@ -795,8 +827,10 @@ fn unsettled(
         .iter()
         .filter_map(|((ns, name), rs)| {
             let count = ready.get(rs.uid.as_str()).copied().unwrap_or(0);
-            (count < rs.desired)
-                .then(|| format!("replicaset/{ns}/{name} {count}/{} ready", rs.desired))
+            (count < rs.desired).then(|| match name.strip_prefix(STATEFUL_SET_OWNER) {
+                Some(sts) => format!("statefulset/{ns}/{sts} {count}/{} ready", rs.desired),
+                None => format!("replicaset/{ns}/{name} {count}/{} ready", rs.desired),
+            })
         })
         .collect();
     if not_ready.is_empty() {

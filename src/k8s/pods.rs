@@ -12,7 +12,7 @@ use super::nodes::{Resources, parse_bytes, parse_cpu_millis};
 use super::{K8sError, call, describe};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -115,6 +115,13 @@ impl Pods {
     pub async fn replica_set(&self, namespace: &str, name: &str) -> Result<ReplicaSet, K8sError> {
         let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
         let object = describe("ReplicaSet", Some(namespace), name);
+        call("get", &object, self.timeout, api.get(name)).await
+    }
+
+    /// Reads a StatefulSet (a drain waits for the replacements of the pods it evicted).
+    pub async fn stateful_set(&self, namespace: &str, name: &str) -> Result<StatefulSet, K8sError> {
+        let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), namespace);
+        let object = describe("StatefulSet", Some(namespace), name);
         call("get", &object, self.timeout, api.get(name)).await
     }
 

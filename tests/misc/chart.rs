@@ -184,6 +184,7 @@ fn rendered_rbac_grants_exactly_the_verbs_the_actions_need() {
         "apps/deployments/scale:patch",
         "apps/replicasets:get",
         "apps/replicasets:list",
+        "apps/statefulsets:get",
         "/pods:get",
         "/pods:list",
         "/pods:watch",
