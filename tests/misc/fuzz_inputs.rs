@@ -392,7 +392,12 @@ fn garbled_journals_never_panic_and_name_the_bad_line() {
         match read_bytes(dir.path(), "garbled.jsonl", &garbled) {
             JournalRead::Ok { .. } => {}
             JournalRead::Err { category, message } => {
-                assert_eq!(category, "journal-corrupted", "round {round}: {message}");
+                // A garbled digit of a line's `"v"` makes a well-formed line of another
+                // format version: refused as such ("journal-version"), also naming the line.
+                assert!(
+                    category == "journal-corrupted" || category == "journal-version",
+                    "round {round}: {category}: {message}"
+                );
                 let names_line = message.contains("garbled.jsonl:")
                     && message
                         .rsplit_once(".jsonl:")
