@@ -20,6 +20,16 @@ fn action(value: Value) -> Box<dyn actions::Action> {
     actions::build(&parsed).expect("action builds")
 }
 
+/// A scenario of three zones of one node each (namespace `shop`, pods Ready 3 simulated
+/// seconds after start, time factor 20), followed by `rest` (workloads, PDBs).
+fn one_node_zones(name: &str, rest: &str) -> String {
+    format!(
+        "name: {name}\nsettings:\n  timeFactor: 20\n  podReadyDelaySeconds: 3\nzones:\n  - \
+         {{name: zone-a, nodes: 1}}\n  - {{name: zone-b, nodes: 1}}\n  - {{name: zone-c, nodes: \
+         1}}\nnamespaces: [shop]\n{rest}"
+    )
+}
+
 fn route_weights(sim: &ripcord::sim::SimCluster) -> BTreeMap<String, u64> {
     let route = sim
         .store()
@@ -958,18 +968,9 @@ async fn issue18_failout_waits_on_a_pod_watch_not_a_poll() {
 /// one stopped the whole drain after the first wave.
 #[tokio::test]
 async fn issue18_waves_overlap_while_one_replacement_is_held() {
-    let sim = start_yaml(
-        r#"
-name: overlapping-waves
-settings:
-  timeFactor: 20
-  podReadyDelaySeconds: 3
-zones:
-  - {name: zone-a, nodes: 1}
-  - {name: zone-b, nodes: 1}
-  - {name: zone-c, nodes: 1}
-namespaces: [shop]
-deployments:
+    let sim = start_yaml(&one_node_zones(
+        "overlapping-waves",
+        r#"deployments:
   - namespace: shop
     name: fast
     replicas: 9
@@ -983,7 +984,7 @@ podDisruptionBudgets:
   - {namespace: shop, name: fast, selector: {app: fast}, maxUnavailable: 1}
   - {namespace: shop, name: held, selector: {app: held}, maxUnavailable: 1}
 "#,
-    )
+    ))
     .await;
     wait_until("fast and held ready", || {
         all_ready(&sim, "shop", "fast", 9) && all_ready(&sim, "shop", "held", 3)
@@ -1070,20 +1071,7 @@ podDisruptionBudgets:
 /// drain also ends only once the StatefulSet is fully Ready again, as for a ReplicaSet.
 #[tokio::test]
 async fn a_failout_moves_statefulset_pods_recreated_under_the_same_name() {
-    let sim = start_yaml(
-        r#"
-name: statefulset-in-zone
-settings:
-  timeFactor: 20
-  podReadyDelaySeconds: 3
-zones:
-  - {name: zone-a, nodes: 1}
-  - {name: zone-b, nodes: 1}
-  - {name: zone-c, nodes: 1}
-namespaces: [shop]
-"#,
-    )
-    .await;
+    let sim = start_yaml(&one_node_zones("statefulset-in-zone", "")).await;
     let client = sim.client();
     let sts: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
         kube::Api::namespaced(client, "shop");

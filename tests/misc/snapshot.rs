@@ -338,6 +338,15 @@ fn check_pages(bundle: &Path, manifest: &snapshot::Manifest) {
 }
 
 /// A pod with a literal credential in its env, on a node.
+/// Creates `bulk-0` … `bulk-{n-1}` (see [`bulk_pod`]) in the store.
+fn create_bulk_pods(store: &ripcord::sim::store::Store, n: usize) {
+    for i in 0..n {
+        store
+            .create(&kinds::pods(), bulk_pod(&format!("bulk-{i}")))
+            .expect("pod created");
+    }
+}
+
 fn bulk_pod(name: &str) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": name, "namespace": "shop", "labels": {"app": "bulk"}},
@@ -355,11 +364,7 @@ fn bulk_pod(name: &str) -> serde_json::Value {
 async fn issue18_broad_phase_writes_one_list_per_kind_and_page() {
     let sim = Sim::start().await;
     let store = sim.cluster.store();
-    for i in 0..7 {
-        store
-            .create(&kinds::pods(), bulk_pod(&format!("bulk-{i}")))
-            .expect("pod created");
-    }
+    create_bulk_pods(store, 7);
     let dir = tempfile::tempdir().expect("tempdir");
     let bundle = dir.path().join("snapshot");
     let request = SnapshotRequest {
@@ -493,11 +498,7 @@ async fn issue18_broad_phase_writes_one_list_per_kind_and_page() {
 async fn issue18_a_planted_link_and_an_unwritable_page_never_break_the_bundle() {
     let sim = Sim::start().await;
     let store = sim.cluster.store();
-    for i in 0..7 {
-        store
-            .create(&kinds::pods(), bulk_pod(&format!("bulk-{i}")))
-            .expect("pod created");
-    }
+    create_bulk_pods(store, 7);
     let dir = tempfile::tempdir().expect("tempdir");
     let bundle = dir.path().join("snapshot");
     let pod_dir = bundle.join("objects/shop/pod");
